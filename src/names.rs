@@ -1,0 +1,222 @@
+//! Rules for the names that become paths in the config repository (service,
+//! environment, namespace, branch) or land in commit messages (artifact id).
+//! Every name is checked here before any path is built from it; the error
+//! names the field and the problem so a person can fix the request.
+
+use std::fmt;
+
+/// A name that breaks the rules, with the field it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameError {
+    /// The request field, e.g. `service`.
+    pub field: &'static str,
+    /// The offending value (truncated for display).
+    pub value: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "invalid {}: {}", self.field, self.reason)
+        } else {
+            let shown: String = self.value.chars().take(64).collect();
+            let ellipsis = if shown.len() < self.value.len() { "..." } else { "" };
+            write!(f, "invalid {} {:?}{}: {}", self.field, shown, ellipsis, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Longest service, environment or namespace name (a Kubernetes label).
+pub const MAX_SIMPLE_NAME: usize = 63;
+/// Longest branch name or artifact id.
+pub const MAX_LONG_NAME: usize = 200;
+
+fn err(field: &'static str, value: &str, reason: impl Into<String>) -> NameError {
+    NameError {
+        field,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks one path component: `[A-Za-z0-9._-]`, starting with a letter or
+/// digit, so it can neither be `.`/`..` nor hidden nor absolute.
+fn check_component(field: &'static str, whole: &str, part: &str) -> Result<(), NameError> {
+    if part.is_empty() {
+        return Err(err(field, whole, "must not be empty or contain empty path segments"));
+    }
+    if part == "." || part == ".." || part.contains("..") {
+        return Err(err(field, whole, "must not contain \"..\""));
+    }
+    if let Some(c) = part
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        let what = if c.is_control() {
+            "control characters".to_string()
+        } else {
+            format!("{c:?}")
+        };
+        return Err(err(
+            field,
+            whole,
+            format!("must not contain {what} (allowed: letters, digits, '.', '_', '-')"),
+        ));
+    }
+    if !part.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(err(field, whole, "must start with a letter or digit"));
+    }
+    Ok(())
+}
+
+fn check_simple(field: &'static str, value: &str) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(err(field, value, "must not be empty"));
+    }
+    if value.len() > MAX_SIMPLE_NAME {
+        return Err(err(
+            field,
+            value,
+            format!("is {} bytes long; at most {MAX_SIMPLE_NAME} allowed", value.len()),
+        ));
+    }
+    if value.starts_with('/') {
+        return Err(err(field, value, "must not be an absolute path"));
+    }
+    if value.contains('/') {
+        return Err(err(field, value, "must not contain '/'"));
+    }
+    check_component(field, value, value)
+}
+
+/// A service name: one path component.
+pub fn check_service(value: &str) -> Result<(), NameError> {
+    check_simple("service", value)
+}
+
+/// An environment name: one path component.
+pub fn check_environment(value: &str) -> Result<(), NameError> {
+    check_simple("environment", value)
+}
+
+/// A namespace name: one path component.
+pub fn check_namespace(value: &str) -> Result<(), NameError> {
+    check_simple("namespace", value)
+}
+
+/// A branch name. It may contain `/` (`feature/x`), which becomes nested
+/// folders under `builds/<service>/`; so no segment may equal an environment
+/// folder name or `artifact.json`, and none may be `..`.
+pub fn check_branch(value: &str, environments: &[String]) -> Result<(), NameError> {
+    let field = "branch";
+    if value.is_empty() {
+        return Err(err(field, value, "must not be empty"));
+    }
+    if value.len() > MAX_LONG_NAME {
+        return Err(err(
+            field,
+            value,
+            format!("is {} bytes long; at most {MAX_LONG_NAME} allowed", value.len()),
+        ));
+    }
+    if value.starts_with('/') {
+        return Err(err(field, value, "must not be an absolute path"));
+    }
+    for part in value.split('/') {
+        check_component(field, value, part)?;
+        if part.ends_with(".lock") || part == "artifact.json" {
+            return Err(err(field, value, format!("must not have a segment {part:?}")));
+        }
+        if value.contains('/') && environments.iter().any(|e| e == part) {
+            return Err(err(
+                field,
+                value,
+                format!("segment {part:?} would collide with the environment folder of that name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An artifact id: never a path, but part of commit titles and trailers.
+pub fn check_artifact_id(value: &str) -> Result<(), NameError> {
+    let field = "artifact_id";
+    if value.is_empty() {
+        return Err(err(field, value, "must not be empty"));
+    }
+    if value.len() > MAX_LONG_NAME {
+        return Err(err(
+            field,
+            value,
+            format!("is {} bytes long; at most {MAX_LONG_NAME} allowed", value.len()),
+        ));
+    }
+    if value.starts_with('/') {
+        return Err(err(field, value, "must not be an absolute path"));
+    }
+    for part in value.split('/') {
+        check_component(field, value, part)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envs() -> Vec<String> {
+        vec!["dev".into(), "staging".into(), "prod".into()]
+    }
+
+    #[test]
+    fn accepts_ordinary_names() {
+        check_service("product-api").unwrap();
+        check_service("svc_1.v2").unwrap();
+        check_environment("prod").unwrap();
+        check_branch("master", &envs()).unwrap();
+        check_branch("feature/login-page", &envs()).unwrap();
+        check_branch("dev", &envs()).unwrap();
+        check_artifact_id("master-1a2b3c-4d5e6f").unwrap();
+    }
+
+    #[test]
+    fn refuses_escapes_and_odd_characters() {
+        for bad in ["..", "../x", "a/../b", "/etc", "a/b", "", ".hidden", "a b", "a\0b", "a\nb"] {
+            let e = check_service(bad).unwrap_err();
+            assert_eq!(e.field, "service", "{bad:?}");
+        }
+        assert!(check_service("a\u{7}b").unwrap_err().reason.contains("control"));
+        assert!(check_service("../x").unwrap_err().reason.contains(".."));
+        assert!(check_service("/x").unwrap_err().reason.contains("absolute"));
+    }
+
+    #[test]
+    fn refuses_over_long_names() {
+        let long = "a".repeat(MAX_SIMPLE_NAME + 1);
+        assert!(check_service(&long).unwrap_err().reason.contains("at most 63"));
+        check_service(&"a".repeat(MAX_SIMPLE_NAME)).unwrap();
+        let long = "b".repeat(MAX_LONG_NAME + 1);
+        assert!(check_branch(&long, &envs()).is_err());
+        assert!(check_artifact_id(&long).is_err());
+    }
+
+    #[test]
+    fn branches_cannot_collide_with_environment_folders() {
+        assert!(check_branch("feature/dev", &envs()).is_err());
+        assert!(check_branch("prod/x", &envs()).is_err());
+        assert!(check_branch("feature//x", &envs()).is_err());
+        assert!(check_branch("feature/x/", &envs()).is_err());
+        assert!(check_branch("x/artifact.json", &envs()).is_err());
+        assert!(check_branch("x.lock", &envs()).is_err());
+    }
+
+    #[test]
+    fn message_names_field_and_value() {
+        let e = check_environment("../prod").unwrap_err();
+        assert_eq!(e.to_string(), "invalid environment \"../prod\": must not contain \"..\"");
+    }
+}

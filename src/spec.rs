@@ -1,0 +1,226 @@
+//! The artifact.json spec: what a build says about itself. Parsing is strict
+//! (unknown fields are refused) but tolerant of files older tools wrote
+//! without `service`, `namespace` or `application.branch`. Stage data is kept
+//! as raw JSON so that one malformed stage only makes its own figure unknown.
+
+use serde::{Deserialize, Serialize};
+
+/// The contents of `artifact.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArtifactSpec {
+    /// Artifact id, unique per service.
+    pub id: String,
+    /// Service name (absent in files of older tools).
+    #[serde(default)]
+    pub service: String,
+    /// Namespace to release into (absent in files of older tools).
+    #[serde(default)]
+    pub namespace: String,
+    /// Owning squad.
+    #[serde(default)]
+    pub squad: String,
+    /// The source change the build was made from.
+    #[serde(default)]
+    pub application: Repository,
+    /// The CI job.
+    #[serde(default)]
+    pub ci: Ci,
+    /// The shuttle plan used by the build.
+    #[serde(default)]
+    pub shuttle: Shuttle,
+    /// Build stages in the order they ran.
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+}
+
+/// A source repository commit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Repository {
+    /// Commit sha.
+    #[serde(default)]
+    pub sha: String,
+    /// Branch (absent in files of older tools).
+    #[serde(default)]
+    pub branch: String,
+    /// Author name.
+    #[serde(default)]
+    pub author_name: String,
+    /// Author email.
+    #[serde(default)]
+    pub author_email: String,
+    /// Committer name.
+    #[serde(default)]
+    pub committer_name: String,
+    /// Committer email.
+    #[serde(default)]
+    pub committer_email: String,
+    /// Commit message.
+    #[serde(default)]
+    pub message: String,
+    /// Repository name.
+    #[serde(default)]
+    pub name: String,
+    /// Link to the commit.
+    #[serde(default)]
+    pub url: String,
+    /// Hosting provider, e.g. GitHub.
+    #[serde(default)]
+    pub provider: String,
+}
+
+/// The CI job that made the build.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ci {
+    /// Link to the job.
+    #[serde(default)]
+    pub job_url: String,
+    /// Start time, RFC 3339.
+    #[serde(default)]
+    pub start: String,
+    /// End time, RFC 3339.
+    #[serde(default)]
+    pub end: String,
+}
+
+/// The shuttle plan of the build.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Shuttle {
+    /// The plan repository commit.
+    #[serde(default)]
+    pub plan: Repository,
+    /// Shuttle version.
+    #[serde(default)]
+    pub shuttle_version: String,
+}
+
+/// One build stage; `data` depends on `id`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// One of build, push, test, snyk-code, snyk-docker.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Stage data, kept raw.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// Vulnerability counts by severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VulnerabilityCounts {
+    /// High severity.
+    #[serde(default)]
+    pub high: u32,
+    /// Medium severity.
+    #[serde(default)]
+    pub medium: u32,
+    /// Low severity.
+    #[serde(default)]
+    pub low: u32,
+}
+
+impl ArtifactSpec {
+    /// Parses artifact.json strictly.
+    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Pretty JSON with a 2-space indent and a final newline, as stored.
+    pub fn to_pretty_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("spec serializes");
+        text.push('\n');
+        text
+    }
+
+    /// Sum of the snyk-code and snyk-docker findings; `None` when the build
+    /// has no scan stage or one of them cannot be read.
+    pub fn vulnerabilities(&self) -> Option<VulnerabilityCounts> {
+        let mut sum = VulnerabilityCounts::default();
+        let mut seen = false;
+        for stage in self
+            .stages
+            .iter()
+            .filter(|s| s.id == "snyk-code" || s.id == "snyk-docker")
+        {
+            let counts: VulnerabilityCounts =
+                serde_json::from_value(stage.data.get("vulnerabilities")?.clone()).ok()?;
+            sum.high += counts.high;
+            sum.medium += counts.medium;
+            sum.low += counts.low;
+            seen = true;
+        }
+        seen.then_some(sum)
+    }
+
+    /// When the build finished: `ci.end`, else `ci.start`.
+    pub fn build_time(&self) -> &str {
+        if self.ci.end.is_empty() {
+            &self.ci.start
+        } else {
+            &self.ci.end
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD_TOOL: &str = r#"{
+  "id": "master-abc-def",
+  "application": {"sha": "abc", "authorName": "dev0", "authorEmail": "dev0@example.com",
+    "committerName": "dev0", "committerEmail": "dev0@example.com", "message": "change",
+    "name": "svc", "url": "https://x", "provider": "GitHub"},
+  "ci": {"jobUrl": "https://ci", "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:01:00Z"},
+  "squad": "squad-1",
+  "shuttle": {"plan": {"sha": "p", "message": "plan", "url": "https://p"}, "shuttleVersion": "v0.9.0"},
+  "stages": [
+    {"id": "build", "name": "Build", "data": {"image": "i", "tag": "t", "dockerVersion": "24"}},
+    {"id": "snyk-code", "name": "Code", "data": {"snykVersion": "1", "url": "u", "language": "go", "vulnerabilities": {"high": 1, "medium": 2, "low": 3}}},
+    {"id": "snyk-docker", "name": "Docker", "data": {"vulnerabilities": {"high": 0, "medium": 1, "low": 0}}}
+  ]
+}"#;
+
+    #[test]
+    fn reads_files_of_older_tools() {
+        let spec = ArtifactSpec::parse(OLD_TOOL.as_bytes()).unwrap();
+        assert_eq!(spec.id, "master-abc-def");
+        assert_eq!(spec.service, "");
+        assert_eq!(spec.application.branch, "");
+        assert_eq!(spec.build_time(), "2026-01-01T00:01:00Z");
+        assert_eq!(
+            spec.vulnerabilities(),
+            Some(VulnerabilityCounts { high: 1, medium: 3, low: 3 })
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_fields() {
+        let text = OLD_TOOL.replace("\"squad\"", "\"sqad\"");
+        let e = ArtifactSpec::parse(text.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("sqad"), "{e}");
+    }
+
+    #[test]
+    fn malformed_scan_makes_only_vulnerabilities_unknown() {
+        let text = OLD_TOOL.replace("\"high\": 1", "\"high\": \"lots\"");
+        let spec = ArtifactSpec::parse(text.as_bytes()).unwrap();
+        assert_eq!(spec.vulnerabilities(), None);
+        assert_eq!(spec.id, "master-abc-def");
+    }
+
+    #[test]
+    fn round_trips_as_pretty_json() {
+        let spec = ArtifactSpec::parse(OLD_TOOL.as_bytes()).unwrap();
+        let text = spec.to_pretty_json();
+        assert!(text.starts_with("{\n  \"id\""));
+        assert_eq!(ArtifactSpec::parse(text.as_bytes()).unwrap(), spec);
+    }
+}
