@@ -1,0 +1,116 @@
+//! Bearer-token authentication, one token per role, compared in constant
+//! time. Tokens are never logged. Health and reflection stay open so that
+//! probes and `grpcurl list` work without credentials.
+
+use subtle::ConstantTimeEq;
+use tonic::{Request, Status};
+
+/// Who a call must come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// hamctl users: releases, status, policies.
+    Operator,
+    /// CI pipelines uploading builds.
+    ArtifactPusher,
+}
+
+/// The configured tokens.
+#[derive(Clone, Default)]
+pub struct Auth {
+    /// Token of hamctl users.
+    pub hamctl_token: Option<String>,
+    /// Token of artifact pushers.
+    pub artifact_token: Option<String>,
+    /// Accept calls without a token where no token is configured.
+    pub unauthenticated: bool,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("hamctl_token", &self.hamctl_token.as_ref().map(|_| "<redacted>"))
+            .field("artifact_token", &self.artifact_token.as_ref().map(|_| "<redacted>"))
+            .field("unauthenticated", &self.unauthenticated)
+            .finish()
+    }
+}
+
+impl Auth {
+    /// Checks the `authorization: Bearer <token>` metadata of a call.
+    pub fn check<T>(&self, request: &Request<T>, role: Role) -> Result<(), Status> {
+        let expected = match role {
+            Role::Operator => self.hamctl_token.as_deref(),
+            Role::ArtifactPusher => self.artifact_token.as_deref(),
+        };
+        let Some(expected) = expected.filter(|t| !t.is_empty()) else {
+            return if self.unauthenticated {
+                Ok(())
+            } else {
+                Err(Status::unauthenticated(
+                    "this server accepts no token for this call",
+                ))
+            };
+        };
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        match presented {
+            None => Err(Status::unauthenticated(
+                "missing token: send \"authorization: Bearer <token>\" (hamctl: --auth-token or HAMCTL_AUTH_TOKEN)",
+            )),
+            Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+            Some(_) => Err(Status::unauthenticated("wrong token")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(token: Option<&str>) -> Request<()> {
+        let mut request = Request::new(());
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn roles_have_their_own_tokens() {
+        let auth = Auth {
+            hamctl_token: Some("h".into()),
+            artifact_token: Some("a".into()),
+            unauthenticated: false,
+        };
+        auth.check(&request(Some("h")), Role::Operator).unwrap();
+        auth.check(&request(Some("a")), Role::ArtifactPusher).unwrap();
+        assert!(auth.check(&request(Some("a")), Role::Operator).is_err());
+        assert!(auth.check(&request(Some("h")), Role::ArtifactPusher).is_err());
+        let missing = auth.check(&request(None), Role::Operator).unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+        assert!(missing.message().contains("missing token"));
+    }
+
+    #[test]
+    fn unauthenticated_only_where_no_token_is_set() {
+        let auth = Auth {
+            hamctl_token: Some("h".into()),
+            artifact_token: None,
+            unauthenticated: true,
+        };
+        auth.check(&request(None), Role::ArtifactPusher).unwrap();
+        assert!(auth.check(&request(None), Role::Operator).is_err());
+        let closed = Auth::default();
+        assert!(closed.check(&request(Some("x")), Role::Operator).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! Command-line flags and environment variables of `release-manager start`,
+//! parsed once in `main` into a typed [`ServerConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::auth::Auth;
+use crate::flows::Settings;
+use crate::repo::remote::{GitCredentials, RemoteLocation};
+use crate::writer::WriterConfig;
+
+/// The release manager server.
+#[derive(Debug, Parser)]
+#[command(name = "release-manager", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server. Without --config-repo it serves a local demo config
+    /// repository, created once under the data dir, on loopback only.
+    Start(StartArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `release-manager start`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartArgs {
+    /// The config repository: a local path, file://, ssh (git@host:org/repo.git,
+    /// ssh://...) or https URL. Omit it to run the local demo.
+    #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO")]
+    pub config_repo: Option<String>,
+    /// Where the persistent mirror (and the demo repository) live.
+    #[arg(long, env = "RELEASE_MANAGER_DATA_DIR", default_value = ".release-manager-data")]
+    pub data_dir: PathBuf,
+    /// gRPC listen address [default: 0.0.0.0:8080; the demo: 127.0.0.1:8080].
+    #[arg(long, env = "RELEASE_MANAGER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Environments in promotion order.
+    #[arg(long, env = "RELEASE_MANAGER_ENVIRONMENTS", value_delimiter = ',', default_value = "dev,staging,prod")]
+    pub environments: Vec<String>,
+    /// Branch of the config repository to write, and the branch whose
+    /// latest build the first environment is promoted from.
+    #[arg(long, env = "RELEASE_MANAGER_DEFAULT_BRANCH", default_value = "master")]
+    pub default_branch: String,
+    /// SSH private key for ssh remotes.
+    #[arg(long, env = "RELEASE_MANAGER_SSH_PRIVATE_KEY", default_value = "/etc/release-manager/ssh/identity")]
+    pub ssh_private_key: PathBuf,
+    /// known_hosts file that SSH host keys are checked against.
+    #[arg(long, env = "RELEASE_MANAGER_SSH_KNOWN_HOSTS")]
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// Token for https remotes (sent as the password).
+    #[arg(long, env = "RELEASE_MANAGER_GIT_HTTPS_TOKEN", hide_env_values = true)]
+    pub git_https_token: Option<String>,
+    /// Token hamctl users must present.
+    #[arg(long, env = "HAMCTL_AUTH_TOKEN", hide_env_values = true)]
+    pub hamctl_auth_token: Option<String>,
+    /// Token artifact pushers (CI) must present.
+    #[arg(long, env = "ARTIFACT_AUTH_TOKEN", hide_env_values = true)]
+    pub artifact_auth_token: Option<String>,
+    /// Run without tokens (refused otherwise when none is set).
+    #[arg(long)]
+    pub unauthenticated: bool,
+    /// Log format.
+    #[arg(long, env = "RELEASE_MANAGER_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Writes that may wait in the queue before callers are told to retry.
+    #[arg(long, default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// Push attempts per batch when others keep pushing first.
+    #[arg(long, default_value_t = 8)]
+    pub max_push_attempts: u32,
+}
+
+/// Everything the server needs, typed.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the config repository is.
+    pub config_repo: RemoteLocation,
+    /// Data dir holding the mirror.
+    pub data_dir: PathBuf,
+    /// Environments and default branch.
+    pub settings: Settings,
+    /// Remote credentials.
+    pub credentials: GitCredentials,
+    /// Tokens.
+    pub auth: Auth,
+    /// Writer tunables.
+    pub writer: WriterConfig,
+}
+
+impl ServerConfig {
+    /// A config for a local repository with the default environments, no
+    /// tokens and `--unauthenticated`: what tests and the demo start from.
+    pub fn local(config_repo: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            config_repo: RemoteLocation::Local(config_repo.into()),
+            data_dir: data_dir.into(),
+            settings: Settings {
+                environments: vec!["dev".into(), "staging".into(), "prod".into()],
+                default_branch: "master".into(),
+            },
+            credentials: GitCredentials::default(),
+            auth: Auth {
+                unauthenticated: true,
+                ..Auth::default()
+            },
+            writer: WriterConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Release: find the build (latest of a branch, or one artifact by id in
+//! history), graft its `<env>` tree plus its artifact.json into
+//! `<env>/releases/<namespace>/<service>`, and commit. Also the graft and
+//! commit helpers that promote and rollback share.
+
+use git2::{FileMode, Oid, Tree};
+use release_manager::spec::ArtifactSpec;
+
+use super::{BuildSource, FlowContext, Outcome, ReleaseDone, WriteRequest};
+use crate::error::{git, FlowError};
+use crate::repo::index::{ReleaseKind, Signature};
+use crate::repo::message::compose;
+use crate::repo::tree::{blob_at, replace_at, tree_at};
+
+/// A build found in the repository.
+pub struct Build<'r> {
+    /// `builds/<service>/<branch>` at the build's commit.
+    pub tree: Tree<'r>,
+    /// Its parsed artifact.json.
+    pub spec: ArtifactSpec,
+    /// Its branch.
+    pub branch: String,
+}
+
+pub(super) fn release(
+    ctx: &FlowContext<'_>,
+    request: &WriteRequest,
+    service: &str,
+    environment: &str,
+    source: &BuildSource,
+    namespace: Option<&str>,
+    kind: ReleaseKind,
+) -> Result<ReleaseDone, FlowError> {
+    let build = find_build(ctx, service, source)?;
+    release_build(ctx, request, service, environment, &build, namespace, kind)
+}
+
+/// Finds a build by branch (at the tip) or by artifact id (in history).
+pub fn find_build<'r>(
+    ctx: &FlowContext<'r>,
+    service: &str,
+    source: &BuildSource,
+) -> Result<Build<'r>, FlowError> {
+    let repo = ctx.repo;
+    match source {
+        BuildSource::Branch(branch) => {
+            let root = repo
+                .find_commit(ctx.tip)
+                .and_then(|c| c.tree())
+                .map_err(git("read the tip"))?;
+            let path = format!("builds/{service}/{branch}");
+            let Some(tree) = tree_at(repo, &root, &path).map_err(git("read a tree"))? else {
+                return Err(unknown_build(ctx, &root, service, &format!("no build of branch {branch:?}")));
+            };
+            let spec = read_spec(repo, &tree, service, &path)?;
+            Ok(Build {
+                tree,
+                spec,
+                branch: branch.clone(),
+            })
+        }
+        BuildSource::Artifact(artifact_id) => {
+            let Some(record) = ctx.view.build(service, artifact_id) else {
+                let root = repo
+                    .find_commit(ctx.tip)
+                    .and_then(|c| c.tree())
+                    .map_err(git("read the tip"))?;
+                return Err(unknown_build(
+                    ctx,
+                    &root,
+                    service,
+                    &format!("no artifact {artifact_id:?}"),
+                ));
+            };
+            let root = repo
+                .find_commit(record.commit)
+                .and_then(|c| c.tree())
+                .map_err(git("read a build commit"))?;
+            let path = format!("builds/{service}/{}", record.branch);
+            let tree = tree_at(repo, &root, &path)
+                .map_err(git("read a tree"))?
+                .ok_or_else(|| {
+                    FlowError::NotFound(format!(
+                        "artifact {artifact_id:?} of service {service:?}: its build commit {} has no {path} folder",
+                        record.commit
+                    ))
+                })?;
+            let spec = read_spec(repo, &tree, service, &path)?;
+            Ok(Build {
+                tree,
+                spec,
+                branch: record.branch.clone(),
+            })
+        }
+    }
+}
+
+fn unknown_build(ctx: &FlowContext<'_>, root: &Tree<'_>, service: &str, what: &str) -> FlowError {
+    let known_service = tree_at(ctx.repo, root, &format!("builds/{service}"))
+        .ok()
+        .flatten()
+        .is_some();
+    if known_service {
+        FlowError::NotFound(format!("{what} for service {service:?}"))
+    } else {
+        FlowError::NotFound(format!(
+            "unknown service {service:?}: the config repository has no builds/{service} folder"
+        ))
+    }
+}
+
+/// Reads and parses the artifact.json of a build folder.
+pub fn read_spec(
+    repo: &git2::Repository,
+    tree: &Tree<'_>,
+    service: &str,
+    path: &str,
+) -> Result<ArtifactSpec, FlowError> {
+    let bytes = blob_at(repo, tree, "artifact.json")
+        .map_err(git("read artifact.json"))?
+        .ok_or_else(|| {
+            FlowError::FailedPrecondition(format!(
+                "{path} of service {service:?} has no artifact.json"
+            ))
+        })?;
+    ArtifactSpec::parse(&bytes).map_err(|e| {
+        FlowError::FailedPrecondition(format!("{path}/artifact.json cannot be read: {e}"))
+    })
+}
+
+/// Releases a found build: graft and commit.
+pub fn release_build(
+    ctx: &FlowContext<'_>,
+    request: &WriteRequest,
+    service: &str,
+    environment: &str,
+    build: &Build<'_>,
+    namespace: Option<&str>,
+    kind: ReleaseKind,
+) -> Result<ReleaseDone, FlowError> {
+    let repo = ctx.repo;
+    let artifact_id = build.spec.id.clone();
+    let env_tree = match build.tree.get_name(environment) {
+        Some(entry) if entry.kind() == Some(git2::ObjectType::Tree) => entry.id(),
+        _ => {
+            return Err(FlowError::FailedPrecondition(format!(
+                "build {artifact_id} of service {service:?} has no manifests for environment {environment:?}"
+            )))
+        }
+    };
+    let artifact_blob = build
+        .tree
+        .get_name("artifact.json")
+        .map(|e| e.id())
+        .expect("read_spec checked artifact.json exists");
+    let env_tree = repo.find_tree(env_tree).map_err(git("read a tree"))?;
+    let mut folder = repo.treebuilder(Some(&env_tree)).map_err(git("build a tree"))?;
+    folder
+        .insert("artifact.json", artifact_blob, FileMode::Blob.into())
+        .map_err(git("build a tree"))?;
+    let folder = folder.write().map_err(git("write a tree"))?;
+    let namespace = namespace
+        .map(str::to_string)
+        .or_else(|| Some(build.spec.namespace.clone()).filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| environment.to_string());
+    release_manager::names::check_namespace(&namespace)?;
+    let author = Signature {
+        name: build.spec.application.author_name.clone(),
+        email: build.spec.application.author_email.clone(),
+    };
+    let title = format!("[{environment}/{service}] release {artifact_id}");
+    let commit = commit_release_folder(
+        ctx,
+        request,
+        ReleaseCommit {
+            service,
+            environment,
+            namespace: &namespace,
+            folder,
+            title: &title,
+            artifact_id: &artifact_id,
+            branch: &build.branch,
+            kind,
+            author: &author,
+        },
+    )?;
+    Ok(ReleaseDone {
+        outcome: if commit.is_some() {
+            Outcome::Applied
+        } else {
+            Outcome::AlreadyUpToDate
+        },
+        service: service.to_string(),
+        environment: environment.to_string(),
+        namespace,
+        artifact_id,
+        branch: build.branch.clone(),
+        created: commit.is_some(),
+        commit: commit.unwrap_or(ctx.tip),
+        kind,
+        from_environment: None,
+        previous_artifact_id: None,
+    })
+}
+
+/// What a release commit puts where, and says.
+pub struct ReleaseCommit<'a> {
+    pub service: &'a str,
+    pub environment: &'a str,
+    pub namespace: &'a str,
+    /// The new `<env>/releases/<namespace>/<service>` tree.
+    pub folder: Oid,
+    pub title: &'a str,
+    pub artifact_id: &'a str,
+    pub branch: &'a str,
+    pub kind: ReleaseKind,
+    /// The build's source author; the requester when unknown.
+    pub author: &'a Signature,
+}
+
+/// Replaces the release folder and commits on `ctx.tip`; `None` when the
+/// folder already holds exactly that tree.
+pub fn commit_release_folder(
+    ctx: &FlowContext<'_>,
+    request: &WriteRequest,
+    release: ReleaseCommit<'_>,
+) -> Result<Option<Oid>, FlowError> {
+    let repo = ctx.repo;
+    let parent = repo.find_commit(ctx.tip).map_err(git("read the tip"))?;
+    let root = parent.tree().map_err(git("read the tip"))?;
+    let path = [
+        release.environment,
+        "releases",
+        release.namespace,
+        release.service,
+    ];
+    let current = tree_at(repo, &root, &path.join("/")).map_err(git("read a tree"))?;
+    if current.is_some_and(|t| t.id() == release.folder) {
+        return Ok(None);
+    }
+    let new_root = replace_at(repo, Some(&root), &path, Some((release.folder, FileMode::Tree)))
+        .map_err(git("write a tree"))?
+        .expect("a tree with a release folder is not empty");
+    let new_root = repo.find_tree(new_root).map_err(git("read a tree"))?;
+    let committer_line = format!("{} <{}>", request.committer.name, request.committer.email);
+    let message = compose(
+        release.title,
+        &[
+            ("Artifact-ID", release.artifact_id),
+            ("Service", release.service),
+            ("Environment", release.environment),
+            ("Namespace", release.namespace),
+            ("Branch", release.branch),
+            ("Release-intent", release.kind.as_str()),
+            ("Released-by", &committer_line),
+            ("Request-ID", request.request_id.as_deref().unwrap_or_default()),
+        ],
+    );
+    let committer = git2::Signature::now(&request.committer.name, &request.committer.email)
+        .map_err(|_| {
+            FlowError::InvalidArgument(format!(
+                "committer {committer_line:?} is not a valid git identity"
+            ))
+        })?;
+    let author = if release.author.name.is_empty() || release.author.email.is_empty() {
+        committer.clone()
+    } else {
+        git2::Signature::new(&release.author.name, &release.author.email, &committer.when())
+            .unwrap_or_else(|_| committer.clone())
+    };
+    let oid = repo
+        .commit(None, &author, &committer, &message, &new_root, &[&parent])
+        .map_err(git("write a commit"))?;
+    Ok(Some(oid))
+}

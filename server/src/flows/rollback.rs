@@ -1,0 +1,113 @@
+//! Rollback: put back the release before the current one (or a named
+//! earlier one) by restoring the release folder exactly as that release
+//! commit left it.
+
+use super::release::{commit_release_folder, read_spec, ReleaseCommit};
+use super::{FlowContext, Outcome, ReleaseDone, WriteRequest};
+use crate::error::{git, FlowError};
+use crate::repo::index::{ReleaseKind, Signature};
+use crate::repo::tree::tree_at;
+
+pub(super) fn rollback(
+    ctx: &FlowContext<'_>,
+    request: &WriteRequest,
+    service: &str,
+    environment: &str,
+    artifact_id: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<ReleaseDone, FlowError> {
+    let mut history = ctx.view.releases(environment, service).peekable();
+    let Some(latest) = history.peek() else {
+        return Err(FlowError::FailedPrecondition(format!(
+            "service {service:?} has never been released to {environment}: nothing to roll back"
+        )));
+    };
+    let namespace = namespace.unwrap_or(&latest.namespace).to_string();
+    let path = format!("{environment}/releases/{namespace}/{service}");
+    let root = ctx
+        .repo
+        .find_commit(ctx.tip)
+        .and_then(|c| c.tree())
+        .map_err(git("read the tip"))?;
+    let current = match tree_at(ctx.repo, &root, &path).map_err(git("read a tree"))? {
+        Some(folder) => read_spec(ctx.repo, &folder, service, &path)?.id,
+        None => String::new(),
+    };
+    let mut history = history.filter(|r| r.namespace == namespace && r.artifact_id != current);
+    let target = match artifact_id {
+        Some(wanted) if wanted == current => {
+            return Err(FlowError::FailedPrecondition(format!(
+                "artifact {wanted} is what runs in {environment} now: nothing to roll back"
+            )))
+        }
+        Some(wanted) => history.find(|r| r.artifact_id == wanted).ok_or_else(|| {
+            FlowError::NotFound(format!(
+                "artifact {wanted:?} was never released to {environment} (namespace {namespace}) for service {service:?}"
+            ))
+        })?,
+        None => history.next().ok_or_else(|| {
+            FlowError::FailedPrecondition(format!(
+                "no earlier release of service {service:?} in {environment} (namespace {namespace}) to roll back to"
+            ))
+        })?,
+    };
+    let then = ctx
+        .repo
+        .find_commit(target.commit)
+        .and_then(|c| c.tree())
+        .map_err(git("read a release commit"))?;
+    let folder = tree_at(ctx.repo, &then, &path)
+        .map_err(git("read a tree"))?
+        .ok_or_else(|| {
+            FlowError::FailedPrecondition(format!(
+                "release commit {} of {} has no {path} folder",
+                target.commit, target.artifact_id
+            ))
+        })?;
+    let spec = read_spec(ctx.repo, &folder, service, &path)?;
+    let branch = if spec.application.branch.is_empty() {
+        ctx.view
+            .build(service, &spec.id)
+            .map(|b| b.branch.clone())
+            .unwrap_or_default()
+    } else {
+        spec.application.branch.clone()
+    };
+    let author = Signature {
+        name: spec.application.author_name.clone(),
+        email: spec.application.author_email.clone(),
+    };
+    let title = format!("[{environment}/{service}] rollback {}", spec.id);
+    let commit = commit_release_folder(
+        ctx,
+        request,
+        ReleaseCommit {
+            service,
+            environment,
+            namespace: &namespace,
+            folder: folder.id(),
+            title: &title,
+            artifact_id: &spec.id,
+            branch: &branch,
+            kind: ReleaseKind::Rollback,
+            author: &author,
+        },
+    )?;
+    Ok(ReleaseDone {
+        outcome: if commit.is_some() {
+            Outcome::Applied
+        } else {
+            Outcome::AlreadyUpToDate
+        },
+        service: service.to_string(),
+        environment: environment.to_string(),
+        namespace,
+        artifact_id: spec.id,
+        branch,
+        created: commit.is_some(),
+        commit: commit.unwrap_or(ctx.tip),
+        kind: ReleaseKind::Rollback,
+        from_environment: None,
+        previous_artifact_id: Some(current).filter(|c| !c.is_empty()),
+    })
+}

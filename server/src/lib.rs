@@ -1,0 +1,162 @@
+//! The release manager server: a tonic gRPC server in front of a single
+//! writer that owns a persistent mirror of the config repository.
+//!
+//! [`start`] opens (or clones) the mirror, reads history into the index,
+//! starts the writer thread and serves gRPC on a listener the caller bound,
+//! so tests can bind `127.0.0.1:0` first and never sleep.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod flows;
+pub mod reads;
+pub mod repo;
+pub mod service;
+pub mod status;
+pub mod writer;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use release_manager::pb;
+use release_manager::pb::policy_service_server::PolicyServiceServer;
+use release_manager::pb::release_service_server::ReleaseServiceServer;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::ServerConfig;
+use crate::reads::Reader;
+use crate::repo::index::Index;
+use crate::repo::mirror::Mirror;
+use crate::service::policy::PolicyServiceHandler;
+use crate::service::release::ReleaseServiceHandler;
+use crate::writer::{Published, WriterStats};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The mirror could not be opened, cloned or read.
+    #[error("cannot prepare the mirror of the config repository")]
+    Mirror(#[from] repo::RepoError),
+    /// The gRPC server could not be set up.
+    #[error("cannot set up the gRPC server: {0}")]
+    Grpc(String),
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Writer counters.
+    pub stats: Arc<WriterStats>,
+    shutdown: oneshot::Sender<()>,
+    serve: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets the batch in flight finish and be pushed, and
+    /// waits for the writer to stop.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(());
+        match self.serve.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "gRPC server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
+        }
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// Opens the mirror, builds the index and serves on `listener`.
+pub async fn start(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+) -> Result<RunningServer, StartError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    let began = Instant::now();
+    let mirror_dir = config.data_dir.join("mirror.git");
+    let (mirror, published) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, repo::RepoError> {
+            let mirror = Mirror::open(
+                &mirror_dir,
+                config.config_repo,
+                &config.settings.default_branch,
+                config.credentials,
+            )?;
+            let tip = mirror.tip()?;
+            let mut index = Index::default();
+            index.ingest_range(mirror.repo(), None, tip)?;
+            Ok((mirror, Published { tip, index }))
+        })
+        .await
+        .map_err(|e| StartError::Grpc(e.to_string()))??
+    };
+    tracing::info!(
+        commits = published.index.commit_count(),
+        tip = %published.tip,
+        elapsed_ms = began.elapsed().as_millis() as u64,
+        "mirror ready"
+    );
+    let mirror_path = mirror.path();
+    let shared = Arc::new(RwLock::new(published));
+    let settings = Arc::new(config.settings.clone());
+    let auth = Arc::new(config.auth.clone());
+    let (writer, writer_thread) = writer::spawn(
+        mirror,
+        shared.clone(),
+        config.settings.clone(),
+        config.writer.clone(),
+    );
+    let stats = writer.stats_arc();
+    let reader = Arc::new(Reader::new(mirror_path, shared, config.settings.clone()));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ReleaseServiceServer<ReleaseServiceHandler>>()
+        .await;
+    health_reporter
+        .set_serving::<PolicyServiceServer<PolicyServiceHandler>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+
+    let release = ReleaseServiceHandler::new(writer, reader, settings, auth.clone());
+    let policy = PolicyServiceHandler::new(auth);
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ReleaseServiceServer::new(release))
+        .add_service(PolicyServiceServer::new(policy));
+    let serve = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = shutdown_rx.await;
+        },
+    ));
+    tracing::info!(%addr, "serving gRPC");
+    Ok(RunningServer {
+        addr,
+        stats,
+        shutdown,
+        serve,
+        writer: writer_thread,
+    })
+}

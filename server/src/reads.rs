@@ -1,0 +1,224 @@
+//! Read queries (status, release and build history), served from the mirror
+//! and the published index without waiting for the writer. Each query reads
+//! at the published tip, so it sees every write acknowledged before it.
+//! Repository handles are pooled: opening one per request costs more than
+//! the query.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use git2::{ObjectType, Repository};
+use release_manager::pb;
+use release_manager::spec::ArtifactSpec;
+
+use crate::error::{git, FlowError};
+use crate::flows::Settings;
+use crate::repo::index::View;
+use crate::repo::tree::{blob_at, tree_at};
+use crate::service::convert;
+use crate::writer::SharedState;
+
+/// Serves read queries.
+pub struct Reader {
+    path: PathBuf,
+    pool: Mutex<Vec<Repository>>,
+    shared: SharedState,
+    settings: Settings,
+}
+
+/// Default number of history entries.
+const DEFAULT_COUNT: usize = 5;
+
+impl Reader {
+    /// A reader over the mirror at `path`.
+    pub fn new(path: PathBuf, shared: SharedState, settings: Settings) -> Self {
+        Reader {
+            path,
+            pool: Mutex::new(Vec::new()),
+            shared,
+            settings,
+        }
+    }
+
+    fn with_repo<T>(
+        &self,
+        f: impl FnOnce(&Repository) -> Result<T, FlowError>,
+    ) -> Result<T, FlowError> {
+        let pooled = self.pool.lock().expect("pool lock not poisoned").pop();
+        let repo = match pooled {
+            Some(repo) => repo,
+            None => Repository::open_bare(&self.path).map_err(git("open the mirror"))?,
+        };
+        let result = f(&repo);
+        self.pool.lock().expect("pool lock not poisoned").push(repo);
+        result
+    }
+
+    /// What runs where for a service.
+    pub fn status(&self, service: &str, namespace: Option<&str>) -> Result<pb::StatusResponse, FlowError> {
+        self.with_repo(|repo| {
+            let published = self.shared.read().expect("state lock not poisoned");
+            let view = View::published(&published.index);
+            let root = repo
+                .find_commit(published.tip)
+                .and_then(|c| c.tree())
+                .map_err(git("read the tip"))?;
+            let known_service = tree_at(repo, &root, &format!("builds/{service}"))
+                .map_err(git("read a tree"))?
+                .is_some();
+            let mut environments = self.settings.environments.clone();
+            for entry in root.iter() {
+                let Some(name) = entry.name() else { continue };
+                if entry.kind() == Some(ObjectType::Tree)
+                    && !environments.iter().any(|e| e == name)
+                    && tree_at(repo, &root, &format!("{name}/releases"))
+                        .map_err(git("read a tree"))?
+                        .is_some()
+                {
+                    environments.push(name.to_string());
+                }
+            }
+            let mut found_any = false;
+            let mut statuses = Vec::with_capacity(environments.len());
+            for environment in environments {
+                let latest = view.releases(&environment, service).next();
+                let mut candidates: Vec<String> = Vec::new();
+                match namespace {
+                    Some(ns) => candidates.push(ns.to_string()),
+                    None => {
+                        if let Some(record) = latest {
+                            candidates.push(record.namespace.clone());
+                        }
+                        candidates.push(environment.clone());
+                        if let Some(releases) = tree_at(repo, &root, &format!("{environment}/releases"))
+                            .map_err(git("read a tree"))?
+                        {
+                            candidates.extend(releases.iter().filter_map(|e| e.name().map(str::to_string)));
+                        }
+                    }
+                }
+                let mut status = pb::EnvironmentStatus {
+                    environment: environment.clone(),
+                    namespace: namespace.unwrap_or(&environment).to_string(),
+                    ..Default::default()
+                };
+                for ns in candidates {
+                    let path = format!("{environment}/releases/{ns}/{service}/artifact.json");
+                    let Some(bytes) = blob_at(repo, &root, &path).map_err(git("read artifact.json"))? else {
+                        continue;
+                    };
+                    found_any = true;
+                    status.namespace = ns.clone();
+                    match ArtifactSpec::parse(&bytes) {
+                        Ok(spec) => {
+                            let branch = view
+                                .build(service, &spec.id)
+                                .map(|b| b.branch.clone())
+                                .unwrap_or_default();
+                            let build_commit = view.build(service, &spec.id).map(|b| b.commit);
+                            status.artifact =
+                                Some(convert::artifact_summary(&spec, service, &branch, build_commit));
+                            if let Some(record) = view
+                                .releases(&environment, service)
+                                .find(|r| r.namespace == ns && r.artifact_id == spec.id)
+                            {
+                                status.released_at = Some(convert::timestamp(record.time));
+                                status.released_by = Some(convert::person(&record.committer));
+                                status.release_commit_sha = record.commit.to_string();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(%path, error = %e, "unreadable artifact.json in a release folder");
+                        }
+                    }
+                    break;
+                }
+                statuses.push(status);
+            }
+            if !known_service && !found_any {
+                return Err(FlowError::NotFound(format!(
+                    "unknown service {service:?}: no builds and no releases in the config repository"
+                )));
+            }
+            Ok(pb::StatusResponse {
+                service: service.to_string(),
+                environments: statuses,
+            })
+        })
+    }
+
+    /// Release history of a service in an environment, newest first.
+    pub fn describe_release(
+        &self,
+        service: &str,
+        environment: &str,
+        count: usize,
+    ) -> Result<pb::DescribeReleaseResponse, FlowError> {
+        let published = self.shared.read().expect("state lock not poisoned");
+        let view = View::published(&published.index);
+        let count = if count == 0 { DEFAULT_COUNT } else { count };
+        let releases: Vec<_> = view
+            .releases(environment, service)
+            .take(count)
+            .map(convert::release_record)
+            .collect();
+        if releases.is_empty() && view.builds(service).next().is_none() {
+            return Err(FlowError::NotFound(format!(
+                "unknown service {service:?}: no builds and no releases in the config repository"
+            )));
+        }
+        Ok(pb::DescribeReleaseResponse {
+            service: service.to_string(),
+            environment: environment.to_string(),
+            releases,
+        })
+    }
+
+    /// Builds of a service (optionally of one branch), newest first.
+    pub fn describe_artifact(
+        &self,
+        service: &str,
+        branch: Option<&str>,
+        count: usize,
+    ) -> Result<pb::DescribeArtifactResponse, FlowError> {
+        let count = if count == 0 { DEFAULT_COUNT } else { count };
+        self.with_repo(|repo| {
+            let published = self.shared.read().expect("state lock not poisoned");
+            let view = View::published(&published.index);
+            if view.builds(service).next().is_none() {
+                return Err(FlowError::NotFound(format!(
+                    "unknown service {service:?}: no builds in the config repository"
+                )));
+            }
+            let mut artifacts = Vec::new();
+            for build in view
+                .builds(service)
+                .filter(|b| branch.is_none_or(|wanted| b.branch == wanted))
+                .take(count)
+            {
+                let root = repo
+                    .find_commit(build.commit)
+                    .and_then(|c| c.tree())
+                    .map_err(git("read a build commit"))?;
+                let path = format!("builds/{service}/{}/artifact.json", build.branch);
+                let spec = blob_at(repo, &root, &path)
+                    .map_err(git("read artifact.json"))?
+                    .and_then(|bytes| ArtifactSpec::parse(&bytes).ok())
+                    .unwrap_or_else(|| ArtifactSpec {
+                        id: build.artifact_id.clone(),
+                        ..Default::default()
+                    });
+                artifacts.push(convert::artifact_summary(
+                    &spec,
+                    service,
+                    &build.branch,
+                    Some(build.commit),
+                ));
+            }
+            Ok(pb::DescribeArtifactResponse {
+                service: service.to_string(),
+                artifacts,
+            })
+        })
+    }
+}

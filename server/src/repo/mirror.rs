@@ -1,0 +1,237 @@
+//! The persistent local mirror of the config repository: a bare repository
+//! in the data dir, cloned once and fetched afterwards, and the
+//! compare-and-swap push that publishes the writer's commits. Owned by the
+//! writer thread alone (a `Repository` is `Send`, not `Sync`).
+
+use std::path::{Path, PathBuf};
+
+use git2::{ErrorCode, FetchOptions, ObjectType, Oid, PushOptions, Repository};
+
+use super::remote::{callbacks, GitCredentials, RemoteLocation};
+use super::RepoError;
+
+/// What a push attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The remote branch now points at the pushed commit.
+    Pushed,
+    /// The remote branch had moved: nothing was changed.
+    Rejected,
+}
+
+/// The mirror and how to reach its remote.
+pub struct Mirror {
+    repo: Repository,
+    location: RemoteLocation,
+    branch: String,
+    credentials: GitCredentials,
+}
+
+impl Mirror {
+    /// Opens the mirror under `dir`, cloning it (bare) on first use, and
+    /// fetches the default branch.
+    pub fn open(
+        dir: &Path,
+        location: RemoteLocation,
+        branch: &str,
+        credentials: GitCredentials,
+    ) -> Result<Self, RepoError> {
+        let repo = match Repository::open_bare(dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(dir).map_err(|e| RepoError::Io {
+                    path: dir.to_path_buf(),
+                    source: e,
+                })?;
+                Repository::init_bare(dir).map_err(RepoError::git("create the mirror"))?
+            }
+        };
+        let mut mirror = Mirror {
+            repo,
+            location,
+            branch: branch.to_string(),
+            credentials,
+        };
+        mirror.fetch()?;
+        Ok(mirror)
+    }
+
+    /// The mirror's repository handle.
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Path of the mirror (for read-only handles).
+    pub fn path(&self) -> PathBuf {
+        self.repo.path().to_path_buf()
+    }
+
+    fn tracking_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.branch)
+    }
+
+    /// The remote branch's tip as last seen.
+    pub fn tip(&self) -> Result<Oid, RepoError> {
+        let name = self.tracking_ref();
+        self.repo
+            .refname_to_id(&name)
+            .map_err(|_| RepoError::NoBranch {
+                branch: self.branch.clone(),
+            })
+    }
+
+    /// Fetches the default branch from the remote; returns the new tip.
+    pub fn fetch(&mut self) -> Result<Oid, RepoError> {
+        let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.location.url())
+            .map_err(RepoError::remote("open the remote"))?;
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks(&self.credentials));
+        options.download_tags(git2::AutotagOption::None);
+        remote
+            .fetch(&[&refspec], Some(&mut options), None)
+            .map_err(RepoError::remote("fetch from the remote"))?;
+        self.tip()
+    }
+
+    /// Publishes `new` as the remote branch if, and only if, the remote
+    /// branch is still `expected`. Never forces.
+    pub fn push(&mut self, new: Oid, expected: Oid) -> Result<PushOutcome, RepoError> {
+        let outcome = match self.location.clone() {
+            RemoteLocation::Local(path) => self.push_local(&path, new, expected)?,
+            RemoteLocation::Network(url) => self.push_network(&url, new)?,
+        };
+        if outcome == PushOutcome::Pushed {
+            self.repo
+                .reference(&self.tracking_ref(), new, true, "push")
+                .map_err(RepoError::git("record the pushed tip"))?;
+        }
+        Ok(outcome)
+    }
+
+    /// A local remote is updated directly: copy the objects the new commits
+    /// add, then move the branch with a compare-and-swap ref update (the
+    /// update libgit2's own local transport makes is not conditional).
+    fn push_local(&self, path: &Path, new: Oid, expected: Oid) -> Result<PushOutcome, RepoError> {
+        let remote = Repository::open_bare(path)
+            .or_else(|_| Repository::open(path))
+            .map_err(RepoError::remote("open the remote"))?;
+        let branch_ref = format!("refs/heads/{}", self.branch);
+        match remote.refname_to_id(&branch_ref) {
+            Ok(current) if current != expected => return Ok(PushOutcome::Rejected),
+            Ok(_) => {}
+            Err(e) => return Err(RepoError::remote("read the remote branch")(e)),
+        }
+        copy_new_objects(&self.repo, &remote, new)?;
+        let updated = remote
+            .reference_matching(&branch_ref, new, true, expected, "release-manager push")
+            .map(|_| ());
+        match updated {
+            Ok(()) => Ok(PushOutcome::Pushed),
+            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
+                Ok(PushOutcome::Rejected)
+            }
+            Err(e) => Err(RepoError::remote("update the remote branch")(e)),
+        }
+    }
+
+    fn push_network(&self, url: &str, new: Oid) -> Result<PushOutcome, RepoError> {
+        let mut remote = self
+            .repo
+            .remote_anonymous(url)
+            .map_err(RepoError::remote("open the remote"))?;
+        let rejected = std::cell::RefCell::new(None::<String>);
+        let mut cbs = callbacks(&self.credentials);
+        cbs.push_update_reference(|_name, status| {
+            if let Some(status) = status {
+                *rejected.borrow_mut() = Some(status.to_string());
+            }
+            Ok(())
+        });
+        let mut options = PushOptions::new();
+        options.remote_callbacks(cbs);
+        let spec = format!("{new}:refs/heads/{}", self.branch);
+        match remote.push(&[&spec], Some(&mut options)) {
+            Ok(()) => {}
+            Err(e) if e.code() == ErrorCode::NotFastForward => return Ok(PushOutcome::Rejected),
+            Err(e) => return Err(RepoError::remote("push to the remote")(e)),
+        }
+        drop(options);
+        match rejected.into_inner() {
+            None => Ok(PushOutcome::Pushed),
+            Some(_status) => Ok(PushOutcome::Rejected),
+        }
+    }
+}
+
+/// Copies into `to` every object reachable from `tip` that `to` lacks,
+/// descending only where a tree differs from the same path in the parent
+/// commit, so the cost follows the size of the change, not the repository.
+fn copy_new_objects(from: &Repository, to: &Repository, tip: Oid) -> Result<(), RepoError> {
+    let src = from.odb().map_err(RepoError::git("open the mirror odb"))?;
+    let dst = to.odb().map_err(RepoError::remote("open the remote odb"))?;
+    let copy = |oid: Oid| -> Result<(), RepoError> {
+        if !dst.exists(oid) {
+            let object = src.read(oid).map_err(RepoError::git("read an object"))?;
+            dst.write(object.kind(), object.data())
+                .map_err(RepoError::remote("write an object"))?;
+        }
+        Ok(())
+    };
+    let mut pending = vec![tip];
+    let mut commits = Vec::new();
+    while let Some(oid) = pending.pop() {
+        if dst.exists(oid) {
+            continue;
+        }
+        let commit = from.find_commit(oid).map_err(RepoError::git("read a commit"))?;
+        pending.extend(commit.parent_ids());
+        commits.push(commit);
+    }
+    for commit in commits.iter().rev() {
+        let parent_tree = match commit.parent(0) {
+            Ok(parent) => Some(parent.tree().map_err(RepoError::git("read a tree"))?),
+            Err(_) => None,
+        };
+        let tree = commit.tree().map_err(RepoError::git("read a tree"))?;
+        copy_tree(from, &dst, &tree, parent_tree.as_ref(), &copy)?;
+        copy(commit.id())?;
+    }
+    Ok(())
+}
+
+fn copy_tree(
+    from: &Repository,
+    dst: &git2::Odb<'_>,
+    tree: &git2::Tree<'_>,
+    before: Option<&git2::Tree<'_>>,
+    copy: &dyn Fn(Oid) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
+    if dst.exists(tree.id()) {
+        return Ok(());
+    }
+    for entry in tree.iter() {
+        let previous = before.and_then(|b| b.get_name_bytes(entry.name_bytes()));
+        if previous.as_ref().is_some_and(|p| p.id() == entry.id()) {
+            continue;
+        }
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = from.find_tree(entry.id()).map_err(RepoError::git("read a tree"))?;
+                let before_sub = match previous {
+                    Some(p) if p.kind() == Some(ObjectType::Tree) => {
+                        Some(from.find_tree(p.id()).map_err(RepoError::git("read a tree"))?)
+                    }
+                    _ => None,
+                };
+                copy_tree(from, dst, &sub, before_sub.as_ref(), copy)?;
+            }
+            // Submodule links point outside the repository: nothing to copy.
+            Some(ObjectType::Commit) => {}
+            _ => copy(entry.id())?,
+        }
+    }
+    copy(tree.id())
+}

@@ -1,0 +1,159 @@
+//! Where the config repository lives and how to reach it: a local path or
+//! `file://` URL (tests, the demo), SSH with a private key checked against a
+//! known_hosts file, or HTTPS with a token. Owns the libgit2 callbacks for
+//! credentials and host-key checking.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
+
+/// How the server authenticates to the remote.
+#[derive(Debug, Clone, Default)]
+pub struct GitCredentials {
+    /// SSH private key file.
+    pub ssh_private_key: Option<PathBuf>,
+    /// known_hosts file to check SSH host keys against; without it host keys
+    /// are refused (never trusted blindly).
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// Token for HTTPS remotes (sent as the password).
+    pub https_token: Option<String>,
+}
+
+/// The config repository's address, classified.
+#[derive(Debug, Clone)]
+pub enum RemoteLocation {
+    /// A repository on this machine's file system.
+    Local(PathBuf),
+    /// Anything libgit2 reaches over the network (ssh, https).
+    Network(String),
+}
+
+impl RemoteLocation {
+    /// Classifies a `--config-repo` value.
+    pub fn parse(url: &str) -> Self {
+        if let Some(path) = url.strip_prefix("file://") {
+            return RemoteLocation::Local(PathBuf::from(path));
+        }
+        let looks_remote = url.contains("://") || (url.contains('@') && url.contains(':'));
+        if looks_remote {
+            RemoteLocation::Network(url.to_string())
+        } else {
+            let path = Path::new(url);
+            let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+            RemoteLocation::Local(path)
+        }
+    }
+
+    /// The URL handed to libgit2.
+    pub fn url(&self) -> String {
+        match self {
+            RemoteLocation::Local(path) => path.display().to_string(),
+            RemoteLocation::Network(url) => url.clone(),
+        }
+    }
+}
+
+/// libgit2 callbacks that offer each credential at most once (libgit2
+/// otherwise asks again forever) and check SSH host keys.
+pub fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
+    let mut callbacks = RemoteCallbacks::new();
+    let mut tried_ssh_key = false;
+    let mut tried_token = false;
+    callbacks.credentials(move |_url, username, allowed| {
+        if allowed.contains(CredentialType::SSH_KEY) && !tried_ssh_key {
+            tried_ssh_key = true;
+            if let Some(key) = &credentials.ssh_private_key {
+                return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
+            }
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !tried_token {
+            tried_token = true;
+            if let Some(token) = &credentials.https_token {
+                return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
+            }
+        }
+        Err(git2::Error::from_str(
+            "no usable credentials for the config repository",
+        ))
+    });
+    callbacks.certificate_check(move |cert, host| {
+        let Some(hostkey) = cert.as_hostkey() else {
+            // TLS certificates: let libgit2's own verification decide.
+            return Ok(CertificateCheckStatus::CertificatePassthrough);
+        };
+        let (Some(key), Some(path)) = (hostkey.hostkey(), &credentials.ssh_known_hosts) else {
+            return Err(git2::Error::from_str(
+                "SSH host key cannot be checked: no --ssh-known-hosts file",
+            ));
+        };
+        let known = std::fs::read_to_string(path).map_err(|e| {
+            git2::Error::from_str(&format!("cannot read known_hosts file: {e}"))
+        })?;
+        if known_hosts_allows(&known, host, key) {
+            Ok(CertificateCheckStatus::CertificateOk)
+        } else {
+            Err(git2::Error::from_str(&format!(
+                "SSH host key of {host} is not in the known_hosts file"
+            )))
+        }
+    });
+    callbacks
+}
+
+/// Whether a known_hosts text lists `key` (raw key bytes) for `host`.
+/// Plain host patterns (`host`, `[host]:port`, comma lists) are supported.
+pub fn known_hosts_allows(known_hosts: &str, host: &str, key: &[u8]) -> bool {
+    known_hosts.lines().any(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return false;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(hosts), Some(_kind), Some(encoded)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        let host_matches = hosts.split(',').any(|pattern| {
+            pattern == host
+                || pattern
+                    .strip_prefix('[')
+                    .and_then(|p| p.split_once("]:"))
+                    .is_some_and(|(h, _port)| h == host)
+        });
+        host_matches
+            && base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .is_ok_and(|decoded| decoded == key)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_locations() {
+        assert!(matches!(RemoteLocation::parse("file:///tmp/x.git"), RemoteLocation::Local(_)));
+        assert!(matches!(RemoteLocation::parse("/tmp/x.git"), RemoteLocation::Local(_)));
+        assert!(matches!(
+            RemoteLocation::parse("git@github.com:acme/config.git"),
+            RemoteLocation::Network(_)
+        ));
+        assert!(matches!(
+            RemoteLocation::parse("ssh://git@host/config.git"),
+            RemoteLocation::Network(_)
+        ));
+    }
+
+    #[test]
+    fn known_hosts_matching() {
+        let key = b"fake-key-bytes";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+        let text = format!("# comment\nother.example {encoded}\ngithub.com,gh ssh-ed25519 {encoded}\n[git.local]:2222 ssh-ed25519 {encoded}\n");
+        assert!(known_hosts_allows(&text, "github.com", key));
+        assert!(known_hosts_allows(&text, "git.local", key));
+        assert!(!known_hosts_allows(&text, "github.com", b"other"));
+        assert!(!known_hosts_allows(&text, "evil.example", key));
+    }
+}

@@ -1,0 +1,121 @@
+//! Conversions from domain values to protobuf messages.
+
+use prost_types::Timestamp;
+use release_manager::pb;
+use release_manager::spec::ArtifactSpec;
+
+use crate::flows::{Outcome, ReleaseDone};
+use crate::repo::index::{ReleaseKind, ReleaseRecord, Signature};
+
+/// A git identity as a `Person`.
+pub fn person(signature: &Signature) -> pb::Person {
+    pb::Person {
+        name: signature.name.clone(),
+        email: signature.email.clone(),
+    }
+}
+
+/// Seconds since the epoch as a `Timestamp`.
+pub fn timestamp(seconds: i64) -> Timestamp {
+    Timestamp { seconds, nanos: 0 }
+}
+
+/// An RFC 3339 time as a `Timestamp`; `None` when empty or malformed.
+pub fn rfc3339(text: &str) -> Option<Timestamp> {
+    let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    Some(Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    })
+}
+
+/// The release intent enum.
+pub fn intent(kind: ReleaseKind) -> pb::ReleaseIntent {
+    match kind {
+        ReleaseKind::Unknown => pb::ReleaseIntent::Unspecified,
+        ReleaseKind::Branch => pb::ReleaseIntent::ReleaseBranch,
+        ReleaseKind::Artifact => pb::ReleaseIntent::ReleaseArtifact,
+        ReleaseKind::Promote => pb::ReleaseIntent::Promote,
+        ReleaseKind::Rollback => pb::ReleaseIntent::Rollback,
+        ReleaseKind::AutoRelease => pb::ReleaseIntent::AutoRelease,
+    }
+}
+
+/// The outcome enum.
+pub fn outcome(outcome: Outcome) -> pb::Outcome {
+    match outcome {
+        Outcome::Applied => pb::Outcome::Applied,
+        Outcome::AlreadyUpToDate => pb::Outcome::AlreadyUpToDate,
+    }
+}
+
+/// A finished release-like write.
+pub fn release_result(done: &ReleaseDone) -> pb::ReleaseResult {
+    pb::ReleaseResult {
+        outcome: outcome(done.outcome) as i32,
+        service: done.service.clone(),
+        environment: done.environment.clone(),
+        namespace: done.namespace.clone(),
+        artifact_id: done.artifact_id.clone(),
+        branch: done.branch.clone(),
+        commit_sha: done.commit.to_string(),
+        intent: intent(done.kind) as i32,
+    }
+}
+
+/// A build's artifact.json as an `ArtifactSummary`.
+pub fn artifact_summary(
+    spec: &ArtifactSpec,
+    service: &str,
+    branch: &str,
+    build_commit: Option<git2::Oid>,
+) -> pb::ArtifactSummary {
+    let app = &spec.application;
+    pb::ArtifactSummary {
+        artifact_id: spec.id.clone(),
+        service: if spec.service.is_empty() {
+            service.to_string()
+        } else {
+            spec.service.clone()
+        },
+        branch: if app.branch.is_empty() {
+            branch.to_string()
+        } else {
+            app.branch.clone()
+        },
+        author: Some(pb::Person {
+            name: app.author_name.clone(),
+            email: app.author_email.clone(),
+        }),
+        committer: Some(pb::Person {
+            name: app.committer_name.clone(),
+            email: app.committer_email.clone(),
+        }),
+        message: app.message.clone(),
+        source_sha: app.sha.clone(),
+        source_url: app.url.clone(),
+        build_url: spec.ci.job_url.clone(),
+        build_date: rfc3339(spec.build_time()),
+        vulnerabilities: spec.vulnerabilities().map(|v| pb::Vulnerabilities {
+            high: v.high,
+            medium: v.medium,
+            low: v.low,
+        }),
+        squad: spec.squad.clone(),
+        build_commit_sha: build_commit.map(|c| c.to_string()).unwrap_or_default(),
+    }
+}
+
+/// A release commit as a `ReleaseRecord`.
+pub fn release_record(record: &ReleaseRecord) -> pb::ReleaseRecord {
+    pb::ReleaseRecord {
+        artifact_id: record.artifact_id.clone(),
+        namespace: record.namespace.clone(),
+        intent: intent(record.kind) as i32,
+        released_at: Some(timestamp(record.time)),
+        released_by: Some(person(&record.committer)),
+        author: Some(person(&record.author)),
+        commit_sha: record.commit.to_string(),
+        title: record.title.clone(),
+    }
+}

@@ -1,0 +1,329 @@
+//! ReleaseService handler: thin. Validates names before anything else, sends
+//! writes to the writer and reads to the [`Reader`], and maps domain errors
+//! through [`crate::status::to_status`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use release_manager::names;
+use release_manager::pb;
+use release_manager::pb::release_service_server::ReleaseService;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::convert;
+use crate::auth::{Auth, Role};
+use crate::error::FlowError;
+use crate::flows::{check_environment_known, BuildSource, Intent, Settings, WriteRequest};
+use crate::reads::Reader;
+use crate::repo::index::{ReleaseKind, Signature};
+use crate::status::to_status;
+use crate::writer::WriterHandle;
+
+/// Serves `releasemanager.v1.ReleaseService`.
+pub struct ReleaseServiceHandler {
+    writer: WriterHandle,
+    reader: Arc<Reader>,
+    settings: Arc<Settings>,
+    auth: Arc<Auth>,
+}
+
+impl ReleaseServiceHandler {
+    /// A handler over a writer and a reader.
+    pub fn new(
+        writer: WriterHandle,
+        reader: Arc<Reader>,
+        settings: Arc<Settings>,
+        auth: Arc<Auth>,
+    ) -> Self {
+        ReleaseServiceHandler {
+            writer,
+            reader,
+            settings,
+            auth,
+        }
+    }
+
+    fn environment(&self, value: &str) -> Result<String, FlowError> {
+        names::check_environment(value)?;
+        check_environment_known(&self.settings, value)?;
+        Ok(value.to_string())
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<crate::flows::ReleaseDone, Status> {
+        let span = tracing::info_span!(
+            "write",
+            request_id = request.request_id.as_deref().unwrap_or_default()
+        );
+        async {
+            let intent = format!("{:?}", request.intent);
+            match self.writer.submit(request).await {
+                Ok(done) => {
+                    tracing::info!(
+                        service = %done.service,
+                        environment = %done.environment,
+                        artifact_id = %done.artifact_id,
+                        outcome = ?done.outcome,
+                        commit = %done.commit,
+                        "write done"
+                    );
+                    Ok(done)
+                }
+                Err(error) => {
+                    tracing::info!(%intent, %error, "write refused");
+                    Err(to_status(error))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Reader) -> Result<T, FlowError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || query(&reader))
+            .await
+            .map_err(|_| Status::internal("read query panicked"))?
+            .map_err(to_status)
+    }
+}
+
+fn optional(value: String) -> Option<String> {
+    Some(value).filter(|v| !v.is_empty())
+}
+
+fn namespace(value: String) -> Result<Option<String>, FlowError> {
+    let value = optional(value);
+    if let Some(ns) = &value {
+        names::check_namespace(ns)?;
+    }
+    Ok(value)
+}
+
+fn request_id(value: String) -> Result<Option<String>, FlowError> {
+    let value = optional(value);
+    if let Some(id) = &value {
+        if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(FlowError::InvalidArgument(
+                "invalid request_id: at most 128 characters, no spaces or control characters"
+                    .into(),
+            ));
+        }
+    }
+    Ok(value)
+}
+
+fn committer(person: Option<pb::Person>) -> Result<Signature, FlowError> {
+    let person = person.unwrap_or_default();
+    let bad = |what: &str| {
+        FlowError::InvalidArgument(format!(
+            "invalid committer: {what} (hamctl takes it from `git config user.name` / `user.email`)"
+        ))
+    };
+    if person.email.trim().is_empty() {
+        return Err(bad("email is missing"));
+    }
+    if person.name.trim().is_empty() {
+        return Err(bad("name is missing"));
+    }
+    let forbidden = |s: &str| s.chars().any(|c| c.is_control() || c == '<' || c == '>');
+    if forbidden(&person.name) || forbidden(&person.email) || person.name.len() > 200 || person.email.len() > 200 {
+        return Err(bad("name and email must be at most 200 characters, without '<', '>' or control characters"));
+    }
+    Ok(Signature {
+        name: person.name,
+        email: person.email,
+    })
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ReleaseService for ReleaseServiceHandler {
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        let write = (|| {
+            names::check_service(&r.service)?;
+            let environment = self.environment(&r.environment)?;
+            let (source, kind) = match (optional(r.branch), optional(r.artifact_id)) {
+                (Some(_), Some(_)) => {
+                    return Err(FlowError::InvalidArgument(
+                        "give either branch or artifact_id, not both".into(),
+                    ))
+                }
+                (None, None) => {
+                    return Err(FlowError::InvalidArgument(
+                        "give a branch or an artifact_id to release".into(),
+                    ))
+                }
+                (Some(branch), None) => {
+                    names::check_branch(&branch, &self.settings.environments)?;
+                    (BuildSource::Branch(branch), ReleaseKind::Branch)
+                }
+                (None, Some(id)) => {
+                    names::check_artifact_id(&id)?;
+                    (BuildSource::Artifact(id), ReleaseKind::Artifact)
+                }
+            };
+            Ok(WriteRequest {
+                intent: Intent::Release {
+                    service: r.service,
+                    environment,
+                    source,
+                    namespace: namespace(r.namespace)?,
+                    kind,
+                },
+                committer: committer(r.committer)?,
+                request_id: request_id(r.request_id)?,
+            })
+        })()
+        .map_err(to_status)?;
+        let done = self.write(write).await?;
+        Ok(Response::new(pb::ReleaseResponse {
+            result: Some(convert::release_result(&done)),
+        }))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::PromoteResponse>, Status> {
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        let write = (|| {
+            names::check_service(&r.service)?;
+            Ok(WriteRequest {
+                intent: Intent::Promote {
+                    service: r.service,
+                    environment: self.environment(&r.environment)?,
+                    namespace: namespace(r.namespace)?,
+                },
+                committer: committer(r.committer)?,
+                request_id: request_id(r.request_id)?,
+            })
+        })()
+        .map_err(to_status)?;
+        let done = self.write(write).await?;
+        Ok(Response::new(pb::PromoteResponse {
+            from_environment: done.from_environment.clone().unwrap_or_default(),
+            result: Some(convert::release_result(&done)),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackResponse>, Status> {
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        let write = (|| {
+            names::check_service(&r.service)?;
+            let artifact_id = optional(r.artifact_id);
+            if let Some(id) = &artifact_id {
+                names::check_artifact_id(id)?;
+            }
+            Ok(WriteRequest {
+                intent: Intent::Rollback {
+                    service: r.service,
+                    environment: self.environment(&r.environment)?,
+                    artifact_id,
+                    namespace: namespace(r.namespace)?,
+                },
+                committer: committer(r.committer)?,
+                request_id: request_id(r.request_id)?,
+            })
+        })()
+        .map_err(to_status)?;
+        let done = self.write(write).await?;
+        Ok(Response::new(pb::RollbackResponse {
+            previous_artifact_id: done.previous_artifact_id.clone().unwrap_or_default(),
+            result: Some(convert::release_result(&done)),
+        }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        names::check_service(&r.service)
+            .map_err(FlowError::from)
+            .map_err(to_status)?;
+        let ns = namespace(r.namespace).map_err(to_status)?;
+        let response = self
+            .read(move |reader| reader.status(&r.service, ns.as_deref()))
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn describe_release(
+        &self,
+        request: Request<pb::DescribeReleaseRequest>,
+    ) -> Result<Response<pb::DescribeReleaseResponse>, Status> {
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        let environment = (|| {
+            names::check_service(&r.service)?;
+            self.environment(&r.environment)
+        })()
+        .map_err(to_status)?;
+        let count = r.count.min(1000) as usize;
+        let response = self
+            .read(move |reader| reader.describe_release(&r.service, &environment, count))
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn describe_artifact(
+        &self,
+        request: Request<pb::DescribeArtifactRequest>,
+    ) -> Result<Response<pb::DescribeArtifactResponse>, Status> {
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        let branch = (|| {
+            names::check_service(&r.service)?;
+            let branch = optional(r.branch);
+            if let Some(b) = &branch {
+                names::check_branch(b, &self.settings.environments)?;
+            }
+            Ok::<_, FlowError>(branch)
+        })()
+        .map_err(to_status)?;
+        let count = r.count.min(1000) as usize;
+        let response = self
+            .read(move |reader| reader.describe_artifact(&r.service, branch.as_deref(), count))
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn push_artifact(
+        &self,
+        request: Request<Streaming<pb::PushArtifactRequest>>,
+    ) -> Result<Response<pb::PushArtifactResponse>, Status> {
+        self.auth.check(&request, Role::ArtifactPusher)?;
+        Err(Status::unimplemented(
+            "build upload is not available on this server version yet",
+        ))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        self.auth.check(&request, Role::Operator)?;
+        Err(Status::unimplemented(
+            "event streams are not available on this server version yet",
+        ))
+    }
+}

@@ -1,0 +1,274 @@
+//! The single writer: one thread owns the mirror and applies every write.
+//! Requests arrive on a bounded queue; everything queued when the writer
+//! wakes becomes one batch of consecutive commits and one compare-and-swap
+//! push (group commit). When the push is rejected the writer fetches and
+//! replays the batch's intents on the new tip, a bounded number of times.
+//! Callers are answered only after the push that carries their commit, and
+//! the published index and tip are updated before that answer.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use git2::Oid;
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::FlowError;
+use crate::flows::{self, FlowContext, ReleaseDone, Settings, WriteRequest};
+use crate::repo::index::{Index, View};
+use crate::repo::mirror::{Mirror, PushOutcome};
+use crate::status::chain;
+
+/// What readers see: the remote tip the writer last published, and the index
+/// of everything up to it.
+pub struct Published {
+    /// Tip of the default branch on the remote, as of the last push or fetch.
+    pub tip: Oid,
+    /// Builds and releases up to `tip`.
+    pub index: Index,
+}
+
+/// Shared, read-mostly state; only the writer takes the write lock.
+pub type SharedState = Arc<RwLock<Published>>;
+
+/// Tunables of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Requests that may wait in the queue before callers get
+    /// RESOURCE_EXHAUSTED.
+    pub queue_capacity: usize,
+    /// Most requests applied in one batch.
+    pub max_batch: usize,
+    /// Push attempts per batch before giving up with ABORTED.
+    pub max_push_attempts: u32,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            queue_capacity: 1024,
+            max_batch: 256,
+            max_push_attempts: 8,
+        }
+    }
+}
+
+/// Counters the benchmark and logs read.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Batches pushed.
+    pub batches: std::sync::atomic::AtomicU64,
+    /// Commits pushed.
+    pub commits: std::sync::atomic::AtomicU64,
+    /// Largest batch pushed.
+    pub largest_batch: std::sync::atomic::AtomicU64,
+    /// Pushes rejected because the remote moved.
+    pub conflicts: std::sync::atomic::AtomicU64,
+}
+
+struct Command {
+    request: WriteRequest,
+    reply: oneshot::Sender<Result<ReleaseDone, FlowError>>,
+}
+
+/// The handlers' side of the queue. Cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Command>,
+    stats: Arc<WriterStats>,
+}
+
+impl WriterHandle {
+    /// Queues a write and waits until it is on the remote (or failed).
+    pub async fn submit(&self, request: WriteRequest) -> Result<ReleaseDone, FlowError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Command { request, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => FlowError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => FlowError::WriterStopped,
+            })?;
+        answer.await.map_err(|_| FlowError::WriterStopped)?
+    }
+
+    /// The writer's counters, shared.
+    pub fn stats_arc(&self) -> Arc<WriterStats> {
+        self.stats.clone()
+    }
+}
+
+/// Starts the writer thread. It stops when every handle is dropped, after
+/// finishing the batch in flight.
+pub fn spawn(
+    mirror: Mirror,
+    shared: SharedState,
+    settings: Settings,
+    config: WriterConfig,
+) -> (WriterHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.queue_capacity);
+    let stats = Arc::new(WriterStats::default());
+    let writer = Writer {
+        mirror,
+        shared,
+        settings,
+        config,
+        stats: stats.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("release-writer".into())
+        .spawn(move || writer.run(rx))
+        .expect("the OS can start a thread");
+    (WriterHandle { tx, stats }, thread)
+}
+
+struct Writer {
+    mirror: Mirror,
+    shared: SharedState,
+    settings: Settings,
+    config: WriterConfig,
+    stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.config.max_batch {
+                match rx.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            let results = self.apply_batch(&batch);
+            for (command, result) in batch.into_iter().zip(results) {
+                // A caller that went away no longer needs the answer.
+                let _ = command.reply.send(result);
+            }
+        }
+        tracing::info!("writer stopped");
+    }
+
+    /// Applies a batch until its push lands, the remote fails, or the
+    /// attempts run out. Returns one result per command, in order.
+    fn apply_batch(&mut self, batch: &[Command]) -> Vec<Result<ReleaseDone, FlowError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (base, pending, results) = self.apply_on_tip(batch);
+            let Some(pending) = pending else {
+                return results;
+            };
+            let tip = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .filter(|done| done.created)
+                .map(|done| done.commit)
+                .last()
+                .expect("a batch with pending commits has a created commit");
+            match self.mirror.push(tip, base) {
+                Ok(PushOutcome::Pushed) => {
+                    let commits = results
+                        .iter()
+                        .filter(|r| r.as_ref().is_ok_and(|d| d.created))
+                        .count() as u64;
+                    self.note_batch(commits);
+                    let mut published = self.shared.write().expect("writer lock not poisoned");
+                    published.index.absorb(pending);
+                    published.tip = tip;
+                    return results;
+                }
+                Ok(PushOutcome::Rejected) => {
+                    self.stats
+                        .conflicts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(attempt, "push rejected: the remote moved; fetching to replay");
+                    if attempt >= self.config.max_push_attempts {
+                        return batch
+                            .iter()
+                            .map(|_| Err(FlowError::Conflict { attempts: attempt }))
+                            .collect();
+                    }
+                    std::thread::sleep(backoff(attempt));
+                    if let Err(e) = self.sync() {
+                        return fail_all(batch, e);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %chain(&e), "push failed");
+                    return fail_all(batch, e.into());
+                }
+            }
+        }
+    }
+
+    /// Runs every command on the published tip, chaining new commits.
+    /// Returns the base tip, the index of the new commits (`None` when the
+    /// batch made no commit) and the per-command results.
+    #[allow(clippy::type_complexity)]
+    fn apply_on_tip(
+        &self,
+        batch: &[Command],
+    ) -> (Oid, Option<Index>, Vec<Result<ReleaseDone, FlowError>>) {
+        let published = self.shared.read().expect("writer lock not poisoned");
+        let base = published.tip;
+        let mut tip = base;
+        let mut pending = Index::default();
+        let mut results = Vec::with_capacity(batch.len());
+        for command in batch {
+            let ctx = FlowContext {
+                repo: self.mirror.repo(),
+                view: View {
+                    base: &published.index,
+                    pending: Some(&pending),
+                },
+                settings: &self.settings,
+                tip,
+            };
+            let result = flows::apply(&ctx, &command.request);
+            if let Ok(done) = &result {
+                if done.created {
+                    tip = done.commit;
+                    if let Err(e) = pending.ingest_commit(self.mirror.repo(), done.commit) {
+                        tracing::error!(error = %chain(&e), "cannot index a new commit");
+                    }
+                }
+            }
+            results.push(result);
+        }
+        let made_commits = tip != base;
+        (base, made_commits.then_some(pending), results)
+    }
+
+    /// Fetches the remote and publishes what others pushed.
+    fn sync(&mut self) -> Result<(), FlowError> {
+        let old = self.shared.read().expect("writer lock not poisoned").tip;
+        let new = self.mirror.fetch()?;
+        if new != old {
+            // Index outside the lock, so readers keep going meanwhile.
+            let mut fresh = Index::default();
+            fresh.ingest_range(self.mirror.repo(), Some(old), new)?;
+            let mut published = self.shared.write().expect("writer lock not poisoned");
+            published.index.absorb(fresh);
+            published.tip = new;
+        }
+        Ok(())
+    }
+
+    fn note_batch(&self, commits: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.batches.fetch_add(1, Relaxed);
+        self.stats.commits.fetch_add(commits, Relaxed);
+        self.stats.largest_batch.fetch_max(commits, Relaxed);
+        tracing::debug!(commits, "batch pushed");
+    }
+}
+
+fn fail_all(batch: &[Command], error: FlowError) -> Vec<Result<ReleaseDone, FlowError>> {
+    batch.iter().map(|_| Err(error.clone())).collect()
+}
+
+/// Exponential backoff with full jitter, capped at about a second.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling_ms = (10u64 << attempt.min(7)).min(1000);
+    Duration::from_millis(rand::rng().random_range(1..=ceiling_ms))
+}
