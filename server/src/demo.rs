@@ -93,7 +93,8 @@ pub fn ensure_demo_repo(data_dir: &Path) -> Result<PathBuf, RepoError> {
 }
 
 fn build_files(service: &str, branch: &str, n: usize) -> (String, Vec<(String, String)>) {
-    let sha = format!("{:040x}", (n as u128 + 1) * 0x9e37_79b9_7f4a_7c15);
+    let hash = (n as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+    let sha = format!("{hash:032x}{:08x}", (hash >> 17) as u32);
     let id = format!("{}-{}-{}", branch.replace('/', "-"), &sha[..10], &sha[30..]);
     let author = ["Ada Lovelace", "Grace Hopper", "Alan Turing"][n % 3];
     let email = format!("{}@example.com", author.split(' ').next().unwrap_or("dev").to_lowercase());

@@ -1,0 +1,383 @@
+//! The command-line grammar: the top-level parser, the global flags every
+//! command shares, and the list of subcommands.
+//!
+//! It owns validation that needs no server (the server URL form, the output
+//! format). It must not connect, resolve identities or print: each command's
+//! own arguments live in that command's module.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{describe, promote, release, rollback, status};
+
+/// hamctl: release, promote and roll back builds of services managed by the
+/// release manager, and see what runs where.
+#[derive(Debug, Parser)]
+#[command(name = "hamctl", version)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags accepted before or after any subcommand.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GlobalArgs {
+    /// Address of the release manager server: a URL (http://host:port) or a
+    /// bare host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "HAMCTL_URL",
+        // Not secret, but clap prints `HAMCTL_URL=` even when it is unset.
+        hide_env_values = true,
+        default_value = DEFAULT_SERVER,
+        value_name = "URL",
+        value_parser = parse_server_url,
+        help_heading = GLOBAL_HEADING
+    )]
+    pub(crate) server: String,
+
+    /// Bearer token sent to the server with every call.
+    #[arg(
+        long,
+        global = true,
+        env = "HAMCTL_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = GLOBAL_HEADING
+    )]
+    pub(crate) auth_token: Option<String>,
+
+    /// Output format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        help_heading = GLOBAL_HEADING
+    )]
+    pub(crate) output: OutputFormat,
+}
+
+/// Where `--help` lists the flags every command accepts.
+const GLOBAL_HEADING: &str = "Global options";
+
+/// The server hamctl talks to when neither `--server` nor `HAMCTL_URL` says.
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Lines and tables for people.
+    Table,
+    /// One JSON object, for scripts.
+    Json,
+}
+
+// The subcommands. Each one's help text is the doc comment of its `Args`
+// struct, in its own module (a doc comment here would override it).
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    Release(release::ReleaseArgs),
+    Promote(promote::PromoteArgs),
+    Rollback(rollback::RollbackArgs),
+    Status(status::StatusArgs),
+    Describe(describe::DescribeArgs),
+}
+
+/// Normalises a server address into the URL the gRPC channel dials.
+///
+/// `host:port` gets `http://` in front; `http://` and `https://` URLs are
+/// kept (minus trailing slashes); any other scheme, or a URL with a path,
+/// is rejected so that a typo fails at once instead of at connect time.
+pub(crate) fn parse_server_url(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err("the server address is empty".to_owned());
+    }
+    let url = match trimmed.split_once("://") {
+        Some((scheme, rest)) => {
+            let scheme = scheme.to_ascii_lowercase();
+            if scheme != "http" && scheme != "https" {
+                return Err(format!(
+                    "unsupported scheme `{scheme}://`: use http://host:port, https://host:port or host:port"
+                ));
+            }
+            format!("{scheme}://{}", rest.trim_end_matches('/'))
+        }
+        None => format!("http://{}", trimmed.trim_end_matches('/')),
+    };
+    let uri: tonic::transport::Uri = url
+        .parse()
+        .map_err(|error| format!("`{raw}` is not a valid server address: {error}"))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{raw}` names no host"));
+    }
+    let authority = uri.authority().map_or("", |authority| authority.as_str());
+    if authority.contains('@') {
+        return Err(format!(
+            "`{raw}` carries credentials; pass the token with --auth-token instead"
+        ));
+    }
+    let after_host = authority
+        .rsplit_once(']')
+        .map_or(authority, |(_, rest)| rest);
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        if port.parse::<u16>().is_err() {
+            return Err(format!("`{raw}` has an invalid port `{port}`"));
+        }
+    }
+    if (uri.path() != "/" && !uri.path().is_empty()) || uri.query().is_some() {
+        return Err(format!(
+            "`{raw}` has a path; give only the scheme, host and port"
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    use super::*;
+    use crate::describe::DescribeCommand;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("hamctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn global_flags_before_the_subcommand() {
+        let cli = parse(&[
+            "--server",
+            "rm.example.com:443",
+            "--auth-token",
+            "t0k",
+            "--output",
+            "json",
+            "status",
+            "--service",
+            "product-api",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.server, "http://rm.example.com:443");
+        assert_eq!(cli.global.auth_token.as_deref(), Some("t0k"));
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert!(matches!(cli.command, Command::Status(_)));
+    }
+
+    #[test]
+    fn global_flags_after_the_subcommand() {
+        let cli = parse(&[
+            "status",
+            "--service",
+            "product-api",
+            "--server",
+            "http://10.0.0.1:9000",
+            "--output",
+            "json",
+            "--auth-token",
+            "t0k",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.server, "http://10.0.0.1:9000");
+        assert_eq!(cli.global.auth_token.as_deref(), Some("t0k"));
+        assert_eq!(cli.global.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn global_flags_after_a_nested_subcommand() {
+        let cli = parse(&[
+            "describe",
+            "release",
+            "--service",
+            "product-api",
+            "--env",
+            "prod",
+            "--count",
+            "3",
+            "--output",
+            "json",
+            "--server",
+            "localhost:1234",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.server, "http://localhost:1234");
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Describe(describe) = cli.command else {
+            panic!("not describe: {:?}", cli.command);
+        };
+        let DescribeCommand::Release(release) = describe.what else {
+            panic!("not describe release");
+        };
+        assert_eq!(release.service, "product-api");
+        assert_eq!(release.env, "prod");
+        assert_eq!(release.count, Some(3));
+    }
+
+    #[test]
+    fn output_defaults_to_table() {
+        let cli = parse(&["status", "--service", "s"]).expect("parses");
+        assert_eq!(cli.global.output, OutputFormat::Table);
+    }
+
+    #[test]
+    fn unknown_output_format_is_rejected() {
+        let error = parse(&["status", "--service", "s", "--output", "yaml"]).expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn release_takes_a_branch() {
+        let cli = parse(&[
+            "release",
+            "--service",
+            "product-api",
+            "--env",
+            "dev",
+            "--branch",
+            "feature/x",
+        ])
+        .expect("parses");
+        let Command::Release(args) = cli.command else {
+            panic!("not release");
+        };
+        assert_eq!(args.branch.as_deref(), Some("feature/x"));
+        assert_eq!(args.artifact, None);
+        assert_eq!(args.namespace, None);
+    }
+
+    #[test]
+    fn release_takes_an_artifact_and_namespace() {
+        let cli = parse(&[
+            "release",
+            "--service",
+            "product-api",
+            "--env",
+            "dev",
+            "--artifact",
+            "master-1-2",
+            "--namespace",
+            "team-a",
+        ])
+        .expect("parses");
+        let Command::Release(args) = cli.command else {
+            panic!("not release");
+        };
+        assert_eq!(args.artifact.as_deref(), Some("master-1-2"));
+        assert_eq!(args.branch, None);
+        assert_eq!(args.namespace.as_deref(), Some("team-a"));
+    }
+
+    #[test]
+    fn release_rejects_both_branch_and_artifact() {
+        let error = parse(&[
+            "release",
+            "--service",
+            "s",
+            "--env",
+            "dev",
+            "--branch",
+            "master",
+            "--artifact",
+            "master-1-2",
+        ])
+        .expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn release_rejects_neither_branch_nor_artifact() {
+        let error = parse(&["release", "--service", "s", "--env", "dev"]).expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn release_requires_service_and_env() {
+        let error = parse(&["release", "--branch", "master"]).expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn rollback_artifact_is_optional() {
+        let cli = parse(&["rollback", "--service", "s", "--env", "prod"]).expect("parses");
+        let Command::Rollback(args) = cli.command else {
+            panic!("not rollback");
+        };
+        assert_eq!(args.artifact, None);
+    }
+
+    #[test]
+    fn describe_artifact_takes_branch_and_count() {
+        let cli = parse(&[
+            "describe",
+            "artifact",
+            "--service",
+            "s",
+            "--branch",
+            "master",
+            "--count",
+            "10",
+        ])
+        .expect("parses");
+        let Command::Describe(describe) = cli.command else {
+            panic!("not describe");
+        };
+        let DescribeCommand::Artifact(args) = describe.what else {
+            panic!("not describe artifact");
+        };
+        assert_eq!(args.branch.as_deref(), Some("master"));
+        assert_eq!(args.count, Some(10));
+    }
+
+    #[test]
+    fn count_must_be_positive() {
+        let error = parse(&["describe", "artifact", "--service", "s", "--count", "0"])
+            .expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn bad_server_flag_is_a_usage_error() {
+        let error =
+            parse(&["status", "--service", "s", "--server", "ftp://x:1"]).expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn server_url_normalisation() {
+        let ok = |raw: &str| parse_server_url(raw).expect(raw);
+        assert_eq!(ok("127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(ok("localhost:9000"), "http://localhost:9000");
+        assert_eq!(ok("  rm.internal:80/ "), "http://rm.internal:80");
+        assert_eq!(ok("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(ok("http://127.0.0.1:8080/"), "http://127.0.0.1:8080");
+        assert_eq!(ok("https://rm.example.com"), "https://rm.example.com");
+        assert_eq!(ok("HTTP://rm.example.com:1"), "http://rm.example.com:1");
+        assert_eq!(ok("[::1]:8080"), "http://[::1]:8080");
+        assert_eq!(ok(DEFAULT_SERVER), DEFAULT_SERVER);
+    }
+
+    #[test]
+    fn server_url_rejections() {
+        for raw in [
+            "",
+            "   ",
+            "grpc://host:1",
+            "http://",
+            "http://host:1/api",
+            "host:notaport",
+            "host:70000",
+            "user@host:1",
+            "host:1?x=y",
+        ] {
+            assert!(parse_server_url(raw).is_err(), "accepted {raw:?}");
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! `hamctl`, the operator CLI of the release manager, as a library.
+//!
+//! This module owns the entry points and the exit-code contract: it parses
+//! the command line, dispatches to one module per command, and turns every
+//! failure into one `error: ...` line on stderr. It must not talk to the
+//! server or format responses itself; the command modules do that through
+//! `client`, `present` and `output`.
+//!
+//! Exit codes: 0 on success (also for `--help`, `--version` and a stdout
+//! closed early, e.g. by `| head`), 1 when the operation failed, 2 for usage
+//! errors.
+//!
+//! The library form exists so that end-to-end tests can run the real CLI in
+//! process and capture what it prints:
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let (mut out, mut err) = (Vec::new(), Vec::new());
+//! let code = hamctl::run_with_output(
+//!     ["hamctl", "--server", "127.0.0.1:8080", "status", "--service", "product-api"],
+//!     &mut out,
+//!     &mut err,
+//! )
+//! .await;
+//! assert_eq!(code, 0);
+//! # }
+//! ```
+
+mod cli;
+mod client;
+mod describe;
+mod error;
+mod identity;
+mod output;
+mod present;
+mod promote;
+mod release;
+mod request_id;
+mod rollback;
+mod status;
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use crate::output::Printer;
+
+/// Exit code of a successful run.
+pub const EXIT_SUCCESS: i32 = 0;
+/// Exit code when the operation failed (server error, unreachable server,
+/// unknown committer, ...).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of a usage error (unknown flag, missing argument, ...).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs hamctl with the process's stdout and stderr and returns the exit code.
+///
+/// `args` is the whole command line, program name first, as
+/// [`std::env::args_os`] gives it. Tables are coloured when stdout is a
+/// terminal and `NO_COLOR` is unset or empty.
+pub async fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let colour = colour_allowed();
+    let style = Style {
+        out_colour: colour && std::io::stdout().is_terminal(),
+        err_colour: colour && std::io::stderr().is_terminal(),
+    };
+    // Not the locked handles: those are not `Send`, and the future may be.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    run_styled(args, &mut out, &mut err, style).await
+}
+
+/// Runs hamctl writing to `out` and `err` instead of the process's streams,
+/// and returns the exit code. Nothing is coloured.
+///
+/// `args` is the whole command line, program name first (e.g.
+/// `["hamctl", "status", "--service", "product-api"]`).
+pub async fn run_with_output<I, T>(
+    args: I,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_styled(args, out, err, Style::default()).await
+}
+
+/// Whether colour may be used at all (see <https://no-color.org>).
+fn colour_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// Where ANSI styling may be written.
+#[derive(Debug, Clone, Copy, Default)]
+struct Style {
+    out_colour: bool,
+    err_colour: bool,
+}
+
+async fn run_styled<I, T>(
+    args: I,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+    style: Style,
+) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(clap_error) => return report_clap_error(&clap_error, out, err, style),
+    };
+    let mut printer = Printer::new(out, cli.global.output, style.out_colour);
+    match dispatch(cli, &mut printer).await {
+        Ok(()) => EXIT_SUCCESS,
+        Err(CliError::Output(io)) if io.kind() == std::io::ErrorKind::BrokenPipe => EXIT_SUCCESS,
+        Err(error) => {
+            // Nothing sensible is left to do when stderr itself is gone.
+            let _ = writeln!(err, "error: {error}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Release(args) => release::run(args, global, printer).await,
+        Command::Promote(args) => promote::run(args, global, printer).await,
+        Command::Rollback(args) => rollback::run(args, global, printer).await,
+        Command::Status(args) => status::run(args, global, printer).await,
+        Command::Describe(args) => describe::run(args, global, printer).await,
+    }
+}
+
+/// Prints clap's own message: help and version on stdout (exit 0), usage
+/// errors on stderr (exit 2).
+fn report_clap_error<'a>(
+    clap_error: &clap::Error,
+    out: &'a mut (dyn Write + Send),
+    err: &'a mut (dyn Write + Send),
+    style: Style,
+) -> i32 {
+    let rendered = clap_error.render();
+    // clap sends help and version to stdout and everything else to stderr.
+    let (stream, colour, code) = if clap_error.use_stderr() {
+        (err, style.err_colour, EXIT_USAGE)
+    } else {
+        (out, style.out_colour, EXIT_SUCCESS)
+    };
+    let text = if colour {
+        rendered.ansi().to_string()
+    } else {
+        rendered.to_string()
+    };
+    // Nothing sensible is left to do when that stream is closed.
+    let _ = stream
+        .write_all(text.as_bytes())
+        .and_then(|()| stream.flush());
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run_captured(args: &[&str]) -> (i32, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run_with_output(args.iter().copied(), &mut out, &mut err).await;
+        (
+            code,
+            String::from_utf8(out).expect("utf-8 stdout"),
+            String::from_utf8(err).expect("utf-8 stderr"),
+        )
+    }
+
+    #[test]
+    fn the_run_futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let args = vec!["hamctl".to_owned(), "--help".to_owned()];
+        assert_send(&run_with_output(args.clone(), &mut out, &mut err));
+        assert_send(&run(args));
+    }
+
+    #[tokio::test]
+    async fn help_goes_to_stdout_with_exit_zero() {
+        let (code, out, err) = run_captured(&["hamctl", "--help"]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("Usage:"), "{out}");
+        assert!(err.is_empty());
+    }
+
+    #[tokio::test]
+    async fn subcommand_help_goes_to_stdout_with_exit_zero() {
+        let (code, out, _) = run_captured(&["hamctl", "release", "--help"]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("--artifact"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn version_exits_zero() {
+        let (code, out, _) = run_captured(&["hamctl", "--version"]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    }
+
+    #[tokio::test]
+    async fn usage_errors_exit_two_on_stderr() {
+        let (code, out, err) =
+            run_captured(&["hamctl", "release", "--service", "a", "--env", "dev"]).await;
+        assert_eq!(code, 2);
+        assert!(out.is_empty());
+        assert!(err.contains("--branch"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn missing_subcommand_is_a_usage_error() {
+        let (code, _, err) = run_captured(&["hamctl"]).await;
+        assert_eq!(code, 2);
+        assert!(err.contains("Usage:"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_one_error_line() {
+        // Port 1 on loopback: nothing listens there, the connect fails fast.
+        let (code, out, err) = run_captured(&[
+            "hamctl",
+            "status",
+            "--service",
+            "product-api",
+            "--server",
+            "127.0.0.1:1",
+        ])
+        .await;
+        assert_eq!(code, 1);
+        assert!(out.is_empty());
+        assert!(
+            err.starts_with("error: cannot reach server at http://127.0.0.1:1: "),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

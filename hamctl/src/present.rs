@@ -1,0 +1,265 @@
+//! How the server's messages read: as JSON (snake_case fields, RFC 3339
+//! times, enums as lower-case words) and as the short texts that go into
+//! table cells and success lines.
+//!
+//! It owns every pb -> text/JSON mapping shared by more than one command,
+//! written by hand so the JSON shape is a deliberate interface rather than
+//! a side effect of the generated types. It must not do I/O.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use prost_types::Timestamp;
+use release_manager::pb::{
+    ArtifactSummary, Outcome, Person, ReleaseIntent, ReleaseResult, Vulnerabilities,
+};
+use serde_json::{json, Value};
+
+use crate::error::CliError;
+
+/// The result inside a write response; the server always sends one.
+pub(crate) fn require_result(result: Option<ReleaseResult>) -> Result<ReleaseResult, CliError> {
+    result.ok_or(CliError::BadResponse("the reply carries no release result"))
+}
+
+/// Whether the write changed nothing.
+pub(crate) fn is_no_change(result: &ReleaseResult) -> bool {
+    result.outcome() == Outcome::AlreadyUpToDate
+}
+
+/// `product-api in dev is already at master-abc123 (no change)`.
+pub(crate) fn no_change_line(result: &ReleaseResult) -> String {
+    format!(
+        "{} in {} is already at {} (no change)",
+        result.service, result.environment, result.artifact_id
+    )
+}
+
+/// ` (namespace dev), commit 1a2b3c4`, leaving out what the server did not say.
+pub(crate) fn where_suffix(result: &ReleaseResult) -> String {
+    let mut text = String::new();
+    if !result.namespace.is_empty() {
+        text.push_str(&format!(" (namespace {})", result.namespace));
+    }
+    if !result.commit_sha.is_empty() {
+        text.push_str(&format!(", commit {}", short_sha(&result.commit_sha)));
+    }
+    text
+}
+
+/// The first 7 characters of a commit sha, as git abbreviates it.
+pub(crate) fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// A timestamp as a table cell: `2024-05-01 12:34 UTC`; empty when absent.
+pub(crate) fn time_cell(timestamp: Option<&Timestamp>) -> String {
+    to_datetime(timestamp).map_or_else(String::new, |time| {
+        time.format("%Y-%m-%d %H:%M UTC").to_string()
+    })
+}
+
+/// A person as a table cell: the name, else the email.
+pub(crate) fn person_cell(person: Option<&Person>) -> String {
+    match person {
+        Some(person) if !person.name.is_empty() => person.name.clone(),
+        Some(person) => person.email.clone(),
+        None => String::new(),
+    }
+}
+
+/// Vulnerability counts as `high/medium/low`; empty when unknown.
+pub(crate) fn vulnerabilities_cell(vulnerabilities: Option<&Vulnerabilities>) -> String {
+    vulnerabilities.map_or_else(String::new, |v| {
+        format!("{}/{}/{}", v.high, v.medium, v.low)
+    })
+}
+
+/// The first line of a commit message, cut to `max` characters.
+pub(crate) fn message_cell(message: &str, max: usize) -> String {
+    let first = message.lines().next().unwrap_or("").trim();
+    if first.chars().count() <= max {
+        first.to_owned()
+    } else {
+        let mut cut: String = first.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// A release intent as one word.
+pub(crate) fn intent_word(intent: ReleaseIntent) -> &'static str {
+    match intent {
+        ReleaseIntent::Unspecified => "unknown",
+        ReleaseIntent::ReleaseBranch => "release-branch",
+        ReleaseIntent::ReleaseArtifact => "release-artifact",
+        ReleaseIntent::Promote => "promote",
+        ReleaseIntent::Rollback => "rollback",
+        ReleaseIntent::AutoRelease => "auto-release",
+    }
+}
+
+/// An intent in JSON: `release_branch`, `promote`, ...
+pub(crate) fn intent_json(intent: ReleaseIntent) -> &'static str {
+    match intent {
+        ReleaseIntent::Unspecified => "unspecified",
+        ReleaseIntent::ReleaseBranch => "release_branch",
+        ReleaseIntent::ReleaseArtifact => "release_artifact",
+        ReleaseIntent::Promote => "promote",
+        ReleaseIntent::Rollback => "rollback",
+        ReleaseIntent::AutoRelease => "auto_release",
+    }
+}
+
+fn outcome_json(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Unspecified => "unspecified",
+        Outcome::Applied => "applied",
+        Outcome::AlreadyUpToDate => "already_up_to_date",
+    }
+}
+
+fn to_datetime(timestamp: Option<&Timestamp>) -> Option<DateTime<Utc>> {
+    let timestamp = timestamp?;
+    let nanos = u32::try_from(timestamp.nanos).ok()?;
+    DateTime::from_timestamp(timestamp.seconds, nanos)
+}
+
+/// A timestamp as an RFC 3339 string (UTC), or `null`.
+pub(crate) fn timestamp_json(timestamp: Option<&Timestamp>) -> Value {
+    to_datetime(timestamp).map_or(Value::Null, |time| {
+        Value::String(time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    })
+}
+
+/// `{"name", "email"}`, or `null`.
+pub(crate) fn person_json(person: Option<&Person>) -> Value {
+    person.map_or(
+        Value::Null,
+        |person| json!({ "name": person.name, "email": person.email }),
+    )
+}
+
+/// `{"high", "medium", "low"}`, or `null` when unknown.
+pub(crate) fn vulnerabilities_json(vulnerabilities: Option<&Vulnerabilities>) -> Value {
+    vulnerabilities.map_or(
+        Value::Null,
+        |v| json!({ "high": v.high, "medium": v.medium, "low": v.low }),
+    )
+}
+
+/// One build.
+pub(crate) fn artifact_json(artifact: &ArtifactSummary) -> Value {
+    json!({
+        "artifact_id": artifact.artifact_id,
+        "service": artifact.service,
+        "branch": artifact.branch,
+        "author": person_json(artifact.author.as_ref()),
+        "committer": person_json(artifact.committer.as_ref()),
+        "message": artifact.message,
+        "source_sha": artifact.source_sha,
+        "source_url": artifact.source_url,
+        "build_url": artifact.build_url,
+        "build_date": timestamp_json(artifact.build_date.as_ref()),
+        "vulnerabilities": vulnerabilities_json(artifact.vulnerabilities.as_ref()),
+        "squad": artifact.squad,
+        "build_commit_sha": artifact.build_commit_sha,
+    })
+}
+
+/// The result of a release, promotion or rollback.
+pub(crate) fn release_result_json(result: &ReleaseResult) -> Value {
+    json!({
+        "outcome": outcome_json(result.outcome()),
+        "service": result.service,
+        "environment": result.environment,
+        "namespace": result.namespace,
+        "artifact_id": result.artifact_id,
+        "branch": result.branch,
+        "commit_sha": result.commit_sha,
+        "intent": intent_json(result.intent()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(outcome: Outcome) -> ReleaseResult {
+        ReleaseResult {
+            outcome: outcome.into(),
+            service: "product-api".into(),
+            environment: "dev".into(),
+            namespace: "dev".into(),
+            artifact_id: "master-abc123".into(),
+            branch: "master".into(),
+            commit_sha: "1a2b3c4d5e6f".into(),
+            intent: ReleaseIntent::ReleaseBranch.into(),
+        }
+    }
+
+    #[test]
+    fn no_change_line_reads_naturally() {
+        assert_eq!(
+            no_change_line(&result(Outcome::AlreadyUpToDate)),
+            "product-api in dev is already at master-abc123 (no change)"
+        );
+    }
+
+    #[test]
+    fn where_suffix_abbreviates_the_commit() {
+        assert_eq!(
+            where_suffix(&result(Outcome::Applied)),
+            " (namespace dev), commit 1a2b3c4"
+        );
+        let mut bare = result(Outcome::Applied);
+        bare.namespace.clear();
+        bare.commit_sha.clear();
+        assert_eq!(where_suffix(&bare), "");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let time = Timestamp {
+            seconds: 1_714_566_896,
+            nanos: 0,
+        };
+        assert_eq!(
+            timestamp_json(Some(&time)),
+            Value::String("2024-05-01T12:34:56Z".into())
+        );
+        assert_eq!(time_cell(Some(&time)), "2024-05-01 12:34 UTC");
+        assert_eq!(timestamp_json(None), Value::Null);
+        assert_eq!(time_cell(None), "");
+    }
+
+    #[test]
+    fn release_result_json_is_snake_case_with_words() {
+        let value = release_result_json(&result(Outcome::AlreadyUpToDate));
+        assert_eq!(value["outcome"], "already_up_to_date");
+        assert_eq!(value["intent"], "release_branch");
+        assert_eq!(value["artifact_id"], "master-abc123");
+        assert_eq!(value["commit_sha"], "1a2b3c4d5e6f");
+    }
+
+    #[test]
+    fn cells() {
+        assert_eq!(short_sha("abc"), "abc");
+        assert_eq!(
+            vulnerabilities_cell(Some(&Vulnerabilities {
+                high: 1,
+                medium: 2,
+                low: 3
+            })),
+            "1/2/3"
+        );
+        assert_eq!(vulnerabilities_cell(None), "");
+        assert_eq!(
+            person_cell(Some(&Person {
+                name: String::new(),
+                email: "a@b.c".into()
+            })),
+            "a@b.c"
+        );
+        assert_eq!(message_cell("fix: thing\n\nbody", 50), "fix: thing");
+        assert_eq!(message_cell("abcdef", 4), "abc…");
+    }
+}

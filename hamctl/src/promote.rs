@@ -1,0 +1,77 @@
+//! `hamctl promote`: release to an environment the artifact running in the
+//! environment before it in the promotion order.
+//!
+//! It owns the command's flags and its output. It must not work out the
+//! promotion order; the server knows it.
+
+use clap::Args;
+use release_manager::pb::PromoteRequest;
+use serde_json::json;
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::error::CliError;
+use crate::output::Printer;
+use crate::{client, identity, present, request_id};
+
+/// Release to an environment what runs in the environment before it
+///
+/// Promotes the artifact that runs in the previous environment of the
+/// server's promotion order (for the first environment: the latest build of
+/// the default branch). The commit's committer is you, as git knows you.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PromoteArgs {
+    /// Service to promote, e.g. product-api.
+    #[arg(long)]
+    pub(crate) service: String,
+
+    /// Environment to promote to, e.g. staging.
+    #[arg(long)]
+    pub(crate) env: String,
+
+    /// Namespace folder to read from and release into [default: as for
+    /// release].
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+}
+
+pub(crate) async fn run(
+    args: PromoteArgs,
+    global: &GlobalArgs,
+    printer: &mut Printer<'_>,
+) -> Result<(), CliError> {
+    let request = PromoteRequest {
+        service: args.service,
+        environment: args.env,
+        namespace: args.namespace.unwrap_or_default(),
+        request_id: request_id::new_request_id(),
+        committer: Some(identity::resolve_committer()?),
+    };
+    let mut client = client::release_client(global).await?;
+    let response = client.promote(request).await?.into_inner();
+    let result = present::require_result(response.result)?;
+    match printer.format() {
+        OutputFormat::Json => printer.json(&json!({
+            "result": present::release_result_json(&result),
+            "from_environment": response.from_environment,
+        }))?,
+        OutputFormat::Table if present::is_no_change(&result) => {
+            printer.line(&present::no_change_line(&result))?;
+        }
+        OutputFormat::Table => {
+            let source = if response.from_environment.is_empty() {
+                format!("branch {}", result.branch)
+            } else {
+                response.from_environment.clone()
+            };
+            printer.line(&format!(
+                "Promoted {} of {} from {} to {}{}",
+                result.artifact_id,
+                result.service,
+                source,
+                result.environment,
+                present::where_suffix(&result)
+            ))?;
+        }
+    }
+    Ok(())
+}

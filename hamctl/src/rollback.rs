@@ -1,0 +1,75 @@
+//! `hamctl rollback`: put back an earlier release of a service in an
+//! environment.
+//!
+//! It owns the command's flags and its output. It must not pick the release
+//! to go back to; the server reads that from history.
+
+use clap::Args;
+use release_manager::pb::RollbackRequest;
+use serde_json::json;
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::error::CliError;
+use crate::output::Printer;
+use crate::{client, identity, present, request_id};
+
+/// Put back the release before the current one, or a named earlier one
+///
+/// Without --artifact, the release before the current one comes back;
+/// with it, that earlier artifact. The commit's committer is you, as git
+/// knows you.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RollbackArgs {
+    /// Service to roll back, e.g. product-api.
+    #[arg(long)]
+    pub(crate) service: String,
+
+    /// Environment to roll back, e.g. prod.
+    #[arg(long)]
+    pub(crate) env: String,
+
+    /// The earlier artifact id to put back [default: the release before the
+    /// current one].
+    #[arg(long, value_name = "ID")]
+    pub(crate) artifact: Option<String>,
+
+    /// Namespace folder [default: the namespace of the current release].
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+}
+
+pub(crate) async fn run(
+    args: RollbackArgs,
+    global: &GlobalArgs,
+    printer: &mut Printer<'_>,
+) -> Result<(), CliError> {
+    let request = RollbackRequest {
+        service: args.service,
+        environment: args.env,
+        artifact_id: args.artifact.unwrap_or_default(),
+        namespace: args.namespace.unwrap_or_default(),
+        request_id: request_id::new_request_id(),
+        committer: Some(identity::resolve_committer()?),
+    };
+    let mut client = client::release_client(global).await?;
+    let response = client.rollback(request).await?.into_inner();
+    let result = present::require_result(response.result)?;
+    match printer.format() {
+        OutputFormat::Json => printer.json(&json!({
+            "result": present::release_result_json(&result),
+            "previous_artifact_id": response.previous_artifact_id,
+        }))?,
+        OutputFormat::Table if present::is_no_change(&result) => {
+            printer.line(&present::no_change_line(&result))?;
+        }
+        OutputFormat::Table => printer.line(&format!(
+            "Rolled back {} in {} from {} to {}{}",
+            result.service,
+            result.environment,
+            response.previous_artifact_id,
+            result.artifact_id,
+            present::where_suffix(&result)
+        ))?,
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! `hamctl status`: what runs in every environment for one service.
+//!
+//! It owns the command's flags, the status table and its JSON. It must not
+//! decide which environments exist; the server lists them in promotion
+//! order.
+
+use clap::Args;
+use release_manager::pb::{StatusRequest, StatusResponse};
+use serde_json::{json, Value};
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::error::CliError;
+use crate::output::{Printer, Table};
+use crate::{client, present};
+
+/// Show what runs in every environment for a service
+///
+/// One row per environment: the artifact released there, its branch and
+/// author, when and by whom it was released, and its vulnerability counts
+/// (high/medium/low).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StatusArgs {
+    /// Service to show, e.g. product-api.
+    #[arg(long)]
+    pub(crate) service: String,
+
+    /// Namespace to look in [default: each environment's own namespace, else
+    /// wherever the service is released].
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+}
+
+pub(crate) async fn run(
+    args: StatusArgs,
+    global: &GlobalArgs,
+    printer: &mut Printer<'_>,
+) -> Result<(), CliError> {
+    let request = StatusRequest {
+        service: args.service,
+        namespace: args.namespace.unwrap_or_default(),
+    };
+    let mut client = client::release_client(global).await?;
+    let response = client.status(request).await?.into_inner();
+    match printer.format() {
+        OutputFormat::Json => printer.json(&status_json(&response))?,
+        OutputFormat::Table => printer.table(&status_table(&response))?,
+    }
+    Ok(())
+}
+
+/// One row per environment. A NAMESPACE column appears only when some
+/// release lives outside its environment's default namespace, so the common
+/// case stays narrow.
+fn status_table(response: &StatusResponse) -> Table {
+    let show_namespace = response
+        .environments
+        .iter()
+        .any(|env| !env.namespace.is_empty() && env.namespace != env.environment);
+    let mut header = vec!["ENV"];
+    if show_namespace {
+        header.push("NAMESPACE");
+    }
+    header.extend([
+        "ARTIFACT",
+        "BRANCH",
+        "AUTHOR",
+        "RELEASED",
+        "BY",
+        "VULNS(h/m/l)",
+    ]);
+    let mut table = Table::new(&header);
+    for env in &response.environments {
+        let mut row = vec![env.environment.clone()];
+        if show_namespace {
+            row.push(env.namespace.clone());
+        }
+        // Never released there: the table pads the row with dashes.
+        if let Some(artifact) = &env.artifact {
+            row.extend([
+                artifact.artifact_id.clone(),
+                artifact.branch.clone(),
+                present::person_cell(artifact.author.as_ref()),
+                present::time_cell(env.released_at.as_ref()),
+                present::person_cell(env.released_by.as_ref()),
+                present::vulnerabilities_cell(artifact.vulnerabilities.as_ref()),
+            ]);
+        }
+        table.push(row);
+    }
+    table
+}
+
+fn status_json(response: &StatusResponse) -> Value {
+    let environments: Vec<Value> = response
+        .environments
+        .iter()
+        .map(|env| {
+            json!({
+                "environment": env.environment,
+                "namespace": env.namespace,
+                "artifact": env.artifact.as_ref().map_or(Value::Null, present::artifact_json),
+                "released_at": present::timestamp_json(env.released_at.as_ref()),
+                "released_by": present::person_json(env.released_by.as_ref()),
+                "release_commit_sha": env.release_commit_sha,
+            })
+        })
+        .collect();
+    json!({
+        "service": response.service,
+        "environments": environments,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::Timestamp;
+    use release_manager::pb::{ArtifactSummary, EnvironmentStatus, Person, Vulnerabilities};
+
+    use super::*;
+
+    fn released(env: &str, namespace: &str, artifact: &str, author: &str) -> EnvironmentStatus {
+        EnvironmentStatus {
+            environment: env.into(),
+            namespace: namespace.into(),
+            artifact: Some(ArtifactSummary {
+                artifact_id: artifact.into(),
+                service: "product-api".into(),
+                branch: "master".into(),
+                author: Some(Person {
+                    name: author.into(),
+                    email: "a@example.com".into(),
+                }),
+                vulnerabilities: Some(Vulnerabilities {
+                    high: 0,
+                    medium: 12,
+                    low: 3,
+                }),
+                ..Default::default()
+            }),
+            released_at: Some(Timestamp {
+                seconds: 1_714_566_896,
+                nanos: 0,
+            }),
+            released_by: Some(Person {
+                name: "Ops Bot".into(),
+                email: "ops@example.com".into(),
+            }),
+            release_commit_sha: "abcdef0123".into(),
+        }
+    }
+
+    fn response(environments: Vec<EnvironmentStatus>) -> StatusResponse {
+        StatusResponse {
+            service: "product-api".into(),
+            environments,
+        }
+    }
+
+    #[test]
+    fn table_aligns_environments() {
+        let mut prod = released("prod", "prod", "master-1-2", "Jörg");
+        prod.artifact = None;
+        prod.released_at = None;
+        prod.released_by = None;
+        let table = status_table(&response(vec![
+            released("dev", "dev", "master-abc123-def456", "Jane Doe"),
+            released("staging", "staging", "master-1-2", "Jörg"),
+            prod,
+        ]));
+        assert_eq!(
+            table.render(false),
+            "\
+ENV       ARTIFACT               BRANCH   AUTHOR     RELEASED               BY        VULNS(h/m/l)
+dev       master-abc123-def456   master   Jane Doe   2024-05-01 12:34 UTC   Ops Bot   0/12/3
+staging   master-1-2             master   Jörg       2024-05-01 12:34 UTC   Ops Bot   0/12/3
+prod      -                      -        -          -                      -         -
+"
+        );
+    }
+
+    #[test]
+    fn namespace_column_only_when_it_says_something() {
+        let table = status_table(&response(vec![
+            released("dev", "dev", "a", "x"),
+            released("prod", "team-a", "b", "y"),
+        ]));
+        let text = table.render(false);
+        let header = text.lines().next().expect("header");
+        assert!(
+            header.starts_with("ENV    NAMESPACE   ARTIFACT"),
+            "{header}"
+        );
+        assert!(text.contains("prod   team-a      b"), "{text}");
+    }
+
+    #[test]
+    fn json_keeps_absent_artifacts_as_null() {
+        let mut prod = released("prod", "prod", "x", "y");
+        prod.artifact = None;
+        let value = status_json(&response(vec![released("dev", "dev", "a", "x"), prod]));
+        assert_eq!(value["service"], "product-api");
+        assert_eq!(value["environments"][0]["artifact"]["artifact_id"], "a");
+        assert_eq!(
+            value["environments"][0]["artifact"]["vulnerabilities"]["medium"],
+            12
+        );
+        assert_eq!(
+            value["environments"][0]["released_at"],
+            "2024-05-01T12:34:56Z"
+        );
+        assert_eq!(value["environments"][1]["artifact"], Value::Null);
+    }
+}

@@ -1,0 +1,556 @@
+//! hamctl against a scripted in-process gRPC server: checks what goes over
+//! the wire (token, committer, request id, fields) and what hamctl prints
+//! for the replies, through the public `run_with_output` entry point.
+//!
+//! It does not test release semantics; the end-to-end tests in the
+//! workspace's `tests/` run hamctl against the real server for that.
+
+use std::sync::{Arc, Mutex};
+
+use release_manager::pb::release_service_server::{ReleaseService, ReleaseServiceServer};
+use release_manager::pb::{
+    ArtifactSummary, DescribeArtifactRequest, DescribeArtifactResponse, DescribeReleaseRequest,
+    DescribeReleaseResponse, EnvironmentStatus, Outcome, Person, PromoteRequest, PromoteResponse,
+    PushArtifactRequest, PushArtifactResponse, ReleaseIntent, ReleaseRecord, ReleaseRequest,
+    ReleaseResponse, ReleaseResult, RollbackRequest, RollbackResponse, StatusRequest,
+    StatusResponse, Vulnerabilities, WatchEventsRequest, WatchEventsResponse,
+};
+use tonic::codegen::tokio_stream;
+use tonic::{Request, Response, Status};
+
+const TOKEN: &str = "s3cret";
+
+/// What the fake saw, for assertions.
+#[derive(Debug, Default)]
+struct Seen {
+    releases: Vec<ReleaseRequest>,
+    promotes: Vec<PromoteRequest>,
+    rollbacks: Vec<RollbackRequest>,
+}
+
+#[derive(Clone, Default)]
+struct FakeReleaseService {
+    seen: Arc<Mutex<Seen>>,
+}
+
+fn check_token<T>(request: &Request<T>) -> Result<(), Status> {
+    let expected = format!("Bearer {TOKEN}");
+    match request.metadata().get("authorization") {
+        Some(value) if value.to_str().ok() == Some(expected.as_str()) => Ok(()),
+        Some(_) => Err(Status::unauthenticated("wrong token")),
+        None => Err(Status::unauthenticated("missing token")),
+    }
+}
+
+fn result(request_service: &str, env: &str, artifact: &str, outcome: Outcome) -> ReleaseResult {
+    ReleaseResult {
+        outcome: outcome.into(),
+        service: request_service.into(),
+        environment: env.into(),
+        namespace: env.into(),
+        artifact_id: artifact.into(),
+        branch: "master".into(),
+        commit_sha: "1a2b3c4d5e6f7a8b9c0d".into(),
+        intent: ReleaseIntent::ReleaseBranch.into(),
+    }
+}
+
+fn time() -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: 1_714_566_896,
+        nanos: 0,
+    })
+}
+
+fn person(name: &str, email: &str) -> Option<Person> {
+    Some(Person {
+        name: name.into(),
+        email: email.into(),
+    })
+}
+
+#[tonic::codegen::async_trait]
+impl ReleaseService for FakeReleaseService {
+    async fn release(
+        &self,
+        request: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        self.seen
+            .lock()
+            .expect("lock")
+            .releases
+            .push(request.clone());
+        if request.service == "missing" {
+            return Err(Status::not_found(format!(
+                "no build of branch \"{}\" for service \"missing\"",
+                request.branch
+            )));
+        }
+        let (artifact, outcome) = if request.artifact_id.is_empty() {
+            ("master-abc123".to_owned(), Outcome::Applied)
+        } else {
+            (request.artifact_id.clone(), Outcome::AlreadyUpToDate)
+        };
+        Ok(Response::new(ReleaseResponse {
+            result: Some(result(
+                &request.service,
+                &request.environment,
+                &artifact,
+                outcome,
+            )),
+        }))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<PromoteRequest>,
+    ) -> Result<Response<PromoteResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        self.seen
+            .lock()
+            .expect("lock")
+            .promotes
+            .push(request.clone());
+        Ok(Response::new(PromoteResponse {
+            result: Some(result(
+                &request.service,
+                &request.environment,
+                "master-abc123",
+                Outcome::Applied,
+            )),
+            from_environment: "dev".into(),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<RollbackRequest>,
+    ) -> Result<Response<RollbackResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        self.seen
+            .lock()
+            .expect("lock")
+            .rollbacks
+            .push(request.clone());
+        Ok(Response::new(RollbackResponse {
+            result: Some(result(
+                &request.service,
+                &request.environment,
+                "master-old",
+                Outcome::Applied,
+            )),
+            previous_artifact_id: "master-new".into(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        let artifact = ArtifactSummary {
+            artifact_id: "master-abc123".into(),
+            service: request.service.clone(),
+            branch: "master".into(),
+            author: person("Jane Doe", "jane@example.com"),
+            vulnerabilities: Some(Vulnerabilities {
+                high: 1,
+                medium: 2,
+                low: 3,
+            }),
+            build_date: time(),
+            ..Default::default()
+        };
+        Ok(Response::new(StatusResponse {
+            service: request.service,
+            environments: vec![
+                EnvironmentStatus {
+                    environment: "dev".into(),
+                    namespace: "dev".into(),
+                    artifact: Some(artifact),
+                    released_at: time(),
+                    released_by: person("Ops Bot", "ops@example.com"),
+                    release_commit_sha: "1a2b3c4d".into(),
+                },
+                EnvironmentStatus {
+                    environment: "prod".into(),
+                    namespace: "prod".into(),
+                    ..Default::default()
+                },
+            ],
+        }))
+    }
+
+    async fn describe_release(
+        &self,
+        request: Request<DescribeReleaseRequest>,
+    ) -> Result<Response<DescribeReleaseResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        let releases = (0..request.count.max(1))
+            .map(|n| ReleaseRecord {
+                artifact_id: format!("master-{n}"),
+                namespace: request.environment.clone(),
+                intent: ReleaseIntent::Promote.into(),
+                released_at: time(),
+                released_by: person("Ops Bot", "ops@example.com"),
+                author: person("Jane Doe", "jane@example.com"),
+                commit_sha: "abcdef0123456789".into(),
+                title: "[prod/product-api] release".into(),
+            })
+            .collect();
+        Ok(Response::new(DescribeReleaseResponse {
+            service: request.service,
+            environment: request.environment,
+            releases,
+        }))
+    }
+
+    async fn describe_artifact(
+        &self,
+        request: Request<DescribeArtifactRequest>,
+    ) -> Result<Response<DescribeArtifactResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        Ok(Response::new(DescribeArtifactResponse {
+            service: request.service,
+            artifacts: Vec::new(),
+        }))
+    }
+
+    async fn push_artifact(
+        &self,
+        _request: Request<tonic::Streaming<PushArtifactRequest>>,
+    ) -> Result<Response<PushArtifactResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    type WatchEventsStream = tokio_stream::Empty<Result<WatchEventsResponse, Status>>;
+
+    async fn watch_events(
+        &self,
+        _request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+}
+
+struct Captured {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+async fn hamctl(server: &str, args: &[&str]) -> Captured {
+    let mut argv = vec!["hamctl", "--server", server, "--auth-token", TOKEN];
+    argv.extend_from_slice(args);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = hamctl::run_with_output(argv, &mut out, &mut err).await;
+    Captured {
+        code,
+        out: String::from_utf8(out).expect("utf-8 stdout"),
+        err: String::from_utf8(err).expect("utf-8 stderr"),
+    }
+}
+
+/// One test, so that the process environment (the committer identity) is
+/// set once, before any thread could read it.
+#[test]
+fn hamctl_against_a_fake_server() {
+    std::env::set_var("GIT_COMMITTER_NAME", "Jane Doe");
+    std::env::set_var("GIT_COMMITTER_EMAIL", "jane@example.com");
+    std::env::remove_var("HAMCTL_URL");
+    std::env::remove_var("HAMCTL_AUTH_TOKEN");
+    std::env::remove_var("NO_COLOR");
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(scenarios());
+}
+
+async fn scenarios() {
+    let fake = FakeReleaseService::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let service = ReleaseServiceServer::new(fake.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    // A bare host:port, as people type it.
+    let server = address.to_string();
+
+    // release --branch: the request carries committer, request id, fields.
+    let run = hamctl(
+        &server,
+        &[
+            "release",
+            "--service",
+            "product-api",
+            "--env",
+            "dev",
+            "--branch",
+            "master",
+        ],
+    )
+    .await;
+    assert_eq!((run.code, run.err.as_str()), (0, ""));
+    assert_eq!(
+        run.out,
+        "Released master-abc123 of product-api to dev (namespace dev), commit 1a2b3c4\n"
+    );
+    {
+        let seen = fake.seen.lock().expect("lock");
+        let request = seen.releases.last().expect("a release request");
+        assert_eq!(request.service, "product-api");
+        assert_eq!(request.environment, "dev");
+        assert_eq!(request.branch, "master");
+        assert_eq!(request.artifact_id, "");
+        assert_eq!(request.request_id.len(), 36, "{}", request.request_id);
+        assert_eq!(
+            request.committer,
+            Some(Person {
+                name: "Jane Doe".into(),
+                email: "jane@example.com".into()
+            })
+        );
+    }
+
+    // release --artifact that already runs: no change.
+    let run = hamctl(
+        &server,
+        &[
+            "release",
+            "--service",
+            "product-api",
+            "--env",
+            "dev",
+            "--artifact",
+            "master-abc123",
+            "--namespace",
+            "dev",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(
+        run.out,
+        "product-api in dev is already at master-abc123 (no change)\n"
+    );
+
+    // Every write gets its own request id.
+    {
+        let seen = fake.seen.lock().expect("lock");
+        assert_ne!(seen.releases[0].request_id, seen.releases[1].request_id);
+        assert_eq!(seen.releases[1].namespace, "dev");
+    }
+
+    // JSON output of a write.
+    let run = hamctl(
+        &server,
+        &[
+            "--output",
+            "json",
+            "release",
+            "--service",
+            "product-api",
+            "--env",
+            "dev",
+            "--branch",
+            "master",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let value: serde_json::Value = serde_json::from_str(&run.out).expect("json");
+    assert_eq!(value["result"]["outcome"], "applied");
+    assert_eq!(value["result"]["artifact_id"], "master-abc123");
+
+    // Server errors: one line, code word, exit 1.
+    let run = hamctl(
+        &server,
+        &[
+            "release",
+            "--service",
+            "missing",
+            "--env",
+            "dev",
+            "--branch",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert_eq!(run.out, "");
+    assert_eq!(
+        run.err,
+        "error: not found: no build of branch \"x\" for service \"missing\"\n"
+    );
+
+    // promote and rollback lines.
+    let run = hamctl(
+        &server,
+        &["promote", "--service", "product-api", "--env", "staging"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(
+        run.out,
+        "Promoted master-abc123 of product-api from dev to staging (namespace staging), commit 1a2b3c4\n"
+    );
+    assert_eq!(
+        fake.seen.lock().expect("lock").promotes[0].environment,
+        "staging"
+    );
+
+    let run = hamctl(
+        &server,
+        &[
+            "rollback",
+            "--service",
+            "product-api",
+            "--env",
+            "prod",
+            "--artifact",
+            "master-old",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(
+        run.out,
+        "Rolled back product-api in prod from master-new to master-old (namespace prod), commit 1a2b3c4\n"
+    );
+    assert_eq!(
+        fake.seen.lock().expect("lock").rollbacks[0].artifact_id,
+        "master-old"
+    );
+
+    // status table (no colour into a buffer), global flags after the command.
+    let run = hamctl(&server, &["status", "--service", "product-api"]).await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(
+        run.out,
+        "\
+ENV    ARTIFACT        BRANCH   AUTHOR     RELEASED               BY        VULNS(h/m/l)
+dev    master-abc123   master   Jane Doe   2024-05-01 12:34 UTC   Ops Bot   1/2/3
+prod   -               -        -          -                      -         -
+"
+    );
+    let run = hamctl(
+        &server,
+        &["status", "--service", "product-api", "--output", "json"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_str(&run.out).expect("json");
+    assert_eq!(
+        value["environments"][0]["released_at"],
+        "2024-05-01T12:34:56Z"
+    );
+    assert_eq!(
+        value["environments"][1]["artifact"],
+        serde_json::Value::Null
+    );
+
+    // describe release honours --count; describe artifact with no builds.
+    let run = hamctl(
+        &server,
+        &[
+            "describe",
+            "release",
+            "--service",
+            "product-api",
+            "--env",
+            "prod",
+            "--count",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(run.out.lines().count(), 3, "{}", run.out);
+    assert!(
+        run.out.starts_with("ARTIFACT   INTENT    RELEASED AT"),
+        "{}",
+        run.out
+    );
+    let run = hamctl(
+        &server,
+        &[
+            "describe",
+            "artifact",
+            "--service",
+            "product-api",
+            "--branch",
+            "feature/x",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert_eq!(run.out, "No builds of product-api on branch feature/x\n");
+
+    // A wrong token: the server's refusal, with a hint.
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = hamctl::run_with_output(
+        [
+            "hamctl",
+            "status",
+            "--service",
+            "product-api",
+            "--server",
+            &format!("http://{server}"),
+        ],
+        &mut out,
+        &mut err,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        String::from_utf8(err).expect("utf-8"),
+        "error: unauthenticated: missing token (pass --auth-token or set HAMCTL_AUTH_TOKEN)\n"
+    );
+
+    // A closed stdout is not an error.
+    let mut closed = ClosedPipe;
+    let mut err = Vec::new();
+    let code = hamctl::run_with_output(
+        [
+            "hamctl",
+            "--server",
+            server.as_str(),
+            "--auth-token",
+            TOKEN,
+            "status",
+            "--service",
+            "product-api",
+        ],
+        &mut closed,
+        &mut err,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(err.is_empty());
+}
+
+/// A stdout whose reader went away, as with `hamctl status | head -0`.
+struct ClosedPipe;
+
+impl std::io::Write for ClosedPipe {
+    fn write(&mut self, _buf: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+}
