@@ -84,6 +84,9 @@ fn check_simple(field: &'static str, value: &str) -> Result<(), NameError> {
             format!("is {} bytes long; at most {MAX_SIMPLE_NAME} allowed", value.len()),
         ));
     }
+    if value.contains("..") {
+        return Err(err(field, value, "must not contain \"..\""));
+    }
     if value.starts_with('/') {
         return Err(err(field, value, "must not be an absolute path"));
     }
