@@ -22,8 +22,16 @@ impl fmt::Display for NameError {
             write!(f, "invalid {}: {}", self.field, self.reason)
         } else {
             let shown: String = self.value.chars().take(64).collect();
-            let ellipsis = if shown.len() < self.value.len() { "..." } else { "" };
-            write!(f, "invalid {} {:?}{}: {}", self.field, shown, ellipsis, self.reason)
+            let ellipsis = if shown.len() < self.value.len() {
+                "..."
+            } else {
+                ""
+            };
+            write!(
+                f,
+                "invalid {} {:?}{}: {}",
+                self.field, shown, ellipsis, self.reason
+            )
         }
     }
 }
@@ -47,7 +55,11 @@ fn err(field: &'static str, value: &str, reason: impl Into<String>) -> NameError
 /// digit, so it can neither be `.`/`..` nor hidden nor absolute.
 fn check_component(field: &'static str, whole: &str, part: &str) -> Result<(), NameError> {
     if part.is_empty() {
-        return Err(err(field, whole, "must not be empty or contain empty path segments"));
+        return Err(err(
+            field,
+            whole,
+            "must not be empty or contain empty path segments",
+        ));
     }
     if part == "." || part == ".." || part.contains("..") {
         return Err(err(field, whole, "must not contain \"..\""));
@@ -81,7 +93,10 @@ fn check_simple(field: &'static str, value: &str) -> Result<(), NameError> {
         return Err(err(
             field,
             value,
-            format!("is {} bytes long; at most {MAX_SIMPLE_NAME} allowed", value.len()),
+            format!(
+                "is {} bytes long; at most {MAX_SIMPLE_NAME} allowed",
+                value.len()
+            ),
         ));
     }
     if value.contains("..") {
@@ -123,7 +138,10 @@ pub fn check_branch(value: &str, environments: &[String]) -> Result<(), NameErro
         return Err(err(
             field,
             value,
-            format!("is {} bytes long; at most {MAX_LONG_NAME} allowed", value.len()),
+            format!(
+                "is {} bytes long; at most {MAX_LONG_NAME} allowed",
+                value.len()
+            ),
         ));
     }
     if value.starts_with('/') {
@@ -132,7 +150,11 @@ pub fn check_branch(value: &str, environments: &[String]) -> Result<(), NameErro
     for part in value.split('/') {
         check_component(field, value, part)?;
         if part.ends_with(".lock") || part == "artifact.json" {
-            return Err(err(field, value, format!("must not have a segment {part:?}")));
+            return Err(err(
+                field,
+                value,
+                format!("must not have a segment {part:?}"),
+            ));
         }
         if value.contains('/') && environments.iter().any(|e| e == part) {
             return Err(err(
@@ -155,7 +177,10 @@ pub fn check_artifact_id(value: &str) -> Result<(), NameError> {
         return Err(err(
             field,
             value,
-            format!("is {} bytes long; at most {MAX_LONG_NAME} allowed", value.len()),
+            format!(
+                "is {} bytes long; at most {MAX_LONG_NAME} allowed",
+                value.len()
+            ),
         ));
     }
     if value.starts_with('/') {
@@ -188,11 +213,16 @@ mod tests {
 
     #[test]
     fn refuses_escapes_and_odd_characters() {
-        for bad in ["..", "../x", "a/../b", "/etc", "a/b", "", ".hidden", "a b", "a\0b", "a\nb"] {
+        for bad in [
+            "..", "../x", "a/../b", "/etc", "a/b", "", ".hidden", "a b", "a\0b", "a\nb",
+        ] {
             let e = check_service(bad).unwrap_err();
             assert_eq!(e.field, "service", "{bad:?}");
         }
-        assert!(check_service("a\u{7}b").unwrap_err().reason.contains("control"));
+        assert!(check_service("a\u{7}b")
+            .unwrap_err()
+            .reason
+            .contains("control"));
         assert!(check_service("../x").unwrap_err().reason.contains(".."));
         assert!(check_service("/x").unwrap_err().reason.contains("absolute"));
     }
@@ -200,7 +230,10 @@ mod tests {
     #[test]
     fn refuses_over_long_names() {
         let long = "a".repeat(MAX_SIMPLE_NAME + 1);
-        assert!(check_service(&long).unwrap_err().reason.contains("at most 63"));
+        assert!(check_service(&long)
+            .unwrap_err()
+            .reason
+            .contains("at most 63"));
         check_service(&"a".repeat(MAX_SIMPLE_NAME)).unwrap();
         let long = "b".repeat(MAX_LONG_NAME + 1);
         assert!(check_branch(&long, &envs()).is_err());
@@ -220,6 +253,9 @@ mod tests {
     #[test]
     fn message_names_field_and_value() {
         let e = check_environment("../prod").unwrap_err();
-        assert_eq!(e.to_string(), "invalid environment \"../prod\": must not contain \"..\"");
+        assert_eq!(
+            e.to_string(),
+            "invalid environment \"../prod\": must not contain \"..\""
+        );
     }
 }

@@ -197,7 +197,11 @@ mod tests {
         assert_eq!(spec.build_time(), "2026-01-01T00:01:00Z");
         assert_eq!(
             spec.vulnerabilities(),
-            Some(VulnerabilityCounts { high: 1, medium: 3, low: 3 })
+            Some(VulnerabilityCounts {
+                high: 1,
+                medium: 3,
+                low: 3
+            })
         );
     }
 

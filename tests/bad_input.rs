@@ -28,27 +28,138 @@ async fn bad_release_requests_are_refused_with_a_clear_message() {
         r
     };
     let cases: Vec<(&str, pb::ReleaseRequest, Code, &str)> = vec![
-        ("dotdot service", with(&|r| r.service = "..".into()), Code::InvalidArgument, "invalid service \"..\""),
-        ("escaping service", with(&|r| r.service = "../svc-a".into()), Code::InvalidArgument, "must not contain \"..\""),
-        ("absolute service", with(&|r| r.service = "/etc".into()), Code::InvalidArgument, "absolute"),
-        ("slash in service", with(&|r| r.service = "a/b".into()), Code::InvalidArgument, "'/'"),
-        ("empty service", with(&|r| r.service = String::new()), Code::InvalidArgument, "service: must not be empty"),
-        ("long service", with(&|r| r.service = long.clone()), Code::InvalidArgument, "at most 63"),
-        ("control char", with(&|r| r.service = "svc\u{1}".into()), Code::InvalidArgument, "control characters"),
-        ("unknown env", with(&|r| r.environment = "qa".into()), Code::InvalidArgument, "unknown environment \"qa\"; known environments: dev, staging, prod"),
-        ("escaping env", with(&|r| r.environment = "../dev".into()), Code::InvalidArgument, "invalid environment"),
-        ("escaping branch", with(&|r| r.branch = "../../etc".into()), Code::InvalidArgument, "invalid branch"),
-        ("absolute branch", with(&|r| r.branch = "/master".into()), Code::InvalidArgument, "absolute"),
-        ("branch into env folder", with(&|r| r.branch = "master/dev".into()), Code::InvalidArgument, "collide"),
-        ("long branch", with(&|r| r.branch = long_branch.clone()), Code::InvalidArgument, "at most 200"),
-        ("escaping artifact", with(&|r| { r.branch.clear(); r.artifact_id = "../x".into() }), Code::InvalidArgument, "invalid artifact_id"),
-        ("escaping namespace", with(&|r| r.namespace = "../prod".into()), Code::InvalidArgument, "invalid namespace"),
-        ("both", with(&|r| r.artifact_id = "master-svc-a-001".into()), Code::InvalidArgument, "not both"),
-        ("neither", with(&|r| r.branch.clear()), Code::InvalidArgument, "give a branch or an artifact_id"),
-        ("no committer", with(&|r| r.committer = None), Code::InvalidArgument, "committer"),
-        ("unknown service", with(&|r| r.service = "nope".into()), Code::NotFound, "unknown service \"nope\""),
-        ("unknown branch", with(&|r| r.branch = "feature/x".into()), Code::NotFound, "no build of branch \"feature/x\" for service \"svc-a\""),
-        ("unknown artifact", with(&|r| { r.branch.clear(); r.artifact_id = "master-zzz".into() }), Code::NotFound, "no artifact \"master-zzz\""),
+        (
+            "dotdot service",
+            with(&|r| r.service = "..".into()),
+            Code::InvalidArgument,
+            "invalid service \"..\"",
+        ),
+        (
+            "escaping service",
+            with(&|r| r.service = "../svc-a".into()),
+            Code::InvalidArgument,
+            "must not contain \"..\"",
+        ),
+        (
+            "absolute service",
+            with(&|r| r.service = "/etc".into()),
+            Code::InvalidArgument,
+            "absolute",
+        ),
+        (
+            "slash in service",
+            with(&|r| r.service = "a/b".into()),
+            Code::InvalidArgument,
+            "'/'",
+        ),
+        (
+            "empty service",
+            with(&|r| r.service = String::new()),
+            Code::InvalidArgument,
+            "service: must not be empty",
+        ),
+        (
+            "long service",
+            with(&|r| r.service = long.clone()),
+            Code::InvalidArgument,
+            "at most 63",
+        ),
+        (
+            "control char",
+            with(&|r| r.service = "svc\u{1}".into()),
+            Code::InvalidArgument,
+            "control characters",
+        ),
+        (
+            "unknown env",
+            with(&|r| r.environment = "qa".into()),
+            Code::InvalidArgument,
+            "unknown environment \"qa\"; known environments: dev, staging, prod",
+        ),
+        (
+            "escaping env",
+            with(&|r| r.environment = "../dev".into()),
+            Code::InvalidArgument,
+            "invalid environment",
+        ),
+        (
+            "escaping branch",
+            with(&|r| r.branch = "../../etc".into()),
+            Code::InvalidArgument,
+            "invalid branch",
+        ),
+        (
+            "absolute branch",
+            with(&|r| r.branch = "/master".into()),
+            Code::InvalidArgument,
+            "absolute",
+        ),
+        (
+            "branch into env folder",
+            with(&|r| r.branch = "master/dev".into()),
+            Code::InvalidArgument,
+            "collide",
+        ),
+        (
+            "long branch",
+            with(&|r| r.branch = long_branch.clone()),
+            Code::InvalidArgument,
+            "at most 200",
+        ),
+        (
+            "escaping artifact",
+            with(&|r| {
+                r.branch.clear();
+                r.artifact_id = "../x".into()
+            }),
+            Code::InvalidArgument,
+            "invalid artifact_id",
+        ),
+        (
+            "escaping namespace",
+            with(&|r| r.namespace = "../prod".into()),
+            Code::InvalidArgument,
+            "invalid namespace",
+        ),
+        (
+            "both",
+            with(&|r| r.artifact_id = "master-svc-a-001".into()),
+            Code::InvalidArgument,
+            "not both",
+        ),
+        (
+            "neither",
+            with(&|r| r.branch.clear()),
+            Code::InvalidArgument,
+            "give a branch or an artifact_id",
+        ),
+        (
+            "no committer",
+            with(&|r| r.committer = None),
+            Code::InvalidArgument,
+            "committer",
+        ),
+        (
+            "unknown service",
+            with(&|r| r.service = "nope".into()),
+            Code::NotFound,
+            "unknown service \"nope\"",
+        ),
+        (
+            "unknown branch",
+            with(&|r| r.branch = "feature/x".into()),
+            Code::NotFound,
+            "no build of branch \"feature/x\" for service \"svc-a\"",
+        ),
+        (
+            "unknown artifact",
+            with(&|r| {
+                r.branch.clear();
+                r.artifact_id = "master-zzz".into()
+            }),
+            Code::NotFound,
+            "no artifact \"master-zzz\"",
+        ),
     ];
     for (name, request, code, message) in cases {
         let status = client.release(request).await.expect_err(name);
@@ -58,7 +169,10 @@ async fn bad_release_requests_are_refused_with_a_clear_message() {
             "{name}: {:?} should contain {message:?}",
             status.message()
         );
-        assert!(!status.message().contains("/tmp"), "{name}: no server paths leak");
+        assert!(
+            !status.message().contains("/tmp"),
+            "{name}: no server paths leak"
+        );
     }
     assert_eq!(repo.remote_head(), head, "nothing was pushed");
     server.stop().await;
@@ -70,27 +184,48 @@ async fn other_calls_validate_names_too() {
     let server = TestServer::start(&repo.remote).await;
     let mut client = server.client().await;
     let err = client
-        .status(pb::StatusRequest { service: "../x".into(), namespace: String::new() })
+        .status(pb::StatusRequest {
+            service: "../x".into(),
+            namespace: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = client
-        .status(pb::StatusRequest { service: "ghost".into(), namespace: String::new() })
+        .status(pb::StatusRequest {
+            service: "ghost".into(),
+            namespace: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = client
-        .promote(pb::PromoteRequest { service: "svc-a".into(), environment: "qa".into(), committer: alice(), ..Default::default() })
+        .promote(pb::PromoteRequest {
+            service: "svc-a".into(),
+            environment: "qa".into(),
+            committer: alice(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = client
-        .describe_release(pb::DescribeReleaseRequest { service: "svc-a".into(), environment: "/prod".into(), count: 1 })
+        .describe_release(pb::DescribeReleaseRequest {
+            service: "svc-a".into(),
+            environment: "/prod".into(),
+            count: 1,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let err = client
-        .rollback(pb::RollbackRequest { service: "svc-a".into(), environment: "dev".into(), artifact_id: "a/../b".into(), committer: alice(), ..Default::default() })
+        .rollback(pb::RollbackRequest {
+            service: "svc-a".into(),
+            environment: "dev".into(),
+            artifact_id: "a/../b".into(),
+            committer: alice(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -137,7 +272,10 @@ async fn tokens_are_required_and_checked() {
     assert_eq!(wrong.code(), Code::Unauthenticated);
     assert!(wrong.message().contains("wrong token"));
     let status = with_token(Some("guess"))
-        .status(pb::StatusRequest { service: "svc-a".into(), namespace: String::new() })
+        .status(pb::StatusRequest {
+            service: "svc-a".into(),
+            namespace: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -158,6 +296,9 @@ async fn tokens_are_required_and_checked() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(serving.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    assert_eq!(
+        serving.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
     server.stop().await;
 }

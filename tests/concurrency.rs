@@ -68,7 +68,10 @@ async fn parallel_releases_land_as_one_commit_each_on_a_linear_history() {
             .is_some());
         let subjects = repo.remote_git(&["log", "--format=%s", &format!("{before}..master")]);
         assert_eq!(
-            subjects.lines().filter(|l| l.starts_with(&format!("[dev/{svc}] release"))).count(),
+            subjects
+                .lines()
+                .filter(|l| l.starts_with(&format!("[dev/{svc}] release")))
+                .count(),
             1
         );
     }
@@ -96,13 +99,20 @@ async fn a_commit_pushed_by_someone_else_is_kept_and_the_release_replayed_on_it(
         .result
         .unwrap();
     let info = commit_info(&repo, "master");
-    assert_eq!(info.parents, vec![theirs.clone()], "replayed on top of their commit");
+    assert_eq!(
+        info.parents,
+        vec![theirs.clone()],
+        "replayed on top of their commit"
+    );
     assert_eq!(result.commit_sha, repo.remote_head());
-    assert_eq!(info.changed, [
-        "dev/releases/dev/svc-01/artifact.json",
-        "dev/releases/dev/svc-01/deployment.yaml",
-        "dev/releases/dev/svc-01/service.yaml"
-    ]);
+    assert_eq!(
+        info.changed,
+        [
+            "dev/releases/dev/svc-01/artifact.json",
+            "dev/releases/dev/svc-01/deployment.yaml",
+            "dev/releases/dev/svc-01/service.yaml"
+        ]
+    );
     // The server now knows the new build too.
     let released = client
         .release(release_branch("svc-00", "dev", "master"))

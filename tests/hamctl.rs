@@ -29,7 +29,9 @@ async fn hamctl(args: &[&str]) -> (i32, String, String) {
 
 fn fixture() -> (ConfigRepo, Vec<String>) {
     let mut repo = ConfigRepo::new();
-    let ids = (1..=2).map(|n| repo.add_build("shop", "master", n)).collect();
+    let ids = (1..=2)
+        .map(|n| repo.add_build("shop", "master", n))
+        .collect();
     repo.push();
     (repo, ids)
 }
@@ -41,23 +43,52 @@ async fn release_status_describe_and_rollback_from_the_command_line() {
     let url = server.url.as_str();
 
     let (code, out, err) = hamctl(&[
-        "--server", url, "release", "--service", "shop", "--env", "dev", "--artifact", &ids[0],
+        "--server",
+        url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--artifact",
+        &ids[0],
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains(&format!("Released {}", ids[0])) && out.contains("dev"), "{out}");
-    assert!(commit_info(&repo, "master").committer.contains("Olga Operator <olga@example.com>"));
+    assert!(
+        out.contains(&format!("Released {}", ids[0])) && out.contains("dev"),
+        "{out}"
+    );
+    assert!(commit_info(&repo, "master")
+        .committer
+        .contains("Olga Operator <olga@example.com>"));
 
     // Global flags after the subcommand work too.
     let (code, out, _) = hamctl(&[
-        "release", "--service", "shop", "--env", "dev", "--branch", "master", "--server", url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
+        "--server",
+        url,
     ])
     .await;
     assert_eq!(code, 0);
     assert!(out.contains(&ids[1]), "{out}");
 
     let (code, out, _) = hamctl(&[
-        "release", "--service", "shop", "--env", "dev", "--branch", "master", "--server", url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
+        "--server",
+        url,
     ])
     .await;
     assert_eq!(code, 0);
@@ -65,17 +96,49 @@ async fn release_status_describe_and_rollback_from_the_command_line() {
 
     let (code, out, _) = hamctl(&["--server", url, "status", "--service", "shop"]).await;
     assert_eq!(code, 0);
-    let dev_line = out.lines().find(|l| l.starts_with("dev")).expect("a dev row");
-    assert!(dev_line.contains(&ids[1]) && dev_line.contains("Olga Operator"), "{out}");
+    let dev_line = out
+        .lines()
+        .find(|l| l.starts_with("dev"))
+        .expect("a dev row");
+    assert!(
+        dev_line.contains(&ids[1]) && dev_line.contains("Olga Operator"),
+        "{out}"
+    );
     assert!(out.lines().any(|l| l.starts_with("prod")), "{out}");
 
-    let (code, out, _) = hamctl(&["--server", url, "--output", "json", "status", "--service", "shop"]).await;
+    let (code, out, _) = hamctl(&[
+        "--server",
+        url,
+        "--output",
+        "json",
+        "status",
+        "--service",
+        "shop",
+    ])
+    .await;
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
-    assert_eq!(json.to_string().matches(&ids[1]).count() >= 1, true, "{json}");
+    assert_eq!(json["service"], "shop");
+    assert_eq!(json["environments"][0]["environment"], "dev");
+    assert_eq!(
+        json["environments"][0]["artifact"]["artifact_id"],
+        ids[1].as_str()
+    );
+    assert_eq!(
+        json["environments"][0]["released_by"]["email"],
+        "olga@example.com"
+    );
+    assert!(json["environments"][2]["artifact"].is_null());
 
     let (code, out, _) = hamctl(&[
-        "--server", url, "describe", "release", "--service", "shop", "--env", "dev",
+        "--server",
+        url,
+        "describe",
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
     ])
     .await;
     assert_eq!(code, 0);
@@ -83,7 +146,16 @@ async fn release_status_describe_and_rollback_from_the_command_line() {
     let second = out.find(&ids[0]).expect("older listed");
     assert!(first < second, "newest first:\n{out}");
 
-    let (code, out, err) = hamctl(&["--server", url, "rollback", "--service", "shop", "--env", "dev"]).await;
+    let (code, out, err) = hamctl(&[
+        "--server",
+        url,
+        "rollback",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&ids[0]), "{out}");
     assert!(repo
@@ -91,7 +163,16 @@ async fn release_status_describe_and_rollback_from_the_command_line() {
         .unwrap()
         .contains(&ids[0]));
 
-    let (code, out, err) = hamctl(&["--server", url, "promote", "--service", "shop", "--env", "staging"]).await;
+    let (code, out, err) = hamctl(&[
+        "--server",
+        url,
+        "promote",
+        "--service",
+        "shop",
+        "--env",
+        "staging",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&ids[0]) && out.contains("staging"), "{out}");
     server.stop().await;
@@ -105,16 +186,35 @@ async fn errors_are_one_line_with_a_non_zero_exit() {
     let head = repo.remote_head();
 
     let (code, out, err) = hamctl(&[
-        "--server", url, "release", "--service", "shop", "--env", "qa", "--branch", "master",
+        "--server",
+        url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "qa",
+        "--branch",
+        "master",
     ])
     .await;
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("error: ") && err.contains("unknown environment \"qa\""), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("unknown environment \"qa\""),
+        "{err}"
+    );
 
     let (code, _, err) = hamctl(&[
-        "--server", url, "release", "--service", "ghost", "--env", "dev", "--branch", "master",
+        "--server",
+        url,
+        "release",
+        "--service",
+        "ghost",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
     ])
     .await;
     assert_eq!(code, 1);
@@ -122,14 +222,40 @@ async fn errors_are_one_line_with_a_non_zero_exit() {
 
     // Both or neither of --branch / --artifact is a usage error.
     let (code, _, _) = hamctl(&[
-        "--server", url, "release", "--service", "shop", "--env", "dev", "--branch", "master", "--artifact", "x",
+        "--server",
+        url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
+        "--artifact",
+        "x",
     ])
     .await;
     assert_eq!(code, 2);
-    let (code, _, _) = hamctl(&["--server", url, "release", "--service", "shop", "--env", "dev"]).await;
+    let (code, _, _) = hamctl(&[
+        "--server",
+        url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+    ])
+    .await;
     assert_eq!(code, 2);
 
-    let (code, _, err) = hamctl(&["--server", "http://127.0.0.1:1", "status", "--service", "shop"]).await;
+    let (code, _, err) = hamctl(&[
+        "--server",
+        "http://127.0.0.1:1",
+        "status",
+        "--service",
+        "shop",
+    ])
+    .await;
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach server"), "{err}");
     assert_eq!(repo.remote_head(), head);
@@ -148,7 +274,16 @@ async fn the_token_is_sent_from_the_flag() {
     let (code, _, err) = hamctl(&["--server", url, "status", "--service", "shop"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("unauthenticated"), "{err}");
-    let (code, _, err) = hamctl(&["--server", url, "--auth-token", "t0ken", "status", "--service", "shop"]).await;
+    let (code, _, err) = hamctl(&[
+        "--server",
+        url,
+        "--auth-token",
+        "t0ken",
+        "status",
+        "--service",
+        "shop",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     server.stop().await;
 }

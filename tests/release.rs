@@ -38,11 +38,18 @@ async fn release_by_branch_writes_one_checked_commit() {
     assert_eq!(result.artifact_id, ids[2]);
     assert_eq!(result.namespace, "dev");
     assert_eq!(result.branch, "master");
-    assert_eq!(result.commit_sha, repo.remote_head(), "the reply names the pushed commit");
+    assert_eq!(
+        result.commit_sha,
+        repo.remote_head(),
+        "the reply names the pushed commit"
+    );
 
     let info = commit_info(&repo, "master");
     assert_eq!(info.subject, format!("[dev/svc-a] release {}", ids[2]));
-    assert_eq!(info.author, "Dev 0 <dev0@example.com>", "author is the build's source author");
+    assert_eq!(
+        info.author, "Dev 0 <dev0@example.com>",
+        "author is the build's source author"
+    );
     assert_eq!(info.committer, "Alice Operator <alice@example.com>");
     assert_eq!(info.parents, vec![before]);
     for trailer in [
@@ -53,7 +60,11 @@ async fn release_by_branch_writes_one_checked_commit() {
         "Release-intent: release-branch".into(),
         "Released-by: Alice Operator <alice@example.com>".into(),
     ] {
-        assert!(info.body.contains(&trailer), "missing {trailer:?} in {:?}", info.body);
+        assert!(
+            info.body.contains(&trailer),
+            "missing {trailer:?} in {:?}",
+            info.body
+        );
     }
     assert_eq!(
         info.changed,
@@ -87,7 +98,10 @@ async fn release_of_a_feature_branch_and_an_old_artifact_by_id() {
         .into_inner()
         .result
         .unwrap();
-    assert_eq!(feature.artifact_id, artifact_id("svc-a", "feature/login", 1));
+    assert_eq!(
+        feature.artifact_id,
+        artifact_id("svc-a", "feature/login", 1)
+    );
 
     // The first master build exists only in history now.
     let old = client
@@ -99,7 +113,9 @@ async fn release_of_a_feature_branch_and_an_old_artifact_by_id() {
         .unwrap();
     assert_eq!(old.artifact_id, ids[0]);
     assert_eq!(old.branch, "master");
-    let deployed = repo.remote_file("staging/releases/staging/svc-a/deployment.yaml").unwrap();
+    let deployed = repo
+        .remote_file("staging/releases/staging/svc-a/deployment.yaml")
+        .unwrap();
     assert!(deployed.contains(&ids[0]), "{deployed}");
     assert!(deployed.contains("in staging"));
     let info = commit_info(&repo, "master");
@@ -128,24 +144,39 @@ async fn promote_carries_the_same_artifact_and_its_own_manifests() {
     let newer = repo.add_build("svc-a", "master", 4);
     repo.push();
 
-    let staging = client.promote(promote("staging")).await.unwrap().into_inner();
+    let staging = client
+        .promote(promote("staging"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(staging.from_environment, "dev");
     assert_eq!(staging.result.as_ref().unwrap().artifact_id, ids[2]);
     let prod = client.promote(promote("prod")).await.unwrap().into_inner();
     assert_eq!(prod.result.as_ref().unwrap().artifact_id, ids[2]);
     assert_eq!(prod.from_environment, "staging");
 
-    let manifest = repo.remote_file("prod/releases/prod/svc-a/deployment.yaml").unwrap();
-    assert!(manifest.contains(&ids[2]) && manifest.contains("in prod"), "{manifest}");
+    let manifest = repo
+        .remote_file("prod/releases/prod/svc-a/deployment.yaml")
+        .unwrap();
+    assert!(
+        manifest.contains(&ids[2]) && manifest.contains("in prod"),
+        "{manifest}"
+    );
     assert!(!manifest.contains(&newer));
     let info = commit_info(&repo, "master");
     assert_eq!(info.subject, format!("[prod/svc-a] release {}", ids[2]));
     assert!(info.body.contains("Release-intent: promote"));
-    assert!(repo.remote_file("builds/svc-a/master/artifact.json").unwrap().contains(&newer));
+    assert!(repo
+        .remote_file("builds/svc-a/master/artifact.json")
+        .unwrap()
+        .contains(&newer));
 
     // Promoting what already runs there changes nothing.
     let again = client.promote(promote("prod")).await.unwrap().into_inner();
-    assert_eq!(again.result.unwrap().outcome(), pb::Outcome::AlreadyUpToDate);
+    assert_eq!(
+        again.result.unwrap().outcome(),
+        pb::Outcome::AlreadyUpToDate
+    );
 
     // Nothing in staging for svc-b: a clear precondition failure.
     let err = client
@@ -158,7 +189,11 @@ async fn promote_carries_the_same_artifact_and_its_own_manifests() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert!(err.message().contains("not released to staging"), "{}", err.message());
+    assert!(
+        err.message().contains("not released to staging"),
+        "{}",
+        err.message()
+    );
     server.stop().await;
 }
 
@@ -168,7 +203,10 @@ async fn rollback_puts_back_the_previous_release() {
     let server = TestServer::start(&repo.remote).await;
     let mut client = server.client().await;
     for id in &ids {
-        client.release(release_artifact("svc-a", "prod", id)).await.unwrap();
+        client
+            .release(release_artifact("svc-a", "prod", id))
+            .await
+            .unwrap();
     }
     let rollback = |artifact: &str| pb::RollbackRequest {
         service: "svc-a".into(),
@@ -191,7 +229,11 @@ async fn rollback_puts_back_the_previous_release() {
         .contains(&ids[1]));
 
     // Named rollback to the first release.
-    let named = client.rollback(rollback(&ids[0])).await.unwrap().into_inner();
+    let named = client
+        .rollback(rollback(&ids[0]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(named.result.unwrap().artifact_id, ids[0]);
     assert_eq!(named.previous_artifact_id, ids[1]);
 
@@ -221,9 +263,18 @@ async fn status_and_describe_show_what_runs_and_history() {
     let (repo, ids) = fixture();
     let server = TestServer::start(&repo.remote).await;
     let mut client = server.client().await;
-    client.release(release_artifact("svc-a", "dev", &ids[0])).await.unwrap();
-    client.release(release_artifact("svc-a", "dev", &ids[1])).await.unwrap();
-    client.release(release_branch("svc-a", "staging", "master")).await.unwrap();
+    client
+        .release(release_artifact("svc-a", "dev", &ids[0]))
+        .await
+        .unwrap();
+    client
+        .release(release_artifact("svc-a", "dev", &ids[1]))
+        .await
+        .unwrap();
+    client
+        .release(release_branch("svc-a", "staging", "master"))
+        .await
+        .unwrap();
 
     let status = client
         .status(pb::StatusRequest {
@@ -233,7 +284,11 @@ async fn status_and_describe_show_what_runs_and_history() {
         .await
         .unwrap()
         .into_inner();
-    let envs: Vec<&str> = status.environments.iter().map(|e| e.environment.as_str()).collect();
+    let envs: Vec<&str> = status
+        .environments
+        .iter()
+        .map(|e| e.environment.as_str())
+        .collect();
     assert_eq!(envs, ["dev", "staging", "prod"]);
     let dev = &status.environments[0];
     let artifact = dev.artifact.as_ref().unwrap();
@@ -247,8 +302,18 @@ async fn status_and_describe_show_what_runs_and_history() {
     assert_eq!((vulns.high, vulns.medium, vulns.low), (1, 2, 3));
     assert_eq!(dev.released_by.as_ref().unwrap().name, "Alice Operator");
     assert!(dev.released_at.as_ref().unwrap().seconds > 1_767_225_600);
-    assert_eq!(dev.release_commit_sha, repo.remote_git(&["rev-parse", "master~1"]).trim());
-    assert_eq!(status.environments[1].artifact.as_ref().unwrap().artifact_id, ids[2]);
+    assert_eq!(
+        dev.release_commit_sha,
+        repo.remote_git(&["rev-parse", "master~1"]).trim()
+    );
+    assert_eq!(
+        status.environments[1]
+            .artifact
+            .as_ref()
+            .unwrap()
+            .artifact_id,
+        ids[2]
+    );
     assert!(status.environments[2].artifact.is_none());
 
     let history = client
@@ -260,10 +325,20 @@ async fn status_and_describe_show_what_runs_and_history() {
         .await
         .unwrap()
         .into_inner();
-    let released: Vec<&str> = history.releases.iter().map(|r| r.artifact_id.as_str()).collect();
+    let released: Vec<&str> = history
+        .releases
+        .iter()
+        .map(|r| r.artifact_id.as_str())
+        .collect();
     assert_eq!(released, [ids[1].as_str(), ids[0].as_str()], "newest first");
-    assert_eq!(history.releases[0].released_by.as_ref().unwrap().email, "alice@example.com");
-    assert_eq!(history.releases[0].author.as_ref().unwrap().email, "dev2@example.com");
+    assert_eq!(
+        history.releases[0].released_by.as_ref().unwrap().email,
+        "alice@example.com"
+    );
+    assert_eq!(
+        history.releases[0].author.as_ref().unwrap().email,
+        "dev2@example.com"
+    );
 
     let builds = client
         .describe_artifact(pb::DescribeArtifactRequest {
@@ -274,7 +349,11 @@ async fn status_and_describe_show_what_runs_and_history() {
         .await
         .unwrap()
         .into_inner();
-    let built: Vec<&str> = builds.artifacts.iter().map(|a| a.artifact_id.as_str()).collect();
+    let built: Vec<&str> = builds
+        .artifacts
+        .iter()
+        .map(|a| a.artifact_id.as_str())
+        .collect();
     assert_eq!(built, [ids[2].as_str(), ids[1].as_str()]);
     server.stop().await;
 }
@@ -287,15 +366,26 @@ async fn a_release_removes_files_the_new_build_lacks() {
     repo.push();
     let server = TestServer::start(&repo.remote).await;
     let mut client = server.client().await;
-    client.release(release_artifact("svc-a", "dev", &first)).await.unwrap();
+    client
+        .release(release_artifact("svc-a", "dev", &first))
+        .await
+        .unwrap();
     assert_eq!(
         repo.remote_ls("dev/releases/dev/svc-a"),
         ["artifact.json", "cronjob.yaml", "deployment.yaml"]
     );
-    client.release(release_artifact("svc-a", "dev", &second)).await.unwrap();
-    assert_eq!(repo.remote_ls("dev/releases/dev/svc-a"), ["artifact.json", "deployment.yaml"]);
+    client
+        .release(release_artifact("svc-a", "dev", &second))
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.remote_ls("dev/releases/dev/svc-a"),
+        ["artifact.json", "deployment.yaml"]
+    );
     let info = commit_info(&repo, "master");
-    assert!(info.changed.contains(&"dev/releases/dev/svc-a/cronjob.yaml".to_string()));
+    assert!(info
+        .changed
+        .contains(&"dev/releases/dev/svc-a/cronjob.yaml".to_string()));
     server.stop().await;
 }
 
@@ -304,7 +394,10 @@ async fn an_already_released_build_makes_no_commit() {
     let (repo, ids) = fixture();
     let server = TestServer::start(&repo.remote).await;
     let mut client = server.client().await;
-    client.release(release_branch("svc-a", "dev", "master")).await.unwrap();
+    client
+        .release(release_branch("svc-a", "dev", "master"))
+        .await
+        .unwrap();
     let head = repo.remote_head();
     let again = client
         .release(release_artifact("svc-a", "dev", &ids[2]))
@@ -326,13 +419,33 @@ async fn a_retried_request_id_applies_once() {
     let mut client = server.client().await;
     let mut request = release_artifact("svc-a", "dev", &ids[0]);
     request.request_id = "req-42".into();
-    let first = client.release(request.clone()).await.unwrap().into_inner().result.unwrap();
-    client.release(release_artifact("svc-a", "dev", &ids[1])).await.unwrap();
+    let first = client
+        .release(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    client
+        .release(release_artifact("svc-a", "dev", &ids[1]))
+        .await
+        .unwrap();
     let head = repo.remote_head();
-    let retried = client.release(request).await.unwrap().into_inner().result.unwrap();
-    assert_eq!(retried.commit_sha, first.commit_sha, "the retry answers with the first commit");
+    let retried = client
+        .release(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(
+        retried.commit_sha, first.commit_sha,
+        "the retry answers with the first commit"
+    );
     assert_eq!(repo.remote_head(), head, "the retry made no commit");
-    assert!(commit_info(&repo, &first.commit_sha).body.contains("Request-ID: req-42"));
+    assert!(commit_info(&repo, &first.commit_sha)
+        .body
+        .contains("Request-ID: req-42"));
     server.stop().await;
 }
 
@@ -341,8 +454,14 @@ async fn the_index_survives_a_restart() {
     let (repo, ids) = fixture();
     let server = TestServer::start(&repo.remote).await;
     let mut client = server.client().await;
-    client.release(release_artifact("svc-a", "dev", &ids[0])).await.unwrap();
-    client.release(release_artifact("svc-a", "dev", &ids[1])).await.unwrap();
+    client
+        .release(release_artifact("svc-a", "dev", &ids[0]))
+        .await
+        .unwrap();
+    client
+        .release(release_artifact("svc-a", "dev", &ids[1]))
+        .await
+        .unwrap();
     let data = server.stop().await;
     let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
     let mut client = server.client().await;

@@ -14,7 +14,9 @@ where
         .about("Write artifact.json for a build and push the build to the release manager");
     match command.try_get_matches_from(args) {
         Ok(_) => {
-            eprintln!("error: no command given; the build commands are not available in this version yet");
+            eprintln!(
+                "error: no command given; the build commands are not available in this version yet"
+            );
             2
         }
         Err(e) => {

@@ -28,8 +28,14 @@ pub struct Auth {
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
-            .field("hamctl_token", &self.hamctl_token.as_ref().map(|_| "<redacted>"))
-            .field("artifact_token", &self.artifact_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "hamctl_token",
+                &self.hamctl_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "artifact_token",
+                &self.artifact_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("unauthenticated", &self.unauthenticated)
             .finish()
     }
@@ -93,9 +99,12 @@ mod tests {
             unauthenticated: false,
         };
         auth.check(&request(Some("h")), Role::Operator).unwrap();
-        auth.check(&request(Some("a")), Role::ArtifactPusher).unwrap();
+        auth.check(&request(Some("a")), Role::ArtifactPusher)
+            .unwrap();
         assert!(auth.check(&request(Some("a")), Role::Operator).is_err());
-        assert!(auth.check(&request(Some("h")), Role::ArtifactPusher).is_err());
+        assert!(auth
+            .check(&request(Some("h")), Role::ArtifactPusher)
+            .is_err());
         let missing = auth.check(&request(None), Role::Operator).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
         assert!(missing.message().contains("missing token"));

@@ -45,20 +45,33 @@ pub struct StartArgs {
     #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO")]
     pub config_repo: Option<String>,
     /// Where the persistent mirror (and the demo repository) live.
-    #[arg(long, env = "RELEASE_MANAGER_DATA_DIR", default_value = ".release-manager-data")]
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_DATA_DIR",
+        default_value = ".release-manager-data"
+    )]
     pub data_dir: PathBuf,
     /// gRPC listen address [default: 0.0.0.0:8080; the demo: 127.0.0.1:8080].
     #[arg(long, env = "RELEASE_MANAGER_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Environments in promotion order.
-    #[arg(long, env = "RELEASE_MANAGER_ENVIRONMENTS", value_delimiter = ',', default_value = "dev,staging,prod")]
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_ENVIRONMENTS",
+        value_delimiter = ',',
+        default_value = "dev,staging,prod"
+    )]
     pub environments: Vec<String>,
     /// Branch of the config repository to write, and the branch whose
     /// latest build the first environment is promoted from.
     #[arg(long, env = "RELEASE_MANAGER_DEFAULT_BRANCH", default_value = "master")]
     pub default_branch: String,
     /// SSH private key for ssh remotes.
-    #[arg(long, env = "RELEASE_MANAGER_SSH_PRIVATE_KEY", default_value = "/etc/release-manager/ssh/identity")]
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_SSH_PRIVATE_KEY",
+        default_value = "/etc/release-manager/ssh/identity"
+    )]
     pub ssh_private_key: PathBuf,
     /// known_hosts file that SSH host keys are checked against.
     #[arg(long, env = "RELEASE_MANAGER_SSH_KNOWN_HOSTS")]
@@ -76,7 +89,12 @@ pub struct StartArgs {
     #[arg(long)]
     pub unauthenticated: bool,
     /// Log format.
-    #[arg(long, env = "RELEASE_MANAGER_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Writes that may wait in the queue before callers are told to retry.
     #[arg(long, default_value_t = 1024)]

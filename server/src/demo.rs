@@ -30,7 +30,8 @@ pub fn ensure_demo_repo(data_dir: &Path) -> Result<PathBuf, RepoError> {
         path: path.clone(),
         source,
     })?;
-    let repo = Repository::init_bare(&path).map_err(RepoError::git("create the demo repository"))?;
+    let repo =
+        Repository::init_bare(&path).map_err(RepoError::git("create the demo repository"))?;
     repo.set_head("refs/heads/master")
         .map_err(RepoError::git("create the demo repository"))?;
     let mut demo = DemoWriter {
@@ -60,8 +61,15 @@ pub fn ensure_demo_repo(data_dir: &Path) -> Result<PathBuf, RepoError> {
         }
     }
     // Release the latest master build of the first service to dev.
-    if let Some((service, _, files)) = latest_master.iter().rev().find(|(s, _, _)| s == DEMO_SERVICES[0].0) {
-        let artifact = files.iter().find(|(p, _)| p.ends_with("artifact.json")).expect("a build has artifact.json");
+    if let Some((service, _, files)) = latest_master
+        .iter()
+        .rev()
+        .find(|(s, _, _)| s == DEMO_SERVICES[0].0)
+    {
+        let artifact = files
+            .iter()
+            .find(|(p, _)| p.ends_with("artifact.json"))
+            .expect("a build has artifact.json");
         let spec = ArtifactSpec::parse(artifact.1.as_bytes()).expect("the demo writes valid specs");
         let release: Vec<(String, String)> = files
             .iter()
@@ -97,7 +105,10 @@ fn build_files(service: &str, branch: &str, n: usize) -> (String, Vec<(String, S
     let sha = format!("{hash:032x}{:08x}", (hash >> 17) as u32);
     let id = format!("{}-{}-{}", branch.replace('/', "-"), &sha[..10], &sha[30..]);
     let author = ["Ada Lovelace", "Grace Hopper", "Alan Turing"][n % 3];
-    let email = format!("{}@example.com", author.split(' ').next().unwrap_or("dev").to_lowercase());
+    let email = format!(
+        "{}@example.com",
+        author.split(' ').next().unwrap_or("dev").to_lowercase()
+    );
     let spec = ArtifactSpec {
         id: id.clone(),
         service: service.into(),
@@ -152,26 +163,55 @@ struct DemoWriter<'r> {
 }
 
 impl DemoWriter<'_> {
-    fn commit(&mut self, message: &str, who: &str, files: &[(String, String)]) -> Result<(), RepoError> {
+    fn commit(
+        &mut self,
+        message: &str,
+        who: &str,
+        files: &[(String, String)],
+    ) -> Result<(), RepoError> {
         let err = RepoError::git("write the demo repository");
-        let parent = self.tip.map(|t| self.repo.find_commit(t)).transpose().map_err(&err)?;
+        let parent = self
+            .tip
+            .map(|t| self.repo.find_commit(t))
+            .transpose()
+            .map_err(&err)?;
         let mut root = match &parent {
             Some(p) => Some(p.tree().map_err(&err)?.id()),
             None => None,
         };
         for (path, content) in files {
             let blob = self.repo.blob(content.as_bytes()).map_err(&err)?;
-            let tree = root.map(|r| self.repo.find_tree(r)).transpose().map_err(&err)?;
+            let tree = root
+                .map(|r| self.repo.find_tree(r))
+                .transpose()
+                .map_err(&err)?;
             let parts: Vec<&str> = path.split('/').collect();
-            root = replace_at(self.repo, tree.as_ref(), &parts, Some((blob, FileMode::Blob))).map_err(&err)?;
+            root = replace_at(
+                self.repo,
+                tree.as_ref(),
+                &parts,
+                Some((blob, FileMode::Blob)),
+            )
+            .map_err(&err)?;
         }
-        let tree = self.repo.find_tree(root.expect("the demo writes files")).map_err(&err)?;
+        let tree = self
+            .repo
+            .find_tree(root.expect("the demo writes files"))
+            .map_err(&err)?;
         self.time += 60;
-        let sig = Signature::new(who, &format!("{who}@example.com"), &Time::new(self.time, 0)).map_err(&err)?;
+        let sig = Signature::new(who, &format!("{who}@example.com"), &Time::new(self.time, 0))
+            .map_err(&err)?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         let oid = self
             .repo
-            .commit(Some("refs/heads/master"), &sig, &sig, message, &tree, &parents)
+            .commit(
+                Some("refs/heads/master"),
+                &sig,
+                &sig,
+                message,
+                &tree,
+                &parents,
+            )
             .map_err(&err)?;
         self.tip = Some(oid);
         Ok(())

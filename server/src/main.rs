@@ -37,7 +37,10 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr; stdout carries only the demo's instructions.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -54,10 +57,17 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => RemoteLocation::Local(ensure_demo_repo(&args.data_dir)?),
     };
     let listen = args.listen.unwrap_or_else(|| {
-        let default = if demo { "127.0.0.1:8080" } else { "0.0.0.0:8080" };
+        let default = if demo {
+            "127.0.0.1:8080"
+        } else {
+            "0.0.0.0:8080"
+        };
         default.parse().expect("a valid default address")
     });
-    let has_token = args.hamctl_auth_token.as_deref().is_some_and(|t| !t.is_empty());
+    let has_token = args
+        .hamctl_auth_token
+        .as_deref()
+        .is_some_and(|t| !t.is_empty());
     if demo && !listen.ip().is_loopback() && !has_token {
         return Err("the demo runs unauthenticated and listens on loopback only; give --hamctl-auth-token to listen on another address".into());
     }
@@ -103,7 +113,10 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
 fn print_demo_help(addr: SocketAddr) {
     let (service, _) = DEMO_SERVICES[0];
     let url = format!("http://{addr}");
-    println!(
+    use std::io::Write;
+    // A closed stdout (piped into `head`, say) must not stop the server.
+    let _ = writeln!(
+        std::io::stdout(),
         "\nRelease manager demo: serving a local demo config repository on {url} (loopback only, no authentication).\n\
          Try, in another terminal:\n\n  \
          export HAMCTL_URL={url}\n  \
@@ -118,13 +131,14 @@ fn print_demo_help(addr: SocketAddr) {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -55,7 +55,11 @@ impl Reader {
     }
 
     /// What runs where for a service.
-    pub fn status(&self, service: &str, namespace: Option<&str>) -> Result<pb::StatusResponse, FlowError> {
+    pub fn status(
+        &self,
+        service: &str,
+        namespace: Option<&str>,
+    ) -> Result<pb::StatusResponse, FlowError> {
         self.with_repo(|repo| {
             let published = self.shared.read().expect("state lock not poisoned");
             let view = View::published(&published.index);

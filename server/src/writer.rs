@@ -66,6 +66,9 @@ pub struct WriterStats {
     pub conflicts: std::sync::atomic::AtomicU64,
 }
 
+/// The answer to one write.
+type WriteResult = Result<ReleaseDone, FlowError>;
+
 struct Command {
     request: WriteRequest,
     reply: oneshot::Sender<Result<ReleaseDone, FlowError>>,
@@ -150,21 +153,14 @@ impl Writer {
 
     /// Applies a batch until its push lands, the remote fails, or the
     /// attempts run out. Returns one result per command, in order.
-    fn apply_batch(&mut self, batch: &[Command]) -> Vec<Result<ReleaseDone, FlowError>> {
+    fn apply_batch(&mut self, batch: &[Command]) -> Vec<WriteResult> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (base, pending, results) = self.apply_on_tip(batch);
-            let Some(pending) = pending else {
+            let (base, results, new_commits) = self.apply_on_tip(batch);
+            let Some((tip, pending)) = new_commits else {
                 return results;
             };
-            let tip = results
-                .iter()
-                .filter_map(|r| r.as_ref().ok())
-                .filter(|done| done.created)
-                .map(|done| done.commit)
-                .last()
-                .expect("a batch with pending commits has a created commit");
             match self.mirror.push(tip, base) {
                 Ok(PushOutcome::Pushed) => {
                     let commits = results
@@ -181,7 +177,10 @@ impl Writer {
                     self.stats
                         .conflicts
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!(attempt, "push rejected: the remote moved; fetching to replay");
+                    tracing::info!(
+                        attempt,
+                        "push rejected: the remote moved; fetching to replay"
+                    );
                     if attempt >= self.config.max_push_attempts {
                         return batch
                             .iter()
@@ -202,13 +201,9 @@ impl Writer {
     }
 
     /// Runs every command on the published tip, chaining new commits.
-    /// Returns the base tip, the index of the new commits (`None` when the
-    /// batch made no commit) and the per-command results.
-    #[allow(clippy::type_complexity)]
-    fn apply_on_tip(
-        &self,
-        batch: &[Command],
-    ) -> (Oid, Option<Index>, Vec<Result<ReleaseDone, FlowError>>) {
+    /// Returns the base tip, the per-command results, and the new tip with
+    /// the index of the new commits (`None` when the batch made no commit).
+    fn apply_on_tip(&self, batch: &[Command]) -> (Oid, Vec<WriteResult>, Option<(Oid, Index)>) {
         let published = self.shared.read().expect("writer lock not poisoned");
         let base = published.tip;
         let mut tip = base;
@@ -235,8 +230,8 @@ impl Writer {
             }
             results.push(result);
         }
-        let made_commits = tip != base;
-        (base, made_commits.then_some(pending), results)
+        let new_commits = (tip != base).then_some((tip, pending));
+        (base, results, new_commits)
     }
 
     /// Fetches the remote and publishes what others pushed.
@@ -263,7 +258,7 @@ impl Writer {
     }
 }
 
-fn fail_all(batch: &[Command], error: FlowError) -> Vec<Result<ReleaseDone, FlowError>> {
+fn fail_all(batch: &[Command], error: FlowError) -> Vec<WriteResult> {
     batch.iter().map(|_| Err(error.clone())).collect()
 }
 

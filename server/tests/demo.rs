@@ -20,7 +20,11 @@ async fn hamctl(args: &[&str]) -> (i32, String, String) {
     let mut argv = vec!["hamctl"];
     argv.extend_from_slice(args);
     let code = hamctl::run_with_output(argv, &mut out, &mut err).await;
-    (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -43,9 +47,9 @@ async fn the_demo_server_works_with_hamctl_out_of_the_box() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // Keep reading to the end: the server's stdout stays open.
             if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
                 let _ = tx.send(url.trim_end_matches(['.', ',']).to_string());
-                return;
             }
         }
     });
@@ -57,17 +61,37 @@ async fn the_demo_server_works_with_hamctl_out_of_the_box() {
 
     let (code, out, err) = hamctl(&["--server", &url, "status", "--service", "product-api"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.lines().any(|l| l.starts_with("dev") && l.contains("master-")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("dev") && l.contains("master-")),
+        "{out}"
+    );
 
     let (code, out, err) = hamctl(&[
-        "--server", &url, "release", "--service", "checkout-web", "--env", "dev", "--branch", "master",
+        "--server",
+        &url,
+        "release",
+        "--service",
+        "checkout-web",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
     ])
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Released"), "{out}");
 
     let (code, out, err) = hamctl(&[
-        "--server", &url, "release", "--service", "product-api", "--env", "dev", "--branch", "feature/fast-search",
+        "--server",
+        &url,
+        "release",
+        "--service",
+        "product-api",
+        "--env",
+        "dev",
+        "--branch",
+        "feature/fast-search",
     ])
     .await;
     assert_eq!(code, 0, "{err}");

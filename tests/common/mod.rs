@@ -58,13 +58,23 @@ impl ConfigRepo {
         let dir = tempfile::tempdir().expect("temp dir");
         let remote = dir.path().join("config.git");
         let work = dir.path().join("work");
-        git(dir.path(), &["init", "-q", "--bare", "-b", "master", "config.git"]);
+        git(
+            dir.path(),
+            &["init", "-q", "--bare", "-b", "master", "config.git"],
+        );
         git(dir.path(), &["init", "-q", "-b", "master", "work"]);
-        git(&work, &["remote", "add", "origin", remote.to_str().unwrap()]);
+        git(
+            &work,
+            &["remote", "add", "origin", remote.to_str().unwrap()],
+        );
         std::fs::write(work.join("README.md"), "# config\n").unwrap();
         for env in ENVS {
             std::fs::create_dir_all(work.join(env).join("provisioning")).unwrap();
-            std::fs::write(work.join(env).join("provisioning/cluster.yaml"), "kind: Cluster\n").unwrap();
+            std::fs::write(
+                work.join(env).join("provisioning/cluster.yaml"),
+                "kind: Cluster\n",
+            )
+            .unwrap();
         }
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "-m", "initial layout"]);
@@ -79,7 +89,13 @@ impl ConfigRepo {
 
     /// Writes a build of `service`/`branch` numbered `n` as CI would and
     /// commits it (not pushed). `files` are the manifest names per env.
-    pub fn add_build_files(&mut self, service: &str, branch: &str, n: usize, files: &[&str]) -> String {
+    pub fn add_build_files(
+        &mut self,
+        service: &str,
+        branch: &str,
+        n: usize,
+        files: &[&str],
+    ) -> String {
         self.counter += 1;
         let id = artifact_id(service, branch, n);
         let base = self.work.join("builds").join(service).join(branch);
@@ -122,7 +138,10 @@ impl ConfigRepo {
         )
         .unwrap();
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "-m", &format!("[{service}] build tag {id}")]);
+        git(
+            &self.work,
+            &["commit", "-q", "-m", &format!("[{service}] build tag {id}")],
+        );
         id
     }
 
@@ -156,7 +175,9 @@ impl ConfigRepo {
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .output()
             .unwrap();
-        out.status.success().then(|| String::from_utf8(out.stdout).unwrap())
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
     }
 
     /// File names at `path` on master.
@@ -185,7 +206,11 @@ impl TestServer {
         Self::start_in(remote, data, tweak).await
     }
 
-    pub async fn start_in(remote: &Path, data: TempDir, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+    pub async fn start_in(
+        remote: &Path,
+        data: TempDir,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         let mut config = ServerConfig::local(remote, data.path());
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -201,7 +226,9 @@ impl TestServer {
     }
 
     pub async fn client(&self) -> ReleaseServiceClient<Channel> {
-        ReleaseServiceClient::connect(self.url.clone()).await.expect("connects")
+        ReleaseServiceClient::connect(self.url.clone())
+            .await
+            .expect("connects")
     }
 
     pub async fn stop(mut self) -> TempDir {
@@ -250,7 +277,12 @@ pub struct CommitInfo {
 }
 
 pub fn commit_info(repo: &ConfigRepo, rev: &str) -> CommitInfo {
-    let format = repo.remote_git(&["log", "-1", "--format=%s%x00%b%x00%an <%ae>%x00%cn <%ce>%x00%P", rev]);
+    let format = repo.remote_git(&[
+        "log",
+        "-1",
+        "--format=%s%x00%b%x00%an <%ae>%x00%cn <%ce>%x00%P",
+        rev,
+    ]);
     let parts: Vec<&str> = format.trim_end().split('\0').collect();
     let changed = repo
         .remote_git(&["diff-tree", "--no-commit-id", "--name-only", "-r", rev])

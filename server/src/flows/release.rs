@@ -50,7 +50,12 @@ pub fn find_build<'r>(
                 .map_err(git("read the tip"))?;
             let path = format!("builds/{service}/{branch}");
             let Some(tree) = tree_at(repo, &root, &path).map_err(git("read a tree"))? else {
-                return Err(unknown_build(ctx, &root, service, &format!("no build of branch {branch:?}")));
+                return Err(unknown_build(
+                    ctx,
+                    &root,
+                    service,
+                    &format!("no build of branch {branch:?}"),
+                ));
             };
             let spec = read_spec(repo, &tree, service, &path)?;
             Ok(Build {
@@ -154,7 +159,9 @@ pub fn release_build(
         .map(|e| e.id())
         .expect("read_spec checked artifact.json exists");
     let env_tree = repo.find_tree(env_tree).map_err(git("read a tree"))?;
-    let mut folder = repo.treebuilder(Some(&env_tree)).map_err(git("build a tree"))?;
+    let mut folder = repo
+        .treebuilder(Some(&env_tree))
+        .map_err(git("build a tree"))?;
     folder
         .insert("artifact.json", artifact_blob, FileMode::Blob.into())
         .map_err(git("build a tree"))?;
@@ -238,9 +245,14 @@ pub fn commit_release_folder(
     if current.is_some_and(|t| t.id() == release.folder) {
         return Ok(None);
     }
-    let new_root = replace_at(repo, Some(&root), &path, Some((release.folder, FileMode::Tree)))
-        .map_err(git("write a tree"))?
-        .expect("a tree with a release folder is not empty");
+    let new_root = replace_at(
+        repo,
+        Some(&root),
+        &path,
+        Some((release.folder, FileMode::Tree)),
+    )
+    .map_err(git("write a tree"))?
+    .expect("a tree with a release folder is not empty");
     let new_root = repo.find_tree(new_root).map_err(git("read a tree"))?;
     let committer_line = format!("{} <{}>", request.committer.name, request.committer.email);
     let message = compose(
@@ -253,7 +265,10 @@ pub fn commit_release_folder(
             ("Branch", release.branch),
             ("Release-intent", release.kind.as_str()),
             ("Released-by", &committer_line),
-            ("Request-ID", request.request_id.as_deref().unwrap_or_default()),
+            (
+                "Request-ID",
+                request.request_id.as_deref().unwrap_or_default(),
+            ),
         ],
     );
     let committer = git2::Signature::now(&request.committer.name, &request.committer.email)
@@ -265,8 +280,12 @@ pub fn commit_release_folder(
     let author = if release.author.name.is_empty() || release.author.email.is_empty() {
         committer.clone()
     } else {
-        git2::Signature::new(&release.author.name, &release.author.email, &committer.when())
-            .unwrap_or_else(|_| committer.clone())
+        git2::Signature::new(
+            &release.author.name,
+            &release.author.email,
+            &committer.when(),
+        )
+        .unwrap_or_else(|_| committer.clone())
     };
     let oid = repo
         .commit(None, &author, &committer, &message, &new_root, &[&parent])

@@ -147,7 +147,9 @@ impl Index {
     /// Adds one commit, if it is a build, release or request-id carrier.
     pub fn ingest_commit(&mut self, repo: &Repository, oid: Oid) -> Result<(), RepoError> {
         self.commits += 1;
-        let commit = repo.find_commit(oid).map_err(RepoError::git("read a commit"))?;
+        let commit = repo
+            .find_commit(oid)
+            .map_err(RepoError::git("read a commit"))?;
         let message = String::from_utf8_lossy(commit.message_bytes());
         if let Some(request_id) = trailer(&message, "Request-ID") {
             self.requests.insert(request_id.to_string(), oid);
@@ -268,7 +270,11 @@ impl<'a> View<'a> {
     }
 
     /// Releases of a service to an environment, newest first.
-    pub fn releases(&self, environment: &str, service: &str) -> impl Iterator<Item = &'a ReleaseRecord> {
+    pub fn releases(
+        &self,
+        environment: &str,
+        service: &str,
+    ) -> impl Iterator<Item = &'a ReleaseRecord> {
         let key = (environment.to_string(), service.to_string());
         self.layers()
             .flat_map(move |index| index.releases.get(&key).into_iter().flatten().rev())

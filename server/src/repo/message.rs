@@ -120,7 +120,9 @@ mod tests {
         );
         assert_eq!(
             parse_title("[svc] policy update: apply auto-release"),
-            Some(Title::Policy { service: "svc".into() })
+            Some(Title::Policy {
+                service: "svc".into()
+            })
         );
         assert_eq!(parse_title("Merge branch 'x'"), None);
         assert_eq!(parse_title("[dev/x] deploy y"), None);
@@ -130,7 +132,11 @@ mod tests {
     fn trailers_round_trip() {
         let m = compose(
             "[dev/s] release a",
-            &[("Artifact-ID", "a"), ("Namespace", "dev"), ("Request-ID", "")],
+            &[
+                ("Artifact-ID", "a"),
+                ("Namespace", "dev"),
+                ("Request-ID", ""),
+            ],
         );
         assert_eq!(m, "[dev/s] release a\n\nArtifact-ID: a\nNamespace: dev\n");
         assert_eq!(trailer(&m, "artifact-id"), Some("a"));

@@ -186,7 +186,9 @@ fn copy_new_objects(from: &Repository, to: &Repository, tip: Oid) -> Result<(), 
         if dst.exists(oid) {
             continue;
         }
-        let commit = from.find_commit(oid).map_err(RepoError::git("read a commit"))?;
+        let commit = from
+            .find_commit(oid)
+            .map_err(RepoError::git("read a commit"))?;
         pending.extend(commit.parent_ids());
         commits.push(commit);
     }
@@ -219,11 +221,14 @@ fn copy_tree(
         }
         match entry.kind() {
             Some(ObjectType::Tree) => {
-                let sub = from.find_tree(entry.id()).map_err(RepoError::git("read a tree"))?;
+                let sub = from
+                    .find_tree(entry.id())
+                    .map_err(RepoError::git("read a tree"))?;
                 let before_sub = match previous {
-                    Some(p) if p.kind() == Some(ObjectType::Tree) => {
-                        Some(from.find_tree(p.id()).map_err(RepoError::git("read a tree"))?)
-                    }
+                    Some(p) if p.kind() == Some(ObjectType::Tree) => Some(
+                        from.find_tree(p.id())
+                            .map_err(RepoError::git("read a tree"))?,
+                    ),
                     _ => None,
                 };
                 copy_tree(from, dst, &sub, before_sub.as_ref(), copy)?;

@@ -87,9 +87,8 @@ pub fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
                 "SSH host key cannot be checked: no --ssh-known-hosts file",
             ));
         };
-        let known = std::fs::read_to_string(path).map_err(|e| {
-            git2::Error::from_str(&format!("cannot read known_hosts file: {e}"))
-        })?;
+        let known = std::fs::read_to_string(path)
+            .map_err(|e| git2::Error::from_str(&format!("cannot read known_hosts file: {e}")))?;
         if known_hosts_allows(&known, host, key) {
             Ok(CertificateCheckStatus::CertificateOk)
         } else {
@@ -110,7 +109,8 @@ pub fn known_hosts_allows(known_hosts: &str, host: &str, key: &[u8]) -> bool {
             return false;
         }
         let mut fields = line.split_whitespace();
-        let (Some(hosts), Some(_kind), Some(encoded)) = (fields.next(), fields.next(), fields.next())
+        let (Some(hosts), Some(_kind), Some(encoded)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             return false;
         };
@@ -134,8 +134,14 @@ mod tests {
 
     #[test]
     fn classifies_locations() {
-        assert!(matches!(RemoteLocation::parse("file:///tmp/x.git"), RemoteLocation::Local(_)));
-        assert!(matches!(RemoteLocation::parse("/tmp/x.git"), RemoteLocation::Local(_)));
+        assert!(matches!(
+            RemoteLocation::parse("file:///tmp/x.git"),
+            RemoteLocation::Local(_)
+        ));
+        assert!(matches!(
+            RemoteLocation::parse("/tmp/x.git"),
+            RemoteLocation::Local(_)
+        ));
         assert!(matches!(
             RemoteLocation::parse("git@github.com:acme/config.git"),
             RemoteLocation::Network(_)

@@ -110,8 +110,8 @@ mod tests {
             let blob = repo.blob(content.as_bytes()).unwrap();
             let parts: Vec<&str> = path.split('/').collect();
             let current = root.map(|o| repo.find_tree(o).unwrap());
-            root = replace_at(repo, current.as_ref(), &parts, Some((blob, FileMode::Blob)))
-                .unwrap();
+            root =
+                replace_at(repo, current.as_ref(), &parts, Some((blob, FileMode::Blob))).unwrap();
         }
         root.unwrap()
     }
@@ -119,12 +119,20 @@ mod tests {
     #[test]
     fn replaces_nested_entry_and_keeps_siblings() {
         let (_d, repo) = repo();
-        let root = tree_with(&repo, &[("a/b/c.txt", "1"), ("a/d.txt", "2"), ("e.txt", "3")]);
+        let root = tree_with(
+            &repo,
+            &[("a/b/c.txt", "1"), ("a/d.txt", "2"), ("e.txt", "3")],
+        );
         let root = repo.find_tree(root).unwrap();
         let blob = repo.blob(b"new").unwrap();
-        let new = replace_at(&repo, Some(&root), &["a", "b", "c.txt"], Some((blob, FileMode::Blob)))
-            .unwrap()
-            .unwrap();
+        let new = replace_at(
+            &repo,
+            Some(&root),
+            &["a", "b", "c.txt"],
+            Some((blob, FileMode::Blob)),
+        )
+        .unwrap()
+        .unwrap();
         let new = repo.find_tree(new).unwrap();
         assert_eq!(blob_at(&repo, &new, "a/b/c.txt").unwrap().unwrap(), b"new");
         assert_eq!(blob_at(&repo, &new, "a/d.txt").unwrap().unwrap(), b"2");
@@ -151,9 +159,14 @@ mod tests {
         let root = tree_with(&repo, &[("a/b.txt", "1")]);
         let tree = repo.find_tree(root).unwrap();
         let blob = repo.blob(b"1").unwrap();
-        let again = replace_at(&repo, Some(&tree), &["a", "b.txt"], Some((blob, FileMode::Blob)))
-            .unwrap()
-            .unwrap();
+        let again = replace_at(
+            &repo,
+            Some(&tree),
+            &["a", "b.txt"],
+            Some((blob, FileMode::Blob)),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(again, root);
     }
 }

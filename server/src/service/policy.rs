@@ -24,7 +24,9 @@ impl PolicyServiceHandler {
     fn unimplemented<T>(&self, request: &Request<T>) -> Status {
         match self.auth.check(request, Role::Operator) {
             Err(status) => status,
-            Ok(()) => Status::unimplemented("policies are not available on this server version yet"),
+            Ok(()) => {
+                Status::unimplemented("policies are not available on this server version yet")
+            }
         }
     }
 }

@@ -131,8 +131,14 @@ fn committer(person: Option<pb::Person>) -> Result<Signature, FlowError> {
         return Err(bad("name is missing"));
     }
     let forbidden = |s: &str| s.chars().any(|c| c.is_control() || c == '<' || c == '>');
-    if forbidden(&person.name) || forbidden(&person.email) || person.name.len() > 200 || person.email.len() > 200 {
-        return Err(bad("name and email must be at most 200 characters, without '<', '>' or control characters"));
+    if forbidden(&person.name)
+        || forbidden(&person.email)
+        || person.name.len() > 200
+        || person.email.len() > 200
+    {
+        return Err(bad(
+            "name and email must be at most 200 characters, without '<', '>' or control characters",
+        ));
     }
     Ok(Signature {
         name: person.name,

@@ -1,0 +1,27 @@
+# Familiar targets. TAG=... names the image for the docker targets.
+TAG ?= latest
+IMAGE ?= release-manager
+
+.PHONY: build build_server test lint run bench build_server_docker push_server_docker
+
+build:
+	cargo build --release --workspace
+
+build_server:
+	cargo build --release -p release-manager-server
+
+test:
+	cargo test --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+run:
+	cargo run --release --bin release-manager -- start
+
+build_server_docker:
+	docker build -t $(IMAGE):$(TAG) .
+
+push_server_docker:
+	docker push $(IMAGE):$(TAG)
