@@ -24,7 +24,6 @@ use release_manager::pb;
 use release_manager::pb::policy_service_server::PolicyServiceServer;
 use release_manager::pb::release_service_server::ReleaseServiceServer;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::ServerConfig;
 use crate::reads::Reader;
@@ -145,12 +144,11 @@ pub async fn start(
         .add_service(reflection_v1alpha)
         .add_service(ReleaseServiceServer::new(release))
         .add_service(PolicyServiceServer::new(policy));
-    let serve = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async {
-            let _ = shutdown_rx.await;
-        },
-    ));
+    // Small request/response exchanges must not wait for Nagle's algorithm.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = shutdown_rx.await;
+    }));
     tracing::info!(%addr, "serving gRPC");
     Ok(RunningServer {
         addr,

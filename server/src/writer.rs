@@ -9,7 +9,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use git2::Oid;
+use git2::{Mempack, Oid};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,6 +17,8 @@ use crate::error::FlowError;
 use crate::flows::{self, FlowContext, ReleaseDone, Settings, WriteRequest};
 use crate::repo::index::{Index, View};
 use crate::repo::mirror::{Mirror, PushOutcome};
+use crate::repo::pack;
+use crate::repo::RepoError;
 use crate::status::chain;
 
 /// What readers see: the remote tip the writer last published, and the index
@@ -133,7 +135,25 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    fn run(self, mut rx: mpsc::Receiver<Command>) {
+        // New objects of a batch live in memory until the batch is packed:
+        // one pack file per batch instead of a loose file per object.
+        let odb = match self.mirror.repo().odb() {
+            Ok(odb) => Some(odb),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the object database; writing loose objects");
+                None
+            }
+        };
+        let mempack = odb
+            .as_ref()
+            .and_then(|odb| match odb.add_new_mempack_backend(1000) {
+                Ok(mempack) => Some(mempack),
+                Err(e) => {
+                    tracing::error!(error = %e, "no in-memory object store; writing loose objects");
+                    None
+                }
+            });
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < self.config.max_batch {
@@ -142,7 +162,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let results = self.apply_batch(&batch);
+            let results = self.apply_batch(&batch, mempack.as_ref());
             for (command, result) in batch.into_iter().zip(results) {
                 // A caller that went away no longer needs the answer.
                 let _ = command.reply.send(result);
@@ -153,20 +173,46 @@ impl Writer {
 
     /// Applies a batch until its push lands, the remote fails, or the
     /// attempts run out. Returns one result per command, in order.
-    fn apply_batch(&mut self, batch: &[Command]) -> Vec<WriteResult> {
+    fn apply_batch(&self, batch: &[Command], mempack: Option<&Mempack<'_>>) -> Vec<WriteResult> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if let Some(mempack) = mempack {
+                // Objects of an earlier, rejected attempt are garbage now.
+                let _ = mempack.reset();
+            }
+            let began = std::time::Instant::now();
             let (base, results, new_commits) = self.apply_on_tip(batch);
             let Some((tip, pending)) = new_commits else {
                 return results;
             };
-            match self.mirror.push(tip, base) {
+            let applied = began.elapsed();
+            let created: Vec<Oid> = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .filter(|done| done.created)
+                .map(|done| done.commit)
+                .collect();
+            let pack = match self.pack_new_objects(mempack, &created) {
+                Ok(pack) => pack,
+                Err(e) => {
+                    tracing::error!(error = %chain(&e), "cannot store the batch's objects");
+                    return fail_all(batch, e.into());
+                }
+            };
+            let pushed = self.mirror.push(tip, base, &pack);
+            match pushed {
                 Ok(PushOutcome::Pushed) => {
                     let commits = results
                         .iter()
                         .filter(|r| r.as_ref().is_ok_and(|d| d.created))
                         .count() as u64;
+                    tracing::debug!(
+                        commits,
+                        apply_us = applied.as_micros() as u64,
+                        push_us = (began.elapsed() - applied).as_micros() as u64,
+                        "batch pushed"
+                    );
                     self.note_batch(commits);
                     let mut published = self.shared.write().expect("writer lock not poisoned");
                     published.index.absorb(pending);
@@ -234,8 +280,30 @@ impl Writer {
         (base, results, new_commits)
     }
 
+    /// Moves the batch's new objects from memory into one pack in the
+    /// mirror, and returns that pack for the push. Empty when objects were
+    /// written loose.
+    fn pack_new_objects(
+        &self,
+        mempack: Option<&Mempack<'_>>,
+        commits: &[Oid],
+    ) -> Result<Vec<u8>, RepoError> {
+        let Some(mempack) = mempack else {
+            return Ok(Vec::new());
+        };
+        let repo = self.mirror.repo();
+        let objects =
+            pack::new_objects(repo, commits).map_err(RepoError::git("list the new objects"))?;
+        let pack = pack::build(repo, &objects).map_err(RepoError::git("pack the new objects"))?;
+        self.mirror.store_pack(&pack)?;
+        mempack
+            .reset()
+            .map_err(RepoError::git("clear the in-memory objects"))?;
+        Ok(pack)
+    }
+
     /// Fetches the remote and publishes what others pushed.
-    fn sync(&mut self) -> Result<(), FlowError> {
+    fn sync(&self) -> Result<(), FlowError> {
         let old = self.shared.read().expect("writer lock not poisoned").tip;
         let new = self.mirror.fetch()?;
         if new != old {
@@ -254,7 +322,6 @@ impl Writer {
         self.stats.batches.fetch_add(1, Relaxed);
         self.stats.commits.fetch_add(commits, Relaxed);
         self.stats.largest_batch.fetch_max(commits, Relaxed);
-        tracing::debug!(commits, "batch pushed");
     }
 }
 

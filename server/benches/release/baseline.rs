@@ -69,13 +69,28 @@ fn release_in_worktree(work: &Path, service: &str, env: &str, branch: &str) {
     }
     std::fs::copy(src.join("artifact.json"), dst.join("artifact.json")).expect("copy");
     git(work, &[], &["add", "-A", &dst_rel]);
-    git(work, &[], &["commit", "-q", "-m", &format!("[{env}/{service}] release {id}")]);
+    git(
+        work,
+        &[],
+        &[
+            "commit",
+            "-q",
+            "-m",
+            &format!("[{env}/{service}] release {id}"),
+        ],
+    );
     git(work, &[], &["push", "-q", "origin", "HEAD:master"]);
 }
 
 /// Runs one release per service (in order) and returns each one's time.
 /// Set-up (the persistent clone, the mirror) is not counted.
-pub fn run(mode: Mode, remote: &Path, services: &[String], env: &str, branch: &str) -> Vec<Duration> {
+pub fn run(
+    mode: Mode,
+    remote: &Path,
+    services: &[String],
+    env: &str,
+    branch: &str,
+) -> Vec<Duration> {
     let scratch = tempfile::tempdir().expect("temp dir");
     let remote_str = remote.to_str().expect("utf-8 path");
     let mut times = Vec::with_capacity(services.len());
@@ -102,7 +117,11 @@ pub fn run(mode: Mode, remote: &Path, services: &[String], env: &str, branch: &s
             }
         }
         Mode::Plumbing => {
-            git(scratch.path(), &[], &["clone", "-q", "--bare", remote_str, "m.git"]);
+            git(
+                scratch.path(),
+                &[],
+                &["clone", "-q", "--bare", remote_str, "m.git"],
+            );
             let git_dir: PathBuf = scratch.path().join("m.git");
             let index: PathBuf = scratch.path().join("index");
             let work_tree: PathBuf = scratch.path().join("wt");
@@ -118,15 +137,59 @@ pub fn run(mode: Mode, remote: &Path, services: &[String], env: &str, branch: &s
                 git(dir, &envs, &["fetch", "-q", "origin", "master:master"]);
                 let src = format!("builds/{service}/{branch}");
                 let dst = format!("{env}/releases/{env}/{service}");
-                let id = artifact_id_of(&git(dir, &envs, &["cat-file", "-p", &format!("master:{src}/artifact.json")]));
+                let id = artifact_id_of(&git(
+                    dir,
+                    &envs,
+                    &["cat-file", "-p", &format!("master:{src}/artifact.json")],
+                ));
                 git(dir, &envs, &["read-tree", "master"]);
-                git(dir, &envs, &["rm", "-r", "-q", "--cached", "--ignore-unmatch", &dst]);
-                git(dir, &envs, &["read-tree", &format!("--prefix={dst}/"), &format!("master:{src}/{env}")]);
-                let blob = git(dir, &envs, &["rev-parse", &format!("master:{src}/artifact.json")]);
-                git(dir, &envs, &["update-index", "--add", "--cacheinfo", &format!("100644,{},{dst}/artifact.json", blob.trim())]);
+                git(
+                    dir,
+                    &envs,
+                    &["rm", "-r", "-q", "--cached", "--ignore-unmatch", &dst],
+                );
+                git(
+                    dir,
+                    &envs,
+                    &[
+                        "read-tree",
+                        &format!("--prefix={dst}/"),
+                        &format!("master:{src}/{env}"),
+                    ],
+                );
+                let blob = git(
+                    dir,
+                    &envs,
+                    &["rev-parse", &format!("master:{src}/artifact.json")],
+                );
+                git(
+                    dir,
+                    &envs,
+                    &[
+                        "update-index",
+                        "--add",
+                        "--cacheinfo",
+                        &format!("100644,{},{dst}/artifact.json", blob.trim()),
+                    ],
+                );
                 let tree = git(dir, &envs, &["write-tree"]);
-                let commit = git(dir, &envs, &["commit-tree", tree.trim(), "-p", "master", "-m", &format!("[{env}/{service}] release {id}")]);
-                git(dir, &envs, &["update-ref", "refs/heads/master", commit.trim()]);
+                let commit = git(
+                    dir,
+                    &envs,
+                    &[
+                        "commit-tree",
+                        tree.trim(),
+                        "-p",
+                        "master",
+                        "-m",
+                        &format!("[{env}/{service}] release {id}"),
+                    ],
+                );
+                git(
+                    dir,
+                    &envs,
+                    &["update-ref", "refs/heads/master", commit.trim()],
+                );
                 git(dir, &envs, &["push", "-q", "origin", "master"]);
                 times.push(began.elapsed());
             }

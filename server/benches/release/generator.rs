@@ -44,7 +44,7 @@ impl Rng {
     }
 
     fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 < p
+        ((self.next() >> 11) as f64) / ((1u64 << 53) as f64) < p
     }
 }
 
@@ -127,7 +127,12 @@ struct FastImport<W: Write> {
 impl<W: Write> FastImport<W> {
     fn blob(&mut self, data: &str) -> std::io::Result<usize> {
         self.mark += 1;
-        write!(self.out, "blob\nmark :{}\ndata {}\n{data}\n", self.mark, data.len())?;
+        write!(
+            self.out,
+            "blob\nmark :{}\ndata {}\n{data}\n",
+            self.mark,
+            data.len()
+        )?;
         Ok(self.mark)
     }
 
@@ -169,9 +174,14 @@ pub fn generate(dest: &Path, shape: Shape) -> std::io::Result<Generated> {
         commits: 0,
     };
     let mut rng = Rng(shape.seed);
-    let mut ops = vec!["M 644 inline README.md".to_string(), "data 31\n# cluster configuration (test)".to_string()];
+    let mut ops = vec![
+        "M 644 inline README.md".to_string(),
+        "data 31\n# cluster configuration (test)".to_string(),
+    ];
     for env in ENVS {
-        ops.push(format!("M 644 inline {env}/provisioning/README.md\ndata 12\nprovisioning"));
+        ops.push(format!(
+            "M 644 inline {env}/provisioning/README.md\ndata 12\nprovisioning"
+        ));
     }
     fi.commit("initial layout", "admin", &ops)?;
     let services: Vec<String> = (0..shape.services).map(service_name).collect();
@@ -198,11 +208,15 @@ pub fn generate(dest: &Path, shape: Shape) -> std::io::Result<Generated> {
                 let spec = artifact_json(service, branch, n, fi.ts);
                 let mut ops = vec![format!("D builds/{service}/{branch}")];
                 let blob = fi.blob(&spec)?;
-                ops.push(format!("M 644 :{blob} builds/{service}/{branch}/artifact.json"));
+                ops.push(format!(
+                    "M 644 :{blob} builds/{service}/{branch}/artifact.json"
+                ));
                 for env in ENVS {
                     for file in FILES {
                         let blob = fi.blob(&manifest(file, service, env, &id))?;
-                        ops.push(format!("M 644 :{blob} builds/{service}/{branch}/{env}/{file}"));
+                        ops.push(format!(
+                            "M 644 :{blob} builds/{service}/{branch}/{env}/{file}"
+                        ));
                     }
                 }
                 fi.commit(&format!("[{service}] build tag {id}"), "ci", &ops)?;

@@ -39,9 +39,29 @@ struct Plan {
 impl Plan {
     fn new(quick: bool) -> Self {
         if quick {
-            Plan { quick, sequential: 40, by_id: 20, status_idle: 100, concurrent_total: 256, clients: 64, clone_runs: 1, persistent_runs: 4, plumbing_runs: 8 }
+            Plan {
+                quick,
+                sequential: 40,
+                by_id: 20,
+                status_idle: 100,
+                concurrent_total: 256,
+                clients: 64,
+                clone_runs: 1,
+                persistent_runs: 4,
+                plumbing_runs: 8,
+            }
         } else {
-            Plan { quick, sequential: 200, by_id: 100, status_idle: 400, concurrent_total: 640, clients: 64, clone_runs: 3, persistent_runs: 15, plumbing_runs: 30 }
+            Plan {
+                quick,
+                sequential: 200,
+                by_id: 100,
+                status_idle: 400,
+                concurrent_total: 640,
+                clients: 64,
+                clone_runs: 3,
+                persistent_runs: 15,
+                plumbing_runs: 30,
+            }
         }
     }
 }
@@ -87,12 +107,21 @@ fn ms(d: Duration) -> String {
 }
 
 fn copy_repo(from: &Path, to: &Path) {
-    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp runs");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp runs");
     assert!(status.success());
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 struct ServerProcess {
@@ -104,24 +133,45 @@ impl ServerProcess {
     fn spawn(remote: &Path, data: &Path, log: &Path) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_release-manager"))
-            .args(["start", "--unauthenticated", "--listen", &format!("127.0.0.1:{port}"), "--config-repo"])
+            .args([
+                "start",
+                "--unauthenticated",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--config-repo",
+            ])
             .arg(remote)
             .arg("--data-dir")
             .arg(data)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file"))
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .expect("log file"),
+            )
             .spawn()
             .expect("server starts");
-        ServerProcess { child, url: format!("http://127.0.0.1:{port}") }
+        ServerProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            if let Ok(channel) = Channel::from_shared(self.url.clone()).expect("url").connect().await {
+            if let Ok(channel) = Channel::from_shared(self.url.clone())
+                .expect("url")
+                .connect()
+                .await
+            {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                let request = tonic_health::pb::HealthCheckRequest { service: "releasemanager.v1.ReleaseService".into() };
+                let request = tonic_health::pb::HealthCheckRequest {
+                    service: "releasemanager.v1.ReleaseService".into(),
+                };
                 if health.check(request).await.is_ok() {
                     return;
                 }
@@ -132,7 +182,8 @@ impl ServerProcess {
     }
 
     fn peak_rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -141,20 +192,34 @@ impl ServerProcess {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
 
 async fn client(url: &str) -> ReleaseServiceClient<Channel> {
-    ReleaseServiceClient::connect(url.to_string()).await.expect("connects")
+    ReleaseServiceClient::connect(url.to_string())
+        .await
+        .expect("connects")
 }
 
 fn operator() -> Option<pb::Person> {
-    Some(pb::Person { name: "Bench Operator".into(), email: "bench@example.com".into() })
+    Some(pb::Person {
+        name: "Bench Operator".into(),
+        email: "bench@example.com".into(),
+    })
 }
 
-async fn release(client: &mut ReleaseServiceClient<Channel>, service: String, env: &str, branch: &str, artifact: &str) -> Duration {
+async fn release(
+    client: &mut ReleaseServiceClient<Channel>,
+    service: String,
+    env: &str,
+    branch: &str,
+    artifact: &str,
+) -> Duration {
     let request = pb::ReleaseRequest {
         service,
         environment: env.into(),
@@ -164,20 +229,41 @@ async fn release(client: &mut ReleaseServiceClient<Channel>, service: String, en
         ..Default::default()
     };
     let began = Instant::now();
-    let result = client.release(request).await.expect("release succeeds").into_inner().result.expect("a result");
+    let result = client
+        .release(request)
+        .await
+        .expect("release succeeds")
+        .into_inner()
+        .result
+        .expect("a result");
     let took = began.elapsed();
-    assert_eq!(result.outcome(), pb::Outcome::Applied, "each benchmark release changes something");
+    assert_eq!(
+        result.outcome(),
+        pb::Outcome::Applied,
+        "each benchmark release changes something"
+    );
     took
 }
 
 async fn status(client: &mut ReleaseServiceClient<Channel>, service: String) -> Duration {
     let began = Instant::now();
-    client.status(pb::StatusRequest { service, namespace: String::new() }).await.expect("status works");
+    client
+        .status(pb::StatusRequest {
+            service,
+            namespace: String::new(),
+        })
+        .await
+        .expect("status works");
     began.elapsed()
 }
 
 fn git_out(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(args).current_dir(dir).env("GIT_CONFIG_GLOBAL", "/dev/null").output().expect("git");
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -189,30 +275,50 @@ fn batch_sizes(remote: &Path, skip: usize) -> Vec<usize> {
         .filter_map(|line| {
             let mut parts = line.split_whitespace();
             let (old, new) = (parts.next()?, parts.next()?);
-            git_out(remote, &["rev-list", "--count", &format!("{old}..{new}")]).trim().parse().ok()
+            git_out(remote, &["rev-list", "--count", &format!("{old}..{new}")])
+                .trim()
+                .parse()
+                .ok()
         })
         .collect()
 }
 
 fn reflog_len(remote: &Path) -> usize {
-    std::fs::read_to_string(remote.join("logs/refs/heads/master")).map(|l| l.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(remote.join("logs/refs/heads/master"))
+        .map(|l| l.lines().count())
+        .unwrap_or(0)
 }
 
 async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Report {
-    let mut report = Report { name: name.to_string(), services: shape.services, ..Default::default() };
+    let mut report = Report {
+        name: name.to_string(),
+        services: shape.services,
+        ..Default::default()
+    };
     let pristine = scratch.join(format!("{name}.git"));
-    eprintln!("[{name}] generating {} services x {} builds ...", shape.services, shape.builds);
+    eprintln!(
+        "[{name}] generating {} services x {} builds ...",
+        shape.services, shape.builds
+    );
     let began = Instant::now();
     let generated = generator::generate(&pristine, shape).expect("generator runs");
     report.commits = generated.commits;
     report.files = generated.files;
-    eprintln!("[{name}] {} commits, {} files in {:.1?}", generated.commits, generated.files, began.elapsed());
+    eprintln!(
+        "[{name}] {} commits, {} files in {:.1?}",
+        generated.commits,
+        generated.files,
+        began.elapsed()
+    );
 
     // Baselines, each on its own copy.
     let modes = [
         (baseline::Mode::Plumbing, plan.plumbing_runs),
         (baseline::Mode::Persistent, plan.persistent_runs),
-        (baseline::Mode::Clone, if name == "small" { plan.clone_runs } else { 0 }),
+        (
+            baseline::Mode::Clone,
+            if name == "small" { plan.clone_runs } else { 0 },
+        ),
     ];
     for (mode, runs) in modes {
         if runs == 0 {
@@ -241,21 +347,43 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
     let url = server.url.clone();
     let mut c = client(&url).await;
 
-    eprintln!("[{name}] server: {} sequential releases ...", plan.sequential);
+    eprintln!(
+        "[{name}] server: {} sequential releases ...",
+        plan.sequential
+    );
     for i in 0..plan.sequential {
-        report.seq.push(release(&mut c, service_name(i % shape.services), "dev", "feature-0", "").await);
+        report.seq.push(
+            release(
+                &mut c,
+                service_name(i % shape.services),
+                "dev",
+                "feature-0",
+                "",
+            )
+            .await,
+        );
     }
-    eprintln!("[{name}] server: {} releases of old artifacts by id ...", plan.by_id);
+    eprintln!(
+        "[{name}] server: {} releases of old artifacts by id ...",
+        plan.by_id
+    );
     for i in 0..plan.by_id {
         let service = service_name(i % shape.services);
         let old = artifact_id(&service, "master", 0);
-        report.by_id.push(release(&mut c, service, "prod", "", &old).await);
+        report
+            .by_id
+            .push(release(&mut c, service, "prod", "", &old).await);
     }
     for i in 0..plan.status_idle {
-        report.status_idle.push(status(&mut c, service_name(i % shape.services)).await);
+        report
+            .status_idle
+            .push(status(&mut c, service_name(i % shape.services)).await);
     }
 
-    eprintln!("[{name}] server: {} releases from {} concurrent clients ...", plan.concurrent_total, plan.clients);
+    eprintln!(
+        "[{name}] server: {} releases from {} concurrent clients ...",
+        plan.concurrent_total, plan.clients
+    );
     let mut combos: Vec<(String, &'static str)> = Vec::new();
     for env in ["staging", "prod"] {
         for s in 0..shape.services {
@@ -271,7 +399,9 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
     for (i, combo) in combos.into_iter().enumerate() {
         per_client[i % plan.clients].push(combo);
     }
-    let head_before = git_out(&remote, &["rev-parse", "master"]).trim().to_string();
+    let head_before = git_out(&remote, &["rev-parse", "master"])
+        .trim()
+        .to_string();
     let reflog_before = reflog_len(&remote);
     let loading = Arc::new(AtomicBool::new(true));
     let status_task = {
@@ -310,9 +440,26 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
     loading.store(false, Ordering::Relaxed);
     report.status_load = status_task.await.expect("status task");
     report.throughput = total as f64 / elapsed.as_secs_f64();
-    report.concurrent_commits = git_out(&remote, &["rev-list", "--count", &format!("{head_before}..master")]).trim().parse().unwrap_or(0);
-    let merges = git_out(&remote, &["rev-list", "--merges", "--count", &format!("{head_before}..master")]);
-    assert_eq!(report.concurrent_commits, total, "every release is its own commit");
+    report.concurrent_commits = git_out(
+        &remote,
+        &["rev-list", "--count", &format!("{head_before}..master")],
+    )
+    .trim()
+    .parse()
+    .unwrap_or(0);
+    let merges = git_out(
+        &remote,
+        &[
+            "rev-list",
+            "--merges",
+            "--count",
+            &format!("{head_before}..master"),
+        ],
+    );
+    assert_eq!(
+        report.concurrent_commits, total,
+        "every release is its own commit"
+    );
     assert_eq!(merges.trim(), "0", "history stays linear");
     report.batches = batch_sizes(&remote, reflog_before);
     report.peak_rss_kb = server.peak_rss_kb();
@@ -332,19 +479,52 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
 
 fn print_report(r: &Report) {
     println!();
-    println!("## {}: {} services, {} commits, {} files at master", r.name, r.services, r.commits, r.files);
+    println!(
+        "## {}: {} services, {} commits, {} files at master",
+        r.name, r.services, r.commits, r.files
+    );
     println!();
     println!("| measure | p50 | p99 |");
     println!("|---|---|---|");
-    println!("| release, sequential ({}) | {} | {} |", r.seq.len(), ms(percentile(&r.seq, 50.0)), ms(percentile(&r.seq, 99.0)));
-    println!("| release of an old artifact by id ({}) | {} | {} |", r.by_id.len(), ms(percentile(&r.by_id, 50.0)), ms(percentile(&r.by_id, 99.0)));
-    println!("| status, idle ({}) | {} | {} |", r.status_idle.len(), ms(percentile(&r.status_idle, 50.0)), ms(percentile(&r.status_idle, 99.0)));
-    println!("| status, under the write load below ({}) | {} | {} |", r.status_load.len(), ms(percentile(&r.status_load, 50.0)), ms(percentile(&r.status_load, 99.0)));
+    println!(
+        "| release, sequential ({}) | {} | {} |",
+        r.seq.len(),
+        ms(percentile(&r.seq, 50.0)),
+        ms(percentile(&r.seq, 99.0))
+    );
+    println!(
+        "| release of an old artifact by id ({}) | {} | {} |",
+        r.by_id.len(),
+        ms(percentile(&r.by_id, 50.0)),
+        ms(percentile(&r.by_id, 99.0))
+    );
+    println!(
+        "| status, idle ({}) | {} | {} |",
+        r.status_idle.len(),
+        ms(percentile(&r.status_idle, 50.0)),
+        ms(percentile(&r.status_idle, 99.0))
+    );
+    println!(
+        "| status, under the write load below ({}) | {} | {} |",
+        r.status_load.len(),
+        ms(percentile(&r.status_load, 50.0)),
+        ms(percentile(&r.status_load, 99.0))
+    );
     for (mode, times) in &r.baselines {
-        println!("| baseline: {} ({}) | {} | {} |", mode.name(), times.len(), ms(percentile(times, 50.0)), ms(percentile(times, 99.0)));
+        println!(
+            "| baseline: {} ({}) | {} | {} |",
+            mode.name(),
+            times.len(),
+            ms(percentile(times, 50.0)),
+            ms(percentile(times, 99.0))
+        );
     }
     println!();
-    let mean = if r.batches.is_empty() { 0.0 } else { r.batches.iter().sum::<usize>() as f64 / r.batches.len() as f64 };
+    let mean = if r.batches.is_empty() {
+        0.0
+    } else {
+        r.batches.iter().sum::<usize>() as f64 / r.batches.len() as f64
+    };
     println!(
         "- 64 concurrent clients: {:.0} releases/s; {} commits, linear; {} pushes, commits per push mean {:.1}, max {}",
         r.throughput,
@@ -353,17 +533,33 @@ fn print_report(r: &Report) {
         mean,
         r.batches.iter().max().copied().unwrap_or(0)
     );
-    println!("- start-up: cold (clone + index) {}, with the existing mirror {}", ms(r.cold_start), ms(r.warm_start));
-    println!("- peak RSS of the server: {:.1} MB", r.peak_rss_kb as f64 / 1024.0);
+    println!(
+        "- start-up: cold (clone + index) {}, with the existing mirror {}",
+        ms(r.cold_start),
+        ms(r.warm_start)
+    );
+    println!(
+        "- peak RSS of the server: {:.1} MB",
+        r.peak_rss_kb as f64 / 1024.0
+    );
     let p50 = percentile(&r.seq, 50.0);
     for (mode, times) in &r.baselines {
         let base = percentile(times, 50.0);
-        println!("- {}: {:.0}x slower per release than the server (p50 {} vs {})", mode.name(), base.as_secs_f64() / p50.as_secs_f64(), ms(base), ms(p50));
+        println!(
+            "- {}: {:.0}x slower per release than the server (p50 {} vs {})",
+            mode.name(),
+            base.as_secs_f64() / p50.as_secs_f64(),
+            ms(base),
+            ms(p50)
+        );
     }
 }
 
 fn check(label: &str, ok: bool, detail: String) {
-    println!("| {label} | {detail} | {} |", if ok { "met" } else { "NOT met" });
+    println!(
+        "| {label} | {detail} | {} |",
+        if ok { "met" } else { "NOT met" }
+    );
 }
 
 fn print_targets(reports: &[Report]) {
@@ -374,27 +570,85 @@ fn print_targets(reports: &[Report]) {
     println!("|---|---|---|");
     for r in reports {
         let p50 = percentile(&r.seq, 50.0);
-        if let Some((_, plumbing)) = r.baselines.iter().find(|(m, _)| *m == baseline::Mode::Plumbing) {
+        if let Some((_, plumbing)) = r
+            .baselines
+            .iter()
+            .find(|(m, _)| *m == baseline::Mode::Plumbing)
+        {
             let base = percentile(plumbing, 50.0);
-            check(&format!("{}: release p50 <= 1/10 of plumbing", r.name), p50 * 10 <= base, format!("{} vs {} (1/{:.0})", ms(p50), ms(base), base.as_secs_f64() / p50.as_secs_f64()));
+            check(
+                &format!("{}: release p50 <= 1/10 of plumbing", r.name),
+                p50 * 10 <= base,
+                format!(
+                    "{} vs {} (1/{:.0})",
+                    ms(p50),
+                    ms(base),
+                    base.as_secs_f64() / p50.as_secs_f64()
+                ),
+            );
         }
         let by_id = percentile(&r.by_id, 50.0);
-        check(&format!("{}: old artifact by id <= 1.5x latest", r.name), by_id.as_secs_f64() <= 1.5 * p50.as_secs_f64(), format!("{} vs {} ({:.2}x)", ms(by_id), ms(p50), by_id.as_secs_f64() / p50.as_secs_f64()));
-        check(&format!("{}: >= 300 releases/s, 64 clients", r.name), r.throughput >= 300.0, format!("{:.0}/s", r.throughput));
+        check(
+            &format!("{}: old artifact by id <= 1.5x latest", r.name),
+            by_id.as_secs_f64() <= 1.5 * p50.as_secs_f64(),
+            format!(
+                "{} vs {} ({:.2}x)",
+                ms(by_id),
+                ms(p50),
+                by_id.as_secs_f64() / p50.as_secs_f64()
+            ),
+        );
+        check(
+            &format!("{}: >= 300 releases/s, 64 clients", r.name),
+            r.throughput >= 300.0,
+            format!("{:.0}/s", r.throughput),
+        );
         let idle = percentile(&r.status_idle, 50.0);
         let load = percentile(&r.status_load, 50.0);
-        check(&format!("{}: status p50 < 3 ms idle", r.name), idle < Duration::from_millis(3), ms(idle));
-        check(&format!("{}: status p50 under load <= 2x idle", r.name), load <= idle * 2, format!("{} ({:.2}x)", ms(load), load.as_secs_f64() / idle.as_secs_f64()));
-        check(&format!("{}: start-up with mirror < 5 s", r.name), r.warm_start < Duration::from_secs(5), ms(r.warm_start));
-        check(&format!("{}: peak RSS < 200 MB", r.name), r.peak_rss_kb < 200 * 1024, format!("{:.1} MB", r.peak_rss_kb as f64 / 1024.0));
+        check(
+            &format!("{}: status p50 < 3 ms idle", r.name),
+            idle < Duration::from_millis(3),
+            ms(idle),
+        );
+        check(
+            &format!("{}: status p50 under load <= 2x idle", r.name),
+            load <= idle * 2,
+            format!(
+                "{} ({:.2}x)",
+                ms(load),
+                load.as_secs_f64() / idle.as_secs_f64()
+            ),
+        );
+        check(
+            &format!("{}: start-up with mirror < 5 s", r.name),
+            r.warm_start < Duration::from_secs(5),
+            ms(r.warm_start),
+        );
+        check(
+            &format!("{}: peak RSS < 200 MB", r.name),
+            r.peak_rss_kb < 200 * 1024,
+            format!("{:.1} MB", r.peak_rss_kb as f64 / 1024.0),
+        );
     }
     if let [small, large] = reports {
         let a = percentile(&small.seq, 50.0).as_secs_f64();
         let b = percentile(&large.seq, 50.0).as_secs_f64();
-        check("growth: large p50 <= 1.5x small p50", b <= 1.5 * a, format!("{:.2}x", b / a));
-        let plumbing = |r: &Report| r.baselines.iter().find(|(m, _)| *m == baseline::Mode::Plumbing).map(|(_, t)| percentile(t, 50.0).as_secs_f64());
+        check(
+            "growth: large p50 <= 1.5x small p50",
+            b <= 1.5 * a,
+            format!("{:.2}x", b / a),
+        );
+        let plumbing = |r: &Report| {
+            r.baselines
+                .iter()
+                .find(|(m, _)| *m == baseline::Mode::Plumbing)
+                .map(|(_, t)| percentile(t, 50.0).as_secs_f64())
+        };
         if let (Some(pa), Some(pb)) = (plumbing(small), plumbing(large)) {
-            println!("\n(plumbing baseline growth in the same run: {:.2}x)", pb / pa);
+            println!(
+                "\n(plumbing baseline growth in the same run: {:.2}x)",
+                pb / pa
+            );
         }
     }
 }
@@ -402,14 +656,37 @@ fn print_targets(reports: &[Report]) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let only = args.iter().position(|a| a == "--size").and_then(|i| args.get(i + 1)).cloned();
+    let only = args
+        .iter()
+        .position(|a| a == "--size")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let plan = Plan::new(quick);
     let sizes = [
-        ("small", Shape { services: 200, builds: 10, feature_branches: 1, seed: 1 }),
-        ("large", Shape { services: 1000, builds: 10, feature_branches: 1, seed: 1 }),
+        (
+            "small",
+            Shape {
+                services: 200,
+                builds: 10,
+                feature_branches: 1,
+                seed: 1,
+            },
+        ),
+        (
+            "large",
+            Shape {
+                services: 1000,
+                builds: 10,
+                feature_branches: 1,
+                seed: 1,
+            },
+        ),
     ];
     let scratch = tempfile::tempdir().expect("temp dir");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let began = Instant::now();
     let mut reports = Vec::new();
     for (name, shape) in sizes {
@@ -418,7 +695,13 @@ fn main() {
         }
         reports.push(runtime.block_on(run_size(name, shape, &plan, scratch.path())));
     }
-    println!("# Release benchmark{} ({} cores)", if plan.quick { " (--quick)" } else { "" }, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "# Release benchmark{} ({} cores)",
+        if plan.quick { " (--quick)" } else { "" },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     for report in &reports {
         print_report(report);
     }

@@ -36,8 +36,18 @@ impl Mirror {
         branch: &str,
         credentials: GitCredentials,
     ) -> Result<Self, RepoError> {
+        super::configure_libgit2();
         let repo = match Repository::open_bare(dir) {
             Ok(repo) => repo,
+            Err(_) if matches!(location, RemoteLocation::Local(_)) => {
+                // A local remote is cloned by copying its object files, not
+                // by packing the whole history through a transport.
+                git2::build::RepoBuilder::new()
+                    .bare(true)
+                    .clone_local(git2::build::CloneLocal::Local)
+                    .clone(&location.url(), dir)
+                    .map_err(RepoError::remote("clone the config repository"))?
+            }
             Err(_) => {
                 std::fs::create_dir_all(dir).map_err(|e| RepoError::Io {
                     path: dir.to_path_buf(),
@@ -46,7 +56,7 @@ impl Mirror {
                 Repository::init_bare(dir).map_err(RepoError::git("create the mirror"))?
             }
         };
-        let mut mirror = Mirror {
+        let mirror = Mirror {
             repo,
             location,
             branch: branch.to_string(),
@@ -81,7 +91,7 @@ impl Mirror {
     }
 
     /// Fetches the default branch from the remote; returns the new tip.
-    pub fn fetch(&mut self) -> Result<Oid, RepoError> {
+    pub fn fetch(&self) -> Result<Oid, RepoError> {
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
         let mut remote = self
             .repo
@@ -96,12 +106,22 @@ impl Mirror {
         self.tip()
     }
 
+    /// Stores a pack of new objects (the writer's batch) in the mirror.
+    pub fn store_pack(&self, pack: &[u8]) -> Result<(), RepoError> {
+        let odb = self
+            .repo
+            .odb()
+            .map_err(RepoError::git("open the mirror odb"))?;
+        write_pack(&odb, pack).map_err(RepoError::git("store a pack in the mirror"))
+    }
+
     /// Publishes `new` as the remote branch if, and only if, the remote
-    /// branch is still `expected`. Never forces.
-    pub fn push(&mut self, new: Oid, expected: Oid) -> Result<PushOutcome, RepoError> {
-        let outcome = match self.location.clone() {
-            RemoteLocation::Local(path) => self.push_local(&path, new, expected)?,
-            RemoteLocation::Network(url) => self.push_network(&url, new)?,
+    /// branch is still `expected`. Never forces. `pack` holds the objects
+    /// `new` adds (already stored in the mirror).
+    pub fn push(&self, new: Oid, expected: Oid, pack: &[u8]) -> Result<PushOutcome, RepoError> {
+        let outcome = match &self.location {
+            RemoteLocation::Local(path) => self.push_local(path, new, expected, pack)?,
+            RemoteLocation::Network(url) => self.push_network(url, new)?,
         };
         if outcome == PushOutcome::Pushed {
             self.repo
@@ -111,10 +131,16 @@ impl Mirror {
         Ok(outcome)
     }
 
-    /// A local remote is updated directly: copy the objects the new commits
-    /// add, then move the branch with a compare-and-swap ref update (the
-    /// update libgit2's own local transport makes is not conditional).
-    fn push_local(&self, path: &Path, new: Oid, expected: Oid) -> Result<PushOutcome, RepoError> {
+    /// A local remote is updated directly: store the pack of new objects,
+    /// then move the branch with a compare-and-swap ref update (the update
+    /// libgit2's own local transport makes is not conditional).
+    fn push_local(
+        &self,
+        path: &Path,
+        new: Oid,
+        expected: Oid,
+        pack: &[u8],
+    ) -> Result<PushOutcome, RepoError> {
         let remote = Repository::open_bare(path)
             .or_else(|_| Repository::open(path))
             .map_err(RepoError::remote("open the remote"))?;
@@ -124,7 +150,14 @@ impl Mirror {
             Ok(_) => {}
             Err(e) => return Err(RepoError::remote("read the remote branch")(e)),
         }
-        copy_new_objects(&self.repo, &remote, new)?;
+        if pack.is_empty() {
+            copy_new_objects(&self.repo, &remote, new)?;
+        } else {
+            let odb = remote
+                .odb()
+                .map_err(RepoError::remote("open the remote odb"))?;
+            write_pack(&odb, pack).map_err(RepoError::remote("write a pack to the remote"))?;
+        }
         let updated = remote
             .reference_matching(&branch_ref, new, true, expected, "release-manager push")
             .map(|_| ());
@@ -164,6 +197,17 @@ impl Mirror {
             Some(_status) => Ok(PushOutcome::Rejected),
         }
     }
+}
+
+/// Writes a pack into an object database (indexing it).
+fn write_pack(odb: &git2::Odb<'_>, pack: &[u8]) -> Result<(), git2::Error> {
+    use std::io::Write;
+    let mut writer = odb.packwriter()?;
+    writer
+        .write_all(pack)
+        .map_err(|e| git2::Error::from_str(&e.to_string()))?;
+    writer.commit()?;
+    Ok(())
 }
 
 /// Copies into `to` every object reachable from `tip` that `to` lacks,

@@ -4,10 +4,35 @@
 pub mod index;
 pub mod message;
 pub mod mirror;
+pub mod pack;
 pub mod remote;
 pub mod tree;
 
 use std::path::PathBuf;
+use std::sync::Once;
+
+/// Process-wide libgit2 settings, applied once before the first repository
+/// is opened.
+pub fn configure_libgit2() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Objects are read from our own mirror, whose packs git verified when
+        // they arrived; re-hashing every object read costs more than the
+        // release itself.
+        git2::opts::strict_hash_verification(false);
+        // Every oid the flows insert into a tree was just read from the
+        // object database; checking again that it exists is wasted work.
+        git2::opts::strict_object_creation(false);
+        // Bound the pack files mapped into memory: reading history touches
+        // the whole pack once, and libgit2 would otherwise keep up to 8 GiB
+        // of it mapped, all counted in the server's resident memory.
+        // SAFETY: called once, before any repository is opened.
+        unsafe {
+            let _ = git2::opts::set_mwindow_size(32 << 20);
+            let _ = git2::opts::set_mwindow_mapped_limit(96 << 20);
+        }
+    });
+}
 
 /// A failure of the git layer, with what was being done.
 #[derive(Debug, thiserror::Error)]
