@@ -143,7 +143,7 @@ impl ServerProcess {
             .arg(remote)
             .arg("--data-dir")
             .arg(data)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -339,7 +339,10 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
     copy_repo(&pristine, &remote);
     git_out(&remote, &["config", "core.logAllRefUpdates", "true"]);
     let data = scratch.join(format!("{name}-data"));
-    let log = scratch.join(format!("{name}-server.log"));
+    // The server's log; BENCH_LOG_DIR keeps it (with BENCH_SERVER_LOG=debug
+    // it shows each batch's apply and push times).
+    let log_dir = std::env::var_os("BENCH_LOG_DIR").map(PathBuf::from).unwrap_or_else(|| scratch.to_path_buf());
+    let log = log_dir.join(format!("{name}-server.log"));
     let began = Instant::now();
     let server = ServerProcess::spawn(&remote, &data, &log);
     server.wait_ready().await;
@@ -707,5 +710,4 @@ fn main() {
     }
     print_targets(&reports);
     println!("\n(total {:.0?})", began.elapsed());
-    let _ = PathBuf::new();
 }

@@ -23,13 +23,17 @@ pub fn configure_libgit2() {
         // Every oid the flows insert into a tree was just read from the
         // object database; checking again that it exists is wasted work.
         git2::opts::strict_object_creation(false);
+        // The object cache pays off for repeated reads of the same objects;
+        // here history is read once at start and each write touches a few
+        // trees, while the cache grew to tens of MiB beyond its set limit.
+        git2::opts::enable_caching(false);
         // Bound the pack files mapped into memory: reading history touches
         // the whole pack once, and libgit2 would otherwise keep up to 8 GiB
         // of it mapped, all counted in the server's resident memory.
         // SAFETY: called once, before any repository is opened.
         unsafe {
-            let _ = git2::opts::set_mwindow_size(32 << 20);
-            let _ = git2::opts::set_mwindow_mapped_limit(96 << 20);
+            let _ = git2::opts::set_mwindow_size(8 << 20);
+            let _ = git2::opts::set_mwindow_mapped_limit(32 << 20);
         }
     });
 }
