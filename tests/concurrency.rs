@@ -164,3 +164,55 @@ async fn pushes_racing_with_parallel_releases_are_all_kept() {
     }
     server.stop().await;
 }
+
+fn pack_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("objects/pack"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".pack")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn packs_written_per_batch_are_merged_and_reads_keep_working() {
+    let repo = many_services();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.writer.packs_between_merges = 4;
+    })
+    .await;
+    let mut client = server.client().await;
+    for s in 0..10 {
+        client
+            .release(release_branch(&format!("svc-{s:02}"), "dev", "master"))
+            .await
+            .unwrap();
+        // Reads between writes keep pooled handles across merges.
+        let status = client
+            .status(release_manager::pb::StatusRequest {
+                service: format!("svc-{s:02}"),
+                namespace: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(status.environments[0].artifact.is_some());
+    }
+    let mirror = server.data.path().join("mirror.git");
+    assert!(
+        pack_count(&mirror) < 10,
+        "ten batches were merged into fewer packs, found {}",
+        pack_count(&mirror)
+    );
+    assert!(pack_count(&repo.remote) < 10);
+    repo.remote_git(&["fsck", "--no-progress", "--connectivity-only"]);
+    git(
+        &server.data.path().join("mirror.git"),
+        &["fsck", "--no-progress", "--connectivity-only"],
+    );
+    server.stop().await;
+}

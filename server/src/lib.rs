@@ -92,7 +92,15 @@ pub async fn start(
             let tip = mirror.tip()?;
             let mut index = Index::default();
             index.ingest_range(mirror.repo(), None, tip)?;
-            Ok((mirror, Published { tip, index }))
+            repo::enable_object_cache();
+            Ok((
+                mirror,
+                Published {
+                    tip,
+                    index,
+                    generation: 0,
+                },
+            ))
         })
         .await
         .map_err(|e| StartError::Grpc(e.to_string()))??

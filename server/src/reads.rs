@@ -21,7 +21,8 @@ use crate::writer::SharedState;
 /// Serves read queries.
 pub struct Reader {
     path: PathBuf,
-    pool: Mutex<Vec<Repository>>,
+    /// Handles, with the mirror generation they were opened at.
+    pool: Mutex<(u64, Vec<Repository>)>,
     shared: SharedState,
     settings: Settings,
 }
@@ -34,7 +35,7 @@ impl Reader {
     pub fn new(path: PathBuf, shared: SharedState, settings: Settings) -> Self {
         Reader {
             path,
-            pool: Mutex::new(Vec::new()),
+            pool: Mutex::new((0, Vec::new())),
             shared,
             settings,
         }
@@ -44,13 +45,29 @@ impl Reader {
         &self,
         f: impl FnOnce(&Repository) -> Result<T, FlowError>,
     ) -> Result<T, FlowError> {
-        let pooled = self.pool.lock().expect("pool lock not poisoned").pop();
+        let generation = self
+            .shared
+            .read()
+            .expect("state lock not poisoned")
+            .generation;
+        let pooled = {
+            let mut pool = self.pool.lock().expect("pool lock not poisoned");
+            if pool.0 != generation {
+                // The mirror's packs were merged: old handles keep checking
+                // packs that are gone.
+                *pool = (generation, Vec::new());
+            }
+            pool.1.pop()
+        };
         let repo = match pooled {
             Some(repo) => repo,
             None => Repository::open_bare(&self.path).map_err(git("open the mirror"))?,
         };
         let result = f(&repo);
-        self.pool.lock().expect("pool lock not poisoned").push(repo);
+        let mut pool = self.pool.lock().expect("pool lock not poisoned");
+        if pool.0 == generation {
+            pool.1.push(repo);
+        }
         result
     }
 

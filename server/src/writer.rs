@@ -28,6 +28,9 @@ pub struct Published {
     pub tip: Oid,
     /// Builds and releases up to `tip`.
     pub index: Index,
+    /// Bumped when the mirror's packs were merged: read handles opened
+    /// before should be reopened.
+    pub generation: u64,
 }
 
 /// Shared, read-mostly state; only the writer takes the write lock.
@@ -43,6 +46,8 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// Push attempts per batch before giving up with ABORTED.
     pub max_push_attempts: u32,
+    /// Batches (each writes a pack) between two merges of the mirror's packs.
+    pub packs_between_merges: usize,
 }
 
 impl Default for WriterConfig {
@@ -51,6 +56,7 @@ impl Default for WriterConfig {
             queue_capacity: 1024,
             max_batch: 256,
             max_push_attempts: 8,
+            packs_between_merges: 32,
         }
     }
 }
@@ -135,9 +141,25 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self, mut rx: mpsc::Receiver<Command>) {
-        // New objects of a batch live in memory until the batch is packed:
-        // one pack file per batch instead of a loose file per object.
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            if self.serve_until_maintenance(&mut rx).is_break() {
+                tracing::info!("writer stopped");
+                return;
+            }
+            self.maintain();
+        }
+    }
+
+    /// Applies batches until enough packs were written to merge them
+    /// (`Continue`) or the queue closed (`Break`).
+    fn serve_until_maintenance(
+        &self,
+        rx: &mut mpsc::Receiver<Command>,
+    ) -> std::ops::ControlFlow<()> {
+        // New objects of a batch live in memory until the batch is
+        // packed: one pack file per batch instead of a loose file per
+        // object.
         let odb = match self.mirror.repo().odb() {
             Ok(odb) => Some(odb),
             Err(e) => {
@@ -154,7 +176,11 @@ impl Writer {
                     None
                 }
             });
-        while let Some(first) = rx.blocking_recv() {
+        let mut packs_written = 0;
+        while packs_written < self.config.packs_between_merges.max(1) {
+            let Some(first) = rx.blocking_recv() else {
+                return std::ops::ControlFlow::Break(());
+            };
             let mut batch = vec![first];
             while batch.len() < self.config.max_batch {
                 match rx.try_recv() {
@@ -163,12 +189,34 @@ impl Writer {
                 }
             }
             let results = self.apply_batch(&batch, mempack.as_ref());
+            if results.iter().any(|r| r.as_ref().is_ok_and(|d| d.created)) {
+                packs_written += 1;
+            }
             for (command, result) in batch.into_iter().zip(results) {
                 // A caller that went away no longer needs the answer.
                 let _ = command.reply.send(result);
             }
         }
-        tracing::info!("writer stopped");
+        std::ops::ControlFlow::Continue(())
+    }
+
+    /// Every batch adds a pack file; merge them from time to time, then
+    /// reopen the mirror so libgit2 forgets the packs that were merged
+    /// (it never drops a pack it has loaded, and checks every one on each
+    /// lookup of an object it does not have yet).
+    fn maintain(&mut self) {
+        let began = std::time::Instant::now();
+        if let Err(e) = self.mirror.maintain() {
+            tracing::warn!(error = %chain(&e), "pack maintenance failed; carrying on");
+        }
+        self.shared
+            .write()
+            .expect("writer lock not poisoned")
+            .generation += 1;
+        tracing::debug!(
+            elapsed_us = began.elapsed().as_micros() as u64,
+            "packs merged"
+        );
     }
 
     /// Applies a batch until its push lands, the remote fails, or the
@@ -292,10 +340,19 @@ impl Writer {
             return Ok(Vec::new());
         };
         let repo = self.mirror.repo();
+        let began = std::time::Instant::now();
         let objects =
             pack::new_objects(repo, commits).map_err(RepoError::git("list the new objects"))?;
         let pack = pack::build(repo, &objects).map_err(RepoError::git("pack the new objects"))?;
+        let built = began.elapsed();
         self.mirror.store_pack(&pack)?;
+        tracing::debug!(
+            objects = objects.len(),
+            bytes = pack.len(),
+            build_us = built.as_micros() as u64,
+            store_us = (began.elapsed() - built).as_micros() as u64,
+            "batch packed"
+        );
         mempack
             .reset()
             .map_err(RepoError::git("clear the in-memory objects"))?;

@@ -143,7 +143,10 @@ impl ServerProcess {
             .arg(remote)
             .arg("--data-dir")
             .arg(data)
-            .env("RUST_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -341,7 +344,9 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
     let data = scratch.join(format!("{name}-data"));
     // The server's log; BENCH_LOG_DIR keeps it (with BENCH_SERVER_LOG=debug
     // it shows each batch's apply and push times).
-    let log_dir = std::env::var_os("BENCH_LOG_DIR").map(PathBuf::from).unwrap_or_else(|| scratch.to_path_buf());
+    let log_dir = std::env::var_os("BENCH_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| scratch.to_path_buf());
     let log = log_dir.join(format!("{name}-server.log"));
     let began = Instant::now();
     let server = ServerProcess::spawn(&remote, &data, &log);

@@ -106,6 +106,39 @@ impl Mirror {
         self.tip()
     }
 
+    /// Merges small packs (`git repack --geometric=2`) in the mirror and, for
+    /// a local remote, in the remote too (what a git server's auto-gc does
+    /// for pushes it receives), then reopens the mirror. Needs the git
+    /// command line; without it the packs simply stay as they are.
+    pub fn maintain(&mut self) -> Result<(), RepoError> {
+        let mut first_error = None;
+        let mut dirs = vec![self.path()];
+        if let RemoteLocation::Local(remote) = &self.location {
+            dirs.push(remote.clone());
+        }
+        for dir in dirs {
+            let result = std::process::Command::new("git")
+                .args(["repack", "-d", "-q", "--geometric=2"])
+                .current_dir(&dir)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .stdin(std::process::Stdio::null())
+                .output();
+            let failure = match result {
+                Ok(out) if out.status.success() => None,
+                Ok(out) => Some(std::io::Error::other(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                )),
+                Err(e) => Some(e),
+            };
+            if let (Some(source), None) = (failure, &first_error) {
+                first_error = Some(RepoError::Io { path: dir, source });
+            }
+        }
+        self.repo =
+            Repository::open_bare(self.path()).map_err(RepoError::git("reopen the mirror"))?;
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Stores a pack of new objects (the writer's batch) in the mirror.
     pub fn store_pack(&self, pack: &[u8]) -> Result<(), RepoError> {
         let odb = self

@@ -4,16 +4,26 @@
 //! pack builder searches for deltas, which costs far more than the handful
 //! of small objects a release makes; this writer stores them whole.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use flate2::write::ZlibEncoder;
 use git2::{ObjectType, Oid, Repository, Tree};
 
+/// An object to pack, with the previous version of the same path when
+/// there is one (a candidate delta base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackObject {
+    /// The object.
+    pub oid: Oid,
+    /// The tree at the same path in the parent commit.
+    pub base: Option<Oid>,
+}
+
 /// The objects a chain of new commits adds: each commit and every tree and
 /// blob that differs from the same path in its first parent. Objects that
 /// also exist elsewhere may be included; a pack may repeat them.
-pub fn new_objects(repo: &Repository, commits: &[Oid]) -> Result<Vec<Oid>, git2::Error> {
+pub fn new_objects(repo: &Repository, commits: &[Oid]) -> Result<Vec<PackObject>, git2::Error> {
     let mut seen = HashSet::new();
     let mut objects = Vec::new();
     for &oid in commits {
@@ -30,7 +40,7 @@ pub fn new_objects(repo: &Repository, commits: &[Oid]) -> Result<Vec<Oid>, git2:
             &mut objects,
         )?;
         if seen.insert(oid) {
-            objects.push(oid);
+            objects.push(PackObject { oid, base: None });
         }
     }
     Ok(objects)
@@ -41,12 +51,15 @@ fn collect_tree(
     tree: &Tree<'_>,
     before: Option<&Tree<'_>>,
     seen: &mut HashSet<Oid>,
-    objects: &mut Vec<Oid>,
+    objects: &mut Vec<PackObject>,
 ) -> Result<(), git2::Error> {
     if before.is_some_and(|b| b.id() == tree.id()) || !seen.insert(tree.id()) {
         return Ok(());
     }
-    objects.push(tree.id());
+    objects.push(PackObject {
+        oid: tree.id(),
+        base: before.map(|b| b.id()),
+    });
     for entry in tree.iter() {
         let previous = before.and_then(|b| b.get_name_bytes(entry.name_bytes()));
         if previous.as_ref().is_some_and(|p| p.id() == entry.id()) {
@@ -61,10 +74,11 @@ fn collect_tree(
                 };
                 collect_tree(repo, &sub, before_sub.as_ref(), seen, objects)?;
             }
-            Some(ObjectType::Blob) => {
-                if seen.insert(entry.id()) {
-                    objects.push(entry.id());
-                }
+            Some(ObjectType::Blob) if seen.insert(entry.id()) => {
+                objects.push(PackObject {
+                    oid: entry.id(),
+                    base: None,
+                });
             }
             _ => {}
         }
@@ -72,8 +86,12 @@ fn collect_tree(
     Ok(())
 }
 
-/// A version 2 pack holding `objects` whole (no deltas).
-pub fn build(repo: &Repository, objects: &[Oid]) -> Result<Vec<u8>, git2::Error> {
+/// A version 2 pack of `objects`. A tree whose base (the same path's
+/// previous version) is earlier in the same pack is stored as a delta
+/// against it: consecutive commits of a batch rewrite the same large
+/// folders (`<env>/releases/<namespace>`) one entry at a time, so the delta
+/// is a few dozen bytes where the whole tree is tens of kilobytes.
+pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Vec<u8>, git2::Error> {
     let odb = repo.odb()?;
     let mut pack = Vec::with_capacity(256 + objects.len() * 512);
     pack.extend_from_slice(b"PACK");
@@ -81,35 +99,139 @@ pub fn build(repo: &Repository, objects: &[Oid]) -> Result<Vec<u8>, git2::Error>
     let count =
         u32::try_from(objects.len()).map_err(|_| git2::Error::from_str("too many objects"))?;
     pack.extend_from_slice(&count.to_be_bytes());
-    for &oid in objects {
-        let object = odb.read(oid)?;
-        let kind: u8 = match object.kind() {
-            ObjectType::Commit => 1,
-            ObjectType::Tree => 2,
-            ObjectType::Blob => 3,
-            ObjectType::Tag => 4,
-            _ => return Err(git2::Error::from_str("unexpected object kind")),
-        };
-        let data = object.data();
-        // Header: type and size, little-endian base-128 with continuation bits.
-        let mut size = data.len();
-        let mut byte = (kind << 4) | (size & 0x0f) as u8;
-        size >>= 4;
-        while size > 0 {
-            pack.push(byte | 0x80);
-            byte = (size & 0x7f) as u8;
-            size >>= 7;
+    // Offset and contents of each tree written so far, by id.
+    let mut written: HashMap<Oid, (usize, Vec<u8>)> = HashMap::new();
+    for object in objects {
+        let read = odb.read(object.oid)?;
+        let data = read.data();
+        let offset = pack.len();
+        let base = object.base.and_then(|b| written.get(&b));
+        match base {
+            Some((base_offset, base_data)) => {
+                let delta = delta(base_data, data);
+                push_header(&mut pack, 6, delta.len());
+                push_offset(&mut pack, offset - base_offset);
+                compress(&mut pack, &delta)?;
+            }
+            None => {
+                let kind: u8 = match read.kind() {
+                    ObjectType::Commit => 1,
+                    ObjectType::Tree => 2,
+                    ObjectType::Blob => 3,
+                    ObjectType::Tag => 4,
+                    _ => return Err(git2::Error::from_str("unexpected object kind")),
+                };
+                push_header(&mut pack, kind, data.len());
+                compress(&mut pack, data)?;
+            }
         }
-        pack.push(byte);
-        let mut encoder = ZlibEncoder::new(&mut pack, flate2::Compression::fast());
-        encoder
-            .write_all(data)
-            .and_then(|_| encoder.finish().map(|_| ()))
-            .map_err(|e| git2::Error::from_str(&e.to_string()))?;
+        if read.kind() == ObjectType::Tree {
+            written.insert(object.oid, (offset, data.to_vec()));
+        }
     }
     let digest = sha1_smol::Sha1::from(&pack).digest().bytes();
     pack.extend_from_slice(&digest);
     Ok(pack)
+}
+
+/// Entry header: type and size, little-endian base-128 with continuation
+/// bits, the first byte carrying the type and four bits of size.
+fn push_header(pack: &mut Vec<u8>, kind: u8, size: usize) {
+    let mut size = size;
+    let mut byte = (kind << 4) | (size & 0x0f) as u8;
+    size >>= 4;
+    while size > 0 {
+        pack.push(byte | 0x80);
+        byte = (size & 0x7f) as u8;
+        size >>= 7;
+    }
+    pack.push(byte);
+}
+
+/// The distance back to an OFS_DELTA's base, big-endian base-128 where each
+/// continuation also adds one (git's encoding).
+fn push_offset(pack: &mut Vec<u8>, distance: usize) {
+    let mut bytes = vec![(distance & 0x7f) as u8];
+    let mut rest = distance >> 7;
+    while rest > 0 {
+        rest -= 1;
+        bytes.push(0x80 | (rest & 0x7f) as u8);
+        rest >>= 7;
+    }
+    bytes.reverse();
+    pack.extend_from_slice(&bytes);
+}
+
+fn compress(pack: &mut Vec<u8>, data: &[u8]) -> Result<(), git2::Error> {
+    let mut encoder = ZlibEncoder::new(pack, flate2::Compression::fast());
+    encoder
+        .write_all(data)
+        .and_then(|_| encoder.finish().map(|_| ()))
+        .map_err(|e| git2::Error::from_str(&e.to_string()))
+}
+
+/// A git delta turning `base` into `target`: copy the common prefix,
+/// insert the differing middle, copy the common suffix.
+fn delta(base: &[u8], target: &[u8]) -> Vec<u8> {
+    let prefix = base.iter().zip(target).take_while(|(a, b)| a == b).count();
+    let max_suffix = base.len().min(target.len()) - prefix;
+    let suffix = base
+        .iter()
+        .rev()
+        .zip(target.iter().rev())
+        .take(max_suffix)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut out = Vec::with_capacity(64 + target.len() - prefix - suffix);
+    push_varint(&mut out, base.len());
+    push_varint(&mut out, target.len());
+    push_copy(&mut out, 0, prefix);
+    for chunk in target[prefix..target.len() - suffix].chunks(0x7f) {
+        out.push(chunk.len() as u8);
+        out.extend_from_slice(chunk);
+    }
+    push_copy(&mut out, base.len() - suffix, suffix);
+    out
+}
+
+fn push_varint(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Copy instructions for `len` bytes of the base from `offset`, in chunks
+/// of at most 0xffff bytes (a size of 0x10000 would need special casing).
+fn push_copy(out: &mut Vec<u8>, mut offset: usize, mut len: usize) {
+    while len > 0 {
+        let size = len.min(0xffff);
+        let mut op = 0x80u8;
+        let mut args = Vec::with_capacity(6);
+        for i in 0..4 {
+            let byte = ((offset >> (8 * i)) & 0xff) as u8;
+            if byte != 0 {
+                op |= 1 << i;
+                args.push(byte);
+            }
+        }
+        for i in 0..2 {
+            let byte = ((size >> (8 * i)) & 0xff) as u8;
+            if byte != 0 {
+                op |= 1 << (4 + i);
+                args.push(byte);
+            }
+        }
+        out.push(op);
+        out.extend_from_slice(&args);
+        offset += size;
+        len -= size;
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +259,20 @@ mod tests {
 
         let objects = new_objects(&repo, &[commit]).unwrap();
         assert_eq!(objects.len(), 4, "commit, tree and two blobs");
+        // A second commit rewriting the big tree, stored as a delta.
+        let changed = repo.blob(b"changed").unwrap();
+        let mut builder = repo.treebuilder(Some(&tree)).unwrap();
+        builder
+            .insert("small.txt", changed, FileMode::Blob.into())
+            .unwrap();
+        let tree2 = repo.find_tree(builder.write().unwrap()).unwrap();
+        let parent = repo.find_commit(commit).unwrap();
+        let second = repo
+            .commit(None, &sig, &sig, "second", &tree2, &[&parent])
+            .unwrap();
+        let objects = new_objects(&repo, &[commit, second]).unwrap();
+        assert_eq!(objects.len(), 7);
+        assert!(objects.iter().any(|o| o.base == Some(tree.id())));
         let pack = build(&repo, &objects).unwrap();
 
         let other = Repository::init_bare(dir.path().join("b")).unwrap();
@@ -147,5 +283,70 @@ mod tests {
         let copied = other.find_commit(commit).unwrap();
         assert_eq!(copied.message(), Some("first"));
         assert_eq!(other.find_blob(blob).unwrap().content(), big.as_bytes());
+        let copied = other.find_commit(second).unwrap();
+        assert_eq!(copied.tree_id(), tree2.id());
+        let entry = copied.tree().unwrap().get_name("small.txt").unwrap().id();
+        assert_eq!(other.find_blob(entry).unwrap().content(), b"changed");
+    }
+
+    fn apply(base: &[u8], delta: &[u8]) -> Vec<u8> {
+        // A minimal reader of git deltas, to check the writer.
+        fn varint(d: &[u8], i: &mut usize) -> usize {
+            let (mut value, mut shift) = (0, 0);
+            loop {
+                let b = d[*i];
+                *i += 1;
+                value |= ((b & 0x7f) as usize) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    return value;
+                }
+            }
+        }
+        let mut i = 0;
+        assert_eq!(varint(delta, &mut i), base.len());
+        let size = varint(delta, &mut i);
+        let mut out = Vec::new();
+        while i < delta.len() {
+            let op = delta[i];
+            i += 1;
+            if op & 0x80 != 0 {
+                let (mut offset, mut len) = (0usize, 0usize);
+                for bit in 0..4 {
+                    if op & (1 << bit) != 0 {
+                        offset |= (delta[i] as usize) << (8 * bit);
+                        i += 1;
+                    }
+                }
+                for bit in 0..3 {
+                    if op & (1 << (4 + bit)) != 0 {
+                        len |= (delta[i] as usize) << (8 * bit);
+                        i += 1;
+                    }
+                }
+                out.extend_from_slice(&base[offset..offset + len]);
+            } else {
+                out.extend_from_slice(&delta[i..i + op as usize]);
+                i += op as usize;
+            }
+        }
+        assert_eq!(out.len(), size);
+        out
+    }
+
+    #[test]
+    fn deltas_rebuild_the_target() {
+        let base: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let cases: Vec<Vec<u8>> = vec![
+            base.clone(),
+            [&base[..1000], b"inserted", &base[1000..]].concat(),
+            [&base[..70_000], &base[70_010..]].concat(),
+            b"completely different".to_vec(),
+            Vec::new(),
+            [&base[..], b"tail"].concat(),
+        ];
+        for target in cases {
+            assert_eq!(apply(&base, &delta(&base, &target)), target);
+        }
     }
 }
