@@ -142,20 +142,27 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut merging = None;
         loop {
-            if self.serve_until_maintenance(&mut rx).is_break() {
+            if self.serve_until_merged(&mut rx, &mut merging).is_break() {
+                if let Some(merge) = merging.take() {
+                    let _ = merge.join();
+                }
                 tracing::info!("writer stopped");
                 return;
             }
-            self.maintain();
+            self.reopen();
         }
     }
 
-    /// Applies batches until enough packs were written to merge them
-    /// (`Continue`) or the queue closed (`Break`).
-    fn serve_until_maintenance(
+    /// Applies batches. Every `packs_between_merges` batches (each writes a
+    /// pack) it starts merging packs in the background; returns `Continue`
+    /// once a merge finished (the mirror must then be reopened) and `Break`
+    /// when the queue closed.
+    fn serve_until_merged(
         &self,
         rx: &mut mpsc::Receiver<Command>,
+        merging: &mut Option<std::thread::JoinHandle<()>>,
     ) -> std::ops::ControlFlow<()> {
         // New objects of a batch live in memory until the batch is
         // packed: one pack file per batch instead of a loose file per
@@ -177,7 +184,7 @@ impl Writer {
                 }
             });
         let mut packs_written = 0;
-        while packs_written < self.config.packs_between_merges.max(1) {
+        loop {
             let Some(first) = rx.blocking_recv() else {
                 return std::ops::ControlFlow::Break(());
             };
@@ -196,27 +203,31 @@ impl Writer {
                 // A caller that went away no longer needs the answer.
                 let _ = command.reply.send(result);
             }
+            if merging.is_none() && packs_written >= self.config.packs_between_merges.max(1) {
+                *merging = Some(self.mirror.spawn_merge());
+                packs_written = 0;
+            }
+            if merging.as_ref().is_some_and(|merge| merge.is_finished()) {
+                if let Some(merge) = merging.take() {
+                    let _ = merge.join();
+                }
+                return std::ops::ControlFlow::Continue(());
+            }
         }
-        std::ops::ControlFlow::Continue(())
     }
 
-    /// Every batch adds a pack file; merge them from time to time, then
-    /// reopen the mirror so libgit2 forgets the packs that were merged
-    /// (it never drops a pack it has loaded, and checks every one on each
-    /// lookup of an object it does not have yet).
-    fn maintain(&mut self) {
-        let began = std::time::Instant::now();
-        if let Err(e) = self.mirror.maintain() {
-            tracing::warn!(error = %chain(&e), "pack maintenance failed; carrying on");
+    /// After packs were merged, reopen the mirror so libgit2 forgets the
+    /// merged ones (it never drops a pack it has loaded, and checks every
+    /// one on each lookup of an object it does not have yet), and tell
+    /// readers to do the same.
+    fn reopen(&mut self) {
+        if let Err(e) = self.mirror.reopen() {
+            tracing::error!(error = %chain(&e), "cannot reopen the mirror");
         }
         self.shared
             .write()
             .expect("writer lock not poisoned")
             .generation += 1;
-        tracing::debug!(
-            elapsed_us = began.elapsed().as_micros() as u64,
-            "packs merged"
-        );
     }
 
     /// Applies a batch until its push lands, the remote fails, or the

@@ -22,6 +22,8 @@ pub enum PushOutcome {
 /// The mirror and how to reach its remote.
 pub struct Mirror {
     repo: Repository,
+    /// Handle on a local remote, opened once.
+    remote_repo: std::cell::RefCell<Option<Repository>>,
     location: RemoteLocation,
     branch: String,
     credentials: GitCredentials,
@@ -58,6 +60,7 @@ impl Mirror {
         };
         let mirror = Mirror {
             repo,
+            remote_repo: std::cell::RefCell::new(None),
             location,
             branch: branch.to_string(),
             credentials,
@@ -106,37 +109,56 @@ impl Mirror {
         self.tip()
     }
 
-    /// Merges small packs (`git repack --geometric=2`) in the mirror and, for
-    /// a local remote, in the remote too (what a git server's auto-gc does
-    /// for pushes it receives), then reopens the mirror. Needs the git
-    /// command line; without it the packs simply stay as they are.
-    pub fn maintain(&mut self) -> Result<(), RepoError> {
-        let mut first_error = None;
+    /// Starts merging small packs (`git repack --geometric=2`) in the
+    /// background, in the mirror and, for a local remote, in the remote too
+    /// (what a git server's auto-gc does for the pushes it receives). Safe
+    /// while the writer goes on adding packs. Needs the git command line;
+    /// without it the packs stay as they are.
+    pub fn spawn_merge(&self) -> std::thread::JoinHandle<()> {
         let mut dirs = vec![self.path()];
         if let RemoteLocation::Local(remote) = &self.location {
             dirs.push(remote.clone());
         }
-        for dir in dirs {
-            let result = std::process::Command::new("git")
-                .args(["repack", "-d", "-q", "--geometric=2"])
-                .current_dir(&dir)
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .stdin(std::process::Stdio::null())
-                .output();
-            let failure = match result {
-                Ok(out) if out.status.success() => None,
-                Ok(out) => Some(std::io::Error::other(
-                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                )),
-                Err(e) => Some(e),
-            };
-            if let (Some(source), None) = (failure, &first_error) {
-                first_error = Some(RepoError::Io { path: dir, source });
+        std::thread::spawn(move || {
+            for dir in dirs {
+                let began = std::time::Instant::now();
+                let result = std::process::Command::new("git")
+                    .args([
+                        "-c",
+                        "repack.writeBitmaps=false",
+                        "repack",
+                        "-d",
+                        "-q",
+                        "--geometric=2",
+                    ])
+                    .current_dir(&dir)
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .stdin(std::process::Stdio::null())
+                    .output();
+                match result {
+                    Ok(out) if out.status.success() => tracing::debug!(
+                        dir = %dir.display(),
+                        elapsed_ms = began.elapsed().as_millis() as u64,
+                        "packs merged"
+                    ),
+                    Ok(out) => tracing::warn!(
+                        dir = %dir.display(),
+                        error = %String::from_utf8_lossy(&out.stderr).trim(),
+                        "merging packs failed"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot run git to merge packs"),
+                }
             }
-        }
+        })
+    }
+
+    /// Reopens the mirror (and forgets the remote's handle), dropping
+    /// libgit2's list of packs.
+    pub fn reopen(&mut self) -> Result<(), RepoError> {
         self.repo =
             Repository::open_bare(self.path()).map_err(RepoError::git("reopen the mirror"))?;
-        first_error.map_or(Ok(()), Err)
+        self.remote_repo.replace(None);
+        Ok(())
     }
 
     /// Stores a pack of new objects (the writer's batch) in the mirror.
@@ -174,9 +196,25 @@ impl Mirror {
         expected: Oid,
         pack: &[u8],
     ) -> Result<PushOutcome, RepoError> {
-        let remote = Repository::open_bare(path)
-            .or_else(|_| Repository::open(path))
-            .map_err(RepoError::remote("open the remote"))?;
+        let mut cached = self.remote_repo.borrow_mut();
+        let remote = match cached.take() {
+            Some(remote) => remote,
+            None => Repository::open_bare(path)
+                .or_else(|_| Repository::open(path))
+                .map_err(RepoError::remote("open the remote"))?,
+        };
+        let outcome = self.push_to_local_remote(&remote, new, expected, pack);
+        *cached = Some(remote);
+        outcome
+    }
+
+    fn push_to_local_remote(
+        &self,
+        remote: &Repository,
+        new: Oid,
+        expected: Oid,
+        pack: &[u8],
+    ) -> Result<PushOutcome, RepoError> {
         let branch_ref = format!("refs/heads/{}", self.branch);
         match remote.refname_to_id(&branch_ref) {
             Ok(current) if current != expected => return Ok(PushOutcome::Rejected),
@@ -184,7 +222,7 @@ impl Mirror {
             Err(e) => return Err(RepoError::remote("read the remote branch")(e)),
         }
         if pack.is_empty() {
-            copy_new_objects(&self.repo, &remote, new)?;
+            copy_new_objects(&self.repo, remote, new)?;
         } else {
             let odb = remote
                 .odb()
