@@ -1,28 +1,223 @@
-//! The CI CLI of the release manager: writes `artifact.json` for a build step
-//! by step and pushes the finished build to the server. The commands arrive
-//! with the build-upload work; for now the binary only answers `--help` and
-//! `--version`.
+//! `artifact`, the CI CLI of the release manager, as a library.
+//!
+//! This module owns the entry points and the exit-code contract: it parses
+//! the command line, dispatches to one module per command, and turns every
+//! failure into one `error: ...` line on stderr. It must not read or write
+//! artifact.json, talk to the server or format results itself; the command
+//! modules do that through `spec_file`, `client` and `error`.
+//!
+//! Exit codes: 0 on success (also for `--help` and `--version`), 1 when the
+//! operation failed, 2 for usage errors.
+//!
+//! The library form exists so that tests can run the real CLI in process and
+//! capture what it prints. Times come from a [`Clock`]: [`run`] and
+//! [`run_with_output`] use the system clock unless `ARTIFACT_FIXED_TIME`
+//! names a fixed one; [`run_with_clock`] takes the clock explicitly.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let (mut out, mut err) = (Vec::new(), Vec::new());
+//! let code = artifact::run_with_output(
+//!     ["artifact", "--root", "build", "end"],
+//!     &mut out,
+//!     &mut err,
+//! )
+//! .await;
+//! assert_eq!(code, 0);
+//! # }
+//! ```
 
-/// Runs the CLI with `args` (program name first); returns the exit code.
-pub fn run<I, T>(args: I) -> i32
+mod add;
+mod cli;
+mod client;
+mod clock;
+mod end;
+mod error;
+mod init;
+mod push;
+mod spec_file;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::Parser;
+
+pub use crate::clock::{Clock, FIXED_TIME_ENV};
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+
+/// Exit code of a successful run.
+pub const EXIT_SUCCESS: i32 = 0;
+/// Exit code when the operation failed (missing or invalid artifact.json,
+/// unreadable build folder, server error, unreachable server, ...).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of a usage error (unknown flag, missing argument, ...).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs artifact with the process's stdout and stderr and returns the exit
+/// code.
+///
+/// `args` is the whole command line, program name first, as
+/// [`std::env::args_os`] gives it. Times are read from the system clock,
+/// unless `ARTIFACT_FIXED_TIME` is set (see [`Clock::from_env`]).
+pub async fn run<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
+    T: Into<OsString> + Clone,
 {
-    let command = clap::Command::new("artifact")
-        .version(env!("CARGO_PKG_VERSION"))
-        .about("Write artifact.json for a build and push the build to the release manager");
-    match command.try_get_matches_from(args) {
-        Ok(_) => {
-            eprintln!(
-                "error: no command given; the build commands are not available in this version yet"
-            );
-            2
+    // Not the locked handles: those are not `Send`, and the future may be.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    run_inner(args, &mut out, &mut err, None).await
+}
+
+/// Runs artifact writing to `out` and `err` instead of the process's
+/// streams, and returns the exit code.
+///
+/// `args` is the whole command line, program name first (e.g.
+/// `["artifact", "end"]`). Times are read as in [`run`].
+pub async fn run_with_output<I, T>(
+    args: I,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_inner(args, out, err, None).await
+}
+
+/// Like [`run_with_output`], with the times `init` and `end` record taken
+/// from `clock` (`ARTIFACT_FIXED_TIME` is not consulted).
+pub async fn run_with_clock<I, T>(
+    args: I,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+    clock: &Clock,
+) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_inner(args, out, err, Some(clock)).await
+}
+
+async fn run_inner<I, T>(
+    args: I,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+    clock: Option<&Clock>,
+) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(clap_error) => return report_clap_error(&clap_error, out, err),
+    };
+    match dispatch(cli, out, clock).await {
+        Ok(()) => EXIT_SUCCESS,
+        // The work is done; only its report could not be read to the end.
+        Err(CliError::Output(io)) if io.kind() == std::io::ErrorKind::BrokenPipe => EXIT_SUCCESS,
+        Err(error) => {
+            // Nothing sensible is left to do when stderr itself is gone.
+            let _ = writeln!(err, "error: {error}");
+            EXIT_FAILURE
         }
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            code
-        }
+    }
+}
+
+async fn dispatch(
+    cli: Cli,
+    out: &mut (dyn Write + Send),
+    clock: Option<&Clock>,
+) -> Result<(), CliError> {
+    let file = spec_file::SpecFile::new(&cli.global.root, &cli.global.file);
+    match cli.command {
+        Command::Init(args) => init::run(*args, &file, &resolve_clock(clock)?, out),
+        Command::Add(args) => add::run(args, &file, out),
+        Command::End(args) => end::run(args, &file, &resolve_clock(clock)?, out),
+        Command::Push(args) => push::run(args, &cli.global, &file, out).await,
+    }
+}
+
+/// The clock given by the caller, else the one the environment names.
+fn resolve_clock(given: Option<&Clock>) -> Result<Clock, CliError> {
+    match given {
+        Some(clock) => Ok(clock.clone()),
+        None => Clock::from_env().map_err(CliError::Clock),
+    }
+}
+
+/// Prints clap's own message: help and version on stdout (exit 0), usage
+/// errors on stderr (exit 2).
+fn report_clap_error<'a>(
+    clap_error: &clap::Error,
+    out: &'a mut (dyn Write + Send),
+    err: &'a mut (dyn Write + Send),
+) -> i32 {
+    let text = clap_error.render().to_string();
+    let (stream, code) = if clap_error.use_stderr() {
+        (err, EXIT_USAGE)
+    } else {
+        (out, EXIT_SUCCESS)
+    };
+    // Nothing sensible is left to do when that stream is closed.
+    let _ = stream
+        .write_all(text.as_bytes())
+        .and_then(|()| stream.flush());
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run_captured(args: &[&str]) -> (i32, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run_with_output(args.iter().copied(), &mut out, &mut err).await;
+        (
+            code,
+            String::from_utf8(out).expect("utf-8 stdout"),
+            String::from_utf8(err).expect("utf-8 stderr"),
+        )
+    }
+
+    #[test]
+    fn the_run_futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let args = vec!["artifact".to_owned(), "--help".to_owned()];
+        assert_send(&run_with_output(args.clone(), &mut out, &mut err));
+        let clock = Clock::system();
+        assert_send(&run_with_clock(args.clone(), &mut out, &mut err, &clock));
+        assert_send(&run(args));
+    }
+
+    #[tokio::test]
+    async fn help_goes_to_stdout_and_documents_the_fixed_time() {
+        let (code, out, err) = run_captured(&["artifact", "--help"]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("Usage:"), "{out}");
+        assert!(out.contains(FIXED_TIME_ENV), "{out}");
+        assert!(err.is_empty());
+    }
+
+    #[tokio::test]
+    async fn version_exits_zero() {
+        let (code, out, _) = run_captured(&["artifact", "--version"]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    }
+
+    #[tokio::test]
+    async fn missing_subcommand_is_a_usage_error() {
+        let (code, out, err) = run_captured(&["artifact"]).await;
+        assert_eq!(code, 2);
+        assert!(out.is_empty());
+        assert!(err.contains("Usage:"), "{err}");
     }
 }

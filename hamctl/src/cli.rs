@@ -2,15 +2,19 @@
 //! command shares, and the list of subcommands.
 //!
 //! It owns validation that needs no server (the server URL form, the output
-//! format). It must not connect, resolve identities or print: each command's
+//! format, a `policy` command without `--service`). It must not connect, resolve identities or print: each command's
 //! own arguments live in that command's module.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 
-use crate::{describe, promote, release, rollback, status};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::{describe, policy, promote, release, rollback, status, watch};
 
 /// hamctl: release, promote and roll back builds of services managed by the
-/// release manager, and see what runs where.
+/// release manager, see what runs where, manage release policies and watch
+/// events as they happen.
 #[derive(Debug, Parser)]
 #[command(name = "hamctl", version)]
 pub(crate) struct Cli {
@@ -19,6 +23,42 @@ pub(crate) struct Cli {
 
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// Parses a whole command line (program name first), including the
+    /// checks clap cannot express; every failure is a clap usage error.
+    pub(crate) fn parse_checked<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args)?;
+        cli.check()?;
+        Ok(cli)
+    }
+
+    /// `policy --service` is global to the policy subcommands so that it may
+    /// come before or after them, and clap cannot require a global
+    /// argument: a missing one is reported here, as clap would.
+    fn check(&self) -> Result<(), clap::Error> {
+        if let Command::Policy(policy) = &self.command {
+            if policy.service.as_deref().is_none_or(str::is_empty) {
+                let mut root = Cli::command();
+                // Builds the subcommands' usage lines ("hamctl policy ...").
+                root.build();
+                let mut policy_command = root
+                    .find_subcommand_mut("policy")
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(policy_command.error(
+                    ErrorKind::MissingRequiredArgument,
+                    "the following required arguments were not provided:\n  --service <SERVICE>",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Flags accepted before or after any subcommand.
@@ -72,7 +112,7 @@ pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 pub(crate) enum OutputFormat {
     /// Lines and tables for people.
     Table,
-    /// One JSON object, for scripts.
+    /// One JSON object, for scripts (`watch`: one object per line).
     Json,
 }
 
@@ -85,6 +125,8 @@ pub(crate) enum Command {
     Rollback(rollback::RollbackArgs),
     Status(status::StatusArgs),
     Describe(describe::DescribeArgs),
+    Policy(policy::PolicyArgs),
+    Watch(watch::WatchArgs),
 }
 
 /// Normalises a server address into the URL the gRPC channel dials.
@@ -140,13 +182,13 @@ pub(crate) fn parse_server_url(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use clap::error::ErrorKind;
-    use clap::Parser;
 
     use super::*;
     use crate::describe::DescribeCommand;
+    use crate::policy::{ApplyCommand, PolicyArgs, PolicyCommand};
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("hamctl").chain(args.iter().copied()))
+        Cli::parse_checked(std::iter::once("hamctl").chain(args.iter().copied()))
     }
 
     #[test]
@@ -348,6 +390,171 @@ mod tests {
             parse(&["status", "--service", "s", "--server", "ftp://x:1"]).expect_err("rejects");
         assert_eq!(error.kind(), ErrorKind::ValueValidation);
         assert_eq!(error.exit_code(), 2);
+    }
+
+    fn policy(args: &[&str]) -> PolicyArgs {
+        let cli = parse(args).expect("parses");
+        let Command::Policy(policy) = cli.command else {
+            panic!("not policy");
+        };
+        policy
+    }
+
+    #[test]
+    fn policy_list_takes_the_service_before_or_after() {
+        for args in [
+            &["policy", "--service", "shop", "list"][..],
+            &["policy", "list", "--service", "shop"][..],
+        ] {
+            let policy = policy(args);
+            assert_eq!(policy.service.as_deref(), Some("shop"), "{args:?}");
+            assert!(matches!(policy.what, PolicyCommand::List(_)), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn policy_apply_auto_release() {
+        let policy = policy(&[
+            "policy",
+            "--service",
+            "shop",
+            "apply",
+            "auto-release",
+            "--branch",
+            "master",
+            "--env",
+            "dev",
+        ]);
+        assert_eq!(policy.service.as_deref(), Some("shop"));
+        let PolicyCommand::Apply(apply) = policy.what else {
+            panic!("not apply");
+        };
+        let ApplyCommand::AutoRelease(args) = apply.what else {
+            panic!("not auto-release");
+        };
+        assert_eq!((args.branch.as_str(), args.env.as_str()), ("master", "dev"));
+    }
+
+    #[test]
+    fn policy_apply_branch_restriction() {
+        let policy = policy(&[
+            "policy",
+            "apply",
+            "branch-restriction",
+            "--env",
+            "prod",
+            "--branch-regex",
+            "^master$",
+            "--service",
+            "shop",
+        ]);
+        assert_eq!(policy.service.as_deref(), Some("shop"));
+        let PolicyCommand::Apply(apply) = policy.what else {
+            panic!("not apply");
+        };
+        let ApplyCommand::BranchRestriction(args) = apply.what else {
+            panic!("not branch-restriction");
+        };
+        assert_eq!(args.env, "prod");
+        assert_eq!(args.branch_regex, "^master$");
+    }
+
+    #[test]
+    fn policy_apply_needs_its_flags() {
+        let error = parse(&[
+            "policy",
+            "--service",
+            "shop",
+            "apply",
+            "auto-release",
+            "--env",
+            "dev",
+        ])
+        .expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+        let error =
+            parse(&["policy", "--service", "shop", "apply", "restrict"]).expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::InvalidSubcommand);
+    }
+
+    #[test]
+    fn policy_delete_takes_one_or_more_ids() {
+        let policy = policy(&[
+            "policy",
+            "--service",
+            "shop",
+            "delete",
+            "auto-release-master-dev",
+            "branch-restriction-prod",
+        ]);
+        let PolicyCommand::Delete(args) = policy.what else {
+            panic!("not delete");
+        };
+        assert_eq!(
+            args.ids,
+            ["auto-release-master-dev", "branch-restriction-prod"]
+        );
+        let error = parse(&["policy", "--service", "shop", "delete"]).expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn policy_without_service_is_a_usage_error() {
+        for args in [
+            &["policy", "list"][..],
+            &["policy", "--service", "", "list"][..],
+            &["policy", "delete", "x"][..],
+        ] {
+            let error = parse(args).expect_err("rejects");
+            assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument, "{args:?}");
+            assert_eq!(error.exit_code(), 2);
+            let text = error.to_string();
+            assert!(text.contains("--service <SERVICE>"), "{text}");
+            assert!(text.contains("Usage: hamctl policy"), "{text}");
+        }
+    }
+
+    #[test]
+    fn watch_filters_are_optional() {
+        let cli = parse(&["watch"]).expect("parses");
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch");
+        };
+        assert_eq!(
+            (args.service, args.env, args.max_events),
+            (None, None, None)
+        );
+
+        let cli = parse(&[
+            "watch",
+            "--service",
+            "shop",
+            "--env",
+            "dev",
+            "--max-events",
+            "3",
+            "--output",
+            "json",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch");
+        };
+        assert_eq!(args.service.as_deref(), Some("shop"));
+        assert_eq!(args.env.as_deref(), Some("dev"));
+        assert_eq!(args.max_events, Some(3));
+    }
+
+    #[test]
+    fn watch_max_events_is_hidden_and_positive() {
+        let error = parse(&["watch", "--max-events", "0"]).expect_err("rejects");
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        let help = parse(&["watch", "--help"]).expect_err("help is an early exit");
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        let text = help.to_string();
+        assert!(text.contains("--env"), "{text}");
+        assert!(!text.contains("max-events"), "{text}");
     }
 
     #[test]

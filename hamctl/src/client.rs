@@ -1,11 +1,12 @@
 //! The connection to the server: dialling the channel and attaching the
 //! bearer token to every call.
 //!
-//! It owns the gRPC clients the commands use. It must not build requests or
+//! It owns the gRPC clients the commands use (release and policy service). It must not build requests or
 //! interpret responses; the command modules do.
 
 use std::time::Duration;
 
+use release_manager::pb::policy_service_client::PolicyServiceClient;
 use release_manager::pb::release_service_client::ReleaseServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -20,6 +21,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The release service client, with the token interceptor.
 pub(crate) type ReleaseClient = ReleaseServiceClient<InterceptedService<Channel, AuthInterceptor>>;
+
+/// The policy service client, with the token interceptor.
+pub(crate) type PolicyClient = PolicyServiceClient<InterceptedService<Channel, AuthInterceptor>>;
 
 /// Adds `authorization: Bearer <token>` to every call; adds nothing when no
 /// token was given.
@@ -82,6 +86,12 @@ pub(crate) async fn connect(global: &GlobalArgs) -> Result<(Channel, AuthInterce
 pub(crate) async fn release_client(global: &GlobalArgs) -> Result<ReleaseClient, CliError> {
     let (channel, interceptor) = connect(global).await?;
     Ok(ReleaseServiceClient::with_interceptor(channel, interceptor))
+}
+
+/// A connected [`PolicyClient`].
+pub(crate) async fn policy_client(global: &GlobalArgs) -> Result<PolicyClient, CliError> {
+    let (channel, interceptor) = connect(global).await?;
+    Ok(PolicyServiceClient::with_interceptor(channel, interceptor))
 }
 
 #[cfg(test)]

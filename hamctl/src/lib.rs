@@ -6,9 +6,9 @@
 //! server or format responses itself; the command modules do that through
 //! `client`, `present` and `output`.
 //!
-//! Exit codes: 0 on success (also for `--help`, `--version` and a stdout
-//! closed early, e.g. by `| head`), 1 when the operation failed, 2 for usage
-//! errors.
+//! Exit codes: 0 on success (also for `--help`, `--version`, a stdout
+//! closed early, e.g. by `| head`, and a `watch` ended by Ctrl-C or by the
+//! server), 1 when the operation failed, 2 for usage errors.
 //!
 //! The library form exists so that end-to-end tests can run the real CLI in
 //! process and capture what it prints:
@@ -32,17 +32,17 @@ mod describe;
 mod error;
 mod identity;
 mod output;
+mod policy;
 mod present;
 mod promote;
 mod release;
 mod request_id;
 mod rollback;
 mod status;
+mod watch;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
-
-use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -116,7 +116,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::parse_checked(args) {
         Ok(cli) => cli,
         Err(clap_error) => return report_clap_error(&clap_error, out, err, style),
     };
@@ -140,6 +140,8 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Rollback(args) => rollback::run(args, global, printer).await,
         Command::Status(args) => status::run(args, global, printer).await,
         Command::Describe(args) => describe::run(args, global, printer).await,
+        Command::Policy(args) => policy::run(args, global, printer).await,
+        Command::Watch(args) => watch::run(args, global, printer).await,
     }
 }
 

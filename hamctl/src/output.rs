@@ -48,6 +48,13 @@ impl<'a> Printer<'a> {
         self.out.flush()
     }
 
+    /// One compact JSON object on one line (JSON Lines), for streams.
+    pub(crate) fn json_line(&mut self, value: &serde_json::Value) -> io::Result<()> {
+        serde_json::to_writer(&mut *self.out, value)?;
+        writeln!(self.out)?;
+        self.out.flush()
+    }
+
     /// A table, header in bold when colour is allowed.
     pub(crate) fn table(&mut self, table: &Table) -> io::Result<()> {
         self.out.write_all(table.render(self.colour).as_bytes())?;
@@ -212,9 +219,12 @@ production   -                      Jörg
         let mut printer = Printer::new(&mut buffer, OutputFormat::Json, false);
         printer.json(&serde_json::json!({"a": 1})).expect("writes");
         printer.line("done").expect("writes");
+        printer
+            .json_line(&serde_json::json!({"b": [1, 2]}))
+            .expect("writes");
         assert_eq!(
             String::from_utf8(buffer).expect("utf-8"),
-            "{\n  \"a\": 1\n}\ndone\n"
+            "{\n  \"a\": 1\n}\ndone\n{\"b\":[1,2]}\n"
         );
     }
 }

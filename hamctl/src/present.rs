@@ -57,6 +57,14 @@ pub(crate) fn time_cell(timestamp: Option<&Timestamp>) -> String {
     })
 }
 
+/// A timestamp to the second, as event lines show it:
+/// `2024-05-01 12:34:56 UTC`; empty when absent.
+pub(crate) fn time_seconds_cell(timestamp: Option<&Timestamp>) -> String {
+    to_datetime(timestamp).map_or_else(String::new, |time| {
+        time.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    })
+}
+
 /// A person as a table cell: the name, else the email.
 pub(crate) fn person_cell(person: Option<&Person>) -> String {
     match person {
@@ -109,7 +117,8 @@ pub(crate) fn intent_json(intent: ReleaseIntent) -> &'static str {
     }
 }
 
-fn outcome_json(outcome: Outcome) -> &'static str {
+/// An outcome in JSON: `applied`, `already_up_to_date`.
+pub(crate) fn outcome_json(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Unspecified => "unspecified",
         Outcome::Applied => "applied",
@@ -227,6 +236,8 @@ mod tests {
             Value::String("2024-05-01T12:34:56Z".into())
         );
         assert_eq!(time_cell(Some(&time)), "2024-05-01 12:34 UTC");
+        assert_eq!(time_seconds_cell(Some(&time)), "2024-05-01 12:34:56 UTC");
+        assert_eq!(time_seconds_cell(None), "");
         assert_eq!(timestamp_json(None), Value::Null);
         assert_eq!(time_cell(None), "");
     }

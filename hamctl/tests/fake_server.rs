@@ -5,17 +5,24 @@
 //! It does not test release semantics; the end-to-end tests in the
 //! workspace's `tests/` run hamctl against the real server for that.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use release_manager::pb::policy_service_server::{PolicyService, PolicyServiceServer};
 use release_manager::pb::release_service_server::{ReleaseService, ReleaseServiceServer};
+use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{
-    ArtifactSummary, DescribeArtifactRequest, DescribeArtifactResponse, DescribeReleaseRequest,
-    DescribeReleaseResponse, EnvironmentStatus, Outcome, Person, PromoteRequest, PromoteResponse,
-    PushArtifactRequest, PushArtifactResponse, ReleaseIntent, ReleaseRecord, ReleaseRequest,
-    ReleaseResponse, ReleaseResult, RollbackRequest, RollbackResponse, StatusRequest,
-    StatusResponse, Vulnerabilities, WatchEventsRequest, WatchEventsResponse,
+    ApplyAutoReleaseRequest, ApplyAutoReleaseResponse, ApplyBranchRestrictionRequest,
+    ApplyBranchRestrictionResponse, ArtifactSummary, AutoReleasePolicy, BranchRestrictionPolicy,
+    DeletePoliciesRequest, DeletePoliciesResponse, DescribeArtifactRequest,
+    DescribeArtifactResponse, DescribeReleaseRequest, DescribeReleaseResponse, EnvironmentStatus,
+    ListPoliciesRequest, ListPoliciesResponse, Outcome, Person, PolicyChanged, PromoteRequest,
+    PromoteResponse, PushArtifactRequest, PushArtifactResponse, ReleaseIntent, ReleaseRecord,
+    ReleaseRequest, ReleaseResponse, ReleaseResult, RollbackRequest, RollbackResponse,
+    StatusRequest, StatusResponse, Vulnerabilities, WatchEventsRequest, WatchEventsResponse,
 };
-use tonic::codegen::tokio_stream;
+use tonic::codegen::tokio_stream::{self, Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 const TOKEN: &str = "s3cret";
@@ -26,10 +33,20 @@ struct Seen {
     releases: Vec<ReleaseRequest>,
     promotes: Vec<PromoteRequest>,
     rollbacks: Vec<RollbackRequest>,
+    watches: Vec<WatchEventsRequest>,
+    auto_releases: Vec<ApplyAutoReleaseRequest>,
+    restrictions: Vec<ApplyBranchRestrictionRequest>,
+    deletes: Vec<DeletePoliciesRequest>,
 }
 
 #[derive(Clone, Default)]
 struct FakeReleaseService {
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// Shares `Seen` with the release fake.
+#[derive(Clone, Default)]
+struct FakePolicyService {
     seen: Arc<Mutex<Seen>>,
 }
 
@@ -230,13 +247,149 @@ impl ReleaseService for FakeReleaseService {
         Err(Status::unimplemented("not in this fake"))
     }
 
-    type WatchEventsStream = tokio_stream::Empty<Result<WatchEventsResponse, Status>>;
+    type WatchEventsStream =
+        Pin<Box<dyn Stream<Item = Result<WatchEventsResponse, Status>> + Send + 'static>>;
 
+    /// Three events (build, release, policy change), then the end of the
+    /// stream; for service "endless" the stream stays open after them.
     async fn watch_events(
         &self,
-        _request: Request<WatchEventsRequest>,
+        request: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        Err(Status::unimplemented("not in this fake"))
+        check_token(&request)?;
+        let request = request.into_inner();
+        self.seen
+            .lock()
+            .expect("lock")
+            .watches
+            .push(request.clone());
+        let service = if request.service.is_empty() {
+            "shop".to_owned()
+        } else {
+            request.service.clone()
+        };
+        let event = |event: Event| {
+            Ok(WatchEventsResponse {
+                commit_sha: "fedcba9876543210".into(),
+                time: time(),
+                event: Some(event),
+            })
+        };
+        let mut release = result(&service, "dev", "master-abc", Outcome::Applied);
+        release.intent = ReleaseIntent::AutoRelease.into();
+        let events = vec![
+            event(Event::BuildAdded(ArtifactSummary {
+                artifact_id: "master-abc".into(),
+                service: service.clone(),
+                branch: "master".into(),
+                author: person("Dana Dev", "dana@example.com"),
+                ..Default::default()
+            })),
+            event(Event::Released(release)),
+            event(Event::PolicyChanged(PolicyChanged {
+                service: service.clone(),
+                title: format!("[{service}] policy update: auto-release master to dev"),
+            })),
+        ];
+        let stream: Self::WatchEventsStream = if service == "endless" {
+            Box::pin(tokio_stream::iter(events).chain(tokio_stream::pending()))
+        } else {
+            Box::pin(tokio_stream::iter(events))
+        };
+        Ok(Response::new(stream))
+    }
+}
+
+#[tonic::codegen::async_trait]
+impl PolicyService for FakePolicyService {
+    /// "shop" has one auto-release and a server-wide restriction; any other
+    /// service has none.
+    async fn list_policies(
+        &self,
+        request: Request<ListPoliciesRequest>,
+    ) -> Result<Response<ListPoliciesResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        let mut response = ListPoliciesResponse {
+            service: request.service.clone(),
+            ..Default::default()
+        };
+        if request.service == "shop" {
+            response.auto_releases.push(AutoReleasePolicy {
+                id: "auto-release-master-dev".into(),
+                branch: "master".into(),
+                environment: "dev".into(),
+            });
+            response.branch_restrictions.push(BranchRestrictionPolicy {
+                id: "branch-restriction-prod".into(),
+                environment: "prod".into(),
+                branch_regex: "^master$".into(),
+                server_wide: true,
+            });
+        }
+        Ok(Response::new(response))
+    }
+
+    /// Applied the first time, already up to date when repeated.
+    async fn apply_auto_release(
+        &self,
+        request: Request<ApplyAutoReleaseRequest>,
+    ) -> Result<Response<ApplyAutoReleaseResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        let mut seen = self.seen.lock().expect("lock");
+        let outcome = if seen.auto_releases.contains(&request) {
+            Outcome::AlreadyUpToDate
+        } else {
+            Outcome::Applied
+        };
+        seen.auto_releases.push(request.clone());
+        Ok(Response::new(ApplyAutoReleaseResponse {
+            id: format!("auto-release-{}-{}", request.branch, request.environment),
+            outcome: outcome.into(),
+        }))
+    }
+
+    /// Applied the first time, already up to date when repeated.
+    async fn apply_branch_restriction(
+        &self,
+        request: Request<ApplyBranchRestrictionRequest>,
+    ) -> Result<Response<ApplyBranchRestrictionResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        let mut seen = self.seen.lock().expect("lock");
+        let outcome = if seen.restrictions.contains(&request) {
+            Outcome::AlreadyUpToDate
+        } else {
+            Outcome::Applied
+        };
+        seen.restrictions.push(request.clone());
+        Ok(Response::new(ApplyBranchRestrictionResponse {
+            id: format!("branch-restriction-{}", request.environment),
+            outcome: outcome.into(),
+        }))
+    }
+
+    /// Deletes every id that starts with `auto-release-`.
+    async fn delete_policies(
+        &self,
+        request: Request<DeletePoliciesRequest>,
+    ) -> Result<Response<DeletePoliciesResponse>, Status> {
+        check_token(&request)?;
+        let request = request.into_inner();
+        let deleted = request
+            .ids
+            .iter()
+            .filter(|id| id.starts_with("auto-release-"))
+            .count();
+        self.seen
+            .lock()
+            .expect("lock")
+            .deletes
+            .push(request.clone());
+        Ok(Response::new(DeletePoliciesResponse {
+            deleted: u32::try_from(deleted).expect("few ids"),
+        }))
     }
 }
 
@@ -282,9 +435,13 @@ async fn scenarios() {
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let service = ReleaseServiceServer::new(fake.clone());
+    let policies = PolicyServiceServer::new(FakePolicyService {
+        seen: fake.seen.clone(),
+    });
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(policies)
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     // A bare host:port, as people type it.
@@ -538,6 +695,224 @@ prod   -               -        -          -                      -         -
         &mut err,
     )
     .await;
+    assert_eq!(code, 0);
+    assert!(err.is_empty());
+
+    policy_scenarios(&server, &fake).await;
+    watch_scenarios(&server, &fake).await;
+}
+
+async fn policy_scenarios(server: &str, fake: &FakeReleaseService) {
+    // list: the table, with the server-wide restriction marked.
+    let run = hamctl(server, &["policy", "--service", "shop", "list"]).await;
+    assert_eq!((run.code, run.err.as_str()), (0, ""));
+    assert_eq!(
+        run.out,
+        "\
+ID                        TYPE                 BRANCH / REGEX   ENV    SCOPE
+auto-release-master-dev   auto-release         master           dev    service
+branch-restriction-prod   branch-restriction   ^master$         prod   server-wide
+"
+    );
+    // --service after the subcommand, JSON output.
+    let run = hamctl(
+        server,
+        &["policy", "list", "--service", "shop", "--output", "json"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let value: serde_json::Value = serde_json::from_str(&run.out).expect("json");
+    assert_eq!(value["branch_restrictions"][0]["server_wide"], true);
+    assert_eq!(value["auto_releases"][0]["id"], "auto-release-master-dev");
+    let run = hamctl(server, &["policy", "--service", "quiet", "list"]).await;
+    assert_eq!(run.out, "No policies for quiet\n");
+    // No --service: a usage error, before any call.
+    let run = hamctl(server, &["policy", "list"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.err.contains("--service <SERVICE>"), "{}", run.err);
+
+    // apply auto-release, then the same again: no change.
+    let apply = [
+        "policy",
+        "--service",
+        "shop",
+        "apply",
+        "auto-release",
+        "--branch",
+        "master",
+        "--env",
+        "dev",
+    ];
+    let run = hamctl(server, &apply).await;
+    assert_eq!((run.code, run.err.as_str()), (0, ""));
+    assert_eq!(
+        run.out,
+        "Applied auto-release-master-dev: every new build of master of shop is released to dev\n"
+    );
+    let run = hamctl(server, &apply).await;
+    assert_eq!(
+        run.out,
+        "auto-release-master-dev is already in place (no change)\n"
+    );
+    {
+        let seen = fake.seen.lock().expect("lock");
+        let request = seen.auto_releases.last().expect("an apply request");
+        assert_eq!(request.service, "shop");
+        assert_eq!(
+            request.committer,
+            Some(Person {
+                name: "Jane Doe".into(),
+                email: "jane@example.com".into()
+            })
+        );
+    }
+
+    // apply branch-restriction.
+    let run = hamctl(
+        server,
+        &[
+            "policy",
+            "--service",
+            "shop",
+            "apply",
+            "branch-restriction",
+            "--env",
+            "prod",
+            "--branch-regex",
+            "^master$",
+        ],
+    )
+    .await;
+    assert_eq!((run.code, run.err.as_str()), (0, ""));
+    assert_eq!(
+        run.out,
+        "Applied branch-restriction-prod: only branches matching ^master$ may be released to prod\n"
+    );
+    let run = hamctl(
+        server,
+        &[
+            "--output",
+            "json",
+            "policy",
+            "--service",
+            "shop",
+            "apply",
+            "branch-restriction",
+            "--env",
+            "prod",
+            "--branch-regex",
+            "^master$",
+        ],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_str(&run.out).expect("json");
+    assert_eq!(value["outcome"], "already_up_to_date");
+    assert_eq!(value["id"], "branch-restriction-prod");
+
+    // delete: plural, singular, none.
+    let delete = |ids: &'static [&'static str]| {
+        let mut args = vec!["policy", "--service", "shop", "delete"];
+        args.extend_from_slice(ids);
+        args
+    };
+    let run = hamctl(
+        server,
+        &delete(&["auto-release-master-dev", "auto-release-x-staging"]),
+    )
+    .await;
+    assert_eq!(
+        (run.code, run.out.as_str()),
+        (0, "Deleted 2 policies of shop\n")
+    );
+    let run = hamctl(server, &delete(&["auto-release-master-dev"])).await;
+    assert_eq!(run.out, "Deleted 1 policy of shop\n");
+    let run = hamctl(server, &delete(&["branch-restriction-prod"])).await;
+    assert_eq!(run.out, "No policies deleted\n");
+    {
+        let seen = fake.seen.lock().expect("lock");
+        let request = seen.deletes.first().expect("a delete request");
+        assert_eq!(
+            request.ids,
+            ["auto-release-master-dev", "auto-release-x-staging"]
+        );
+        assert!(request.committer.is_some());
+    }
+}
+
+async fn watch_scenarios(server: &str, fake: &FakeReleaseService) {
+    // The server ends the stream after three events: exit 0.
+    let run = hamctl(server, &["watch"]).await;
+    assert_eq!((run.code, run.err.as_str()), (0, ""));
+    assert_eq!(
+        run.out,
+        "\
+2024-05-01 12:34:56 UTC  build    shop  master-abc (branch master) by Dana Dev
+2024-05-01 12:34:56 UTC  released shop  master-abc to dev (namespace dev, auto-release) commit 1a2b3c4
+2024-05-01 12:34:56 UTC  policy   shop  [shop] policy update: auto-release master to dev
+"
+    );
+
+    // A stream that stays open: the hidden --max-events ends the watch.
+    let run = tokio::time::timeout(
+        Duration::from_secs(30),
+        hamctl(
+            server,
+            &[
+                "watch",
+                "--service",
+                "endless",
+                "--env",
+                "dev",
+                "--output",
+                "json",
+                "--max-events",
+                "2",
+            ],
+        ),
+    )
+    .await
+    .expect("--max-events stops the watch");
+    assert_eq!((run.code, run.err.as_str()), (0, ""));
+    let lines: Vec<serde_json::Value> = run
+        .out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.out);
+    assert_eq!(lines[0]["type"], "build_added");
+    assert_eq!(lines[1]["type"], "released");
+    assert_eq!(lines[1]["released"]["environment"], "dev");
+    {
+        let seen = fake.seen.lock().expect("lock");
+        let request = seen.watches.last().expect("a watch request");
+        assert_eq!(
+            (request.service.as_str(), request.environment.as_str()),
+            ("endless", "dev")
+        );
+    }
+
+    // A closed stdout ends an open-ended watch quietly.
+    let mut closed = ClosedPipe;
+    let mut err = Vec::new();
+    let code = tokio::time::timeout(
+        Duration::from_secs(30),
+        hamctl::run_with_output(
+            [
+                "hamctl",
+                "--server",
+                server,
+                "--auth-token",
+                TOKEN,
+                "watch",
+                "--service",
+                "endless",
+            ],
+            &mut closed,
+            &mut err,
+        ),
+    )
+    .await
+    .expect("a broken pipe stops the watch");
     assert_eq!(code, 0);
     assert!(err.is_empty());
 }

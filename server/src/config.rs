@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::auth::Auth;
 use crate::flows::Settings;
 use crate::repo::remote::{GitCredentials, RemoteLocation};
+use crate::service::upload::UploadLimits;
 use crate::writer::WriterConfig;
 
 /// The release manager server.
@@ -102,6 +103,37 @@ pub struct StartArgs {
     /// Push attempts per batch when others keep pushing first.
     #[arg(long, default_value_t = 8)]
     pub max_push_attempts: u32,
+    /// Server-wide branch restrictions for every service, as
+    /// `env=regex,...` (e.g. `prod=^master$`). Listed by ListPolicies; they
+    /// cannot be deleted through the API.
+    #[arg(long, env = "RELEASE_MANAGER_POLICY_BRANCH_RESTRICTIONS")]
+    pub policy_branch_restrictions: Option<String>,
+    /// How often to fetch the config repository to notice builds pushed
+    /// straight to it (`500ms`, `30s`, `5m`; `0` disables).
+    #[arg(long, env = "RELEASE_MANAGER_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// HTTP listen address for `POST /webhook/github` and `GET /metrics`
+    /// [default: 0.0.0.0:8081; the demo: 127.0.0.1:8081].
+    #[arg(long, env = "RELEASE_MANAGER_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Secret of the GitHub push webhook (HMAC-SHA256 of X-Hub-Signature-256).
+    #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<String>,
+    /// Largest build upload (all files together), in bytes.
+    #[arg(long, env = "RELEASE_MANAGER_MAX_UPLOAD_BYTES", default_value_t = 32 << 20)]
+    pub max_upload_bytes: usize,
+    /// Most files in one build upload.
+    #[arg(long, env = "RELEASE_MANAGER_MAX_UPLOAD_FILES", default_value_t = 1000)]
+    pub max_upload_files: usize,
+}
+
+/// Parses a human duration (`500ms`, `1s`, `5m`); `0` means zero.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 500ms, 30s or 5m: {e}"))
 }
 
 /// Everything the server needs, typed.
@@ -119,6 +151,15 @@ pub struct ServerConfig {
     pub auth: Auth,
     /// Writer tunables.
     pub writer: WriterConfig,
+    /// Bounds on build uploads.
+    pub uploads: UploadLimits,
+    /// Period of the fetch that notices builds pushed straight to the
+    /// remote; zero disables it.
+    pub poll_interval: std::time::Duration,
+    /// HTTP listener for the webhook and metrics, if any.
+    pub http_listen: Option<SocketAddr>,
+    /// Secret of the GitHub push webhook.
+    pub github_webhook_secret: Option<String>,
 }
 
 impl ServerConfig {
@@ -131,6 +172,7 @@ impl ServerConfig {
             settings: Settings {
                 environments: vec!["dev".into(), "staging".into(), "prod".into()],
                 default_branch: "master".into(),
+                global_restrictions: Vec::new(),
             },
             credentials: GitCredentials::default(),
             auth: Auth {
@@ -138,6 +180,10 @@ impl ServerConfig {
                 ..Auth::default()
             },
             writer: WriterConfig::default(),
+            uploads: UploadLimits::default(),
+            poll_interval: std::time::Duration::ZERO,
+            http_listen: None,
+            github_webhook_secret: None,
         }
     }
 }

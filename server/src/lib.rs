@@ -9,7 +9,10 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod flows;
+pub mod http;
+pub mod policy;
 pub mod reads;
 pub mod repo;
 pub mod service;
@@ -48,6 +51,10 @@ pub enum StartError {
 pub struct RunningServer {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The address of the HTTP listener (webhook, metrics), if any.
+    pub http_addr: Option<SocketAddr>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    background_stop: tokio::sync::watch::Sender<bool>,
     /// Writer counters.
     pub stats: Arc<WriterStats>,
     shutdown: oneshot::Sender<()>,
@@ -59,6 +66,12 @@ impl RunningServer {
     /// Stops accepting, lets the batch in flight finish and be pushed, and
     /// waits for the writer to stop.
     pub async fn shutdown(self) {
+        // The poller and the HTTP listener hold writer handles: stop them
+        // first so the writer sees its queue close.
+        let _ = self.background_stop.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
         let _ = self.shutdown.send(());
         match self.serve.await {
             Ok(Ok(())) => {}
@@ -67,6 +80,30 @@ impl RunningServer {
         }
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// Events kept for watchers that fall behind before they lose the oldest.
+const EVENT_BUFFER: usize = 1024;
+
+/// Asks the writer to fetch every `interval`, until told to stop.
+async fn poll(
+    writer: writer::WriterHandle,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(e) = writer.request_sync(Vec::new()) {
+                    tracing::debug!(error = %e, "poll skipped");
+                }
+            }
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -80,9 +117,10 @@ pub async fn start(
         .map_err(|e| StartError::Grpc(e.to_string()))?;
     let began = Instant::now();
     let mirror_dir = config.data_dir.join("mirror.git");
-    let (mirror, published) = {
+    let (mirror, published, arrived) = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || -> Result<_, repo::RepoError> {
+            let last_seen = Mirror::last_seen_tip(&mirror_dir, &config.settings.default_branch);
             let mirror = Mirror::open(
                 &mirror_dir,
                 config.config_repo,
@@ -92,6 +130,13 @@ pub async fn start(
             let tip = mirror.tip()?;
             let mut index = Index::default();
             index.ingest_range(mirror.repo(), None, tip)?;
+            // Services that got builds while the server was down; their
+            // auto-releases are caught up once the writer runs. A first
+            // start (no mirror yet) has no such window.
+            let mut arrived = Index::default();
+            if let Some(last_seen) = last_seen {
+                arrived.ingest_range(mirror.repo(), Some(last_seen), tip)?;
+            }
             repo::enable_object_cache();
             Ok((
                 mirror,
@@ -100,6 +145,7 @@ pub async fn start(
                     index,
                     generation: 0,
                 },
+                arrived.services_with_builds(),
             ))
         })
         .await
@@ -115,12 +161,53 @@ pub async fn start(
     let shared = Arc::new(RwLock::new(published));
     let settings = Arc::new(config.settings.clone());
     let auth = Arc::new(config.auth.clone());
+    let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
     let (writer, writer_thread) = writer::spawn(
         mirror,
         shared.clone(),
         config.settings.clone(),
         config.writer.clone(),
+        events.clone(),
     );
+    if !arrived.is_empty() {
+        tracing::info!(
+            services = arrived.len(),
+            "catching up auto-releases of builds that arrived while stopped"
+        );
+        let _ = writer.request_sync(arrived);
+    }
+    let (background_stop, _) = tokio::sync::watch::channel(false);
+    let mut background = Vec::new();
+    if !config.poll_interval.is_zero() {
+        background.push(tokio::spawn(poll(
+            writer.clone(),
+            config.poll_interval,
+            background_stop.subscribe(),
+        )));
+    }
+    let mut http_addr = None;
+    if let Some(listen) = config.http_listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| StartError::Grpc(format!("cannot listen on {listen} (HTTP): {e}")))?;
+        http_addr = listener.local_addr().ok();
+        let state = http::HttpState {
+            writer: writer.clone(),
+            stats: writer.stats_arc(),
+            webhook_secret: config.github_webhook_secret.clone().map(Arc::new),
+        };
+        let mut stop = background_stop.subscribe();
+        background.push(tokio::spawn(async move {
+            let served = axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP listener stopped");
+            }
+        }));
+    }
     let stats = writer.stats_arc();
     let reader = Arc::new(Reader::new(mirror_path, shared, config.settings.clone()));
 
@@ -143,8 +230,20 @@ pub async fn start(
         .build_v1alpha()
         .map_err(|e| StartError::Grpc(e.to_string()))?;
 
-    let release = ReleaseServiceHandler::new(writer, reader, settings, auth.clone());
-    let policy = PolicyServiceHandler::new(auth);
+    let policy = PolicyServiceHandler::new(
+        writer.clone(),
+        reader.clone(),
+        settings.clone(),
+        auth.clone(),
+    );
+    let release = ReleaseServiceHandler::new(
+        writer,
+        reader,
+        settings,
+        auth.clone(),
+        config.uploads,
+        events,
+    );
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -160,6 +259,9 @@ pub async fn start(
     tracing::info!(%addr, "serving gRPC");
     Ok(RunningServer {
         addr,
+        http_addr,
+        background,
+        background_stop,
         stats,
         shutdown,
         serve,

@@ -11,6 +11,7 @@ use release_manager_server::config::{Cli, Command, LogFormat, ServerConfig, Star
 use release_manager_server::demo::{ensure_demo_repo, DEMO_SERVICES};
 use release_manager_server::flows::Settings;
 use release_manager_server::repo::remote::{GitCredentials, RemoteLocation};
+use release_manager_server::service::upload::UploadLimits;
 use release_manager_server::status::chain;
 use release_manager_server::writer::WriterConfig;
 
@@ -80,6 +81,12 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         settings: Settings {
             environments: args.environments.clone(),
             default_branch: args.default_branch.clone(),
+            global_restrictions: release_manager_server::policy::parse_global(
+                args.policy_branch_restrictions
+                    .as_deref()
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| format!("--policy-branch-restrictions: {e}"))?,
         },
         credentials: GitCredentials {
             ssh_private_key: Some(args.ssh_private_key.clone()).filter(|p| p.exists()),
@@ -96,6 +103,20 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
             max_push_attempts: args.max_push_attempts,
             ..WriterConfig::default()
         },
+        uploads: UploadLimits {
+            max_bytes: args.max_upload_bytes,
+            max_files: args.max_upload_files,
+        },
+        poll_interval: args.poll_interval,
+        http_listen: Some(args.http_listen.unwrap_or_else(|| {
+            let default = if demo {
+                "127.0.0.1:8081"
+            } else {
+                "0.0.0.0:8081"
+            };
+            default.parse().expect("a valid default address")
+        })),
+        github_webhook_secret: args.github_webhook_secret.clone().filter(|s| !s.is_empty()),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -168,6 +168,32 @@ impl Reader {
         })
     }
 
+    /// The policies file of a service at the published tip.
+    pub fn policies(&self, service: &str) -> Result<crate::policy::PolicyFile, FlowError> {
+        self.with_repo(|repo| {
+            let tip = self.shared.read().expect("state lock not poisoned").tip;
+            let root = repo
+                .find_commit(tip)
+                .and_then(|c| c.tree())
+                .map_err(git("read the tip"))?;
+            if tree_at(repo, &root, &format!("builds/{service}"))
+                .map_err(git("read a tree"))?
+                .is_none()
+            {
+                return Err(FlowError::NotFound(format!(
+                    "unknown service {service:?}: the config repository has no builds/{service} folder"
+                )));
+            }
+            match blob_at(repo, &root, &format!("policies/{service}.json")).map_err(git("read policies"))? {
+                Some(bytes) => crate::policy::PolicyFile::parse(service, &bytes).map_err(FlowError::FailedPrecondition),
+                None => Ok(crate::policy::PolicyFile {
+                    service: service.to_string(),
+                    ..Default::default()
+                }),
+            }
+        })
+    }
+
     /// Release history of a service in an environment, newest first.
     pub fn describe_release(
         &self,

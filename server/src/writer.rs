@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use git2::{Mempack, Oid};
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use release_manager::pb;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::FlowError;
-use crate::flows::{self, FlowContext, ReleaseDone, Settings, WriteRequest};
+use crate::flows::{self, FlowContext, Settings, WriteDone, WriteRequest};
 use crate::repo::index::{Index, View};
 use crate::repo::mirror::{Mirror, PushOutcome};
 use crate::repo::pack;
@@ -75,11 +76,27 @@ pub struct WriterStats {
 }
 
 /// The answer to one write.
-type WriteResult = Result<ReleaseDone, FlowError>;
+type WriteResult = Result<WriteDone, FlowError>;
 
-struct Command {
+enum Command {
+    /// A write from a caller, answered after its push.
+    Write {
+        request: WriteRequest,
+        reply: oneshot::Sender<WriteResult>,
+    },
+    /// Fetch the remote, publish what others pushed, and run the
+    /// auto-releases due for new builds (and for `services`).
+    Sync {
+        services: Vec<String>,
+        reply: Option<oneshot::Sender<Result<(), FlowError>>>,
+    },
+}
+
+/// One write of a batch: a caller's, or one the writer derived itself (an
+/// auto-release after a fetch), which nobody waits for.
+struct Job {
     request: WriteRequest,
-    reply: oneshot::Sender<Result<ReleaseDone, FlowError>>,
+    reply: Option<oneshot::Sender<WriteResult>>,
 }
 
 /// The handlers' side of the queue. Cheap to clone.
@@ -91,15 +108,43 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Queues a write and waits until it is on the remote (or failed).
-    pub async fn submit(&self, request: WriteRequest) -> Result<ReleaseDone, FlowError> {
+    pub async fn submit(&self, request: WriteRequest) -> Result<WriteDone, FlowError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .try_send(Command { request, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => FlowError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => FlowError::WriterStopped,
-            })?;
+        self.send(Command::Write { request, reply })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
+    }
+
+    /// Asks for a fetch and the auto-releases it makes due, without
+    /// waiting (poll, webhook). A full queue drops the request: the next
+    /// one will do.
+    pub fn request_sync(&self, services: Vec<String>) -> Result<(), FlowError> {
+        self.send(Command::Sync {
+            services,
+            reply: None,
+        })
+    }
+
+    /// Fetches and runs the auto-releases due, and waits until they are
+    /// pushed.
+    pub async fn sync(&self, services: Vec<String>) -> Result<(), FlowError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Sync {
+            services,
+            reply: Some(reply),
+        })?;
+        answer.await.map_err(|_| FlowError::WriterStopped)?
+    }
+
+    /// Writes waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    fn send(&self, command: Command) -> Result<(), FlowError> {
+        self.tx.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => FlowError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => FlowError::WriterStopped,
+        })
     }
 
     /// The writer's counters, shared.
@@ -115,6 +160,7 @@ pub fn spawn(
     shared: SharedState,
     settings: Settings,
     config: WriterConfig,
+    events: broadcast::Sender<pb::WatchEventsResponse>,
 ) -> (WriterHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let stats = Arc::new(WriterStats::default());
@@ -124,6 +170,7 @@ pub fn spawn(
         settings,
         config,
         stats: stats.clone(),
+        events,
     };
     let thread = std::thread::Builder::new()
         .name("release-writer".into())
@@ -138,6 +185,7 @@ struct Writer {
     settings: Settings,
     config: WriterConfig,
     stats: Arc<WriterStats>,
+    events: broadcast::Sender<pb::WatchEventsResponse>,
 }
 
 impl Writer {
@@ -188,20 +236,15 @@ impl Writer {
             let Some(first) = rx.blocking_recv() else {
                 return std::ops::ControlFlow::Break(());
             };
-            let mut batch = vec![first];
-            while batch.len() < self.config.max_batch {
+            let mut commands = vec![first];
+            while commands.len() < self.config.max_batch {
                 match rx.try_recv() {
-                    Ok(command) => batch.push(command),
+                    Ok(command) => commands.push(command),
                     Err(_) => break,
                 }
             }
-            let results = self.apply_batch(&batch, mempack.as_ref());
-            if results.iter().any(|r| r.as_ref().is_ok_and(|d| d.created)) {
+            if self.run_commands(commands, mempack.as_ref()) {
                 packs_written += 1;
-            }
-            for (command, result) in batch.into_iter().zip(results) {
-                // A caller that went away no longer needs the answer.
-                let _ = command.reply.send(result);
             }
             if merging.is_none() && packs_written >= self.config.packs_between_merges.max(1) {
                 *merging = Some(self.mirror.spawn_merge());
@@ -230,9 +273,102 @@ impl Writer {
             .generation += 1;
     }
 
+    /// Runs one batch of commands: a fetch first when any asked for one
+    /// (adding the auto-releases it makes due), then every write, pushed
+    /// together. Answers everyone; returns whether a pack was written.
+    fn run_commands(&self, commands: Vec<Command>, mempack: Option<&Mempack<'_>>) -> bool {
+        let mut jobs = Vec::with_capacity(commands.len());
+        let mut sync_replies = Vec::new();
+        let mut sync_services: Option<Vec<String>> = None;
+        for command in commands {
+            match command {
+                Command::Write { request, reply } => jobs.push(Job {
+                    request,
+                    reply: Some(reply),
+                }),
+                Command::Sync { services, reply } => {
+                    sync_services.get_or_insert_with(Vec::new).extend(services);
+                    sync_replies.extend(reply);
+                }
+            }
+        }
+        let mut sync_result = Ok(());
+        if let Some(mut services) = sync_services {
+            match self.sync() {
+                Ok(new_builds) => {
+                    services.extend(new_builds);
+                    services.sort();
+                    services.dedup();
+                    let due = self.due_auto_releases(&services);
+                    // Derived writes go first: they are older news.
+                    jobs.splice(
+                        0..0,
+                        due.into_iter().map(|request| Job {
+                            request,
+                            reply: None,
+                        }),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %chain(&e), "fetch failed");
+                    sync_result = Err(e);
+                }
+            }
+        }
+        let results = if jobs.is_empty() {
+            Vec::new()
+        } else {
+            self.apply_batch(&jobs, mempack)
+        };
+        let wrote = results
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|d| d.created()));
+        for (job, result) in jobs.into_iter().zip(results) {
+            match job.reply {
+                // A caller that went away no longer needs the answer.
+                Some(reply) => {
+                    let _ = reply.send(result);
+                }
+                None => match result {
+                    Ok(done) => {
+                        tracing::info!(intent = %job.request.intent.summary(), commit = %done.commit(), created = done.created(), "auto-release done")
+                    }
+                    Err(e) => {
+                        tracing::warn!(intent = %job.request.intent.summary(), error = %chain(&e), "auto-release failed")
+                    }
+                },
+            }
+        }
+        for reply in sync_replies {
+            let _ = reply.send(sync_result.clone());
+        }
+        wrote
+    }
+
+    /// The auto-releases due for `services` at the published tip.
+    fn due_auto_releases(&self, services: &[String]) -> Vec<WriteRequest> {
+        let published = self.shared.read().expect("writer lock not poisoned");
+        let ctx = FlowContext {
+            repo: self.mirror.repo(),
+            view: View::published(&published.index),
+            settings: &self.settings,
+            tip: published.tip,
+        };
+        let mut due = Vec::new();
+        for service in services {
+            match flows::auto_release::due_releases(&ctx, service, None) {
+                Ok(requests) => due.extend(requests),
+                Err(e) => {
+                    tracing::warn!(%service, error = %chain(&e), "cannot read auto-release policies")
+                }
+            }
+        }
+        due
+    }
+
     /// Applies a batch until its push lands, the remote fails, or the
-    /// attempts run out. Returns one result per command, in order.
-    fn apply_batch(&self, batch: &[Command], mempack: Option<&Mempack<'_>>) -> Vec<WriteResult> {
+    /// attempts run out. Returns one result per job, in order.
+    fn apply_batch(&self, batch: &[Job], mempack: Option<&Mempack<'_>>) -> Vec<WriteResult> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -246,12 +382,7 @@ impl Writer {
                 return results;
             };
             let applied = began.elapsed();
-            let created: Vec<Oid> = results
-                .iter()
-                .filter_map(|r| r.as_ref().ok())
-                .filter(|done| done.created)
-                .map(|done| done.commit)
-                .collect();
+            let created = chain_of(self.mirror.repo(), base, tip);
             let pack = match self.pack_new_objects(mempack, &created) {
                 Ok(pack) => pack,
                 Err(e) => {
@@ -262,10 +393,7 @@ impl Writer {
             let pushed = self.mirror.push(tip, base, &pack);
             match pushed {
                 Ok(PushOutcome::Pushed) => {
-                    let commits = results
-                        .iter()
-                        .filter(|r| r.as_ref().is_ok_and(|d| d.created))
-                        .count() as u64;
+                    let commits = created.len() as u64;
                     tracing::debug!(
                         commits,
                         apply_us = applied.as_micros() as u64,
@@ -276,6 +404,8 @@ impl Writer {
                     let mut published = self.shared.write().expect("writer lock not poisoned");
                     published.index.absorb(pending);
                     published.tip = tip;
+                    drop(published);
+                    self.announce(&created);
                     return results;
                 }
                 Ok(PushOutcome::Rejected) => {
@@ -308,7 +438,7 @@ impl Writer {
     /// Runs every command on the published tip, chaining new commits.
     /// Returns the base tip, the per-command results, and the new tip with
     /// the index of the new commits (`None` when the batch made no commit).
-    fn apply_on_tip(&self, batch: &[Command]) -> (Oid, Vec<WriteResult>, Option<(Oid, Index)>) {
+    fn apply_on_tip(&self, batch: &[Job]) -> (Oid, Vec<WriteResult>, Option<(Oid, Index)>) {
         let published = self.shared.read().expect("writer lock not poisoned");
         let base = published.tip;
         let mut tip = base;
@@ -324,13 +454,17 @@ impl Writer {
                 settings: &self.settings,
                 tip,
             };
-            let result = flows::apply(&ctx, &command.request);
+            let mut result = flows::apply(&ctx, &command.request);
             if let Ok(done) = &result {
-                if done.created {
-                    tip = done.commit;
-                    if let Err(e) = pending.ingest_commit(self.mirror.repo(), done.commit) {
-                        tracing::error!(error = %chain(&e), "cannot index a new commit");
-                    }
+                if done.created() {
+                    tip = done.commit();
+                    self.index_new(&mut pending, tip);
+                }
+            }
+            // A new build triggers its auto-releases in the same batch.
+            if let Ok(WriteDone::Build(build)) = &mut result {
+                if build.created {
+                    self.auto_release_build(&published.index, &mut pending, &mut tip, build);
                 }
             }
             results.push(result);
@@ -370,19 +504,96 @@ impl Writer {
         Ok(pack)
     }
 
-    /// Fetches the remote and publishes what others pushed.
-    fn sync(&self) -> Result<(), FlowError> {
+    fn index_new(&self, pending: &mut Index, commit: Oid) {
+        if let Err(e) = pending.ingest_commit(self.mirror.repo(), commit) {
+            tracing::error!(error = %chain(&e), "cannot index a new commit");
+        }
+    }
+
+    /// Applies the auto-releases a just-added build triggers, on top of it;
+    /// a failing one is logged and does not stop the others.
+    fn auto_release_build(
+        &self,
+        base: &Index,
+        pending: &mut Index,
+        tip: &mut Oid,
+        build: &mut flows::BuildDone,
+    ) {
+        let ctx = FlowContext {
+            repo: self.mirror.repo(),
+            view: View {
+                base,
+                pending: Some(pending),
+            },
+            settings: &self.settings,
+            tip: *tip,
+        };
+        let due = match flows::auto_release::due_releases(&ctx, &build.service, Some(&build.branch))
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "cannot read auto-release policies");
+                return;
+            }
+        };
+        for request in due {
+            let ctx = FlowContext {
+                repo: self.mirror.repo(),
+                view: View {
+                    base,
+                    pending: Some(pending),
+                },
+                settings: &self.settings,
+                tip: *tip,
+            };
+            match flows::apply(&ctx, &request) {
+                Ok(WriteDone::Release(release)) => {
+                    if release.created {
+                        *tip = release.commit;
+                        self.index_new(pending, *tip);
+                    }
+                    build.auto_releases.push(release);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(intent = %request.intent.summary(), error = %chain(&e), "auto-release failed")
+                }
+            }
+        }
+    }
+
+    /// Fetches the remote and publishes what others pushed; returns the
+    /// services that got new builds.
+    fn sync(&self) -> Result<Vec<String>, FlowError> {
         let old = self.shared.read().expect("writer lock not poisoned").tip;
         let new = self.mirror.fetch()?;
+        let mut services = Vec::new();
         if new != old {
             // Index outside the lock, so readers keep going meanwhile.
             let mut fresh = Index::default();
             fresh.ingest_range(self.mirror.repo(), Some(old), new)?;
+            services = fresh.services_with_builds();
             let mut published = self.shared.write().expect("writer lock not poisoned");
             published.index.absorb(fresh);
             published.tip = new;
+            drop(published);
+            self.announce(&chain_of(self.mirror.repo(), old, new));
         }
-        Ok(())
+        Ok(services)
+    }
+
+    /// Sends the events of newly published commits to watchers. Nobody
+    /// listening is fine; a slow listener loses old events, never blocks.
+    fn announce(&self, commits: &[Oid]) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let skip = commits.len().saturating_sub(MAX_EVENTS_PER_PUBLISH);
+        for &commit in &commits[skip..] {
+            if let Some(event) = crate::events::event_of(self.mirror.repo(), commit) {
+                let _ = self.events.send(event);
+            }
+        }
     }
 
     fn note_batch(&self, commits: u64) {
@@ -393,8 +604,24 @@ impl Writer {
     }
 }
 
-fn fail_all(batch: &[Command], error: FlowError) -> Vec<WriteResult> {
+fn fail_all(batch: &[Job], error: FlowError) -> Vec<WriteResult> {
     batch.iter().map(|_| Err(error.clone())).collect()
+}
+
+/// Events sent for one publish at most (a fetch may bring thousands of
+/// commits; watchers want news, not history).
+const MAX_EVENTS_PER_PUBLISH: usize = 1000;
+
+/// The commits after `base` up to `tip`, oldest first.
+fn chain_of(repo: &git2::Repository, base: Oid, tip: Oid) -> Vec<Oid> {
+    let Ok(mut walk) = repo.revwalk() else {
+        return Vec::new();
+    };
+    let _ = walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE);
+    if walk.push(tip).is_err() || walk.hide(base).is_err() {
+        return Vec::new();
+    }
+    walk.filter_map(Result::ok).collect()
 }
 
 /// Exponential backoff with full jitter, capped at about a second.

@@ -3,11 +3,17 @@
 //! database. They never push and never touch shared state; the writer runs
 //! them, and runs them again on a new tip when a push is rejected.
 
+pub mod auto_release;
+mod build;
+mod policy;
 mod promote;
 mod release;
 mod rollback;
 
 use git2::{Oid, Repository};
+
+pub use build::BuildUpload;
+pub use policy::{check_branch_allowed, read_policies, PolicyChange, PolicyDone};
 
 use crate::error::{git, FlowError};
 use crate::repo::index::{ReleaseKind, Signature, View};
@@ -21,6 +27,8 @@ pub struct Settings {
     /// The branch the first environment is promoted from, and the branch of
     /// the config repository that is written.
     pub default_branch: String,
+    /// Branch restrictions set by configuration for every service.
+    pub global_restrictions: Vec<crate::policy::GlobalRestriction>,
 }
 
 /// Where a release takes its build from.
@@ -57,6 +65,15 @@ pub enum Intent {
         /// Explicit namespace.
         namespace: Option<String>,
     },
+    /// Store an uploaded build.
+    AddBuild(BuildUpload),
+    /// Change a service's policies.
+    Policy {
+        /// Service.
+        service: String,
+        /// The change.
+        change: PolicyChange,
+    },
     /// Roll back to an earlier release.
     Rollback {
         /// Service.
@@ -68,6 +85,37 @@ pub enum Intent {
         /// Explicit namespace.
         namespace: Option<String>,
     },
+}
+
+impl Intent {
+    /// A one-line description for logs (never file contents).
+    pub fn summary(&self) -> String {
+        match self {
+            Intent::Release {
+                service,
+                environment,
+                source,
+                ..
+            } => format!("release {source:?} of {service} to {environment}"),
+            Intent::Promote {
+                service,
+                environment,
+                ..
+            } => format!("promote {service} to {environment}"),
+            Intent::Rollback {
+                service,
+                environment,
+                ..
+            } => format!("rollback {service} in {environment}"),
+            Intent::AddBuild(upload) => format!(
+                "add build {} of {} ({} files)",
+                upload.artifact_id,
+                upload.service,
+                upload.files.len()
+            ),
+            Intent::Policy { service, change } => format!("policy change of {service}: {change:?}"),
+        }
+    }
 }
 
 /// A write request: the intent, who asks, and an optional idempotency key.
@@ -118,6 +166,58 @@ pub struct ReleaseDone {
     pub created: bool,
 }
 
+/// What adding a build did.
+#[derive(Debug, Clone)]
+pub struct BuildDone {
+    /// Commit made or not.
+    pub outcome: Outcome,
+    /// Service.
+    pub service: String,
+    /// Branch.
+    pub branch: String,
+    /// Artifact id.
+    pub artifact_id: String,
+    /// The build commit (or the tip when nothing changed).
+    pub commit: Oid,
+    /// Whether `commit` is new.
+    pub created: bool,
+    /// Files stored.
+    pub file_count: usize,
+    /// Releases its auto-release policies made (filled in by the writer).
+    pub auto_releases: Vec<ReleaseDone>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone)]
+pub enum WriteDone {
+    /// A release, promotion or rollback.
+    Release(ReleaseDone),
+    /// A build was stored.
+    Build(BuildDone),
+    /// Policies changed.
+    Policy(PolicyDone),
+}
+
+impl WriteDone {
+    /// Whether the write made a new commit on the tip it was given.
+    pub fn created(&self) -> bool {
+        match self {
+            WriteDone::Release(done) => done.created,
+            WriteDone::Build(done) => done.created,
+            WriteDone::Policy(done) => done.created,
+        }
+    }
+
+    /// The commit that carries the write (or the tip when nothing changed).
+    pub fn commit(&self) -> Oid {
+        match self {
+            WriteDone::Release(done) => done.commit,
+            WriteDone::Build(done) => done.commit,
+            WriteDone::Policy(done) => done.commit,
+        }
+    }
+}
+
 /// Everything a flow reads: the repository, the index, the tip to build on.
 pub struct FlowContext<'a> {
     /// The mirror (object database only).
@@ -132,13 +232,22 @@ pub struct FlowContext<'a> {
 
 /// Runs one write request on `ctx.tip`. `Ok` with `outcome == Applied`
 /// carries the new commit, whose parent is `ctx.tip`.
-pub fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<ReleaseDone, FlowError> {
+pub fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<WriteDone, FlowError> {
+    match &request.intent {
+        Intent::AddBuild(upload) => {
+            return build::add_build(ctx, request, upload).map(WriteDone::Build)
+        }
+        Intent::Policy { service, change } => {
+            return policy::change_policies(ctx, request, service, change).map(WriteDone::Policy)
+        }
+        _ => {}
+    }
     if let Some(request_id) = &request.request_id {
         if let Some(commit) = ctx.view.request(request_id) {
-            return replayed(ctx, request, commit);
+            return replayed(ctx, request, commit).map(WriteDone::Release);
         }
     }
-    match &request.intent {
+    let done = match &request.intent {
         Intent::Release {
             service,
             environment,
@@ -172,7 +281,9 @@ pub fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<ReleaseDon
             artifact_id.as_deref(),
             namespace.as_deref(),
         ),
-    }
+        Intent::AddBuild(_) | Intent::Policy { .. } => unreachable!("handled above"),
+    };
+    done.map(WriteDone::Release)
 }
 
 /// The answer to a request id that is already in history: what its commit
@@ -186,6 +297,8 @@ fn replayed(
     let message = String::from_utf8_lossy(found.message_bytes()).into_owned();
     let field = |key: &str| trailer(&message, key).unwrap_or_default().to_string();
     let (service, environment) = match &request.intent {
+        Intent::AddBuild(upload) => (upload.service.clone(), String::new()),
+        Intent::Policy { service, .. } => (service.clone(), String::new()),
         Intent::Release {
             service,
             environment,

@@ -115,7 +115,7 @@ fn unknown_build(ctx: &FlowContext<'_>, root: &Tree<'_>, service: &str, what: &s
 }
 
 /// Reads and parses the artifact.json of a build folder.
-pub fn read_spec(
+pub(crate) fn read_spec(
     repo: &git2::Repository,
     tree: &Tree<'_>,
     service: &str,
@@ -145,6 +145,7 @@ pub fn release_build(
 ) -> Result<ReleaseDone, FlowError> {
     let repo = ctx.repo;
     let artifact_id = build.spec.id.clone();
+    super::policy::check_branch_allowed(ctx, service, environment, &build.branch)?;
     let env_tree = match build.tree.get_name(environment) {
         Some(entry) if entry.kind() == Some(git2::ObjectType::Tree) => entry.id(),
         _ => {

@@ -73,6 +73,7 @@ pub(super) fn rollback(
     } else {
         spec.application.branch.clone()
     };
+    super::policy::check_branch_allowed(ctx, service, environment, &branch)?;
     let author = Signature {
         name: spec.application.author_name.clone(),
         email: spec.application.author_email.clone(),

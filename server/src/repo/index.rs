@@ -43,7 +43,8 @@ impl ReleaseKind {
         }
     }
 
-    fn parse(value: Option<&str>, rollback_title: bool) -> Self {
+    /// Reads a `Release-intent:` trailer value.
+    pub fn parse_trailer(value: Option<&str>, rollback_title: bool) -> Self {
         match value {
             Some("release-branch") => ReleaseKind::Branch,
             Some("release-artifact") => ReleaseKind::Artifact,
@@ -187,7 +188,7 @@ impl Index {
                 let record = ReleaseRecord {
                     artifact_id,
                     namespace,
-                    kind: ReleaseKind::parse(trailer(&message, "Release-intent"), rollback),
+                    kind: ReleaseKind::parse_trailer(trailer(&message, "Release-intent"), rollback),
                     commit: oid,
                     time: commit.committer().when().seconds(),
                     committer: Signature::of(&commit.committer()),
@@ -223,6 +224,11 @@ impl Index {
         }
         self.requests.extend(pending.requests);
         self.commits += pending.commits;
+    }
+
+    /// Services that have builds in this index.
+    pub fn services_with_builds(&self) -> Vec<String> {
+        self.builds.keys().cloned().collect()
     }
 
     /// Number of commits read so far.
@@ -290,7 +296,7 @@ impl<'a> View<'a> {
 /// Finds the branch folder under `builds/<service>/` whose artifact.json a
 /// build commit changed: descends only into subtrees that differ from the
 /// first parent, and stops at a folder holding `artifact.json`.
-fn changed_build_branch(
+pub(crate) fn changed_build_branch(
     repo: &Repository,
     commit: &git2::Commit<'_>,
     service: &str,

@@ -69,6 +69,13 @@ impl Mirror {
         Ok(mirror)
     }
 
+    /// The remote tip an existing mirror last saw, before any fetch.
+    pub fn last_seen_tip(dir: &Path, branch: &str) -> Option<Oid> {
+        let repo = Repository::open_bare(dir).ok()?;
+        repo.refname_to_id(&format!("refs/remotes/origin/{branch}"))
+            .ok()
+    }
+
     /// The mirror's repository handle.
     pub fn repo(&self) -> &Repository {
         &self.repo

@@ -4,3 +4,38 @@
 pub mod convert;
 pub mod policy;
 pub mod release;
+pub mod upload;
+
+use tonic::Status;
+use tracing::Instrument;
+
+use crate::flows::{WriteDone, WriteRequest};
+use crate::status::to_status;
+use crate::writer::WriterHandle;
+
+/// Sends a write to the writer inside a span carrying the request id, and
+/// logs the outcome.
+pub(crate) async fn write(
+    writer: &WriterHandle,
+    request: WriteRequest,
+) -> Result<WriteDone, Status> {
+    let span = tracing::info_span!(
+        "write",
+        request_id = request.request_id.as_deref().unwrap_or_default()
+    );
+    async {
+        let intent = request.intent.summary();
+        match writer.submit(request).await {
+            Ok(done) => {
+                tracing::info!(%intent, created = done.created(), commit = %done.commit(), "write done");
+                Ok(done)
+            }
+            Err(error) => {
+                tracing::info!(%intent, %error, "write refused");
+                Err(to_status(error))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}

@@ -1,34 +1,77 @@
-//! PolicyService handler. Policies are stored by the writer in
-//! `policies/<service>.json`; until that flow exists every call is answered
-//! UNIMPLEMENTED after authentication.
+//! PolicyService handler: validates names, sends policy changes to the
+//! writer, and lists a service's policies (server-wide restrictions
+//! included) from the published tip.
 
 use std::sync::Arc;
 
+use release_manager::names;
 use release_manager::pb;
 use release_manager::pb::policy_service_server::PolicyService;
 use tonic::{Request, Response, Status};
 
+use super::convert;
 use crate::auth::{Auth, Role};
+use crate::error::FlowError;
+use crate::flows::{
+    check_environment_known, Intent, PolicyChange, PolicyDone, Settings, WriteDone, WriteRequest,
+};
+use crate::reads::Reader;
+use crate::repo::index::Signature;
+use crate::status::to_status;
+use crate::writer::WriterHandle;
 
 /// Serves `releasemanager.v1.PolicyService`.
 pub struct PolicyServiceHandler {
+    writer: WriterHandle,
+    reader: Arc<Reader>,
+    settings: Arc<Settings>,
     auth: Arc<Auth>,
 }
 
 impl PolicyServiceHandler {
-    /// A handler checking tokens with `auth`.
-    pub fn new(auth: Arc<Auth>) -> Self {
-        PolicyServiceHandler { auth }
+    /// A handler over the writer and a reader.
+    pub fn new(
+        writer: WriterHandle,
+        reader: Arc<Reader>,
+        settings: Arc<Settings>,
+        auth: Arc<Auth>,
+    ) -> Self {
+        PolicyServiceHandler {
+            writer,
+            reader,
+            settings,
+            auth,
+        }
     }
 
-    fn unimplemented<T>(&self, request: &Request<T>) -> Status {
-        match self.auth.check(request, Role::Operator) {
-            Err(status) => status,
-            Ok(()) => {
-                Status::unimplemented("policies are not available on this server version yet")
+    fn environment(&self, value: &str) -> Result<String, FlowError> {
+        names::check_environment(value)?;
+        check_environment_known(&self.settings, value)?;
+        Ok(value.to_string())
+    }
+
+    async fn change(
+        &self,
+        service: String,
+        change: PolicyChange,
+        committer: Option<pb::Person>,
+    ) -> Result<PolicyDone, Status> {
+        let request = WriteRequest {
+            intent: Intent::Policy { service, change },
+            committer: committer_of(committer).map_err(to_status)?,
+            request_id: None,
+        };
+        match super::write(&self.writer, request).await? {
+            WriteDone::Policy(done) => Ok(done),
+            WriteDone::Release(_) | WriteDone::Build(_) => {
+                Err(Status::internal("unexpected result of a policy change"))
             }
         }
     }
+}
+
+fn committer_of(person: Option<pb::Person>) -> Result<Signature, FlowError> {
+    super::release::committer(person)
 }
 
 #[tonic::async_trait]
@@ -37,27 +80,118 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::ListPoliciesRequest>,
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
-        Err(self.unimplemented(&request))
+        self.auth.check(&request, Role::Operator)?;
+        let service = request.into_inner().service;
+        names::check_service(&service)
+            .map_err(FlowError::from)
+            .map_err(to_status)?;
+        let reader = self.reader.clone();
+        let file = tokio::task::spawn_blocking(move || reader.policies(&service))
+            .await
+            .map_err(|_| Status::internal("read query panicked"))?
+            .map_err(to_status)?;
+        let mut branch_restrictions: Vec<pb::BranchRestrictionPolicy> = self
+            .settings
+            .global_restrictions
+            .iter()
+            .map(|g| pb::BranchRestrictionPolicy {
+                id: crate::policy::branch_restriction_id(&g.environment),
+                environment: g.environment.clone(),
+                branch_regex: g.regex.as_str().to_string(),
+                server_wide: true,
+            })
+            .collect();
+        branch_restrictions.extend(file.branch_restrictions.iter().map(|r| {
+            pb::BranchRestrictionPolicy {
+                id: r.id.clone(),
+                environment: r.environment.clone(),
+                branch_regex: r.branch_regex.clone(),
+                server_wide: false,
+            }
+        }));
+        Ok(Response::new(pb::ListPoliciesResponse {
+            service: file.service.clone(),
+            auto_releases: file
+                .auto_releases
+                .iter()
+                .map(|a| pb::AutoReleasePolicy {
+                    id: a.id.clone(),
+                    branch: a.branch.clone(),
+                    environment: a.environment.clone(),
+                })
+                .collect(),
+            branch_restrictions,
+        }))
     }
 
     async fn apply_auto_release(
         &self,
         request: Request<pb::ApplyAutoReleaseRequest>,
     ) -> Result<Response<pb::ApplyAutoReleaseResponse>, Status> {
-        Err(self.unimplemented(&request))
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        let change = (|| {
+            names::check_service(&r.service)?;
+            names::check_branch(&r.branch, &self.settings.environments)?;
+            Ok::<_, FlowError>(PolicyChange::AutoRelease {
+                branch: r.branch.clone(),
+                environment: self.environment(&r.environment)?,
+            })
+        })()
+        .map_err(to_status)?;
+        let done = self.change(r.service, change, r.committer).await?;
+        Ok(Response::new(pb::ApplyAutoReleaseResponse {
+            id: done.id,
+            outcome: convert::outcome(done.outcome) as i32,
+        }))
     }
 
     async fn apply_branch_restriction(
         &self,
         request: Request<pb::ApplyBranchRestrictionRequest>,
     ) -> Result<Response<pb::ApplyBranchRestrictionResponse>, Status> {
-        Err(self.unimplemented(&request))
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        let change = (|| {
+            names::check_service(&r.service)?;
+            if r.branch_regex.is_empty() || r.branch_regex.len() > 500 {
+                return Err(FlowError::InvalidArgument(
+                    "invalid branch_regex: give a regex of at most 500 characters".into(),
+                ));
+            }
+            crate::policy::compile(&r.branch_regex).map_err(FlowError::InvalidArgument)?;
+            Ok(PolicyChange::BranchRestriction {
+                environment: self.environment(&r.environment)?,
+                regex: r.branch_regex.clone(),
+            })
+        })()
+        .map_err(to_status)?;
+        let done = self.change(r.service, change, r.committer).await?;
+        Ok(Response::new(pb::ApplyBranchRestrictionResponse {
+            id: done.id,
+            outcome: convert::outcome(done.outcome) as i32,
+        }))
     }
 
     async fn delete_policies(
         &self,
         request: Request<pb::DeletePoliciesRequest>,
     ) -> Result<Response<pb::DeletePoliciesResponse>, Status> {
-        Err(self.unimplemented(&request))
+        self.auth.check(&request, Role::Operator)?;
+        let r = request.into_inner();
+        names::check_service(&r.service)
+            .map_err(FlowError::from)
+            .map_err(to_status)?;
+        if r.ids.is_empty() || r.ids.iter().any(|id| id.is_empty() || id.len() > 300) {
+            return Err(Status::invalid_argument(
+                "give the ids of the policies to delete",
+            ));
+        }
+        let done = self
+            .change(r.service, PolicyChange::Delete { ids: r.ids }, r.committer)
+            .await?;
+        Ok(Response::new(pb::DeletePoliciesResponse {
+            deleted: done.deleted as u32,
+        }))
     }
 }

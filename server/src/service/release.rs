@@ -10,12 +10,13 @@ use release_manager::pb;
 use release_manager::pb::release_service_server::ReleaseService;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
 
 use super::convert;
 use crate::auth::{Auth, Role};
 use crate::error::FlowError;
-use crate::flows::{check_environment_known, BuildSource, Intent, Settings, WriteRequest};
+use crate::flows::{
+    check_environment_known, BuildSource, Intent, ReleaseDone, Settings, WriteDone, WriteRequest,
+};
 use crate::reads::Reader;
 use crate::repo::index::{ReleaseKind, Signature};
 use crate::status::to_status;
@@ -23,6 +24,8 @@ use crate::writer::WriterHandle;
 
 /// Serves `releasemanager.v1.ReleaseService`.
 pub struct ReleaseServiceHandler {
+    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    limits: super::upload::UploadLimits,
     writer: WriterHandle,
     reader: Arc<Reader>,
     settings: Arc<Settings>,
@@ -36,8 +39,12 @@ impl ReleaseServiceHandler {
         reader: Arc<Reader>,
         settings: Arc<Settings>,
         auth: Arc<Auth>,
+        limits: super::upload::UploadLimits,
+        events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
     ) -> Self {
         ReleaseServiceHandler {
+            events,
+            limits,
             writer,
             reader,
             settings,
@@ -51,33 +58,17 @@ impl ReleaseServiceHandler {
         Ok(value.to_string())
     }
 
-    async fn write(&self, request: WriteRequest) -> Result<crate::flows::ReleaseDone, Status> {
-        let span = tracing::info_span!(
-            "write",
-            request_id = request.request_id.as_deref().unwrap_or_default()
-        );
-        async {
-            let intent = format!("{:?}", request.intent);
-            match self.writer.submit(request).await {
-                Ok(done) => {
-                    tracing::info!(
-                        service = %done.service,
-                        environment = %done.environment,
-                        artifact_id = %done.artifact_id,
-                        outcome = ?done.outcome,
-                        commit = %done.commit,
-                        "write done"
-                    );
-                    Ok(done)
-                }
-                Err(error) => {
-                    tracing::info!(%intent, %error, "write refused");
-                    Err(to_status(error))
-                }
+    async fn write_release(&self, request: WriteRequest) -> Result<ReleaseDone, Status> {
+        match self.write(request).await? {
+            WriteDone::Release(done) => Ok(done),
+            WriteDone::Build(_) | WriteDone::Policy(_) => {
+                Err(Status::internal("unexpected result of a release"))
             }
         }
-        .instrument(span)
-        .await
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<WriteDone, Status> {
+        super::write(&self.writer, request).await
     }
 
     async fn read<T: Send + 'static>(
@@ -117,7 +108,7 @@ fn request_id(value: String) -> Result<Option<String>, FlowError> {
     Ok(value)
 }
 
-fn committer(person: Option<pb::Person>) -> Result<Signature, FlowError> {
+pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowError> {
     let person = person.unwrap_or_default();
     let bad = |what: &str| {
         FlowError::InvalidArgument(format!(
@@ -192,7 +183,7 @@ impl ReleaseService for ReleaseServiceHandler {
             })
         })()
         .map_err(to_status)?;
-        let done = self.write(write).await?;
+        let done = self.write_release(write).await?;
         Ok(Response::new(pb::ReleaseResponse {
             result: Some(convert::release_result(&done)),
         }))
@@ -217,7 +208,7 @@ impl ReleaseService for ReleaseServiceHandler {
             })
         })()
         .map_err(to_status)?;
-        let done = self.write(write).await?;
+        let done = self.write_release(write).await?;
         Ok(Response::new(pb::PromoteResponse {
             from_environment: done.from_environment.clone().unwrap_or_default(),
             result: Some(convert::release_result(&done)),
@@ -248,7 +239,7 @@ impl ReleaseService for ReleaseServiceHandler {
             })
         })()
         .map_err(to_status)?;
-        let done = self.write(write).await?;
+        let done = self.write_release(write).await?;
         Ok(Response::new(pb::RollbackResponse {
             previous_artifact_id: done.previous_artifact_id.clone().unwrap_or_default(),
             result: Some(convert::release_result(&done)),
@@ -316,9 +307,29 @@ impl ReleaseService for ReleaseServiceHandler {
         request: Request<Streaming<pb::PushArtifactRequest>>,
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
         self.auth.check(&request, Role::ArtifactPusher)?;
-        Err(Status::unimplemented(
-            "build upload is not available on this server version yet",
-        ))
+        let upload =
+            super::upload::receive(request.into_inner(), &self.settings, &self.limits).await?;
+        let write = WriteRequest {
+            intent: Intent::AddBuild(upload),
+            committer: Signature::default(),
+            request_id: None,
+        };
+        let WriteDone::Build(done) = self.write(write).await? else {
+            return Err(Status::internal("unexpected result of a build upload"));
+        };
+        Ok(Response::new(pb::PushArtifactResponse {
+            outcome: convert::outcome(done.outcome) as i32,
+            artifact_id: done.artifact_id,
+            service: done.service,
+            branch: done.branch,
+            commit_sha: done.commit.to_string(),
+            file_count: done.file_count as u32,
+            auto_releases: done
+                .auto_releases
+                .iter()
+                .map(convert::release_result)
+                .collect(),
+        }))
     }
 
     type WatchEventsStream = EventStream;
@@ -328,8 +339,28 @@ impl ReleaseService for ReleaseServiceHandler {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         self.auth.check(&request, Role::Operator)?;
-        Err(Status::unimplemented(
-            "event streams are not available on this server version yet",
-        ))
+        let r = request.into_inner();
+        if !r.service.is_empty() {
+            names::check_service(&r.service)
+                .map_err(FlowError::from)
+                .map_err(to_status)?;
+        }
+        if !r.environment.is_empty() {
+            self.environment(&r.environment).map_err(to_status)?;
+        }
+        let events = tokio_stream::wrappers::BroadcastStream::new(self.events.subscribe());
+        let stream = tokio_stream::StreamExt::filter_map(events, move |event| match event {
+            Ok(event) if crate::events::matches(&event, &r.service, &r.environment) => {
+                Some(Ok(event))
+            }
+            Ok(_) => None,
+            // A watcher that fell behind lost the oldest events; it goes on
+            // with the next ones rather than slowing the writer down.
+            Err(lagged) => {
+                tracing::debug!(error = %lagged, "watcher fell behind");
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -1,0 +1,435 @@
+//! `artifact push`: uploads a finished build (artifact.json and the files of
+//! its environment folders) through the client-streaming `PushArtifact` RPC
+//! and reports what the server stored and auto-released.
+//!
+//! It owns the walk of the build folder (hidden entries skipped, symbolic
+//! links and special files refused, everything read before the server is
+//! dialled so a bad folder never produces a partial upload), the chunking of
+//! files and the wording of the result. It must not decide which folders are
+//! environments: the server checks every path against its configuration.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use release_manager::pb::{Outcome, PushArtifactRequest, PushArtifactResponse, ReleaseResult};
+use release_manager::spec::ArtifactSpec;
+
+use crate::cli::GlobalArgs;
+use crate::client::{self, parse_server_url};
+use crate::error::{show_path, CliError};
+use crate::spec_file::SpecFile;
+
+/// Largest `data` of one upload message.
+pub(crate) const CHUNK_SIZE: usize = 1 << 20;
+
+/// The name artifact.json is uploaded under, whatever `--file` says.
+const SPEC_UPLOAD_PATH: &str = "artifact.json";
+
+/// Upload the build to the release manager
+///
+/// Sends artifact.json and every file below the folders directly under the
+/// build folder (one per environment, e.g. <root>/dev/deployment.yaml is sent
+/// as dev/deployment.yaml). Entries whose names start with '.' are skipped;
+/// symbolic links are refused. Files directly in the build folder other than
+/// artifact.json are not sent. Everything is read before the server is
+/// contacted.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PushArgs {
+    /// Address of the release manager server: a URL (http://host:port) or a
+    /// bare host:port.
+    #[arg(
+        long,
+        env = "ARTIFACT_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        value_parser = parse_server_url
+    )]
+    pub(crate) server: String,
+
+    /// Bearer token of an artifact pusher, sent with the upload.
+    #[arg(
+        long,
+        env = "ARTIFACT_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) auth_token: Option<String>,
+}
+
+/// One file of the upload, read into memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BuildFile {
+    /// Path relative to the build folder, with '/' separators.
+    pub(crate) path: String,
+    /// The file's contents.
+    pub(crate) data: Vec<u8>,
+}
+
+impl BuildFile {
+    /// The upload messages of this file: consecutive chunks of at most
+    /// [`CHUNK_SIZE`] bytes; one empty message for an empty file so that it
+    /// is still created.
+    fn into_messages(self) -> Vec<PushArtifactRequest> {
+        if self.data.len() <= CHUNK_SIZE {
+            return vec![PushArtifactRequest {
+                path: self.path,
+                data: self.data,
+            }];
+        }
+        self.data
+            .chunks(CHUNK_SIZE)
+            .map(|chunk| PushArtifactRequest {
+                path: self.path.clone(),
+                data: chunk.to_vec(),
+            })
+            .collect()
+    }
+}
+
+pub(crate) async fn run(
+    args: PushArgs,
+    global: &GlobalArgs,
+    file: &SpecFile,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let (spec_bytes, spec) = file.load_with_bytes()?;
+    let manifests = collect_build_folder(&global.root, file.path())?;
+    let mut files = Vec::with_capacity(manifests.len() + 1);
+    files.push(BuildFile {
+        path: SPEC_UPLOAD_PATH.to_owned(),
+        data: spec_bytes,
+    });
+    files.extend(manifests);
+
+    let mut client =
+        client::release_client(&args.server, args.auth_token.as_deref().unwrap_or_default())
+            .await?;
+    let messages = files.into_iter().flat_map(BuildFile::into_messages);
+    let response = client
+        .push_artifact(tokio_stream::iter(messages))
+        .await?
+        .into_inner();
+    for line in report(&response, &spec)? {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Reads every file below the folders directly under `root`, sorted by
+/// path. `spec_path` (artifact.json) is left out wherever it is. Fails on
+/// the first symbolic link, special file, non-UTF-8 name or unreadable
+/// entry, naming it; fails when there is nothing to upload besides
+/// artifact.json.
+pub(crate) fn collect_build_folder(
+    root: &Path,
+    spec_path: &Path,
+) -> Result<Vec<BuildFile>, CliError> {
+    let mut files = Vec::new();
+    for (name, path) in sorted_entries(root)? {
+        let kind = file_kind(&path)?;
+        // Files directly in the build folder (artifact.json, a README) are
+        // not part of any environment.
+        if kind == Kind::Dir {
+            walk(&path, &name, spec_path, &mut files)?;
+        }
+    }
+    if files.is_empty() {
+        return Err(CliError::BuildFolder {
+            path: show_path(root),
+            reason: "no files to upload: expected the manifests in one folder per environment, \
+                     e.g. dev/deployment.yaml"
+                .to_owned(),
+        });
+    }
+    Ok(files)
+}
+
+/// Adds the files below `dir` (uploaded as `prefix/...`) to `files`.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    spec_path: &Path,
+    files: &mut Vec<BuildFile>,
+) -> Result<(), CliError> {
+    for (name, path) in sorted_entries(dir)? {
+        let relative = format!("{prefix}/{name}");
+        match file_kind(&path)? {
+            Kind::Dir => walk(&path, &relative, spec_path, files)?,
+            Kind::File if path == spec_path => {}
+            Kind::File => {
+                let data = fs::read(&path).map_err(|error| CliError::BuildFolder {
+                    path: show_path(&path),
+                    reason: format!("cannot read: {error}"),
+                })?;
+                files.push(BuildFile {
+                    path: relative,
+                    data,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What an entry of the build folder is; symbolic links and special files
+/// are errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+}
+
+fn file_kind(path: &Path) -> Result<Kind, CliError> {
+    let refuse = |reason: &str| CliError::BuildFolder {
+        path: show_path(path),
+        reason: reason.to_owned(),
+    };
+    // Not `metadata`: a link must be seen as a link, never followed.
+    let metadata = fs::symlink_metadata(path).map_err(|error| CliError::BuildFolder {
+        path: show_path(path),
+        reason: format!("cannot read: {error}"),
+    })?;
+    let kind = metadata.file_type();
+    if kind.is_symlink() {
+        Err(refuse(
+            "is a symbolic link; refusing to upload it (copy the file into the build folder instead)",
+        ))
+    } else if kind.is_dir() {
+        Ok(Kind::Dir)
+    } else if kind.is_file() {
+        Ok(Kind::File)
+    } else {
+        Err(refuse(
+            "is not a regular file or folder; refusing to upload it",
+        ))
+    }
+}
+
+/// The entries of `dir` that are not hidden, as (UTF-8 name, path), sorted by
+/// name so that uploads are reproducible.
+fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, CliError> {
+    let unreadable = |error: std::io::Error| CliError::BuildFolder {
+        path: show_path(dir),
+        reason: format!("cannot read folder: {error}"),
+    };
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        let path = entry.path();
+        let Ok(name) = entry.file_name().into_string() else {
+            return Err(CliError::BuildFolder {
+                path: show_path(&path),
+                reason: "the name is not valid UTF-8".to_owned(),
+            });
+        };
+        if !name.starts_with('.') {
+            entries.push((name, path));
+        }
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// The lines printed for the server's answer.
+fn report(response: &PushArtifactResponse, spec: &ArtifactSpec) -> Result<Vec<String>, CliError> {
+    let or = |given: &str, fallback: &str| {
+        if given.is_empty() {
+            fallback.to_owned()
+        } else {
+            given.to_owned()
+        }
+    };
+    let id = or(&response.artifact_id, &spec.id);
+    let service = or(&response.service, &spec.service);
+    let branch = or(&response.branch, &spec.application.branch);
+    let mut lines = vec![match Outcome::try_from(response.outcome) {
+        Ok(Outcome::Applied) => format!(
+            "Stored build {id} of {service} (branch {branch}): {}, commit {}",
+            plural(response.file_count, "file"),
+            short_sha(&response.commit_sha)
+        ),
+        Ok(Outcome::AlreadyUpToDate) => {
+            format!("Build {id} of {service} is already stored (no change)")
+        }
+        Ok(Outcome::Unspecified) | Err(_) => {
+            return Err(CliError::BadResponse("the upload's outcome is missing"))
+        }
+    }];
+    lines.extend(response.auto_releases.iter().map(auto_release_line));
+    Ok(lines)
+}
+
+fn auto_release_line(release: &ReleaseResult) -> String {
+    let target = format!(
+        "{} (namespace {})",
+        release.environment,
+        if release.namespace.is_empty() {
+            &release.environment
+        } else {
+            &release.namespace
+        }
+    );
+    match Outcome::try_from(release.outcome) {
+        Ok(Outcome::AlreadyUpToDate) => {
+            format!("Auto-release to {target}: already up to date (no change)")
+        }
+        _ => format!(
+            "Auto-released to {target}, commit {}",
+            short_sha(&release.commit_sha)
+        ),
+    }
+}
+
+/// The first 7 characters of a commit sha, as git shows it.
+fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn plural(count: u32, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ArtifactSpec {
+        let mut spec = ArtifactSpec {
+            id: "master-abc".into(),
+            service: "product-api".into(),
+            ..ArtifactSpec::default()
+        };
+        spec.application.branch = "master".into();
+        spec
+    }
+
+    #[test]
+    fn big_files_are_split_into_chunks() {
+        let file = BuildFile {
+            path: "dev/big.yaml".into(),
+            data: vec![7; 2 * CHUNK_SIZE + 5],
+        };
+        let messages = file.into_messages();
+        let sizes: Vec<usize> = messages.iter().map(|m| m.data.len()).collect();
+        assert_eq!(sizes, [CHUNK_SIZE, CHUNK_SIZE, 5]);
+        assert!(messages.iter().all(|m| m.path == "dev/big.yaml"));
+    }
+
+    #[test]
+    fn empty_files_are_sent_as_one_empty_message() {
+        let file = BuildFile {
+            path: "dev/empty.yaml".into(),
+            data: Vec::new(),
+        };
+        let messages = file.into_messages();
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].data.is_empty());
+    }
+
+    #[test]
+    fn stored_build_report() {
+        let response = PushArtifactResponse {
+            outcome: Outcome::Applied as i32,
+            artifact_id: "master-abc".into(),
+            service: "product-api".into(),
+            branch: "master".into(),
+            commit_sha: "1a2b3c4d5e6f".into(),
+            file_count: 7,
+            auto_releases: vec![
+                ReleaseResult {
+                    outcome: Outcome::Applied as i32,
+                    environment: "dev".into(),
+                    namespace: "dev".into(),
+                    commit_sha: "9f8e7d6c5b".into(),
+                    ..ReleaseResult::default()
+                },
+                ReleaseResult {
+                    outcome: Outcome::AlreadyUpToDate as i32,
+                    environment: "staging".into(),
+                    namespace: String::new(),
+                    ..ReleaseResult::default()
+                },
+            ],
+        };
+        assert_eq!(
+            report(&response, &spec()).expect("reported"),
+            [
+                "Stored build master-abc of product-api (branch master): 7 files, commit 1a2b3c4",
+                "Auto-released to dev (namespace dev), commit 9f8e7d6",
+                "Auto-release to staging (namespace staging): already up to date (no change)",
+            ]
+        );
+    }
+
+    #[test]
+    fn already_stored_report() {
+        let response = PushArtifactResponse {
+            outcome: Outcome::AlreadyUpToDate as i32,
+            ..PushArtifactResponse::default()
+        };
+        assert_eq!(
+            report(&response, &spec()).expect("reported"),
+            ["Build master-abc of product-api is already stored (no change)"]
+        );
+    }
+
+    #[test]
+    fn missing_outcome_is_an_error() {
+        let error = report(&PushArtifactResponse::default(), &spec()).expect_err("no outcome");
+        assert!(error.to_string().contains("outcome"), "{error}");
+    }
+
+    #[test]
+    fn build_folder_walk() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let r = root.path();
+        fs::create_dir_all(r.join("dev/sub")).expect("mkdir");
+        fs::create_dir_all(r.join("prod")).expect("mkdir");
+        fs::create_dir_all(r.join(".git")).expect("mkdir");
+        fs::write(r.join("artifact.json"), "{}").expect("write");
+        fs::write(r.join("README.md"), "not sent").expect("write");
+        fs::write(r.join("dev/deployment.yaml"), "d").expect("write");
+        fs::write(r.join("dev/.hidden"), "h").expect("write");
+        fs::write(r.join("dev/sub/x.yaml"), "x").expect("write");
+        fs::write(r.join("prod/deployment.yaml"), "p").expect("write");
+        fs::write(r.join(".git/config"), "g").expect("write");
+        let files = collect_build_folder(r, &r.join("artifact.json")).expect("walked");
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "dev/deployment.yaml",
+                "dev/sub/x.yaml",
+                "prod/deployment.yaml"
+            ]
+        );
+        assert_eq!(files[0].data, b"d");
+    }
+
+    #[test]
+    fn spec_file_inside_an_environment_folder_is_not_sent_twice() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let r = root.path();
+        fs::create_dir_all(r.join("dev")).expect("mkdir");
+        fs::write(r.join("dev/artifact.json"), "{}").expect("write");
+        fs::write(r.join("dev/deployment.yaml"), "d").expect("write");
+        let files = collect_build_folder(r, &r.join("dev/artifact.json")).expect("walked");
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["dev/deployment.yaml"]);
+    }
+
+    #[test]
+    fn build_folder_without_manifests_is_refused() {
+        let root = tempfile::tempdir().expect("temp dir");
+        fs::create_dir(root.path().join("dev")).expect("mkdir");
+        let error = collect_build_folder(root.path(), &root.path().join("artifact.json"))
+            .expect_err("nothing to upload");
+        assert!(error.to_string().contains("no files to upload"), "{error}");
+    }
+}

@@ -1,0 +1,296 @@
+//! The CLI's failure contract, without a server: one `error: ...` line that
+//! names the file or path and the problem, exit 1 for failures, exit 2 for
+//! usage errors, no temporary files left behind, and `push` refusing a bad
+//! build folder before it dials the server.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use support::{clock, names_in, run_args, run_binary, run_in, INIT_MINIMAL};
+
+const NOW: &str = "2026-01-02T03:04:05Z";
+/// Nothing listens on port 1 of loopback: a connect fails at once.
+const NO_SERVER: &str = "127.0.0.1:1";
+
+fn spec_path(root: &Path) -> String {
+    root.join("artifact.json").display().to_string()
+}
+
+/// A build folder with a valid artifact.json and one manifest.
+async fn build_folder() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("temp dir");
+    let outcome = run_in(root.path(), &INIT_MINIMAL, &clock(NOW)).await;
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    fs::create_dir(root.path().join("dev")).expect("mkdir");
+    fs::write(
+        root.path().join("dev/deployment.yaml"),
+        "kind: Deployment\n",
+    )
+    .expect("write");
+    root
+}
+
+#[tokio::test]
+async fn missing_file_tells_to_run_init() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let expected = format!(
+        "error: {} not found: run `artifact init` first\n",
+        spec_path(root.path())
+    );
+    for args in [
+        vec!["end"],
+        vec![
+            "add",
+            "test",
+            "--passed",
+            "1",
+            "--failed",
+            "0",
+            "--skipped",
+            "0",
+        ],
+        vec!["push", "--server", NO_SERVER],
+    ] {
+        let outcome = run_in(root.path(), &args, &clock(NOW)).await;
+        assert_eq!(outcome.code, 1, "{args:?}");
+        assert_eq!(outcome.err, expected, "{args:?}");
+        assert!(outcome.out.is_empty());
+    }
+    assert!(names_in(root.path()).is_empty());
+}
+
+#[tokio::test]
+async fn default_root_is_shown_as_given() {
+    let outcome = run_args(&["end", "--file", "surely-missing-artifact.json"]).await;
+    assert_eq!(outcome.code, 1);
+    assert_eq!(
+        outcome.err,
+        "error: ./surely-missing-artifact.json not found: run `artifact init` first\n"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_names_the_file_and_the_place() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let before = "{\n  \"id\": \"a\",\n";
+    fs::write(root.path().join("artifact.json"), before).expect("write");
+    for args in [vec!["end"], vec!["push", "--server", NO_SERVER]] {
+        let outcome = run_in(root.path(), &args, &clock(NOW)).await;
+        assert_eq!(outcome.code, 1, "{args:?}");
+        assert_eq!(
+            outcome.err,
+            format!(
+                "error: {}: EOF while parsing a value at line 3 column 0\n",
+                spec_path(root.path())
+            ),
+            "{args:?}"
+        );
+    }
+    // Left untouched.
+    assert_eq!(
+        fs::read_to_string(root.path().join("artifact.json")).expect("read"),
+        before
+    );
+}
+
+#[tokio::test]
+async fn unknown_field_names_the_field_and_the_place() {
+    let root = tempfile::tempdir().expect("temp dir");
+    fs::write(
+        root.path().join("artifact.json"),
+        "{\n  \"id\": \"a\",\n  \"sqad\": \"x\"\n}\n",
+    )
+    .expect("write");
+    let outcome = run_in(
+        root.path(),
+        &[
+            "add",
+            "build",
+            "--image",
+            "i",
+            "--tag",
+            "t",
+            "--docker-version",
+            "1",
+        ],
+        &clock(NOW),
+    )
+    .await;
+    assert_eq!(outcome.code, 1);
+    assert_eq!(
+        outcome.err,
+        format!(
+            "error: {}: unknown field `sqad` at line 3 column 8\n",
+            spec_path(root.path())
+        )
+    );
+}
+
+#[tokio::test]
+async fn push_refuses_a_symlinked_file_before_connecting() {
+    let root = build_folder().await;
+    let link = root.path().join("dev/service.yaml");
+    std::os::unix::fs::symlink("/etc/passwd", &link).expect("symlink");
+    let outcome = run_in(root.path(), &["push", "--server", NO_SERVER], &clock(NOW)).await;
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert_eq!(
+        outcome.err,
+        format!(
+            "error: {}: is a symbolic link; refusing to upload it (copy the file into the build folder instead)\n",
+            link.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn push_refuses_a_symlinked_environment_folder_before_connecting() {
+    let root = build_folder().await;
+    let link = root.path().join("prod");
+    std::os::unix::fs::symlink(root.path().join("dev"), &link).expect("symlink");
+    let outcome = run_in(root.path(), &["push", "--server", NO_SERVER], &clock(NOW)).await;
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(
+        outcome
+            .err
+            .starts_with(&format!("error: {}: is a symbolic link", link.display())),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn push_of_a_valid_folder_gets_as_far_as_connecting() {
+    let root = build_folder().await;
+    // Hidden entries are skipped, so this link is never looked at.
+    std::os::unix::fs::symlink("/etc/passwd", root.path().join("dev/.cache")).expect("symlink");
+    let outcome = run_in(root.path(), &["push", "--server", NO_SERVER], &clock(NOW)).await;
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(
+        outcome
+            .err
+            .starts_with("error: cannot reach server at http://127.0.0.1:1: "),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.err.lines().count(), 1, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn push_without_manifests_fails_before_connecting() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let outcome = run_in(root.path(), &INIT_MINIMAL, &clock(NOW)).await;
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let outcome = run_in(root.path(), &["push", "--server", NO_SERVER], &clock(NOW)).await;
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(outcome.err.contains("no files to upload"), "{outcome:?}");
+}
+
+#[test]
+fn missing_required_flags_are_usage_errors() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let init_without_service: Vec<&str> = INIT_MINIMAL
+        .iter()
+        .copied()
+        .filter(|arg| *arg != "--service" && *arg != "product-api")
+        .collect();
+    for (args, flag) in [
+        (init_without_service, "--service"),
+        (
+            vec!["add", "test", "--passed", "1", "--failed", "0"],
+            "--skipped",
+        ),
+        (
+            vec!["add", "snyk-code", "--language", "go"],
+            "--snyk-version",
+        ),
+        (vec!["push"], "--server"),
+        (vec!["add", "lint"], "lint"),
+    ] {
+        // Through the binary, so that ARTIFACT_URL is surely unset.
+        let outcome = run_binary(root.path(), &args, None);
+        assert_eq!(outcome.code, 2, "{args:?}: {outcome:?}");
+        assert!(outcome.err.contains(flag), "{args:?}: {outcome:?}");
+        assert!(outcome.err.contains("Usage:"), "{args:?}: {outcome:?}");
+        assert!(outcome.out.is_empty(), "{args:?}: {outcome:?}");
+    }
+    assert!(names_in(root.path()).is_empty());
+}
+
+#[tokio::test]
+async fn failed_write_leaves_no_temporary_file() {
+    let root = tempfile::tempdir().expect("temp dir");
+    // A non-empty folder in the file's place: the final rename fails.
+    fs::create_dir(root.path().join("artifact.json")).expect("mkdir");
+    fs::write(root.path().join("artifact.json/keep"), "x").expect("write");
+    let outcome = run_in(root.path(), &INIT_MINIMAL, &clock(NOW)).await;
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(
+        outcome
+            .err
+            .starts_with(&format!("error: cannot write {}: ", spec_path(root.path()))),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.err.lines().count(), 1);
+    assert_eq!(names_in(root.path()), ["artifact.json"]);
+}
+
+#[tokio::test]
+async fn init_overwrites_and_drops_old_stages() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let long = format!(
+        "{{\"id\": \"old\", \"squad\": \"{}\", \"stages\": [{{\"id\": \"build\"}}]}}",
+        "x".repeat(5000)
+    );
+    fs::write(root.path().join("artifact.json"), long).expect("write");
+    let outcome = run_in(root.path(), &INIT_MINIMAL, &clock(NOW)).await;
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let text = fs::read_to_string(root.path().join("artifact.json")).expect("read");
+    let spec = release_manager::spec::ArtifactSpec::parse(text.as_bytes()).expect("parses");
+    assert_eq!(spec.id, "master-abc-def");
+    assert!(spec.stages.is_empty() && spec.squad.is_empty());
+    assert_eq!(spec.ci.start, NOW);
+    assert_eq!(names_in(root.path()), ["artifact.json"]);
+}
+
+#[tokio::test]
+async fn init_creates_a_missing_build_folder() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let root = base.path().join("out/build");
+    let outcome = run_in(&root, &INIT_MINIMAL, &clock(NOW)).await;
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert_eq!(names_in(&root), ["artifact.json"]);
+}
+
+#[test]
+fn bad_fixed_time_is_one_error_line() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let outcome = run_binary(root.path(), &INIT_MINIMAL, Some("yesterday"));
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(
+        outcome
+            .err
+            .starts_with("error: ARTIFACT_FIXED_TIME=\"yesterday\" is not an RFC 3339 time"),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.err.lines().count(), 1);
+    assert!(names_in(root.path()).is_empty());
+}
+
+#[test]
+fn binary_records_the_system_time_without_the_override() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let before = chrono::Utc::now().timestamp();
+    let outcome = run_binary(root.path(), &INIT_MINIMAL, None);
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let text = fs::read_to_string(root.path().join("artifact.json")).expect("read");
+    let spec = release_manager::spec::ArtifactSpec::parse(text.as_bytes()).expect("parses");
+    assert!(
+        spec.ci.start.ends_with('Z') && spec.ci.start.len() == 20,
+        "{}",
+        spec.ci.start
+    );
+    let start = chrono::DateTime::parse_from_rfc3339(&spec.ci.start)
+        .expect("rfc 3339")
+        .timestamp();
+    assert!(start >= before - 1 && start <= chrono::Utc::now().timestamp());
+}

@@ -1,0 +1,345 @@
+//! `hamctl watch`: follow the events the server commits (builds added,
+//! releases, policy changes) and print each one as it arrives.
+//!
+//! It owns the command's flags, the event line and the per-event JSON, and
+//! when the watch ends: the server closing the stream or Ctrl-C is a normal
+//! end, a stream error is a failure. It must not filter events itself; the
+//! server filters by service and environment.
+
+use std::future::Future;
+
+use clap::Args;
+use release_manager::pb::watch_events_response::Event;
+use release_manager::pb::{WatchEventsRequest, WatchEventsResponse};
+use serde_json::{json, Value};
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::error::{one_line, CliError};
+use crate::output::Printer;
+use crate::{client, present};
+
+/// Print events as they happen: builds added, releases, policy changes
+///
+/// One line per event, printed as soon as its commit is on the remote; with
+/// --output json, one JSON object per line (JSON Lines). Runs until the
+/// server ends the stream or you press Ctrl-C.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WatchArgs {
+    /// Only events of this service [default: all services].
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+
+    /// Only releases to this environment [default: all environments; builds
+    /// and policy changes are shown either way].
+    #[arg(long)]
+    pub(crate) env: Option<String>,
+
+    /// Stop after this many events (for tests and scripts).
+    #[arg(long, hide = true, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_events: Option<u64>,
+}
+
+/// Width of the event kind column (`released` is the longest).
+const KIND_WIDTH: usize = 8;
+
+/// Width of a `2024-05-01 12:34:56 UTC` time, so lines stay aligned when
+/// the server sends none.
+const TIME_WIDTH: usize = 23;
+
+pub(crate) async fn run(
+    args: WatchArgs,
+    global: &GlobalArgs,
+    printer: &mut Printer<'_>,
+) -> Result<(), CliError> {
+    watch_until(args, global, printer, interrupted()).await
+}
+
+/// Watches until the stream ends, `max_events` were printed, or `stop`
+/// completes (Ctrl-C in real use), whichever comes first.
+async fn watch_until(
+    args: WatchArgs,
+    global: &GlobalArgs,
+    printer: &mut Printer<'_>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), CliError> {
+    tokio::select! {
+        // Stop first: once the user asked to stop, no further event prints.
+        biased;
+        () = stop => Ok(()),
+        result = follow(args, global, printer) => result,
+    }
+}
+
+/// Completes at the first Ctrl-C. Never completes when no handler can be
+/// installed: the default action (the process ends) then still applies.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn follow(
+    args: WatchArgs,
+    global: &GlobalArgs,
+    printer: &mut Printer<'_>,
+) -> Result<(), CliError> {
+    let request = WatchEventsRequest {
+        service: args.service.unwrap_or_default(),
+        environment: args.env.unwrap_or_default(),
+    };
+    let mut client = client::release_client(global).await?;
+    let mut stream = client.watch_events(request).await?.into_inner();
+    let mut printed: u64 = 0;
+    while args.max_events.is_none_or(|max| printed < max) {
+        let Some(event) = stream.message().await? else {
+            // The server ended the stream (e.g. it is shutting down).
+            break;
+        };
+        match printer.format() {
+            OutputFormat::Json => printer.json_line(&event_json(&event))?,
+            OutputFormat::Table => printer.line(&event_line(&event))?,
+        }
+        printed += 1;
+    }
+    Ok(())
+}
+
+/// One event as one line:
+///
+/// ```text
+/// 2024-05-01 12:34:56 UTC  build    shop  master-abc (branch master) by Dana Dev
+/// 2024-05-01 12:34:56 UTC  released shop  master-abc to dev (namespace dev, auto-release) commit 1a2b3c4
+/// 2024-05-01 12:34:56 UTC  policy   shop  [shop] policy update: ...
+/// ```
+///
+/// Control characters (from commit titles, names) become spaces.
+fn event_line(event: &WatchEventsResponse) -> String {
+    let time = present::time_seconds_cell(event.time.as_ref());
+    let (kind, service, detail) = match &event.event {
+        Some(Event::BuildAdded(artifact)) => {
+            let mut detail = format!("{} (branch {})", artifact.artifact_id, artifact.branch);
+            let by = present::person_cell(artifact.author.as_ref().or(artifact.committer.as_ref()));
+            if !by.is_empty() {
+                detail.push_str(&format!(" by {by}"));
+            }
+            ("build", artifact.service.as_str(), detail)
+        }
+        Some(Event::Released(result)) => {
+            let intent = present::intent_word(result.intent());
+            let mut detail = format!("{} to {} (", result.artifact_id, result.environment);
+            if !result.namespace.is_empty() {
+                detail.push_str(&format!("namespace {}, ", result.namespace));
+            }
+            detail.push_str(intent);
+            detail.push(')');
+            let sha = if result.commit_sha.is_empty() {
+                &event.commit_sha
+            } else {
+                &result.commit_sha
+            };
+            if !sha.is_empty() {
+                detail.push_str(&format!(" commit {}", present::short_sha(sha)));
+            }
+            ("released", result.service.as_str(), detail)
+        }
+        Some(Event::PolicyChanged(change)) => {
+            ("policy", change.service.as_str(), change.title.clone())
+        }
+        // An event kind newer than this hamctl.
+        None => (
+            "unknown",
+            "-",
+            format!("commit {}", present::short_sha(&event.commit_sha)),
+        ),
+    };
+    let time = if time.is_empty() { "-" } else { time.as_str() };
+    one_line(&format!(
+        "{time:<TIME_WIDTH$}  {kind:<KIND_WIDTH$} {service}  {detail}"
+    ))
+}
+
+/// One event as a JSON object: `commit_sha`, `time`, `type` (`build_added`,
+/// `released`, `policy_changed` or `unknown`) and the event itself under
+/// the key its type names.
+fn event_json(event: &WatchEventsResponse) -> Value {
+    let (kind, body) = match &event.event {
+        Some(Event::BuildAdded(artifact)) => ("build_added", present::artifact_json(artifact)),
+        Some(Event::Released(result)) => ("released", present::release_result_json(result)),
+        Some(Event::PolicyChanged(change)) => (
+            "policy_changed",
+            json!({ "service": change.service, "title": change.title }),
+        ),
+        None => ("unknown", Value::Null),
+    };
+    let mut value = json!({
+        "commit_sha": event.commit_sha,
+        "time": present::timestamp_json(event.time.as_ref()),
+        "type": kind,
+    });
+    if !body.is_null() {
+        value[kind] = body;
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::Timestamp;
+    use release_manager::pb::{
+        ArtifactSummary, Outcome, Person, PolicyChanged, ReleaseIntent, ReleaseResult,
+    };
+
+    use super::*;
+
+    fn at(event: Event) -> WatchEventsResponse {
+        WatchEventsResponse {
+            commit_sha: "fedcba9876543210".into(),
+            time: Some(Timestamp {
+                seconds: 1_767_323_045,
+                nanos: 0,
+            }),
+            event: Some(event),
+        }
+    }
+
+    fn build() -> Event {
+        Event::BuildAdded(ArtifactSummary {
+            artifact_id: "master-abc".into(),
+            service: "shop".into(),
+            branch: "master".into(),
+            author: Some(Person {
+                name: "Dana Dev".into(),
+                email: "dana@example.com".into(),
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn released() -> Event {
+        Event::Released(ReleaseResult {
+            outcome: Outcome::Applied.into(),
+            service: "shop".into(),
+            environment: "dev".into(),
+            namespace: "dev".into(),
+            artifact_id: "master-abc".into(),
+            branch: "master".into(),
+            commit_sha: "1a2b3c4d5e6f".into(),
+            intent: ReleaseIntent::AutoRelease.into(),
+        })
+    }
+
+    fn policy() -> Event {
+        Event::PolicyChanged(PolicyChanged {
+            service: "shop".into(),
+            title: "[shop] policy update: auto-release master to dev".into(),
+        })
+    }
+
+    #[test]
+    fn build_line() {
+        assert_eq!(
+            event_line(&at(build())),
+            "2026-01-02 03:04:05 UTC  build    shop  master-abc (branch master) by Dana Dev"
+        );
+    }
+
+    #[test]
+    fn release_line() {
+        assert_eq!(
+            event_line(&at(released())),
+            "2026-01-02 03:04:05 UTC  released shop  master-abc to dev (namespace dev, auto-release) commit 1a2b3c4"
+        );
+    }
+
+    #[test]
+    fn release_line_without_namespace_uses_the_event_commit() {
+        let mut event = at(released());
+        if let Some(Event::Released(result)) = &mut event.event {
+            result.namespace.clear();
+            result.commit_sha.clear();
+            result.intent = ReleaseIntent::Promote.into();
+        }
+        assert_eq!(
+            event_line(&event),
+            "2026-01-02 03:04:05 UTC  released shop  master-abc to dev (promote) commit fedcba9"
+        );
+    }
+
+    #[test]
+    fn policy_line_is_sanitised() {
+        let mut event = at(policy());
+        if let Some(Event::PolicyChanged(change)) = &mut event.event {
+            change.title.push_str("\n\x1b[31mbody");
+        }
+        assert_eq!(
+            event_line(&event),
+            "2026-01-02 03:04:05 UTC  policy   shop  [shop] policy update: auto-release master to dev  [31mbody"
+        );
+    }
+
+    #[test]
+    fn build_line_without_author_or_time() {
+        let mut event = at(Event::BuildAdded(ArtifactSummary {
+            artifact_id: "feature-x-1".into(),
+            service: "shop".into(),
+            branch: "feature/x".into(),
+            ..Default::default()
+        }));
+        event.time = None;
+        assert_eq!(
+            event_line(&event),
+            "-                        build    shop  feature-x-1 (branch feature/x)"
+        );
+    }
+
+    #[test]
+    fn unknown_events_still_print() {
+        let mut event = at(build());
+        event.event = None;
+        assert_eq!(
+            event_line(&event),
+            "2026-01-02 03:04:05 UTC  unknown  -  commit fedcba9"
+        );
+        let value = event_json(&event);
+        assert_eq!(value["type"], "unknown");
+        assert_eq!(value.get("unknown"), None);
+    }
+
+    #[test]
+    fn json_names_the_event_type() {
+        let value = event_json(&at(released()));
+        assert_eq!(value["type"], "released");
+        assert_eq!(value["time"], "2026-01-02T03:04:05Z");
+        assert_eq!(value["commit_sha"], "fedcba9876543210");
+        assert_eq!(value["released"]["intent"], "auto_release");
+        assert_eq!(value["released"]["artifact_id"], "master-abc");
+
+        let value = event_json(&at(build()));
+        assert_eq!(value["type"], "build_added");
+        assert_eq!(value["build_added"]["author"]["name"], "Dana Dev");
+
+        let value = event_json(&at(policy()));
+        assert_eq!(value["type"], "policy_changed");
+        assert_eq!(value["policy_changed"]["service"], "shop");
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_watch_quietly() {
+        let global = GlobalArgs {
+            server: "http://127.0.0.1:1".into(),
+            auth_token: None,
+            output: OutputFormat::Table,
+        };
+        let args = WatchArgs {
+            service: None,
+            env: None,
+            max_events: None,
+        };
+        let mut out = Vec::new();
+        let mut printer = Printer::new(&mut out, OutputFormat::Table, false);
+        // The stop future wins before the (failing) connect is even tried.
+        let result = watch_until(args, &global, &mut printer, std::future::ready(())).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert!(out.is_empty());
+    }
+}

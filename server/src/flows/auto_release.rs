@@ -1,0 +1,69 @@
+//! Auto-release: which releases a new build triggers. A build of
+//! `<service>/<branch>` is released to every environment whose auto-release
+//! policy names that branch (branch restrictions are checked by the release
+//! itself). Each build is auto-released to an environment once: a build
+//! that history shows was auto-released there before is not released again,
+//! whichever source (upload, poll, webhook, start-up) notices it.
+
+use super::{BuildSource, FlowContext, Intent, WriteRequest};
+use crate::error::FlowError;
+use crate::flows::release::read_spec;
+use crate::repo::index::{ReleaseKind, Signature};
+use crate::repo::tree::tree_at;
+
+/// The committer of auto-releases: the server, acting for the policy.
+pub fn committer() -> Signature {
+    Signature {
+        name: "Release Manager (auto-release)".into(),
+        email: "release-manager@localhost".into(),
+    }
+}
+
+/// Releases due for the latest build of `service`'s branches at
+/// `ctx.tip`. With `only_branch`, only that branch's policies count (a
+/// build just added); otherwise every auto-release policy of the service is
+/// checked (catching up after a fetch or a restart).
+pub fn due_releases(
+    ctx: &FlowContext<'_>,
+    service: &str,
+    only_branch: Option<&str>,
+) -> Result<Vec<WriteRequest>, FlowError> {
+    let policies = super::read_policies(ctx, service)?;
+    let root = ctx
+        .repo
+        .find_commit(ctx.tip)
+        .and_then(|c| c.tree())
+        .map_err(crate::error::git("read the tip"))?;
+    let mut due = Vec::new();
+    for policy in &policies.auto_releases {
+        if only_branch.is_some_and(|b| b != policy.branch) {
+            continue;
+        }
+        let path = format!("builds/{service}/{}", policy.branch);
+        let Some(build) =
+            tree_at(ctx.repo, &root, &path).map_err(crate::error::git("read a tree"))?
+        else {
+            continue;
+        };
+        let spec = read_spec(ctx.repo, &build, service, &path)?;
+        let already = ctx
+            .view
+            .releases(&policy.environment, service)
+            .any(|r| r.kind == ReleaseKind::AutoRelease && r.artifact_id == spec.id);
+        if already {
+            continue;
+        }
+        due.push(WriteRequest {
+            intent: Intent::Release {
+                service: service.to_string(),
+                environment: policy.environment.clone(),
+                source: BuildSource::Branch(policy.branch.clone()),
+                namespace: None,
+                kind: ReleaseKind::AutoRelease,
+            },
+            committer: committer(),
+            request_id: None,
+        });
+    }
+    Ok(due)
+}

@@ -1,0 +1,97 @@
+//! Add a build: store an uploaded build (artifact.json plus one folder per
+//! environment) as `builds/<service>/<branch>/`, replacing what was there,
+//! in one `[<service>] build tag <artifact-id>` commit. Re-adding the same
+//! build changes nothing.
+
+use git2::FileMode;
+
+use super::{BuildDone, FlowContext, Outcome, WriteRequest};
+use crate::error::{git, FlowError};
+use crate::repo::message::compose;
+use crate::repo::tree::{replace_at, tree_at};
+
+/// A validated build upload.
+#[derive(Debug, Clone)]
+pub struct BuildUpload {
+    /// Service (from artifact.json).
+    pub service: String,
+    /// Branch (from artifact.json).
+    pub branch: String,
+    /// Artifact id (from artifact.json).
+    pub artifact_id: String,
+    /// Files relative to the build folder, `artifact.json` among them.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The build's source author: the commit's author.
+    pub author_name: String,
+    /// The build's source author's email.
+    pub author_email: String,
+}
+
+/// Who commits builds: the server itself, on behalf of CI.
+const BUILD_COMMITTER: (&str, &str) = ("Release Manager", "release-manager@localhost");
+
+pub(super) fn add_build(
+    ctx: &FlowContext<'_>,
+    request: &WriteRequest,
+    upload: &BuildUpload,
+) -> Result<BuildDone, FlowError> {
+    let repo = ctx.repo;
+    let mut folder = None;
+    for (path, content) in &upload.files {
+        let blob = repo.blob(content).map_err(git("write a blob"))?;
+        let parts: Vec<&str> = path.split('/').collect();
+        let current = folder
+            .map(|oid| repo.find_tree(oid))
+            .transpose()
+            .map_err(git("read a tree"))?;
+        folder = replace_at(repo, current.as_ref(), &parts, Some((blob, FileMode::Blob)))
+            .map_err(git("write a tree"))?;
+    }
+    let folder =
+        folder.ok_or_else(|| FlowError::InvalidArgument("the upload holds no files".into()))?;
+    let parent = repo.find_commit(ctx.tip).map_err(git("read the tip"))?;
+    let root = parent.tree().map_err(git("read the tip"))?;
+    let base = format!("builds/{}/{}", upload.service, upload.branch);
+    let done = |outcome, commit, created| BuildDone {
+        outcome,
+        service: upload.service.clone(),
+        branch: upload.branch.clone(),
+        artifact_id: upload.artifact_id.clone(),
+        commit,
+        created,
+        file_count: upload.files.len(),
+        auto_releases: Vec::new(),
+    };
+    if tree_at(repo, &root, &base)
+        .map_err(git("read a tree"))?
+        .is_some_and(|t| t.id() == folder)
+    {
+        return Ok(done(Outcome::AlreadyUpToDate, ctx.tip, false));
+    }
+    let mut path = vec!["builds", upload.service.as_str()];
+    path.extend(upload.branch.split('/'));
+    let new_root = replace_at(repo, Some(&root), &path, Some((folder, FileMode::Tree)))
+        .map_err(git("write a tree"))?
+        .expect("a tree holding a build is not empty");
+    let new_root = repo.find_tree(new_root).map_err(git("read a tree"))?;
+    let message = compose(
+        &format!("[{}] build tag {}", upload.service, upload.artifact_id),
+        &[
+            ("Artifact-ID", &upload.artifact_id),
+            ("Service", &upload.service),
+            ("Branch", &upload.branch),
+            (
+                "Request-ID",
+                request.request_id.as_deref().unwrap_or_default(),
+            ),
+        ],
+    );
+    let committer = git2::Signature::now(BUILD_COMMITTER.0, BUILD_COMMITTER.1)
+        .map_err(git("make a signature"))?;
+    let author = git2::Signature::new(&upload.author_name, &upload.author_email, &committer.when())
+        .unwrap_or_else(|_| committer.clone());
+    let oid = repo
+        .commit(None, &author, &committer, &message, &new_root, &[&parent])
+        .map_err(git("write a commit"))?;
+    Ok(done(Outcome::Applied, oid, true))
+}

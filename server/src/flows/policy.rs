@@ -1,0 +1,192 @@
+//! Policy changes as intents: read `policies/<service>.json` at the tip,
+//! apply the change with the rules of [`crate::policy`], and commit the file
+//! (or delete it once no policy is left). Also the read of a service's
+//! policies that every release checks its branch restrictions against.
+
+use git2::FileMode;
+
+use super::{FlowContext, Outcome, WriteRequest};
+use crate::error::{git, FlowError};
+use crate::policy::{auto_release_id, branch_restriction_id, PolicyFile};
+use crate::repo::message::compose;
+use crate::repo::tree::{blob_at, replace_at, tree_at};
+
+/// A change to a service's policies.
+#[derive(Debug, Clone)]
+pub enum PolicyChange {
+    /// Release every new build of `branch` to `environment`.
+    AutoRelease {
+        /// Source branch.
+        branch: String,
+        /// Target environment.
+        environment: String,
+    },
+    /// Allow only branches matching `regex` in `environment`.
+    BranchRestriction {
+        /// Environment.
+        environment: String,
+        /// Branch regex.
+        regex: String,
+    },
+    /// Delete policies by id.
+    Delete {
+        /// Policy ids.
+        ids: Vec<String>,
+    },
+}
+
+/// What a policy change did.
+#[derive(Debug, Clone)]
+pub struct PolicyDone {
+    /// Commit made or not.
+    pub outcome: Outcome,
+    /// The policy applied (empty for deletions).
+    pub id: String,
+    /// Policies deleted.
+    pub deleted: usize,
+    /// The commit (or the tip when nothing changed).
+    pub commit: git2::Oid,
+    /// Whether `commit` is new.
+    pub created: bool,
+}
+
+/// The policies of `service` at `ctx.tip`.
+pub fn read_policies(ctx: &FlowContext<'_>, service: &str) -> Result<PolicyFile, FlowError> {
+    let root = ctx
+        .repo
+        .find_commit(ctx.tip)
+        .and_then(|c| c.tree())
+        .map_err(git("read the tip"))?;
+    match blob_at(ctx.repo, &root, &format!("policies/{service}.json"))
+        .map_err(git("read policies"))?
+    {
+        Some(bytes) => PolicyFile::parse(service, &bytes).map_err(FlowError::FailedPrecondition),
+        None => Ok(PolicyFile {
+            service: service.to_string(),
+            ..PolicyFile::default()
+        }),
+    }
+}
+
+/// Fails when a restriction forbids releasing `branch` of `service` to
+/// `environment`.
+pub fn check_branch_allowed(
+    ctx: &FlowContext<'_>,
+    service: &str,
+    environment: &str,
+    branch: &str,
+) -> Result<(), FlowError> {
+    read_policies(ctx, service)?
+        .check_release(&ctx.settings.global_restrictions, environment, branch)
+        .map_err(FlowError::FailedPrecondition)
+}
+
+pub(super) fn change_policies(
+    ctx: &FlowContext<'_>,
+    request: &WriteRequest,
+    service: &str,
+    change: &PolicyChange,
+) -> Result<PolicyDone, FlowError> {
+    let repo = ctx.repo;
+    let parent = repo.find_commit(ctx.tip).map_err(git("read the tip"))?;
+    let root = parent.tree().map_err(git("read the tip"))?;
+    if tree_at(repo, &root, &format!("builds/{service}"))
+        .map_err(git("read a tree"))?
+        .is_none()
+    {
+        return Err(FlowError::NotFound(format!(
+            "unknown service {service:?}: the config repository has no builds/{service} folder"
+        )));
+    }
+    let mut file = read_policies(ctx, service)?;
+    let globals = &ctx.settings.global_restrictions;
+    let (changed, id, deleted, summary) = match change {
+        PolicyChange::AutoRelease {
+            branch,
+            environment,
+        } => {
+            let changed = file
+                .apply_auto_release(globals, branch, environment)
+                .map_err(FlowError::FailedPrecondition)?;
+            let summary = format!("apply auto-release from '{branch}' to '{environment}'");
+            (changed, auto_release_id(branch, environment), 0, summary)
+        }
+        PolicyChange::BranchRestriction { environment, regex } => {
+            crate::policy::compile(regex).map_err(FlowError::InvalidArgument)?;
+            let changed = file
+                .apply_branch_restriction(environment, regex)
+                .map_err(FlowError::FailedPrecondition)?;
+            let summary = format!("apply branch restriction '{regex}' to '{environment}'");
+            (changed, branch_restriction_id(environment), 0, summary)
+        }
+        PolicyChange::Delete { ids } => {
+            if let Some(global) = ids.iter().find(|id| {
+                globals
+                    .iter()
+                    .any(|g| branch_restriction_id(&g.environment) == **id)
+                    && !file.branch_restrictions.iter().any(|r| r.id == **id)
+            }) {
+                return Err(FlowError::FailedPrecondition(format!(
+                    "{global} is a server-wide policy set by configuration and cannot be deleted"
+                )));
+            }
+            let deleted = file.delete(ids);
+            let summary = format!("delete policies {}", ids.join(", "));
+            (deleted > 0, String::new(), deleted, summary)
+        }
+    };
+    if !changed {
+        return Ok(PolicyDone {
+            outcome: Outcome::AlreadyUpToDate,
+            id,
+            deleted,
+            commit: ctx.tip,
+            created: false,
+        });
+    }
+    let path = ["policies", &format!("{service}.json")];
+    let entry = if file.is_empty() {
+        None
+    } else {
+        let blob = repo
+            .blob(file.to_json().as_bytes())
+            .map_err(git("write a blob"))?;
+        Some((blob, FileMode::Blob))
+    };
+    let new_root = replace_at(repo, Some(&root), &[path[0], path[1]], entry)
+        .map_err(git("write a tree"))?
+        .ok_or_else(|| {
+            FlowError::FailedPrecondition("the config repository would be empty".into())
+        })?;
+    let new_root = repo.find_tree(new_root).map_err(git("read a tree"))?;
+    let who = format!("{} <{}>", request.committer.name, request.committer.email);
+    let message = compose(
+        &format!("[{service}] policy update: {summary}"),
+        &[
+            ("Service", service),
+            ("Policy-ID", &id),
+            ("Changed-by", &who),
+        ],
+    );
+    let signature = git2::Signature::now(&request.committer.name, &request.committer.email)
+        .map_err(|_| {
+            FlowError::InvalidArgument(format!("committer {who:?} is not a valid git identity"))
+        })?;
+    let oid = repo
+        .commit(
+            None,
+            &signature,
+            &signature,
+            &message,
+            &new_root,
+            &[&parent],
+        )
+        .map_err(git("write a commit"))?;
+    Ok(PolicyDone {
+        outcome: Outcome::Applied,
+        id,
+        deleted,
+        commit: oid,
+        created: true,
+    })
+}

@@ -1,0 +1,153 @@
+//! The HTTP listener beside gRPC: `POST /webhook/github` (a push webhook
+//! that makes the server fetch at once, so builds CI pushed straight to the
+//! config repository are auto-released without waiting for the next poll)
+//! and `GET /metrics` (Prometheus text). A webhook must carry a valid
+//! `X-Hub-Signature-256`; anything else is refused with 401 and triggers
+//! nothing.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::writer::{WriterHandle, WriterStats};
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct HttpState {
+    /// To ask for a fetch.
+    pub writer: WriterHandle,
+    /// Writer counters for metrics.
+    pub stats: Arc<WriterStats>,
+    /// The webhook secret; without one every webhook is refused.
+    pub webhook_secret: Option<Arc<String>>,
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/webhook/github", post(github_webhook))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under
+/// `secret`. Compared in constant time.
+pub fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Some(hex_digest) = signature.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_digest.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+async fn github_webhook(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let Some(secret) = &state.webhook_secret else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "no webhook secret is configured on this server\n",
+        );
+    };
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !signature_valid(secret.as_bytes(), &body, signature) {
+        tracing::warn!("webhook refused: missing or wrong X-Hub-Signature-256");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong X-Hub-Signature-256\n",
+        );
+    }
+    let event = headers
+        .get("x-github-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("push");
+    match event {
+        "ping" => (StatusCode::OK, "pong\n"),
+        "push" => match state.writer.request_sync(Vec::new()) {
+            Ok(()) => (StatusCode::ACCEPTED, "fetching\n"),
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy; the next poll will fetch\n",
+            ),
+        },
+        _ => (StatusCode::OK, "ignored\n"),
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> String {
+    let s = &state.stats;
+    let mut text = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "release_manager_batches_total",
+        "counter",
+        "Batches pushed by the writer.",
+        s.batches.load(Relaxed),
+    );
+    metric(
+        "release_manager_commits_total",
+        "counter",
+        "Commits pushed by the writer.",
+        s.commits.load(Relaxed),
+    );
+    metric(
+        "release_manager_push_conflicts_total",
+        "counter",
+        "Pushes rejected because the remote moved.",
+        s.conflicts.load(Relaxed),
+    );
+    metric(
+        "release_manager_largest_batch",
+        "gauge",
+        "Most commits pushed at once.",
+        s.largest_batch.load(Relaxed),
+    );
+    metric(
+        "release_manager_queue_depth",
+        "gauge",
+        "Writes waiting for the writer.",
+        state.writer.queue_depth() as u64,
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_signatures() {
+        // The example from GitHub's documentation on validating deliveries.
+        let secret = b"It's a Secret to Everybody";
+        let body = b"Hello, World!";
+        let signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert!(signature_valid(secret, body, signature));
+        assert!(!signature_valid(b"wrong", body, signature));
+        assert!(!signature_valid(secret, b"Hello, World?", signature));
+        assert!(!signature_valid(secret, body, "sha1=757107ea"));
+        assert!(!signature_valid(secret, body, ""));
+        assert!(!signature_valid(secret, body, "sha256=zz"));
+    }
+}

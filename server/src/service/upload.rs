@@ -1,0 +1,183 @@
+//! Receiving a build upload (`PushArtifact`): the chunk stream is read into
+//! memory within size and file-count limits, every path is checked to stay
+//! inside the build folder, and artifact.json is parsed strictly. Nothing
+//! reaches the writer unless the whole upload is valid.
+
+use release_manager::names;
+use release_manager::pb;
+use release_manager::spec::ArtifactSpec;
+use tonic::{Status, Streaming};
+
+use crate::flows::{BuildUpload, Settings};
+
+/// Bounds on one upload.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Total bytes of all files.
+    pub max_bytes: usize,
+    /// Number of files.
+    pub max_files: usize,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        UploadLimits {
+            max_bytes: 32 << 20,
+            max_files: 1000,
+        }
+    }
+}
+
+/// Longest path inside a build folder.
+const MAX_PATH: usize = 512;
+
+/// Checks one path of an upload: `artifact.json`, or a file under one of
+/// the configured environment folders, with plain components only.
+pub fn check_path(path: &str, settings: &Settings) -> Result<(), String> {
+    if path == "artifact.json" {
+        return Ok(());
+    }
+    if path.is_empty() {
+        return Err("a file has an empty path".into());
+    }
+    if path.len() > MAX_PATH {
+        return Err(format!(
+            "path {:?}... is longer than {MAX_PATH} bytes",
+            &path[..40]
+        ));
+    }
+    if path.starts_with('/') || path.contains('\\') {
+        return Err(format!(
+            "path {path:?} must be relative, with '/' separators"
+        ));
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts {
+        if part.is_empty() || *part == "." || *part == ".." {
+            return Err(format!(
+                "path {path:?} must not contain empty, '.' or '..' segments"
+            ));
+        }
+        if part.chars().any(|c| c.is_control()) {
+            return Err(format!("path {path:?} must not contain control characters"));
+        }
+    }
+    if parts.len() < 2 || !settings.environments.iter().any(|e| e == parts[0]) {
+        return Err(format!(
+            "path {path:?} is outside the build's environment folders ({}) and is not artifact.json",
+            settings.environments.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and validates a whole upload.
+pub async fn receive(
+    mut stream: Streaming<pb::PushArtifactRequest>,
+    settings: &Settings,
+    limits: &UploadLimits,
+) -> Result<BuildUpload, Status> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.message().await? {
+        total += chunk.data.len();
+        if total > limits.max_bytes {
+            return Err(Status::invalid_argument(format!(
+                "upload too large: more than {} bytes",
+                limits.max_bytes
+            )));
+        }
+        match files.last_mut() {
+            Some((path, data)) if *path == chunk.path => data.extend_from_slice(&chunk.data),
+            _ => {
+                check_path(&chunk.path, settings).map_err(Status::invalid_argument)?;
+                if files.iter().any(|(p, _)| *p == chunk.path) {
+                    return Err(Status::invalid_argument(format!(
+                        "file {:?} is sent twice",
+                        chunk.path
+                    )));
+                }
+                if files.len() >= limits.max_files {
+                    return Err(Status::invalid_argument(format!(
+                        "upload has too many files: more than {}",
+                        limits.max_files
+                    )));
+                }
+                files.push((chunk.path, chunk.data));
+            }
+        }
+    }
+    let spec_bytes = files
+        .iter()
+        .find(|(p, _)| p == "artifact.json")
+        .map(|(_, d)| d.as_slice())
+        .ok_or_else(|| Status::invalid_argument("the upload has no artifact.json"))?;
+    let spec = ArtifactSpec::parse(spec_bytes)
+        .map_err(|e| Status::invalid_argument(format!("artifact.json: {e}")))?;
+    let invalid = |e: names::NameError| Status::invalid_argument(format!("artifact.json: {e}"));
+    if spec.service.is_empty() {
+        return Err(Status::invalid_argument(
+            "artifact.json: service is missing",
+        ));
+    }
+    names::check_service(&spec.service).map_err(invalid)?;
+    if spec.application.branch.is_empty() {
+        return Err(Status::invalid_argument(
+            "artifact.json: application.branch is missing",
+        ));
+    }
+    names::check_branch(&spec.application.branch, &settings.environments).map_err(invalid)?;
+    names::check_artifact_id(&spec.id).map_err(invalid)?;
+    if !spec.namespace.is_empty() {
+        names::check_namespace(&spec.namespace).map_err(invalid)?;
+    }
+    if files.len() < 2 {
+        return Err(Status::invalid_argument(
+            "the upload has no manifests: expected files under at least one environment folder",
+        ));
+    }
+    Ok(BuildUpload {
+        service: spec.service.clone(),
+        branch: spec.application.branch.clone(),
+        artifact_id: spec.id.clone(),
+        author_name: spec.application.author_name.clone(),
+        author_email: spec.application.author_email.clone(),
+        files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            environments: vec!["dev".into(), "prod".into()],
+            default_branch: "master".into(),
+            global_restrictions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn paths_stay_inside_the_build_folder() {
+        let s = settings();
+        check_path("artifact.json", &s).unwrap();
+        check_path("dev/deployment.yaml", &s).unwrap();
+        check_path("prod/sub/x.yaml", &s).unwrap();
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "dev/../../x",
+            "dev/./x",
+            "dev//x",
+            "dev",
+            "qa/x.yaml",
+            "README.md",
+            "dev\\x",
+            "dev/x\u{0}",
+        ] {
+            assert!(check_path(bad, &s).is_err(), "{bad:?} must be refused");
+        }
+    }
+}
