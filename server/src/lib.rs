@@ -55,6 +55,7 @@ pub struct RunningServer {
     pub http_addr: Option<SocketAddr>,
     background: Vec<tokio::task::JoinHandle<()>>,
     background_stop: tokio::sync::watch::Sender<bool>,
+    writer_handle: writer::WriterHandle,
     /// Writer counters.
     pub stats: Arc<WriterStats>,
     shutdown: oneshot::Sender<()>,
@@ -63,6 +64,12 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Fetches the remote now and runs the auto-releases that makes due;
+    /// returns once they are pushed. Writes queued before are done too.
+    pub async fn sync(&self) -> Result<(), error::FlowError> {
+        self.writer_handle.sync(Vec::new()).await
+    }
+
     /// Stops accepting, lets the batch in flight finish and be pushed, and
     /// waits for the writer to stop.
     pub async fn shutdown(self) {
@@ -73,6 +80,7 @@ impl RunningServer {
             let _ = task.await;
         }
         let _ = self.shutdown.send(());
+        drop(self.writer_handle);
         match self.serve.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "gRPC server stopped with an error"),
@@ -236,6 +244,7 @@ pub async fn start(
         settings.clone(),
         auth.clone(),
     );
+    let writer_handle = writer.clone();
     let release = ReleaseServiceHandler::new(
         writer,
         reader,
@@ -262,6 +271,7 @@ pub async fn start(
         http_addr,
         background,
         background_stop,
+        writer_handle,
         stats,
         shutdown,
         serve,

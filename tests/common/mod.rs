@@ -298,3 +298,42 @@ pub fn commit_info(repo: &ConfigRepo, rev: &str) -> CommitInfo {
         changed,
     }
 }
+
+/// Waits (bounded) until `check` holds, polling; panics with `what` on
+/// timeout. For effects of background work such as polls.
+pub async fn wait_until(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Subjects of the commits on the remote's master, newest first.
+pub fn subjects(repo: &ConfigRepo) -> Vec<String> {
+    repo.remote_git(&["log", "--format=%s", "master"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs hamctl in process with a fixed committer identity.
+pub async fn hamctl(args: &[&str]) -> (i32, String, String) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("GIT_COMMITTER_NAME", "Olga Operator");
+        std::env::set_var("GIT_COMMITTER_EMAIL", "olga@example.com");
+    });
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut argv = vec!["hamctl"];
+    argv.extend_from_slice(args);
+    let code = hamctl::run_with_output(argv, &mut out, &mut err).await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
