@@ -1,0 +1,231 @@
+//! The artifact CLI as a CI pipeline runs it, against the real server: the
+//! build lands as a build commit with the right tree and is auto-released
+//! in the same push.
+
+mod common;
+
+use common::*;
+use release_manager::pb;
+
+async fn artifact(root: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut argv = vec!["artifact", "--root", root.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let clock = artifact::Clock::fixed("2026-03-04T05:06:07Z".parse().unwrap());
+    let code = artifact::run_with_clock(argv, &mut out, &mut err, &clock).await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_ci_pipeline_pushes_a_build_that_is_auto_released() {
+    let mut repo = ConfigRepo::new();
+    repo.add_build("checkout", "master", 1);
+    repo.push();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.auth.hamctl_token = Some("ops".into());
+        config.auth.artifact_token = Some("ci-token".into());
+        config.auth.unauthenticated = false;
+    })
+    .await;
+    let url = server.url.clone();
+    let (code, _, err) = hamctl(&[
+        "--server",
+        &url,
+        "--auth-token",
+        "ops",
+        "policy",
+        "--service",
+        "checkout",
+        "apply",
+        "auto-release",
+        "--branch",
+        "master",
+        "--env",
+        "dev",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+
+    // The CI job's build folder: manifests per environment.
+    let root = tempfile::tempdir().unwrap();
+    for env in ["dev", "prod"] {
+        std::fs::create_dir_all(root.path().join(env)).unwrap();
+        std::fs::write(
+            root.path().join(env).join("deployment.yaml"),
+            format!("kind: Deployment # {env}\n"),
+        )
+        .unwrap();
+    }
+    let steps: Vec<Vec<&str>> = vec![
+        vec![
+            "init",
+            "--artifact-id",
+            "master-abc-2",
+            "--service",
+            "checkout",
+            "--git-branch",
+            "master",
+            "--git-sha",
+            "abc123",
+            "--git-author-name",
+            "Ci Author",
+            "--git-author-email",
+            "author@example.com",
+            "--git-message",
+            "Speed up checkout",
+            "--ci-job-url",
+            "https://ci.example.com/checkout/2",
+        ],
+        vec![
+            "add",
+            "build",
+            "--image",
+            "registry/checkout",
+            "--tag",
+            "master-abc-2",
+            "--docker-version",
+            "27.0",
+        ],
+        vec![
+            "add",
+            "push",
+            "--image",
+            "registry/checkout",
+            "--tag",
+            "master-abc-2",
+            "--docker-version",
+            "27.0",
+        ],
+        vec![
+            "add",
+            "test",
+            "--passed",
+            "10",
+            "--failed",
+            "0",
+            "--skipped",
+            "1",
+        ],
+        vec![
+            "add",
+            "snyk-code",
+            "--language",
+            "go",
+            "--snyk-version",
+            "1.0",
+            "--url",
+            "https://snyk",
+            "--high",
+            "0",
+            "--medium",
+            "1",
+            "--low",
+            "2",
+        ],
+        vec!["end"],
+    ];
+    for step in steps {
+        let (code, _, err) = artifact(root.path(), &step).await;
+        assert_eq!(code, 0, "{step:?}: {err}");
+    }
+    let written = std::fs::read_to_string(root.path().join("artifact.json")).unwrap();
+    assert!(
+        written.contains("\"end\": \"2026-03-04T05:06:07Z\""),
+        "{written}"
+    );
+
+    let (code, _, err) = artifact(
+        root.path(),
+        &["push", "--server", &url, "--auth-token", "ops"],
+    )
+    .await;
+    assert_eq!(code, 1, "the hamctl token cannot upload");
+    assert!(err.contains("error:"), "{err}");
+
+    let (code, out, err) = artifact(
+        root.path(),
+        &["push", "--server", &url, "--auth-token", "ci-token"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("master-abc-2") && out.contains("checkout"),
+        "{out}"
+    );
+    assert!(out.contains("dev"), "the auto-release is reported: {out}");
+
+    // The build commit, then the auto-release on top of it.
+    let build = commit_info(&repo, "master~1");
+    assert_eq!(build.subject, "[checkout] build tag master-abc-2");
+    assert_eq!(build.author, "Ci Author <author@example.com>");
+    assert_eq!(
+        build.changed,
+        [
+            "builds/checkout/master/artifact.json",
+            "builds/checkout/master/dev/deployment.yaml",
+            "builds/checkout/master/dev/service.yaml",
+            "builds/checkout/master/prod/deployment.yaml",
+            "builds/checkout/master/prod/service.yaml",
+            "builds/checkout/master/staging/deployment.yaml",
+            "builds/checkout/master/staging/service.yaml",
+        ]
+    );
+    assert_eq!(
+        repo.remote_file("builds/checkout/master/artifact.json")
+            .unwrap(),
+        written
+    );
+    let release = commit_info(&repo, "master");
+    assert_eq!(release.subject, "[dev/checkout] release master-abc-2");
+    assert!(release.body.contains("Release-intent: auto-release"));
+    assert_eq!(
+        repo.remote_file("dev/releases/dev/checkout/deployment.yaml")
+            .unwrap(),
+        "kind: Deployment # dev\n"
+    );
+
+    // Status shows what the spec says.
+    let channel = tonic::transport::Channel::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client =
+        release_manager::pb::release_service_client::ReleaseServiceClient::with_interceptor(
+            channel,
+            |mut r: tonic::Request<()>| {
+                r.metadata_mut()
+                    .insert("authorization", "Bearer ops".parse().unwrap());
+                Ok(r)
+            },
+        );
+    let status = client
+        .status(pb::StatusRequest {
+            service: "checkout".into(),
+            namespace: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let dev = status.environments[0].artifact.as_ref().unwrap();
+    assert_eq!(dev.artifact_id, "master-abc-2");
+    assert_eq!(dev.message, "Speed up checkout");
+    let v = dev.vulnerabilities.unwrap();
+    assert_eq!((v.high, v.medium, v.low), (0, 1, 2));
+
+    // Pushing the same build again changes nothing.
+    let head = repo.remote_head();
+    let (code, out, _) = artifact(
+        root.path(),
+        &["push", "--server", &url, "--auth-token", "ci-token"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("already"), "{out}");
+    assert_eq!(repo.remote_head(), head);
+    server.stop().await;
+}
