@@ -1,7 +1,9 @@
 //! The release manager's API crate: the generated gRPC stubs of `proto/`, and
 //! the types the server and both CLIs share (names rules, the artifact.json
-//! spec). It never touches git.
+//! spec), and the plumbing both CLIs share (`cli_support`). It never touches
+//! git.
 
+pub mod cli_support;
 pub mod names;
 pub mod spec;
 

@@ -4,7 +4,9 @@
 //! the command line, dispatches to one module per command, and turns every
 //! failure into one `error: ...` line on stderr. It must not read or write
 //! artifact.json, talk to the server or format results itself; the command
-//! modules do that through `spec_file`, `client` and `error`.
+//! modules do that through `spec_file`, `error` and
+//! `release_manager::cli_support` (which also prints clap's messages and the
+//! final error line).
 //!
 //! Exit codes: 0 on success (also for `--help` and `--version`), 1 when the
 //! operation failed, 2 for usage errors.
@@ -29,7 +31,6 @@
 
 mod add;
 mod cli;
-mod client;
 mod clock;
 mod end;
 mod error;
@@ -41,6 +42,9 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use clap::Parser;
+use release_manager::cli_support::{
+    self, is_broken_pipe, report_clap_error, report_outcome, Colour,
+};
 
 pub use crate::clock::{Clock, FIXED_TIME_ENV};
 
@@ -48,12 +52,12 @@ use crate::cli::{Cli, Command};
 use crate::error::CliError;
 
 /// Exit code of a successful run.
-pub const EXIT_SUCCESS: i32 = 0;
+pub const EXIT_SUCCESS: i32 = cli_support::EXIT_SUCCESS;
 /// Exit code when the operation failed (missing or invalid artifact.json,
 /// unreadable build folder, server error, unreachable server, ...).
-pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_FAILURE: i32 = cli_support::EXIT_FAILURE;
 /// Exit code of a usage error (unknown flag, missing argument, ...).
-pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_USAGE: i32 = cli_support::EXIT_USAGE;
 
 /// Runs artifact with the process's stdout and stderr and returns the exit
 /// code.
@@ -116,18 +120,15 @@ where
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(clap_error) => return report_clap_error(&clap_error, out, err),
+        // Nothing artifact prints is coloured.
+        Err(clap_error) => return report_clap_error(&clap_error, out, err, Colour::default()),
     };
-    match dispatch(cli, out, clock).await {
-        Ok(()) => EXIT_SUCCESS,
-        // The work is done; only its report could not be read to the end.
-        Err(CliError::Output(io)) if io.kind() == std::io::ErrorKind::BrokenPipe => EXIT_SUCCESS,
-        Err(error) => {
-            // Nothing sensible is left to do when stderr itself is gone.
-            let _ = writeln!(err, "error: {error}");
-            EXIT_FAILURE
-        }
-    }
+    let outcome = dispatch(cli, out, clock).await;
+    report_outcome(
+        outcome,
+        |error| matches!(error, CliError::Output(io) if is_broken_pipe(io)),
+        err,
+    )
 }
 
 async fn dispatch(
@@ -150,26 +151,6 @@ fn resolve_clock(given: Option<&Clock>) -> Result<Clock, CliError> {
         Some(clock) => Ok(clock.clone()),
         None => Clock::from_env().map_err(CliError::Clock),
     }
-}
-
-/// Prints clap's own message: help and version on stdout (exit 0), usage
-/// errors on stderr (exit 2).
-fn report_clap_error<'a>(
-    clap_error: &clap::Error,
-    out: &'a mut (dyn Write + Send),
-    err: &'a mut (dyn Write + Send),
-) -> i32 {
-    let text = clap_error.render().to_string();
-    let (stream, code) = if clap_error.use_stderr() {
-        (err, EXIT_USAGE)
-    } else {
-        (out, EXIT_SUCCESS)
-    };
-    // Nothing sensible is left to do when that stream is closed.
-    let _ = stream
-        .write_all(text.as_bytes())
-        .and_then(|()| stream.flush());
-    code
 }
 
 #[cfg(test)]

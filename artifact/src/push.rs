@@ -13,11 +13,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use release_manager::cli_support::{self, parse_server_url};
 use release_manager::pb::{Outcome, PushArtifactRequest, PushArtifactResponse, ReleaseResult};
 use release_manager::spec::ArtifactSpec;
 
 use crate::cli::GlobalArgs;
-use crate::client::{self, parse_server_url};
 use crate::error::{show_path, CliError};
 use crate::spec_file::SpecFile;
 
@@ -104,7 +104,7 @@ pub(crate) async fn run(
     files.extend(manifests);
 
     let mut client =
-        client::release_client(&args.server, args.auth_token.as_deref().unwrap_or_default())
+        cli_support::release_client(&args.server, args.auth_token.as_deref().unwrap_or_default())
             .await?;
     let messages = files.into_iter().flat_map(BuildFile::into_messages);
     let response = client

@@ -44,17 +44,21 @@ mod watch;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 
+use release_manager::cli_support::{
+    self, is_broken_pipe, report_clap_error, report_outcome, Colour,
+};
+
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
 use crate::output::Printer;
 
 /// Exit code of a successful run.
-pub const EXIT_SUCCESS: i32 = 0;
+pub const EXIT_SUCCESS: i32 = cli_support::EXIT_SUCCESS;
 /// Exit code when the operation failed (server error, unreachable server,
 /// unknown committer, ...).
-pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_FAILURE: i32 = cli_support::EXIT_FAILURE;
 /// Exit code of a usage error (unknown flag, missing argument, ...).
-pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_USAGE: i32 = cli_support::EXIT_USAGE;
 
 /// Runs hamctl with the process's stdout and stderr and returns the exit code.
 ///
@@ -67,9 +71,9 @@ where
     T: Into<OsString> + Clone,
 {
     let colour = colour_allowed();
-    let style = Style {
-        out_colour: colour && std::io::stdout().is_terminal(),
-        err_colour: colour && std::io::stderr().is_terminal(),
+    let style = Colour {
+        out: colour && std::io::stdout().is_terminal(),
+        err: colour && std::io::stderr().is_terminal(),
     };
     // Not the locked handles: those are not `Send`, and the future may be.
     let mut out = std::io::stdout();
@@ -91,7 +95,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    run_styled(args, out, err, Style::default()).await
+    run_styled(args, out, err, Colour::default()).await
 }
 
 /// Whether colour may be used at all (see <https://no-color.org>).
@@ -99,18 +103,11 @@ fn colour_allowed() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
-/// Where ANSI styling may be written.
-#[derive(Debug, Clone, Copy, Default)]
-struct Style {
-    out_colour: bool,
-    err_colour: bool,
-}
-
 async fn run_styled<I, T>(
     args: I,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
-    style: Style,
+    style: Colour,
 ) -> i32
 where
     I: IntoIterator<Item = T>,
@@ -120,16 +117,13 @@ where
         Ok(cli) => cli,
         Err(clap_error) => return report_clap_error(&clap_error, out, err, style),
     };
-    let mut printer = Printer::new(out, cli.global.output, style.out_colour);
-    match dispatch(cli, &mut printer).await {
-        Ok(()) => EXIT_SUCCESS,
-        Err(CliError::Output(io)) if io.kind() == std::io::ErrorKind::BrokenPipe => EXIT_SUCCESS,
-        Err(error) => {
-            // Nothing sensible is left to do when stderr itself is gone.
-            let _ = writeln!(err, "error: {error}");
-            EXIT_FAILURE
-        }
-    }
+    let mut printer = Printer::new(out, cli.global.output, style.out);
+    let outcome = dispatch(cli, &mut printer).await;
+    report_outcome(
+        outcome,
+        |error| matches!(error, CliError::Output(io) if is_broken_pipe(io)),
+        err,
+    )
 }
 
 async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
@@ -143,33 +137,6 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
     }
-}
-
-/// Prints clap's own message: help and version on stdout (exit 0), usage
-/// errors on stderr (exit 2).
-fn report_clap_error<'a>(
-    clap_error: &clap::Error,
-    out: &'a mut (dyn Write + Send),
-    err: &'a mut (dyn Write + Send),
-    style: Style,
-) -> i32 {
-    let rendered = clap_error.render();
-    // clap sends help and version to stdout and everything else to stderr.
-    let (stream, colour, code) = if clap_error.use_stderr() {
-        (err, style.err_colour, EXIT_USAGE)
-    } else {
-        (out, style.out_colour, EXIT_SUCCESS)
-    };
-    let text = if colour {
-        rendered.ansi().to_string()
-    } else {
-        rendered.to_string()
-    };
-    // Nothing sensible is left to do when that stream is closed.
-    let _ = stream
-        .write_all(text.as_bytes())
-        .and_then(|()| stream.flush());
-    code
 }
 
 #[cfg(test)]

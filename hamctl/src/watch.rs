@@ -9,12 +9,13 @@
 use std::future::Future;
 
 use clap::Args;
+use release_manager::cli_support::one_line;
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{WatchEventsRequest, WatchEventsResponse};
 use serde_json::{json, Value};
 
 use crate::cli::{GlobalArgs, OutputFormat};
-use crate::error::{one_line, CliError};
+use crate::error::CliError;
 use crate::output::Printer;
 use crate::{client, present};
 

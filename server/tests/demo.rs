@@ -33,7 +33,14 @@ async fn the_demo_server_works_with_hamctl_out_of_the_box() {
     std::env::set_var("GIT_COMMITTER_EMAIL", "demo@example.com");
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_release-manager"))
-        .args(["start", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data.path())
         .env_remove("HAMCTL_AUTH_TOKEN")
         .env_remove("RELEASE_MANAGER_CONFIG_REPO")

@@ -136,6 +136,8 @@ impl ServerProcess {
             .args([
                 "start",
                 "--unauthenticated",
+                "--http-listen",
+                "127.0.0.1:0",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--config-repo",
