@@ -2,7 +2,7 @@
 TAG ?= latest
 IMAGE ?= release-manager
 
-.PHONY: build build_server test lint run bench build_server_docker push_server_docker
+.PHONY: build build_server test lint run bench bench-quick build_server_docker push_server_docker
 
 build:
 	cargo build --release --workspace
@@ -19,6 +19,14 @@ lint:
 
 run:
 	cargo run --release --bin release-manager -- start
+
+# The release benchmark against the git command-line baselines (~2 min;
+# bench-quick ~1 min). Never part of the tests.
+bench:
+	cargo bench -p release-manager-server --bench release
+
+bench-quick:
+	cargo bench -p release-manager-server --bench release -- --quick
 
 build_server_docker:
 	docker build -t $(IMAGE):$(TAG) .

@@ -622,3 +622,22 @@ async fn hamctl_watch_sees_a_release_made_by_another_client() {
     assert!(!out.contains(" to prod"), "{out}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_open_event_streams() {
+    let repo = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+    let mut stream = client
+        .watch_events(pb::WatchEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::timeout(Duration::from_secs(20), server.stop())
+        .await
+        .expect("shutdown does not wait for watchers");
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the stream ends");
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+}

@@ -56,6 +56,7 @@ pub struct RunningServer {
     background: Vec<tokio::task::JoinHandle<()>>,
     background_stop: tokio::sync::watch::Sender<bool>,
     writer_handle: writer::WriterHandle,
+    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
     /// Writer counters.
     pub stats: Arc<WriterStats>,
     shutdown: oneshot::Sender<()>,
@@ -79,6 +80,9 @@ impl RunningServer {
         for task in self.background {
             let _ = task.await;
         }
+        // Event streams never end by themselves; an empty event tells each
+        // to finish, so the graceful shutdown does not wait for watchers.
+        let _ = self.events.send(pb::WatchEventsResponse::default());
         let _ = self.shutdown.send(());
         drop(self.writer_handle);
         match self.serve.await {
@@ -251,7 +255,7 @@ pub async fn start(
         settings,
         auth.clone(),
         config.uploads,
-        events,
+        events.clone(),
     );
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
@@ -272,6 +276,7 @@ pub async fn start(
         background,
         background_stop,
         writer_handle,
+        events,
         stats,
         shutdown,
         serve,

@@ -350,6 +350,8 @@ impl ReleaseService for ReleaseServiceHandler {
         }
         let events = tokio_stream::wrappers::BroadcastStream::new(self.events.subscribe());
         let stream = tokio_stream::StreamExt::filter_map(events, move |event| match event {
+            // The server is stopping: the marker ends the stream below.
+            Ok(event) if event.event.is_none() => Some(Ok(event)),
             Ok(event) if crate::events::matches(&event, &r.service, &r.environment) => {
                 Some(Ok(event))
             }
@@ -361,6 +363,10 @@ impl ReleaseService for ReleaseServiceHandler {
                 None
             }
         });
+        let stream = tokio_stream::StreamExt::take_while(
+            stream,
+            |item| !matches!(item, Ok(event) if event.event.is_none()),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }
