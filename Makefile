@@ -10,7 +10,10 @@ build:
 build_server:
 	cargo build --release -p release-manager-server
 
+# Installs missing test prerequisites (git, OpenSSH's sshd, ...) when it
+# can, then runs every test.
 test:
+	bash .ci/install-deps
 	cargo test --workspace
 
 lint:

@@ -82,7 +82,10 @@ pub fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
             // TLS certificates: let libgit2's own verification decide.
             return Ok(CertificateCheckStatus::CertificatePassthrough);
         };
+        // libgit2 reports a refusal as "invalid or unknown remote ssh
+        // hostkey"; the log says why.
         let (Some(key), Some(path)) = (hostkey.hostkey(), &credentials.ssh_known_hosts) else {
+            tracing::error!(%host, "SSH host key cannot be checked: no --ssh-known-hosts file");
             return Err(git2::Error::from_str(
                 "SSH host key cannot be checked: no --ssh-known-hosts file",
             ));
@@ -92,6 +95,7 @@ pub fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
         if known_hosts_allows(&known, host, key) {
             Ok(CertificateCheckStatus::CertificateOk)
         } else {
+            tracing::error!(%host, known_hosts = %path.display(), "SSH host key is not in the known_hosts file");
             Err(git2::Error::from_str(&format!(
                 "SSH host key of {host} is not in the known_hosts file"
             )))

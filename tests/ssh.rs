@@ -1,0 +1,213 @@
+//! The config repository over SSH, as production runs it: a real sshd on
+//! loopback, a private key file, host keys checked against a known_hosts
+//! file. Needs OpenSSH's server (`sshd`), which `.ci/run` installs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use release_manager::pb;
+use release_manager_server::repo::remote::{GitCredentials, RemoteLocation};
+
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success());
+}
+
+fn user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id runs");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn start_sshd() -> Sshd {
+    let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("OpenSSH's sshd is installed (apt-get install openssh-server; .ci/run does it)");
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("host_key"));
+    keygen(&dir.path().join("client_key"));
+    std::fs::copy(
+        dir.path().join("client_key.pub"),
+        dir.path().join("authorized_keys"),
+    )
+    .unwrap();
+    // sshd insists on its privilege separation directory.
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nAuthorizedKeysFile {dir}/authorized_keys\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nStrictModes no\n\
+         UsePAM no\nPermitRootLogin yes\nPidFile {dir}/sshd.pid\nAllowUsers {user}\n",
+        dir = dir.path().display(),
+        user = user()
+    );
+    std::fs::write(dir.path().join("sshd_config"), config).unwrap();
+    let child = Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.path().join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sshd starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Sshd { child, port, dir }
+}
+
+impl Sshd {
+    fn url(&self, repo: &Path) -> String {
+        format!("ssh://{}@127.0.0.1:{}{}", user(), self.port, repo.display())
+    }
+
+    fn known_hosts(&self, key_file: &str) -> PathBuf {
+        let key = std::fs::read_to_string(self.dir.path().join(key_file)).unwrap();
+        let mut fields = key.split_whitespace();
+        let line = format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        );
+        let path = self.dir.path().join(format!("known_hosts-{key_file}"));
+        std::fs::write(&path, line).unwrap();
+        path
+    }
+
+    fn credentials(&self, known_hosts: PathBuf) -> GitCredentials {
+        GitCredentials {
+            ssh_private_key: Some(self.dir.path().join("client_key")),
+            ssh_known_hosts: Some(known_hosts),
+            https_token: None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_over_ssh_with_a_checked_host_key() {
+    let sshd = start_sshd();
+    let mut repo = ConfigRepo::new();
+    let first = repo.add_build("shop", "master", 1);
+    repo.push();
+    let url = sshd.url(&repo.remote);
+    let credentials = sshd.credentials(sshd.known_hosts("host_key.pub"));
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.config_repo = RemoteLocation::Network(url.clone());
+        config.credentials = credentials;
+    })
+    .await;
+    let mut client = server.client().await;
+    let released = client
+        .release(release_branch("shop", "dev", "master"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(released.artifact_id, first);
+    assert_eq!(released.commit_sha, repo.remote_head(), "pushed over SSH");
+
+    // Someone else pushes meanwhile: the SSH push is rejected, the server
+    // fetches over SSH and replays on top.
+    let second = repo.add_build("shop", "master", 2);
+    repo.push();
+    let theirs = repo.remote_head();
+    let released = client
+        .release(release_branch("shop", "staging", "master"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(released.artifact_id, second);
+    assert_eq!(commit_info(&repo, "master").parents, vec![theirs]);
+    let status = client
+        .status(pb::StatusRequest {
+            service: "shop".into(),
+            namespace: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.environments[1]
+            .artifact
+            .as_ref()
+            .unwrap()
+            .artifact_id,
+        second
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_host_key_is_refused() {
+    let sshd = start_sshd();
+    let repo = ConfigRepo::new();
+    let url = sshd.url(&repo.remote);
+    // known_hosts names another key for this host.
+    let credentials = sshd.credentials(sshd.known_hosts("client_key.pub"));
+    let mut config = release_manager_server::config::ServerConfig::local(
+        &repo.remote,
+        tempfile::tempdir().unwrap().keep(),
+    );
+    config.config_repo = RemoteLocation::Network(url.clone());
+    config.credentials = credentials;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = match release_manager_server::start(config, listener).await {
+        Ok(_) => panic!("the server must not trust an unknown host key"),
+        Err(e) => release_manager_server::status::chain(&e),
+    };
+    assert!(
+        error.contains("host key") || error.contains("hostkey"),
+        "{error}"
+    );
+
+    // And without any known_hosts file, nothing is trusted blindly.
+    let mut config = release_manager_server::config::ServerConfig::local(
+        &repo.remote,
+        tempfile::tempdir().unwrap().keep(),
+    );
+    config.config_repo = RemoteLocation::Network(url);
+    config.credentials = GitCredentials {
+        ssh_private_key: Some(sshd.dir.path().join("client_key")),
+        ssh_known_hosts: None,
+        https_token: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = match release_manager_server::start(config, listener).await {
+        Ok(_) => panic!("no known_hosts: refuse"),
+        Err(e) => release_manager_server::status::chain(&e),
+    };
+    assert!(
+        error.contains("host key") || error.contains("hostkey"),
+        "{error}"
+    );
+}
