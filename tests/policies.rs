@@ -37,8 +37,37 @@ fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Posts a push webhook; returns the HTTP status code.
+/// Posts a GitHub push webhook; returns the HTTP status code.
 async fn webhook(server: &TestServer, signature: Option<&str>) -> u16 {
+    let header = signature.map(|s| format!("X-Hub-Signature-256: {s}"));
+    post_webhook(server, "github", header.as_deref()).await
+}
+
+/// The Prometheus text of `GET /metrics`.
+async fn get_metrics(server: &TestServer) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server
+        .server
+        .as_ref()
+        .unwrap()
+        .http_addr
+        .expect("HTTP listener");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("metrics answer")
+    .unwrap();
+    response
+}
+
+/// Posts a push webhook to `/webhook/<kind>` with one extra header.
+async fn post_webhook(server: &TestServer, kind: &str, header: Option<&str>) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = server
         .server
@@ -48,11 +77,12 @@ async fn webhook(server: &TestServer, signature: Option<&str>) -> u16 {
         .expect("HTTP listener");
     let body = br#"{"ref":"refs/heads/master"}"#;
     let mut request = format!(
-        "POST /webhook/github HTTP/1.1\r\nHost: {addr}\r\nX-GitHub-Event: push\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "POST /webhook/{kind} HTTP/1.1\r\nHost: {addr}\r\nX-GitHub-Event: push\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
-    if let Some(signature) = signature {
-        request.push_str(&format!("X-Hub-Signature-256: {signature}\r\n"));
+    if let Some(header) = header {
+        request.push_str(header);
+        request.push_str("\r\n");
     }
     request.push_str("\r\n");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -237,6 +267,11 @@ async fn a_badly_signed_webhook_is_refused_and_releases_nothing() {
     );
     assert_eq!(webhook(&server, None).await, 401);
     assert_eq!(webhook(&server, Some("sha256=00")).await, 401);
+    assert_eq!(
+        post_webhook(&server, "gitlab", Some("X-Gitlab-Token: guess")).await,
+        401
+    );
+    assert_eq!(post_webhook(&server, "gitlab", None).await, 401);
     // A wrongly accepted webhook would have queued a fetch before this
     // (no-op) write; writes are applied in order, so once it is answered
     // any auto-release that fetch caused would be on the remote.

@@ -1,9 +1,10 @@
-//! The HTTP listener beside gRPC: `POST /webhook/github` (a push webhook
-//! that makes the server fetch at once, so builds CI pushed straight to the
-//! config repository are auto-released without waiting for the next poll)
-//! and `GET /metrics` (Prometheus text). A webhook must carry a valid
-//! `X-Hub-Signature-256`; anything else is refused with 401 and triggers
-//! nothing.
+//! The HTTP listener beside gRPC: `POST /webhook/github` and
+//! `POST /webhook/gitlab` (push webhooks that make the server fetch at once,
+//! so builds CI pushed straight to the config repository are auto-released
+//! without waiting for the next poll) and `GET /metrics` (Prometheus text).
+//! A GitHub webhook must carry a valid `X-Hub-Signature-256`, a GitLab one
+//! the secret in `X-Gitlab-Token`; anything else is refused with 401 and
+//! triggers nothing.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/webhook/github", post(github_webhook))
+        .route("/webhook/gitlab", post(gitlab_webhook))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -92,6 +94,39 @@ async fn github_webhook(
     }
 }
 
+/// GitLab sends the secret itself in `X-Gitlab-Token`; compared in
+/// constant time.
+async fn gitlab_webhook(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+) -> (StatusCode, &'static str) {
+    use subtle::ConstantTimeEq;
+    let Some(secret) = &state.webhook_secret else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "no webhook secret is configured on this server\n",
+        );
+    };
+    let token = headers
+        .get("x-gitlab-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !bool::from(token.ct_eq(secret.as_bytes())) {
+        tracing::warn!("webhook refused: missing or wrong X-Gitlab-Token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong X-Gitlab-Token\n",
+        );
+    }
+    match state.writer.request_sync(Vec::new()) {
+        Ok(()) => (StatusCode::ACCEPTED, "fetching\n"),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy; the next poll will fetch\n",
+        ),
+    }
+}
+
 async fn metrics(State(state): State<HttpState>) -> String {
     let s = &state.stats;
     let mut text = String::new();
@@ -130,6 +165,20 @@ async fn metrics(State(state): State<HttpState>) -> String {
         "Writes waiting for the writer.",
         state.writer.queue_depth() as u64,
     );
+    metric(
+        "release_manager_push_micros_total",
+        "counter",
+        "Microseconds spent in successful pushes (divide by batches for the mean).",
+        s.push_micros.load(Relaxed),
+    );
+    text.push_str("# HELP release_manager_releases_total Releases answered, by environment and outcome.\n# TYPE release_manager_releases_total counter\n");
+    for ((environment, outcome), count) in
+        s.releases.lock().expect("stats lock not poisoned").iter()
+    {
+        text.push_str(&format!(
+            "release_manager_releases_total{{environment=\"{environment}\",outcome=\"{outcome}\"}} {count}\n"
+        ));
+    }
     text
 }
 

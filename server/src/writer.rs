@@ -73,6 +73,33 @@ pub struct WriterStats {
     pub largest_batch: std::sync::atomic::AtomicU64,
     /// Pushes rejected because the remote moved.
     pub conflicts: std::sync::atomic::AtomicU64,
+    /// Time spent in successful pushes, in microseconds.
+    pub push_micros: std::sync::atomic::AtomicU64,
+    /// Releases answered, by environment and outcome (`applied`,
+    /// `already_up_to_date`).
+    pub releases: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+}
+
+impl WriterStats {
+    fn count_releases(&self, results: &[WriteResult]) {
+        let mut releases = self.releases.lock().expect("stats lock not poisoned");
+        let mut count = |done: &flows::ReleaseDone| {
+            let outcome = match done.outcome {
+                flows::Outcome::Applied => "applied",
+                flows::Outcome::AlreadyUpToDate => "already_up_to_date",
+            };
+            *releases
+                .entry((done.environment.clone(), outcome))
+                .or_default() += 1;
+        };
+        for result in results {
+            match result {
+                Ok(WriteDone::Release(done)) => count(done),
+                Ok(WriteDone::Build(build)) => build.auto_releases.iter().for_each(&mut count),
+                Ok(WriteDone::Policy(_)) | Err(_) => {}
+            }
+        }
+    }
 }
 
 /// The answer to one write.
@@ -323,6 +350,7 @@ impl Writer {
         let wrote = results
             .iter()
             .any(|r| r.as_ref().is_ok_and(|d| d.created()));
+        self.stats.count_releases(&results);
         for (job, result) in jobs.into_iter().zip(results) {
             match job.reply {
                 // A caller that went away no longer needs the answer.
@@ -401,6 +429,10 @@ impl Writer {
                         "batch pushed"
                     );
                     self.note_batch(commits);
+                    self.stats.push_micros.fetch_add(
+                        (began.elapsed() - applied).as_micros() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     let mut published = self.shared.write().expect("writer lock not poisoned");
                     published.index.absorb(pending);
                     published.tip = tip;
