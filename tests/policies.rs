@@ -301,6 +301,16 @@ async fn a_badly_signed_webhook_is_refused_and_releases_nothing() {
         || released(&repo, "dev", &build) == 1,
     )
     .await;
+    let metrics = get_metrics(&server).await;
+    assert!(
+        metrics
+            .contains("release_manager_releases_total{environment=\"dev\",outcome=\"applied\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("release_manager_commits_total 2"),
+        "a policy and a release: {metrics}"
+    );
     server.stop().await;
 }
 
