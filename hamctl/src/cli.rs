@@ -129,6 +129,7 @@ pub(crate) enum Command {
     Describe(describe::DescribeArgs),
     Policy(policy::PolicyArgs),
     Watch(watch::WatchArgs),
+    Completions(crate::completions::CompletionsArgs),
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 
 mod cli;
 mod client;
+mod completions;
 mod describe;
 mod error;
 mod identity;
@@ -136,6 +137,7 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Describe(args) => describe::run(args, global, printer).await,
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
+        Command::Completions(args) => completions::run(args, printer),
     }
 }
 
