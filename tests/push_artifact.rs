@@ -312,3 +312,64 @@ async fn bad_uploads_are_refused_and_change_nothing() {
         .expect("a good upload still works");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_branch_folder_never_swallows_a_nested_branch() {
+    let mut repo = ConfigRepo::new();
+    let nested = repo.add_build("shop", "feature/x", 1);
+    repo.push();
+    let server = server(&repo).await;
+    let spec = spec("shop", "feature", "feature-1");
+    push(
+        &server.url,
+        Some("ci"),
+        chunks(&[
+            ("artifact.json", &spec),
+            ("dev/deployment.yaml", "kind: Deployment\n"),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        repo.remote_ls("builds/shop/feature"),
+        ["artifact.json", "dev", "x"],
+        "feature/x is kept"
+    );
+    assert!(repo
+        .remote_file("builds/shop/feature/x/artifact.json")
+        .unwrap()
+        .contains(&nested));
+
+    // CI commits a new build of feature/x without trailers: it is known
+    // as a build of feature/x, not of feature.
+    let nested2 = repo.add_build("shop", "feature/x", 2);
+    repo.push();
+    server.server.as_ref().unwrap().sync().await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(server.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut ops = ReleaseServiceClient::with_interceptor(channel, |mut r: tonic::Request<()>| {
+        r.metadata_mut()
+            .insert("authorization", "Bearer ops".parse().unwrap());
+        Ok(r)
+    });
+    let released = ops
+        .release(release_artifact("shop", "dev", &nested2))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(released.branch, "feature/x");
+    let released = ops
+        .release(release_branch("shop", "dev", "feature"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(released.artifact_id, "feature-1");
+    server.stop().await;
+}

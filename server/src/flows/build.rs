@@ -27,6 +27,37 @@ pub struct BuildUpload {
     pub author_email: String,
 }
 
+/// `new` plus every subfolder of `old` that is not an environment folder
+/// (those belong to branches nested below this one).
+fn keep_nested_branches(
+    ctx: &FlowContext<'_>,
+    old: &git2::Tree<'_>,
+    new: git2::Oid,
+) -> Result<git2::Oid, FlowError> {
+    let repo = ctx.repo;
+    let new_tree = repo.find_tree(new).map_err(git("read a tree"))?;
+    let mut builder = repo
+        .treebuilder(Some(&new_tree))
+        .map_err(git("build a tree"))?;
+    let mut kept = false;
+    for entry in old.iter() {
+        let Some(name) = entry.name() else { continue };
+        let nested_branch = entry.kind() == Some(git2::ObjectType::Tree)
+            && !ctx.settings.environments.iter().any(|e| e == name)
+            && new_tree.get_name(name).is_none();
+        if nested_branch {
+            builder
+                .insert(name, entry.id(), entry.filemode())
+                .map_err(git("build a tree"))?;
+            kept = true;
+        }
+    }
+    if !kept {
+        return Ok(new);
+    }
+    builder.write().map_err(git("write a tree"))
+}
+
 /// Who commits builds: the server itself, on behalf of CI.
 const BUILD_COMMITTER: (&str, &str) = ("Release Manager", "release-manager@localhost");
 
@@ -52,6 +83,13 @@ pub(super) fn add_build(
     let parent = repo.find_commit(ctx.tip).map_err(git("read the tip"))?;
     let root = parent.tree().map_err(git("read the tip"))?;
     let base = format!("builds/{}/{}", upload.service, upload.branch);
+    // The folder of branch `feature` may hold the folder of branch
+    // `feature/x`: a new build of `feature` replaces its own files and
+    // environment folders, never another branch's.
+    let folder = match tree_at(repo, &root, &base).map_err(git("read a tree"))? {
+        Some(old) => keep_nested_branches(ctx, &old, folder)?,
+        None => folder,
+    };
     let done = |outcome, commit, created| BuildDone {
         outcome,
         service: upload.service.clone(),

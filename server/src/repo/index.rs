@@ -322,8 +322,18 @@ fn find_changed_branch(
     old: Option<&Tree<'_>>,
     prefix: &str,
 ) -> Result<Option<String>, git2::Error> {
-    if !prefix.is_empty() && new.get_name("artifact.json").is_some() {
-        return Ok(Some(prefix.to_string()));
+    // A folder whose artifact.json changed is the branch; one whose
+    // artifact.json did not may still hold a nested branch (`feature` and
+    // `feature/x`), so the search goes on below it.
+    if !prefix.is_empty() {
+        if let Some(spec) = new.get_name("artifact.json") {
+            let before = old
+                .and_then(|o| o.get_name("artifact.json"))
+                .map(|e| e.id());
+            if before != Some(spec.id()) {
+                return Ok(Some(prefix.to_string()));
+            }
+        }
     }
     for entry in new.iter() {
         if entry.kind() != Some(ObjectType::Tree) {

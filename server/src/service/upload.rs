@@ -61,6 +61,9 @@ pub fn check_path(path: &str, settings: &Settings) -> Result<(), String> {
         if part.chars().any(|c| c.is_control()) {
             return Err(format!("path {path:?} must not contain control characters"));
         }
+        if part.to_ascii_lowercase().starts_with(".git") {
+            return Err(format!("path {path:?} must not contain a {part:?} segment"));
+        }
     }
     if parts.len() < 2 || !settings.environments.iter().any(|e| e == parts[0]) {
         return Err(format!(
@@ -159,6 +162,13 @@ mod tests {
     }
 
     #[test]
+    fn long_paths_are_refused_without_splitting_characters() {
+        let long = format!("dev/{}", "é".repeat(300));
+        let err = check_path(&long, &settings()).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
+    }
+
+    #[test]
     fn paths_stay_inside_the_build_folder() {
         let s = settings();
         check_path("artifact.json", &s).unwrap();
@@ -176,6 +186,8 @@ mod tests {
             "README.md",
             "dev\\x",
             "dev/x\u{0}",
+            "dev/.git/config",
+            "dev/.gitmodules",
         ] {
             assert!(check_path(bad, &s).is_err(), "{bad:?} must be refused");
         }
