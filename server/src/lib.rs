@@ -157,7 +157,7 @@ pub async fn start(
                     index,
                     generation: 0,
                 },
-                arrived.services_with_builds(),
+                arrived.new_builds(),
             ))
         })
         .await

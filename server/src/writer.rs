@@ -112,18 +112,24 @@ enum Command {
         reply: oneshot::Sender<WriteResult>,
     },
     /// Fetch the remote, publish what others pushed, and run the
-    /// auto-releases due for new builds (and for `services`).
+    /// auto-releases due for new builds (and for `builds`, as
+    /// `(service, branch)`).
     Sync {
-        services: Vec<String>,
+        builds: Vec<NewBuild>,
         reply: Option<oneshot::Sender<Result<(), FlowError>>>,
     },
 }
 
+/// A build that arrived: `(service, branch)`.
+pub type NewBuild = (String, String);
+
 /// One write of a batch: a caller's, or one the writer derived itself (an
-/// auto-release after a fetch), which nobody waits for.
+/// auto-release after a fetch), which nobody waits for but which is tried
+/// again later if the remote could not take it.
 struct Job {
     request: WriteRequest,
     reply: Option<oneshot::Sender<WriteResult>>,
+    trigger: Option<NewBuild>,
 }
 
 /// The handlers' side of the queue. Cheap to clone.
@@ -144,19 +150,19 @@ impl WriterHandle {
     /// Asks for a fetch and the auto-releases it makes due, without
     /// waiting (poll, webhook). A full queue drops the request: the next
     /// one will do.
-    pub fn request_sync(&self, services: Vec<String>) -> Result<(), FlowError> {
+    pub fn request_sync(&self, builds: Vec<NewBuild>) -> Result<(), FlowError> {
         self.send(Command::Sync {
-            services,
+            builds,
             reply: None,
         })
     }
 
     /// Fetches and runs the auto-releases due, and waits until they are
     /// pushed.
-    pub async fn sync(&self, services: Vec<String>) -> Result<(), FlowError> {
+    pub async fn sync(&self, builds: Vec<NewBuild>) -> Result<(), FlowError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Sync {
-            services,
+            builds,
             reply: Some(reply),
         })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
@@ -198,6 +204,7 @@ pub fn spawn(
         config,
         stats: stats.clone(),
         events,
+        owed: std::cell::RefCell::new(Vec::new()),
     };
     let thread = std::thread::Builder::new()
         .name("release-writer".into())
@@ -213,6 +220,9 @@ struct Writer {
     config: WriterConfig,
     stats: Arc<WriterStats>,
     events: broadcast::Sender<pb::WatchEventsResponse>,
+    /// Builds whose auto-releases are still to be made (the remote moved or
+    /// failed before they were pushed).
+    owed: std::cell::RefCell<Vec<NewBuild>>,
 }
 
 impl Writer {
@@ -301,47 +311,47 @@ impl Writer {
     }
 
     /// Runs one batch of commands: a fetch first when any asked for one
-    /// (adding the auto-releases it makes due), then every write, pushed
-    /// together. Answers everyone; returns whether a pack was written.
+    /// (adding the auto-releases it makes due, and those still owed from
+    /// earlier), then every write, pushed together. Answers everyone;
+    /// returns whether a pack was written.
     fn run_commands(&self, commands: Vec<Command>, mempack: Option<&Mempack<'_>>) -> bool {
         let mut jobs = Vec::with_capacity(commands.len());
         let mut sync_replies = Vec::new();
-        let mut sync_services: Option<Vec<String>> = None;
+        let mut sync_builds: Option<Vec<NewBuild>> = None;
         for command in commands {
             match command {
                 Command::Write { request, reply } => jobs.push(Job {
                     request,
                     reply: Some(reply),
+                    trigger: None,
                 }),
-                Command::Sync { services, reply } => {
-                    sync_services.get_or_insert_with(Vec::new).extend(services);
+                Command::Sync { builds, reply } => {
+                    sync_builds.get_or_insert_with(Vec::new).extend(builds);
                     sync_replies.extend(reply);
                 }
             }
         }
         let mut sync_result = Ok(());
-        if let Some(mut services) = sync_services {
+        let mut owed = self.owed.take();
+        let synced = sync_builds.is_some();
+        if let Some(builds) = sync_builds {
             match self.sync() {
                 Ok(new_builds) => {
-                    services.extend(new_builds);
-                    services.sort();
-                    services.dedup();
-                    let due = self.due_auto_releases(&services);
-                    // Derived writes go first: they are older news.
-                    jobs.splice(
-                        0..0,
-                        due.into_iter().map(|request| Job {
-                            request,
-                            reply: None,
-                        }),
-                    );
+                    owed.extend(builds);
+                    owed.extend(new_builds);
                 }
                 Err(e) => {
                     tracing::warn!(error = %chain(&e), "fetch failed");
+                    owed.extend(builds);
                     sync_result = Err(e);
                 }
             }
         }
+        owed.sort();
+        owed.dedup();
+        // Derived writes go first: they are older news.
+        let due = self.due_auto_releases(&owed);
+        jobs.splice(0..0, due);
         let results = if jobs.is_empty() {
             Vec::new()
         } else {
@@ -362,9 +372,24 @@ impl Writer {
                         tracing::info!(intent = %job.request.intent.summary(), commit = %done.commit(), created = done.created(), "auto-release done")
                     }
                     Err(e) => {
-                        tracing::warn!(intent = %job.request.intent.summary(), error = %chain(&e), "auto-release failed")
+                        tracing::warn!(intent = %job.request.intent.summary(), error = %chain(&e), "auto-release failed");
+                        // The remote did not take it: owed until it does.
+                        if matches!(
+                            e,
+                            FlowError::RemoteUnavailable(_) | FlowError::Conflict { .. }
+                        ) {
+                            self.owed.borrow_mut().extend(job.trigger);
+                        }
                     }
                 },
+            }
+        }
+        if synced && sync_result.is_ok() && self.owed.borrow().is_empty() {
+            // Every build up to here had its auto-releases: a restart need
+            // not look further back than this.
+            let tip = self.shared.read().expect("writer lock not poisoned").tip;
+            if let Err(e) = self.mirror.mark_caught_up(tip) {
+                tracing::warn!(error = %chain(&e), "cannot record the caught-up tip");
             }
         }
         for reply in sync_replies {
@@ -373,8 +398,11 @@ impl Writer {
         wrote
     }
 
-    /// The auto-releases due for `services` at the published tip.
-    fn due_auto_releases(&self, services: &[String]) -> Vec<WriteRequest> {
+    /// The auto-releases due for new builds at the published tip.
+    fn due_auto_releases(&self, builds: &[NewBuild]) -> Vec<Job> {
+        if builds.is_empty() {
+            return Vec::new();
+        }
         let published = self.shared.read().expect("writer lock not poisoned");
         let ctx = FlowContext {
             repo: self.mirror.repo(),
@@ -383,9 +411,13 @@ impl Writer {
             tip: published.tip,
         };
         let mut due = Vec::new();
-        for service in services {
-            match flows::auto_release::due_releases(&ctx, service, None) {
-                Ok(requests) => due.extend(requests),
+        for (service, branch) in builds {
+            match flows::auto_release::due_releases(&ctx, service, branch) {
+                Ok(requests) => due.extend(requests.into_iter().map(|request| Job {
+                    request,
+                    reply: None,
+                    trigger: Some((service.clone(), branch.clone())),
+                })),
                 Err(e) => {
                     tracing::warn!(%service, error = %chain(&e), "cannot read auto-release policies")
                 }
@@ -455,8 +487,11 @@ impl Writer {
                             .collect();
                     }
                     std::thread::sleep(backoff(attempt));
-                    if let Err(e) = self.sync() {
-                        return fail_all(batch, e);
+                    match self.sync() {
+                        // Builds in what others pushed get their
+                        // auto-releases with the next batch.
+                        Ok(new_builds) => self.owed.borrow_mut().extend(new_builds),
+                        Err(e) => return fail_all(batch, e),
                     }
                 }
                 Err(e) => {
@@ -560,8 +595,7 @@ impl Writer {
             settings: &self.settings,
             tip: *tip,
         };
-        let due = match flows::auto_release::due_releases(&ctx, &build.service, Some(&build.branch))
-        {
+        let due = match flows::auto_release::due_releases(&ctx, &build.service, &build.branch) {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %chain(&e), "cannot read auto-release policies");
@@ -595,8 +629,8 @@ impl Writer {
     }
 
     /// Fetches the remote and publishes what others pushed; returns the
-    /// services that got new builds.
-    fn sync(&self) -> Result<Vec<String>, FlowError> {
+    /// builds that arrived.
+    fn sync(&self) -> Result<Vec<NewBuild>, FlowError> {
         let old = self.shared.read().expect("writer lock not poisoned").tip;
         let new = self.mirror.fetch()?;
         let mut services = Vec::new();
@@ -604,7 +638,7 @@ impl Writer {
             // Index outside the lock, so readers keep going meanwhile.
             let mut fresh = Index::default();
             fresh.ingest_range(self.mirror.repo(), Some(old), new)?;
-            services = fresh.services_with_builds();
+            services = fresh.new_builds();
             let mut published = self.shared.write().expect("writer lock not poisoned");
             published.index.absorb(fresh);
             published.tip = new;

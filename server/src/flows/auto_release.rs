@@ -19,14 +19,14 @@ pub fn committer() -> Signature {
     }
 }
 
-/// Releases due for the latest build of `service`'s branches at
-/// `ctx.tip`. With `only_branch`, only that branch's policies count (a
-/// build just added); otherwise every auto-release policy of the service is
-/// checked (catching up after a fetch or a restart).
+/// Releases due for the latest build of `branch` of `service` at
+/// `ctx.tip`, which just arrived: one per auto-release policy naming that
+/// branch, pinned to that build's artifact id (a newer build arriving in the
+/// meantime triggers its own).
 pub fn due_releases(
     ctx: &FlowContext<'_>,
     service: &str,
-    only_branch: Option<&str>,
+    branch: &str,
 ) -> Result<Vec<WriteRequest>, FlowError> {
     let policies = super::read_policies(ctx, service)?;
     let root = ctx
@@ -36,7 +36,7 @@ pub fn due_releases(
         .map_err(crate::error::git("read the tip"))?;
     let mut due = Vec::new();
     for policy in &policies.auto_releases {
-        if only_branch.is_some_and(|b| b != policy.branch) {
+        if policy.branch != branch {
             continue;
         }
         let path = format!("builds/{service}/{}", policy.branch);
@@ -57,7 +57,7 @@ pub fn due_releases(
             intent: Intent::Release {
                 service: service.to_string(),
                 environment: policy.environment.clone(),
-                source: BuildSource::Branch(policy.branch.clone()),
+                source: BuildSource::Artifact(spec.id.clone()),
                 namespace: None,
                 kind: ReleaseKind::AutoRelease,
             },

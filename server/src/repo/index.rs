@@ -226,9 +226,20 @@ impl Index {
         self.commits += pending.commits;
     }
 
-    /// Services that have builds in this index.
-    pub fn services_with_builds(&self) -> Vec<String> {
-        self.builds.keys().cloned().collect()
+    /// The `(service, branch)` pairs that have builds in this index.
+    pub fn new_builds(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .builds
+            .iter()
+            .flat_map(|(service, builds)| {
+                builds
+                    .iter()
+                    .map(move |b| (service.clone(), b.branch.clone()))
+            })
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        pairs
     }
 
     /// Number of commits read so far.

@@ -10,6 +10,10 @@ use git2::{ErrorCode, FetchOptions, ObjectType, Oid, PushOptions, Repository};
 use super::remote::{callbacks, GitCredentials, RemoteLocation};
 use super::RepoError;
 
+/// The mirror's record of the last tip whose builds all had their
+/// auto-releases.
+const CAUGHT_UP_REF: &str = "refs/release-manager/caught-up";
+
 /// What a push attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -69,11 +73,25 @@ impl Mirror {
         Ok(mirror)
     }
 
-    /// The remote tip an existing mirror last saw, before any fetch.
+    /// Where a restart must look for builds whose auto-releases may be
+    /// owed: the last tip every build up to which was handled, else the
+    /// remote tip an existing mirror last saw. `None` for a new mirror.
     pub fn last_seen_tip(dir: &Path, branch: &str) -> Option<Oid> {
         let repo = Repository::open_bare(dir).ok()?;
-        repo.refname_to_id(&format!("refs/remotes/origin/{branch}"))
+        repo.refname_to_id(CAUGHT_UP_REF)
+            .or_else(|_| repo.refname_to_id(&format!("refs/remotes/origin/{branch}")))
             .ok()
+    }
+
+    /// Records that every build up to `tip` had its auto-releases.
+    pub fn mark_caught_up(&self, tip: Oid) -> Result<(), RepoError> {
+        if self.repo.refname_to_id(CAUGHT_UP_REF).ok() == Some(tip) {
+            return Ok(());
+        }
+        self.repo
+            .reference(CAUGHT_UP_REF, tip, true, "caught up")
+            .map(|_| ())
+            .map_err(RepoError::git("record the caught-up tip"))
     }
 
     /// The mirror's repository handle.
