@@ -686,3 +686,37 @@ async fn stopping_the_server_ends_open_event_streams() {
         .expect("the stream ends");
     assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
 }
+
+#[tokio::test]
+async fn a_build_seen_while_replaying_a_push_is_auto_released() {
+    let mut repo = fixture();
+    repo.add_build("cart", "master", 1);
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let mut policies = policy_client(&server).await;
+    policies
+        .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            service: "shop".into(),
+            branch: "master".into(),
+            environment: "dev".into(),
+            committer: alice(),
+        })
+        .await
+        .unwrap();
+    // CI pushes a build; no poll, no webhook: the server learns of it only
+    // because its next push is rejected and it fetches to replay.
+    let build = repo.add_build("shop", "master", 2);
+    repo.push();
+    let mut client = server.client().await;
+    client
+        .release(release_branch("cart", "dev", "master"))
+        .await
+        .unwrap();
+    wait_until(
+        "the auto-release of the build seen while replaying",
+        Duration::from_secs(20),
+        || released(&repo, "dev", &build) == 1,
+    )
+    .await;
+    server.stop().await;
+}

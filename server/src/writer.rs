@@ -367,21 +367,17 @@ impl Writer {
                 Some(reply) => {
                     let _ = reply.send(result);
                 }
-                None => match result {
-                    Ok(done) => {
-                        tracing::info!(intent = %job.request.intent.summary(), commit = %done.commit(), created = done.created(), "auto-release done")
-                    }
-                    Err(e) => {
-                        tracing::warn!(intent = %job.request.intent.summary(), error = %chain(&e), "auto-release failed");
-                        // The remote did not take it: owed until it does.
-                        if matches!(
-                            e,
-                            FlowError::RemoteUnavailable(_) | FlowError::Conflict { .. }
-                        ) {
-                            self.owed.borrow_mut().extend(job.trigger);
-                        }
-                    }
-                },
+                None => self.derived_done(&job, result),
+            }
+        }
+        // Builds that others pushed while this batch was being replayed.
+        let owed = self.owed.take();
+        let due = self.due_auto_releases(&owed);
+        if !due.is_empty() {
+            let results = self.apply_batch(&due, mempack);
+            self.stats.count_releases(&results);
+            for (job, result) in due.iter().zip(results) {
+                self.derived_done(job, result);
             }
         }
         if synced && sync_result.is_ok() && self.owed.borrow().is_empty() {
@@ -396,6 +392,24 @@ impl Writer {
             let _ = reply.send(sync_result.clone());
         }
         wrote
+    }
+
+    /// Logs what a derived write did; one the remote did not take stays owed.
+    fn derived_done(&self, job: &Job, result: WriteResult) {
+        match result {
+            Ok(done) => {
+                tracing::info!(intent = %job.request.intent.summary(), commit = %done.commit(), created = done.created(), "auto-release done")
+            }
+            Err(e) => {
+                tracing::warn!(intent = %job.request.intent.summary(), error = %chain(&e), "auto-release failed");
+                if matches!(
+                    e,
+                    FlowError::RemoteUnavailable(_) | FlowError::Conflict { .. }
+                ) {
+                    self.owed.borrow_mut().extend(job.trigger.clone());
+                }
+            }
+        }
     }
 
     /// The auto-releases due for new builds at the published tip.
