@@ -57,6 +57,7 @@ pub struct RunningServer {
     background_stop: tokio::sync::watch::Sender<bool>,
     writer_handle: writer::WriterHandle,
     events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Writer counters.
     pub stats: Arc<WriterStats>,
     shutdown: oneshot::Sender<()>,
@@ -82,6 +83,8 @@ impl RunningServer {
         }
         // Event streams never end by themselves; an empty event tells each
         // to finish, so the graceful shutdown does not wait for watchers.
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.events.send(pb::WatchEventsResponse::default());
         let _ = self.shutdown.send(());
         drop(self.writer_handle);
@@ -249,6 +252,7 @@ pub async fn start(
         auth.clone(),
     );
     let writer_handle = writer.clone();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let release = ReleaseServiceHandler::new(
         writer,
         reader,
@@ -256,6 +260,7 @@ pub async fn start(
         auth.clone(),
         config.uploads,
         events.clone(),
+        stopping.clone(),
     );
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
@@ -277,6 +282,7 @@ pub async fn start(
         background_stop,
         writer_handle,
         events,
+        stopping,
         stats,
         shutdown,
         serve,

@@ -208,7 +208,16 @@ pub fn spawn(
     };
     let thread = std::thread::Builder::new()
         .name("release-writer".into())
-        .spawn(move || writer.run(rx))
+        .spawn(move || {
+            let run = std::panic::AssertUnwindSafe(move || writer.run(rx));
+            if std::panic::catch_unwind(run).is_err() {
+                // Without its writer the server would answer every write
+                // with an error while reads go on looking healthy: better to
+                // stop, so that the orchestrator restarts it.
+                tracing::error!("the writer panicked; stopping the server");
+                std::process::exit(70);
+            }
+        })
         .expect("the OS can start a thread");
     (WriterHandle { tx, stats }, thread)
 }
@@ -456,7 +465,13 @@ impl Writer {
                 return results;
             };
             let applied = began.elapsed();
-            let created = chain_of(self.mirror.repo(), base, tip);
+            let created = match chain_of(self.mirror.repo(), base, tip) {
+                Ok(created) => created,
+                Err(e) => {
+                    tracing::error!(error = %chain(&e), "cannot list the batch's commits");
+                    return fail_all(batch, e.into());
+                }
+            };
             let pack = match self.pack_new_objects(mempack, &created) {
                 Ok(pack) => pack,
                 Err(e) => {
@@ -657,7 +672,10 @@ impl Writer {
             published.index.absorb(fresh);
             published.tip = new;
             drop(published);
-            self.announce(&chain_of(self.mirror.repo(), old, new));
+            match chain_of(self.mirror.repo(), old, new) {
+                Ok(commits) => self.announce(&commits),
+                Err(e) => tracing::warn!(error = %chain(&e), "no events for fetched commits"),
+            }
         }
         Ok(services)
     }
@@ -692,16 +710,24 @@ fn fail_all(batch: &[Job], error: FlowError) -> Vec<WriteResult> {
 /// commits; watchers want news, not history).
 const MAX_EVENTS_PER_PUBLISH: usize = 1000;
 
-/// The commits after `base` up to `tip`, oldest first.
-fn chain_of(repo: &git2::Repository, base: Oid, tip: Oid) -> Vec<Oid> {
-    let Ok(mut walk) = repo.revwalk() else {
-        return Vec::new();
-    };
-    let _ = walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE);
-    if walk.push(tip).is_err() || walk.hide(base).is_err() {
-        return Vec::new();
+/// The commits after `base` up to `tip`, oldest first; the last one is
+/// `tip` (checked: a pack built from a short list would leave the remote
+/// without objects its branch needs).
+fn chain_of(repo: &git2::Repository, base: Oid, tip: Oid) -> Result<Vec<Oid>, RepoError> {
+    let walk_error = RepoError::git("list the new commits");
+    let mut walk = repo.revwalk().map_err(&walk_error)?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+        .map_err(&walk_error)?;
+    walk.push(tip).map_err(&walk_error)?;
+    walk.hide(base).map_err(&walk_error)?;
+    let commits = walk.collect::<Result<Vec<Oid>, _>>().map_err(&walk_error)?;
+    if tip != base && commits.last() != Some(&tip) {
+        return Err(RepoError::Git {
+            action: "list the new commits",
+            source: git2::Error::from_str("the walk did not end at the new tip"),
+        });
     }
-    walk.filter_map(Result::ok).collect()
+    Ok(commits)
 }
 
 /// Exponential backoff with full jitter, capped at about a second.

@@ -201,7 +201,7 @@ impl Mirror {
     pub fn push(&self, new: Oid, expected: Oid, pack: &[u8]) -> Result<PushOutcome, RepoError> {
         let outcome = match &self.location {
             RemoteLocation::Local(path) => self.push_local(path, new, expected, pack)?,
-            RemoteLocation::Network(url) => self.push_network(url, new)?,
+            RemoteLocation::Network(url) => self.push_network(url, new, expected)?,
         };
         if outcome == PushOutcome::Pushed {
             self.repo
@@ -266,31 +266,59 @@ impl Mirror {
         }
     }
 
-    fn push_network(&self, url: &str, new: Oid) -> Result<PushOutcome, RepoError> {
+    /// A network push is made conditional in the negotiation: it goes ahead
+    /// only if the remote branch is where the writer built on (a plain push
+    /// would also accept a remote that was reset to an ancestor, bringing
+    /// back what someone removed).
+    fn push_network(&self, url: &str, new: Oid, expected: Oid) -> Result<PushOutcome, RepoError> {
         let mut remote = self
             .repo
             .remote_anonymous(url)
             .map_err(RepoError::remote("open the remote"))?;
-        let rejected = std::cell::RefCell::new(None::<String>);
+        let moved = std::cell::Cell::new(false);
+        let refused = std::cell::RefCell::new(None::<String>);
         let mut cbs = callbacks(&self.credentials);
+        cbs.push_negotiation(|updates| {
+            if updates.iter().any(|u| u.src() != expected) {
+                moved.set(true);
+                return Err(git2::Error::from_str("the remote branch moved"));
+            }
+            Ok(())
+        });
         cbs.push_update_reference(|_name, status| {
             if let Some(status) = status {
-                *rejected.borrow_mut() = Some(status.to_string());
+                *refused.borrow_mut() = Some(status.to_string());
             }
             Ok(())
         });
         let mut options = PushOptions::new();
         options.remote_callbacks(cbs);
         let spec = format!("{new}:refs/heads/{}", self.branch);
-        match remote.push(&[&spec], Some(&mut options)) {
+        let pushed = remote.push(&[&spec], Some(&mut options));
+        drop(options);
+        match pushed {
             Ok(()) => {}
+            Err(_) if moved.get() => return Ok(PushOutcome::Rejected),
             Err(e) if e.code() == ErrorCode::NotFastForward => return Ok(PushOutcome::Rejected),
             Err(e) => return Err(RepoError::remote("push to the remote")(e)),
         }
-        drop(options);
-        match rejected.into_inner() {
+        match refused.into_inner() {
             None => Ok(PushOutcome::Pushed),
-            Some(_status) => Ok(PushOutcome::Rejected),
+            Some(status) => {
+                // A race lost after the negotiation looks like this too; a
+                // refusal for another reason (a hook, a protected branch)
+                // must not be retried as if it were one.
+                if self.fetch()? != expected {
+                    Ok(PushOutcome::Rejected)
+                } else {
+                    Err(RepoError::Remote {
+                        action: "push to the remote",
+                        source: git2::Error::from_str(&format!(
+                            "the remote refused the update: {status}"
+                        )),
+                    })
+                }
+            }
         }
     }
 }

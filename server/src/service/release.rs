@@ -24,6 +24,10 @@ use crate::writer::WriterHandle;
 
 /// Serves `releasemanager.v1.ReleaseService`.
 pub struct ReleaseServiceHandler {
+    /// Set when the server stops; new event streams then end at once.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Uploads are held in memory until committed: only so many at once.
+    uploads_in_flight: Arc<tokio::sync::Semaphore>,
     events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
     limits: super::upload::UploadLimits,
     writer: WriterHandle,
@@ -41,8 +45,11 @@ impl ReleaseServiceHandler {
         auth: Arc<Auth>,
         limits: super::upload::UploadLimits,
         events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+        stopping: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         ReleaseServiceHandler {
+            stopping,
+            uploads_in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS_IN_FLIGHT)),
             events,
             limits,
             writer,
@@ -136,6 +143,10 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
         email: person.email,
     })
 }
+
+/// Build uploads held in memory at once (each up to the upload size limit);
+/// more wait for a turn.
+const MAX_UPLOADS_IN_FLIGHT: usize = 8;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
@@ -307,6 +318,12 @@ impl ReleaseService for ReleaseServiceHandler {
         request: Request<Streaming<pb::PushArtifactRequest>>,
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
         self.auth.check(&request, Role::ArtifactPusher)?;
+        let _permit = self
+            .uploads_in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let upload =
             super::upload::receive(request.into_inner(), &self.settings, &self.limits).await?;
         let write = WriteRequest {
@@ -348,7 +365,13 @@ impl ReleaseService for ReleaseServiceHandler {
         if !r.environment.is_empty() {
             self.environment(&r.environment).map_err(to_status)?;
         }
-        let events = tokio_stream::wrappers::BroadcastStream::new(self.events.subscribe());
+        let receiver = self.events.subscribe();
+        // Subscribed before looking: a stream either sees the flag here or
+        // gets the end marker sent after it was set.
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Status::unavailable("the server is shutting down"));
+        }
+        let events = tokio_stream::wrappers::BroadcastStream::new(receiver);
         let stream = tokio_stream::StreamExt::filter_map(events, move |event| match event {
             // The server is stopping: the marker ends the stream below.
             Ok(event) if event.event.is_none() => Some(Ok(event)),
