@@ -189,20 +189,9 @@ async fn a_ci_pipeline_pushes_a_build_that_is_auto_released() {
     );
 
     // Status shows what the spec says.
-    let channel = tonic::transport::Channel::from_shared(url.clone())
-        .unwrap()
-        .connect()
+    let mut client = release_manager::cli_support::release_client(&url.clone(), "ops")
         .await
         .unwrap();
-    let mut client =
-        release_manager::pb::release_service_client::ReleaseServiceClient::with_interceptor(
-            channel,
-            |mut r: tonic::Request<()>| {
-                r.metadata_mut()
-                    .insert("authorization", "Bearer ops".parse().unwrap());
-                Ok(r)
-            },
-        );
     let status = client
         .status(pb::StatusRequest {
             service: "checkout".into(),

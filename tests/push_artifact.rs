@@ -127,16 +127,9 @@ async fn an_uploaded_build_is_stored_and_releasable() {
     assert_eq!(again.commit_sha, stored.commit_sha);
 
     // The new build is known at once: release it by id and by branch.
-    let channel = tonic::transport::Channel::from_shared(server.url.clone())
-        .unwrap()
-        .connect()
+    let mut ops = release_manager::cli_support::release_client(&server.url.clone(), "ops")
         .await
         .unwrap();
-    let mut ops = ReleaseServiceClient::with_interceptor(channel, |mut r: tonic::Request<()>| {
-        r.metadata_mut()
-            .insert("authorization", "Bearer ops".parse().unwrap());
-        Ok(r)
-    });
     let released = ops
         .release(release_artifact("shop", "prod", "feature-login-2"))
         .await
@@ -292,16 +285,9 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     assert_eq!(repo.remote_head(), head, "nothing was pushed");
 
     // And the artifact token does not release.
-    let channel = tonic::transport::Channel::from_shared(server.url.clone())
-        .unwrap()
-        .connect()
+    let mut ci = release_manager::cli_support::release_client(&server.url.clone(), "ci")
         .await
         .unwrap();
-    let mut ci = ReleaseServiceClient::with_interceptor(channel, |mut r: tonic::Request<()>| {
-        r.metadata_mut()
-            .insert("authorization", "Bearer ci".parse().unwrap());
-        Ok(r)
-    });
     let err = ci
         .release(release_branch("shop", "dev", "master"))
         .await
@@ -345,16 +331,9 @@ async fn a_branch_folder_never_swallows_a_nested_branch() {
     let nested2 = repo.add_build("shop", "feature/x", 2);
     repo.push();
     server.server.as_ref().unwrap().sync().await.unwrap();
-    let channel = tonic::transport::Channel::from_shared(server.url.clone())
-        .unwrap()
-        .connect()
+    let mut ops = release_manager::cli_support::release_client(&server.url.clone(), "ops")
         .await
         .unwrap();
-    let mut ops = ReleaseServiceClient::with_interceptor(channel, |mut r: tonic::Request<()>| {
-        r.metadata_mut()
-            .insert("authorization", "Bearer ops".parse().unwrap());
-        Ok(r)
-    });
     let released = ops
         .release(release_artifact("shop", "dev", &nested2))
         .await

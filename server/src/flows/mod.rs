@@ -336,10 +336,12 @@ fn replayed(
     })
 }
 
-/// Checks that an environment is configured; the error lists the known ones.
-pub fn check_environment_known(settings: &Settings, environment: &str) -> Result<(), FlowError> {
+/// Checks an environment name and that it is configured (the error lists
+/// the known ones); returns it.
+pub fn known_environment(settings: &Settings, environment: &str) -> Result<String, FlowError> {
+    release_manager::names::check_environment(environment)?;
     if settings.environments.iter().any(|e| e == environment) {
-        Ok(())
+        Ok(environment.to_string())
     } else {
         Err(FlowError::InvalidArgument(format!(
             "unknown environment {environment:?}; known environments: {}",

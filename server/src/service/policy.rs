@@ -13,7 +13,7 @@ use super::convert;
 use crate::auth::{Auth, Role};
 use crate::error::FlowError;
 use crate::flows::{
-    check_environment_known, Intent, PolicyChange, PolicyDone, Settings, WriteDone, WriteRequest,
+    known_environment, Intent, PolicyChange, PolicyDone, Settings, WriteDone, WriteRequest,
 };
 use crate::reads::Reader;
 use crate::repo::index::Signature;
@@ -42,12 +42,6 @@ impl PolicyServiceHandler {
             settings,
             auth,
         }
-    }
-
-    fn environment(&self, value: &str) -> Result<String, FlowError> {
-        names::check_environment(value)?;
-        check_environment_known(&self.settings, value)?;
-        Ok(value.to_string())
     }
 
     async fn change(
@@ -135,7 +129,7 @@ impl PolicyService for PolicyServiceHandler {
             names::check_branch(&r.branch, &self.settings.environments)?;
             Ok::<_, FlowError>(PolicyChange::AutoRelease {
                 branch: r.branch.clone(),
-                environment: self.environment(&r.environment)?,
+                environment: known_environment(&self.settings, &r.environment)?,
             })
         })()
         .map_err(to_status)?;
@@ -161,7 +155,7 @@ impl PolicyService for PolicyServiceHandler {
             }
             crate::policy::compile(&r.branch_regex).map_err(FlowError::InvalidArgument)?;
             Ok(PolicyChange::BranchRestriction {
-                environment: self.environment(&r.environment)?,
+                environment: known_environment(&self.settings, &r.environment)?,
                 regex: r.branch_regex.clone(),
             })
         })()

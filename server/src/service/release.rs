@@ -15,7 +15,7 @@ use super::convert;
 use crate::auth::{Auth, Role};
 use crate::error::FlowError;
 use crate::flows::{
-    check_environment_known, BuildSource, Intent, ReleaseDone, Settings, WriteDone, WriteRequest,
+    known_environment, BuildSource, Intent, ReleaseDone, Settings, WriteDone, WriteRequest,
 };
 use crate::reads::Reader;
 use crate::repo::index::{ReleaseKind, Signature};
@@ -57,12 +57,6 @@ impl ReleaseServiceHandler {
             settings,
             auth,
         }
-    }
-
-    fn environment(&self, value: &str) -> Result<String, FlowError> {
-        names::check_environment(value)?;
-        check_environment_known(&self.settings, value)?;
-        Ok(value.to_string())
     }
 
     async fn write_release(&self, request: WriteRequest) -> Result<ReleaseDone, Status> {
@@ -160,7 +154,7 @@ impl ReleaseService for ReleaseServiceHandler {
         let r = request.into_inner();
         let write = (|| {
             names::check_service(&r.service)?;
-            let environment = self.environment(&r.environment)?;
+            let environment = known_environment(&self.settings, &r.environment)?;
             let (source, kind) = match (optional(r.branch), optional(r.artifact_id)) {
                 (Some(_), Some(_)) => {
                     return Err(FlowError::InvalidArgument(
@@ -211,7 +205,7 @@ impl ReleaseService for ReleaseServiceHandler {
             Ok(WriteRequest {
                 intent: Intent::Promote {
                     service: r.service,
-                    environment: self.environment(&r.environment)?,
+                    environment: known_environment(&self.settings, &r.environment)?,
                     namespace: namespace(r.namespace)?,
                 },
                 committer: committer(r.committer)?,
@@ -241,7 +235,7 @@ impl ReleaseService for ReleaseServiceHandler {
             Ok(WriteRequest {
                 intent: Intent::Rollback {
                     service: r.service,
-                    environment: self.environment(&r.environment)?,
+                    environment: known_environment(&self.settings, &r.environment)?,
                     artifact_id,
                     namespace: namespace(r.namespace)?,
                 },
@@ -281,7 +275,7 @@ impl ReleaseService for ReleaseServiceHandler {
         let r = request.into_inner();
         let environment = (|| {
             names::check_service(&r.service)?;
-            self.environment(&r.environment)
+            known_environment(&self.settings, &r.environment)
         })()
         .map_err(to_status)?;
         let count = r.count.min(1000) as usize;
@@ -363,7 +357,7 @@ impl ReleaseService for ReleaseServiceHandler {
                 .map_err(to_status)?;
         }
         if !r.environment.is_empty() {
-            self.environment(&r.environment).map_err(to_status)?;
+            known_environment(&self.settings, &r.environment).map_err(to_status)?;
         }
         let receiver = self.events.subscribe();
         // Subscribed before looking: a stream either sees the flag here or
