@@ -217,3 +217,53 @@ async fn packs_written_per_batch_are_merged_and_reads_keep_working() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_sharing_one_remote_lose_nothing() {
+    let repo = many_services();
+    let first = TestServer::start(&repo.remote).await;
+    let second = TestServer::start(&repo.remote).await;
+    let before = repo.remote_head();
+    let mut tasks = Vec::new();
+    for s in 0..SERVICES {
+        // Alternate replicas: each push races with the other's.
+        let mut client = if s % 2 == 0 {
+            first.client().await
+        } else {
+            second.client().await
+        };
+        tasks.push(tokio::spawn(async move {
+            client
+                .release(release_branch(&format!("svc-{s:02}"), "dev", "master"))
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await
+            .unwrap()
+            .expect("every release lands, on either replica");
+    }
+    assert_linear(&repo, &before, SERVICES);
+    for s in 0..SERVICES {
+        assert!(repo
+            .remote_file(&format!("dev/releases/dev/svc-{s:02}/artifact.json"))
+            .is_some());
+    }
+    let conflicts = first
+        .server
+        .as_ref()
+        .unwrap()
+        .stats
+        .conflicts
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + second
+            .server
+            .as_ref()
+            .unwrap()
+            .stats
+            .conflicts
+            .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(conflicts > 0, "the replicas did contend for the remote");
+    first.stop().await;
+    second.stop().await;
+}
