@@ -91,6 +91,27 @@ impl Interceptor for AuthInterceptor {
     }
 }
 
+/// Names a PEM file of extra certificate authorities to trust for `https://`
+/// servers (a private CA or a self-signed server certificate), besides the
+/// system's.
+pub const CA_CERT_ENV: &str = "RELEASE_MANAGER_CA_CERT";
+
+/// TLS settings for `https://` servers: the system's roots, plus the CA file
+/// named by [`CA_CERT_ENV`].
+fn client_tls() -> Result<tonic::transport::ClientTlsConfig, String> {
+    let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+    if let Some(path) = std::env::var_os(CA_CERT_ENV) {
+        let pem = std::fs::read(&path).map_err(|e| {
+            format!(
+                "cannot read {CA_CERT_ENV} file {}: {e}",
+                std::path::Path::new(&path).display()
+            )
+        })?;
+        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+    }
+    Ok(tls)
+}
+
 /// Dials `url` (as [`parse_server_url`] returns it); the interceptor attaches
 /// `token` (empty: none) to every call.
 pub async fn connect(url: &str, token: &str) -> Result<(Channel, AuthInterceptor), ConnectError> {
@@ -99,9 +120,14 @@ pub async fn connect(url: &str, token: &str) -> Result<(Channel, AuthInterceptor
         url: url.to_owned(),
         reason,
     };
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|error| unreachable(error_chain(&error)))?
         .connect_timeout(CONNECT_TIMEOUT);
+    if url.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(client_tls().map_err(unreachable)?)
+            .map_err(|error| unreachable(error_chain(&error)))?;
+    }
     let channel = endpoint
         .connect()
         .await

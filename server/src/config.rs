@@ -119,6 +119,12 @@ pub struct StartArgs {
     /// Secret of the GitHub push webhook (HMAC-SHA256 of X-Hub-Signature-256).
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
+    /// PEM certificate (chain) to serve gRPC over TLS; needs --tls-key.
+    #[arg(long, env = "RELEASE_MANAGER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RELEASE_MANAGER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Largest build upload (all files together), in bytes.
     #[arg(long, env = "RELEASE_MANAGER_MAX_UPLOAD_BYTES", default_value_t = 32 << 20)]
     pub max_upload_bytes: usize,
@@ -160,6 +166,23 @@ pub struct ServerConfig {
     pub http_listen: Option<SocketAddr>,
     /// Secret of the GitHub push webhook.
     pub github_webhook_secret: Option<String>,
+    /// PEM certificate and key to serve gRPC over TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The contents of the TLS certificate and key files.
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: Vec<u8>,
+    /// PEM private key.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsFiles(<redacted>)")
+    }
 }
 
 impl ServerConfig {
@@ -184,6 +207,7 @@ impl ServerConfig {
             poll_interval: std::time::Duration::ZERO,
             http_listen: None,
             github_webhook_secret: None,
+            tls: None,
         }
     }
 }

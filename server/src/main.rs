@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use release_manager_server::auth::Auth;
-use release_manager_server::config::{Cli, Command, LogFormat, ServerConfig, StartArgs};
+use release_manager_server::config::{Cli, Command, LogFormat, ServerConfig, StartArgs, TlsFiles};
 use release_manager_server::demo::{ensure_demo_repo, DEMO_SERVICES};
 use release_manager_server::flows::Settings;
 use release_manager_server::repo::remote::{GitCredentials, RemoteLocation};
@@ -117,6 +117,15 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
             default.parse().expect("a valid default address")
         })),
         github_webhook_secret: args.github_webhook_secret.clone().filter(|s| !s.is_empty()),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: std::fs::read(cert)
+                    .map_err(|e| format!("cannot read --tls-cert {}: {e}", cert.display()))?,
+                key: std::fs::read(key)
+                    .map_err(|e| format!("cannot read --tls-key {}: {e}", key.display()))?,
+            }),
+            _ => None,
+        },
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -1,0 +1,135 @@
+//! gRPC over TLS: the server serves a certificate given by file, hamctl
+//! talks `https://` and trusts the CA named by RELEASE_MANAGER_CA_CERT.
+//! (Its own test binary: it sets process-wide environment variables.)
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use release_manager_server::config::TlsFiles;
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs (apt-get install openssl; .ci/install-deps does it)");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and
+/// localhost, made with the openssl command line. Returns (CA, cert, key).
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+#[tokio::test]
+async fn hamctl_talks_to_a_tls_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let mut repo = ConfigRepo::new();
+    let id = repo.add_build("shop", "master", 1);
+    repo.push();
+    let tls = TlsFiles {
+        cert: std::fs::read(&cert).unwrap(),
+        key: std::fs::read(&key).unwrap(),
+    };
+    let server = TestServer::start_with(&repo.remote, |config| config.tls = Some(tls)).await;
+    let https = server.url.replace("http://", "https://");
+
+    // Without trusting the certificate, the connection is refused.
+    let (code, _, err) = hamctl(&["--server", &https, "status", "--service", "shop"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach server"), "{err}");
+
+    std::env::set_var(release_manager::cli_support::CA_CERT_ENV, &ca);
+    let (code, out, err) = hamctl(&[
+        "--server",
+        &https,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id), "{out}");
+    let (code, out, err) = hamctl(&["--server", &https, "status", "--service", "shop"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id), "{out}");
+
+    // Plain HTTP/2 to a TLS listener does not work.
+    let (code, _, _) = hamctl(&["--server", &server.url, "status", "--service", "shop"]).await;
+    assert_eq!(code, 1);
+    server.stop().await;
+}
