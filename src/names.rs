@@ -192,9 +192,89 @@ pub fn check_artifact_id(value: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Longest path of a file inside a build folder.
+pub const MAX_UPLOAD_PATH: usize = 512;
+
+/// Checks one path of a build upload, relative to the build folder:
+/// `artifact.json`, or a file under one of the `environments` folders, with
+/// plain segments only (no `..`, `.`, empty or `.git` segments, no control
+/// characters, no backslashes). The error says what is wrong.
+pub fn check_upload_path(path: &str, environments: &[String]) -> Result<(), String> {
+    if path == "artifact.json" {
+        return Ok(());
+    }
+    if path.is_empty() {
+        return Err("a file has an empty path".into());
+    }
+    if path.len() > MAX_UPLOAD_PATH {
+        let start: String = path.chars().take(40).collect();
+        return Err(format!(
+            "path {start:?}... is longer than {MAX_UPLOAD_PATH} bytes"
+        ));
+    }
+    if path.starts_with('/') || path.contains('\\') {
+        return Err(format!(
+            "path {path:?} must be relative, with '/' separators"
+        ));
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts {
+        if part.is_empty() || *part == "." || *part == ".." {
+            return Err(format!(
+                "path {path:?} must not contain empty, '.' or '..' segments"
+            ));
+        }
+        if part.chars().any(|c| c.is_control()) {
+            return Err(format!("path {path:?} must not contain control characters"));
+        }
+        if part.to_ascii_lowercase().starts_with(".git") {
+            return Err(format!("path {path:?} must not contain a {part:?} segment"));
+        }
+    }
+    if parts.len() < 2 || !environments.iter().any(|e| e == parts[0]) {
+        return Err(format!(
+            "path {path:?} is outside the build's environment folders ({}) and is not artifact.json",
+            environments.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_paths_stay_inside_the_build_folder() {
+        let envs = vec!["dev".to_string(), "prod".to_string()];
+        check_upload_path("artifact.json", &envs).unwrap();
+        check_upload_path("dev/deployment.yaml", &envs).unwrap();
+        check_upload_path("prod/sub/x.yaml", &envs).unwrap();
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "dev/../../x",
+            "dev/./x",
+            "dev//x",
+            "dev",
+            "qa/x.yaml",
+            "README.md",
+            "dev\\x",
+            "dev/x\u{0}",
+            "dev/.git/config",
+            "dev/.gitmodules",
+        ] {
+            assert!(
+                check_upload_path(bad, &envs).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+        // Cut for the message on a character boundary, whatever the bytes.
+        let long = format!("dev/{}", "€".repeat(300));
+        let err = check_upload_path(&long, &envs).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
+    }
 
     fn envs() -> Vec<String> {
         vec!["dev".into(), "staging".into(), "prod".into()]

@@ -151,9 +151,10 @@ impl ArtifactSpec {
         {
             let counts: VulnerabilityCounts =
                 serde_json::from_value(stage.data.get("vulnerabilities")?.clone()).ok()?;
-            sum.high += counts.high;
-            sum.medium += counts.medium;
-            sum.low += counts.low;
+            // Absurd counts make the figure unknown rather than wrong.
+            sum.high = sum.high.checked_add(counts.high)?;
+            sum.medium = sum.medium.checked_add(counts.medium)?;
+            sum.low = sum.low.checked_add(counts.low)?;
             seen = true;
         }
         seen.then_some(sum)
@@ -218,6 +219,15 @@ mod tests {
         let spec = ArtifactSpec::parse(text.as_bytes()).unwrap();
         assert_eq!(spec.vulnerabilities(), None);
         assert_eq!(spec.id, "master-abc-def");
+    }
+
+    #[test]
+    fn overflowing_counts_are_unknown_not_a_crash() {
+        let text = OLD_TOOL.replace("\"high\": 1", "\"high\": 4294967295");
+        let spec = ArtifactSpec::parse(text.as_bytes()).unwrap();
+        let mut twice = spec.clone();
+        twice.stages.push(spec.stages[1].clone());
+        assert_eq!(twice.vulnerabilities(), None);
     }
 
     #[test]

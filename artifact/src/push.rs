@@ -5,8 +5,9 @@
 //! It owns the walk of the build folder (hidden entries skipped, symbolic
 //! links and special files refused, everything read before the server is
 //! dialled so a bad folder never produces a partial upload), the chunking of
-//! files and the wording of the result. It must not decide which folders are
-//! environments: the server checks every path against its configuration.
+//! files and the wording of the result. Only the folders named by
+//! `--environments` are sent, and every path is checked with the server's
+//! own rules before the server is dialled.
 
 use std::fs;
 use std::io::Write;
@@ -47,6 +48,17 @@ pub(crate) struct PushArgs {
         value_parser = parse_server_url
     )]
     pub(crate) server: String,
+
+    /// The environment folders to upload (the server's `--environments`);
+    /// other folders in the build folder are skipped.
+    #[arg(
+        long,
+        env = "ARTIFACT_ENVIRONMENTS",
+        value_delimiter = ',',
+        default_value = "dev,staging,prod",
+        value_name = "ENV,..."
+    )]
+    pub(crate) environments: Vec<String>,
 
     /// Bearer token of an artifact pusher, sent with the upload.
     #[arg(
@@ -95,7 +107,23 @@ pub(crate) async fn run(
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let (spec_bytes, spec) = file.load_with_bytes()?;
-    let manifests = collect_build_folder(&global.root, file.path())?;
+    let (manifests, skipped) = collect_build_folder(&global.root, file.path(), &args.environments)?;
+    for name in skipped {
+        writeln!(
+            out,
+            "Skipped {name}/: not an environment folder ({})",
+            args.environments.join(", ")
+        )?;
+    }
+    // The server's own rules, checked before anything is sent.
+    for manifest in &manifests {
+        release_manager::names::check_upload_path(&manifest.path, &args.environments).map_err(
+            |reason| CliError::BuildFolder {
+                path: show_path(&global.root.join(&manifest.path)),
+                reason,
+            },
+        )?;
+    }
     let mut files = Vec::with_capacity(manifests.len() + 1);
     files.push(BuildFile {
         path: SPEC_UPLOAD_PATH.to_owned(),
@@ -125,9 +153,19 @@ pub(crate) async fn run(
 pub(crate) fn collect_build_folder(
     root: &Path,
     spec_path: &Path,
-) -> Result<Vec<BuildFile>, CliError> {
+    environments: &[String],
+) -> Result<(Vec<BuildFile>, Vec<String>), CliError> {
     let mut files = Vec::new();
+    let mut skipped = Vec::new();
     for (name, path) in sorted_entries(root)? {
+        if !environments.contains(&name) {
+            // Not an environment: a README, scripts, a checkout's other
+            // folders. Only folders are worth a note.
+            if path.is_dir() {
+                skipped.push(name);
+            }
+            continue;
+        }
         let kind = file_kind(&path)?;
         // Files directly in the build folder (artifact.json, a README) are
         // not part of any environment.
@@ -143,7 +181,7 @@ pub(crate) fn collect_build_folder(
                 .to_owned(),
         });
     }
-    Ok(files)
+    Ok((files, skipped))
 }
 
 /// Adds the files below `dir` (uploaded as `prefix/...`) to `files`.
@@ -385,6 +423,10 @@ mod tests {
         assert!(error.to_string().contains("outcome"), "{error}");
     }
 
+    fn envs() -> Vec<String> {
+        vec!["dev".into(), "staging".into(), "prod".into()]
+    }
+
     #[test]
     fn build_folder_walk() {
         let root = tempfile::tempdir().expect("temp dir");
@@ -399,7 +441,15 @@ mod tests {
         fs::write(r.join("dev/sub/x.yaml"), "x").expect("write");
         fs::write(r.join("prod/deployment.yaml"), "p").expect("write");
         fs::write(r.join(".git/config"), "g").expect("write");
-        let files = collect_build_folder(r, &r.join("artifact.json")).expect("walked");
+        fs::create_dir_all(r.join("scripts")).expect("mkdir");
+        fs::write(r.join("scripts/run.sh"), "s").expect("write");
+        let (files, skipped) =
+            collect_build_folder(r, &r.join("artifact.json"), &envs()).expect("walked");
+        assert_eq!(
+            skipped,
+            ["scripts"],
+            "other folders are skipped, and said so"
+        );
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -419,7 +469,8 @@ mod tests {
         fs::create_dir_all(r.join("dev")).expect("mkdir");
         fs::write(r.join("dev/artifact.json"), "{}").expect("write");
         fs::write(r.join("dev/deployment.yaml"), "d").expect("write");
-        let files = collect_build_folder(r, &r.join("dev/artifact.json")).expect("walked");
+        let (files, _) =
+            collect_build_folder(r, &r.join("dev/artifact.json"), &envs()).expect("walked");
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["dev/deployment.yaml"]);
     }
@@ -428,7 +479,7 @@ mod tests {
     fn build_folder_without_manifests_is_refused() {
         let root = tempfile::tempdir().expect("temp dir");
         fs::create_dir(root.path().join("dev")).expect("mkdir");
-        let error = collect_build_folder(root.path(), &root.path().join("artifact.json"))
+        let error = collect_build_folder(root.path(), &root.path().join("artifact.json"), &envs())
             .expect_err("nothing to upload");
         assert!(error.to_string().contains("no files to upload"), "{error}");
     }

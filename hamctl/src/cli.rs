@@ -76,7 +76,7 @@ pub(crate) struct GlobalArgs {
         hide_env_values = true,
         default_value = DEFAULT_SERVER,
         value_name = "URL",
-        value_parser = parse_server_url,
+        value_parser = server_url,
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) server: String,
@@ -105,6 +105,15 @@ pub(crate) struct GlobalArgs {
 
 /// Where `--help` lists the flags every command accepts.
 const GLOBAL_HEADING: &str = "Global options";
+
+/// `--server` / `HAMCTL_URL`: an empty value (an exported but unset
+/// variable) means the default, as if it were not given.
+fn server_url(raw: &str) -> Result<String, String> {
+    if raw.trim().is_empty() {
+        return parse_server_url(DEFAULT_SERVER);
+    }
+    parse_server_url(raw)
+}
 
 /// The server hamctl talks to when neither `--server` nor `HAMCTL_URL` says.
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -142,6 +151,13 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::parse_checked(std::iter::once("hamctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn an_empty_server_means_the_default() {
+        assert_eq!(server_url("").unwrap(), DEFAULT_SERVER);
+        assert_eq!(server_url("  ").unwrap(), DEFAULT_SERVER);
+        assert_eq!(server_url("h:1").unwrap(), "http://h:1");
     }
 
     #[test]

@@ -28,50 +28,9 @@ impl Default for UploadLimits {
     }
 }
 
-/// Longest path inside a build folder.
-const MAX_PATH: usize = 512;
-
-/// Checks one path of an upload: `artifact.json`, or a file under one of
-/// the configured environment folders, with plain components only.
+/// Checks one path of an upload (see [`names::check_upload_path`]).
 pub fn check_path(path: &str, settings: &Settings) -> Result<(), String> {
-    if path == "artifact.json" {
-        return Ok(());
-    }
-    if path.is_empty() {
-        return Err("a file has an empty path".into());
-    }
-    if path.len() > MAX_PATH {
-        return Err(format!(
-            "path {:?}... is longer than {MAX_PATH} bytes",
-            &path[..40]
-        ));
-    }
-    if path.starts_with('/') || path.contains('\\') {
-        return Err(format!(
-            "path {path:?} must be relative, with '/' separators"
-        ));
-    }
-    let parts: Vec<&str> = path.split('/').collect();
-    for part in &parts {
-        if part.is_empty() || *part == "." || *part == ".." {
-            return Err(format!(
-                "path {path:?} must not contain empty, '.' or '..' segments"
-            ));
-        }
-        if part.chars().any(|c| c.is_control()) {
-            return Err(format!("path {path:?} must not contain control characters"));
-        }
-        if part.to_ascii_lowercase().starts_with(".git") {
-            return Err(format!("path {path:?} must not contain a {part:?} segment"));
-        }
-    }
-    if parts.len() < 2 || !settings.environments.iter().any(|e| e == parts[0]) {
-        return Err(format!(
-            "path {path:?} is outside the build's environment folders ({}) and is not artifact.json",
-            settings.environments.join(", ")
-        ));
-    }
-    Ok(())
+    names::check_upload_path(path, &settings.environments)
 }
 
 /// Reads and validates a whole upload.
