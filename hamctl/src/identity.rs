@@ -3,7 +3,8 @@
 //! It resolves the identity the way git resolves a committer:
 //! `GIT_COMMITTER_NAME` / `GIT_COMMITTER_EMAIL` first, then the
 //! `committer.*` and `user.*` settings of `git config` (run as a
-//! subprocess, so repository, global and system config all count). It must
+//! subprocess, so repository, global and system config all count), then
+//! `EMAIL` for the email. It must
 //! not link libgit2 or guess an identity git would not use.
 
 use std::process::{Command, Stdio};
@@ -29,13 +30,18 @@ fn resolve_with(
             .filter(|value| !value.is_empty())
             .or_else(|| keys.iter().find_map(|key| config(key)))
     };
-    let email = lookup("GIT_COMMITTER_EMAIL", ["committer.email", "user.email"]).ok_or(
-        CliError::CommitterUnknown {
+    // git falls back to $EMAIL when no email is configured.
+    let email = lookup("GIT_COMMITTER_EMAIL", ["committer.email", "user.email"])
+        .or_else(|| {
+            env("EMAIL")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        })
+        .ok_or(CliError::CommitterUnknown {
             field: "email",
             key: "user.email",
             example: "you@example.com",
-        },
-    )?;
+        })?;
     let name = lookup("GIT_COMMITTER_NAME", ["committer.name", "user.name"]).ok_or(
         CliError::CommitterUnknown {
             field: "name",
@@ -93,6 +99,28 @@ mod tests {
         .expect("resolves");
         assert_eq!(person.name, "Jane Doe");
         assert_eq!(person.email, "jane@example.com");
+    }
+
+    #[test]
+    fn email_falls_back_to_the_email_variable_as_git_does() {
+        let person = resolve(
+            &[("EMAIL", "jane@example.com")],
+            &[("user.name", "Jane Doe")],
+        )
+        .expect("resolves");
+        assert_eq!(person.email, "jane@example.com");
+        let configured = resolve(
+            &[("EMAIL", "other@example.com")],
+            &[
+                ("user.name", "Jane Doe"),
+                ("user.email", "jane@example.com"),
+            ],
+        )
+        .expect("resolves");
+        assert_eq!(
+            configured.email, "jane@example.com",
+            "config wins over EMAIL"
+        );
     }
 
     #[test]
