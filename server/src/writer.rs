@@ -479,7 +479,7 @@ impl Writer {
                     return fail_all(batch, e.into());
                 }
             };
-            let pushed = self.mirror.push(tip, base, &pack);
+            let pushed = self.mirror.push(tip, base, pack.as_ref());
             match pushed {
                 Ok(PushOutcome::Pushed) => {
                     let commits = created.len() as u64;
@@ -576,9 +576,9 @@ impl Writer {
         &self,
         mempack: Option<&Mempack<'_>>,
         commits: &[Oid],
-    ) -> Result<Vec<u8>, RepoError> {
+    ) -> Result<Option<pack::Pack>, RepoError> {
         let Some(mempack) = mempack else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let repo = self.mirror.repo();
         let began = std::time::Instant::now();
@@ -589,7 +589,7 @@ impl Writer {
         self.mirror.store_pack(&pack)?;
         tracing::debug!(
             objects = objects.len(),
-            bytes = pack.len(),
+            bytes = pack.bytes.len(),
             build_us = built.as_micros() as u64,
             store_us = (began.elapsed() - built).as_micros() as u64,
             "batch packed"
@@ -597,7 +597,7 @@ impl Writer {
         mempack
             .reset()
             .map_err(RepoError::git("clear the in-memory objects"))?;
-        Ok(pack)
+        Ok(Some(pack))
     }
 
     fn index_new(&self, pending: &mut Index, commit: Oid) {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ErrorCode, FetchOptions, ObjectType, Oid, PushOptions, Repository};
 
+use super::pack::{self, Pack};
 use super::remote::{callbacks, GitCredentials, RemoteLocation};
 use super::RepoError;
 
@@ -187,18 +188,22 @@ impl Mirror {
     }
 
     /// Stores a pack of new objects (the writer's batch) in the mirror.
-    pub fn store_pack(&self, pack: &[u8]) -> Result<(), RepoError> {
-        let odb = self
-            .repo
-            .odb()
-            .map_err(RepoError::git("open the mirror odb"))?;
-        write_pack(&odb, pack).map_err(RepoError::git("store a pack in the mirror"))
+    pub fn store_pack(&self, pack: &Pack) -> Result<(), RepoError> {
+        pack::store(self.repo.path(), pack).map_err(|source| RepoError::Io {
+            path: self.repo.path().to_path_buf(),
+            source,
+        })
     }
 
     /// Publishes `new` as the remote branch if, and only if, the remote
     /// branch is still `expected`. Never forces. `pack` holds the objects
     /// `new` adds (already stored in the mirror).
-    pub fn push(&self, new: Oid, expected: Oid, pack: &[u8]) -> Result<PushOutcome, RepoError> {
+    pub fn push(
+        &self,
+        new: Oid,
+        expected: Oid,
+        pack: Option<&Pack>,
+    ) -> Result<PushOutcome, RepoError> {
         let outcome = match &self.location {
             RemoteLocation::Local(path) => self.push_local(path, new, expected, pack)?,
             RemoteLocation::Network(url) => self.push_network(url, new, expected)?,
@@ -219,7 +224,7 @@ impl Mirror {
         path: &Path,
         new: Oid,
         expected: Oid,
-        pack: &[u8],
+        pack: Option<&Pack>,
     ) -> Result<PushOutcome, RepoError> {
         let mut cached = self.remote_repo.borrow_mut();
         let remote = match cached.take() {
@@ -238,7 +243,7 @@ impl Mirror {
         remote: &Repository,
         new: Oid,
         expected: Oid,
-        pack: &[u8],
+        pack: Option<&Pack>,
     ) -> Result<PushOutcome, RepoError> {
         let branch_ref = format!("refs/heads/{}", self.branch);
         match remote.refname_to_id(&branch_ref) {
@@ -246,13 +251,12 @@ impl Mirror {
             Ok(_) => {}
             Err(e) => return Err(RepoError::remote("read the remote branch")(e)),
         }
-        if pack.is_empty() {
-            copy_new_objects(&self.repo, remote, new)?;
-        } else {
-            let odb = remote
-                .odb()
-                .map_err(RepoError::remote("open the remote odb"))?;
-            write_pack(&odb, pack).map_err(RepoError::remote("write a pack to the remote"))?;
+        match pack {
+            None => copy_new_objects(&self.repo, remote, new)?,
+            Some(pack) => pack::store(remote.path(), pack).map_err(|source| RepoError::Io {
+                path: remote.path().to_path_buf(),
+                source,
+            })?,
         }
         let updated = remote
             .reference_matching(&branch_ref, new, true, expected, "release-manager push")
@@ -321,17 +325,6 @@ impl Mirror {
             }
         }
     }
-}
-
-/// Writes a pack into an object database (indexing it).
-fn write_pack(odb: &git2::Odb<'_>, pack: &[u8]) -> Result<(), git2::Error> {
-    use std::io::Write;
-    let mut writer = odb.packwriter()?;
-    writer
-        .write_all(pack)
-        .map_err(|e| git2::Error::from_str(&e.to_string()))?;
-    writer.commit()?;
-    Ok(())
 }
 
 /// Copies into `to` every object reachable from `tip` that `to` lacks,

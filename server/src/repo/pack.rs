@@ -91,7 +91,7 @@ fn collect_tree(
 /// against it: consecutive commits of a batch rewrite the same large
 /// folders (`<env>/releases/<namespace>`) one entry at a time, so the delta
 /// is a few dozen bytes where the whole tree is tens of kilobytes.
-pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Vec<u8>, git2::Error> {
+pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Pack, git2::Error> {
     let odb = repo.odb()?;
     let mut pack = Vec::with_capacity(256 + objects.len() * 512);
     pack.extend_from_slice(b"PACK");
@@ -101,6 +101,7 @@ pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Vec<u8>, git2:
     pack.extend_from_slice(&count.to_be_bytes());
     // Offset and contents of each tree written so far, by id.
     let mut written: HashMap<Oid, (usize, Vec<u8>)> = HashMap::new();
+    let mut entries = Vec::with_capacity(objects.len());
     for object in objects {
         let read = odb.read(object.oid)?;
         let data = read.data();
@@ -125,13 +126,91 @@ pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Vec<u8>, git2:
                 compress(&mut pack, data)?;
             }
         }
+        let mut crc = flate2::Crc::new();
+        crc.update(&pack[offset..]);
+        entries.push((object.oid, offset, crc.sum()));
         if read.kind() == ObjectType::Tree {
             written.insert(object.oid, (offset, data.to_vec()));
         }
     }
-    let digest = sha1_smol::Sha1::from(&pack).digest().bytes();
-    pack.extend_from_slice(&digest);
-    Ok(pack)
+    let checksum = sha1_smol::Sha1::from(&pack).digest().bytes();
+    pack.extend_from_slice(&checksum);
+    let index = index_of(&mut entries, &checksum)?;
+    Ok(Pack {
+        bytes: pack,
+        index,
+        name: checksum.iter().map(|b| format!("{b:02x}")).collect(),
+    })
+}
+
+/// A pack and its index, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    /// The `.pack` file.
+    pub bytes: Vec<u8>,
+    /// The `.idx` file (version 2).
+    pub index: Vec<u8>,
+    /// The hex checksum that names both files.
+    pub name: String,
+}
+
+/// The version 2 index of a pack whose entries (id, offset, CRC-32 of the
+/// packed bytes) are known: written here because the writer knows them,
+/// instead of having libgit2's indexer inflate and hash everything again.
+fn index_of(
+    entries: &mut [(Oid, usize, u32)],
+    checksum: &[u8; 20],
+) -> Result<Vec<u8>, git2::Error> {
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut index = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
+    index.extend_from_slice(&[0xff, b't', b'O', b'c']);
+    index.extend_from_slice(&2u32.to_be_bytes());
+    let mut fanout = [0u32; 256];
+    for (oid, _, _) in entries.iter() {
+        fanout[oid.as_bytes()[0] as usize] += 1;
+    }
+    let mut running = 0u32;
+    for count in fanout {
+        running += count;
+        index.extend_from_slice(&running.to_be_bytes());
+    }
+    for (oid, _, _) in entries.iter() {
+        index.extend_from_slice(oid.as_bytes());
+    }
+    for (_, _, crc) in entries.iter() {
+        index.extend_from_slice(&crc.to_be_bytes());
+    }
+    for (_, offset, _) in entries.iter() {
+        // Batch packs are small; the large-offset table is never needed.
+        let offset = u32::try_from(*offset)
+            .ok()
+            .filter(|o| *o < 0x8000_0000)
+            .ok_or_else(|| git2::Error::from_str("pack too large for a small index"))?;
+        index.extend_from_slice(&offset.to_be_bytes());
+    }
+    index.extend_from_slice(checksum);
+    let own = sha1_smol::Sha1::from(&index).digest().bytes();
+    index.extend_from_slice(&own);
+    Ok(index)
+}
+
+/// Stores `pack` in the `objects/pack` folder of the repository at
+/// `git_dir`: temporary files renamed into place, the index last (readers
+/// look for indexes, then open their pack).
+pub fn store(git_dir: &std::path::Path, pack: &Pack) -> std::io::Result<()> {
+    let dir = git_dir.join("objects").join("pack");
+    std::fs::create_dir_all(&dir)?;
+    let final_pack = dir.join(format!("pack-{}.pack", pack.name));
+    let final_index = dir.join(format!("pack-{}.idx", pack.name));
+    if final_index.exists() {
+        return Ok(());
+    }
+    for (bytes, target) in [(&pack.bytes, &final_pack), (&pack.index, &final_index)] {
+        let temporary = dir.join(format!("tmp_rm_{}_{}", std::process::id(), pack.name));
+        std::fs::write(&temporary, bytes)?;
+        std::fs::rename(&temporary, target)?;
+    }
+    Ok(())
 }
 
 /// Entry header: type and size, little-endian base-128 with continuation
@@ -276,10 +355,38 @@ mod tests {
         let pack = build(&repo, &objects).unwrap();
 
         let other = Repository::init_bare(dir.path().join("b")).unwrap();
-        let odb = other.odb().unwrap();
+        store(other.path(), &pack).unwrap();
+        // git itself agrees with the pack and its index.
+        let verified = std::process::Command::new("git")
+            .args(["verify-pack", "-v"])
+            .arg(
+                other
+                    .path()
+                    .join(format!("objects/pack/pack-{}.idx", pack.name)),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+        // And so does libgit2's own indexer, fed the same pack.
+        let third = Repository::init_bare(dir.path().join("c")).unwrap();
+        let odb = third.odb().unwrap();
         let mut writer = odb.packwriter().unwrap();
-        writer.write_all(&pack).unwrap();
+        writer.write_all(&pack.bytes).unwrap();
         writer.commit().unwrap();
+        let indexed = std::fs::read_dir(third.path().join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(indexed).unwrap(),
+            pack.index,
+            "the same index libgit2 writes"
+        );
         let copied = other.find_commit(commit).unwrap();
         assert_eq!(copied.message(), Some("first"));
         assert_eq!(other.find_blob(blob).unwrap().content(), big.as_bytes());
