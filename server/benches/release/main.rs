@@ -114,6 +114,10 @@ fn copy_repo(from: &Path, to: &Path) {
         .status()
         .expect("cp runs");
     assert!(status.success());
+    // Each contender starts with nothing of the previous one's writes left
+    // to flush: the baselines write gigabytes, and a server measured right
+    // after them would pay for their write-back.
+    let _ = Command::new("sync").status();
 }
 
 fn free_port() -> u16 {
@@ -316,28 +320,6 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
         began.elapsed()
     );
 
-    // Baselines, each on its own copy.
-    let modes = [
-        (baseline::Mode::Plumbing, plan.plumbing_runs),
-        (baseline::Mode::Persistent, plan.persistent_runs),
-        (
-            baseline::Mode::Clone,
-            if name == "small" { plan.clone_runs } else { 0 },
-        ),
-    ];
-    for (mode, runs) in modes {
-        if runs == 0 {
-            continue;
-        }
-        let copy = scratch.join(format!("{name}-{mode:?}.git"));
-        copy_repo(&pristine, &copy);
-        let services: Vec<String> = (0..runs).map(service_name).collect();
-        eprintln!("[{name}] baseline {} x {runs} ...", mode.name());
-        let times = baseline::run(mode, &copy, &services, "dev", "feature-0");
-        report.baselines.push((mode, times));
-        let _ = std::fs::remove_dir_all(&copy);
-    }
-
     // The server, on its own copy, with the remote's reflog on so that
     // every push (one batch) leaves one entry.
     let remote = scratch.join(format!("{name}-server.git"));
@@ -483,7 +465,36 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
     server.stop();
     let _ = std::fs::remove_dir_all(&remote);
     let _ = std::fs::remove_dir_all(&data);
+
     report
+}
+
+/// The git command-line baselines on copies of the size's repository. Run
+/// after every server measurement: they create and delete hundreds of
+/// thousands of files, which slows file creation for whoever runs next.
+fn run_baselines(report: &mut Report, plan: &Plan, scratch: &Path) {
+    let name = report.name.clone();
+    let pristine = scratch.join(format!("{name}.git"));
+    let modes = [
+        (baseline::Mode::Plumbing, plan.plumbing_runs),
+        (baseline::Mode::Persistent, plan.persistent_runs),
+        (
+            baseline::Mode::Clone,
+            if name == "small" { plan.clone_runs } else { 0 },
+        ),
+    ];
+    for (mode, runs) in modes {
+        if runs == 0 {
+            continue;
+        }
+        let copy = scratch.join(format!("{name}-{mode:?}.git"));
+        copy_repo(&pristine, &copy);
+        let services: Vec<String> = (0..runs).map(service_name).collect();
+        eprintln!("[{name}] baseline {} x {runs} ...", mode.name());
+        let times = baseline::run(mode, &copy, &services, "dev", "feature-0");
+        report.baselines.push((mode, times));
+        let _ = std::fs::remove_dir_all(&copy);
+    }
 }
 
 fn print_report(r: &Report) {
@@ -703,6 +714,9 @@ fn main() {
             continue;
         }
         reports.push(runtime.block_on(run_size(name, shape, &plan, scratch.path())));
+    }
+    for report in &mut reports {
+        run_baselines(report, &plan, scratch.path());
     }
     println!(
         "# Release benchmark{} ({} cores)",
