@@ -201,7 +201,7 @@ pub fn parse_server_url(raw: &str) -> Result<String, String> {
 /// ends with how to pass a token: `--auth-token` or the variable `token_env`.
 pub fn describe_status(status: &tonic::Status, token_env: &str) -> String {
     let word = code_word(status.code());
-    let message = one_line(status.message());
+    let message = keep_lines(status.message());
     let mut text = if message.is_empty() {
         word.to_owned()
     } else if message.to_lowercase().starts_with(word) {
@@ -237,6 +237,24 @@ fn code_word(code: Code) -> &'static str {
         Code::DataLoss => "server error",
         Code::Unauthenticated => "unauthenticated",
     }
+}
+
+/// Like [`one_line`], but a message of several lines (a regex error whose
+/// caret points into the pattern above it) keeps its lines, each after the
+/// first indented by two spaces, so that the columns still line up.
+pub fn keep_lines(text: &str) -> String {
+    let lines: Vec<String> = text
+        .trim()
+        .lines()
+        .map(|line| {
+            line.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>()
+                .trim_end()
+                .to_owned()
+        })
+        .collect();
+    lines.join("\n  ")
 }
 
 /// Replaces control characters (newlines, escape sequences) so that a
@@ -333,6 +351,35 @@ pub fn is_broken_pipe(error: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_regex_error_keeps_its_caret_under_the_pattern() {
+        let error = regex_error("^(master");
+        let status = tonic::Status::invalid_argument(format!("invalid branch regex: {error}"));
+        let text = describe_status(&status, "HAMCTL_AUTH_TOKEN");
+        let lines: Vec<&str> = text.lines().collect();
+        let pattern = lines
+            .iter()
+            .position(|line| line.trim() == "^(master")
+            .unwrap_or_else(|| panic!("the pattern on its own line: {text}"));
+        let caret = lines[pattern + 1];
+        assert_eq!(caret.trim(), "^", "{text}");
+        // The caret stands under the open parenthesis, as the regex crate
+        // placed it.
+        let column = |line: &str, what: char| line.find(what).expect("present");
+        assert_eq!(column(caret, '^'), column(lines[pattern], '('), "{text}");
+        assert!(!text.contains('\x1b'));
+    }
+
+    fn regex_error(pattern: &str) -> String {
+        // The regex crate's own message, as the server sends it.
+        format!("regex parse error:\n    {pattern}\n     ^\nerror: unclosed group")
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        assert_eq!(keep_lines("a\x1b[31mb\r\nc"), "a [31mb\n  c");
+    }
 
     fn authorization(interceptor: &mut AuthInterceptor) -> Option<String> {
         let request = interceptor

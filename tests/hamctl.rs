@@ -121,11 +121,11 @@ async fn release_status_describe_and_rollback_from_the_command_line() {
     assert_eq!(json["service"], "shop");
     assert_eq!(json["environments"][0]["environment"], "dev");
     assert_eq!(
-        json["environments"][0]["artifact"]["artifact_id"],
+        json["environments"][0]["artifact"]["artifactId"],
         ids[1].as_str()
     );
     assert_eq!(
-        json["environments"][0]["released_by"]["email"],
+        json["environments"][0]["releasedBy"]["email"],
         "olga@example.com"
     );
     assert!(json["environments"][2]["artifact"].is_null());
@@ -286,4 +286,254 @@ async fn the_token_is_sent_from_the_flag() {
     .await;
     assert_eq!(code, 0, "{err}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn services_are_listed_and_a_typo_gets_a_suggestion() {
+    let (mut repo, ids) = fixture();
+    repo.add_build("shop-worker", "master", 1);
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let url = server.url.as_str();
+    let release = ["--service", "shop", "--env", "dev", "--artifact", &ids[1]];
+    let (code, _, err) = hamctl(&[&["--server", url, "release"][..], &release[..]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = hamctl(&["--server", url, "services"]).await;
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["SERVICE", "RUNS", "IN", "BRANCHES"], "{out}");
+    assert_eq!(rows[1], ["shop", "dev", "master"], "{out}");
+    assert_eq!(rows[2], ["shop-worker", "-", "master"], "{out}");
+
+    let (code, out, err) = hamctl(&["--server", url, "--output", "json", "services"]).await;
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["services"][0]["name"], "shop");
+    assert_eq!(json["services"][0]["environments"][0], "dev");
+
+    let (code, out, err) = hamctl(&["--server", url, "status", "--service", "shpo"]).await;
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.starts_with("error: not found: unknown service \"shpo\"")
+            && err.contains("did you mean \"shop\"?"),
+        "{err}"
+    );
+    let (code, _, err) = hamctl(&[
+        "--server", url, "release", "--service", "shop-wrker", "--env", "dev", "--branch",
+        "master",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("did you mean one of \"shop-worker\", \"shop\"?"), "{err}");
+}
+
+/// Every key of a JSON document, recursively.
+fn keys(value: &serde_json::Value, into: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, value) in fields {
+                into.push(key.clone());
+                keys(value, into);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, into)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn json_output_uses_the_api_field_names() {
+    let (repo, _) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let url = server.url.as_str();
+    let commands: &[&[&str]] = &[
+        &["release", "--service", "shop", "--env", "dev", "--branch", "master"],
+        &["promote", "--service", "shop", "--env", "staging"],
+        &["status", "--service", "shop"],
+        &["describe", "release", "--service", "shop", "--env", "dev"],
+        &["describe", "artifact", "--service", "shop"],
+        &["policy", "--service", "shop", "apply", "auto-release", "--branch", "master", "--env", "dev"],
+        &["policy", "--service", "shop", "list"],
+        &["services"],
+    ];
+    let mut seen = Vec::new();
+    for command in commands {
+        let (code, out, err) =
+            hamctl(&[&["--server", url, "--output", "json"][..], command].concat()).await;
+        assert_eq!(code, 0, "{command:?}: {err}");
+        let json: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{command:?} prints JSON ({e}): {out}"));
+        keys(&json, &mut seen);
+        // Absent values are null, never empty strings.
+        assert!(!out.contains("\"\""), "{command:?}: {out}");
+    }
+    seen.sort();
+    seen.dedup();
+    for key in &seen {
+        assert!(
+            !key.contains('_') && key.chars().next().is_some_and(|c| c.is_ascii_lowercase()),
+            "{key} is not lowerCamelCase (all keys: {seen:?})"
+        );
+    }
+    for expected in ["artifactId", "releasedAt", "releasedBy", "commitSha", "autoReleases"] {
+        assert!(seen.iter().any(|k| k == expected), "{expected} missing: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_regex_error_keeps_its_caret_under_the_pattern() {
+    let (repo, _) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let (code, _, err) = hamctl(&[
+        "--server",
+        &server.url,
+        "policy",
+        "--service",
+        "shop",
+        "apply",
+        "branch-restriction",
+        "--env",
+        "prod",
+        "--branch-regex",
+        "ma(ster",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("error: invalid argument: invalid branch regex"), "{err}");
+    let pattern = lines
+        .iter()
+        .position(|line| line.trim() == "ma(ster")
+        .unwrap_or_else(|| panic!("the pattern on a line of its own: {err}"));
+    assert_eq!(lines[pattern + 1].find('^'), lines[pattern].find('('), "{err}");
+    assert!(err.contains("unclosed group"), "{err}");
+}
+
+/// A stdout that hands every line to the test as soon as it is complete.
+struct LiveOut(tokio::sync::mpsc::UnboundedSender<String>, Vec<u8>);
+
+impl std::io::Write for LiveOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        while let Some(end) = self.1.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.1.drain(..=end).collect();
+            let _ = self.0.send(String::from_utf8_lossy(&line).into_owned());
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A hamctl run in the background: its exit code and stderr at the end,
+/// its stdout as it is written.
+struct Background {
+    done: tokio::task::JoinHandle<(i32, String)>,
+    out: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Background {
+    fn start(args: &[&str]) -> Self {
+        set_identity();
+        let mut argv = vec!["hamctl".to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+        let done = tokio::spawn(async move {
+            let mut live = LiveOut(tx, Vec::new());
+            let mut err = Vec::new();
+            let code = hamctl::run_with_output(argv, &mut live, &mut err).await;
+            (code, String::from_utf8(err).unwrap())
+        });
+        Background { done, out }
+    }
+
+    /// Waits (bounded) for the end: the exit code and stderr.
+    async fn end(self) -> (i32, String) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.done)
+            .await
+            .expect("hamctl ends in time")
+            .unwrap()
+    }
+}
+
+/// Starts a server for `remote` on exactly `addr` with `data` as its data dir.
+async fn server_at(
+    remote: &std::path::Path,
+    data: &std::path::Path,
+    addr: std::net::SocketAddr,
+) -> release_manager_server::RunningServer {
+    let config = release_manager_server::config::ServerConfig::local(remote, data);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    release_manager_server::start(config, listener).await.unwrap()
+}
+
+/// Releases `ids` in turn (each one a new release event) until `watch`
+/// prints something, and returns that.
+async fn release_until_printed(
+    url: &str,
+    ids: &[String],
+    watch: &mut Background,
+) -> String {
+    let mut client =
+        release_manager::pb::release_service_client::ReleaseServiceClient::connect(url.to_string())
+            .await
+            .unwrap();
+    for n in 0.. {
+        // The watch subscribes asynchronously: a release before that is not
+        // shown, so keep releasing (bounded) until one is.
+        assert!(n < 300, "the watch printed nothing after {n} releases");
+        client
+            .release(release_artifact("shop", "dev", &ids[n % ids.len()]))
+            .await
+            .unwrap();
+        if let Ok(Some(text)) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), watch.out.recv()).await
+        {
+            return text;
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn watch_says_when_the_server_goes_away_and_can_reconnect() {
+    let (repo, ids) = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let server = server_at(&repo.remote, data.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let addr = server.addr;
+    let url = format!("http://{addr}");
+
+    // Without --reconnect the end of the server is an error; with it, the
+    // watch waits for the server to come back and goes on.
+    let mut plain = Background::start(&["--server", &url, "watch", "--service", "shop"]);
+    let mut patient = Background::start(&[
+        "--server", &url, "watch", "--service", "shop", "--reconnect", "--max-events", "2",
+    ]);
+    let seen = release_until_printed(&url, &ids, &mut plain).await;
+    assert!(seen.contains("released shop"), "{seen}");
+    release_until_printed(&url, &ids, &mut patient).await;
+    server.shutdown().await;
+
+    let (code, err) = plain.end().await;
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err,
+        "error: the server ended the event stream (it is stopping or restarting); \
+         pass --reconnect to keep watching\n"
+    );
+
+    let server = server_at(&repo.remote, data.path(), addr).await;
+    let second = release_until_printed(&url, &ids, &mut patient).await;
+    assert!(second.contains("released shop"), "{second}");
+    let (code, err) = patient.end().await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("reconnecting"), "{err}");
+    server.shutdown().await;
 }

@@ -598,7 +598,7 @@ async fn policy_files_are_parsed_strictly() {
     .await;
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(json["auto_releases"][0]["id"], "auto-release-master-dev");
+    assert_eq!(json["autoReleases"][0]["id"], "auto-release-master-dev");
     let (code, out, _) = hamctl(&[
         "--server",
         &url,

@@ -135,6 +135,7 @@ pub(crate) enum Command {
     Promote(promote::PromoteArgs),
     Rollback(rollback::RollbackArgs),
     Status(status::StatusArgs),
+    Services(crate::services::ServicesArgs),
     Describe(describe::DescribeArgs),
     Policy(policy::PolicyArgs),
     Watch(watch::WatchArgs),

@@ -167,13 +167,13 @@ fn releases_json(response: &DescribeReleaseResponse) -> Value {
         .iter()
         .map(|release| {
             json!({
-                "artifact_id": release.artifact_id,
+                "artifactId": release.artifact_id,
                 "namespace": release.namespace,
                 "intent": present::intent_json(release.intent()),
-                "released_at": present::timestamp_json(release.released_at.as_ref()),
-                "released_by": present::person_json(release.released_by.as_ref()),
+                "releasedAt": present::timestamp_json(release.released_at.as_ref()),
+                "releasedBy": present::person_json(release.released_by.as_ref()),
                 "author": present::person_json(release.author.as_ref()),
-                "commit_sha": release.commit_sha,
+                "commitSha": release.commit_sha,
                 "title": release.title,
             })
         })
@@ -297,9 +297,9 @@ master-33333-3   promote    2024-05-01 12:34 UTC   Ops Bot   Jane Doe   0123456
         assert_eq!(value["environment"], "prod");
         let first = &value["releases"][0];
         assert_eq!(first["intent"], "release_branch");
-        assert_eq!(first["released_at"], "2024-05-01T12:34:56Z");
-        assert_eq!(first["released_by"]["name"], "Ops Bot");
-        assert_eq!(first["commit_sha"], "0123456789abcdef");
+        assert_eq!(first["releasedAt"], "2024-05-01T12:34:56Z");
+        assert_eq!(first["releasedBy"]["name"], "Ops Bot");
+        assert_eq!(first["commitSha"], "0123456789abcdef");
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub(crate) enum CliError {
         example: &'static str,
     },
 
+    /// `watch` lost its event stream and was not asked to reconnect.
+    #[error("{0}; pass --reconnect to keep watching")]
+    WatchEnded(String),
+
     /// Writing the result failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),

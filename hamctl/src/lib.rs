@@ -7,8 +7,9 @@
 //! `client`, `present` and `output`.
 //!
 //! Exit codes: 0 on success (also for `--help`, `--version`, a stdout
-//! closed early, e.g. by `| head`, and a `watch` ended by Ctrl-C or by the
-//! server), 1 when the operation failed, 2 for usage errors.
+//! closed early, e.g. by `| head`, and a `watch` ended by Ctrl-C), 1 when
+//! the operation failed (also a `watch` whose server went away), 2 for
+//! usage errors.
 //!
 //! The library form exists so that end-to-end tests can run the real CLI in
 //! process and capture what it prints:
@@ -39,6 +40,7 @@ mod promote;
 mod release;
 mod request_id;
 mod rollback;
+mod services;
 mod status;
 mod watch;
 
@@ -118,8 +120,11 @@ where
         Ok(cli) => cli,
         Err(clap_error) => return report_clap_error(&clap_error, out, err, style),
     };
-    let mut printer = Printer::new(out, cli.global.output, style.out);
-    let outcome = dispatch(cli, &mut printer).await;
+    let outcome = {
+        let format = cli.global.output;
+        let mut printer = Printer::new(out, format, style.out).with_notes(err);
+        dispatch(cli, &mut printer).await
+    };
     report_outcome(
         outcome,
         |error| matches!(error, CliError::Output(io) if is_broken_pipe(io)),
@@ -134,6 +139,7 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Promote(args) => promote::run(args, global, printer).await,
         Command::Rollback(args) => rollback::run(args, global, printer).await,
         Command::Status(args) => status::run(args, global, printer).await,
+        Command::Services(args) => services::run(args, global, printer).await,
         Command::Describe(args) => describe::run(args, global, printer).await,
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,

@@ -17,6 +17,8 @@ const RESET: &str = "\x1b[0m";
 /// Where and how a command prints its result.
 pub(crate) struct Printer<'a> {
     out: &'a mut (dyn Write + Send),
+    /// Where notes for the person go (stderr), if anywhere.
+    notes: Option<&'a mut (dyn Write + Send)>,
     format: OutputFormat,
     colour: bool,
 }
@@ -25,8 +27,26 @@ impl<'a> Printer<'a> {
     pub(crate) fn new(out: &'a mut (dyn Write + Send), format: OutputFormat, colour: bool) -> Self {
         Printer {
             out,
+            notes: None,
             format,
             colour,
+        }
+    }
+
+    /// Sends notes (progress, retries) to `notes`, apart from the result.
+    pub(crate) fn with_notes(mut self, notes: &'a mut (dyn Write + Send)) -> Self {
+        self.notes = Some(notes);
+        self
+    }
+
+    /// One line for the person watching, never mixed into the result.
+    pub(crate) fn note(&mut self, text: &str) -> io::Result<()> {
+        match &mut self.notes {
+            Some(notes) => {
+                writeln!(notes, "{text}")?;
+                notes.flush()
+            }
+            None => Ok(()),
         }
     }
 
@@ -43,14 +63,14 @@ impl<'a> Printer<'a> {
 
     /// One pretty-printed JSON document.
     pub(crate) fn json(&mut self, value: &serde_json::Value) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut *self.out, value)?;
+        serde_json::to_writer_pretty(&mut *self.out, &absent_as_null(value.clone()))?;
         writeln!(self.out)?;
         self.out.flush()
     }
 
     /// One compact JSON object on one line (JSON Lines), for streams.
     pub(crate) fn json_line(&mut self, value: &serde_json::Value) -> io::Result<()> {
-        serde_json::to_writer(&mut *self.out, value)?;
+        serde_json::to_writer(&mut *self.out, &absent_as_null(value.clone()))?;
         writeln!(self.out)?;
         self.out.flush()
     }
@@ -59,6 +79,25 @@ impl<'a> Printer<'a> {
     pub(crate) fn table(&mut self, table: &Table) -> io::Result<()> {
         self.out.write_all(table.render(self.colour).as_bytes())?;
         self.out.flush()
+    }
+}
+
+/// One rule for absent values in every JSON document: the API sends an
+/// empty string for "not set" (proto3 has no other way to say it), and
+/// scripts should not have to know which fields do that, so every empty
+/// string is printed as `null`.
+fn absent_as_null(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.is_empty() => Value::Null,
+        Value::Array(items) => Value::Array(items.into_iter().map(absent_as_null).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, absent_as_null(value)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -205,6 +244,19 @@ production   -                      Jörg
         assert!(!text.contains('\x1b'));
         assert_eq!(text.lines().count(), 2, "{text}");
         assert_eq!(text.lines().nth(1), Some("line one line two [31m   -   -"));
+    }
+
+    #[test]
+    fn empty_strings_print_as_null() {
+        let mut buffer = Vec::new();
+        let mut printer = Printer::new(&mut buffer, OutputFormat::Json, false);
+        printer
+            .json_line(&serde_json::json!({"a": "", "b": ["x", ""], "c": {"d": ""}, "e": 0}))
+            .expect("writes");
+        assert_eq!(
+            String::from_utf8(buffer).expect("utf-8"),
+            "{\"a\":null,\"b\":[\"x\",null],\"c\":{\"d\":null},\"e\":0}\n"
+        );
     }
 
     #[test]

@@ -276,15 +276,15 @@ fn policies_json(response: &ListPoliciesResponse) -> Value {
             json!({
                 "id": policy.id,
                 "environment": policy.environment,
-                "branch_regex": policy.branch_regex,
-                "server_wide": policy.server_wide,
+                "branchRegex": policy.branch_regex,
+                "serverWide": policy.server_wide,
             })
         })
         .collect();
     json!({
         "service": response.service,
-        "auto_releases": auto_releases,
-        "branch_restrictions": branch_restrictions,
+        "autoReleases": auto_releases,
+        "branchRestrictions": branch_restrictions,
     })
 }
 
@@ -355,7 +355,7 @@ fn branch_restriction_json(
         "outcome": present::outcome_json(response.outcome()),
         "service": request.service,
         "environment": request.environment,
-        "branch_regex": request.branch_regex,
+        "branchRegex": request.branch_regex,
     })
 }
 
@@ -425,11 +425,11 @@ branch-restriction-staging   branch-restriction   ^(master|release/.*)$   stagin
     fn json_mirrors_the_listing() {
         let value = policies_json(&listing());
         assert_eq!(value["service"], "product-api");
-        assert_eq!(value["auto_releases"][0]["id"], "auto-release-master-dev");
-        assert_eq!(value["auto_releases"][0]["branch"], "master");
-        assert_eq!(value["branch_restrictions"][0]["branch_regex"], "^master$");
-        assert_eq!(value["branch_restrictions"][0]["server_wide"], true);
-        assert_eq!(value["branch_restrictions"][1]["server_wide"], false);
+        assert_eq!(value["autoReleases"][0]["id"], "auto-release-master-dev");
+        assert_eq!(value["autoReleases"][0]["branch"], "master");
+        assert_eq!(value["branchRestrictions"][0]["branchRegex"], "^master$");
+        assert_eq!(value["branchRestrictions"][0]["serverWide"], true);
+        assert_eq!(value["branchRestrictions"][1]["serverWide"], false);
     }
 
     #[test]
@@ -465,7 +465,7 @@ branch-restriction-staging   branch-restriction   ^(master|release/.*)$   stagin
         );
         let value = branch_restriction_json(&restriction_request(), &response);
         assert_eq!(value["outcome"], "applied");
-        assert_eq!(value["branch_regex"], "^master$");
+        assert_eq!(value["branchRegex"], "^master$");
         response.outcome = Outcome::AlreadyUpToDate.into();
         assert_eq!(
             branch_restriction_line(&restriction_request(), &response),

@@ -158,19 +158,19 @@ pub(crate) fn vulnerabilities_json(vulnerabilities: Option<&Vulnerabilities>) ->
 /// One build.
 pub(crate) fn artifact_json(artifact: &ArtifactSummary) -> Value {
     json!({
-        "artifact_id": artifact.artifact_id,
+        "artifactId": artifact.artifact_id,
         "service": artifact.service,
         "branch": artifact.branch,
         "author": person_json(artifact.author.as_ref()),
         "committer": person_json(artifact.committer.as_ref()),
         "message": artifact.message,
-        "source_sha": artifact.source_sha,
-        "source_url": artifact.source_url,
-        "build_url": artifact.build_url,
-        "build_date": timestamp_json(artifact.build_date.as_ref()),
+        "sourceSha": artifact.source_sha,
+        "sourceUrl": artifact.source_url,
+        "buildUrl": artifact.build_url,
+        "buildDate": timestamp_json(artifact.build_date.as_ref()),
         "vulnerabilities": vulnerabilities_json(artifact.vulnerabilities.as_ref()),
         "squad": artifact.squad,
-        "build_commit_sha": artifact.build_commit_sha,
+        "buildCommitSha": artifact.build_commit_sha,
     })
 }
 
@@ -181,9 +181,9 @@ pub(crate) fn release_result_json(result: &ReleaseResult) -> Value {
         "service": result.service,
         "environment": result.environment,
         "namespace": result.namespace,
-        "artifact_id": result.artifact_id,
+        "artifactId": result.artifact_id,
         "branch": result.branch,
-        "commit_sha": result.commit_sha,
+        "commitSha": result.commit_sha,
         "intent": intent_json(result.intent()),
     })
 }
@@ -247,8 +247,8 @@ mod tests {
         let value = release_result_json(&result(Outcome::AlreadyUpToDate));
         assert_eq!(value["outcome"], "already_up_to_date");
         assert_eq!(value["intent"], "release_branch");
-        assert_eq!(value["artifact_id"], "master-abc123");
-        assert_eq!(value["commit_sha"], "1a2b3c4d5e6f");
+        assert_eq!(value["artifactId"], "master-abc123");
+        assert_eq!(value["commitSha"], "1a2b3c4d5e6f");
     }
 
     #[test]

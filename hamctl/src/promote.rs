@@ -52,7 +52,7 @@ pub(crate) async fn run(
     match printer.format() {
         OutputFormat::Json => printer.json(&json!({
             "result": present::release_result_json(&result),
-            "from_environment": response.from_environment,
+            "fromEnvironment": response.from_environment,
         }))?,
         OutputFormat::Table if present::is_no_change(&result) => {
             printer.line(&present::no_change_line(&result))?;

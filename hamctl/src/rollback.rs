@@ -57,7 +57,7 @@ pub(crate) async fn run(
     match printer.format() {
         OutputFormat::Json => printer.json(&json!({
             "result": present::release_result_json(&result),
-            "previous_artifact_id": response.previous_artifact_id,
+            "previousArtifactId": response.previous_artifact_id,
         }))?,
         OutputFormat::Table if present::is_no_change(&result) => {
             printer.line(&present::no_change_line(&result))?;

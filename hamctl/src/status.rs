@@ -99,9 +99,9 @@ fn status_json(response: &StatusResponse) -> Value {
                 "environment": env.environment,
                 "namespace": env.namespace,
                 "artifact": env.artifact.as_ref().map_or(Value::Null, present::artifact_json),
-                "released_at": present::timestamp_json(env.released_at.as_ref()),
-                "released_by": present::person_json(env.released_by.as_ref()),
-                "release_commit_sha": env.release_commit_sha,
+                "releasedAt": present::timestamp_json(env.released_at.as_ref()),
+                "releasedBy": present::person_json(env.released_by.as_ref()),
+                "releaseCommitSha": env.release_commit_sha,
             })
         })
         .collect();
@@ -199,13 +199,13 @@ prod      -                      -        -          -                      -   
         prod.artifact = None;
         let value = status_json(&response(vec![released("dev", "dev", "a", "x"), prod]));
         assert_eq!(value["service"], "product-api");
-        assert_eq!(value["environments"][0]["artifact"]["artifact_id"], "a");
+        assert_eq!(value["environments"][0]["artifact"]["artifactId"], "a");
         assert_eq!(
             value["environments"][0]["artifact"]["vulnerabilities"]["medium"],
             12
         );
         assert_eq!(
-            value["environments"][0]["released_at"],
+            value["environments"][0]["releasedAt"],
             "2024-05-01T12:34:56Z"
         );
         assert_eq!(value["environments"][1]["artifact"], Value::Null);

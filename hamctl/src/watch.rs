@@ -2,17 +2,20 @@
 //! releases, policy changes) and print each one as it arrives.
 //!
 //! It owns the command's flags, the event line and the per-event JSON, and
-//! when the watch ends: the server closing the stream or Ctrl-C is a normal
-//! end, a stream error is a failure. It must not filter events itself; the
+//! when the watch ends: Ctrl-C is a normal end; the server closing the
+//! stream or the connection breaking is a failure, said on stderr, unless
+//! `--reconnect` asked to keep watching. It must not filter events itself; the
 //! server filters by service and environment.
 
 use std::future::Future;
+use std::time::Duration;
 
 use clap::Args;
-use release_manager::cli_support::one_line;
+use release_manager::cli_support::{one_line, ConnectError};
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{WatchEventsRequest, WatchEventsResponse};
 use serde_json::{json, Value};
+use tonic::Code;
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
@@ -22,8 +25,9 @@ use crate::{client, present};
 /// Print events as they happen: builds added, releases, policy changes
 ///
 /// One line per event, printed as soon as its commit is on the remote; with
-/// --output json, one JSON object per line (JSON Lines). Runs until the
-/// server ends the stream or you press Ctrl-C.
+/// --output json, one JSON object per line (JSON Lines). Runs until you
+/// press Ctrl-C. When the server stops or the connection breaks, it says so
+/// and exits 1, or, with --reconnect, reconnects and goes on.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct WatchArgs {
     /// Only events of this service [default: all services].
@@ -34,6 +38,12 @@ pub(crate) struct WatchArgs {
     /// and policy changes are shown either way].
     #[arg(long)]
     pub(crate) env: Option<String>,
+
+    /// Keep watching when the server stops or the connection breaks:
+    /// reconnect, waiting up to 10 s between attempts. Events committed
+    /// while disconnected are not shown.
+    #[arg(long)]
+    pub(crate) reconnect: bool,
 
     /// Stop after this many events (for tests and scripts).
     #[arg(long, hide = true, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -79,30 +89,97 @@ async fn interrupted() {
     }
 }
 
+/// Why one subscription ended.
+enum StreamEnd {
+    /// `max_events` were printed.
+    Enough,
+    /// The server closed the stream (it is stopping or restarting).
+    ClosedByServer,
+}
+
+/// Longest wait between two reconnect attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
+
 async fn follow(
     args: WatchArgs,
     global: &GlobalArgs,
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
+    let mut printed: u64 = 0;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let before = printed;
+        let lost = match subscribe(&args, global, printer, &mut printed).await {
+            Ok(StreamEnd::Enough) => return Ok(()),
+            Ok(StreamEnd::ClosedByServer) => {
+                "the server ended the event stream (it is stopping or restarting)".to_string()
+            }
+            Err(error) if args.reconnect && is_transient(&error) => {
+                format!("lost the event stream: {error}")
+            }
+            Err(CliError::Server(status)) if is_transient(&CliError::Server(status.clone())) => {
+                return Err(CliError::WatchEnded(format!(
+                    "lost the event stream: {}",
+                    CliError::Server(status)
+                )))
+            }
+            Err(error) => return Err(error),
+        };
+        if !args.reconnect {
+            return Err(CliError::WatchEnded(lost));
+        }
+        if printed > before {
+            // The last subscription worked for a while: start over quickly.
+            delay = Duration::from_millis(250);
+        }
+        printer.note(&format!(
+            "watch: {lost}; reconnecting in {} ms",
+            delay.as_millis()
+        ))?;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+    }
+}
+
+/// Whether an error may go away by itself (the server restarting, a broken
+/// connection), so that `--reconnect` tries again rather than giving up.
+fn is_transient(error: &CliError) -> bool {
+    match error {
+        CliError::Connect(ConnectError::Unreachable { .. }) => true,
+        CliError::Server(status) => matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+        ),
+        _ => false,
+    }
+}
+
+/// One subscription: prints its events until it ends.
+async fn subscribe(
+    args: &WatchArgs,
+    global: &GlobalArgs,
+    printer: &mut Printer<'_>,
+    printed: &mut u64,
+) -> Result<StreamEnd, CliError> {
     let request = WatchEventsRequest {
-        service: args.service.unwrap_or_default(),
-        environment: args.env.unwrap_or_default(),
+        service: args.service.clone().unwrap_or_default(),
+        environment: args.env.clone().unwrap_or_default(),
     };
     let mut client = client::release_client(global).await?;
     let mut stream = client.watch_events(request).await?.into_inner();
-    let mut printed: u64 = 0;
-    while args.max_events.is_none_or(|max| printed < max) {
+    loop {
+        if args.max_events.is_some_and(|max| *printed >= max) {
+            return Ok(StreamEnd::Enough);
+        }
         let Some(event) = stream.message().await? else {
-            // The server ended the stream (e.g. it is shutting down).
-            break;
+            return Ok(StreamEnd::ClosedByServer);
         };
         match printer.format() {
             OutputFormat::Json => printer.json_line(&event_json(&event))?,
             OutputFormat::Table => printer.line(&event_line(&event))?,
         }
-        printed += 1;
+        *printed += 1;
     }
-    Ok(())
 }
 
 /// One event as one line:
@@ -164,16 +241,16 @@ fn event_line(event: &WatchEventsResponse) -> String {
 /// the key its type names.
 fn event_json(event: &WatchEventsResponse) -> Value {
     let (kind, body) = match &event.event {
-        Some(Event::BuildAdded(artifact)) => ("build_added", present::artifact_json(artifact)),
+        Some(Event::BuildAdded(artifact)) => ("buildAdded", present::artifact_json(artifact)),
         Some(Event::Released(result)) => ("released", present::release_result_json(result)),
         Some(Event::PolicyChanged(change)) => (
-            "policy_changed",
+            "policyChanged",
             json!({ "service": change.service, "title": change.title }),
         ),
         None => ("unknown", Value::Null),
     };
     let mut value = json!({
-        "commit_sha": event.commit_sha,
+        "commitSha": event.commit_sha,
         "time": present::timestamp_json(event.time.as_ref()),
         "type": kind,
     });
@@ -311,17 +388,17 @@ mod tests {
         let value = event_json(&at(released()));
         assert_eq!(value["type"], "released");
         assert_eq!(value["time"], "2026-01-02T03:04:05Z");
-        assert_eq!(value["commit_sha"], "fedcba9876543210");
+        assert_eq!(value["commitSha"], "fedcba9876543210");
         assert_eq!(value["released"]["intent"], "auto_release");
-        assert_eq!(value["released"]["artifact_id"], "master-abc");
+        assert_eq!(value["released"]["artifactId"], "master-abc");
 
         let value = event_json(&at(build()));
-        assert_eq!(value["type"], "build_added");
-        assert_eq!(value["build_added"]["author"]["name"], "Dana Dev");
+        assert_eq!(value["type"], "buildAdded");
+        assert_eq!(value["buildAdded"]["author"]["name"], "Dana Dev");
 
         let value = event_json(&at(policy()));
-        assert_eq!(value["type"], "policy_changed");
-        assert_eq!(value["policy_changed"]["service"], "shop");
+        assert_eq!(value["type"], "policyChanged");
+        assert_eq!(value["policyChanged"]["service"], "shop");
     }
 
     #[tokio::test]
@@ -334,6 +411,7 @@ mod tests {
         let args = WatchArgs {
             service: None,
             env: None,
+            reconnect: false,
             max_events: None,
         };
         let mut out = Vec::new();

@@ -17,7 +17,8 @@ use release_manager::pb::{
     ApplyBranchRestrictionResponse, ArtifactSummary, AutoReleasePolicy, BranchRestrictionPolicy,
     DeletePoliciesRequest, DeletePoliciesResponse, DescribeArtifactRequest,
     DescribeArtifactResponse, DescribeReleaseRequest, DescribeReleaseResponse, EnvironmentStatus,
-    ListPoliciesRequest, ListPoliciesResponse, Outcome, Person, PolicyChanged, PromoteRequest,
+    ListPoliciesRequest, ListPoliciesResponse, ListServicesRequest, ListServicesResponse,
+    ServiceSummary, Outcome, Person, PolicyChanged, PromoteRequest,
     PromoteResponse, PushArtifactRequest, PushArtifactResponse, ReleaseIntent, ReleaseRecord,
     ReleaseRequest, ReleaseResponse, ReleaseResult, RollbackRequest, RollbackResponse,
     StatusRequest, StatusResponse, Vulnerabilities, WatchEventsRequest, WatchEventsResponse,
@@ -245,6 +246,20 @@ impl ReleaseService for FakeReleaseService {
         _request: Request<tonic::Streaming<PushArtifactRequest>>,
     ) -> Result<Response<PushArtifactResponse>, Status> {
         Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        check_token(&request)?;
+        Ok(Response::new(ListServicesResponse {
+            services: vec![ServiceSummary {
+                name: "shop".into(),
+                environments: vec!["dev".into()],
+                branches: vec!["master".into()],
+            }],
+        }))
     }
 
     type WatchEventsStream =
@@ -531,7 +546,7 @@ async fn scenarios() {
     assert_eq!(run.code, 0, "{}", run.err);
     let value: serde_json::Value = serde_json::from_str(&run.out).expect("json");
     assert_eq!(value["result"]["outcome"], "applied");
-    assert_eq!(value["result"]["artifact_id"], "master-abc123");
+    assert_eq!(value["result"]["artifactId"], "master-abc123");
 
     // Server errors: one line, code word, exit 1.
     let run = hamctl(
@@ -611,7 +626,7 @@ prod   -               -        -          -                      -         -
     .await;
     let value: serde_json::Value = serde_json::from_str(&run.out).expect("json");
     assert_eq!(
-        value["environments"][0]["released_at"],
+        value["environments"][0]["releasedAt"],
         "2024-05-01T12:34:56Z"
     );
     assert_eq!(
@@ -722,8 +737,8 @@ branch-restriction-prod   branch-restriction   ^master$         prod   server-wi
     .await;
     assert_eq!(run.code, 0, "{}", run.err);
     let value: serde_json::Value = serde_json::from_str(&run.out).expect("json");
-    assert_eq!(value["branch_restrictions"][0]["server_wide"], true);
-    assert_eq!(value["auto_releases"][0]["id"], "auto-release-master-dev");
+    assert_eq!(value["branchRestrictions"][0]["serverWide"], true);
+    assert_eq!(value["autoReleases"][0]["id"], "auto-release-master-dev");
     let run = hamctl(server, &["policy", "--service", "quiet", "list"]).await;
     assert_eq!(run.out, "No policies for quiet\n");
     // No --service: a usage error, before any call.
@@ -840,9 +855,15 @@ branch-restriction-prod   branch-restriction   ^master$         prod   server-wi
 }
 
 async fn watch_scenarios(server: &str, fake: &FakeReleaseService) {
-    // The server ends the stream after three events: exit 0.
+    // The server ends the stream after three events: the watch says so on
+    // stderr and fails, so a script notices that it is no longer watching.
     let run = hamctl(server, &["watch"]).await;
-    assert_eq!((run.code, run.err.as_str()), (0, ""));
+    assert_eq!(run.code, 1, "{}", run.err);
+    assert_eq!(
+        run.err,
+        "error: the server ended the event stream (it is stopping or restarting); \
+         pass --reconnect to keep watching\n"
+    );
     assert_eq!(
         run.out,
         "\
@@ -879,7 +900,7 @@ async fn watch_scenarios(server: &str, fake: &FakeReleaseService) {
         .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
         .collect();
     assert_eq!(lines.len(), 2, "{}", run.out);
-    assert_eq!(lines[0]["type"], "build_added");
+    assert_eq!(lines[0]["type"], "buildAdded");
     assert_eq!(lines[1]["type"], "released");
     assert_eq!(lines[1]["released"]["environment"], "dev");
     {

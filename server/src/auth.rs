@@ -41,8 +41,30 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+impl Role {
+    /// The token of this role, as messages name it.
+    fn token_name(self) -> &'static str {
+        match self {
+            Role::Operator => "the hamctl token",
+            Role::ArtifactPusher => "the artifact token",
+        }
+    }
+
+    /// The server flag (and variable) that sets this role's token.
+    fn flag(self) -> &'static str {
+        match self {
+            Role::Operator => "--hamctl-auth-token (HAMCTL_AUTH_TOKEN)",
+            Role::ArtifactPusher => "--artifact-auth-token (ARTIFACT_AUTH_TOKEN)",
+        }
+    }
+}
+
 impl Auth {
     /// Checks the `authorization: Bearer <token>` metadata of a call.
+    ///
+    /// A role with a token needs it. A role without one is open only on an
+    /// unauthenticated server; otherwise its calls are refused with
+    /// `PERMISSION_DENIED` naming the flag that would allow them.
     pub fn check<T>(&self, request: &Request<T>, role: Role) -> Result<(), Status> {
         let expected = match role {
             Role::Operator => self.hamctl_token.as_deref(),
@@ -52,29 +74,39 @@ impl Auth {
             return if self.unauthenticated {
                 Ok(())
             } else {
-                Err(Status::unauthenticated(
-                    "this server accepts no token for this call",
-                ))
+                Err(Status::permission_denied(format!(
+                    "this server accepts no such calls: it was started without {}",
+                    role.flag()
+                )))
             };
         };
         let presented = request
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+            .and_then(bearer_token);
         match presented {
-            None => Err(Status::unauthenticated(
-                "missing token: send \"authorization: Bearer <token>\" (hamctl: --auth-token or HAMCTL_AUTH_TOKEN)",
-            )),
+            None => Err(Status::unauthenticated(format!(
+                "missing token: this call needs {}, sent as \"authorization: Bearer <token>\"",
+                role.token_name()
+            ))),
             Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
-            Some(_) => Err(Status::unauthenticated("wrong token")),
+            Some(_) => Err(Status::unauthenticated(format!(
+                "wrong token: this call needs {}",
+                role.token_name()
+            ))),
         }
     }
+}
+
+/// The token of a `Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 #[cfg(test)]
@@ -108,6 +140,19 @@ mod tests {
         let missing = auth.check(&request(None), Role::Operator).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
         assert!(missing.message().contains("missing token"));
+        assert!(missing.message().contains("the hamctl token"));
+        let wrong = auth
+            .check(&request(Some("h")), Role::ArtifactPusher)
+            .unwrap_err();
+        assert!(wrong.message().contains("the artifact token"), "{wrong:?}");
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("BEARER x"), Some("x"));
+        assert_eq!(bearer_token("bearer  x "), Some("x"));
+        assert_eq!(bearer_token("Basic x"), None);
+        assert_eq!(bearer_token("Bearer "), None);
     }
 
     #[test]
@@ -120,6 +165,8 @@ mod tests {
         auth.check(&request(None), Role::ArtifactPusher).unwrap();
         assert!(auth.check(&request(None), Role::Operator).is_err());
         let closed = Auth::default();
-        assert!(closed.check(&request(Some("x")), Role::Operator).is_err());
+        let refused = closed.check(&request(Some("x")), Role::Operator).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(refused.message().contains("--hamctl-auth-token"), "{refused:?}");
     }
 }

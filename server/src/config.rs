@@ -86,7 +86,9 @@ pub struct StartArgs {
     /// Token artifact pushers (CI) must present.
     #[arg(long, env = "ARTIFACT_AUTH_TOKEN", hide_env_values = true)]
     pub artifact_auth_token: Option<String>,
-    /// Run without tokens (refused otherwise when none is set).
+    /// Accept calls without a token for every role that has no token set
+    /// (the demo on loopback implies it when no token is set). Without it,
+    /// every role needs its token: calls of a role with none are refused.
     #[arg(long)]
     pub unauthenticated: bool,
     /// Log format.
@@ -209,5 +211,123 @@ impl ServerConfig {
             github_webhook_secret: None,
             tls: None,
         }
+    }
+}
+
+/// How the server authenticates, decided from the flags before it starts.
+///
+/// The rule: a server is either explicitly unauthenticated (`--unauthenticated`,
+/// or the demo on loopback with no token at all), or every role needs its
+/// own token, and the calls of a role with no token configured are refused.
+/// There is no configuration in which one role is open because another one
+/// has a token.
+pub fn resolve_auth(
+    args: &StartArgs,
+    demo: bool,
+    listen: SocketAddr,
+) -> Result<Auth, String> {
+    let hamctl_token = args.hamctl_auth_token.clone().filter(|t| !t.is_empty());
+    let artifact_token = args.artifact_auth_token.clone().filter(|t| !t.is_empty());
+    let no_token = hamctl_token.is_none() && artifact_token.is_none();
+    let unauthenticated =
+        args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
+    if no_token && !unauthenticated {
+        let why = if demo {
+            format!(
+                "the demo listens on {listen}, which is not loopback, and no token is set"
+            )
+        } else {
+            "no token is set".to_string()
+        };
+        return Err(format!(
+            "{why}: give --hamctl-auth-token (HAMCTL_AUTH_TOKEN) and \
+             --artifact-auth-token (ARTIFACT_AUTH_TOKEN), or --unauthenticated to accept \
+             calls without a token"
+        ));
+    }
+    Ok(Auth {
+        hamctl_token,
+        artifact_token,
+        unauthenticated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    fn args(extra: &[&str]) -> StartArgs {
+        let mut argv = vec!["release-manager", "start"];
+        argv.extend_from_slice(extra);
+        let Command::Start(args) = Cli::try_parse_from(argv).expect("parses").command;
+        args
+    }
+
+    fn loopback() -> SocketAddr {
+        "127.0.0.1:8080".parse().unwrap()
+    }
+
+    fn everywhere() -> SocketAddr {
+        "0.0.0.0:8080".parse().unwrap()
+    }
+
+    /// Whether a call of `role` without any token is accepted.
+    fn open(auth: &Auth, role: Role) -> bool {
+        auth.check(&tonic::Request::new(()), role).is_ok()
+    }
+
+    #[test]
+    fn the_demo_on_loopback_without_tokens_is_open() {
+        let auth = resolve_auth(&args(&[]), true, loopback()).unwrap();
+        assert!(open(&auth, Role::Operator) && open(&auth, Role::ArtifactPusher));
+    }
+
+    #[test]
+    fn without_tokens_elsewhere_the_server_refuses_to_start() {
+        let error = resolve_auth(&args(&[]), true, everywhere()).unwrap_err();
+        assert!(error.contains("0.0.0.0:8080"), "{error}");
+        assert!(error.contains("--artifact-auth-token"), "{error}");
+        assert!(error.contains("--unauthenticated"), "{error}");
+        let error = resolve_auth(&args(&[]), false, loopback()).unwrap_err();
+        assert!(error.contains("--hamctl-auth-token"), "{error}");
+    }
+
+    #[test]
+    fn one_token_never_opens_the_other_role() {
+        for demo in [true, false] {
+            for listen in [loopback(), everywhere()] {
+                let auth =
+                    resolve_auth(&args(&["--hamctl-auth-token", "h"]), demo, listen).unwrap();
+                assert!(!open(&auth, Role::Operator), "demo {demo}, {listen}");
+                assert!(!open(&auth, Role::ArtifactPusher), "demo {demo}, {listen}");
+                let auth =
+                    resolve_auth(&args(&["--artifact-auth-token", "a"]), demo, listen).unwrap();
+                assert!(!open(&auth, Role::Operator), "demo {demo}, {listen}");
+                assert!(!open(&auth, Role::ArtifactPusher), "demo {demo}, {listen}");
+            }
+        }
+    }
+
+    #[test]
+    fn unauthenticated_is_explicit() {
+        let auth = resolve_auth(&args(&["--unauthenticated"]), true, everywhere()).unwrap();
+        assert!(open(&auth, Role::Operator) && open(&auth, Role::ArtifactPusher));
+        // Asked for explicitly: a role with a token still needs it.
+        let auth = resolve_auth(
+            &args(&["--unauthenticated", "--hamctl-auth-token", "h"]),
+            false,
+            everywhere(),
+        )
+        .unwrap();
+        assert!(!open(&auth, Role::Operator));
+        assert!(open(&auth, Role::ArtifactPusher));
+    }
+
+    #[test]
+    fn empty_tokens_count_as_none() {
+        let error =
+            resolve_auth(&args(&["--hamctl-auth-token", ""]), false, everywhere()).unwrap_err();
+        assert!(error.contains("no token is set"), "{error}");
     }
 }

@@ -6,6 +6,7 @@
 //! so tests can bind `127.0.0.1:0` first and never sleep.
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod error;

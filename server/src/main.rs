@@ -3,11 +3,15 @@
 //! gracefully (finish and push the batch in flight).
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use release_manager_server::auth::Auth;
-use release_manager_server::config::{Cli, Command, LogFormat, ServerConfig, StartArgs, TlsFiles};
+use release_manager_server::config::{
+    resolve_auth, Cli, Command, LogFormat, ServerConfig, StartArgs, TlsFiles,
+};
 use release_manager_server::demo::{ensure_demo_repo, DEMO_SERVICES};
 use release_manager_server::flows::Settings;
 use release_manager_server::repo::remote::{GitCredentials, RemoteLocation};
@@ -39,8 +43,12 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr; stdout carries only the demo's instructions.
+    // Colour only for a person at a terminal (see <https://no-color.org>).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -65,16 +73,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         };
         default.parse().expect("a valid default address")
     });
-    let has_token = args
-        .hamctl_auth_token
-        .as_deref()
-        .is_some_and(|t| !t.is_empty());
-    if demo && !listen.ip().is_loopback() && !has_token {
-        return Err("the demo runs unauthenticated and listens on loopback only; give --hamctl-auth-token to listen on another address".into());
-    }
-    if !demo && !has_token && !args.unauthenticated {
-        return Err("no --hamctl-auth-token (HAMCTL_AUTH_TOKEN) given: pass one, or --unauthenticated to run without authentication".into());
-    }
+    let auth = resolve_auth(&args, demo, listen)?;
     let config = ServerConfig {
         config_repo,
         data_dir: args.data_dir.clone(),
@@ -93,11 +92,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
             ssh_known_hosts: args.ssh_known_hosts.clone(),
             https_token: args.git_https_token.clone(),
         },
-        auth: Auth {
-            hamctl_token: args.hamctl_auth_token.clone().filter(|t| !t.is_empty()),
-            artifact_token: args.artifact_auth_token.clone().filter(|t| !t.is_empty()),
-            unauthenticated: args.unauthenticated || demo,
-        },
+        auth: auth.clone(),
         writer: WriterConfig {
             queue_capacity: args.queue_capacity,
             max_push_attempts: args.max_push_attempts,
@@ -131,8 +126,9 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let server = release_manager_server::start(config, listener).await?;
+    warn_about_closed_roles(&auth);
     if demo {
-        print_demo_help(server.addr);
+        print_demo_help(server.addr, &auth);
     }
     shutdown_signal().await;
     tracing::info!("shutting down: finishing the writes in flight");
@@ -140,22 +136,96 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn print_demo_help(addr: SocketAddr) {
+/// Says at start which calls no one can make, so a missing token flag is
+/// found before the first refused call.
+fn warn_about_closed_roles(auth: &Auth) {
+    if auth.unauthenticated {
+        if auth.hamctl_token.is_none() && auth.artifact_token.is_none() {
+            tracing::warn!("running without authentication: anyone who reaches the port can release");
+        }
+        return;
+    }
+    if auth.hamctl_token.is_none() {
+        tracing::warn!("no --hamctl-auth-token: hamctl calls (release, status, policies) are refused");
+    }
+    if auth.artifact_token.is_none() {
+        tracing::warn!("no --artifact-auth-token: build uploads (artifact push) are refused");
+    }
+}
+
+fn print_demo_help(addr: SocketAddr, auth: &Auth) {
     let (service, _) = DEMO_SERVICES[0];
-    let url = format!("http://{addr}");
+    // Listening on every address: loopback reaches it from this machine.
+    let reachable = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let url = format!("http://{reachable}");
+    let hamctl = sibling_command("hamctl");
+    let scope = if addr.ip().is_loopback() {
+        "loopback only"
+    } else {
+        "all addresses"
+    };
+    let auth_line = if auth.unauthenticated && auth.hamctl_token.is_none() {
+        "no authentication".to_string()
+    } else {
+        "hamctl needs its token".to_string()
+    };
+    let mut lines = vec![
+        String::new(),
+        format!(
+            "Release manager demo: serving a local demo config repository on {url} ({scope}, {auth_line})."
+        ),
+        "Try, in another terminal:".to_string(),
+        String::new(),
+        format!("  export HAMCTL_URL={url}"),
+    ];
+    if auth.hamctl_token.is_some() {
+        lines.push("  export HAMCTL_AUTH_TOKEN=<the --hamctl-auth-token this server got>".into());
+    }
+    for command in [
+        format!("status --service {service}"),
+        format!("release --service {service} --env dev --branch master"),
+        format!("promote --service {service} --env staging"),
+        format!("describe release --service {service} --env dev"),
+        format!("rollback --service {service} --env dev"),
+    ] {
+        lines.push(format!("  {hamctl} {command}"));
+    }
+    lines.push(String::new());
     use std::io::Write;
     // A closed stdout (piped into `head`, say) must not stop the server.
-    let _ = writeln!(
-        std::io::stdout(),
-        "\nRelease manager demo: serving a local demo config repository on {url} (loopback only, no authentication).\n\
-         Try, in another terminal:\n\n  \
-         export HAMCTL_URL={url}\n  \
-         cargo run -q --bin hamctl -- status --service {service}\n  \
-         cargo run -q --bin hamctl -- release --service {service} --env dev --branch master\n  \
-         cargo run -q --bin hamctl -- promote --service {service} --env staging\n  \
-         cargo run -q --bin hamctl -- describe release --service {service} --env dev\n  \
-         cargo run -q --bin hamctl -- rollback --service {service} --env dev\n"
-    );
+    let _ = writeln!(std::io::stdout(), "{}", lines.join("\n"));
+}
+
+/// How to run a program of this project from where the user is: the binary
+/// beside this one (`./dist/hamctl` after `make build`), the bare name when
+/// that folder is on PATH, else through cargo.
+fn sibling_command(name: &str) -> String {
+    let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    else {
+        return format!("cargo run -q --release --bin {name} --");
+    };
+    if !dir.join(name).is_file() {
+        return format!("cargo run -q --release --bin {name} --");
+    }
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|entry| {
+            entry.canonicalize().ok() == dir.canonicalize().ok()
+        })
+    });
+    if on_path {
+        return name.to_string();
+    }
+    let cwd = std::env::current_dir().ok();
+    match cwd.and_then(|cwd| dir.strip_prefix(&cwd).ok().map(Path::to_path_buf)) {
+        Some(relative) => format!("./{}", relative.join(name).display()),
+        None => dir.join(name).display().to_string(),
+    }
 }
 
 async fn shutdown_signal() {

@@ -11,6 +11,9 @@ use git2::{ObjectType, Repository};
 use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
 
+use std::collections::BTreeSet;
+
+use crate::catalog::{unknown_service, Catalog};
 use crate::error::{git, FlowError};
 use crate::flows::Settings;
 use crate::repo::index::View;
@@ -157,15 +160,67 @@ impl Reader {
                 statuses.push(status);
             }
             if !known_service && !found_any {
-                return Err(FlowError::NotFound(format!(
-                    "unknown service {service:?}: no builds and no releases in the config repository"
-                )));
+                return Err(unknown_service_at(repo, &root, service));
             }
             Ok(pb::StatusResponse {
                 service: service.to_string(),
                 environments: statuses,
             })
         })
+    }
+
+    /// Every service with builds or releases, where it runs and which
+    /// branches have builds.
+    pub fn list_services(&self) -> Result<pb::ListServicesResponse, FlowError> {
+        self.with_repo(|repo| {
+            let published = self.shared.read().expect("state lock not poisoned");
+            let root = repo
+                .find_commit(published.tip)
+                .and_then(|c| c.tree())
+                .map_err(git("read the tip"))?;
+            let catalog = Catalog::read(repo, &root).map_err(git("read the services"))?;
+            let view = View::published(&published.index);
+            let services = catalog
+                .services
+                .into_iter()
+                .map(|(name, running)| {
+                    let mut environments: Vec<String> = self
+                        .settings
+                        .environments
+                        .iter()
+                        .filter(|e| running.contains(*e))
+                        .cloned()
+                        .collect();
+                    environments.extend(
+                        running
+                            .into_iter()
+                            .filter(|e| !self.settings.environments.contains(e)),
+                    );
+                    let branches: BTreeSet<String> =
+                        view.builds(&name).map(|b| b.branch.clone()).collect();
+                    pb::ServiceSummary {
+                        name,
+                        environments,
+                        branches: branches.into_iter().collect(),
+                    }
+                })
+                .collect();
+            Ok(pb::ListServicesResponse { services })
+        })
+    }
+
+    /// The NOT_FOUND error for an unknown service, with suggestions read
+    /// at the published tip.
+    fn unknown_service(&self, service: &str) -> FlowError {
+        let tip = self.shared.read().expect("state lock not poisoned").tip;
+        self.with_repo(|repo| {
+            let root = repo
+                .find_commit(tip)
+                .and_then(|c| c.tree())
+                .map_err(git("read the tip"))?;
+            Ok(unknown_service_at(repo, &root, service))
+        })
+        .unwrap_or_else(|e| e)
     }
 
     /// The policies file of a service at the published tip.
@@ -180,9 +235,7 @@ impl Reader {
                 .map_err(git("read a tree"))?
                 .is_none()
             {
-                return Err(FlowError::NotFound(format!(
-                    "unknown service {service:?}: the config repository has no builds/{service} folder"
-                )));
+                return Err(unknown_service_at(repo, &root, service));
             }
             match blob_at(repo, &root, &format!("policies/{service}.json")).map_err(git("read policies"))? {
                 Some(bytes) => crate::policy::PolicyFile::parse(service, &bytes).map_err(FlowError::FailedPrecondition),
@@ -210,9 +263,8 @@ impl Reader {
             .map(convert::release_record)
             .collect();
         if releases.is_empty() && view.builds(service).next().is_none() {
-            return Err(FlowError::NotFound(format!(
-                "unknown service {service:?}: no builds and no releases in the config repository"
-            )));
+            drop(published);
+            return Err(self.unknown_service(service));
         }
         Ok(pb::DescribeReleaseResponse {
             service: service.to_string(),
@@ -233,9 +285,11 @@ impl Reader {
             let published = self.shared.read().expect("state lock not poisoned");
             let view = View::published(&published.index);
             if view.builds(service).next().is_none() {
-                return Err(FlowError::NotFound(format!(
-                    "unknown service {service:?}: no builds in the config repository"
-                )));
+                let root = repo
+                    .find_commit(published.tip)
+                    .and_then(|c| c.tree())
+                    .map_err(git("read the tip"))?;
+                return Err(unknown_service_at(repo, &root, service));
             }
             let mut artifacts = Vec::new();
             for build in view
@@ -267,5 +321,17 @@ impl Reader {
                 artifacts,
             })
         })
+    }
+}
+
+/// The NOT_FOUND error for `service`, suggesting the services of `root`.
+pub(crate) fn unknown_service_at(
+    repo: &Repository,
+    root: &git2::Tree<'_>,
+    service: &str,
+) -> FlowError {
+    match Catalog::read(repo, root) {
+        Ok(catalog) => unknown_service(service, catalog.services.keys().map(String::as_str)),
+        Err(_) => unknown_service(service, []),
     }
 }

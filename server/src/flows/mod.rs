@@ -40,6 +40,15 @@ pub enum BuildSource {
     Artifact(String),
 }
 
+impl std::fmt::Display for BuildSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildSource::Branch(branch) => write!(f, "branch {branch}"),
+            BuildSource::Artifact(id) => write!(f, "artifact {id}"),
+        }
+    }
+}
+
 /// A validated write request.
 #[derive(Debug, Clone)]
 pub enum Intent {
@@ -96,7 +105,7 @@ impl Intent {
                 environment,
                 source,
                 ..
-            } => format!("release {source:?} of {service} to {environment}"),
+            } => format!("release {source} of {service} to {environment}"),
             Intent::Promote {
                 service,
                 environment,
@@ -113,7 +122,7 @@ impl Intent {
                 upload.service,
                 upload.files.len()
             ),
-            Intent::Policy { service, change } => format!("policy change of {service}: {change:?}"),
+            Intent::Policy { service, change } => format!("policy change of {service}: {change}"),
         }
     }
 }

@@ -35,6 +35,21 @@ pub enum PolicyChange {
     },
 }
 
+impl std::fmt::Display for PolicyChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyChange::AutoRelease {
+                branch,
+                environment,
+            } => write!(f, "auto-release {branch} to {environment}"),
+            PolicyChange::BranchRestriction { environment, regex } => {
+                write!(f, "branch restriction {regex:?} in {environment}")
+            }
+            PolicyChange::Delete { ids } => write!(f, "delete {}", ids.join(", ")),
+        }
+    }
+}
+
 /// What a policy change did.
 #[derive(Debug, Clone)]
 pub struct PolicyDone {
@@ -94,9 +109,7 @@ pub(super) fn change_policies(
         .map_err(git("read a tree"))?
         .is_none()
     {
-        return Err(FlowError::NotFound(format!(
-            "unknown service {service:?}: the config repository has no builds/{service} folder"
-        )));
+        return Err(crate::reads::unknown_service_at(repo, &root, service));
     }
     let mut file = read_policies(ctx, service)?;
     let globals = &ctx.settings.global_restrictions;

@@ -108,9 +108,7 @@ fn unknown_build(ctx: &FlowContext<'_>, root: &Tree<'_>, service: &str, what: &s
     if known_service {
         FlowError::NotFound(format!("{what} for service {service:?}"))
     } else {
-        FlowError::NotFound(format!(
-            "unknown service {service:?}: the config repository has no builds/{service} folder"
-        ))
+        crate::reads::unknown_service_at(ctx.repo, root, service)
     }
 }
 

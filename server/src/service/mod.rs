@@ -19,10 +19,11 @@ pub(crate) async fn write(
     writer: &WriterHandle,
     request: WriteRequest,
 ) -> Result<WriteDone, Status> {
-    let span = tracing::info_span!(
-        "write",
-        request_id = request.request_id.as_deref().unwrap_or_default()
-    );
+    // A request without an id logs none, rather than `request_id=""`.
+    let span = tracing::info_span!("write", request_id = tracing::field::Empty);
+    if let Some(id) = &request.request_id {
+        span.record("request_id", id.as_str());
+    }
     async {
         let intent = request.intent.summary();
         match writer.submit(request).await {

@@ -343,6 +343,15 @@ impl ReleaseService for ReleaseServiceHandler {
         }))
     }
 
+    async fn list_services(
+        &self,
+        request: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        self.auth.check(&request, Role::Operator)?;
+        let response = self.read(|reader| reader.list_services()).await?;
+        Ok(Response::new(response))
+    }
+
     type WatchEventsStream = EventStream;
 
     async fn watch_events(

@@ -1,0 +1,154 @@
+//! The services a config repository holds, read from one tree: which have
+//! builds, where each runs, and the "did you mean" hint for a service name
+//! that is not among them.
+//!
+//! It owns the layout knowledge of "what is a service" (`builds/<service>/`
+//! and `<env>/releases/<namespace>/<service>/artifact.json`) for listing and
+//! suggestions. It must not decide whether a request may go on; callers do.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use git2::{ObjectType, Repository, Tree};
+
+use crate::error::FlowError;
+use crate::repo::tree::tree_at;
+
+/// Services and the environments each one runs in.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Service name to the environments with a release of it.
+    pub services: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Catalog {
+    /// Reads the services of the tree `root`: the folders under `builds/`
+    /// and every service folder with an `artifact.json` under a top-level
+    /// `<env>/releases/<namespace>/`.
+    pub fn read(repo: &Repository, root: &Tree<'_>) -> Result<Self, git2::Error> {
+        let mut catalog = Catalog::default();
+        if let Some(builds) = tree_at(repo, root, "builds")? {
+            for entry in builds.iter() {
+                if let (Some(name), Some(ObjectType::Tree)) = (entry.name(), entry.kind()) {
+                    catalog.services.entry(name.to_string()).or_default();
+                }
+            }
+        }
+        for top in root.iter() {
+            let (Some(environment), Some(ObjectType::Tree)) = (top.name(), top.kind()) else {
+                continue;
+            };
+            if environment == "builds" || environment == "policies" {
+                continue;
+            }
+            let Some(releases) = tree_at(repo, root, &format!("{environment}/releases"))? else {
+                continue;
+            };
+            for namespace in releases.iter() {
+                if namespace.kind() != Some(ObjectType::Tree) {
+                    continue;
+                }
+                let namespace = repo.find_tree(namespace.id())?;
+                for service in namespace.iter() {
+                    let Some(name) = service.name() else { continue };
+                    if service.kind() != Some(ObjectType::Tree) {
+                        continue;
+                    }
+                    let folder = repo.find_tree(service.id())?;
+                    if folder.get_name("artifact.json").is_some() {
+                        catalog
+                            .services
+                            .entry(name.to_string())
+                            .or_default()
+                            .insert(environment.to_string());
+                    }
+                }
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// Whether the repository knows `service` at all.
+    pub fn contains(&self, service: &str) -> bool {
+        self.services.contains_key(service)
+    }
+}
+
+/// The NOT_FOUND error for a service the repository does not know,
+/// suggesting the closest known names.
+pub fn unknown_service<'a>(service: &str, known: impl IntoIterator<Item = &'a str>) -> FlowError {
+    let mut text = format!(
+        "unknown service {service:?}: no builds and no releases of it in the config repository"
+    );
+    let suggestions = closest(service, known);
+    match suggestions.as_slice() {
+        [] => {}
+        [one] => text.push_str(&format!("; did you mean {one:?}?")),
+        many => {
+            let quoted: Vec<String> = many.iter().map(|s| format!("{s:?}")).collect();
+            text.push_str(&format!("; did you mean one of {}?", quoted.join(", ")));
+        }
+    }
+    FlowError::NotFound(text)
+}
+
+/// Most suggestions offered at once.
+const MAX_SUGGESTIONS: usize = 3;
+
+/// The known names closest to `wanted`, best first: those within a small
+/// edit distance (a typo, a missing suffix) or containing it.
+fn closest<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let wanted_lower = wanted.to_lowercase();
+    let mut scored: Vec<(f64, &str)> = known
+        .into_iter()
+        .filter_map(|name| {
+            let lower = name.to_lowercase();
+            let similarity = strsim::normalized_damerau_levenshtein(&wanted_lower, &lower);
+            let contains = wanted_lower.len() >= 3
+                && (lower.contains(&wanted_lower) || wanted_lower.contains(&lower));
+            let score = if contains {
+                similarity.max(0.7)
+            } else {
+                similarity
+            };
+            (score >= 0.6).then_some((score, name))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored
+        .into_iter()
+        .take(MAX_SUGGESTIONS)
+        .map(|(_, name)| name.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &[&str] = &["product-api", "checkout-web", "product-worker", "search"];
+
+    fn message(service: &str) -> String {
+        unknown_service(service, KNOWN.iter().copied()).to_string()
+    }
+
+    #[test]
+    fn a_typo_suggests_the_name() {
+        let text = message("prodcut-api");
+        assert!(text.contains("did you mean \"product-api\"?"), "{text}");
+    }
+
+    #[test]
+    fn a_prefix_suggests_every_service_it_starts() {
+        let text = message("product");
+        assert!(text.contains("\"product-api\""), "{text}");
+        assert!(text.contains("\"product-worker\""), "{text}");
+        assert!(!text.contains("checkout-web"), "{text}");
+    }
+
+    #[test]
+    fn nothing_close_suggests_nothing() {
+        let text = message("billing");
+        assert!(!text.contains("did you mean"), "{text}");
+        assert!(text.starts_with("unknown service \"billing\""), "{text}");
+    }
+}
