@@ -1,27 +1,44 @@
 # Familiar targets. TAG=... names the image for the docker targets.
 TAG ?= latest
 IMAGE ?= release-manager
+# Where `make build` puts the three programs.
+DIST ?= dist
+# Extra flags for `make run`, e.g. ARGS="--listen 127.0.0.1:9090".
+ARGS ?=
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test lint run bench bench-quick build_server_docker push_server_docker
+.PHONY: build build_server test lint run readme-test bench bench-quick build_server_docker push_server_docker
 
+# One optimised build of the server, hamctl and artifact, copied to dist/
+# (about 5 minutes the first time on 2 cores, seconds after that).
 build:
-	cargo build --release --workspace
+	cargo build --release --locked --bins
+	mkdir -p $(DIST)
+	cp $(addprefix $(TARGET_DIR)/release/,$(PROGRAMS)) $(DIST)/
 
 build_server:
-	cargo build --release -p release-manager-server
+	cargo build --release --locked -p release-manager-server
+
+# Builds (if needed), then serves the demo on 127.0.0.1:8080.
+run: build
+	./$(DIST)/release-manager start $(ARGS)
 
 # Installs missing test prerequisites (git, OpenSSH's sshd, ...) when it
-# can, then runs every test.
+# can, then runs every test. The tests build in the dev profile: that is
+# faster from scratch than an optimised build of the test binaries.
 test:
 	bash .ci/install-deps
-	cargo test --workspace
+	cargo test --workspace --locked
+
+# Runs the README's commands, in order, against a demo started the
+# README's way (make run). Needs ports 8080 and 8081 free.
+readme-test:
+	python3 tests/readme_commands.py
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-
-run:
-	cargo run --release --bin release-manager -- start
 
 # The release benchmark against the git command-line baselines (~2 min;
 # bench-quick ~1 min). Never part of the tests.

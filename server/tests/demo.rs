@@ -1,10 +1,18 @@
-//! The README's run command: `release-manager start` with no flags but a data
-//! dir and a free port serves the embedded demo, and hamctl works against it
-//! with no other setup.
+//! The demo and the container image, as the real binary runs them:
+//! `release-manager start` with no flags but a data dir and a free port
+//! serves the embedded demo and hamctl works against it; the auth rule
+//! (explicitly unauthenticated, or every role needs its own token) holds
+//! for every way the demo can be started; the image's ENTRYPOINT, CMD and
+//! ENV, read from the Dockerfile, serve on every address with tokens and
+//! refuse to start without them.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use release_manager::pb;
+use release_manager::pb::release_service_client::ReleaseServiceClient;
+use tonic::Code;
 
 struct KillOnDrop(Child);
 
@@ -15,7 +23,100 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A demo server process and the first line of its banner.
+struct Demo {
+    _child: KillOnDrop,
+    url: String,
+    banner: String,
+    _data: tempfile::TempDir,
+}
+
+/// How a start ended when it did not serve: exit code and stderr.
+#[derive(Debug)]
+struct Refused {
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Runs the server binary with `args` and `envs` (and a fresh data dir,
+/// and no token or repository from the caller's environment) and waits,
+/// bounded, for the demo banner or for the process to exit.
+fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<Demo, Refused> {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_release-manager"));
+    command
+        .args(args)
+        .env("RELEASE_MANAGER_DATA_DIR", data.path())
+        .env_remove("HAMCTL_AUTH_TOKEN")
+        .env_remove("ARTIFACT_AUTH_TOKEN")
+        .env_remove("RELEASE_MANAGER_CONFIG_REPO")
+        .env_remove("RELEASE_MANAGER_LISTEN")
+        .env_remove("RELEASE_MANAGER_HTTP_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("the server binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // stderr is drained in the background so the server never blocks on it.
+    let stderr_text = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let banner = lines
+            .by_ref()
+            .find(|line| line.starts_with("Release manager demo"));
+        let _ = tx.send(banner);
+        // Keep reading to the end: the server's stdout stays open.
+        lines.for_each(drop);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Some(banner)) => {
+            let url = banner
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .expect("the banner names the URL")
+                .trim_end_matches(['.', ','])
+                .to_string();
+            Ok(Demo {
+                _child: KillOnDrop(child),
+                url,
+                banner,
+                _data: data,
+            })
+        }
+        // stdout closed without a banner: the process ended.
+        Ok(None) => {
+            let status = child.wait().unwrap();
+            Err(Refused {
+                code: status.code(),
+                stderr: stderr_text.join().unwrap(),
+            })
+        }
+        Err(_) => {
+            let _ = child.kill();
+            panic!("no banner and no exit within 60 s");
+        }
+    }
+}
+
+const LOOPBACK: &[&str] = &[
+    "start",
+    "--listen",
+    "127.0.0.1:0",
+    "--http-listen",
+    "127.0.0.1:0",
+];
+
 async fn hamctl(args: &[&str]) -> (i32, String, String) {
+    std::env::set_var("GIT_COMMITTER_NAME", "Demo User");
+    std::env::set_var("GIT_COMMITTER_EMAIL", "demo@example.com");
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut argv = vec!["hamctl"];
     argv.extend_from_slice(args);
@@ -27,80 +128,199 @@ async fn hamctl(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Calls PushArtifact with an empty upload and `token`, returning the
+/// refusal's code and message (the auth check comes before the upload).
+async fn push_refusal(url: &str, token: Option<&str>) -> (Code, String) {
+    let mut client = ReleaseServiceClient::connect(url.to_string()).await.unwrap();
+    let mut request = tonic::Request::new(tokio_stream::iter(Vec::<pb::PushArtifactRequest>::new()));
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    let status = client.push_artifact(request).await.unwrap_err();
+    (status.code(), status.message().to_string())
+}
+
+/// Calls Status for the demo's first service with `token`.
+async fn status_code(url: &str, token: Option<&str>) -> Code {
+    let mut client = ReleaseServiceClient::connect(url.to_string()).await.unwrap();
+    let mut request = tonic::Request::new(pb::StatusRequest {
+        service: "product-api".into(),
+        ..Default::default()
+    });
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match client.status(request).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
 #[tokio::test]
 async fn the_demo_server_works_with_hamctl_out_of_the_box() {
-    std::env::set_var("GIT_COMMITTER_NAME", "Demo User");
-    std::env::set_var("GIT_COMMITTER_EMAIL", "demo@example.com");
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_release-manager"))
-        .args([
-            "start",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env_remove("HAMCTL_AUTH_TOKEN")
-        .env_remove("RELEASE_MANAGER_CONFIG_REPO")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = KillOnDrop(child);
-    // The demo prints its URL once it serves; wait for that line (bounded).
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // Keep reading to the end: the server's stdout stays open.
-            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                let _ = tx.send(url.trim_end_matches(['.', ',']).to_string());
-            }
-        }
-    });
-    let started = Instant::now();
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("no URL printed after {:?}", started.elapsed()));
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let demo = start(LOOPBACK, &[]).expect("the demo starts");
+    assert!(demo.url.starts_with("http://127.0.0.1:"), "{}", demo.url);
+    assert!(
+        demo.banner.contains("loopback only, no authentication"),
+        "{}",
+        demo.banner
+    );
+    let url = demo.url.as_str();
 
-    let (code, out, err) = hamctl(&["--server", &url, "status", "--service", "product-api"]).await;
+    let (code, out, err) = hamctl(&["--server", url, "status", "--service", "product-api"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         out.lines()
             .any(|l| l.starts_with("dev") && l.contains("master-")),
         "{out}"
     );
+    for (service, branch, shows) in [
+        ("checkout-web", "master", "Released"),
+        ("product-api", "feature/fast-search", "feature-fast-search"),
+    ] {
+        let (code, out, err) = hamctl(&[
+            "--server", url, "release", "--service", service, "--env", "dev", "--branch", branch,
+        ])
+        .await;
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(shows), "{out}");
+    }
+    // Uploads are as open as everything else on the loopback demo: an empty
+    // upload gets past the auth check to the upload's own validation.
+    let (code, message) = push_refusal(url, None).await;
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+}
 
-    let (code, out, err) = hamctl(&[
-        "--server",
-        &url,
-        "release",
-        "--service",
-        "checkout-web",
-        "--env",
-        "dev",
-        "--branch",
-        "master",
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("Released"), "{out}");
+#[tokio::test]
+async fn one_token_never_leaves_the_other_role_open() {
+    // The case that used to leave uploads open: the demo with only the
+    // hamctl token, on loopback and on every address.
+    for listen in ["127.0.0.1:0", "0.0.0.0:0"] {
+        let args = [
+            "start",
+            "--listen",
+            listen,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--hamctl-auth-token",
+            "h-token",
+        ];
+        let demo = start(&args, &[]).expect("starts with a token");
+        let url = demo.url.replace("0.0.0.0", "127.0.0.1");
+        assert!(demo.banner.contains("hamctl needs its token"), "{}", demo.banner);
+        assert_eq!(status_code(&url, None).await, Code::Unauthenticated);
+        assert_eq!(status_code(&url, Some("h-token")).await, Code::Ok);
+        for token in [None, Some("h-token"), Some("anything")] {
+            let (code, message) = push_refusal(&url, token).await;
+            assert_eq!(code, Code::PermissionDenied, "{listen} {token:?}: {message}");
+            assert!(message.contains("--artifact-auth-token"), "{message}");
+        }
+    }
+    // And the other way round.
+    let args = [LOOPBACK, &["--artifact-auth-token", "a-token"]].concat();
+    let demo = start(&args, &[]).expect("starts with a token");
+    assert_eq!(status_code(&demo.url, None).await, Code::PermissionDenied);
+    assert_eq!(status_code(&demo.url, Some("a-token")).await, Code::PermissionDenied);
+    let (code, message) = push_refusal(&demo.url, None).await;
+    assert_eq!(code, Code::Unauthenticated, "{message}");
+    let (code, message) = push_refusal(&demo.url, Some("a-token")).await;
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+}
 
-    let (code, out, err) = hamctl(&[
-        "--server",
-        &url,
-        "release",
-        "--service",
-        "product-api",
-        "--env",
-        "dev",
-        "--branch",
-        "feature/fast-search",
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("feature-fast-search"), "{out}");
+#[tokio::test]
+async fn without_tokens_only_loopback_or_unauthenticated_serve() {
+    let everywhere = [
+        "start",
+        "--listen",
+        "0.0.0.0:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ];
+    let refused = start(&everywhere, &[])
+        .err()
+        .expect("no token on every address: refused");
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    for flag in ["--hamctl-auth-token", "--artifact-auth-token", "--unauthenticated"] {
+        assert!(refused.stderr.contains(flag), "{flag}: {}", refused.stderr);
+    }
+    let args = [&everywhere[..], &["--unauthenticated"]].concat();
+    let demo = start(&args, &[]).expect("--unauthenticated serves");
+    assert!(demo.banner.contains("all addresses, no authentication"), "{}", demo.banner);
+    let url = demo.url.replace("0.0.0.0", "127.0.0.1");
+    assert_eq!(status_code(&url, None).await, Code::Ok);
+}
+
+/// The last stage's `ENV` variables, `ENTRYPOINT` and `CMD` of the
+/// Dockerfile (exec form, one instruction per logical line).
+fn image_defaults() -> (Vec<(String, String)>, Vec<String>) {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Dockerfile"))
+        .expect("the Dockerfile");
+    let joined = text.replace("\\\n", " ");
+    let last_stage = joined.rsplit("\nFROM ").next().unwrap();
+    let mut envs = Vec::new();
+    let mut entrypoint = Vec::new();
+    let mut cmd = Vec::new();
+    for line in last_stage.lines() {
+        let exec_form = |rest: &str| -> Vec<String> {
+            serde_json::from_str(rest.trim()).expect("exec form: a JSON array")
+        };
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            for pair in rest.split_whitespace() {
+                let (key, value) = pair.split_once('=').expect("ENV key=value");
+                envs.push((key.to_string(), value.to_string()));
+            }
+        } else if let Some(rest) = line.strip_prefix("ENTRYPOINT ") {
+            entrypoint = exec_form(rest);
+        } else if let Some(rest) = line.strip_prefix("CMD ") {
+            cmd = exec_form(rest);
+        }
+    }
+    assert_eq!(entrypoint, ["release-manager"], "the image runs the server");
+    (envs, cmd)
+}
+
+#[tokio::test]
+async fn the_container_image_defaults_serve_on_every_address_with_tokens() {
+    let (envs, cmd) = image_defaults();
+    // The image's own values, but for the ports (any free one) and the data
+    // dir (a temp dir): the host part must stay the image's.
+    let envs: Vec<(String, String)> = envs
+        .into_iter()
+        .filter(|(key, _)| key != "RELEASE_MANAGER_DATA_DIR")
+        .map(|(key, value)| {
+            if key.ends_with("_LISTEN") {
+                let host = value.rsplit_once(':').expect("host:port").0.to_string();
+                assert_eq!(host, "0.0.0.0", "{key}: a container listens on every address");
+                (key, format!("{host}:0"))
+            } else {
+                (key, value)
+            }
+        })
+        .collect();
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let mut image_env: Vec<(&str, &str)> =
+        envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    // `docker run release-manager` with no token: refused, saying what to pass.
+    let refused = start(&cmd, &image_env).err().expect("no tokens: refused");
+    assert!(refused.stderr.contains("HAMCTL_AUTH_TOKEN"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("ARTIFACT_AUTH_TOKEN"), "{}", refused.stderr);
+
+    // `docker run -e HAMCTL_AUTH_TOKEN=... -e ARTIFACT_AUTH_TOKEN=...`: serves
+    // on every address, each role with its own token.
+    image_env.extend([("HAMCTL_AUTH_TOKEN", "h"), ("ARTIFACT_AUTH_TOKEN", "a")]);
+    let demo = start(&cmd, &image_env).expect("serves with tokens");
+    assert!(demo.banner.contains("all addresses"), "{}", demo.banner);
+    let url = demo.url.clone();
+    assert!(url.starts_with("http://127.0.0.1:"), "reachable from here: {url}");
+    assert_eq!(status_code(&url, Some("h")).await, Code::Ok);
+    assert_eq!(status_code(&url, None).await, Code::Unauthenticated);
+    let (code, message) = push_refusal(&url, Some("a")).await;
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    let (code, _) = push_refusal(&url, Some("h")).await;
+    assert_eq!(code, Code::Unauthenticated);
 }
