@@ -32,9 +32,13 @@ test:
 	cargo test --workspace --locked
 
 # Runs the README's commands, in order, against a demo started the
-# README's way (make run). Needs ports 8080 and 8081 free.
+# README's way (make run). Needs ports 8080 and 8081 free, and buf (for the
+# README's `buf curl` example: installed from npm into .tools/ if missing).
+BUF_VERSION ?= 1.75.0
 readme-test:
-	python3 tests/readme_commands.py
+	@command -v buf >/dev/null || [ -x .tools/node_modules/.bin/buf ] \
+	  || npm install --prefix .tools --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
+	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" python3 tests/readme_commands.py
 
 lint:
 	cargo fmt --all -- --check

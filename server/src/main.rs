@@ -126,7 +126,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let server = release_manager_server::start(config, listener).await?;
-    warn_about_closed_roles(&auth);
+    warn_about_closed_roles(&auth, listen);
     if demo {
         print_demo_help(server.addr, &auth);
     }
@@ -138,10 +138,14 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Says at start which calls no one can make, so a missing token flag is
 /// found before the first refused call.
-fn warn_about_closed_roles(auth: &Auth) {
+fn warn_about_closed_roles(auth: &Auth, listen: SocketAddr) {
     if auth.unauthenticated {
-        if auth.hamctl_token.is_none() && auth.artifact_token.is_none() {
-            tracing::warn!("running without authentication: anyone who reaches the port can release");
+        if auth.hamctl_token.is_some() || auth.artifact_token.is_some() {
+            tracing::warn!("--unauthenticated: calls of the role without a token need no token");
+        } else if listen.ip().is_loopback() {
+            tracing::info!("no authentication: loopback only");
+        } else {
+            tracing::warn!(%listen, "no authentication: anyone who reaches this address can release");
         }
         return;
     }
@@ -187,7 +191,7 @@ fn print_demo_help(addr: SocketAddr, auth: &Auth) {
     }
     for command in [
         format!("status --service {service}"),
-        format!("release --service {service} --env dev --branch master"),
+        format!("release --service {service} --env dev --branch feature/fast-search"),
         format!("promote --service {service} --env staging"),
         format!("describe release --service {service} --env dev"),
         format!("rollback --service {service} --env dev"),
