@@ -324,12 +324,22 @@ async fn services_are_listed_and_a_typo_gets_a_suggestion() {
         "{err}"
     );
     let (code, _, err) = hamctl(&[
-        "--server", url, "release", "--service", "shop-wrker", "--env", "dev", "--branch",
+        "--server",
+        url,
+        "release",
+        "--service",
+        "shop-wrker",
+        "--env",
+        "dev",
+        "--branch",
         "master",
     ])
     .await;
     assert_eq!(code, 1);
-    assert!(err.contains("did you mean one of \"shop-worker\", \"shop\"?"), "{err}");
+    assert!(
+        err.contains("did you mean one of \"shop-worker\", \"shop\"?"),
+        "{err}"
+    );
 }
 
 /// Every key of a JSON document, recursively.
@@ -352,12 +362,30 @@ async fn json_output_uses_the_api_field_names() {
     let server = TestServer::start(&repo.remote).await;
     let url = server.url.as_str();
     let commands: &[&[&str]] = &[
-        &["release", "--service", "shop", "--env", "dev", "--branch", "master"],
+        &[
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "dev",
+            "--branch",
+            "master",
+        ],
         &["promote", "--service", "shop", "--env", "staging"],
         &["status", "--service", "shop"],
         &["describe", "release", "--service", "shop", "--env", "dev"],
         &["describe", "artifact", "--service", "shop"],
-        &["policy", "--service", "shop", "apply", "auto-release", "--branch", "master", "--env", "dev"],
+        &[
+            "policy",
+            "--service",
+            "shop",
+            "apply",
+            "auto-release",
+            "--branch",
+            "master",
+            "--env",
+            "dev",
+        ],
         &["policy", "--service", "shop", "list"],
         &["services"],
     ];
@@ -380,8 +408,17 @@ async fn json_output_uses_the_api_field_names() {
             "{key} is not lowerCamelCase (all keys: {seen:?})"
         );
     }
-    for expected in ["artifactId", "releasedAt", "releasedBy", "commitSha", "autoReleases"] {
-        assert!(seen.iter().any(|k| k == expected), "{expected} missing: {seen:?}");
+    for expected in [
+        "artifactId",
+        "releasedAt",
+        "releasedBy",
+        "commitSha",
+        "autoReleases",
+    ] {
+        assert!(
+            seen.iter().any(|k| k == expected),
+            "{expected} missing: {seen:?}"
+        );
     }
 }
 
@@ -405,12 +442,19 @@ async fn an_invalid_regex_error_keeps_its_caret_under_the_pattern() {
     .await;
     assert_eq!(code, 1);
     let lines: Vec<&str> = err.lines().collect();
-    assert!(lines[0].starts_with("error: invalid argument: invalid branch regex"), "{err}");
+    assert!(
+        lines[0].starts_with("error: invalid argument: invalid branch regex"),
+        "{err}"
+    );
     let pattern = lines
         .iter()
         .position(|line| line.trim() == "ma(ster")
         .unwrap_or_else(|| panic!("the pattern on a line of its own: {err}"));
-    assert_eq!(lines[pattern + 1].find('^'), lines[pattern].find('('), "{err}");
+    assert_eq!(
+        lines[pattern + 1].find('^'),
+        lines[pattern].find('('),
+        "{err}"
+    );
     assert!(err.contains("unclosed group"), "{err}");
 }
 
@@ -471,16 +515,14 @@ async fn server_at(
 ) -> release_manager_server::RunningServer {
     let config = release_manager_server::config::ServerConfig::local(remote, data);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    release_manager_server::start(config, listener).await.unwrap()
+    release_manager_server::start(config, listener)
+        .await
+        .unwrap()
 }
 
 /// Releases `ids` in turn (each one a new release event) until `watch`
 /// prints something, and returns that.
-async fn release_until_printed(
-    url: &str,
-    ids: &[String],
-    watch: &mut Background,
-) -> String {
+async fn release_until_printed(url: &str, ids: &[String], watch: &mut Background) -> String {
     let mut client =
         release_manager::pb::release_service_client::ReleaseServiceClient::connect(url.to_string())
             .await
@@ -514,7 +556,14 @@ async fn watch_says_when_the_server_goes_away_and_can_reconnect() {
     // watch waits for the server to come back and goes on.
     let mut plain = Background::start(&["--server", &url, "watch", "--service", "shop"]);
     let mut patient = Background::start(&[
-        "--server", &url, "watch", "--service", "shop", "--reconnect", "--max-events", "2",
+        "--server",
+        &url,
+        "watch",
+        "--service",
+        "shop",
+        "--reconnect",
+        "--max-events",
+        "2",
     ]);
     let seen = release_until_printed(&url, &ids, &mut plain).await;
     assert!(seen.contains("released shop"), "{seen}");

@@ -9,9 +9,9 @@ use release_manager::pb::{ListServicesRequest, ListServicesResponse};
 use serde_json::{json, Value};
 
 use crate::cli::{GlobalArgs, OutputFormat};
+use crate::client;
 use crate::error::CliError;
 use crate::output::{Printer, Table};
-use crate::client;
 
 /// List the services of the config repository
 ///

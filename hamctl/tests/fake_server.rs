@@ -17,11 +17,11 @@ use release_manager::pb::{
     ApplyBranchRestrictionResponse, ArtifactSummary, AutoReleasePolicy, BranchRestrictionPolicy,
     DeletePoliciesRequest, DeletePoliciesResponse, DescribeArtifactRequest,
     DescribeArtifactResponse, DescribeReleaseRequest, DescribeReleaseResponse, EnvironmentStatus,
-    ListPoliciesRequest, ListPoliciesResponse, ListServicesRequest, ListServicesResponse,
-    ServiceSummary, Outcome, Person, PolicyChanged, PromoteRequest,
-    PromoteResponse, PushArtifactRequest, PushArtifactResponse, ReleaseIntent, ReleaseRecord,
-    ReleaseRequest, ReleaseResponse, ReleaseResult, RollbackRequest, RollbackResponse,
-    StatusRequest, StatusResponse, Vulnerabilities, WatchEventsRequest, WatchEventsResponse,
+    ListPoliciesRequest, ListPoliciesResponse, ListServicesRequest, ListServicesResponse, Outcome,
+    Person, PolicyChanged, PromoteRequest, PromoteResponse, PushArtifactRequest,
+    PushArtifactResponse, ReleaseIntent, ReleaseRecord, ReleaseRequest, ReleaseResponse,
+    ReleaseResult, RollbackRequest, RollbackResponse, ServiceSummary, StatusRequest,
+    StatusResponse, Vulnerabilities, WatchEventsRequest, WatchEventsResponse,
 };
 use tonic::codegen::tokio_stream::{self, Stream, StreamExt};
 use tonic::{Request, Response, Status};

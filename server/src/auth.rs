@@ -165,8 +165,13 @@ mod tests {
         auth.check(&request(None), Role::ArtifactPusher).unwrap();
         assert!(auth.check(&request(None), Role::Operator).is_err());
         let closed = Auth::default();
-        let refused = closed.check(&request(Some("x")), Role::Operator).unwrap_err();
+        let refused = closed
+            .check(&request(Some("x")), Role::Operator)
+            .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
-        assert!(refused.message().contains("--hamctl-auth-token"), "{refused:?}");
+        assert!(
+            refused.message().contains("--hamctl-auth-token"),
+            "{refused:?}"
+        );
     }
 }

@@ -221,21 +221,14 @@ impl ServerConfig {
 /// own token, and the calls of a role with no token configured are refused.
 /// There is no configuration in which one role is open because another one
 /// has a token.
-pub fn resolve_auth(
-    args: &StartArgs,
-    demo: bool,
-    listen: SocketAddr,
-) -> Result<Auth, String> {
+pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<Auth, String> {
     let hamctl_token = args.hamctl_auth_token.clone().filter(|t| !t.is_empty());
     let artifact_token = args.artifact_auth_token.clone().filter(|t| !t.is_empty());
     let no_token = hamctl_token.is_none() && artifact_token.is_none();
-    let unauthenticated =
-        args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
+    let unauthenticated = args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
     if no_token && !unauthenticated {
         let why = if demo {
-            format!(
-                "the demo listens on {listen}, which is not loopback, and no token is set"
-            )
+            format!("the demo listens on {listen}, which is not loopback, and no token is set")
         } else {
             "no token is set".to_string()
         };

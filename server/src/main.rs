@@ -2,9 +2,9 @@
 //! configured repository, serve until SIGINT/SIGTERM, then shut down
 //! gracefully (finish and push the batch in flight).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -150,7 +150,9 @@ fn warn_about_closed_roles(auth: &Auth, listen: SocketAddr) {
         return;
     }
     if auth.hamctl_token.is_none() {
-        tracing::warn!("no --hamctl-auth-token: hamctl calls (release, status, policies) are refused");
+        tracing::warn!(
+            "no --hamctl-auth-token: hamctl calls (release, status, policies) are refused"
+        );
     }
     if auth.artifact_token.is_none() {
         tracing::warn!("no --artifact-auth-token: build uploads (artifact push) are refused");
@@ -218,9 +220,8 @@ fn sibling_command(name: &str) -> String {
         return format!("cargo run -q --release --bin {name} --");
     }
     let on_path = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|entry| {
-            entry.canonicalize().ok() == dir.canonicalize().ok()
-        })
+        std::env::split_paths(&path)
+            .any(|entry| entry.canonicalize().ok() == dir.canonicalize().ok())
     });
     if on_path {
         return name.to_string();

@@ -237,8 +237,11 @@ impl Reader {
             {
                 return Err(unknown_service_at(repo, &root, service));
             }
-            match blob_at(repo, &root, &format!("policies/{service}.json")).map_err(git("read policies"))? {
-                Some(bytes) => crate::policy::PolicyFile::parse(service, &bytes).map_err(FlowError::FailedPrecondition),
+            match blob_at(repo, &root, &format!("policies/{service}.json"))
+                .map_err(git("read policies"))?
+            {
+                Some(bytes) => crate::policy::PolicyFile::parse(service, &bytes)
+                    .map_err(FlowError::FailedPrecondition),
                 None => Ok(crate::policy::PolicyFile {
                     service: service.to_string(),
                     ..Default::default()

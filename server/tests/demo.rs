@@ -131,8 +131,11 @@ async fn hamctl(args: &[&str]) -> (i32, String, String) {
 /// Calls PushArtifact with an empty upload and `token`, returning the
 /// refusal's code and message (the auth check comes before the upload).
 async fn push_refusal(url: &str, token: Option<&str>) -> (Code, String) {
-    let mut client = ReleaseServiceClient::connect(url.to_string()).await.unwrap();
-    let mut request = tonic::Request::new(tokio_stream::iter(Vec::<pb::PushArtifactRequest>::new()));
+    let mut client = ReleaseServiceClient::connect(url.to_string())
+        .await
+        .unwrap();
+    let mut request =
+        tonic::Request::new(tokio_stream::iter(Vec::<pb::PushArtifactRequest>::new()));
     if let Some(token) = token {
         request
             .metadata_mut()
@@ -144,7 +147,9 @@ async fn push_refusal(url: &str, token: Option<&str>) -> (Code, String) {
 
 /// Calls Status for the demo's first service with `token`.
 async fn status_code(url: &str, token: Option<&str>) -> Code {
-    let mut client = ReleaseServiceClient::connect(url.to_string()).await.unwrap();
+    let mut client = ReleaseServiceClient::connect(url.to_string())
+        .await
+        .unwrap();
     let mut request = tonic::Request::new(pb::StatusRequest {
         service: "product-api".into(),
         ..Default::default()
@@ -183,7 +188,15 @@ async fn the_demo_server_works_with_hamctl_out_of_the_box() {
         ("product-api", "feature/fast-search", "feature-fast-search"),
     ] {
         let (code, out, err) = hamctl(&[
-            "--server", url, "release", "--service", service, "--env", "dev", "--branch", branch,
+            "--server",
+            url,
+            "release",
+            "--service",
+            service,
+            "--env",
+            "dev",
+            "--branch",
+            branch,
         ])
         .await;
         assert_eq!(code, 0, "{err}");
@@ -211,12 +224,20 @@ async fn one_token_never_leaves_the_other_role_open() {
         ];
         let demo = start(&args, &[]).expect("starts with a token");
         let url = demo.url.replace("0.0.0.0", "127.0.0.1");
-        assert!(demo.banner.contains("hamctl needs its token"), "{}", demo.banner);
+        assert!(
+            demo.banner.contains("hamctl needs its token"),
+            "{}",
+            demo.banner
+        );
         assert_eq!(status_code(&url, None).await, Code::Unauthenticated);
         assert_eq!(status_code(&url, Some("h-token")).await, Code::Ok);
         for token in [None, Some("h-token"), Some("anything")] {
             let (code, message) = push_refusal(&url, token).await;
-            assert_eq!(code, Code::PermissionDenied, "{listen} {token:?}: {message}");
+            assert_eq!(
+                code,
+                Code::PermissionDenied,
+                "{listen} {token:?}: {message}"
+            );
             assert!(message.contains("--artifact-auth-token"), "{message}");
         }
     }
@@ -224,7 +245,10 @@ async fn one_token_never_leaves_the_other_role_open() {
     let args = [LOOPBACK, &["--artifact-auth-token", "a-token"]].concat();
     let demo = start(&args, &[]).expect("starts with a token");
     assert_eq!(status_code(&demo.url, None).await, Code::PermissionDenied);
-    assert_eq!(status_code(&demo.url, Some("a-token")).await, Code::PermissionDenied);
+    assert_eq!(
+        status_code(&demo.url, Some("a-token")).await,
+        Code::PermissionDenied
+    );
     let (code, message) = push_refusal(&demo.url, None).await;
     assert_eq!(code, Code::Unauthenticated, "{message}");
     let (code, message) = push_refusal(&demo.url, Some("a-token")).await;
@@ -244,12 +268,20 @@ async fn without_tokens_only_loopback_or_unauthenticated_serve() {
         .err()
         .expect("no token on every address: refused");
     assert_eq!(refused.code, Some(1), "{refused:?}");
-    for flag in ["--hamctl-auth-token", "--artifact-auth-token", "--unauthenticated"] {
+    for flag in [
+        "--hamctl-auth-token",
+        "--artifact-auth-token",
+        "--unauthenticated",
+    ] {
         assert!(refused.stderr.contains(flag), "{flag}: {}", refused.stderr);
     }
     let args = [&everywhere[..], &["--unauthenticated"]].concat();
     let demo = start(&args, &[]).expect("--unauthenticated serves");
-    assert!(demo.banner.contains("all addresses, no authentication"), "{}", demo.banner);
+    assert!(
+        demo.banner.contains("all addresses, no authentication"),
+        "{}",
+        demo.banner
+    );
     let url = demo.url.replace("0.0.0.0", "127.0.0.1");
     assert_eq!(status_code(&url, None).await, Code::Ok);
 }
@@ -294,7 +326,10 @@ async fn the_container_image_defaults_serve_on_every_address_with_tokens() {
         .map(|(key, value)| {
             if key.ends_with("_LISTEN") {
                 let host = value.rsplit_once(':').expect("host:port").0.to_string();
-                assert_eq!(host, "0.0.0.0", "{key}: a container listens on every address");
+                assert_eq!(
+                    host, "0.0.0.0",
+                    "{key}: a container listens on every address"
+                );
                 (key, format!("{host}:0"))
             } else {
                 (key, value)
@@ -307,8 +342,16 @@ async fn the_container_image_defaults_serve_on_every_address_with_tokens() {
 
     // `docker run release-manager` with no token: refused, saying what to pass.
     let refused = start(&cmd, &image_env).err().expect("no tokens: refused");
-    assert!(refused.stderr.contains("HAMCTL_AUTH_TOKEN"), "{}", refused.stderr);
-    assert!(refused.stderr.contains("ARTIFACT_AUTH_TOKEN"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("HAMCTL_AUTH_TOKEN"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("ARTIFACT_AUTH_TOKEN"),
+        "{}",
+        refused.stderr
+    );
 
     // `docker run -e HAMCTL_AUTH_TOKEN=... -e ARTIFACT_AUTH_TOKEN=...`: serves
     // on every address, each role with its own token.
@@ -316,7 +359,10 @@ async fn the_container_image_defaults_serve_on_every_address_with_tokens() {
     let demo = start(&cmd, &image_env).expect("serves with tokens");
     assert!(demo.banner.contains("all addresses"), "{}", demo.banner);
     let url = demo.url.clone();
-    assert!(url.starts_with("http://127.0.0.1:"), "reachable from here: {url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "reachable from here: {url}"
+    );
     assert_eq!(status_code(&url, Some("h")).await, Code::Ok);
     assert_eq!(status_code(&url, None).await, Code::Unauthenticated);
     let (code, message) = push_refusal(&url, Some("a")).await;
