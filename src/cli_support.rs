@@ -56,6 +56,9 @@ pub enum ConnectError {
 #[derive(Debug, Clone)]
 pub struct AuthInterceptor {
     header: Option<MetadataValue<Ascii>>,
+    /// Sent as `grpc-timeout`, so the server drops a write it could not
+    /// apply before the caller stopped waiting.
+    timeout: Option<Duration>,
 }
 
 impl AuthInterceptor {
@@ -65,7 +68,10 @@ impl AuthInterceptor {
         // Tokens read from files often carry a trailing newline.
         let token = token.trim();
         if token.is_empty() {
-            return Ok(AuthInterceptor { header: None });
+            return Ok(AuthInterceptor {
+                header: None,
+                timeout: None,
+            });
         }
         let mut value: MetadataValue<Ascii> = format!("Bearer {token}")
             .parse()
@@ -73,6 +79,7 @@ impl AuthInterceptor {
         value.set_sensitive(true);
         Ok(AuthInterceptor {
             header: Some(value),
+            timeout: None,
         })
     }
 }
@@ -86,6 +93,9 @@ impl Interceptor for AuthInterceptor {
             request
                 .metadata_mut()
                 .insert("authorization", value.clone());
+        }
+        if let Some(timeout) = self.timeout {
+            request.set_timeout(timeout);
         }
         Ok(request)
     }
@@ -113,16 +123,26 @@ fn client_tls() -> Result<tonic::transport::ClientTlsConfig, String> {
 }
 
 /// Dials `url` (as [`parse_server_url`] returns it); the interceptor attaches
-/// `token` (empty: none) to every call.
-pub async fn connect(url: &str, token: &str) -> Result<(Channel, AuthInterceptor), ConnectError> {
-    let interceptor = AuthInterceptor::new(token)?;
+/// `token` (empty: none) to every call. With a `timeout`, every call gives
+/// up after it (client side) and tells the server its deadline; without
+/// one (streams that run until stopped) only the connect is bounded.
+pub async fn connect(
+    url: &str,
+    token: &str,
+    timeout: Option<Duration>,
+) -> Result<(Channel, AuthInterceptor), ConnectError> {
+    let mut interceptor = AuthInterceptor::new(token)?;
+    interceptor.timeout = timeout;
     let unreachable = |reason: String| ConnectError::Unreachable {
         url: url.to_owned(),
         reason,
     };
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|error| unreachable(error_chain(&error)))?
-        .connect_timeout(CONNECT_TIMEOUT);
+        .connect_timeout(timeout.map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT)));
+    if let Some(timeout) = timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
     if url.starts_with("https://") {
         endpoint = endpoint
             .tls_config(client_tls().map_err(unreachable)?)
@@ -136,14 +156,22 @@ pub async fn connect(url: &str, token: &str) -> Result<(Channel, AuthInterceptor
 }
 
 /// A connected [`ReleaseClient`]; see [`connect`].
-pub async fn release_client(url: &str, token: &str) -> Result<ReleaseClient, ConnectError> {
-    let (channel, interceptor) = connect(url, token).await?;
+pub async fn release_client(
+    url: &str,
+    token: &str,
+    timeout: Option<Duration>,
+) -> Result<ReleaseClient, ConnectError> {
+    let (channel, interceptor) = connect(url, token, timeout).await?;
     Ok(ReleaseServiceClient::with_interceptor(channel, interceptor))
 }
 
 /// A connected [`PolicyClient`]; see [`connect`].
-pub async fn policy_client(url: &str, token: &str) -> Result<PolicyClient, ConnectError> {
-    let (channel, interceptor) = connect(url, token).await?;
+pub async fn policy_client(
+    url: &str,
+    token: &str,
+    timeout: Option<Duration>,
+) -> Result<PolicyClient, ConnectError> {
+    let (channel, interceptor) = connect(url, token, timeout).await?;
     Ok(PolicyServiceClient::with_interceptor(channel, interceptor))
 }
 
@@ -200,6 +228,12 @@ pub fn parse_server_url(raw: &str) -> Result<String, String> {
 /// `<code word>: <server message>`, on one line. An `Unauthenticated` status
 /// ends with how to pass a token: `--auth-token` or the variable `token_env`.
 pub fn describe_status(status: &tonic::Status, token_env: &str) -> String {
+    if status.code() == Code::Cancelled && status.message() == "Timeout expired" {
+        // The client's own deadline (--request-timeout), not the server's.
+        return "timed out waiting for the server's answer (--request-timeout); \
+                a write may still have been applied: check before trying again"
+            .to_owned();
+    }
     let word = code_word(status.code());
     let message = keep_lines(status.message());
     let mut text = if message.is_empty() {
@@ -351,6 +385,29 @@ pub fn is_broken_pipe(error: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_timeouts_parse() {
+        assert_eq!(parse_request_timeout("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_request_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(
+            parse_request_timeout("500ms"),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(parse_request_timeout("0").map(time_limit), Ok(None));
+        assert!(parse_request_timeout("soon").is_err());
+        assert!(parse_request_timeout("5 minutes").is_err());
+    }
+
+    #[test]
+    fn a_client_side_timeout_says_what_to_do() {
+        let text = describe(tonic::Status::cancelled("Timeout expired"));
+        assert!(
+            text.starts_with("timed out waiting for the server's answer"),
+            "{text}"
+        );
+        assert!(text.contains("--request-timeout"), "{text}");
+    }
 
     #[test]
     fn a_regex_error_keeps_its_caret_under_the_pattern() {
@@ -543,4 +600,36 @@ mod tests {
         );
         assert_eq!(String::from_utf8(err).expect("utf-8"), "error: boom\n");
     }
+}
+
+/// Default of `--request-timeout`: how long a CLI waits for one call.
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "60s";
+
+/// Parses `--request-timeout` (`30s`, `2m`, `500ms`); `0` (zero) means no
+/// limit, see [`time_limit`].
+pub fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |at| text.split_at(at));
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 2m or 500ms (0: no limit)"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(amount),
+        "s" | "" => Duration::from_secs(amount),
+        "m" => Duration::from_secs(amount.saturating_mul(60)),
+        "h" => Duration::from_secs(amount.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration like 30s, 2m or 500ms (0: no limit)"
+            ))
+        }
+    };
+    Ok(duration)
+}
+
+/// A `--request-timeout` as a limit: zero means none.
+pub fn time_limit(timeout: Duration) -> Option<Duration> {
+    (!timeout.is_zero()).then_some(timeout)
 }

@@ -68,6 +68,18 @@ pub(crate) struct PushArgs {
         value_name = "TOKEN"
     )]
     pub(crate) auth_token: Option<String>,
+
+    /// How long to wait for the server to store the build (`30s`, `2m`;
+    /// `0`: no limit). The server is told too, and does not store a build
+    /// it could not store in time.
+    #[arg(
+        long,
+        env = "ARTIFACT_REQUEST_TIMEOUT",
+        default_value = cli_support::DEFAULT_REQUEST_TIMEOUT,
+        value_name = "DURATION",
+        value_parser = cli_support::parse_request_timeout
+    )]
+    pub(crate) request_timeout: std::time::Duration,
 }
 
 /// One file of the upload, read into memory.
@@ -131,9 +143,13 @@ pub(crate) async fn run(
     });
     files.extend(manifests);
 
-    let mut client =
-        cli_support::release_client(&args.server, args.auth_token.as_deref().unwrap_or_default())
-            .await?;
+    let token = args.auth_token.as_deref().unwrap_or_default();
+    let mut client = cli_support::release_client(
+        &args.server,
+        token,
+        cli_support::time_limit(args.request_timeout),
+    )
+    .await?;
     let messages = files.into_iter().flat_map(BuildFile::into_messages);
     let response = client
         .push_artifact(tokio_stream::iter(messages))

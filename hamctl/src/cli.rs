@@ -101,6 +101,20 @@ pub(crate) struct GlobalArgs {
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) output: OutputFormat,
+
+    /// How long to wait for the server's answer to one call (`30s`, `2m`;
+    /// `0`: no limit). The server is told too, and does not apply a write
+    /// it could not apply in time. `watch` waits as long as it runs.
+    #[arg(
+        long,
+        global = true,
+        env = "HAMCTL_REQUEST_TIMEOUT",
+        default_value = release_manager::cli_support::DEFAULT_REQUEST_TIMEOUT,
+        value_name = "DURATION",
+        value_parser = release_manager::cli_support::parse_request_timeout,
+        help_heading = GLOBAL_HEADING
+    )]
+    pub(crate) request_timeout: std::time::Duration,
 }
 
 /// Where `--help` lists the flags every command accepts.

@@ -10,14 +10,26 @@ use release_manager::cli_support::{self, PolicyClient, ReleaseClient};
 use crate::cli::GlobalArgs;
 use crate::error::CliError;
 
-/// A connected [`ReleaseClient`].
+/// A connected [`ReleaseClient`] whose calls give up after
+/// `--request-timeout`.
 pub(crate) async fn release_client(global: &GlobalArgs) -> Result<ReleaseClient, CliError> {
-    Ok(cli_support::release_client(&global.server, token(global)).await?)
+    let timeout = cli_support::time_limit(global.request_timeout);
+    Ok(cli_support::release_client(&global.server, token(global), timeout).await?)
 }
 
-/// A connected [`PolicyClient`].
+/// A connected [`ReleaseClient`] for a stream that runs until stopped: only
+/// the connect is bounded.
+pub(crate) async fn streaming_release_client(
+    global: &GlobalArgs,
+) -> Result<ReleaseClient, CliError> {
+    Ok(cli_support::release_client(&global.server, token(global), None).await?)
+}
+
+/// A connected [`PolicyClient`] whose calls give up after
+/// `--request-timeout`.
 pub(crate) async fn policy_client(global: &GlobalArgs) -> Result<PolicyClient, CliError> {
-    Ok(cli_support::policy_client(&global.server, token(global)).await?)
+    let timeout = cli_support::time_limit(global.request_timeout);
+    Ok(cli_support::policy_client(&global.server, token(global), timeout).await?)
 }
 
 /// The token the global flags give; empty when none.

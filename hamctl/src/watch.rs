@@ -165,7 +165,7 @@ async fn subscribe(
         service: args.service.clone().unwrap_or_default(),
         environment: args.env.clone().unwrap_or_default(),
     };
-    let mut client = client::release_client(global).await?;
+    let mut client = client::streaming_release_client(global).await?;
     let mut stream = client.watch_events(request).await?.into_inner();
     loop {
         if args.max_events.is_some_and(|max| *printed >= max) {
@@ -407,6 +407,7 @@ mod tests {
             server: "http://127.0.0.1:1".into(),
             auth_token: None,
             output: OutputFormat::Table,
+            request_timeout: std::time::Duration::ZERO,
         };
         let args = WatchArgs {
             service: None,

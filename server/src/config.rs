@@ -105,6 +105,15 @@ pub struct StartArgs {
     /// Push attempts per batch when others keep pushing first.
     #[arg(long, default_value_t = 8)]
     pub max_push_attempts: u32,
+    /// Longest wait for the remote at each network step of a fetch or push
+    /// (connecting, and each read or write); a remote that hangs fails the
+    /// step with UNAVAILABLE after it.
+    #[arg(long, env = "RELEASE_MANAGER_REMOTE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub remote_timeout: std::time::Duration,
+    /// Longest one batch of writes may take, replays after rejected pushes
+    /// included; its writes then fail with UNAVAILABLE.
+    #[arg(long, env = "RELEASE_MANAGER_BATCH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub batch_timeout: std::time::Duration,
     /// Server-wide branch restrictions for every service, as
     /// `env=regex,...` (e.g. `prod=^master$`). Listed by ListPolicies; they
     /// cannot be deleted through the API.
@@ -164,6 +173,8 @@ pub struct ServerConfig {
     /// Period of the fetch that notices builds pushed straight to the
     /// remote; zero disables it.
     pub poll_interval: std::time::Duration,
+    /// Bound on each network step of a fetch or push.
+    pub remote_timeout: std::time::Duration,
     /// HTTP listener for the webhook and metrics, if any.
     pub http_listen: Option<SocketAddr>,
     /// Secret of the GitHub push webhook.
@@ -207,6 +218,7 @@ impl ServerConfig {
             writer: WriterConfig::default(),
             uploads: UploadLimits::default(),
             poll_interval: std::time::Duration::ZERO,
+            remote_timeout: std::time::Duration::from_secs(30),
             http_listen: None,
             github_webhook_secret: None,
             tls: None,

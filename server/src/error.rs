@@ -21,6 +21,10 @@ pub enum FlowError {
     /// The write queue is full.
     #[error("the server's write queue is full; try again shortly")]
     QueueFull,
+    /// The caller's deadline passed (or it went away) before its write was
+    /// applied; nothing was changed.
+    #[error("the request's deadline passed before the server could apply it; nothing was changed")]
+    DeadlineExceeded,
     /// The writer has stopped (shutdown).
     #[error("the server is shutting down; try again shortly")]
     WriterStopped,
@@ -30,12 +34,34 @@ pub enum FlowError {
         /// Push attempts made.
         attempts: u32,
     },
-    /// The remote could not be reached.
-    #[error("the config repository cannot be reached; try again later")]
+    /// The remote could not be reached, did not answer in time, or is
+    /// locked.
+    #[error("{}", unavailable_message(.0))]
     RemoteUnavailable(#[source] Arc<RepoError>),
+    /// One batch of writes took longer than the batch timeout (the remote
+    /// is slow or keeps failing); nothing more was tried.
+    #[error("gave up after {seconds} s (--batch-timeout): the config repository is too slow to answer; try again later")]
+    BatchTimedOut {
+        /// The bound, in seconds.
+        seconds: u64,
+    },
     /// Anything else that went wrong in git: a bug or a broken repository.
     #[error("internal error; the server log has the details")]
     Internal(#[source] Arc<RepoError>),
+}
+
+/// What an operator needs to know of an unavailable remote: which one, what
+/// step, and whether it timed out. Credentials never show.
+fn unavailable_message(error: &RepoError) -> String {
+    match error {
+        RepoError::Remote { remote, action, .. } if error.timed_out() => format!(
+            "the config repository {remote} did not answer in time (--remote-timeout) while trying to {action}; try again later"
+        ),
+        RepoError::Remote { remote, action, .. } => format!(
+            "the config repository {remote} cannot be reached: cannot {action}; try again later"
+        ),
+        other => other.to_string(),
+    }
 }
 
 impl From<release_manager::names::NameError> for FlowError {

@@ -132,6 +132,7 @@ pub async fn start(
         .local_addr()
         .map_err(|e| StartError::Grpc(e.to_string()))?;
     let began = Instant::now();
+    repo::set_remote_timeout(config.remote_timeout);
     let mirror_dir = config.data_dir.join("mirror.git");
     let (mirror, published, arrived) = {
         let config = config.clone();

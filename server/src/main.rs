@@ -96,6 +96,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         writer: WriterConfig {
             queue_capacity: args.queue_capacity,
             max_push_attempts: args.max_push_attempts,
+            batch_timeout: args.batch_timeout,
             ..WriterConfig::default()
         },
         uploads: UploadLimits {
@@ -103,6 +104,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
             max_files: args.max_upload_files,
         },
         poll_interval: args.poll_interval,
+        remote_timeout: args.remote_timeout,
         http_listen: Some(args.http_listen.unwrap_or_else(|| {
             let default = if demo {
                 "127.0.0.1:8081"

@@ -13,14 +13,19 @@ pub fn to_status(error: FlowError) -> Status {
         FlowError::NotFound(_) => Code::NotFound,
         FlowError::FailedPrecondition(_) => Code::FailedPrecondition,
         FlowError::QueueFull => Code::ResourceExhausted,
+        FlowError::DeadlineExceeded => Code::DeadlineExceeded,
         FlowError::WriterStopped => Code::Unavailable,
         FlowError::Conflict { .. } => Code::Aborted,
+        FlowError::BatchTimedOut { .. } => Code::Unavailable,
         FlowError::RemoteUnavailable(_) => Code::Unavailable,
         FlowError::Internal(_) => Code::Internal,
     };
     if matches!(
         error,
-        FlowError::RemoteUnavailable(_) | FlowError::Internal(_) | FlowError::Conflict { .. }
+        FlowError::RemoteUnavailable(_)
+            | FlowError::Internal(_)
+            | FlowError::Conflict { .. }
+            | FlowError::BatchTimedOut { .. }
     ) {
         tracing::error!(error = %chain(&error), "request failed");
     }

@@ -7,7 +7,7 @@
 //! the published index and tip are updated before that answer.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use git2::{Mempack, Oid};
 use rand::Rng;
@@ -49,6 +49,9 @@ pub struct WriterConfig {
     pub max_push_attempts: u32,
     /// Batches (each writes a pack) between two merges of the mirror's packs.
     pub packs_between_merges: usize,
+    /// Longest one batch may take, replays after rejected pushes included;
+    /// past it the batch's writes fail with UNAVAILABLE.
+    pub batch_timeout: Duration,
 }
 
 impl Default for WriterConfig {
@@ -58,6 +61,7 @@ impl Default for WriterConfig {
             max_batch: 256,
             max_push_attempts: 8,
             packs_between_merges: 32,
+            batch_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -65,6 +69,10 @@ impl Default for WriterConfig {
 /// Counters the benchmark and logs read.
 #[derive(Debug, Default)]
 pub struct WriterStats {
+    /// Batches started (applied, whether or not their push lands).
+    pub batches_started: std::sync::atomic::AtomicU64,
+    /// Writes not applied because their caller had stopped waiting.
+    pub abandoned: std::sync::atomic::AtomicU64,
     /// Batches pushed.
     pub batches: std::sync::atomic::AtomicU64,
     /// Commits pushed.
@@ -110,6 +118,7 @@ enum Command {
     Write {
         request: WriteRequest,
         reply: oneshot::Sender<WriteResult>,
+        deadline: Option<Instant>,
     },
     /// Fetch the remote, publish what others pushed, and run the
     /// auto-releases due for new builds (and for `builds`, as
@@ -130,6 +139,20 @@ struct Job {
     request: WriteRequest,
     reply: Option<oneshot::Sender<WriteResult>>,
     trigger: Option<NewBuild>,
+    /// When the caller stops waiting.
+    deadline: Option<Instant>,
+}
+
+impl Job {
+    /// Whether nobody waits for this write any more: its caller went away
+    /// or its deadline passed. Such a write must not be applied later, when
+    /// its caller has long assumed it failed.
+    fn abandoned(&self) -> bool {
+        self.reply.as_ref().is_some_and(|reply| reply.is_closed())
+            || self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+    }
 }
 
 /// The handlers' side of the queue. Cheap to clone.
@@ -141,9 +164,19 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Queues a write and waits until it is on the remote (or failed).
-    pub async fn submit(&self, request: WriteRequest) -> Result<WriteDone, FlowError> {
+    /// A write still queued at `deadline`, or whose caller stopped waiting,
+    /// is not applied.
+    pub async fn submit(
+        &self,
+        request: WriteRequest,
+        deadline: Option<Instant>,
+    ) -> Result<WriteDone, FlowError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Write { request, reply })?;
+        self.send(Command::Write {
+            request,
+            reply,
+            deadline,
+        })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
     }
 
@@ -329,10 +362,15 @@ impl Writer {
         let mut sync_builds: Option<Vec<NewBuild>> = None;
         for command in commands {
             match command {
-                Command::Write { request, reply } => jobs.push(Job {
+                Command::Write {
+                    request,
+                    reply,
+                    deadline,
+                } => jobs.push(Job {
                     request,
                     reply: Some(reply),
                     trigger: None,
+                    deadline,
                 }),
                 Command::Sync { builds, reply } => {
                     sync_builds.get_or_insert_with(Vec::new).extend(builds);
@@ -413,7 +451,9 @@ impl Writer {
                 tracing::warn!(intent = %job.request.intent.summary(), error = %chain(&e), "auto-release failed");
                 if matches!(
                     e,
-                    FlowError::RemoteUnavailable(_) | FlowError::Conflict { .. }
+                    FlowError::RemoteUnavailable(_)
+                        | FlowError::Conflict { .. }
+                        | FlowError::BatchTimedOut { .. }
                 ) {
                     self.owed.borrow_mut().extend(job.trigger.clone());
                 }
@@ -440,6 +480,7 @@ impl Writer {
                     request,
                     reply: None,
                     trigger: Some((service.clone(), branch.clone())),
+                    deadline: None,
                 })),
                 Err(e) => {
                     tracing::warn!(%service, error = %chain(&e), "cannot read auto-release policies")
@@ -453,6 +494,10 @@ impl Writer {
     /// attempts run out. Returns one result per job, in order.
     fn apply_batch(&self, batch: &[Job], mempack: Option<&Mempack<'_>>) -> Vec<WriteResult> {
         let mut attempt = 0;
+        let batch_began = Instant::now();
+        self.stats
+            .batches_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         loop {
             attempt += 1;
             if let Some(mempack) = mempack {
@@ -515,6 +560,10 @@ impl Writer {
                             .map(|_| Err(FlowError::Conflict { attempts: attempt }))
                             .collect();
                     }
+                    if batch_began.elapsed() >= self.config.batch_timeout {
+                        let seconds = self.config.batch_timeout.as_secs();
+                        return fail_all(batch, FlowError::BatchTimedOut { seconds });
+                    }
                     std::thread::sleep(backoff(attempt));
                     match self.sync() {
                         // Builds in what others pushed get their
@@ -541,6 +590,13 @@ impl Writer {
         let mut pending = Index::default();
         let mut results = Vec::with_capacity(batch.len());
         for command in batch {
+            if command.abandoned() {
+                self.stats
+                    .abandoned
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                results.push(Err(FlowError::DeadlineExceeded));
+                continue;
+            }
             let ctx = FlowContext {
                 repo: self.mirror.repo(),
                 view: View {

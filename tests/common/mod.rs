@@ -225,6 +225,11 @@ impl TestServer {
         }
     }
 
+    /// The writer's counters.
+    pub fn stats(&self) -> std::sync::Arc<release_manager_server::writer::WriterStats> {
+        self.server.as_ref().expect("running").stats.clone()
+    }
+
     pub async fn client(&self) -> ReleaseServiceClient<Channel> {
         ReleaseServiceClient::connect(self.url.clone())
             .await

@@ -53,7 +53,7 @@ impl Mirror {
                     .bare(true)
                     .clone_local(git2::build::CloneLocal::Local)
                     .clone(&location.url(), dir)
-                    .map_err(RepoError::remote("clone the config repository"))?
+                    .map_err(RepoError::remote(&location, "clone the config repository"))?
             }
             Err(_) => {
                 std::fs::create_dir_all(dir).map_err(|e| RepoError::Io {
@@ -125,13 +125,13 @@ impl Mirror {
         let mut remote = self
             .repo
             .remote_anonymous(&self.location.url())
-            .map_err(RepoError::remote("open the remote"))?;
+            .map_err(RepoError::remote(&self.location, "open the remote"))?;
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks(&self.credentials));
         options.download_tags(git2::AutotagOption::None);
         remote
             .fetch(&[&refspec], Some(&mut options), None)
-            .map_err(RepoError::remote("fetch from the remote"))?;
+            .map_err(RepoError::remote(&self.location, "fetch from the remote"))?;
         self.tip()
     }
 
@@ -231,7 +231,7 @@ impl Mirror {
             Some(remote) => remote,
             None => Repository::open_bare(path)
                 .or_else(|_| Repository::open(path))
-                .map_err(RepoError::remote("open the remote"))?,
+                .map_err(RepoError::remote(&self.location, "open the remote"))?,
         };
         let outcome = self.push_to_local_remote(&remote, new, expected, pack);
         *cached = Some(remote);
@@ -249,10 +249,14 @@ impl Mirror {
         match remote.refname_to_id(&branch_ref) {
             Ok(current) if current != expected => return Ok(PushOutcome::Rejected),
             Ok(_) => {}
-            Err(e) => return Err(RepoError::remote("read the remote branch")(e)),
+            Err(e) => {
+                return Err(RepoError::remote(&self.location, "read the remote branch")(
+                    e,
+                ))
+            }
         }
         match pack {
-            None => copy_new_objects(&self.repo, remote, new)?,
+            None => copy_new_objects(&self.repo, remote, new, &self.location)?,
             Some(pack) => pack::store(remote.path(), pack).map_err(|source| RepoError::Io {
                 path: remote.path().to_path_buf(),
                 source,
@@ -266,7 +270,10 @@ impl Mirror {
             Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
                 Ok(PushOutcome::Rejected)
             }
-            Err(e) => Err(RepoError::remote("update the remote branch")(e)),
+            Err(e) => Err(RepoError::remote(
+                &self.location,
+                "update the remote branch",
+            )(e)),
         }
     }
 
@@ -278,7 +285,7 @@ impl Mirror {
         let mut remote = self
             .repo
             .remote_anonymous(url)
-            .map_err(RepoError::remote("open the remote"))?;
+            .map_err(RepoError::remote(&self.location, "open the remote"))?;
         let moved = std::cell::Cell::new(false);
         let refused = std::cell::RefCell::new(None::<String>);
         let mut cbs = callbacks(&self.credentials);
@@ -304,7 +311,7 @@ impl Mirror {
             Ok(()) => {}
             Err(_) if moved.get() => return Ok(PushOutcome::Rejected),
             Err(e) if e.code() == ErrorCode::NotFastForward => return Ok(PushOutcome::Rejected),
-            Err(e) => return Err(RepoError::remote("push to the remote")(e)),
+            Err(e) => return Err(RepoError::remote(&self.location, "push to the remote")(e)),
         }
         match refused.into_inner() {
             None => Ok(PushOutcome::Pushed),
@@ -316,6 +323,7 @@ impl Mirror {
                     Ok(PushOutcome::Rejected)
                 } else {
                     Err(RepoError::Remote {
+                        remote: self.location.to_string(),
                         action: "push to the remote",
                         source: git2::Error::from_str(&format!(
                             "the remote refused the update: {status}"
@@ -330,14 +338,21 @@ impl Mirror {
 /// Copies into `to` every object reachable from `tip` that `to` lacks,
 /// descending only where a tree differs from the same path in the parent
 /// commit, so the cost follows the size of the change, not the repository.
-fn copy_new_objects(from: &Repository, to: &Repository, tip: Oid) -> Result<(), RepoError> {
+fn copy_new_objects(
+    from: &Repository,
+    to: &Repository,
+    tip: Oid,
+    location: &RemoteLocation,
+) -> Result<(), RepoError> {
     let src = from.odb().map_err(RepoError::git("open the mirror odb"))?;
-    let dst = to.odb().map_err(RepoError::remote("open the remote odb"))?;
+    let dst = to
+        .odb()
+        .map_err(RepoError::remote(location, "open the remote odb"))?;
     let copy = |oid: Oid| -> Result<(), RepoError> {
         if !dst.exists(oid) {
             let object = src.read(oid).map_err(RepoError::git("read an object"))?;
             dst.write(object.kind(), object.data())
-                .map_err(RepoError::remote("write an object"))?;
+                .map_err(RepoError::remote(location, "write an object"))?;
         }
         Ok(())
     };

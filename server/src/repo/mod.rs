@@ -51,6 +51,22 @@ pub fn configure_libgit2() {
     });
 }
 
+/// Bounds every network step of fetch and push: connecting, and each read
+/// or write of the connection (git://, SSH and HTTPS alike). A remote that
+/// accepts the connection and then says nothing fails the step with a
+/// timeout instead of holding the writer forever.
+pub fn set_remote_timeout(timeout: std::time::Duration) {
+    let millis = i32::try_from(timeout.as_millis())
+        .unwrap_or(i32::MAX)
+        .max(1);
+    // SAFETY: libgit2 reads these globals when it opens a connection; they
+    // are plain integers, set before the writer starts.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(millis);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(millis);
+    }
+}
+
 /// A failure of the git layer, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -64,8 +80,10 @@ pub enum RepoError {
         source: git2::Error,
     },
     /// Talking to the remote failed (network, credentials, remote repo).
-    #[error("remote: cannot {action}")]
+    #[error("remote {remote}: cannot {action}")]
     Remote {
+        /// The remote, as people name it (no credentials).
+        remote: String,
         /// What was being done.
         action: &'static str,
         /// libgit2's error.
@@ -95,8 +113,24 @@ impl RepoError {
         move |source| RepoError::Git { action, source }
     }
 
-    /// Wraps a remote git error, for `map_err`.
-    pub fn remote(action: &'static str) -> impl Fn(git2::Error) -> RepoError {
-        move |source| RepoError::Remote { action, source }
+    /// Wraps an error of talking to `remote`, for `map_err`.
+    pub fn remote(
+        remote: &remote::RemoteLocation,
+        action: &'static str,
+    ) -> impl Fn(git2::Error) -> RepoError {
+        let remote = remote.to_string();
+        move |source| RepoError::Remote {
+            remote: remote.clone(),
+            action,
+            source,
+        }
+    }
+
+    /// Whether the remote did not answer in time. libgit2 says so with its
+    /// timeout code, or (socket reads) as a network error "timed out".
+    pub fn timed_out(&self) -> bool {
+        matches!(self, RepoError::Remote { source, .. }
+            if source.code() == git2::ErrorCode::Timeout
+                || (source.class() == git2::ErrorClass::Net && source.message().ends_with("timed out")))
     }
 }

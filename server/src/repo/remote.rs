@@ -54,6 +54,32 @@ impl RemoteLocation {
     }
 }
 
+/// The remote as messages name it: the path, or the URL without a password.
+impl std::fmt::Display for RemoteLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteLocation::Local(path) => write!(f, "{}", path.display()),
+            RemoteLocation::Network(url) => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+/// `https://user:secret@host/x` becomes `https://user@host/x`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// libgit2 callbacks that offer each credential at most once (libgit2
 /// otherwise asks again forever) and check SSH host keys.
 pub fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
@@ -154,6 +180,14 @@ mod tests {
             RemoteLocation::parse("ssh://git@host/config.git"),
             RemoteLocation::Network(_)
         ));
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let shown = RemoteLocation::Network("https://x:s3cret@git.example.com/a/b.git".into());
+        assert_eq!(shown.to_string(), "https://x@git.example.com/a/b.git");
+        let ssh = RemoteLocation::Network("git@github.com:acme/config.git".into());
+        assert_eq!(ssh.to_string(), "git@github.com:acme/config.git");
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod policy;
 pub mod release;
 pub mod upload;
 
+use std::time::{Duration, Instant};
+
 use tonic::Status;
 use tracing::Instrument;
 
@@ -13,11 +15,38 @@ use crate::flows::{WriteDone, WriteRequest};
 use crate::status::to_status;
 use crate::writer::WriterHandle;
 
+/// When the caller stops waiting: now plus the `grpc-timeout` it sent, if
+/// any. A write not applied by then is not applied at all.
+pub(crate) fn deadline_of<T>(request: &tonic::Request<T>) -> Option<Instant> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    Some(Instant::now() + parse_grpc_timeout(value)?)
+}
+
+/// Parses a `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`,
+/// `S`, `m`, `u`, `n`), as the gRPC wire spec defines it.
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 /// Sends a write to the writer inside a span carrying the request id, and
-/// logs the outcome.
+/// logs the outcome. `deadline` is when the caller stops waiting.
 pub(crate) async fn write(
     writer: &WriterHandle,
     request: WriteRequest,
+    deadline: Option<Instant>,
 ) -> Result<WriteDone, Status> {
     // A request without an id logs none, rather than `request_id=""`.
     let span = tracing::info_span!("write", request_id = tracing::field::Empty);
@@ -26,7 +55,7 @@ pub(crate) async fn write(
     }
     async {
         let intent = request.intent.summary();
-        match writer.submit(request).await {
+        match writer.submit(request, deadline).await {
             Ok(done) => {
                 tracing::info!(%intent, created = done.created(), commit = %done.commit(), "write done");
                 Ok(done)
@@ -39,4 +68,28 @@ pub(crate) async fn write(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_spec_says() {
+        assert_eq!(parse_grpc_timeout("60S"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            parse_grpc_timeout("1500m"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("10x"), None);
+        assert_eq!(parse_grpc_timeout("-1S"), None);
+    }
 }

@@ -49,13 +49,14 @@ impl PolicyServiceHandler {
         service: String,
         change: PolicyChange,
         committer: Option<pb::Person>,
+        deadline: Option<std::time::Instant>,
     ) -> Result<PolicyDone, Status> {
         let request = WriteRequest {
             intent: Intent::Policy { service, change },
             committer: committer_of(committer).map_err(to_status)?,
             request_id: None,
         };
-        match super::write(&self.writer, request).await? {
+        match super::write(&self.writer, request, deadline).await? {
             WriteDone::Policy(done) => Ok(done),
             WriteDone::Release(_) | WriteDone::Build(_) => {
                 Err(Status::internal("unexpected result of a policy change"))
@@ -123,6 +124,7 @@ impl PolicyService for PolicyServiceHandler {
         request: Request<pb::ApplyAutoReleaseRequest>,
     ) -> Result<Response<pb::ApplyAutoReleaseResponse>, Status> {
         self.auth.check(&request, Role::Operator)?;
+        let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let change = (|| {
             names::check_service(&r.service)?;
@@ -133,7 +135,9 @@ impl PolicyService for PolicyServiceHandler {
             })
         })()
         .map_err(to_status)?;
-        let done = self.change(r.service, change, r.committer).await?;
+        let done = self
+            .change(r.service, change, r.committer, deadline)
+            .await?;
         Ok(Response::new(pb::ApplyAutoReleaseResponse {
             id: done.id,
             outcome: convert::outcome(done.outcome) as i32,
@@ -145,6 +149,7 @@ impl PolicyService for PolicyServiceHandler {
         request: Request<pb::ApplyBranchRestrictionRequest>,
     ) -> Result<Response<pb::ApplyBranchRestrictionResponse>, Status> {
         self.auth.check(&request, Role::Operator)?;
+        let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let change = (|| {
             names::check_service(&r.service)?;
@@ -160,7 +165,9 @@ impl PolicyService for PolicyServiceHandler {
             })
         })()
         .map_err(to_status)?;
-        let done = self.change(r.service, change, r.committer).await?;
+        let done = self
+            .change(r.service, change, r.committer, deadline)
+            .await?;
         Ok(Response::new(pb::ApplyBranchRestrictionResponse {
             id: done.id,
             outcome: convert::outcome(done.outcome) as i32,
@@ -172,6 +179,7 @@ impl PolicyService for PolicyServiceHandler {
         request: Request<pb::DeletePoliciesRequest>,
     ) -> Result<Response<pb::DeletePoliciesResponse>, Status> {
         self.auth.check(&request, Role::Operator)?;
+        let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         names::check_service(&r.service)
             .map_err(FlowError::from)
@@ -182,7 +190,12 @@ impl PolicyService for PolicyServiceHandler {
             ));
         }
         let done = self
-            .change(r.service, PolicyChange::Delete { ids: r.ids }, r.committer)
+            .change(
+                r.service,
+                PolicyChange::Delete { ids: r.ids },
+                r.committer,
+                deadline,
+            )
             .await?;
         Ok(Response::new(pb::DeletePoliciesResponse {
             deleted: done.deleted as u32,

@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use release_manager::names;
 use release_manager::pb;
@@ -59,8 +60,12 @@ impl ReleaseServiceHandler {
         }
     }
 
-    async fn write_release(&self, request: WriteRequest) -> Result<ReleaseDone, Status> {
-        match self.write(request).await? {
+    async fn write_release(
+        &self,
+        request: WriteRequest,
+        deadline: Option<Instant>,
+    ) -> Result<ReleaseDone, Status> {
+        match self.write(request, deadline).await? {
             WriteDone::Release(done) => Ok(done),
             WriteDone::Build(_) | WriteDone::Policy(_) => {
                 Err(Status::internal("unexpected result of a release"))
@@ -68,8 +73,12 @@ impl ReleaseServiceHandler {
         }
     }
 
-    async fn write(&self, request: WriteRequest) -> Result<WriteDone, Status> {
-        super::write(&self.writer, request).await
+    async fn write(
+        &self,
+        request: WriteRequest,
+        deadline: Option<Instant>,
+    ) -> Result<WriteDone, Status> {
+        super::write(&self.writer, request, deadline).await
     }
 
     async fn read<T: Send + 'static>(
@@ -151,6 +160,7 @@ impl ReleaseService for ReleaseServiceHandler {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         self.auth.check(&request, Role::Operator)?;
+        let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
             names::check_service(&r.service)?;
@@ -188,7 +198,7 @@ impl ReleaseService for ReleaseServiceHandler {
             })
         })()
         .map_err(to_status)?;
-        let done = self.write_release(write).await?;
+        let done = self.write_release(write, deadline).await?;
         Ok(Response::new(pb::ReleaseResponse {
             result: Some(convert::release_result(&done)),
         }))
@@ -199,6 +209,7 @@ impl ReleaseService for ReleaseServiceHandler {
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::PromoteResponse>, Status> {
         self.auth.check(&request, Role::Operator)?;
+        let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
             names::check_service(&r.service)?;
@@ -213,7 +224,7 @@ impl ReleaseService for ReleaseServiceHandler {
             })
         })()
         .map_err(to_status)?;
-        let done = self.write_release(write).await?;
+        let done = self.write_release(write, deadline).await?;
         Ok(Response::new(pb::PromoteResponse {
             from_environment: done.from_environment.clone().unwrap_or_default(),
             result: Some(convert::release_result(&done)),
@@ -225,6 +236,7 @@ impl ReleaseService for ReleaseServiceHandler {
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RollbackResponse>, Status> {
         self.auth.check(&request, Role::Operator)?;
+        let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
             names::check_service(&r.service)?;
@@ -244,7 +256,7 @@ impl ReleaseService for ReleaseServiceHandler {
             })
         })()
         .map_err(to_status)?;
-        let done = self.write_release(write).await?;
+        let done = self.write_release(write, deadline).await?;
         Ok(Response::new(pb::RollbackResponse {
             previous_artifact_id: done.previous_artifact_id.clone().unwrap_or_default(),
             result: Some(convert::release_result(&done)),
@@ -312,6 +324,7 @@ impl ReleaseService for ReleaseServiceHandler {
         request: Request<Streaming<pb::PushArtifactRequest>>,
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
         self.auth.check(&request, Role::ArtifactPusher)?;
+        let deadline = super::deadline_of(&request);
         let _permit = self
             .uploads_in_flight
             .clone()
@@ -325,7 +338,7 @@ impl ReleaseService for ReleaseServiceHandler {
             committer: Signature::default(),
             request_id: None,
         };
-        let WriteDone::Build(done) = self.write(write).await? else {
+        let WriteDone::Build(done) = self.write(write, deadline).await? else {
             return Err(Status::internal("unexpected result of a build upload"));
         };
         Ok(Response::new(pb::PushArtifactResponse {
