@@ -242,3 +242,273 @@ async fn hamctl_gives_up_on_a_server_that_never_answers() {
     );
     held.abort();
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let mut repo = ConfigRepo::new();
+    repo.add_build("shop", "master", 1);
+    repo.push();
+    let first = TestServer::start(&repo.remote).await;
+    let config =
+        release_manager_server::config::ServerConfig::local(&repo.remote, first.data.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = release_manager_server::start(config, listener)
+        .await
+        .err()
+        .expect("the second server does not start");
+    let message = refused.to_string();
+    assert!(
+        message.contains("another release manager is using the data dir")
+            && message.contains(&first.data.path().display().to_string())
+            && message.contains("--data-dir"),
+        "{message}"
+    );
+    // The first one is unharmed.
+    let mut client = first.client().await;
+    client
+        .status(pb::StatusRequest {
+            service: "shop".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Once it stops, the data dir is free again.
+    let data = first.stop().await;
+    let again = TestServer::start_in(&repo.remote, data, |_| {}).await;
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn locks_a_crash_left_in_the_mirror_are_cleared_at_start() {
+    let mut repo = ConfigRepo::new();
+    let ids: Vec<String> = (1..=2)
+        .map(|n| repo.add_build("shop", "master", n))
+        .collect();
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let data = server.stop().await;
+    // What a SIGKILL in the middle of a write leaves behind.
+    let mirror = data.path().join("mirror.git");
+    let debris = [
+        mirror.join("refs/remotes/origin/master.lock"),
+        mirror.join("packed-refs.lock"),
+        mirror.join("objects/pack/tmp_rm_4242_abc"),
+        mirror.join("objects/pack/pack-0123456789abcdef0123456789abcdef01234567.pack"),
+    ];
+    for path in &debris {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"left by a crash").unwrap();
+    }
+    let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
+    for path in &debris {
+        assert!(!path.exists(), "{} is still there", path.display());
+    }
+    let mut client = server.client().await;
+    client
+        .release(release("shop", "dev", &ids[1]))
+        .await
+        .unwrap();
+    assert_eq!(subjects(&repo)[0], format!("[dev/shop] release {}", ids[1]));
+    let fsck = repo.remote_git(&["fsck", "--no-progress"]);
+    assert!(!fsck.contains("error"), "{fsck}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_lock_left_on_the_remote_is_reported_not_retried() {
+    let mut repo = ConfigRepo::new();
+    let ids: Vec<String> = (1..=2)
+        .map(|n| repo.add_build("shop", "master", n))
+        .collect();
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let lock = repo.remote.join("refs/heads/master.lock");
+    std::fs::write(&lock, b"left by a crashed git").unwrap();
+    let packs = |repo: &ConfigRepo| {
+        std::fs::read_dir(repo.remote.join("objects/pack")).map_or(0, |d| d.count())
+    };
+    let packs_before = packs(&repo);
+    let mut client = server.client().await;
+    let refused = client
+        .release(release("shop", "dev", &ids[0]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains(&lock.display().to_string())
+            && refused
+                .message()
+                .contains("if no git process is running, remove it"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        server.stats().conflicts.load(Ordering::SeqCst),
+        0,
+        "not a conflict"
+    );
+    assert_eq!(
+        packs(&repo),
+        packs_before,
+        "nothing written to the locked remote"
+    );
+    std::fs::remove_file(&lock).unwrap();
+    client
+        .release(release("shop", "dev", &ids[0]))
+        .await
+        .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_force_push_on_the_remote_is_followed() {
+    let mut repo = ConfigRepo::new();
+    let ids: Vec<String> = (1..=3)
+        .map(|n| repo.add_build("shop", "master", n))
+        .collect();
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+    let with_id = |id: &str, request_id: &str| {
+        let mut request = release_artifact("shop", "dev", id);
+        request.request_id = request_id.into();
+        tonic::Request::new(request)
+    };
+    client.release(with_id(&ids[0], "first")).await.unwrap();
+    let good = repo.remote_head();
+    let dropped = client
+        .release(with_id(&ids[1], "dropped"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap()
+        .commit_sha;
+    // An administrator removes the last release from the remote's history.
+    repo.remote_git(&["update-ref", "refs/heads/master", &good]);
+    server.server.as_ref().unwrap().sync().await.unwrap();
+
+    // History no longer lists the dropped release.
+    let history = client
+        .describe_release(pb::DescribeReleaseRequest {
+            service: "shop".into(),
+            environment: "dev".into(),
+            count: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        history.releases.iter().all(|r| r.commit_sha != dropped),
+        "{history:?}"
+    );
+    assert_eq!(history.releases[0].artifact_id, ids[0]);
+    // A replay of the dropped request is applied anew, not answered with a
+    // commit the remote no longer has.
+    let replay = client
+        .release(with_id(&ids[1], "dropped"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    // (The same commit can come out again: same parent, tree and time.)
+    assert_eq!(
+        repo.remote_head(),
+        replay.commit_sha,
+        "the replay is on the remote"
+    );
+    assert_eq!(replay.outcome(), pb::Outcome::Applied);
+    // Rollback goes back to what the new history ran before.
+    let rolled = client
+        .rollback(pb::RollbackRequest {
+            service: "shop".into(),
+            environment: "dev".into(),
+            committer: alice(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rolled.result.unwrap().artifact_id, ids[0]);
+    server.stop().await;
+}
+
+fn upload(files: &[(&str, &[u8])]) -> Vec<pb::PushArtifactRequest> {
+    files
+        .iter()
+        .map(|(path, data)| pb::PushArtifactRequest {
+            path: path.to_string(),
+            data: data.to_vec(),
+        })
+        .collect()
+}
+
+fn spec(id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "service": "shop",
+        "application": {"sha": "abc", "branch": "master", "authorName": "Dana Dev",
+                        "authorEmail": "dana@example.com"},
+        "ci": {"jobUrl": "https://ci.example.com/1", "start": "2026-02-01T10:00:00Z",
+               "end": "2026-02-01T10:05:00Z"},
+        "stages": []
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_with_a_file_that_is_also_a_folder_is_refused() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let head = repo.remote_head();
+    let mut client = server.client().await;
+    let spec = spec("master-1");
+    let refused = client
+        .push_artifact(tokio_stream::iter(upload(&[
+            ("artifact.json", &spec),
+            ("dev/a", b"one"),
+            ("dev/a/b", b"two"),
+        ])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("\"dev/a\"") && refused.message().contains("\"dev/a/b\""),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(repo.remote_head(), head);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_branch_regex_with_a_control_character_is_refused() {
+    let mut repo = ConfigRepo::new();
+    repo.add_build("shop", "master", 1);
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let head = repo.remote_head();
+    let mut policies = release_manager::pb::policy_service_client::PolicyServiceClient::connect(
+        server.url.clone(),
+    )
+    .await
+    .unwrap();
+    let refused = policies
+        .apply_branch_restriction(pb::ApplyBranchRestrictionRequest {
+            service: "shop".into(),
+            environment: "prod".into(),
+            branch_regex: "^master$\n[shop] forged title".into(),
+            committer: alice(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("control characters"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(repo.remote_head(), head);
+    server.stop().await;
+}

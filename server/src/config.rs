@@ -110,6 +110,10 @@ pub struct StartArgs {
     /// step with UNAVAILABLE after it.
     #[arg(long, env = "RELEASE_MANAGER_REMOTE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub remote_timeout: std::time::Duration,
+    /// Flush every write to disk (pack, index, ref update) before answering,
+    /// so an acknowledged write survives a power loss; `false` is faster.
+    #[arg(long, env = "RELEASE_MANAGER_FSYNC", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub fsync: bool,
     /// Longest one batch of writes may take, replays after rejected pushes
     /// included; its writes then fail with UNAVAILABLE.
     #[arg(long, env = "RELEASE_MANAGER_BATCH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
@@ -175,6 +179,8 @@ pub struct ServerConfig {
     pub poll_interval: std::time::Duration,
     /// Bound on each network step of a fetch or push.
     pub remote_timeout: std::time::Duration,
+    /// Flush writes to disk before answering.
+    pub fsync: bool,
     /// HTTP listener for the webhook and metrics, if any.
     pub http_listen: Option<SocketAddr>,
     /// Secret of the GitHub push webhook.
@@ -219,6 +225,7 @@ impl ServerConfig {
             uploads: UploadLimits::default(),
             poll_interval: std::time::Duration::ZERO,
             remote_timeout: std::time::Duration::from_secs(30),
+            fsync: true,
             http_listen: None,
             github_webhook_secret: None,
             tls: None,

@@ -73,9 +73,9 @@ impl From<release_manager::names::NameError> for FlowError {
 impl From<RepoError> for FlowError {
     fn from(e: RepoError) -> Self {
         match e {
-            RepoError::Remote { .. } | RepoError::NoBranch { .. } => {
-                FlowError::RemoteUnavailable(Arc::new(e))
-            }
+            RepoError::Remote { .. }
+            | RepoError::NoBranch { .. }
+            | RepoError::RemoteLocked { .. } => FlowError::RemoteUnavailable(Arc::new(e)),
             RepoError::Git { .. } | RepoError::Io { .. } => FlowError::Internal(Arc::new(e)),
         }
     }

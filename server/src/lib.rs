@@ -46,6 +46,48 @@ pub enum StartError {
     /// The gRPC server could not be set up.
     #[error("cannot set up the gRPC server: {0}")]
     Grpc(String),
+    /// Another server holds the data dir.
+    #[error("another release manager is using the data dir {dir} (it holds {lock}); stop it, or give this one its own --data-dir")]
+    DataDirInUse {
+        /// The data dir.
+        dir: String,
+        /// The lock file held.
+        lock: String,
+    },
+    /// The data dir cannot be used at all.
+    #[error("cannot use the data dir {dir}: {source}")]
+    DataDir {
+        /// The data dir.
+        dir: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Takes the data dir for this server alone: an exclusive lock on
+/// `<data dir>/lock`, held while the returned file is open. Owning the dir
+/// is what lets the server clear what a crashed run left in its mirror.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let data_dir_error = |source| StartError::DataDir {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(data_dir_error)?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(data_dir_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse {
+            dir: dir.display().to_string(),
+            lock: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(data_dir_error(source)),
+    }
 }
 
 /// A running server.
@@ -64,6 +106,8 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     serve: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     writer: std::thread::JoinHandle<()>,
+    /// The data dir's lock, released when the server is dropped.
+    _data_dir_lock: std::fs::File,
 }
 
 impl RunningServer {
@@ -132,7 +176,9 @@ pub async fn start(
         .local_addr()
         .map_err(|e| StartError::Grpc(e.to_string()))?;
     let began = Instant::now();
+    let data_dir_lock = lock_data_dir(&config.data_dir)?;
     repo::set_remote_timeout(config.remote_timeout);
+    repo::pack::set_durable(config.fsync);
     let mirror_dir = config.data_dir.join("mirror.git");
     let (mirror, published, arrived) = {
         let config = config.clone();
@@ -296,5 +342,6 @@ pub async fn start(
         shutdown,
         serve,
         writer: writer_thread,
+        _data_dir_lock: data_dir_lock,
     })
 }

@@ -105,6 +105,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         poll_interval: args.poll_interval,
         remote_timeout: args.remote_timeout,
+        fsync: args.fsync,
         http_listen: Some(args.http_listen.unwrap_or_else(|| {
             let default = if demo {
                 "127.0.0.1:8081"

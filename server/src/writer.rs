@@ -719,6 +719,19 @@ impl Writer {
         let old = self.shared.read().expect("writer lock not poisoned").tip;
         let new = self.mirror.fetch()?;
         let mut services = Vec::new();
+        if new != old && !self.descends(new, old) {
+            // Someone rewrote the remote's history (a force-push): what the
+            // index says about dropped commits is no longer true. Start
+            // over from the new history; request ids of dropped commits go
+            // with it.
+            tracing::warn!(%old, %new, "the remote's history was rewritten; re-reading it");
+            let mut fresh = Index::default();
+            fresh.ingest_range(self.mirror.repo(), None, new)?;
+            let mut published = self.shared.write().expect("writer lock not poisoned");
+            published.index = fresh;
+            published.tip = new;
+            return Ok(services);
+        }
         if new != old {
             // Index outside the lock, so readers keep going meanwhile.
             let mut fresh = Index::default();
@@ -734,6 +747,14 @@ impl Writer {
             }
         }
         Ok(services)
+    }
+
+    /// Whether `new` has `old` in its history.
+    fn descends(&self, new: Oid, old: Oid) -> bool {
+        self.mirror
+            .repo()
+            .graph_descendant_of(new, old)
+            .unwrap_or(false)
     }
 
     /// Sends the events of newly published commits to watchers. Nobody

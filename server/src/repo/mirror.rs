@@ -44,6 +44,7 @@ impl Mirror {
         credentials: GitCredentials,
     ) -> Result<Self, RepoError> {
         super::configure_libgit2();
+        clear_debris(dir);
         let repo = match Repository::open_bare(dir) {
             Ok(repo) => repo,
             Err(_) if matches!(location, RemoteLocation::Local(_)) => {
@@ -255,6 +256,11 @@ impl Mirror {
                 ))
             }
         }
+        // A lock a live git process holds goes away in milliseconds; one a
+        // crashed process left stays until someone removes it. Find out
+        // before writing anything there.
+        let lock = remote.path().join(format!("{branch_ref}.lock"));
+        wait_for_lock(&lock)?;
         match pack {
             None => copy_new_objects(&self.repo, remote, new, &self.location)?,
             Some(pack) => pack::store(remote.path(), pack).map_err(|source| RepoError::Io {
@@ -267,9 +273,12 @@ impl Mirror {
             .map(|_| ());
         match updated {
             Ok(()) => Ok(PushOutcome::Pushed),
-            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
+            Err(e) if e.code() == ErrorCode::Locked => {
+                // Someone took the lock just now: a race if it goes away.
+                wait_for_lock(&lock)?;
                 Ok(PushOutcome::Rejected)
             }
+            Err(e) if e.code() == ErrorCode::Modified => Ok(PushOutcome::Rejected),
             Err(e) => Err(RepoError::remote(
                 &self.location,
                 "update the remote branch",
@@ -415,4 +424,63 @@ fn copy_tree(
         }
     }
     copy(tree.id())
+}
+
+/// How long a lock on the remote's branch may stay before it counts as left
+/// behind rather than held.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (briefly) for `lock` to go away; fails if it stays.
+fn wait_for_lock(lock: &Path) -> Result<(), RepoError> {
+    let began = std::time::Instant::now();
+    while lock.exists() {
+        if began.elapsed() >= LOCK_PATIENCE {
+            return Err(RepoError::RemoteLocked {
+                path: lock.to_path_buf(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Removes what a run that crashed mid-write can leave in the mirror: lock
+/// files (which would make every later ref update fail), temporary files of
+/// a pack being written, and a pack whose index was never written (which
+/// git warns about on every command). Only safe because the server holds
+/// the data dir's lock: no other process writes this mirror. Each removal
+/// is logged.
+pub(crate) fn clear_debris(dir: &Path) {
+    let mut removed = Vec::new();
+    let mut visit = vec![dir.to_path_buf()];
+    while let Some(folder) = visit.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                // Loose objects hold no locks; the rest is small.
+                if !(folder == dir.join("objects") && name.len() == 2) {
+                    visit.push(path);
+                }
+                continue;
+            }
+            let in_pack_dir = folder.ends_with("objects/pack");
+            let debris = name.ends_with(".lock")
+                || (in_pack_dir && name.starts_with("tmp_"))
+                || (in_pack_dir && name.ends_with(".pack") && !path.with_extension("idx").exists());
+            if debris && std::fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+    }
+    for path in removed {
+        tracing::warn!(path = %path.display(), "removed what an interrupted write left in the mirror");
+    }
 }

@@ -90,6 +90,13 @@ pub enum RepoError {
         #[source]
         source: git2::Error,
     },
+    /// The remote's branch is locked, and stayed locked: a git process
+    /// holds it, or one that crashed left the lock file.
+    #[error("the remote's branch is locked by `{}`; if no git process is running, remove it", path.display())]
+    RemoteLocked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The remote has no default branch.
     #[error("the config repository has no branch {branch:?}")]
     NoBranch {

@@ -194,10 +194,31 @@ fn index_of(
     Ok(index)
 }
 
+/// Whether pack files (and, through libgit2, ref updates) are flushed to
+/// disk before a write is acknowledged; see [`set_durable`].
+static DURABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Chooses whether acknowledged writes survive a power loss: files are
+/// fsynced (the pack, its index, their folder) before they count, and
+/// libgit2 fsyncs the ref updates and objects it writes. On by default;
+/// `--fsync false` trades that for speed (`make bench` measures both).
+pub fn set_durable(durable: bool) {
+    DURABLE.store(durable, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: sets a libgit2 global to 0 or 1; read when files are written.
+    unsafe {
+        libgit2_sys::git_libgit2_opts(
+            libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
+            std::ffi::c_int::from(durable),
+        );
+    }
+}
+
 /// Stores `pack` in the `objects/pack` folder of the repository at
 /// `git_dir`: temporary files renamed into place, the index last (readers
-/// look for indexes, then open their pack).
+/// look for indexes, then open their pack). A failure (a full disk) leaves
+/// no temporary file behind.
 pub fn store(git_dir: &std::path::Path, pack: &Pack) -> std::io::Result<()> {
+    let durable = DURABLE.load(std::sync::atomic::Ordering::Relaxed);
     let dir = git_dir.join("objects").join("pack");
     std::fs::create_dir_all(&dir)?;
     let final_pack = dir.join(format!("pack-{}.pack", pack.name));
@@ -207,8 +228,26 @@ pub fn store(git_dir: &std::path::Path, pack: &Pack) -> std::io::Result<()> {
     }
     for (bytes, target) in [(&pack.bytes, &final_pack), (&pack.index, &final_index)] {
         let temporary = dir.join(format!("tmp_rm_{}_{}", std::process::id(), pack.name));
-        std::fs::write(&temporary, bytes)?;
-        std::fs::rename(&temporary, target)?;
+        let written = write_file(&temporary, bytes, durable)
+            .and_then(|()| std::fs::rename(&temporary, target));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(e);
+        }
+    }
+    if durable {
+        // The renames themselves.
+        std::fs::File::open(&dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    if durable {
+        file.sync_all()?;
     }
     Ok(())
 }

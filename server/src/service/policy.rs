@@ -158,6 +158,11 @@ impl PolicyService for PolicyServiceHandler {
                     "invalid branch_regex: give a regex of at most 500 characters".into(),
                 ));
             }
+            if r.branch_regex.chars().any(char::is_control) {
+                return Err(FlowError::InvalidArgument(
+                    "invalid branch_regex: it must not contain control characters (it goes into a commit title; match a newline with \\n)".into(),
+                ));
+            }
             crate::policy::compile(&r.branch_regex).map_err(FlowError::InvalidArgument)?;
             Ok(PolicyChange::BranchRestriction {
                 environment: known_environment(&self.settings, &r.environment)?,

@@ -69,6 +69,7 @@ pub async fn receive(
             }
         }
     }
+    check_no_file_is_a_folder(&files)?;
     let spec_bytes = files
         .iter()
         .find(|(p, _)| p == "artifact.json")
@@ -93,6 +94,20 @@ pub async fn receive(
     if !spec.namespace.is_empty() {
         names::check_namespace(&spec.namespace).map_err(invalid)?;
     }
+    for (field, value) in [
+        ("application.authorName", &spec.application.author_name),
+        ("application.authorEmail", &spec.application.author_email),
+    ] {
+        if value
+            .chars()
+            .any(|c| c.is_control() || c == '<' || c == '>')
+            || value.len() > 200
+        {
+            return Err(Status::invalid_argument(format!(
+                "artifact.json: {field} must be at most 200 characters, without '<', '>' or control characters (it becomes a commit's author)"
+            )));
+        }
+    }
     if files.len() < 2 {
         return Err(Status::invalid_argument(
             "the upload has no manifests: expected files under at least one environment folder",
@@ -108,6 +123,25 @@ pub async fn receive(
     })
 }
 
+/// Refuses an upload where one file's path is a folder of another's
+/// (`dev/a` and `dev/a/b`): a tree cannot hold both, and storing one would
+/// silently drop the other.
+fn check_no_file_is_a_folder(files: &[(String, Vec<u8>)]) -> Result<(), Status> {
+    let paths: std::collections::HashSet<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    for (path, _) in files {
+        let mut folder = path.as_str();
+        while let Some((parent, _)) = folder.rsplit_once('/') {
+            if paths.contains(parent) {
+                return Err(Status::invalid_argument(format!(
+                    "file {parent:?} is also a folder of file {path:?}: a build cannot hold both"
+                )));
+            }
+            folder = parent;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +152,18 @@ mod tests {
             default_branch: "master".into(),
             global_restrictions: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_file_cannot_also_be_a_folder() {
+        let files = |paths: &[&str]| -> Vec<(String, Vec<u8>)> {
+            paths.iter().map(|p| (p.to_string(), Vec::new())).collect()
+        };
+        let error =
+            check_no_file_is_a_folder(&files(&["dev/a-x", "dev/a", "dev/a/b/c"])).unwrap_err();
+        assert!(error.message().contains("\"dev/a\""), "{error:?}");
+        assert!(error.message().contains("\"dev/a/b/c\""), "{error:?}");
+        check_no_file_is_a_folder(&files(&["dev/a-x", "dev/a/b", "dev/ab"])).unwrap();
     }
 
     #[test]
