@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use release_manager::pb;
+use release_manager_server::config::ServerConfig;
 use release_manager_server::repo::remote::RemoteLocation;
 use tonic::Code;
 
@@ -92,6 +93,27 @@ impl Drop for GitDaemon {
     }
 }
 
+/// The remote timeout of every server here. It is a process-wide libgit2
+/// setting, so every test of this binary must use the same one.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A server with this binary's remote timeout.
+async fn start(remote: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    TestServer::start_with(remote, |config| {
+        config.remote_timeout = REMOTE_TIMEOUT;
+        tweak(config);
+    })
+    .await
+}
+
+/// Restarts a server with this binary's remote timeout on `data`.
+async fn restart(remote: &Path, data: tempfile::TempDir) -> TestServer {
+    TestServer::start_in(remote, data, |config| {
+        config.remote_timeout = REMOTE_TIMEOUT
+    })
+    .await
+}
+
 fn release(service: &str, env: &str, id: &str) -> tonic::Request<pb::ReleaseRequest> {
     tonic::Request::new(release_artifact(service, env, id))
 }
@@ -105,9 +127,8 @@ async fn a_hung_remote_fails_writes_in_time_and_nothing_late_is_applied() {
     repo.push();
     let daemon = GitDaemon::serve(&repo.remote);
     let url = daemon.url.clone();
-    let server = TestServer::start_with(&repo.remote, |config| {
+    let server = start(&repo.remote, |config| {
         config.config_repo = RemoteLocation::Network(url.clone());
-        config.remote_timeout = Duration::from_secs(2);
         config.writer.batch_timeout = Duration::from_secs(4);
     })
     .await;
@@ -248,7 +269,7 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     let mut repo = ConfigRepo::new();
     repo.add_build("shop", "master", 1);
     repo.push();
-    let first = TestServer::start(&repo.remote).await;
+    let first = start(&repo.remote, |_| {}).await;
     let config =
         release_manager_server::config::ServerConfig::local(&repo.remote, first.data.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -274,7 +295,7 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
         .unwrap();
     // Once it stops, the data dir is free again.
     let data = first.stop().await;
-    let again = TestServer::start_in(&repo.remote, data, |_| {}).await;
+    let again = restart(&repo.remote, data).await;
     again.stop().await;
 }
 
@@ -285,7 +306,7 @@ async fn locks_a_crash_left_in_the_mirror_are_cleared_at_start() {
         .map(|n| repo.add_build("shop", "master", n))
         .collect();
     repo.push();
-    let server = TestServer::start(&repo.remote).await;
+    let server = start(&repo.remote, |_| {}).await;
     let data = server.stop().await;
     // What a SIGKILL in the middle of a write leaves behind.
     let mirror = data.path().join("mirror.git");
@@ -299,7 +320,7 @@ async fn locks_a_crash_left_in_the_mirror_are_cleared_at_start() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, b"left by a crash").unwrap();
     }
-    let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
+    let server = restart(&repo.remote, data).await;
     for path in &debris {
         assert!(!path.exists(), "{} is still there", path.display());
     }
@@ -321,7 +342,7 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
         .map(|n| repo.add_build("shop", "master", n))
         .collect();
     repo.push();
-    let server = TestServer::start(&repo.remote).await;
+    let server = start(&repo.remote, |_| {}).await;
     let lock = repo.remote.join("refs/heads/master.lock");
     std::fs::write(&lock, b"left by a crashed git").unwrap();
     let packs = |repo: &ConfigRepo| {
@@ -367,7 +388,7 @@ async fn a_force_push_on_the_remote_is_followed() {
         .map(|n| repo.add_build("shop", "master", n))
         .collect();
     repo.push();
-    let server = TestServer::start(&repo.remote).await;
+    let server = start(&repo.remote, |_| {}).await;
     let mut client = server.client().await;
     let with_id = |id: &str, request_id: &str| {
         let mut request = release_artifact("shop", "dev", id);
@@ -460,7 +481,7 @@ fn spec(id: &str) -> Vec<u8> {
 #[tokio::test]
 async fn an_upload_with_a_file_that_is_also_a_folder_is_refused() {
     let repo = ConfigRepo::new();
-    let server = TestServer::start(&repo.remote).await;
+    let server = start(&repo.remote, |_| {}).await;
     let head = repo.remote_head();
     let mut client = server.client().await;
     let spec = spec("master-1");
@@ -487,7 +508,7 @@ async fn a_branch_regex_with_a_control_character_is_refused() {
     let mut repo = ConfigRepo::new();
     repo.add_build("shop", "master", 1);
     repo.push();
-    let server = TestServer::start(&repo.remote).await;
+    let server = start(&repo.remote, |_| {}).await;
     let head = repo.remote_head();
     let mut policies = release_manager::pb::policy_service_client::PolicyServiceClient::connect(
         server.url.clone(),
@@ -510,5 +531,115 @@ async fn a_branch_regex_with_a_control_character_is_refused() {
         refused.message()
     );
     assert_eq!(repo.remote_head(), head);
+    server.stop().await;
+}
+
+fn build_upload(service: &str, id: &str) -> Vec<pb::PushArtifactRequest> {
+    let spec = serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "service": service,
+        "application": {"sha": "abc", "branch": "master", "authorName": "Dana Dev",
+                        "authorEmail": "dana@example.com"},
+        "ci": {"jobUrl": "https://ci.example.com/1", "start": "2026-02-01T10:00:00Z",
+               "end": "2026-02-01T10:05:00Z"},
+        "stages": []
+    }))
+    .unwrap();
+    let manifest = format!("kind: ConfigMap\nmetadata:\n  name: {service}\n").into_bytes();
+    upload(&[("artifact.json", &spec), ("dev/configmap.yaml", &manifest)])
+}
+
+#[tokio::test]
+async fn uploads_never_wait_on_each_other_and_stalled_ones_are_dropped() {
+    let repo = ConfigRepo::new();
+    let idle = Duration::from_secs(1);
+    let server = start(&repo.remote, |config| config.uploads.idle_timeout = idle).await;
+    // Every upload below shares one HTTP/2 connection.
+    let client = server.client().await;
+
+    // Eight uploads that send their first chunk and then nothing.
+    let mut stalled = Vec::new();
+    let mut senders = Vec::new();
+    for n in 0..8 {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let first = build_upload(&format!("stalled-{n}"), "master-1").remove(0);
+        tx.send(first).await.unwrap();
+        senders.push(tx);
+        let mut client = client.clone();
+        stalled.push(tokio::spawn(async move {
+            let began = Instant::now();
+            let result = client
+                .push_artifact(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
+            (result, began.elapsed())
+        }));
+    }
+    // Twelve complete uploads meanwhile, all at once: each is stored.
+    let mut complete = Vec::new();
+    for n in 0..12 {
+        let mut client = client.clone();
+        complete.push(tokio::spawn(async move {
+            client
+                .push_artifact(tokio_stream::iter(build_upload(
+                    &format!("svc-{n}"),
+                    "master-1",
+                )))
+                .await
+        }));
+    }
+    for upload in complete {
+        let stored = tokio::time::timeout(Duration::from_secs(30), upload)
+            .await
+            .expect("a complete upload is not held up by stalled ones")
+            .unwrap()
+            .unwrap()
+            .into_inner();
+        assert_eq!(stored.outcome(), pb::Outcome::Applied);
+    }
+    for upload in stalled {
+        let (result, waited) = tokio::time::timeout(Duration::from_secs(30), upload)
+            .await
+            .expect("a stalled upload is dropped")
+            .unwrap();
+        let refused = result.unwrap_err();
+        assert_eq!(refused.code(), Code::DeadlineExceeded, "{refused:?}");
+        assert!(
+            refused.message().contains("--upload-idle-timeout"),
+            "{}",
+            refused.message()
+        );
+        assert!(waited < idle * 10, "{waited:?}");
+    }
+    drop(senders);
+    for n in 0..12 {
+        assert!(
+            repo.remote_file(&format!("builds/svc-{n}/master/dev/configmap.yaml"))
+                .is_some(),
+            "svc-{n} stored"
+        );
+    }
+    assert!(repo
+        .remote_file("builds/stalled-0/master/artifact.json")
+        .is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn uploads_past_the_memory_budget_are_refused_at_once() {
+    let repo = ConfigRepo::new();
+    let server = start(&repo.remote, |config| config.uploads.memory_budget = 64).await;
+    let mut client = server.client().await;
+    let began = Instant::now();
+    let refused = client
+        .push_artifact(tokio_stream::iter(build_upload("shop", "master-1")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("--upload-memory"),
+        "{}",
+        refused.message()
+    );
+    assert!(began.elapsed() < Duration::from_secs(5));
     server.stop().await;
 }

@@ -146,6 +146,16 @@ pub struct StartArgs {
     /// Most files in one build upload.
     #[arg(long, env = "RELEASE_MANAGER_MAX_UPLOAD_FILES", default_value_t = 1000)]
     pub max_upload_files: usize,
+    /// Bytes of uploads received but not yet written to disk, all uploads
+    /// together; a chunk past it is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "RELEASE_MANAGER_UPLOAD_MEMORY", default_value_t = 256 << 20)]
+    pub upload_memory: usize,
+    /// Longest silence between two chunks of an upload before it is dropped.
+    #[arg(long, env = "RELEASE_MANAGER_UPLOAD_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub upload_idle_timeout: std::time::Duration,
+    /// Longest one upload may take.
+    #[arg(long, env = "RELEASE_MANAGER_UPLOAD_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub upload_timeout: std::time::Duration,
 }
 
 /// Parses a human duration (`500ms`, `1s`, `5m`); `0` means zero.

@@ -272,7 +272,11 @@ pub async fn start(
         }));
     }
     let stats = writer.stats_arc();
-    let reader = Arc::new(Reader::new(mirror_path, shared, config.settings.clone()));
+    let reader = Arc::new(Reader::new(
+        mirror_path.clone(),
+        shared,
+        config.settings.clone(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -309,6 +313,7 @@ pub async fn start(
         config.uploads,
         events.clone(),
         stopping.clone(),
+        mirror_path,
     );
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();

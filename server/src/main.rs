@@ -102,6 +102,9 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         uploads: UploadLimits {
             max_bytes: args.max_upload_bytes,
             max_files: args.max_upload_files,
+            memory_budget: args.upload_memory,
+            idle_timeout: args.upload_idle_timeout,
+            total_timeout: args.upload_timeout,
         },
         poll_interval: args.poll_interval,
         remote_timeout: args.remote_timeout,

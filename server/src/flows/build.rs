@@ -19,8 +19,9 @@ pub struct BuildUpload {
     pub branch: String,
     /// Artifact id (from artifact.json).
     pub artifact_id: String,
-    /// Files relative to the build folder, `artifact.json` among them.
-    pub files: Vec<(String, Vec<u8>)>,
+    /// Files relative to the build folder, `artifact.json` among them, with
+    /// their blobs (already in the object database).
+    pub files: Vec<(String, git2::Oid)>,
     /// The build's source author: the commit's author.
     pub author_name: String,
     /// The build's source author's email.
@@ -68,8 +69,8 @@ pub(super) fn add_build(
 ) -> Result<BuildDone, FlowError> {
     let repo = ctx.repo;
     let mut folder = None;
-    for (path, content) in &upload.files {
-        let blob = repo.blob(content).map_err(git("write a blob"))?;
+    for (path, blob) in &upload.files {
+        let blob = *blob;
         let parts: Vec<&str> = path.split('/').collect();
         let current = folder
             .map(|oid| repo.find_tree(oid))

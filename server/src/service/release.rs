@@ -27,8 +27,10 @@ use crate::writer::WriterHandle;
 pub struct ReleaseServiceHandler {
     /// Set when the server stops; new event streams then end at once.
     stopping: Arc<std::sync::atomic::AtomicBool>,
-    /// Uploads are held in memory until committed: only so many at once.
-    uploads_in_flight: Arc<tokio::sync::Semaphore>,
+    /// Bytes of uploads received and not yet stored, of all uploads.
+    upload_budget: super::upload::UploadBudget,
+    /// The mirror, where uploads are stored as they arrive.
+    mirror: std::path::PathBuf,
     events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
     limits: super::upload::UploadLimits,
     writer: WriterHandle,
@@ -47,10 +49,12 @@ impl ReleaseServiceHandler {
         limits: super::upload::UploadLimits,
         events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
         stopping: Arc<std::sync::atomic::AtomicBool>,
+        mirror: std::path::PathBuf,
     ) -> Self {
         ReleaseServiceHandler {
             stopping,
-            uploads_in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS_IN_FLIGHT)),
+            upload_budget: super::upload::UploadBudget::new(limits.memory_budget),
+            mirror,
             events,
             limits,
             writer,
@@ -146,10 +150,6 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
         email: person.email,
     })
 }
-
-/// Build uploads held in memory at once (each up to the upload size limit);
-/// more wait for a turn.
-const MAX_UPLOADS_IN_FLIGHT: usize = 8;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
@@ -325,14 +325,14 @@ impl ReleaseService for ReleaseServiceHandler {
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
         self.auth.check(&request, Role::ArtifactPusher)?;
         let deadline = super::deadline_of(&request);
-        let _permit = self
-            .uploads_in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Status::unavailable("the server is shutting down"))?;
-        let upload =
-            super::upload::receive(request.into_inner(), &self.settings, &self.limits).await?;
+        let upload = super::upload::receive(
+            request.into_inner(),
+            &self.settings,
+            &self.limits,
+            &self.upload_budget,
+            self.mirror.clone(),
+        )
+        .await?;
         let write = WriteRequest {
             intent: Intent::AddBuild(upload),
             committer: Signature::default(),

@@ -1,22 +1,42 @@
-//! Receiving a build upload (`PushArtifact`): the chunk stream is read into
-//! memory within size and file-count limits, every path is checked to stay
-//! inside the build folder, and artifact.json is parsed strictly. Nothing
-//! reaches the writer unless the whole upload is valid.
+//! Receiving a build upload (`PushArtifact`): each file is streamed into
+//! the mirror's object database as its chunks arrive (a blocking task
+//! writes them), within size and file-count limits; every path is checked
+//! to stay inside the build folder, and artifact.json is parsed strictly.
+//! Nothing reaches the writer unless the whole upload is valid.
+//!
+//! An upload never waits for a turn: the bytes in flight (received, not yet
+//! on disk) of all uploads share one memory budget, and a chunk that does
+//! not fit is refused at once with RESOURCE_EXHAUSTED. A stream that stops
+//! sending is dropped after the idle timeout, and every upload has a total
+//! deadline, so no stream can hold anything for good.
 
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use git2::Oid;
 use release_manager::names;
 use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, Streaming};
 
 use crate::flows::{BuildUpload, Settings};
 
-/// Bounds on one upload.
+/// Bounds on one upload, and on all uploads together.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadLimits {
-    /// Total bytes of all files.
+    /// Total bytes of all files of one upload.
     pub max_bytes: usize,
-    /// Number of files.
+    /// Number of files of one upload.
     pub max_files: usize,
+    /// Bytes received but not yet written, of all uploads together.
+    pub memory_budget: usize,
+    /// Longest silence between two chunks of an upload.
+    pub idle_timeout: Duration,
+    /// Longest one upload may take.
+    pub total_timeout: Duration,
 }
 
 impl Default for UploadLimits {
@@ -24,7 +44,36 @@ impl Default for UploadLimits {
         UploadLimits {
             max_bytes: 32 << 20,
             max_files: 1000,
+            memory_budget: 256 << 20,
+            idle_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(300),
         }
+    }
+}
+
+/// The memory budget of all uploads, in bytes.
+#[derive(Clone)]
+pub struct UploadBudget(Arc<Semaphore>);
+
+impl UploadBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        UploadBudget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    }
+
+    /// Takes `bytes` of the budget, or refuses at once.
+    fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Status> {
+        let refuse = || {
+            Status::resource_exhausted(
+                "the server is receiving more upload data than its memory budget \
+                 (--upload-memory) allows; try again shortly",
+            )
+        };
+        let bytes = u32::try_from(bytes).map_err(|_| refuse())?;
+        self.0
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| refuse())
     }
 }
 
@@ -33,49 +82,120 @@ pub fn check_path(path: &str, settings: &Settings) -> Result<(), String> {
     names::check_upload_path(path, &settings.environments)
 }
 
-/// Reads and validates a whole upload.
+/// The largest artifact.json read (it is parsed in memory).
+const MAX_SPEC_BYTES: usize = 1 << 20;
+
+/// A chunk on its way to the object database, with its share of the budget.
+struct Piece {
+    /// Set on a file's first chunk.
+    new_file: Option<String>,
+    data: Vec<u8>,
+    _budget: OwnedSemaphorePermit,
+}
+
+/// Reads, stores and validates a whole upload, within the limits' total
+/// deadline.
 pub async fn receive(
+    stream: Streaming<pb::PushArtifactRequest>,
+    settings: &Settings,
+    limits: &UploadLimits,
+    budget: &UploadBudget,
+    mirror: PathBuf,
+) -> Result<BuildUpload, Status> {
+    let total = limits.total_timeout;
+    tokio::time::timeout(total, receive_all(stream, settings, limits, budget, mirror))
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the upload took longer than {} s (--upload-timeout)",
+                total.as_secs()
+            ))
+        })?
+}
+
+async fn receive_all(
     mut stream: Streaming<pb::PushArtifactRequest>,
     settings: &Settings,
     limits: &UploadLimits,
+    budget: &UploadBudget,
+    mirror: PathBuf,
 ) -> Result<BuildUpload, Status> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut total = 0usize;
-    while let Some(chunk) = stream.message().await? {
-        total += chunk.data.len();
-        if total > limits.max_bytes {
-            return Err(Status::invalid_argument(format!(
-                "upload too large: more than {} bytes",
-                limits.max_bytes
-            )));
-        }
-        match files.last_mut() {
-            Some((path, data)) if *path == chunk.path => data.extend_from_slice(&chunk.data),
-            _ => {
+    let (pieces, queue) = mpsc::channel::<Piece>(8);
+    let storing = tokio::task::spawn_blocking(move || store_files(&mirror, queue));
+    let received = async {
+        let mut paths: Vec<String> = Vec::new();
+        let mut spec_bytes: Option<Vec<u8>> = None;
+        let mut total = 0usize;
+        loop {
+            let next = tokio::time::timeout(limits.idle_timeout, stream.message())
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded(format!(
+                        "the upload sent nothing for {} s (--upload-idle-timeout)",
+                        limits.idle_timeout.as_secs()
+                    ))
+                })??;
+            let Some(chunk) = next else { break };
+            total += chunk.data.len();
+            if total > limits.max_bytes {
+                return Err(Status::invalid_argument(format!(
+                    "upload too large: more than {} bytes",
+                    limits.max_bytes
+                )));
+            }
+            let new_file = if paths.last() == Some(&chunk.path) {
+                None
+            } else {
                 check_path(&chunk.path, settings).map_err(Status::invalid_argument)?;
-                if files.iter().any(|(p, _)| *p == chunk.path) {
+                if paths.contains(&chunk.path) {
                     return Err(Status::invalid_argument(format!(
                         "file {:?} is sent twice",
                         chunk.path
                     )));
                 }
-                if files.len() >= limits.max_files {
+                if paths.len() >= limits.max_files {
                     return Err(Status::invalid_argument(format!(
                         "upload has too many files: more than {}",
                         limits.max_files
                     )));
                 }
-                files.push((chunk.path, chunk.data));
+                paths.push(chunk.path.clone());
+                Some(chunk.path.clone())
+            };
+            if chunk.path == "artifact.json" {
+                let spec = spec_bytes.get_or_insert_with(Vec::new);
+                if spec.len() + chunk.data.len() > MAX_SPEC_BYTES {
+                    return Err(Status::invalid_argument(format!(
+                        "artifact.json is larger than {MAX_SPEC_BYTES} bytes"
+                    )));
+                }
+                spec.extend_from_slice(&chunk.data);
+            }
+            let piece = Piece {
+                new_file,
+                _budget: budget.take(chunk.data.len())?,
+                data: chunk.data,
+            };
+            if pieces.send(piece).await.is_err() {
+                // The storing task failed; its error says why.
+                break;
             }
         }
+        Ok((paths, spec_bytes))
     }
-    check_no_file_is_a_folder(&files)?;
-    let spec_bytes = files
-        .iter()
-        .find(|(p, _)| p == "artifact.json")
-        .map(|(_, d)| d.as_slice())
-        .ok_or_else(|| Status::invalid_argument("the upload has no artifact.json"))?;
-    let spec = ArtifactSpec::parse(spec_bytes)
+    .await;
+    drop(pieces);
+    let stored = storing
+        .await
+        .map_err(|_| Status::internal("storing the upload failed"))?;
+    let (paths, spec_bytes) = received?;
+    let files = stored?;
+    debug_assert_eq!(files.len(), paths.len());
+    check_no_file_is_a_folder(&paths)?;
+    let spec_bytes =
+        spec_bytes.ok_or_else(|| Status::invalid_argument("the upload has no artifact.json"))?;
+    let files: Vec<(String, Oid)> = files;
+    let spec = ArtifactSpec::parse(&spec_bytes)
         .map_err(|e| Status::invalid_argument(format!("artifact.json: {e}")))?;
     let invalid = |e: names::NameError| Status::invalid_argument(format!("artifact.json: {e}"));
     if spec.service.is_empty() {
@@ -123,12 +243,55 @@ pub async fn receive(
     })
 }
 
+/// Writes the pieces of an upload into the object database of the mirror
+/// at `mirror`, one blob per file, streamed (a file is never held in memory
+/// whole). Returns each file's path and blob, in order.
+fn store_files(
+    mirror: &std::path::Path,
+    mut queue: mpsc::Receiver<Piece>,
+) -> Result<Vec<(String, Oid)>, Status> {
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "cannot {what}");
+        Status::internal(format!("cannot {what}; the server log has the details"))
+    };
+    let repo = git2::Repository::open_bare(mirror)
+        .map_err(|e| failed("open the mirror to store an upload", &e))?;
+    let mut files = Vec::new();
+    let mut current: Option<(String, git2::BlobWriter<'_>)> = None;
+    while let Some(piece) = queue.blocking_recv() {
+        if let Some(path) = piece.new_file {
+            if let Some((done, writer)) = current.take() {
+                let oid = writer
+                    .commit()
+                    .map_err(|e| failed("store an uploaded file", &e))?;
+                files.push((done, oid));
+            }
+            let writer = repo
+                .blob_writer(None)
+                .map_err(|e| failed("store an uploaded file", &e))?;
+            current = Some((path, writer));
+        }
+        if let Some((_, writer)) = current.as_mut() {
+            writer
+                .write_all(&piece.data)
+                .map_err(|e| failed("store an uploaded file", &e))?;
+        }
+    }
+    if let Some((done, writer)) = current.take() {
+        let oid = writer
+            .commit()
+            .map_err(|e| failed("store an uploaded file", &e))?;
+        files.push((done, oid));
+    }
+    Ok(files)
+}
+
 /// Refuses an upload where one file's path is a folder of another's
 /// (`dev/a` and `dev/a/b`): a tree cannot hold both, and storing one would
 /// silently drop the other.
-fn check_no_file_is_a_folder(files: &[(String, Vec<u8>)]) -> Result<(), Status> {
-    let paths: std::collections::HashSet<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
-    for (path, _) in files {
+fn check_no_file_is_a_folder(files: &[String]) -> Result<(), Status> {
+    let paths: std::collections::HashSet<&str> = files.iter().map(String::as_str).collect();
+    for path in files {
         let mut folder = path.as_str();
         while let Some((parent, _)) = folder.rsplit_once('/') {
             if paths.contains(parent) {
@@ -156,9 +319,8 @@ mod tests {
 
     #[test]
     fn a_file_cannot_also_be_a_folder() {
-        let files = |paths: &[&str]| -> Vec<(String, Vec<u8>)> {
-            paths.iter().map(|p| (p.to_string(), Vec::new())).collect()
-        };
+        let files =
+            |paths: &[&str]| -> Vec<String> { paths.iter().map(|p| p.to_string()).collect() };
         let error =
             check_no_file_is_a_folder(&files(&["dev/a-x", "dev/a", "dev/a/b/c"])).unwrap_err();
         assert!(error.message().contains("\"dev/a\""), "{error:?}");
