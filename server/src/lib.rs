@@ -310,10 +310,9 @@ pub async fn start(
         reader,
         settings,
         auth.clone(),
-        config.uploads,
+        service::upload::UploadIntake::new(config.uploads, mirror_path),
         events.clone(),
         stopping.clone(),
-        mirror_path,
     );
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();

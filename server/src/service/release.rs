@@ -27,12 +27,9 @@ use crate::writer::WriterHandle;
 pub struct ReleaseServiceHandler {
     /// Set when the server stops; new event streams then end at once.
     stopping: Arc<std::sync::atomic::AtomicBool>,
-    /// Bytes of uploads received and not yet stored, of all uploads.
-    upload_budget: super::upload::UploadBudget,
-    /// The mirror, where uploads are stored as they arrive.
-    mirror: std::path::PathBuf,
+    /// Where build uploads are received and stored.
+    uploads: super::upload::UploadIntake,
     events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
-    limits: super::upload::UploadLimits,
     writer: WriterHandle,
     reader: Arc<Reader>,
     settings: Arc<Settings>,
@@ -46,17 +43,14 @@ impl ReleaseServiceHandler {
         reader: Arc<Reader>,
         settings: Arc<Settings>,
         auth: Arc<Auth>,
-        limits: super::upload::UploadLimits,
+        uploads: super::upload::UploadIntake,
         events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
         stopping: Arc<std::sync::atomic::AtomicBool>,
-        mirror: std::path::PathBuf,
     ) -> Self {
         ReleaseServiceHandler {
             stopping,
-            upload_budget: super::upload::UploadBudget::new(limits.memory_budget),
-            mirror,
+            uploads,
             events,
-            limits,
             writer,
             reader,
             settings,
@@ -325,14 +319,10 @@ impl ReleaseService for ReleaseServiceHandler {
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
         self.auth.check(&request, Role::ArtifactPusher)?;
         let deadline = super::deadline_of(&request);
-        let upload = super::upload::receive(
-            request.into_inner(),
-            &self.settings,
-            &self.limits,
-            &self.upload_budget,
-            self.mirror.clone(),
-        )
-        .await?;
+        let upload = self
+            .uploads
+            .receive(request.into_inner(), &self.settings)
+            .await?;
         let write = WriteRequest {
             intent: Intent::AddBuild(upload),
             committer: Signature::default(),

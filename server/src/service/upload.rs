@@ -77,6 +77,40 @@ impl UploadBudget {
     }
 }
 
+/// Where uploads go and what bounds them: the handler's part of uploads.
+pub struct UploadIntake {
+    limits: UploadLimits,
+    budget: UploadBudget,
+    mirror: PathBuf,
+}
+
+impl UploadIntake {
+    /// Uploads into the mirror at `mirror`, within `limits`.
+    pub fn new(limits: UploadLimits, mirror: PathBuf) -> Self {
+        UploadIntake {
+            budget: UploadBudget::new(limits.memory_budget),
+            limits,
+            mirror,
+        }
+    }
+
+    /// Reads, stores and validates one upload.
+    pub async fn receive(
+        &self,
+        stream: Streaming<pb::PushArtifactRequest>,
+        settings: &Settings,
+    ) -> Result<BuildUpload, Status> {
+        receive(
+            stream,
+            settings,
+            &self.limits,
+            &self.budget,
+            self.mirror.clone(),
+        )
+        .await
+    }
+}
+
 /// Checks one path of an upload (see [`names::check_upload_path`]).
 pub fn check_path(path: &str, settings: &Settings) -> Result<(), String> {
     names::check_upload_path(path, &settings.environments)
