@@ -45,6 +45,9 @@ impl Mirror {
     ) -> Result<Self, RepoError> {
         super::configure_libgit2();
         clear_debris(dir);
+        if let RemoteLocation::Local(remote) = &location {
+            clear_own_debris_in_remote(dir, remote);
+        }
         let repo = match Repository::open_bare(dir) {
             Ok(repo) => repo,
             Err(_) if matches!(location, RemoteLocation::Local(_)) => {
@@ -190,7 +193,7 @@ impl Mirror {
 
     /// Stores a pack of new objects (the writer's batch) in the mirror.
     pub fn store_pack(&self, pack: &Pack) -> Result<(), RepoError> {
-        pack::store(self.repo.path(), pack).map_err(|source| RepoError::Io {
+        pack::store(self.repo.path(), pack, "mirror").map_err(|source| RepoError::Io {
             path: self.repo.path().to_path_buf(),
             source,
         })
@@ -210,9 +213,11 @@ impl Mirror {
             RemoteLocation::Network(url) => self.push_network(url, new, expected)?,
         };
         if outcome == PushOutcome::Pushed {
+            super::crash_point("remote-branch-moved");
             self.repo
                 .reference(&self.tracking_ref(), new, true, "push")
                 .map_err(RepoError::git("record the pushed tip"))?;
+            super::crash_point("tracking-ref-moved");
         }
         Ok(outcome)
     }
@@ -263,10 +268,12 @@ impl Mirror {
         wait_for_lock(&lock)?;
         match pack {
             None => copy_new_objects(&self.repo, remote, new, &self.location)?,
-            Some(pack) => pack::store(remote.path(), pack).map_err(|source| RepoError::Io {
-                path: remote.path().to_path_buf(),
-                source,
-            })?,
+            Some(pack) => {
+                pack::store(remote.path(), pack, "remote").map_err(|source| RepoError::Io {
+                    path: remote.path().to_path_buf(),
+                    source,
+                })?
+            }
         }
         let updated = remote
             .reference_matching(&branch_ref, new, true, expected, "release-manager push")
@@ -424,6 +431,32 @@ fn copy_tree(
         }
     }
     copy(tree.id())
+}
+
+/// Removes from a local remote what this server's own interrupted push left
+/// there, and nothing else: its temporary files (`tmp_rm_*`), and a pack
+/// without an index whose twin is in the mirror (every pack pushed to a
+/// local remote is stored in the mirror first, under the same name).
+fn clear_own_debris_in_remote(mirror: &Path, remote: &Path) {
+    let git_dir = if remote.join("objects").is_dir() {
+        remote.to_path_buf()
+    } else {
+        remote.join(".git")
+    };
+    let Ok(entries) = std::fs::read_dir(git_dir.join("objects/pack")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with("tmp_rm_")
+            || (name.ends_with(".pack")
+                && !path.with_extension("idx").exists()
+                && mirror.join("objects/pack").join(&name).exists());
+        if ours && std::fs::remove_file(&path).is_ok() {
+            tracing::warn!(path = %path.display(), "removed what an interrupted push left in the remote");
+        }
+    }
 }
 
 /// How long a lock on the remote's branch may stay before it counts as left

@@ -51,6 +51,31 @@ pub fn configure_libgit2() {
     });
 }
 
+/// Test builds only (feature `failpoints`): aborts the process, as a power
+/// cut or SIGKILL would, when `RELEASE_MANAGER_CRASH_AT` is `step#N` and
+/// this is the N-th time `step` is reached. The crash tests walk every step
+/// of a push this way. Compiled to nothing otherwise.
+#[inline]
+pub fn crash_point(step: &str) {
+    #[cfg(feature = "failpoints")]
+    {
+        static HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let Ok(at) = std::env::var("RELEASE_MANAGER_CRASH_AT") else {
+            return;
+        };
+        let (name, nth) = at.split_once('#').unwrap_or((at.as_str(), "1"));
+        if name == step {
+            let hit = HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if nth.parse() == Ok(hit) {
+                eprintln!("crash point {step} (hit {hit}): aborting");
+                std::process::abort();
+            }
+        }
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = step;
+}
+
 /// Bounds every network step of fetch and push: connecting, and each read
 /// or write of the connection (git://, SSH and HTTPS alike). A remote that
 /// accepts the connection and then says nothing fails the step with a

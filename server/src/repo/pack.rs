@@ -217,7 +217,9 @@ pub fn set_durable(durable: bool) {
 /// `git_dir`: temporary files renamed into place, the index last (readers
 /// look for indexes, then open their pack). A failure (a full disk) leaves
 /// no temporary file behind.
-pub fn store(git_dir: &std::path::Path, pack: &Pack) -> std::io::Result<()> {
+///
+/// `place` names the repository (`mirror`, `remote`) for the crash points.
+pub fn store(git_dir: &std::path::Path, pack: &Pack, place: &str) -> std::io::Result<()> {
     let durable = DURABLE.load(std::sync::atomic::Ordering::Relaxed);
     let dir = git_dir.join("objects").join("pack");
     std::fs::create_dir_all(&dir)?;
@@ -226,7 +228,10 @@ pub fn store(git_dir: &std::path::Path, pack: &Pack) -> std::io::Result<()> {
     if final_index.exists() {
         return Ok(());
     }
-    for (bytes, target) in [(&pack.bytes, &final_pack), (&pack.index, &final_index)] {
+    for (bytes, target, kind) in [
+        (&pack.bytes, &final_pack, "pack"),
+        (&pack.index, &final_index, "index"),
+    ] {
         let temporary = dir.join(format!("tmp_rm_{}_{}", std::process::id(), pack.name));
         let written = write_file(&temporary, bytes, durable)
             .and_then(|()| std::fs::rename(&temporary, target));
@@ -234,6 +239,7 @@ pub fn store(git_dir: &std::path::Path, pack: &Pack) -> std::io::Result<()> {
             let _ = std::fs::remove_file(&temporary);
             return Err(e);
         }
+        super::crash_point(&format!("{place}-{kind}-renamed"));
     }
     if durable {
         // The renames themselves.
