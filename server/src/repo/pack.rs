@@ -400,7 +400,7 @@ mod tests {
         let pack = build(&repo, &objects).unwrap();
 
         let other = Repository::init_bare(dir.path().join("b")).unwrap();
-        store(other.path(), &pack).unwrap();
+        store(other.path(), &pack, "test").unwrap();
         // git itself agrees with the pack and its index.
         let verified = std::process::Command::new("git")
             .args(["verify-pack", "-v"])
