@@ -45,6 +45,19 @@ pub enum FlowError {
         /// The bound, in seconds.
         seconds: u64,
     },
+    /// A disk the server writes to is full.
+    #[error("disk full writing {place}; free some space, the write was not made")]
+    DiskFull {
+        /// The repository (mirror or remote) being written.
+        place: String,
+    },
+    /// The server may not write where it must (a read-only remote, wrong
+    /// owner).
+    #[error("permission denied writing {place}; the write was not made")]
+    NotPermitted {
+        /// The repository (mirror or remote) being written.
+        place: String,
+    },
     /// Anything else that went wrong in git: a bug or a broken repository.
     #[error("internal error; the server log has the details")]
     Internal(#[source] Arc<RepoError>),
@@ -70,8 +83,45 @@ impl From<release_manager::names::NameError> for FlowError {
     }
 }
 
+/// What an OS error while writing means for the person who asked, when it
+/// is one they can act on.
+fn storage_failure(error: &RepoError) -> Option<FlowError> {
+    let (place, kind, text) = match error {
+        RepoError::Io { path, source } => (
+            path.display().to_string(),
+            Some(source.kind()),
+            String::new(),
+        ),
+        RepoError::Git { source, .. } => {
+            ("the mirror".to_string(), None, source.message().to_string())
+        }
+        RepoError::Remote { remote, source, .. } => {
+            (remote.clone(), None, source.message().to_string())
+        }
+        _ => return None,
+    };
+    let full =
+        kind == Some(std::io::ErrorKind::StorageFull) || text.contains("No space left on device");
+    let denied = matches!(
+        kind,
+        Some(std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
+    ) || text.contains("Permission denied")
+        || text.contains("Read-only file system");
+    if full {
+        Some(FlowError::DiskFull { place })
+    } else if denied {
+        Some(FlowError::NotPermitted { place })
+    } else {
+        None
+    }
+}
+
 impl From<RepoError> for FlowError {
     fn from(e: RepoError) -> Self {
+        if let Some(failure) = storage_failure(&e) {
+            tracing::error!(error = %crate::status::chain(&e), "cannot write");
+            return failure;
+        }
         match e {
             RepoError::Remote { .. }
             | RepoError::NoBranch { .. }
@@ -84,4 +134,42 @@ impl From<RepoError> for FlowError {
 /// Wraps a libgit2 error met while reading or writing objects.
 pub fn git(action: &'static str) -> impl Fn(git2::Error) -> FlowError {
     move |source| FlowError::Internal(Arc::new(RepoError::Git { action, source }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> RepoError {
+        RepoError::Io {
+            path: "/srv/config.git".into(),
+            source: std::io::Error::from(kind),
+        }
+    }
+
+    #[test]
+    fn a_full_disk_and_a_read_only_remote_say_so() {
+        let full = FlowError::from(io(std::io::ErrorKind::StorageFull));
+        assert!(matches!(full, FlowError::DiskFull { .. }), "{full:?}");
+        assert_eq!(
+            full.to_string(),
+            "disk full writing /srv/config.git; free some space, the write was not made"
+        );
+        let denied = FlowError::from(io(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            denied.to_string(),
+            "permission denied writing /srv/config.git; the write was not made"
+        );
+        let remote = RepoError::Remote {
+            remote: "/srv/config.git".into(),
+            action: "write an object",
+            source: git2::Error::from_str("failed to make directory: Read-only file system"),
+        };
+        assert!(matches!(
+            FlowError::from(remote),
+            FlowError::NotPermitted { .. }
+        ));
+        let other = FlowError::from(io(std::io::ErrorKind::InvalidData));
+        assert!(matches!(other, FlowError::Internal(_)));
+    }
 }

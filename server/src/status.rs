@@ -18,6 +18,8 @@ pub fn to_status(error: FlowError) -> Status {
         FlowError::Conflict { .. } => Code::Aborted,
         FlowError::BatchTimedOut { .. } => Code::Unavailable,
         FlowError::RemoteUnavailable(_) => Code::Unavailable,
+        FlowError::DiskFull { .. } => Code::ResourceExhausted,
+        FlowError::NotPermitted { .. } => Code::Unavailable,
         FlowError::Internal(_) => Code::Internal,
     };
     if matches!(
