@@ -114,17 +114,23 @@ async fn restart(remote: &Path, data: tempfile::TempDir) -> TestServer {
     .await
 }
 
+/// A config repository with builds 1..=n of `shop` on master, pushed.
+fn repo_with_builds(n: usize) -> (ConfigRepo, Vec<String>) {
+    let mut repo = ConfigRepo::new();
+    let ids = (1..=n)
+        .map(|n| repo.add_build("shop", "master", n))
+        .collect();
+    repo.push();
+    (repo, ids)
+}
+
 fn release(service: &str, env: &str, id: &str) -> tonic::Request<pb::ReleaseRequest> {
     tonic::Request::new(release_artifact(service, env, id))
 }
 
 #[tokio::test]
 async fn a_hung_remote_fails_writes_in_time_and_nothing_late_is_applied() {
-    let mut repo = ConfigRepo::new();
-    let ids: Vec<String> = (1..=3)
-        .map(|n| repo.add_build("shop", "master", n))
-        .collect();
-    repo.push();
+    let (repo, ids) = repo_with_builds(3);
     let daemon = GitDaemon::serve(&repo.remote);
     let url = daemon.url.clone();
     let server = start(&repo.remote, |config| {
@@ -266,9 +272,7 @@ async fn hamctl_gives_up_on_a_server_that_never_answers() {
 
 #[tokio::test]
 async fn a_second_server_on_the_same_data_dir_is_refused() {
-    let mut repo = ConfigRepo::new();
-    repo.add_build("shop", "master", 1);
-    repo.push();
+    let (repo, _) = repo_with_builds(1);
     let first = start(&repo.remote, |_| {}).await;
     let config =
         release_manager_server::config::ServerConfig::local(&repo.remote, first.data.path());
@@ -301,11 +305,7 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
 
 #[tokio::test]
 async fn locks_a_crash_left_in_the_mirror_are_cleared_at_start() {
-    let mut repo = ConfigRepo::new();
-    let ids: Vec<String> = (1..=2)
-        .map(|n| repo.add_build("shop", "master", n))
-        .collect();
-    repo.push();
+    let (repo, ids) = repo_with_builds(2);
     let server = start(&repo.remote, |_| {}).await;
     let data = server.stop().await;
     // What a SIGKILL in the middle of a write leaves behind.
@@ -337,11 +337,7 @@ async fn locks_a_crash_left_in_the_mirror_are_cleared_at_start() {
 
 #[tokio::test]
 async fn a_lock_left_on_the_remote_is_reported_not_retried() {
-    let mut repo = ConfigRepo::new();
-    let ids: Vec<String> = (1..=2)
-        .map(|n| repo.add_build("shop", "master", n))
-        .collect();
-    repo.push();
+    let (repo, ids) = repo_with_builds(2);
     let server = start(&repo.remote, |_| {}).await;
     let lock = repo.remote.join("refs/heads/master.lock");
     std::fs::write(&lock, b"left by a crashed git").unwrap();
@@ -383,11 +379,7 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
 
 #[tokio::test]
 async fn a_force_push_on_the_remote_is_followed() {
-    let mut repo = ConfigRepo::new();
-    let ids: Vec<String> = (1..=3)
-        .map(|n| repo.add_build("shop", "master", n))
-        .collect();
-    repo.push();
+    let (repo, ids) = repo_with_builds(3);
     let server = start(&repo.remote, |_| {}).await;
     let mut client = server.client().await;
     let with_id = |id: &str, request_id: &str| {
@@ -465,10 +457,10 @@ fn upload(files: &[(&str, &[u8])]) -> Vec<pb::PushArtifactRequest> {
         .collect()
 }
 
-fn spec(id: &str) -> Vec<u8> {
+fn spec(service: &str, id: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "id": id,
-        "service": "shop",
+        "service": service,
         "application": {"sha": "abc", "branch": "master", "authorName": "Dana Dev",
                         "authorEmail": "dana@example.com"},
         "ci": {"jobUrl": "https://ci.example.com/1", "start": "2026-02-01T10:00:00Z",
@@ -484,7 +476,7 @@ async fn an_upload_with_a_file_that_is_also_a_folder_is_refused() {
     let server = start(&repo.remote, |_| {}).await;
     let head = repo.remote_head();
     let mut client = server.client().await;
-    let spec = spec("master-1");
+    let spec = spec("shop", "master-1");
     let refused = client
         .push_artifact(tokio_stream::iter(upload(&[
             ("artifact.json", &spec),
@@ -505,9 +497,7 @@ async fn an_upload_with_a_file_that_is_also_a_folder_is_refused() {
 
 #[tokio::test]
 async fn a_branch_regex_with_a_control_character_is_refused() {
-    let mut repo = ConfigRepo::new();
-    repo.add_build("shop", "master", 1);
-    repo.push();
+    let (repo, _) = repo_with_builds(1);
     let server = start(&repo.remote, |_| {}).await;
     let head = repo.remote_head();
     let mut policies = release_manager::pb::policy_service_client::PolicyServiceClient::connect(
@@ -535,18 +525,11 @@ async fn a_branch_regex_with_a_control_character_is_refused() {
 }
 
 fn build_upload(service: &str, id: &str) -> Vec<pb::PushArtifactRequest> {
-    let spec = serde_json::to_vec(&serde_json::json!({
-        "id": id,
-        "service": service,
-        "application": {"sha": "abc", "branch": "master", "authorName": "Dana Dev",
-                        "authorEmail": "dana@example.com"},
-        "ci": {"jobUrl": "https://ci.example.com/1", "start": "2026-02-01T10:00:00Z",
-               "end": "2026-02-01T10:05:00Z"},
-        "stages": []
-    }))
-    .unwrap();
     let manifest = format!("kind: ConfigMap\nmetadata:\n  name: {service}\n").into_bytes();
-    upload(&[("artifact.json", &spec), ("dev/configmap.yaml", &manifest)])
+    upload(&[
+        ("artifact.json", &spec(service, id)),
+        ("dev/configmap.yaml", &manifest),
+    ])
 }
 
 #[tokio::test]
