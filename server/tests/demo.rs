@@ -25,10 +25,21 @@ impl Drop for KillOnDrop {
 
 /// A demo server process and the first line of its banner.
 struct Demo {
-    _child: KillOnDrop,
+    child: KillOnDrop,
     url: String,
     banner: String,
+    stderr: Option<std::thread::JoinHandle<String>>,
     _data: tempfile::TempDir,
+}
+
+impl Demo {
+    /// Stops the server (SIGTERM, a graceful stop) and returns its log.
+    fn stop(mut self) -> String {
+        let pid = self.child.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.0.wait();
+        self.stderr.take().unwrap().join().unwrap()
+    }
 }
 
 /// How a start ended when it did not serve: exit code and stderr.
@@ -85,9 +96,10 @@ fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<Demo, Refused> {
                 .trim_end_matches(['.', ','])
                 .to_string();
             Ok(Demo {
-                _child: KillOnDrop(child),
+                child: KillOnDrop(child),
                 url,
                 banner,
+                stderr: Some(stderr_text),
                 _data: data,
             })
         }
@@ -206,6 +218,17 @@ async fn the_demo_server_works_with_hamctl_out_of_the_box() {
     // upload gets past the auth check to the upload's own validation.
     let (code, message) = push_refusal(url, None).await;
     assert_eq!(code, Code::InvalidArgument, "{message}");
+
+    // The log, read from a pipe: no colour codes, no Rust debug shapes, no
+    // empty fields.
+    // (Stopped off the runtime: the test's client connections must go on
+    // being driven, so that they close when the server says goodbye.)
+    let log = tokio::task::spawn_blocking(move || demo.stop()).await.unwrap();
+    assert!(log.contains("write done"), "{log}");
+    assert!(log.contains("intent=release branch master of checkout-web to dev"), "{log}");
+    assert!(!log.contains('\x1b'), "colour in a log that is not a terminal: {log}");
+    assert!(!log.contains("Branch(\""), "{log}");
+    assert!(!log.contains("request_id=\"\""), "{log}");
 }
 
 #[tokio::test]
