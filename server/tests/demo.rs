@@ -223,10 +223,18 @@ async fn the_demo_server_works_with_hamctl_out_of_the_box() {
     // empty fields.
     // (Stopped off the runtime: the test's client connections must go on
     // being driven, so that they close when the server says goodbye.)
-    let log = tokio::task::spawn_blocking(move || demo.stop()).await.unwrap();
+    let log = tokio::task::spawn_blocking(move || demo.stop())
+        .await
+        .unwrap();
     assert!(log.contains("write done"), "{log}");
-    assert!(log.contains("intent=release branch master of checkout-web to dev"), "{log}");
-    assert!(!log.contains('\x1b'), "colour in a log that is not a terminal: {log}");
+    assert!(
+        log.contains("intent=release branch master of checkout-web to dev"),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "colour in a log that is not a terminal: {log}"
+    );
     assert!(!log.contains("Branch(\""), "{log}");
     assert!(!log.contains("request_id=\"\""), "{log}");
 }
