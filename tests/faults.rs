@@ -608,7 +608,7 @@ async fn uploads_never_wait_on_each_other_and_stalled_ones_are_dropped() {
 }
 
 #[tokio::test]
-async fn uploads_past_the_memory_budget_are_refused_at_once() {
+async fn a_chunk_larger_than_the_upload_memory_is_refused_at_once() {
     let repo = ConfigRepo::new();
     let server = start(&repo.remote, |config| config.uploads.memory_budget = 64).await;
     let mut client = server.client().await;
@@ -617,12 +617,50 @@ async fn uploads_past_the_memory_budget_are_refused_at_once() {
         .push_artifact(tokio_stream::iter(build_upload("shop", "master-1")))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(
         refused.message().contains("--upload-memory"),
         "{}",
         refused.message()
     );
     assert!(began.elapsed() < Duration::from_secs(5));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn builds_in_a_rewritten_history_are_auto_released() {
+    let (mut repo, ids) = repo_with_builds(1);
+    let server = start(&repo.remote, |_| {}).await;
+    let mut policies = release_manager::pb::policy_service_client::PolicyServiceClient::connect(
+        server.url.clone(),
+    )
+    .await
+    .unwrap();
+    policies
+        .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            service: "shop".into(),
+            branch: "master".into(),
+            environment: "staging".into(),
+            committer: alice(),
+        })
+        .await
+        .unwrap();
+    let good = repo.remote_head();
+    let mut client = server.client().await;
+    client
+        .release(release("shop", "dev", &ids[0]))
+        .await
+        .unwrap();
+    // An administrator rewrites the remote: the release is dropped, and a
+    // new build sits where it was.
+    git(&repo.work, &["fetch", "-q", "origin"]);
+    git(&repo.work, &["reset", "-q", "--hard", &good]);
+    let rebuilt = repo.add_build("shop", "master", 2);
+    git(&repo.work, &["push", "-q", "-f", "origin", "master"]);
+    server.server.as_ref().unwrap().sync().await.unwrap();
+    let staged = repo
+        .remote_file("staging/releases/staging/shop/artifact.json")
+        .expect("the new build was auto-released");
+    assert!(staged.contains(&rebuilt), "{staged}");
     server.stop().await;
 }

@@ -454,6 +454,8 @@ impl Writer {
                     FlowError::RemoteUnavailable(_)
                         | FlowError::Conflict { .. }
                         | FlowError::BatchTimedOut { .. }
+                        | FlowError::DiskFull { .. }
+                        | FlowError::NotPermitted { .. }
                 ) {
                     self.owed.borrow_mut().extend(job.trigger.clone());
                 }
@@ -727,9 +729,21 @@ impl Writer {
             tracing::warn!(%old, %new, "the remote's history was rewritten; re-reading it");
             let mut fresh = Index::default();
             fresh.ingest_range(self.mirror.repo(), None, new)?;
+            // What the new history has since it parted from the old one is
+            // news: its builds get their auto-releases, its commits events.
+            let since = self.mirror.repo().merge_base(old, new).ok();
+            let mut arrived = Index::default();
+            arrived.ingest_range(self.mirror.repo(), since, new)?;
+            services = arrived.new_builds();
             let mut published = self.shared.write().expect("writer lock not poisoned");
             published.index = fresh;
             published.tip = new;
+            drop(published);
+            if let Some(since) = since {
+                if let Ok(commits) = chain_of(self.mirror.repo(), since, new) {
+                    self.announce(&commits);
+                }
+            }
             return Ok(services);
         }
         if new != old {

@@ -152,7 +152,23 @@ impl Mirror {
         std::thread::spawn(move || {
             for dir in dirs {
                 let began = std::time::Instant::now();
-                let result = std::process::Command::new("git")
+                let mut command = std::process::Command::new("git");
+                // The repack must not outlive the server: a restarted server
+                // clears debris in the mirror it owns, and must not meet a
+                // repack still writing there.
+                #[cfg(target_os = "linux")]
+                {
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: prctl is async-signal-safe; nothing else runs
+                    // between fork and exec.
+                    unsafe {
+                        command.pre_exec(|| {
+                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                            Ok(())
+                        });
+                    }
+                }
+                let result = command
                     .args([
                         "-c",
                         "repack.writeBitmaps=false",
@@ -434,7 +450,7 @@ fn copy_tree(
 }
 
 /// Removes from a local remote what this server's own interrupted push left
-/// there, and nothing else: its temporary files (`tmp_rm_*`), and a pack
+/// there, and nothing else: stale temporary files (`tmp_rm_*`), and a pack
 /// without an index whose twin is in the mirror (every pack pushed to a
 /// local remote is stored in the mirror first, under the same name).
 fn clear_own_debris_in_remote(mirror: &Path, remote: &Path) {
@@ -449,7 +465,15 @@ fn clear_own_debris_in_remote(mirror: &Path, remote: &Path) {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with("tmp_rm_")
+        // Another server sharing the remote may be writing its own temporary
+        // file right now; one older than a minute is nobody's.
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        let ours = (name.starts_with("tmp_rm_") && stale)
             || (name.ends_with(".pack")
                 && !path.with_extension("idx").exists()
                 && mirror.join("objects/pack").join(&name).exists());
@@ -505,8 +529,10 @@ pub(crate) fn clear_debris(dir: &Path) {
                 continue;
             }
             let in_pack_dir = folder.ends_with("objects/pack");
+            let in_objects = folder == dir.join("objects");
             let debris = name.ends_with(".lock")
-                || (in_pack_dir && name.starts_with("tmp_"))
+                || (in_pack_dir && (name.starts_with("tmp_") || name.starts_with(".tmp-")))
+                || (in_objects && name.starts_with("streamed_"))
                 || (in_pack_dir && name.ends_with(".pack") && !path.with_extension("idx").exists());
             if debris && std::fs::remove_file(&path).is_ok() {
                 removed.push(path);

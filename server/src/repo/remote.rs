@@ -64,7 +64,10 @@ impl std::fmt::Display for RemoteLocation {
     }
 }
 
-/// `https://user:secret@host/x` becomes `https://user@host/x`.
+/// `https://user:secret@host/x` (or `https://<token>@host/x`, a form hosts
+/// document for tokens) becomes `https://host/x`: the user part of a URL may
+/// be a secret, so none of it is shown. An scp-like `git@host:path` has no
+/// secret and stays as it is.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -72,10 +75,7 @@ fn without_password(url: &str) -> String {
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}{path}")
-        }
+        Some((_userinfo, host)) => format!("{scheme}://{host}{path}"),
         None => url.to_string(),
     }
 }
@@ -185,7 +185,9 @@ mod tests {
     #[test]
     fn passwords_never_show() {
         let shown = RemoteLocation::Network("https://x:s3cret@git.example.com/a/b.git".into());
-        assert_eq!(shown.to_string(), "https://x@git.example.com/a/b.git");
+        assert_eq!(shown.to_string(), "https://git.example.com/a/b.git");
+        let token = RemoteLocation::Network("https://ghp_s3cret@github.com/acme/c.git".into());
+        assert_eq!(token.to_string(), "https://github.com/acme/c.git");
         let ssh = RemoteLocation::Network("git@github.com:acme/config.git".into());
         assert_eq!(ssh.to_string(), "git@github.com:acme/config.git");
     }

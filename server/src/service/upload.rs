@@ -81,14 +81,21 @@ impl UploadBudget {
 pub struct UploadIntake {
     limits: UploadLimits,
     budget: UploadBudget,
+    /// Uploads being received: each holds a thread that writes its files.
+    slots: Arc<Semaphore>,
     mirror: PathBuf,
 }
+
+/// Uploads received at once. Each holds a blocking thread (shared with
+/// reads) for as long as it lasts; more are refused at once, not queued.
+const MAX_CONCURRENT_UPLOADS: usize = 64;
 
 impl UploadIntake {
     /// Uploads into the mirror at `mirror`, within `limits`.
     pub fn new(limits: UploadLimits, mirror: PathBuf) -> Self {
         UploadIntake {
             budget: UploadBudget::new(limits.memory_budget),
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS)),
             limits,
             mirror,
         }
@@ -100,6 +107,11 @@ impl UploadIntake {
         stream: Streaming<pb::PushArtifactRequest>,
         settings: &Settings,
     ) -> Result<BuildUpload, Status> {
+        let _slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the server is receiving {MAX_CONCURRENT_UPLOADS} uploads already; try again shortly"
+            ))
+        })?;
         receive(
             stream,
             settings,
@@ -204,6 +216,14 @@ async fn receive_all(
                     )));
                 }
                 spec.extend_from_slice(&chunk.data);
+            }
+            if chunk.data.len() > limits.memory_budget {
+                return Err(Status::invalid_argument(format!(
+                    "a chunk of {} bytes is larger than the server's whole upload memory \
+                     (--upload-memory {}); send smaller chunks",
+                    chunk.data.len(),
+                    limits.memory_budget
+                )));
             }
             let piece = Piece {
                 new_file,
@@ -349,6 +369,17 @@ mod tests {
             default_branch: "master".into(),
             global_restrictions: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_full_budget_refuses_at_once() {
+        let budget = UploadBudget::new(100);
+        let held = budget.take(80).unwrap();
+        let refused = budget.take(30).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("--upload-memory"), "{refused:?}");
+        drop(held);
+        budget.take(100).unwrap();
     }
 
     #[test]
