@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(refused.message().contains("--upload-memory"), "{refused:?}");
         drop(held);
-        budget.take(100).unwrap();
+        let _all = budget.take(100).unwrap();
     }
 
     #[test]
