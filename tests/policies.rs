@@ -136,7 +136,7 @@ async fn builds_pushed_by_ci_are_auto_released_once() {
     assert!(out.contains("auto-release-master-dev"), "{out}");
     assert_eq!(
         repo.remote_file("policies/shop.json").unwrap(),
-        "{\n  \"service\": \"shop\",\n  \"autoReleases\": [\n    {\n      \"id\": \"auto-release-master-dev\",\n      \"branch\": \"master\",\n      \"environment\": \"dev\"\n    }\n  ],\n  \"branchRestrictions\": []\n}\n"
+        "{\n  \"service\": \"shop\",\n  \"autoReleases\": [\n    {\n      \"id\": \"auto-release-master-dev\",\n      \"branch\": \"master\",\n      \"environment\": \"dev\"\n    }\n  ]\n}\n"
     );
     let info = commit_info(&repo, "master");
     assert_eq!(
@@ -718,5 +718,54 @@ async fn a_build_seen_while_replaying_a_push_is_auto_released() {
         || released(&repo, "dev", &build) == 1,
     )
     .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn policies_can_be_set_before_a_service_has_builds() {
+    let repo = ConfigRepo::new();
+    let server = start(&repo, None, Duration::ZERO).await;
+    let mut policies = policy_client(&server).await;
+    // Onboarding: the auto-release first, for a service with no builds.
+    let listed = policies
+        .list_policies(pb::ListPoliciesRequest {
+            service: "newcomer".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.auto_releases.is_empty() && listed.branch_restrictions.is_empty());
+    policies
+        .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            service: "newcomer".into(),
+            branch: "master".into(),
+            environment: "dev".into(),
+            committer: alice(),
+        })
+        .await
+        .unwrap();
+    // Written without empty lists, as the original release manager reads it.
+    let file = repo.remote_file("policies/newcomer.json").unwrap();
+    assert!(!file.contains("branchRestrictions"), "{file}");
+    // The first build, pushed by CI, releases itself.
+    let mut work = repo;
+    let id = work.add_build("newcomer", "master", 1);
+    work.push();
+    server.server.as_ref().unwrap().sync().await.unwrap();
+    let released = work
+        .remote_file("dev/releases/dev/newcomer/artifact.json")
+        .expect("the first build was auto-released");
+    assert!(released.contains(&id), "{released}");
+    // And the policy can be deleted again.
+    let deleted = policies
+        .delete_policies(pb::DeletePoliciesRequest {
+            service: "newcomer".into(),
+            ids: vec!["auto-release-master-dev".into()],
+            committer: alice(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted, 1);
     server.stop().await;
 }

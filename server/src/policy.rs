@@ -9,13 +9,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyFile {
-    /// The service the file belongs to.
+    /// The service the file belongs to (a hand-written file may leave it
+    /// out: the file name says it).
+    #[serde(default)]
     pub service: String,
-    /// Auto-release policies, at most one per environment.
-    #[serde(default)]
+    /// Auto-release policies, at most one per environment. Left out of the
+    /// file when empty, as the original release manager's reader expects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auto_releases: Vec<AutoRelease>,
-    /// Branch restrictions, at most one per environment.
-    #[serde(default)]
+    /// Branch restrictions, at most one per environment; left out when
+    /// empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branch_restrictions: Vec<BranchRestriction>,
 }
 
@@ -93,8 +97,11 @@ impl PolicyFile {
                 ..PolicyFile::default()
             });
         }
-        let file: PolicyFile = serde_json::from_slice(bytes)
+        let mut file: PolicyFile = serde_json::from_slice(bytes)
             .map_err(|e| format!("policies/{service}.json cannot be read: {e}"))?;
+        if file.service.is_empty() {
+            file.service = service.to_string();
+        }
         if file.service != service {
             return Err(format!(
                 "policies/{service}.json belongs to service {:?}",
@@ -257,8 +264,19 @@ mod tests {
         f.apply_auto_release(&[], "master", "dev").unwrap();
         assert_eq!(
             f.to_json(),
-            "{\n  \"service\": \"shop\",\n  \"autoReleases\": [\n    {\n      \"id\": \"auto-release-master-dev\",\n      \"branch\": \"master\",\n      \"environment\": \"dev\"\n    }\n  ],\n  \"branchRestrictions\": []\n}\n"
+            "{\n  \"service\": \"shop\",\n  \"autoReleases\": [\n    {\n      \"id\": \"auto-release-master-dev\",\n      \"branch\": \"master\",\n      \"environment\": \"dev\"\n    }\n  ]\n}\n"
         );
+    }
+
+    #[test]
+    fn a_file_without_its_service_takes_it_from_its_name() {
+        let parsed = PolicyFile::parse(
+            "shop",
+            br#"{"autoReleases":[{"id":"auto-release-master-dev","branch":"master","environment":"dev"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.service, "shop");
+        assert_eq!(parsed.auto_releases.len(), 1);
     }
 
     #[test]

@@ -223,7 +223,8 @@ impl Reader {
         .unwrap_or_else(|e| e)
     }
 
-    /// The policies file of a service at the published tip.
+    /// The policies file of a service at the published tip; empty for a
+    /// service without one (also one with no builds yet).
     pub fn policies(&self, service: &str) -> Result<crate::policy::PolicyFile, FlowError> {
         self.with_repo(|repo| {
             let tip = self.shared.read().expect("state lock not poisoned").tip;
@@ -231,12 +232,8 @@ impl Reader {
                 .find_commit(tip)
                 .and_then(|c| c.tree())
                 .map_err(git("read the tip"))?;
-            if tree_at(repo, &root, &format!("builds/{service}"))
-                .map_err(git("read a tree"))?
-                .is_none()
-            {
-                return Err(unknown_service_at(repo, &root, service));
-            }
+            // A service may have policies before its first build: that is
+            // how it is onboarded (the first build then releases itself).
             match blob_at(repo, &root, &format!("policies/{service}.json"))
                 .map_err(git("read policies"))?
             {

@@ -9,7 +9,7 @@ use super::{FlowContext, Outcome, WriteRequest};
 use crate::error::{git, FlowError};
 use crate::policy::{auto_release_id, branch_restriction_id, PolicyFile};
 use crate::repo::message::compose;
-use crate::repo::tree::{blob_at, replace_at, tree_at};
+use crate::repo::tree::{blob_at, replace_at};
 
 /// A change to a service's policies.
 #[derive(Debug, Clone)]
@@ -105,12 +105,8 @@ pub(super) fn change_policies(
     let repo = ctx.repo;
     let parent = repo.find_commit(ctx.tip).map_err(git("read the tip"))?;
     let root = parent.tree().map_err(git("read the tip"))?;
-    if tree_at(repo, &root, &format!("builds/{service}"))
-        .map_err(git("read a tree"))?
-        .is_none()
-    {
-        return Err(crate::reads::unknown_service_at(repo, &root, service));
-    }
+    // No builds yet is fine: policies set before a service's first build
+    // apply to that build.
     let mut file = read_policies(ctx, service)?;
     let globals = &ctx.settings.global_restrictions;
     let (changed, id, deleted, summary) = match change {
