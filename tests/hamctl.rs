@@ -586,3 +586,27 @@ async fn watch_says_when_the_server_goes_away_and_can_reconnect() {
     assert!(err.contains("reconnecting"), "{err}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_original_hamctl_command_lines_still_work() {
+    let (repo, _) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let (code, out, err) = hamctl(&[
+        "--http-base-url",
+        &server.url,
+        "--http-timeout",
+        "20s",
+        "status",
+        "--service",
+        "shop",
+        "--config-repo",
+        "git@github.com:acme/k8s-config.git",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ENV"), "{out}");
+    assert_eq!(
+        err,
+        "warning: --config-repo is ignored: the server reads its own config repository\n"
+    );
+}

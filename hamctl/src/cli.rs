@@ -77,6 +77,8 @@ pub(crate) struct GlobalArgs {
         default_value = DEFAULT_SERVER,
         value_name = "URL",
         value_parser = server_url,
+        // The original release manager's hamctl called it this.
+        alias = "http-base-url",
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) server: String,
@@ -88,6 +90,7 @@ pub(crate) struct GlobalArgs {
         env = "HAMCTL_AUTH_TOKEN",
         hide_env_values = true,
         value_name = "TOKEN",
+        alias = "http-auth-token",
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) auth_token: Option<String>,
@@ -112,9 +115,35 @@ pub(crate) struct GlobalArgs {
         default_value = release_manager::cli_support::DEFAULT_REQUEST_TIMEOUT,
         value_name = "DURATION",
         value_parser = release_manager::cli_support::parse_request_timeout,
+        alias = "http-timeout",
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) request_timeout: std::time::Duration,
+}
+
+/// Flags the original release manager's hamctl took for `promote` and
+/// `status`, which mean nothing here (the server knows its config
+/// repository): accepted, so old scripts keep working, with a warning.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ObsoleteArgs {
+    #[arg(long, hide = true, value_name = "URL")]
+    pub(crate) config_repo: Option<String>,
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub(crate) file: Option<String>,
+}
+
+impl ObsoleteArgs {
+    /// Warns about each obsolete flag given.
+    pub(crate) fn warn(&self, printer: &mut crate::output::Printer<'_>) -> std::io::Result<()> {
+        for (flag, given) in [("--config-repo", &self.config_repo), ("--file", &self.file)] {
+            if given.is_some() {
+                printer.note(&format!(
+                    "warning: {flag} is ignored: the server reads its own config repository"
+                ))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where `--help` lists the flags every command accepts.
@@ -166,6 +195,37 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::parse_checked(std::iter::once("hamctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_original_hamctl_flags_are_accepted() {
+        let cli = parse(&[
+            "--http-base-url",
+            "rm.example.com:8080",
+            "--http-auth-token",
+            "t0k",
+            "--http-timeout",
+            "20s",
+            "promote",
+            "--service",
+            "s",
+            "--env",
+            "prod",
+            "--config-repo",
+            "git@github.com:acme/k8s.git",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.server, "http://rm.example.com:8080");
+        assert_eq!(cli.global.auth_token.as_deref(), Some("t0k"));
+        assert_eq!(
+            cli.global.request_timeout,
+            std::time::Duration::from_secs(20)
+        );
+        let Command::Promote(args) = cli.command else {
+            panic!("promote");
+        };
+        assert!(args.obsolete.config_repo.is_some());
+        parse(&["status", "--service", "s", "--file", "x.yaml"]).expect("status takes --file");
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub(crate) struct PromoteArgs {
     /// release].
     #[arg(long)]
     pub(crate) namespace: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) obsolete: crate::cli::ObsoleteArgs,
 }
 
 pub(crate) async fn run(
@@ -39,6 +42,7 @@ pub(crate) async fn run(
     global: &GlobalArgs,
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
+    args.obsolete.warn(printer)?;
     let request = PromoteRequest {
         service: args.service,
         environment: args.env,

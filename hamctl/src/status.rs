@@ -28,6 +28,9 @@ pub(crate) struct StatusArgs {
     /// wherever the service is released].
     #[arg(long)]
     pub(crate) namespace: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) obsolete: crate::cli::ObsoleteArgs,
 }
 
 pub(crate) async fn run(
@@ -35,6 +38,7 @@ pub(crate) async fn run(
     global: &GlobalArgs,
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
+    args.obsolete.warn(printer)?;
     let request = StatusRequest {
         service: args.service,
         namespace: args.namespace.unwrap_or_default(),
