@@ -105,7 +105,7 @@ impl Sshd {
         GitCredentials {
             ssh_private_key: Some(self.dir.path().join("client_key")),
             ssh_known_hosts: Some(known_hosts),
-            https_token: None,
+            ..GitCredentials::default()
         }
     }
 }
@@ -190,7 +190,9 @@ async fn an_unknown_host_key_is_refused() {
         "{error}"
     );
 
-    // And without any known_hosts file, nothing is trusted blindly.
+    // Without a known_hosts file only the shipped keys count: this host is
+    // not among them, and is refused (the log says how to add it; libgit2
+    // puts its own words in the error).
     let mut config = release_manager_server::config::ServerConfig::local(
         &repo.remote,
         tempfile::tempdir().unwrap().keep(),
@@ -199,15 +201,77 @@ async fn an_unknown_host_key_is_refused() {
     config.credentials = GitCredentials {
         ssh_private_key: Some(sshd.dir.path().join("client_key")),
         ssh_known_hosts: None,
-        https_token: None,
+        ..GitCredentials::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = match release_manager_server::start(config, listener).await {
         Ok(_) => panic!("no known_hosts: refuse"),
         Err(e) => release_manager_server::status::chain(&e),
     };
-    assert!(
-        error.contains("host key") || error.contains("hostkey"),
-        "{error}"
-    );
+    assert!(error.contains("hostkey"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_a_key_the_shipped_host_keys_are_checked() {
+    // The seed installation: the secret holds only `identity`. A host whose
+    // key is in the shipped list is trusted; here a test copy of that list
+    // with the loopback sshd's key added stands in for github.com.
+    let sshd = start_sshd();
+    let mut repo = ConfigRepo::new();
+    repo.add_build("shop", "master", 1);
+    repo.push();
+    let url = sshd.url(&repo.remote);
+    let host_line = std::fs::read_to_string(sshd.known_hosts("host_key.pub")).unwrap();
+    let shipped = release_manager_server::repo::remote::SHIPPED_KNOWN_HOSTS;
+    let with_test_host = format!("{shipped}{host_line}");
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.config_repo = RemoteLocation::Network(url.clone());
+        config.credentials = GitCredentials {
+            ssh_private_key: Some(sshd.dir.path().join("client_key")),
+            ssh_known_hosts: None,
+            shipped_known_hosts: with_test_host.into(),
+            ..GitCredentials::default()
+        };
+    })
+    .await;
+    let mut client = server.client().await;
+    client
+        .release(release_branch("shop", "dev", "master"))
+        .await
+        .unwrap();
+    assert!(repo
+        .remote_file("dev/releases/dev/shop/artifact.json")
+        .is_some());
+    server.stop().await;
+}
+
+#[test]
+fn the_shipped_host_keys_are_the_published_ones() {
+    let shipped = release_manager_server::repo::remote::SHIPPED_KNOWN_HOSTS;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("known_hosts");
+    std::fs::write(&path, shipped).unwrap();
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(out.stdout).unwrap();
+    // SHA256 fingerprints as GitHub, GitLab and Bitbucket publish them.
+    for fingerprint in [
+        "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU github.com (ED25519)",
+        "SHA256:p2QAMXNIC1TJYWeIOttrVc98/R1BUFWu3/LiyKgUfQM github.com (ECDSA)",
+        "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s github.com (RSA)",
+        "SHA256:eUXGGm1YGsMAS7vkcx6JOJdOGHPem5gQp4taiCfCLB8 gitlab.com (ED25519)",
+        "SHA256:HbW3g8zUjNSksFbqTiUWPWg2Bq1x8xdGUrliXFzSnUw gitlab.com (ECDSA)",
+        "SHA256:ROQFvPThGrW4RuWLoL9tq9I9zJ42fK4XywyRtbOz/EQ gitlab.com (RSA)",
+        "SHA256:ybgmFkzwOSotHTHLJgHO0QN8L0xErw6vd0VhFA9m3SM bitbucket.org (ED25519)",
+        "SHA256:FC73VB6C4OQLSCrjEayhMp9UMxS97caD/Yyi2bhW/J0 bitbucket.org (ECDSA)",
+        "SHA256:46OSHA1Rmj8E8ERTC6xkNcmGOw9oFxYr0WF6zWW8l1E bitbucket.org (RSA)",
+    ] {
+        assert!(
+            listed.contains(fingerprint),
+            "{fingerprint} missing from:\n{listed}"
+        );
+    }
 }

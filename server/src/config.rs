@@ -74,7 +74,9 @@ pub struct StartArgs {
         default_value = "/etc/release-manager/ssh/identity"
     )]
     pub ssh_private_key: PathBuf,
-    /// known_hosts file that SSH host keys are checked against.
+    /// known_hosts file that SSH host keys are checked against [default:
+    /// known_hosts beside the SSH key if there is one, else the shipped keys
+    /// of github.com, gitlab.com and bitbucket.org].
     #[arg(long, env = "RELEASE_MANAGER_SSH_KNOWN_HOSTS")]
     pub ssh_known_hosts: Option<PathBuf>,
     /// Token for https remotes (sent as the password).

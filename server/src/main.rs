@@ -14,7 +14,7 @@ use release_manager_server::config::{
 };
 use release_manager_server::demo::{ensure_demo_repo, DEMO_SERVICES};
 use release_manager_server::flows::Settings;
-use release_manager_server::repo::remote::{GitCredentials, RemoteLocation};
+use release_manager_server::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 use release_manager_server::service::upload::UploadLimits;
 use release_manager_server::status::chain;
 use release_manager_server::writer::WriterConfig;
@@ -89,8 +89,12 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         },
         credentials: GitCredentials {
             ssh_private_key: Some(args.ssh_private_key.clone()).filter(|p| p.exists()),
-            ssh_known_hosts: args.ssh_known_hosts.clone(),
+            ssh_known_hosts: known_hosts_file(
+                args.ssh_known_hosts.as_deref(),
+                &args.ssh_private_key,
+            ),
             https_token: args.git_https_token.clone(),
+            ..GitCredentials::default()
         },
         auth: auth.clone(),
         writer: WriterConfig {

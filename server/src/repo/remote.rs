@@ -8,16 +8,45 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 
+/// The published host keys of GitHub, GitLab and Bitbucket, checked when no
+/// known_hosts file is given.
+pub const SHIPPED_KNOWN_HOSTS: &str = include_str!("known_hosts");
+
 /// How the server authenticates to the remote.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GitCredentials {
     /// SSH private key file.
     pub ssh_private_key: Option<PathBuf>,
-    /// known_hosts file to check SSH host keys against; without it host keys
-    /// are refused (never trusted blindly).
+    /// known_hosts file to check SSH host keys against; without it, the
+    /// keys in `shipped_known_hosts` (never trusted blindly).
     pub ssh_known_hosts: Option<PathBuf>,
+    /// Host keys checked when there is no known_hosts file:
+    /// [`SHIPPED_KNOWN_HOSTS`] (tests use a copy with their own host).
+    pub shipped_known_hosts: std::borrow::Cow<'static, str>,
     /// Token for HTTPS remotes (sent as the password).
     pub https_token: Option<String>,
+}
+
+impl Default for GitCredentials {
+    fn default() -> Self {
+        GitCredentials {
+            ssh_private_key: None,
+            ssh_known_hosts: None,
+            shipped_known_hosts: std::borrow::Cow::Borrowed(SHIPPED_KNOWN_HOSTS),
+            https_token: None,
+        }
+    }
+}
+
+/// The known_hosts file to use: the one named (`--ssh-known-hosts`), else
+/// `known_hosts` beside the SSH key (the seed installation's secret folder)
+/// when it exists, else none (the shipped keys).
+pub fn known_hosts_file(named: Option<&Path>, ssh_key: &Path) -> Option<PathBuf> {
+    if let Some(named) = named {
+        return Some(named.to_path_buf());
+    }
+    let beside = ssh_key.parent()?.join("known_hosts");
+    beside.is_file().then_some(beside)
 }
 
 /// The config repository's address, classified.
@@ -110,20 +139,32 @@ pub fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
         };
         // libgit2 reports a refusal as "invalid or unknown remote ssh
         // hostkey"; the log says why.
-        let (Some(key), Some(path)) = (hostkey.hostkey(), &credentials.ssh_known_hosts) else {
-            tracing::error!(%host, "SSH host key cannot be checked: no --ssh-known-hosts file");
-            return Err(git2::Error::from_str(
-                "SSH host key cannot be checked: no --ssh-known-hosts file",
-            ));
+        let Some(key) = hostkey.hostkey() else {
+            return Err(git2::Error::from_str("the SSH server sent no host key"));
         };
-        let known = std::fs::read_to_string(path)
-            .map_err(|e| git2::Error::from_str(&format!("cannot read known_hosts file: {e}")))?;
+        let (known, source) = match &credentials.ssh_known_hosts {
+            Some(path) => (
+                std::borrow::Cow::Owned(std::fs::read_to_string(path).map_err(|e| {
+                    git2::Error::from_str(&format!(
+                        "cannot read known_hosts file {}: {e}",
+                        path.display()
+                    ))
+                })?),
+                path.display().to_string(),
+            ),
+            None => (
+                credentials.shipped_known_hosts.clone(),
+                "the shipped list (GitHub, GitLab, Bitbucket)".to_string(),
+            ),
+        };
         if known_hosts_allows(&known, host, key) {
             Ok(CertificateCheckStatus::CertificateOk)
         } else {
-            tracing::error!(%host, known_hosts = %path.display(), "SSH host key is not in the known_hosts file");
+            let hint = "add its key (ssh-keyscan, after checking the fingerprint) to \
+                        /etc/release-manager/ssh/known_hosts, or name a file with --ssh-known-hosts";
+            tracing::error!(%host, known_hosts = %source, "SSH host key is not known: {hint}");
             Err(git2::Error::from_str(&format!(
-                "SSH host key of {host} is not in the known_hosts file"
+                "SSH host key of {host} is not in {source}; {hint}"
             )))
         }
     });
