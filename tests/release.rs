@@ -478,3 +478,38 @@ async fn the_index_survives_a_restart() {
     assert_eq!(back.result.unwrap().artifact_id, ids[0]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_config_branch_is_the_remotes_head_and_apart_from_the_application_branch() {
+    // A config repository on `main` (its HEAD), builds of the application
+    // branch `master`.
+    let mut repo = ConfigRepo::new();
+    let id = repo.add_build("shop", "master", 1);
+    repo.push();
+    git(&repo.work, &["push", "-q", "origin", "master:main"]);
+    repo.remote_git(&["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let master_before = repo.remote_git(&["rev-parse", "master"]);
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+    let promoted = client
+        .promote(pb::PromoteRequest {
+            service: "shop".into(),
+            environment: "dev".into(),
+            committer: alice(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(promoted.artifact_id, id);
+    let main = repo.remote_git(&["rev-parse", "main"]);
+    assert_eq!(promoted.commit_sha, main.trim(), "written to main");
+    assert_eq!(
+        repo.remote_git(&["rev-parse", "master"]),
+        master_before,
+        "the other branch is untouched"
+    );
+    server.stop().await;
+}

@@ -63,8 +63,12 @@ pub struct StartArgs {
         default_value = "dev,staging,prod"
     )]
     pub environments: Vec<String>,
-    /// Branch of the config repository to write, and the branch whose
-    /// latest build the first environment is promoted from.
+    /// Branch of the config repository to read and write [default: the one
+    /// the remote's HEAD names].
+    #[arg(long, env = "RELEASE_MANAGER_CONFIG_BRANCH")]
+    pub config_branch: Option<String>,
+    /// Application branch whose latest build the first environment is
+    /// promoted from.
     #[arg(long, env = "RELEASE_MANAGER_DEFAULT_BRANCH", default_value = "master")]
     pub default_branch: String,
     /// SSH private key for ssh remotes.
@@ -176,6 +180,8 @@ pub struct ServerConfig {
     pub config_repo: RemoteLocation,
     /// Data dir holding the mirror.
     pub data_dir: PathBuf,
+    /// The config repository's branch; `None`: the remote's HEAD.
+    pub config_branch: Option<String>,
     /// Environments and default branch.
     pub settings: Settings,
     /// Remote credentials.
@@ -223,6 +229,7 @@ impl ServerConfig {
         ServerConfig {
             config_repo: RemoteLocation::Local(config_repo.into()),
             data_dir: data_dir.into(),
+            config_branch: None,
             settings: Settings {
                 environments: vec!["dev".into(), "staging".into(), "prod".into()],
                 default_branch: "master".into(),

@@ -183,13 +183,13 @@ pub async fn start(
     let (mirror, published, arrived) = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || -> Result<_, repo::RepoError> {
-            let last_seen = Mirror::last_seen_tip(&mirror_dir, &config.settings.default_branch);
             let mirror = Mirror::open(
                 &mirror_dir,
                 config.config_repo,
-                &config.settings.default_branch,
+                config.config_branch.as_deref(),
                 config.credentials,
             )?;
+            let last_seen = mirror.last_seen();
             let tip = mirror.tip()?;
             let mut index = Index::default();
             index.ingest_range(mirror.repo(), None, tip)?;
@@ -215,6 +215,7 @@ pub async fn start(
         .map_err(|e| StartError::Grpc(e.to_string()))??
     };
     tracing::info!(
+        branch = mirror.branch(),
         commits = published.index.commit_count(),
         tip = %published.tip,
         elapsed_ms = began.elapsed().as_millis() as u64,

@@ -77,6 +77,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = ServerConfig {
         config_repo,
         data_dir: args.data_dir.clone(),
+        config_branch: args.config_branch.clone(),
         settings: Settings {
             environments: args.environments.clone(),
             default_branch: args.default_branch.clone(),

@@ -24,8 +24,8 @@ use crate::repo::message::trailer;
 pub struct Settings {
     /// Environments in promotion order.
     pub environments: Vec<String>,
-    /// The branch the first environment is promoted from, and the branch of
-    /// the config repository that is written.
+    /// The application branch whose latest build the first environment is
+    /// promoted from (the config repository's own branch is the mirror's).
     pub default_branch: String,
     /// Branch restrictions set by configuration for every service.
     pub global_restrictions: Vec<crate::policy::GlobalRestriction>,

@@ -32,15 +32,17 @@ pub struct Mirror {
     location: RemoteLocation,
     branch: String,
     credentials: GitCredentials,
+    last_seen: Option<Oid>,
 }
 
 impl Mirror {
     /// Opens the mirror under `dir`, cloning it (bare) on first use, and
-    /// fetches the default branch.
+    /// fetches `branch` of the config repository; without a `branch`, the
+    /// one the remote's HEAD names.
     pub fn open(
         dir: &Path,
         location: RemoteLocation,
-        branch: &str,
+        branch: Option<&str>,
         credentials: GitCredentials,
     ) -> Result<Self, RepoError> {
         super::configure_libgit2();
@@ -67,25 +69,38 @@ impl Mirror {
                 Repository::init_bare(dir).map_err(RepoError::git("create the mirror"))?
             }
         };
+        let branch = match branch {
+            Some(branch) => branch.to_string(),
+            None => remote_head_branch(&repo, &location, &credentials)?,
+        };
+        // Where a restart must look back to for builds whose auto-releases
+        // may be owed: the last tip every build up to which was handled,
+        // else the remote tip this mirror last saw (read before fetching).
+        let last_seen = repo
+            .refname_to_id(CAUGHT_UP_REF)
+            .or_else(|_| repo.refname_to_id(&format!("refs/remotes/origin/{branch}")))
+            .ok();
         let mirror = Mirror {
             repo,
             remote_repo: std::cell::RefCell::new(None),
             location,
-            branch: branch.to_string(),
+            branch,
             credentials,
+            last_seen,
         };
         mirror.fetch()?;
         Ok(mirror)
     }
 
-    /// Where a restart must look for builds whose auto-releases may be
-    /// owed: the last tip every build up to which was handled, else the
-    /// remote tip an existing mirror last saw. `None` for a new mirror.
-    pub fn last_seen_tip(dir: &Path, branch: &str) -> Option<Oid> {
-        let repo = Repository::open_bare(dir).ok()?;
-        repo.refname_to_id(CAUGHT_UP_REF)
-            .or_else(|_| repo.refname_to_id(&format!("refs/remotes/origin/{branch}")))
-            .ok()
+    /// The config repository's branch this mirror follows.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The tip a restart looks back to for owed auto-releases; `None` for a
+    /// new mirror.
+    pub fn last_seen(&self) -> Option<Oid> {
+        self.last_seen
     }
 
     /// Records that every build up to `tip` had its auto-releases.
@@ -481,6 +496,45 @@ fn clear_own_debris_in_remote(mirror: &Path, remote: &Path) {
             tracing::warn!(path = %path.display(), "removed what an interrupted push left in the remote");
         }
     }
+}
+
+/// The branch the remote's HEAD names (`main`, `master`, ...): read from a
+/// local repository, asked of a network one.
+fn remote_head_branch(
+    mirror: &Repository,
+    location: &RemoteLocation,
+    credentials: &GitCredentials,
+) -> Result<String, RepoError> {
+    let head = match location {
+        RemoteLocation::Local(path) => {
+            let remote =
+                Repository::open(path).map_err(RepoError::remote(location, "open the remote"))?;
+            let head = remote
+                .find_reference("HEAD")
+                .map_err(RepoError::remote(location, "read the remote's HEAD"))?;
+            head.symbolic_target().map(str::to_string)
+        }
+        RemoteLocation::Network(url) => {
+            let mut remote = mirror
+                .remote_anonymous(url)
+                .map_err(RepoError::remote(location, "open the remote"))?;
+            remote
+                .connect_auth(git2::Direction::Fetch, Some(callbacks(credentials)), None)
+                .map_err(RepoError::remote(location, "connect to the remote"))?;
+            let head = remote
+                .default_branch()
+                .map_err(RepoError::remote(location, "read the remote's HEAD"))?;
+            let head = head.as_str().map(str::to_string);
+            let _ = remote.disconnect();
+            head
+        }
+    };
+    head.as_deref()
+        .and_then(|target| target.strip_prefix("refs/heads/"))
+        .map(str::to_string)
+        .ok_or_else(|| RepoError::NoBranch {
+            branch: "named by the remote's HEAD (give --config-branch)".to_string(),
+        })
 }
 
 /// How long a lock on the remote's branch may stay before it counts as left
