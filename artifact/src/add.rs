@@ -86,60 +86,68 @@ pub(crate) struct TestArgs {
 }
 
 /// Record a Snyk code scan: language and vulnerability counts
+///
+/// Every flag is optional, with the original release manager's defaults:
+/// empty texts, the Snyk web app as the URL, zero counts.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct SnykCodeArgs {
     /// Language scanned, e.g. go.
-    #[arg(long)]
+    #[arg(long, default_value = "")]
     pub(crate) language: String,
 
     /// Snyk version used.
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", default_value = "")]
     pub(crate) snyk_version: String,
 
     /// Link to the scan report.
-    #[arg(long)]
+    #[arg(long, default_value = SNYK_URL)]
     pub(crate) url: String,
 
     #[command(flatten)]
     pub(crate) counts: CountArgs,
 }
 
+/// The report URL when none is given, as the original CLI recorded it.
+const SNYK_URL: &str = "https://app.snyk.io";
+
 /// Record a Snyk docker image scan: base image and vulnerability counts
+///
+/// Every flag is optional, with the original release manager's defaults.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct SnykDockerArgs {
     /// Base image of the scanned image.
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", default_value = "")]
     pub(crate) base_image: String,
 
     /// Snyk version used.
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", default_value = "")]
     pub(crate) snyk_version: String,
 
     /// Tag of the scanned image.
-    #[arg(long)]
+    #[arg(long, default_value = "")]
     pub(crate) tag: String,
 
     /// Link to the scan report.
-    #[arg(long)]
+    #[arg(long, default_value = SNYK_URL)]
     pub(crate) url: String,
 
     #[command(flatten)]
     pub(crate) counts: CountArgs,
 }
 
-/// Vulnerability counts of a scan.
+/// Vulnerability counts of a scan (0 when not given).
 #[derive(Debug, Clone, Copy, Args)]
 pub(crate) struct CountArgs {
     /// Number of high-severity vulnerabilities.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) high: u32,
 
     /// Number of medium-severity vulnerabilities.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) medium: u32,
 
     /// Number of low-severity vulnerabilities.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) low: u32,
 }
 

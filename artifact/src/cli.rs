@@ -58,6 +58,30 @@ pub(crate) struct GlobalArgs {
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) file: PathBuf,
+
+    /// The original release manager's Slack settings: accepted so its
+    /// pipelines run unchanged, and ignored (this CLI posts to no Slack).
+    #[command(flatten)]
+    pub(crate) slack: SlackArgs,
+}
+
+/// Flags of the original `artifact` CLI's Slack notifications, ignored.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SlackArgs {
+    #[arg(long, global = true, hide = true, value_name = "TOKEN")]
+    pub(crate) slack_token: Option<String>,
+    #[arg(long, global = true, hide = true, value_name = "FILE")]
+    pub(crate) message_file: Option<String>,
+    #[arg(long, global = true, hide = true, value_name = "SUFFIX")]
+    pub(crate) email_suffix: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        value_name = "EMAIL=SLACK",
+        value_delimiter = ','
+    )]
+    pub(crate) user_mappings: Vec<String>,
 }
 
 /// Where `--help` lists the flags every command accepts.

@@ -294,3 +294,83 @@ fn binary_records_the_system_time_without_the_override() {
         .timestamp();
     assert!(start >= before - 1 && start <= chrono::Utc::now().timestamp());
 }
+
+#[tokio::test]
+async fn the_original_release_managers_pipeline_runs_unchanged() {
+    // `artifact init` and `add` as the original release manager's README and
+    // pipelines call them: its Slack flags and user mappings included, and
+    // `add snyk-*` with only some flags.
+    let root = tempfile::tempdir().expect("temp dir");
+    let init = [
+        "--slack-token",
+        "xoxb-not-used",
+        "--email-suffix",
+        "@example.com",
+        "init",
+        "--artifact-id",
+        "master-1a2b3c4d5e-6f7a8b9c0d",
+        "--service",
+        "product-api",
+        "--squad",
+        "nasa",
+        "--git-author-name",
+        "Ada Lovelace",
+        "--git-author-email",
+        "ada@example.com",
+        "--git-message",
+        "Add search",
+        "--git-committer-name",
+        "Ada Lovelace",
+        "--git-committer-email",
+        "ada@example.com",
+        "--git-sha",
+        "1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d",
+        "--git-branch",
+        "master",
+        "--provider",
+        "GitHub",
+        "--url",
+        "https://github.com/acme/product-api/commit/1a2b3c4d5e",
+        "--name",
+        "product-api",
+        "--shuttle-plan-sha",
+        "abc",
+        "--shuttle-plan-url",
+        "https://github.com/acme/plan/commit/abc",
+        "--shuttle-plan-message",
+        "plan",
+        "--shuttle-plan-branch",
+        "master",
+        "--user-mappings",
+        "ada@gmail.com=ada@example.com",
+        "--ci-job-url",
+        "https://jenkins.example.com/job/1",
+    ];
+    let outcome = run_in(root.path(), &init, &clock(NOW)).await;
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    for add in [
+        vec!["add", "snyk-code", "--language", "go"],
+        vec!["add", "snyk-docker", "--base-image", "alpine:3"],
+        vec![
+            "--message-file",
+            "message.json",
+            "add",
+            "build",
+            "--image",
+            "i",
+            "--tag",
+            "t",
+            "--docker-version",
+            "27",
+        ],
+    ] {
+        let outcome = run_in(root.path(), &add, &clock(NOW)).await;
+        assert_eq!(outcome.code, 0, "{add:?}: {outcome:?}");
+    }
+    let written = fs::read_to_string(root.path().join("artifact.json")).expect("written");
+    let spec: serde_json::Value = serde_json::from_str(&written).expect("JSON");
+    let code = &spec["stages"][0];
+    assert_eq!(code["id"], "snyk-code");
+    assert_eq!(code["data"]["url"], "https://app.snyk.io");
+    assert_eq!(code["data"]["vulnerabilities"]["high"], 0);
+}
