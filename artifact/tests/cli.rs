@@ -199,10 +199,6 @@ fn missing_required_flags_are_usage_errors() {
             vec!["add", "test", "--passed", "1", "--failed", "0"],
             "--skipped",
         ),
-        (
-            vec!["add", "snyk-code", "--language", "go"],
-            "--snyk-version",
-        ),
         (vec!["push"], "--server"),
         (vec!["add", "lint"], "lint"),
     ] {
