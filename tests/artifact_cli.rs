@@ -218,3 +218,68 @@ async fn a_ci_pipeline_pushes_a_build_that_is_auto_released() {
     assert_eq!(repo.remote_head(), head);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn push_resolves_the_service_and_branch_init_was_not_told() {
+    // As the original release manager's pipelines run: `init` names neither
+    // the service nor the branch; the build runs in a checkout of its branch.
+    for name in [
+        "GITHUB_REF_NAME",
+        "CI_COMMIT_REF_NAME",
+        "BRANCH_NAME",
+        "GIT_BRANCH",
+    ] {
+        std::env::remove_var(name);
+    }
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let root = tempfile::tempdir().unwrap();
+    git(root.path(), &["init", "-q", "-b", "feature/compat"]);
+    git(
+        root.path(),
+        &["commit", "-q", "--allow-empty", "-m", "source"],
+    );
+    std::fs::create_dir_all(root.path().join("dev")).unwrap();
+    std::fs::write(
+        root.path().join("dev/deployment.yaml"),
+        "kind: Deployment\n",
+    )
+    .unwrap();
+    let (code, out, err) = artifact(
+        root.path(),
+        &[
+            "init",
+            "--artifact-id",
+            "feature-compat-1",
+            "--git-sha",
+            "abc123",
+            "--git-author-name",
+            "Ada Lovelace",
+            "--git-author-email",
+            "ada@example.com",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(set at push)"), "{out}");
+
+    // Without a service, push says what to give.
+    let (code, _, err) = artifact(root.path(), &["push", "--server", &server.url]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("--service"), "{err}");
+
+    let (code, out, err) = artifact(
+        root.path(),
+        &["push", "--server", &server.url, "--service", "checkout"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("feature/compat"), "{out}");
+    let stored = repo
+        .remote_file("builds/checkout/feature/compat/artifact.json")
+        .expect("stored under the checkout's branch");
+    let spec: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(spec["service"], "checkout");
+    assert_eq!(spec["application"]["branch"], "feature/compat");
+    server.stop().await;
+}

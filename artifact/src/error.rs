@@ -38,6 +38,10 @@ pub(crate) enum CliError {
     #[error("{0}")]
     Clock(String),
 
+    /// `push` could not tell which service or branch the build is of.
+    #[error("{0}")]
+    Unresolved(String),
+
     /// The server could not be dialled (unreachable, or an unusable token).
     #[error(transparent)]
     Connect(#[from] ConnectError),

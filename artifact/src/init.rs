@@ -29,9 +29,9 @@ pub(crate) struct InitArgs {
     #[arg(long, value_name = "ID", value_parser = artifact_id)]
     pub(crate) artifact_id: String,
 
-    /// Service name, e.g. product-api.
+    /// Service name, e.g. product-api [default: given to `push`].
     #[arg(long, value_parser = service)]
-    pub(crate) service: String,
+    pub(crate) service: Option<String>,
 
     /// Namespace to release into [default: the environment's name].
     #[arg(long, value_parser = namespace)]
@@ -41,9 +41,10 @@ pub(crate) struct InitArgs {
     #[arg(long)]
     pub(crate) squad: Option<String>,
 
-    /// Source branch the build was made from, e.g. master or feature/x.
+    /// Source branch the build was made from, e.g. master or feature/x
+    /// [default: found by `push`: its flag, the CI system, the checkout].
     #[arg(long, value_name = "BRANCH", value_parser = branch)]
-    pub(crate) git_branch: String,
+    pub(crate) git_branch: Option<String>,
 
     /// Source commit sha.
     #[arg(long, value_name = "SHA", value_parser = NonEmptyStringValueParser::new())]
@@ -144,13 +145,20 @@ pub(crate) fn run(
     let spec = build_spec(args, clock);
     file.create_folder()?;
     file.save(&spec)?;
+    let or_later = |value: &str| {
+        if value.is_empty() {
+            "(set at push)".to_string()
+        } else {
+            value.to_string()
+        }
+    };
     writeln!(
         out,
         "Started {} for build {} of {} (branch {}) at {}",
         file.shown(),
         spec.id,
-        spec.service,
-        spec.application.branch,
+        or_later(&spec.service),
+        or_later(&spec.application.branch),
         spec.ci.start
     )?;
     Ok(())
@@ -174,12 +182,12 @@ fn build_spec(args: InitArgs, clock: &Clock) -> ArtifactSpec {
     );
     ArtifactSpec {
         id: args.artifact_id,
-        service: args.service,
+        service: args.service.unwrap_or_default(),
         namespace: args.namespace.unwrap_or_default(),
         squad: args.squad.unwrap_or_default(),
         application: Repository {
             sha: args.git_sha,
-            branch: args.git_branch,
+            branch: args.git_branch.unwrap_or_default(),
             author_name: args.git_author_name,
             author_email: args.git_author_email,
             committer_name,

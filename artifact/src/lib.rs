@@ -34,6 +34,7 @@ mod cli;
 mod clock;
 mod end;
 mod error;
+mod identity;
 mod init;
 mod push;
 mod spec_file;

@@ -20,6 +20,7 @@ use release_manager::spec::ArtifactSpec;
 
 use crate::cli::GlobalArgs;
 use crate::error::{show_path, CliError};
+use crate::identity;
 use crate::spec_file::SpecFile;
 
 /// Largest `data` of one upload message.
@@ -68,6 +69,15 @@ pub(crate) struct PushArgs {
         value_name = "TOKEN"
     )]
     pub(crate) auth_token: Option<String>,
+
+    /// The build's service, when `artifact init` was not told.
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+
+    /// The build's branch, when `artifact init` was not told [default: the
+    /// CI system's branch variable, else the branch checked out at --root].
+    #[arg(long, value_name = "BRANCH")]
+    pub(crate) git_branch: Option<String>,
 
     /// How long to wait for the server to store the build (`30s`, `2m`;
     /// `0`: no limit). The server is told too, and does not store a build
@@ -118,7 +128,24 @@ pub(crate) async fn run(
     file: &SpecFile,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    let (spec_bytes, spec) = file.load_with_bytes()?;
+    let (mut spec_bytes, mut spec) = file.load_with_bytes()?;
+    let service = identity::service(&spec.service, args.service.as_deref())?;
+    let branch = identity::branch(
+        &spec.application.branch,
+        args.git_branch.as_deref(),
+        &global.root,
+        |name| std::env::var(name).ok(),
+    )?;
+    if service != spec.service || branch != spec.application.branch {
+        spec_bytes = identity::with_identity(&spec_bytes, &service, &branch).map_err(|reason| {
+            CliError::SpecInvalid {
+                path: file.shown(),
+                reason,
+            }
+        })?;
+        spec.service = service;
+        spec.application.branch = branch;
+    }
     let (manifests, skipped) = collect_build_folder(&global.root, file.path(), &args.environments)?;
     for name in skipped {
         writeln!(

@@ -188,13 +188,15 @@ async fn push_without_manifests_fails_before_connecting() {
 #[test]
 fn missing_required_flags_are_usage_errors() {
     let root = tempfile::tempdir().expect("temp dir");
-    let init_without_service: Vec<&str> = INIT_MINIMAL
+    // (`init` needs neither --service nor --git-branch: `push` resolves
+    // them, as the original release manager's pipelines expect.)
+    let init_without_id: Vec<&str> = INIT_MINIMAL
         .iter()
         .copied()
-        .filter(|arg| *arg != "--service" && *arg != "product-api")
+        .filter(|arg| !arg.starts_with("--artifact-id") && !arg.starts_with("master-"))
         .collect();
     for (args, flag) in [
-        (init_without_service, "--service"),
+        (init_without_id, "--artifact-id"),
         (
             vec!["add", "test", "--passed", "1", "--failed", "0"],
             "--skipped",
