@@ -132,6 +132,29 @@ impl ArtifactSpec {
         serde_json::from_slice(bytes)
     }
 
+    /// Parses an artifact.json already in a config repository, as leniently
+    /// as is safe: the original release manager rewrote the file without
+    /// truncating it, so a shorter file can end in the old one's tail. The
+    /// first JSON value counts; the second element says what was ignored
+    /// (for a warning). Uploads are parsed strictly ([`ArtifactSpec::parse`]).
+    pub fn parse_committed(bytes: &[u8]) -> Result<(Self, Option<String>), serde_json::Error> {
+        let strict = match Self::parse(bytes) {
+            Ok(spec) => return Ok((spec, None)),
+            Err(error) => error,
+        };
+        let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<Self>();
+        match values.next() {
+            Some(Ok(spec)) => {
+                let rest = bytes.len() - values.byte_offset();
+                Ok((
+                    spec,
+                    Some(format!("ignored {rest} bytes after the JSON value")),
+                ))
+            }
+            _ => Err(strict),
+        }
+    }
+
     /// Pretty JSON with a 2-space indent and a final newline, as stored.
     pub fn to_pretty_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("spec serializes");
@@ -236,5 +259,21 @@ mod tests {
         let text = spec.to_pretty_json();
         assert!(text.starts_with("{\n  \"id\""));
         assert_eq!(ArtifactSpec::parse(text.as_bytes()).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_committed_file_with_an_old_tail_is_read() {
+        // Rewritten without truncating: the old, longer file's end remains.
+        let text = format!("{OLD_TOOL}\n      }}\n    }}\n  ]\n}}\n");
+        assert!(
+            ArtifactSpec::parse(text.as_bytes()).is_err(),
+            "uploads stay strict"
+        );
+        let (spec, warning) = ArtifactSpec::parse_committed(text.as_bytes()).unwrap();
+        assert_eq!(spec.id, "master-abc-def");
+        assert!(warning.unwrap().starts_with("ignored"), "a warning says so");
+        let (_, clean) = ArtifactSpec::parse_committed(OLD_TOOL.as_bytes()).unwrap();
+        assert_eq!(clean, None);
+        assert!(ArtifactSpec::parse_committed(b"{\"id\": ").is_err());
     }
 }

@@ -513,3 +513,44 @@ async fn the_config_branch_is_the_remotes_head_and_apart_from_the_application_br
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_committed_artifact_json_with_an_old_tail_does_not_block_releases() {
+    // The original release manager rewrote artifact.json without
+    // truncating it: a shorter file keeps the end of the longer one.
+    let mut repo = ConfigRepo::new();
+    let id = repo.add_build("shop", "master", 1);
+    let file = repo.work.join("builds/shop/master/artifact.json");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("      }\n    }\n  ]\n}\n");
+    std::fs::write(&file, text).unwrap();
+    git(&repo.work, &["commit", "-q", "-a", "--amend", "--no-edit"]);
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+    let released = client
+        .release(release_artifact("shop", "dev", &id))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert_eq!(released.outcome(), pb::Outcome::Applied);
+    let status = client
+        .status(pb::StatusRequest {
+            service: "shop".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.environments[0]
+            .artifact
+            .as_ref()
+            .unwrap()
+            .artifact_id,
+        id
+    );
+    server.stop().await;
+}

@@ -31,7 +31,11 @@ pub fn event_of(repo: &Repository, oid: Oid) -> Option<pb::WatchEventsResponse> 
                 &format!("builds/{service}/{branch}/artifact.json"),
             )
             .ok()?
-            .and_then(|bytes| ArtifactSpec::parse(&bytes).ok())
+            .and_then(|bytes| {
+                ArtifactSpec::parse_committed(&bytes)
+                    .ok()
+                    .map(|(spec, _)| spec)
+            })
             .unwrap_or_else(|| ArtifactSpec {
                 id: artifact_id,
                 ..ArtifactSpec::default()

@@ -133,7 +133,7 @@ impl Reader {
                     };
                     found_any = true;
                     status.namespace = ns.clone();
-                    match ArtifactSpec::parse(&bytes) {
+                    match crate::repo::read_committed_spec(&bytes, &path) {
                         Ok(spec) => {
                             let branch = view
                                 .build(service, &spec.id)
@@ -304,7 +304,7 @@ impl Reader {
                 let path = format!("builds/{service}/{}/artifact.json", build.branch);
                 let spec = blob_at(repo, &root, &path)
                     .map_err(git("read artifact.json"))?
-                    .and_then(|bytes| ArtifactSpec::parse(&bytes).ok())
+                    .and_then(|bytes| crate::repo::read_committed_spec(&bytes, &path).ok())
                     .unwrap_or_else(|| ArtifactSpec {
                         id: build.artifact_id.clone(),
                         ..Default::default()

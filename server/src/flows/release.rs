@@ -126,7 +126,7 @@ pub(crate) fn read_spec(
                 "{path} of service {service:?} has no artifact.json"
             ))
         })?;
-    ArtifactSpec::parse(&bytes).map_err(|e| {
+    crate::repo::read_committed_spec(&bytes, &format!("{path}/artifact.json")).map_err(|e| {
         FlowError::FailedPrecondition(format!("{path}/artifact.json cannot be read: {e}"))
     })
 }

@@ -51,6 +51,20 @@ pub fn configure_libgit2() {
     });
 }
 
+/// Parses an artifact.json read from the config repository (leniently, see
+/// [`release_manager::spec::ArtifactSpec::parse_committed`]), logging what
+/// was ignored with the file's path.
+pub fn read_committed_spec(
+    bytes: &[u8],
+    path: &str,
+) -> Result<release_manager::spec::ArtifactSpec, serde_json::Error> {
+    let (spec, ignored) = release_manager::spec::ArtifactSpec::parse_committed(bytes)?;
+    if let Some(ignored) = ignored {
+        tracing::warn!(%path, "{ignored}: the file was rewritten without truncating it");
+    }
+    Ok(spec)
+}
+
 /// Test builds only (feature `failpoints`): aborts the process, as a power
 /// cut or SIGKILL would, when `RELEASE_MANAGER_CRASH_AT` is `step#N` and
 /// this is the N-th time `step` is reached. The crash tests walk every step
