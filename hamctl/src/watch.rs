@@ -114,14 +114,13 @@ async fn follow(
             Ok(StreamEnd::ClosedByServer) => {
                 "the server ended the event stream (it is stopping or restarting)".to_string()
             }
-            Err(error) if args.reconnect && is_transient(&error) => {
+            // A broken stream always counts as lost (said below, or
+            // reconnected); a failed connect only when reconnecting.
+            Err(error @ CliError::Server(_)) if is_transient(&error) => {
                 format!("lost the event stream: {error}")
             }
-            Err(CliError::Server(status)) if is_transient(&CliError::Server(status.clone())) => {
-                return Err(CliError::WatchEnded(format!(
-                    "lost the event stream: {}",
-                    CliError::Server(status)
-                )))
+            Err(error) if args.reconnect && is_transient(&error) => {
+                format!("lost the event stream: {error}")
             }
             Err(error) => return Err(error),
         };

@@ -141,7 +141,7 @@ struct Piece {
 
 /// Reads, stores and validates a whole upload, within the limits' total
 /// deadline.
-pub async fn receive(
+async fn receive(
     stream: Streaming<pb::PushArtifactRequest>,
     settings: &Settings,
     limits: &UploadLimits,
@@ -248,7 +248,6 @@ async fn receive_all(
     check_no_file_is_a_folder(&paths)?;
     let spec_bytes =
         spec_bytes.ok_or_else(|| Status::invalid_argument("the upload has no artifact.json"))?;
-    let files: Vec<(String, Oid)> = files;
     let spec = ArtifactSpec::parse(&spec_bytes)
         .map_err(|e| Status::invalid_argument(format!("artifact.json: {e}")))?;
     let invalid = |e: names::NameError| Status::invalid_argument(format!("artifact.json: {e}"));
