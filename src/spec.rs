@@ -126,6 +126,23 @@ pub struct VulnerabilityCounts {
     pub low: u32,
 }
 
+/// The `id` of an artifact.json already in a config repository, read as
+/// leniently as anything there may be written: unknown fields, and bytes
+/// after the first JSON value, are ignored. History is read this way, so a
+/// file that a newer or older tool wrote still marks its commit as a build
+/// or release. `None` without a non-empty string `id`.
+pub fn committed_id(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<IdOnly>();
+    match values.next() {
+        Some(Ok(IdOnly { id })) if !id.trim().is_empty() => Some(id),
+        _ => None,
+    }
+}
+
 impl ArtifactSpec {
     /// Parses artifact.json strictly.
     pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
@@ -259,6 +276,24 @@ mod tests {
         let text = spec.to_pretty_json();
         assert!(text.starts_with("{\n  \"id\""));
         assert_eq!(ArtifactSpec::parse(text.as_bytes()).unwrap(), spec);
+    }
+
+    #[test]
+    fn the_id_of_anything_committed() {
+        assert_eq!(
+            committed_id(OLD_TOOL.as_bytes()).as_deref(),
+            Some("master-abc-def")
+        );
+        let newer = r#"{"id": "x-1", "somethingNew": {"a": 1}}"#;
+        assert_eq!(committed_id(newer.as_bytes()).as_deref(), Some("x-1"));
+        let tail = format!("{OLD_TOOL}\n  }}\n}}\n");
+        assert_eq!(
+            committed_id(tail.as_bytes()).as_deref(),
+            Some("master-abc-def")
+        );
+        assert_eq!(committed_id(br#"{"id": ""}"#), None);
+        assert_eq!(committed_id(b"not json"), None);
+        assert_eq!(committed_id(br#"{"service": "s"}"#), None);
     }
 
     #[test]

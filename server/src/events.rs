@@ -1,87 +1,87 @@
 //! Events for watchers (`WatchEvents`): what a published commit means, read
-//! back from its title, trailers and tree: a build added, a release, or a
-//! policy change. Commits the release manager does not know make no event.
+//! by the one reader of history (`repo::history`) from what it changed: a
+//! build added, a release, a policy change; one event each, so a commit that
+//! changed several services makes several events. Messages enrich (the
+//! intent); commits that change nothing the release manager follows make
+//! none.
 
 use git2::{Oid, Repository};
 use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
 
-use crate::repo::index::changed_build_branch;
-use crate::repo::message::{parse_title, trailer, Title};
-use crate::repo::tree::blob_at;
+use crate::repo::history::HistoryReader;
+use crate::repo::message;
 use crate::service::convert;
 
-/// The event a commit carries, if any.
-pub fn event_of(repo: &Repository, oid: Oid) -> Option<pb::WatchEventsResponse> {
-    let commit = repo.find_commit(oid).ok()?;
-    let message = String::from_utf8_lossy(commit.message_bytes()).into_owned();
-    let event = match parse_title(&message)? {
-        Title::Build {
-            service,
-            artifact_id,
-        } => {
-            let branch = match trailer(&message, "Branch") {
-                Some(branch) => branch.to_string(),
-                None => changed_build_branch(repo, &commit, &service).ok()??,
-            };
-            let root = commit.tree().ok()?;
-            let spec = blob_at(
-                repo,
-                &root,
-                &format!("builds/{service}/{branch}/artifact.json"),
-            )
-            .ok()?
-            .and_then(|bytes| {
-                ArtifactSpec::parse_committed(&bytes)
-                    .ok()
-                    .map(|(spec, _)| spec)
-            })
-            .unwrap_or_else(|| ArtifactSpec {
-                id: artifact_id,
-                ..ArtifactSpec::default()
-            });
-            pb::watch_events_response::Event::BuildAdded(convert::artifact_summary(
-                &spec,
-                &service,
-                &branch,
-                Some(oid),
-            ))
-        }
-        Title::Release {
-            environment,
-            service,
-            artifact_id,
-            rollback,
-        } => {
-            let kind = crate::repo::index::ReleaseKind::parse_trailer(
-                trailer(&message, "Release-intent"),
-                rollback,
-            );
-            pb::watch_events_response::Event::Released(pb::ReleaseResult {
-                outcome: pb::Outcome::Applied as i32,
-                namespace: trailer(&message, "Namespace")
-                    .unwrap_or(&environment)
-                    .to_string(),
-                branch: trailer(&message, "Branch").unwrap_or_default().to_string(),
-                service,
-                environment,
-                artifact_id,
-                commit_sha: oid.to_string(),
-                intent: convert::intent(kind) as i32,
-            })
-        }
-        Title::Policy { service } => {
-            pb::watch_events_response::Event::PolicyChanged(pb::PolicyChanged {
-                service,
-                title: message.lines().next().unwrap_or_default().to_string(),
-            })
+/// The events a commit carries, in the order builds, releases, policies.
+pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {
+    let Ok(commit) = repo.find_commit(oid) else {
+        return Vec::new();
+    };
+    let facts = match HistoryReader::new(repo).read(&commit) {
+        Ok(facts) => facts,
+        Err(e) => {
+            tracing::warn!(commit = %oid, error = %e, "cannot read what a commit changed; no events for it");
+            return Vec::new();
         }
     };
-    Some(pb::WatchEventsResponse {
+    if facts.is_empty() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+    let kind = message::release_kind(&text);
+    let wrap = |event| pb::WatchEventsResponse {
         commit_sha: oid.to_string(),
         time: Some(convert::timestamp(commit.time().seconds())),
         event: Some(event),
-    })
+    };
+    let mut events = Vec::new();
+    for build in &facts.builds {
+        let spec = repo
+            .find_blob(build.spec)
+            .ok()
+            .and_then(|blob| ArtifactSpec::parse_committed(blob.content()).ok())
+            .map(|(spec, _)| spec)
+            .unwrap_or_else(|| ArtifactSpec {
+                id: build.artifact_id.clone(),
+                ..ArtifactSpec::default()
+            });
+        events.push(wrap(pb::watch_events_response::Event::BuildAdded(
+            convert::artifact_summary(&spec, &build.service, &build.branch, Some(oid)),
+        )));
+    }
+    for release in &facts.releases {
+        events.push(wrap(pb::watch_events_response::Event::Released(
+            pb::ReleaseResult {
+                outcome: pb::Outcome::Applied as i32,
+                namespace: release.namespace.clone(),
+                branch: match message::trailer(&text, "Branch") {
+                    Some(branch) => branch.to_string(),
+                    // Not ours: the build's own record of its branch.
+                    None => repo
+                        .find_blob(release.spec)
+                        .ok()
+                        .and_then(|blob| ArtifactSpec::parse_committed(blob.content()).ok())
+                        .map(|(spec, _)| spec.application.branch)
+                        .unwrap_or_default(),
+                },
+                service: release.service.clone(),
+                environment: release.environment.clone(),
+                artifact_id: release.artifact_id.clone(),
+                commit_sha: oid.to_string(),
+                intent: convert::intent(kind) as i32,
+            },
+        )));
+    }
+    for service in &facts.policies {
+        events.push(wrap(pb::watch_events_response::Event::PolicyChanged(
+            pb::PolicyChanged {
+                service: service.clone(),
+                title: message::title(&text).to_string(),
+            },
+        )));
+    }
+    events
 }
 
 /// Whether an event passes a watcher's filters.

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use crate::catalog::{unknown_service, Catalog};
 use crate::error::{git, FlowError};
 use crate::flows::Settings;
-use crate::repo::index::View;
+use crate::repo::index::{ReleaseDetails, View};
 use crate::repo::tree::{blob_at, tree_at};
 use crate::service::convert;
 use crate::writer::SharedState;
@@ -111,7 +111,7 @@ impl Reader {
                     Some(ns) => candidates.push(ns.to_string()),
                     None => {
                         if let Some(record) = latest {
-                            candidates.push(record.namespace.clone());
+                            candidates.push(record.namespace.to_string());
                         }
                         candidates.push(environment.clone());
                         if let Some(releases) = tree_at(repo, &root, &format!("{environment}/releases"))
@@ -137,17 +137,19 @@ impl Reader {
                         Ok(spec) => {
                             let branch = view
                                 .build(service, &spec.id)
-                                .map(|b| b.branch.clone())
+                                .map(|b| b.branch.to_string())
                                 .unwrap_or_default();
                             let build_commit = view.build(service, &spec.id).map(|b| b.commit);
                             status.artifact =
                                 Some(convert::artifact_summary(&spec, service, &branch, build_commit));
                             if let Some(record) = view
                                 .releases(&environment, service)
-                                .find(|r| r.namespace == ns && r.artifact_id == spec.id)
+                                .find(|r| *r.namespace == *ns && *r.artifact_id == *spec.id)
                             {
                                 status.released_at = Some(convert::timestamp(record.time));
-                                status.released_by = Some(convert::person(&record.committer));
+                                let details = ReleaseDetails::read(repo, record.commit)
+                                    .map_err(git("read a release commit"))?;
+                                status.released_by = Some(convert::person(&details.released_by));
                                 status.release_commit_sha = record.commit.to_string();
                             }
                         }
@@ -197,7 +199,7 @@ impl Reader {
                             .filter(|e| !self.settings.environments.contains(e)),
                     );
                     let branches: BTreeSet<String> =
-                        view.builds(&name).map(|b| b.branch.clone()).collect();
+                        view.builds(&name).map(|b| b.branch.to_string()).collect();
                     pb::ServiceSummary {
                         name,
                         environments,
@@ -254,18 +256,23 @@ impl Reader {
         environment: &str,
         count: usize,
     ) -> Result<pb::DescribeReleaseResponse, FlowError> {
-        let published = self.shared.read().expect("state lock not poisoned");
-        let view = View::published(&published.index);
         let count = if count == 0 { DEFAULT_COUNT } else { count };
-        let releases: Vec<_> = view
-            .releases(environment, service)
-            .take(count)
-            .map(convert::release_record)
-            .collect();
-        if releases.is_empty() && view.builds(service).next().is_none() {
-            drop(published);
+        let found = self.with_repo(|repo| {
+            let published = self.shared.read().expect("state lock not poisoned");
+            let view = View::published(&published.index);
+            let mut releases = Vec::new();
+            for record in view.releases(environment, service).take(count) {
+                // Who released and the title live in the commit, not the index.
+                let details = ReleaseDetails::read(repo, record.commit)
+                    .map_err(git("read a release commit"))?;
+                releases.push(convert::release_record(record, &details));
+            }
+            let known = !releases.is_empty() || view.builds(service).next().is_some();
+            Ok(known.then_some(releases))
+        })?;
+        let Some(releases) = found else {
             return Err(self.unknown_service(service));
-        }
+        };
         Ok(pb::DescribeReleaseResponse {
             service: service.to_string(),
             environment: environment.to_string(),
@@ -294,7 +301,7 @@ impl Reader {
             let mut artifacts = Vec::new();
             for build in view
                 .builds(service)
-                .filter(|b| branch.is_none_or(|wanted| b.branch == wanted))
+                .filter(|b| branch.is_none_or(|wanted| &*b.branch == wanted))
                 .take(count)
             {
                 let root = repo
@@ -306,7 +313,7 @@ impl Reader {
                     .map_err(git("read artifact.json"))?
                     .and_then(|bytes| crate::repo::read_committed_spec(&bytes, &path).ok())
                     .unwrap_or_else(|| ArtifactSpec {
-                        id: build.artifact_id.clone(),
+                        id: build.artifact_id.to_string(),
                         ..Default::default()
                     });
                 artifacts.push(convert::artifact_summary(

@@ -779,7 +779,7 @@ impl Writer {
         }
         let skip = commits.len().saturating_sub(MAX_EVENTS_PER_PUBLISH);
         for &commit in &commits[skip..] {
-            if let Some(event) = crate::events::event_of(self.mirror.repo(), commit) {
+            for event in crate::events::events_of(self.mirror.repo(), commit) {
                 let _ = self.events.send(event);
             }
         }

@@ -49,7 +49,7 @@ pub fn due_releases(
         let already = ctx
             .view
             .releases(&policy.environment, service)
-            .any(|r| r.kind == ReleaseKind::AutoRelease && r.artifact_id == spec.id);
+            .any(|r| r.kind == ReleaseKind::AutoRelease && *r.artifact_id == *spec.id);
         if already {
             continue;
         }

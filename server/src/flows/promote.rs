@@ -41,7 +41,7 @@ pub(super) fn promote(
             ctx.view
                 .releases(from, service)
                 .next()
-                .map(|r| r.namespace.clone())
+                .map(|r| r.namespace.to_string())
         })
         .unwrap_or_else(|| from.clone());
     let root = ctx

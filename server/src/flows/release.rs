@@ -94,7 +94,7 @@ pub fn find_build<'r>(
             Ok(Build {
                 tree,
                 spec,
-                branch: record.branch.clone(),
+                branch: record.branch.to_string(),
             })
         }
     }

@@ -33,14 +33,14 @@ pub(super) fn rollback(
         Some(folder) => read_spec(ctx.repo, &folder, service, &path)?.id,
         None => String::new(),
     };
-    let mut history = history.filter(|r| r.namespace == namespace && r.artifact_id != current);
+    let mut history = history.filter(|r| *r.namespace == *namespace && *r.artifact_id != *current);
     let target = match artifact_id {
         Some(wanted) if wanted == current => {
             return Err(FlowError::FailedPrecondition(format!(
                 "artifact {wanted} is what runs in {environment} now: nothing to roll back"
             )))
         }
-        Some(wanted) => history.find(|r| r.artifact_id == wanted).ok_or_else(|| {
+        Some(wanted) => history.find(|r| &*r.artifact_id == wanted).ok_or_else(|| {
             FlowError::NotFound(format!(
                 "artifact {wanted:?} was never released to {environment} (namespace {namespace}) for service {service:?}"
             ))
@@ -68,7 +68,7 @@ pub(super) fn rollback(
     let branch = if spec.application.branch.is_empty() {
         ctx.view
             .build(service, &spec.id)
-            .map(|b| b.branch.clone())
+            .map(|b| b.branch.to_string())
             .unwrap_or_default()
     } else {
         spec.application.branch.clone()

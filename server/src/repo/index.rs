@@ -1,22 +1,31 @@
 //! The in-memory index of builds and releases, read from the history of the
-//! default branch once at start and then kept up to date commit by commit.
-//! It answers "where is artifact X", "what ran before" and history queries
-//! without walking the log per request. Commits the writer has made but not
-//! yet pushed live in a separate pending index, seen through [`View`], so a
-//! rejected push simply drops them.
+//! config branch (or loaded from a snapshot, see `snapshot`) and then kept
+//! up to date commit by commit. It answers "where is artifact X", "what ran
+//! before" and history queries without walking the log per request.
+//! Commits the writer has made but not yet pushed live in a separate pending
+//! index, seen through [`View`], so a rejected push simply drops them.
+//!
+//! What a commit is comes from [`HistoryReader`] alone. The index keeps
+//! what flows and reads must find fast (ids, branches, namespaces, intents,
+//! commits, times) and nothing that one commit lookup can give back when a
+//! read needs it (who released, titles): memory grows with the number of
+//! builds and releases, at about 100 bytes each, not with their messages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use git2::{ObjectType, Oid, Repository, Sort, Tree};
+use git2::{Oid, Repository, Sort};
 
-use super::message::{parse_title, trailer, Title};
-use super::tree::tree_at;
+use super::history::{CommitFacts, HistoryReader};
+use super::message;
 use super::RepoError;
 
-/// Why a release commit was made (its `Release-intent:` trailer).
+/// Why a release commit was made (its `Release-intent:` trailer, or its
+/// title when it has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReleaseKind {
-    /// Written by another tool, or without a trailer.
+    /// Written by another tool or by hand, saying nothing about why.
     Unknown,
     /// The latest build of a branch.
     Branch,
@@ -31,7 +40,7 @@ pub enum ReleaseKind {
 }
 
 impl ReleaseKind {
-    /// The trailer value.
+    /// The trailer value we write.
     pub fn as_str(self) -> &'static str {
         match self {
             ReleaseKind::Unknown => "unknown",
@@ -43,15 +52,26 @@ impl ReleaseKind {
         }
     }
 
-    /// Reads a `Release-intent:` trailer value.
-    pub fn parse_trailer(value: Option<&str>, rollback_title: bool) -> Self {
-        match value {
-            Some("release-branch") => ReleaseKind::Branch,
-            Some("release-artifact") => ReleaseKind::Artifact,
-            Some("promote") => ReleaseKind::Promote,
-            Some("rollback") => ReleaseKind::Rollback,
-            Some("auto-release") => ReleaseKind::AutoRelease,
-            _ if rollback_title => ReleaseKind::Rollback,
+    /// A compact code, for the snapshot.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            ReleaseKind::Unknown => 0,
+            ReleaseKind::Branch => 1,
+            ReleaseKind::Artifact => 2,
+            ReleaseKind::Promote => 3,
+            ReleaseKind::Rollback => 4,
+            ReleaseKind::AutoRelease => 5,
+        }
+    }
+
+    /// The kind of a [`ReleaseKind::code`]; unknown codes are `Unknown`.
+    pub(crate) fn from_code(code: u8) -> Self {
+        match code {
+            1 => ReleaseKind::Branch,
+            2 => ReleaseKind::Artifact,
+            3 => ReleaseKind::Promote,
+            4 => ReleaseKind::Rollback,
+            5 => ReleaseKind::AutoRelease,
             _ => ReleaseKind::Unknown,
         }
     }
@@ -67,7 +87,8 @@ pub struct Signature {
 }
 
 impl Signature {
-    fn of(sig: &git2::Signature<'_>) -> Self {
+    /// A git signature's name and email (lossily decoded).
+    pub fn of(sig: &git2::Signature<'_>) -> Self {
         Signature {
             name: String::from_utf8_lossy(sig.name_bytes()).into_owned(),
             email: String::from_utf8_lossy(sig.email_bytes()).into_owned(),
@@ -76,12 +97,12 @@ impl Signature {
 }
 
 /// One build commit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRecord {
     /// Artifact id.
-    pub artifact_id: String,
+    pub artifact_id: Arc<str>,
     /// Branch folder the build was stored in.
-    pub branch: String,
+    pub branch: Arc<str>,
     /// The build commit.
     pub commit: Oid,
     /// Commit time (seconds since the epoch).
@@ -89,39 +110,56 @@ pub struct BuildRecord {
 }
 
 /// One release commit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseRecord {
     /// Artifact id released.
-    pub artifact_id: String,
+    pub artifact_id: Arc<str>,
     /// Namespace folder.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Why.
     pub kind: ReleaseKind,
     /// The release commit.
     pub commit: Oid,
     /// Committer time (seconds since the epoch).
     pub time: i64,
-    /// Who released (the committer).
-    pub committer: Signature,
-    /// The build's source author (the commit author).
-    pub author: Signature,
-    /// Commit title.
-    pub title: String,
+}
+
+/// Builds and releases of one service.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceHistory {
+    /// Builds, oldest first.
+    pub(crate) builds: Vec<BuildRecord>,
+    /// Position in `builds` of the latest build of each artifact id.
+    pub(crate) by_id: HashMap<Arc<str>, u32>,
+    /// Releases by environment, oldest first.
+    pub(crate) releases: HashMap<Arc<str>, Vec<ReleaseRecord>>,
 }
 
 /// Builds and releases by service, oldest first.
 #[derive(Debug, Default)]
 pub struct Index {
-    builds: HashMap<String, Vec<BuildRecord>>,
-    build_positions: HashMap<(String, String), usize>,
-    releases: HashMap<(String, String), Vec<ReleaseRecord>>,
-    requests: HashMap<String, Oid>,
-    commits: usize,
+    pub(crate) services: HashMap<Arc<str>, ServiceHistory>,
+    pub(crate) requests: HashMap<Box<str>, Oid>,
+    pub(crate) commits: u64,
+    /// Shares the text of names and ids that recur (a branch, a namespace,
+    /// the id a build and its releases have in common).
+    strings: HashSet<Arc<str>>,
 }
+
+impl PartialEq for Index {
+    fn eq(&self, other: &Self) -> bool {
+        self.services == other.services
+            && self.requests == other.requests
+            && self.commits == other.commits
+    }
+}
+
+/// How often a long read of history says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl Index {
     /// Reads every commit reachable from `to` and not from `from`, oldest
-    /// first, into the index.
+    /// first, into the index. A long read logs its progress.
     pub fn ingest_range(
         &mut self,
         repo: &Repository,
@@ -131,96 +169,141 @@ impl Index {
         if from == Some(to) {
             return Ok(());
         }
-        let mut walk = repo.revwalk().map_err(RepoError::git("walk history"))?;
+        let walk_error = RepoError::git("walk history");
+        let mut walk = repo.revwalk().map_err(&walk_error)?;
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
-            .map_err(RepoError::git("walk history"))?;
-        walk.push(to).map_err(RepoError::git("walk history"))?;
+            .map_err(&walk_error)?;
+        walk.push(to).map_err(&walk_error)?;
         if let Some(from) = from {
-            walk.hide(from).map_err(RepoError::git("walk history"))?;
+            walk.hide(from).map_err(&walk_error)?;
         }
-        for oid in walk {
-            let oid = oid.map_err(RepoError::git("walk history"))?;
-            self.ingest_commit(repo, oid)?;
+        let commits: Vec<Oid> = walk.collect::<Result<_, _>>().map_err(&walk_error)?;
+        let total = commits.len();
+        let began = Instant::now();
+        let mut reported = began;
+        let mut reader = HistoryReader::new(repo);
+        for (done, oid) in commits.into_iter().enumerate() {
+            self.ingest_with(repo, &mut reader, oid)?;
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                let rate = done as f64 / began.elapsed().as_secs_f64().max(0.001);
+                let left = (total - done) as f64 / rate.max(1.0);
+                tracing::info!(
+                    read = done,
+                    total,
+                    per_second = rate as u64,
+                    remaining_s = left as u64,
+                    "reading the history of the config repository"
+                );
+            }
         }
         Ok(())
     }
 
-    /// Adds one commit, if it is a build, release or request-id carrier.
+    /// Adds one commit (its parents' trees are read afresh).
     pub fn ingest_commit(&mut self, repo: &Repository, oid: Oid) -> Result<(), RepoError> {
+        self.ingest_with(repo, &mut HistoryReader::new(repo), oid)
+    }
+
+    fn ingest_with<'r>(
+        &mut self,
+        repo: &'r Repository,
+        reader: &mut HistoryReader<'r>,
+        oid: Oid,
+    ) -> Result<(), RepoError> {
         self.commits += 1;
         let commit = repo
             .find_commit(oid)
             .map_err(RepoError::git("read a commit"))?;
+        let facts = reader
+            .read(&commit)
+            .map_err(RepoError::git("read what a commit changed"))?;
+        if facts.is_empty() {
+            return Ok(());
+        }
         let message = String::from_utf8_lossy(commit.message_bytes());
-        if let Some(request_id) = trailer(&message, "Request-ID") {
-            self.requests.insert(request_id.to_string(), oid);
-        }
-        match parse_title(&message) {
-            Some(Title::Build {
-                service,
-                artifact_id,
-            }) => {
-                let branch = match trailer(&message, "Branch") {
-                    Some(branch) => Some(branch.to_string()),
-                    None => changed_build_branch(repo, &commit, &service)?,
-                };
-                if let Some(branch) = branch {
-                    self.add_build(
-                        service,
-                        BuildRecord {
-                            artifact_id,
-                            branch,
-                            commit: oid,
-                            time: commit.time().seconds(),
-                        },
-                    );
-                }
-            }
-            Some(Title::Release {
-                environment,
-                service,
-                artifact_id,
-                rollback,
-            }) => {
-                let namespace = trailer(&message, "Namespace")
-                    .unwrap_or(&environment)
-                    .to_string();
-                let record = ReleaseRecord {
-                    artifact_id,
-                    namespace,
-                    kind: ReleaseKind::parse_trailer(trailer(&message, "Release-intent"), rollback),
-                    commit: oid,
-                    time: commit.committer().when().seconds(),
-                    committer: Signature::of(&commit.committer()),
-                    author: Signature::of(&commit.author()),
-                    title: message.lines().next().unwrap_or_default().to_string(),
-                };
-                self.releases
-                    .entry((environment, service))
-                    .or_default()
-                    .push(record);
-            }
-            Some(Title::Policy { .. }) | None => {}
-        }
+        self.add_facts(&facts, &message, oid, commit.time().seconds());
         Ok(())
     }
 
-    fn add_build(&mut self, service: String, record: BuildRecord) {
-        let list = self.builds.entry(service.clone()).or_default();
-        self.build_positions
-            .insert((service, record.artifact_id.clone()), list.len());
-        list.push(record);
+    /// Records what one commit did.
+    fn add_facts(&mut self, facts: &CommitFacts, message: &str, oid: Oid, time: i64) {
+        if let Some(request_id) = message::trailer(message, "Request-ID") {
+            self.requests.insert(request_id.into(), oid);
+        }
+        for build in &facts.builds {
+            let record = BuildRecord {
+                artifact_id: self.intern(&build.artifact_id),
+                branch: self.intern(&build.branch),
+                commit: oid,
+                time,
+            };
+            let service = self.intern(&build.service);
+            self.add_build(service, record);
+        }
+        if facts.releases.is_empty() {
+            return;
+        }
+        let kind = message::release_kind(message);
+        for release in &facts.releases {
+            let record = ReleaseRecord {
+                artifact_id: self.intern(&release.artifact_id),
+                namespace: self.intern(&release.namespace),
+                kind,
+                commit: oid,
+                time,
+            };
+            let service = self.intern(&release.service);
+            let environment = self.intern(&release.environment);
+            self.add_release(service, environment, record);
+        }
+    }
+
+    /// The shared copy of `text`.
+    pub(crate) fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    pub(crate) fn add_build(&mut self, service: Arc<str>, record: BuildRecord) {
+        let history = self.services.entry(service).or_default();
+        let position = u32::try_from(history.builds.len()).unwrap_or(u32::MAX);
+        history.by_id.insert(record.artifact_id.clone(), position);
+        history.builds.push(record);
+    }
+
+    pub(crate) fn add_release(
+        &mut self,
+        service: Arc<str>,
+        environment: Arc<str>,
+        record: ReleaseRecord,
+    ) {
+        self.services
+            .entry(service)
+            .or_default()
+            .releases
+            .entry(environment)
+            .or_default()
+            .push(record);
     }
 
     /// Moves everything in `pending` into this index (after a push).
     pub fn absorb(&mut self, pending: Index) {
-        for (service, builds) in pending.builds {
-            for build in builds {
+        for (service, history) in pending.services {
+            let service = self.intern(&service);
+            for build in history.builds {
                 self.add_build(service.clone(), build);
             }
-        }
-        for (key, releases) in pending.releases {
-            self.releases.entry(key).or_default().extend(releases);
+            for (environment, releases) in history.releases {
+                let environment = self.intern(&environment);
+                for release in releases {
+                    self.add_release(service.clone(), environment.clone(), release);
+                }
+            }
         }
         self.requests.extend(pending.requests);
         self.commits += pending.commits;
@@ -229,12 +312,13 @@ impl Index {
     /// The `(service, branch)` pairs that have builds in this index.
     pub fn new_builds(&self) -> Vec<(String, String)> {
         let mut pairs: Vec<(String, String)> = self
-            .builds
+            .services
             .iter()
-            .flat_map(|(service, builds)| {
-                builds
+            .flat_map(|(service, history)| {
+                history
+                    .builds
                     .iter()
-                    .map(move |b| (service.clone(), b.branch.clone()))
+                    .map(move |b| (service.to_string(), b.branch.to_string()))
             })
             .collect();
         pairs.sort();
@@ -243,8 +327,16 @@ impl Index {
     }
 
     /// Number of commits read so far.
-    pub fn commit_count(&self) -> usize {
+    pub fn commit_count(&self) -> u64 {
         self.commits
+    }
+
+    /// Builds and releases held.
+    pub fn record_count(&self) -> usize {
+        self.services
+            .values()
+            .map(|h| h.builds.len() + h.releases.values().map(Vec::len).sum::<usize>())
+            .sum()
     }
 }
 
@@ -270,20 +362,25 @@ impl<'a> View<'a> {
         self.pending.into_iter().chain(std::iter::once(self.base))
     }
 
-    /// The build commit of an artifact.
+    /// The build commit of an artifact (its latest, if built twice).
     pub fn build(&self, service: &str, artifact_id: &str) -> Option<&'a BuildRecord> {
-        let key = (service.to_string(), artifact_id.to_string());
         self.layers().find_map(|index| {
-            let position = *index.build_positions.get(&key)?;
-            index.builds.get(service)?.get(position)
+            let history = index.services.get(service)?;
+            let position = *history.by_id.get(artifact_id)?;
+            history.builds.get(position as usize)
         })
     }
 
     /// Builds of a service, newest first.
     pub fn builds(&self, service: &str) -> impl Iterator<Item = &'a BuildRecord> {
         let service = service.to_string();
-        self.layers()
-            .flat_map(move |index| index.builds.get(&service).into_iter().flatten().rev())
+        self.layers().flat_map(move |index| {
+            index
+                .services
+                .get(service.as_str())
+                .into_iter()
+                .flat_map(|h| h.builds.iter().rev())
+        })
     }
 
     /// Releases of a service to an environment, newest first.
@@ -292,9 +389,15 @@ impl<'a> View<'a> {
         environment: &str,
         service: &str,
     ) -> impl Iterator<Item = &'a ReleaseRecord> {
-        let key = (environment.to_string(), service.to_string());
-        self.layers()
-            .flat_map(move |index| index.releases.get(&key).into_iter().flatten().rev())
+        let (environment, service) = (environment.to_string(), service.to_string());
+        self.layers().flat_map(move |index| {
+            index
+                .services
+                .get(service.as_str())
+                .and_then(|h| h.releases.get(environment.as_str()))
+                .into_iter()
+                .flat_map(|list| list.iter().rev())
+        })
     }
 
     /// The commit that carried a request id, if any.
@@ -304,70 +407,38 @@ impl<'a> View<'a> {
     }
 }
 
-/// Finds the branch folder under `builds/<service>/` whose artifact.json a
-/// build commit changed: descends only into subtrees that differ from the
-/// first parent, and stops at a folder holding `artifact.json`.
-pub(crate) fn changed_build_branch(
-    repo: &Repository,
-    commit: &git2::Commit<'_>,
-    service: &str,
-) -> Result<Option<String>, RepoError> {
-    let path = format!("builds/{service}");
-    let tree = commit.tree().map_err(RepoError::git("read a tree"))?;
-    let Some(new) = tree_at(repo, &tree, &path).map_err(RepoError::git("read a tree"))? else {
-        return Ok(None);
-    };
-    let old = match commit.parent(0) {
-        Ok(parent) => {
-            let parent_tree = parent.tree().map_err(RepoError::git("read a tree"))?;
-            tree_at(repo, &parent_tree, &path).map_err(RepoError::git("read a tree"))?
-        }
-        Err(_) => None,
-    };
-    find_changed_branch(repo, &new, old.as_ref(), "").map_err(RepoError::git("read a tree"))
+/// What reads show of a release beyond the index: who released it, whose
+/// change it carries, its title. Read from the commit when asked.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseDetails {
+    /// Who released: the message's `Released-by` (or the original's
+    /// `Artifact-released-by`, or `by <email>` in its title), else the
+    /// committer.
+    pub released_by: Signature,
+    /// The commit's author: the build's source author.
+    pub author: Signature,
+    /// Commit title.
+    pub title: String,
 }
 
-fn find_changed_branch(
-    repo: &Repository,
-    new: &Tree<'_>,
-    old: Option<&Tree<'_>>,
-    prefix: &str,
-) -> Result<Option<String>, git2::Error> {
-    // A folder whose artifact.json changed is the branch; one whose
-    // artifact.json did not may still hold a nested branch (`feature` and
-    // `feature/x`), so the search goes on below it.
-    if !prefix.is_empty() {
-        if let Some(spec) = new.get_name("artifact.json") {
-            let before = old
-                .and_then(|o| o.get_name("artifact.json"))
-                .map(|e| e.id());
-            if before != Some(spec.id()) {
-                return Ok(Some(prefix.to_string()));
-            }
-        }
-    }
-    for entry in new.iter() {
-        if entry.kind() != Some(ObjectType::Tree) {
-            continue;
-        }
-        let previous = old.and_then(|o| o.get_name_bytes(entry.name_bytes()));
-        if previous.as_ref().is_some_and(|p| p.id() == entry.id()) {
-            continue;
-        }
-        let Some(name) = entry.name() else { continue };
-        let sub = repo.find_tree(entry.id())?;
-        let old_sub = match previous {
-            Some(p) if p.kind() == Some(ObjectType::Tree) => Some(repo.find_tree(p.id())?),
-            _ => None,
+impl ReleaseDetails {
+    /// The details of release commit `commit`.
+    pub fn read(repo: &Repository, commit: Oid) -> Result<Self, git2::Error> {
+        let commit = repo.find_commit(commit)?;
+        let text = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+        let committer = Signature::of(&commit.committer());
+        let released_by = match message::released_by(&text) {
+            // A title names only an email: the committer's name goes with
+            // it when the addresses agree.
+            Some(person) if person.name.is_empty() && person.email == committer.email => committer,
+            Some(person) => person,
+            None => committer,
         };
-        let path = if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if let Some(found) = find_changed_branch(repo, &sub, old_sub.as_ref(), &path)? {
-            return Ok(Some(found));
-        }
+        let author = Signature::of(&commit.author());
+        Ok(ReleaseDetails {
+            released_by,
+            author,
+            title: message::title(&text).to_string(),
+        })
     }
-    Ok(None)
 }

@@ -1,6 +1,7 @@
 //! Everything that touches git: the mirror and its remote, tree surgery,
 //! commit messages, and the index of builds and releases read from history.
 
+pub mod history;
 pub mod index;
 pub mod message;
 pub mod mirror;

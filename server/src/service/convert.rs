@@ -5,7 +5,7 @@ use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
 
 use crate::flows::{Outcome, ReleaseDone};
-use crate::repo::index::{ReleaseKind, ReleaseRecord, Signature};
+use crate::repo::index::{ReleaseDetails, ReleaseKind, ReleaseRecord, Signature};
 
 /// A git identity as a `Person`.
 pub fn person(signature: &Signature) -> pb::Person {
@@ -107,15 +107,15 @@ pub fn artifact_summary(
 }
 
 /// A release commit as a `ReleaseRecord`.
-pub fn release_record(record: &ReleaseRecord) -> pb::ReleaseRecord {
+pub fn release_record(record: &ReleaseRecord, details: &ReleaseDetails) -> pb::ReleaseRecord {
     pb::ReleaseRecord {
-        artifact_id: record.artifact_id.clone(),
-        namespace: record.namespace.clone(),
+        artifact_id: record.artifact_id.to_string(),
+        namespace: record.namespace.to_string(),
         intent: intent(record.kind) as i32,
         released_at: Some(timestamp(record.time)),
-        released_by: Some(person(&record.committer)),
-        author: Some(person(&record.author)),
+        released_by: Some(person(&details.released_by)),
+        author: Some(person(&details.author)),
         commit_sha: record.commit.to_string(),
-        title: record.title.clone(),
+        title: details.title.clone(),
     }
 }

@@ -1,0 +1,699 @@
+//! The one reader of history: what a commit *is*, decided from what it
+//! changed, never from its title. A commit that changes
+//! `builds/<service>/<branch>/artifact.json` is a build of the id in that
+//! file; one that changes `<env>/releases/<namespace>/<service>/artifact.json`
+//! is a release of the id in that file; one that changes
+//! `policies/<service>.json` changes that service's policies. That holds for
+//! commits of this server, of the original release manager in any era, of
+//! CI jobs and of people editing by hand alike. Messages only enrich (see
+//! `message`).
+//!
+//! The start-up index, the incremental update after a fetch or push, the
+//! rebuild after a rewritten history and the event stream all ask
+//! [`HistoryReader`]. It compares each commit's trees with its first
+//! parent's, descending only into subtrees that differ, and keeps the
+//! trees of the commit it read last: walking history oldest first, a
+//! commit's parent is usually that commit, so each large tree (`builds`, a
+//! namespace folder with thousands of services) is read once, not twice.
+
+use git2::{Commit, ObjectType, Oid, Repository, Tree};
+
+/// A build a commit added or replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildFact {
+    /// Service (the folder under `builds/`).
+    pub service: String,
+    /// Branch (the folder path below the service, `feature/x` nested).
+    pub branch: String,
+    /// The id in its artifact.json.
+    pub artifact_id: String,
+    /// The artifact.json blob.
+    pub spec: Oid,
+}
+
+/// A release a commit made: a release folder's artifact.json changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseFact {
+    /// Environment (the top-level folder).
+    pub environment: String,
+    /// Namespace folder.
+    pub namespace: String,
+    /// Service folder.
+    pub service: String,
+    /// The id in the release folder's artifact.json.
+    pub artifact_id: String,
+    /// The artifact.json blob.
+    pub spec: Oid,
+}
+
+/// What one commit changed that the release manager cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitFacts {
+    /// Builds added or replaced.
+    pub builds: Vec<BuildFact>,
+    /// Releases made.
+    pub releases: Vec<ReleaseFact>,
+    /// Services whose policy file was added, changed or removed.
+    pub policies: Vec<String>,
+}
+
+impl CommitFacts {
+    /// Whether the commit changed nothing the release manager follows.
+    pub fn is_empty(&self) -> bool {
+        self.builds.is_empty() && self.releases.is_empty() && self.policies.is_empty()
+    }
+}
+
+/// Reads what commits changed, reusing the trees of the commit read last.
+pub struct HistoryReader<'r> {
+    repo: &'r Repository,
+    /// Trees loaded while reading the previous commit.
+    previous: Vec<Tree<'r>>,
+    /// Trees loaded while reading the current commit.
+    current: Vec<Tree<'r>>,
+    /// The commit read last and its root tree.
+    last: Option<(Oid, Oid)>,
+}
+
+impl<'r> HistoryReader<'r> {
+    /// A reader over `repo`.
+    pub fn new(repo: &'r Repository) -> Self {
+        HistoryReader {
+            repo,
+            previous: Vec::new(),
+            current: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// What `commit` changed, compared with its first parent (a root commit
+    /// with the empty tree). In a merge, a change counts only when no parent
+    /// already had it: what a merge brings from its other side was read
+    /// with the commits of that side.
+    pub fn read(&mut self, commit: &Commit<'r>) -> Result<CommitFacts, git2::Error> {
+        self.previous = std::mem::take(&mut self.current);
+        let new_root = self.tree(commit.tree_id())?;
+        let old_root = match commit.parent_ids().next() {
+            Some(parent) => Some(self.tree(self.root_of(parent)?)?),
+            None => None,
+        };
+        self.last = Some((commit.id(), commit.tree_id()));
+        let mut facts = CommitFacts::default();
+        self.diff_root(old_root.as_ref(), &new_root, &mut facts)?;
+        if commit.parent_count() > 1 && !facts.is_empty() {
+            self.drop_merged(commit, &mut facts)?;
+        }
+        Ok(facts)
+    }
+
+    fn root_of(&self, commit: Oid) -> Result<Oid, git2::Error> {
+        match self.last {
+            Some((last, root)) if last == commit => Ok(root),
+            _ => Ok(self.repo.find_commit(commit)?.tree_id()),
+        }
+    }
+
+    /// The tree `oid`, from what the last two commits loaded if it is there.
+    fn tree(&mut self, oid: Oid) -> Result<Tree<'r>, git2::Error> {
+        if let Some(tree) = self.current.iter().find(|t| t.id() == oid) {
+            return Ok(tree.clone());
+        }
+        let tree = match self.previous.iter().find(|t| t.id() == oid) {
+            Some(tree) => tree.clone(),
+            None => self.repo.find_tree(oid)?,
+        };
+        self.current.push(tree.clone());
+        Ok(tree)
+    }
+
+    fn subtree(&mut self, entry: Option<Entry>) -> Result<Option<Tree<'r>>, git2::Error> {
+        match entry {
+            Some(entry) if entry.is_tree => self.tree(entry.id).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn diff_root(
+        &mut self,
+        old: Option<&Tree<'r>>,
+        new: &Tree<'r>,
+        facts: &mut CommitFacts,
+    ) -> Result<(), git2::Error> {
+        for change in changes(old, new) {
+            let Some(name) = change.name.as_deref() else {
+                continue;
+            };
+            match name {
+                "builds" => {
+                    let old = self.subtree(change.old)?;
+                    if let Some(new) = self.subtree(change.new)? {
+                        self.diff_builds(old.as_ref(), &new, facts)?;
+                    }
+                }
+                "policies" => {
+                    let old = self.subtree(change.old)?;
+                    let new = self.subtree(change.new)?;
+                    diff_policies(old.as_ref(), new.as_ref(), facts);
+                }
+                environment => {
+                    let old = self.subtree(change.old)?;
+                    if let Some(new) = self.subtree(change.new)? {
+                        self.diff_environment(environment, old.as_ref(), &new, facts)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn diff_builds(
+        &mut self,
+        old: Option<&Tree<'r>>,
+        new: &Tree<'r>,
+        facts: &mut CommitFacts,
+    ) -> Result<(), git2::Error> {
+        for change in changes(old, new) {
+            let Some(service) = change.name else { continue };
+            let old = self.subtree(change.old)?;
+            if let Some(new) = self.subtree(change.new)? {
+                self.diff_branches(&service, "", old.as_ref(), &new, facts)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Below `builds/<service>/<prefix>`: a folder whose artifact.json is new
+    /// or changed is a build of the branch named by its path. The search goes
+    /// on below such a folder too, since branch `feature` may hold the folder
+    /// of branch `feature/x`.
+    fn diff_branches(
+        &mut self,
+        service: &str,
+        prefix: &str,
+        old: Option<&Tree<'r>>,
+        new: &Tree<'r>,
+        facts: &mut CommitFacts,
+    ) -> Result<(), git2::Error> {
+        if !prefix.is_empty() {
+            if let Some(spec) = changed_spec(old, new) {
+                if let Some(artifact_id) = self.artifact_id(spec)? {
+                    facts.builds.push(BuildFact {
+                        service: service.to_string(),
+                        branch: prefix.to_string(),
+                        artifact_id,
+                        spec,
+                    });
+                }
+            }
+        }
+        for change in changes(old, new) {
+            let Some(name) = change.name else { continue };
+            let old_sub = self.subtree(change.old)?;
+            let Some(new_sub) = self.subtree(change.new)? else {
+                continue;
+            };
+            let path = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            self.diff_branches(service, &path, old_sub.as_ref(), &new_sub, facts)?;
+        }
+        Ok(())
+    }
+
+    /// Below a top-level folder: `releases/<namespace>/<service>/` folders
+    /// whose artifact.json is new or changed are releases. A folder without
+    /// `releases/` (provisioning, documentation) is not an environment.
+    fn diff_environment(
+        &mut self,
+        environment: &str,
+        old: Option<&Tree<'r>>,
+        new: &Tree<'r>,
+        facts: &mut CommitFacts,
+    ) -> Result<(), git2::Error> {
+        let new_releases = self.subtree(entry_named(new, "releases"))?;
+        let Some(new_releases) = new_releases else {
+            return Ok(());
+        };
+        let old_releases = match old {
+            Some(old) => self.subtree(entry_named(old, "releases"))?,
+            None => None,
+        };
+        if old_releases.as_ref().map(Tree::id) == Some(new_releases.id()) {
+            return Ok(());
+        }
+        for namespace in changes(old_releases.as_ref(), &new_releases) {
+            let Some(namespace_name) = namespace.name else {
+                continue;
+            };
+            let old_ns = self.subtree(namespace.old)?;
+            let Some(new_ns) = self.subtree(namespace.new)? else {
+                continue;
+            };
+            for service in changes(old_ns.as_ref(), &new_ns) {
+                let Some(service_name) = service.name else {
+                    continue;
+                };
+                let old_folder = self.subtree(service.old)?;
+                let Some(new_folder) = self.subtree(service.new)? else {
+                    continue;
+                };
+                let Some(spec) = changed_spec(old_folder.as_ref(), &new_folder) else {
+                    continue;
+                };
+                if let Some(artifact_id) = self.artifact_id(spec)? {
+                    facts.releases.push(ReleaseFact {
+                        environment: environment.to_string(),
+                        namespace: namespace_name.clone(),
+                        service: service_name,
+                        artifact_id,
+                        spec,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The id in an artifact.json blob; `None` (logged) when it has none.
+    fn artifact_id(&self, spec: Oid) -> Result<Option<String>, git2::Error> {
+        let blob = self.repo.find_blob(spec)?;
+        let id = release_manager::spec::committed_id(blob.content());
+        if id.is_none() {
+            tracing::debug!(blob = %spec, "an artifact.json without a readable id; not a build or release");
+        }
+        Ok(id)
+    }
+
+    /// Keeps only the facts of a merge that no parent had already.
+    fn drop_merged(
+        &mut self,
+        commit: &Commit<'r>,
+        facts: &mut CommitFacts,
+    ) -> Result<(), git2::Error> {
+        let mut others = Vec::new();
+        for parent in commit.parent_ids().skip(1) {
+            others.push(self.repo.find_commit(parent)?.tree()?);
+        }
+        let had = |path: &str, spec: Oid| {
+            others.iter().any(|tree| {
+                tree.get_path(std::path::Path::new(path))
+                    .is_ok_and(|e| e.id() == spec)
+            })
+        };
+        facts.builds.retain(|b| {
+            !had(
+                &format!("builds/{}/{}/artifact.json", b.service, b.branch),
+                b.spec,
+            )
+        });
+        facts.releases.retain(|r| {
+            !had(
+                &format!(
+                    "{}/releases/{}/{}/artifact.json",
+                    r.environment, r.namespace, r.service
+                ),
+                r.spec,
+            )
+        });
+        Ok(())
+    }
+}
+
+fn diff_policies(old: Option<&Tree<'_>>, new: Option<&Tree<'_>>, facts: &mut CommitFacts) {
+    let changed: Vec<Change> = match (old, new) {
+        (_, Some(new)) => changes(old, new),
+        // The whole folder went away: every file in it changed.
+        (Some(old), None) => old
+            .iter()
+            .map(|e| Change {
+                name: e.name().map(str::to_string),
+                old: Some(Entry::of(&e)),
+                new: None,
+            })
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    for change in changed {
+        let is_blob = |e: &Option<Entry>| e.as_ref().is_some_and(|e| !e.is_tree);
+        if !(is_blob(&change.old) || is_blob(&change.new)) {
+            continue;
+        }
+        if let Some(service) = change.name.as_deref().and_then(|n| n.strip_suffix(".json")) {
+            facts.policies.push(service.to_string());
+        }
+    }
+}
+
+/// The artifact.json blob of `new` when it differs from `old`'s (or `old`
+/// has none).
+fn changed_spec(old: Option<&Tree<'_>>, new: &Tree<'_>) -> Option<Oid> {
+    let spec = new.get_name("artifact.json")?;
+    if spec.kind() != Some(ObjectType::Blob) {
+        return None;
+    }
+    let before = old
+        .and_then(|o| o.get_name("artifact.json"))
+        .map(|e| e.id());
+    (before != Some(spec.id())).then(|| spec.id())
+}
+
+/// A tree entry's id and whether it is a tree.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: Oid,
+    is_tree: bool,
+}
+
+impl Entry {
+    fn of(entry: &git2::TreeEntry<'_>) -> Self {
+        Entry {
+            id: entry.id(),
+            is_tree: entry.kind() == Some(ObjectType::Tree),
+        }
+    }
+}
+
+fn entry_named(tree: &Tree<'_>, name: &str) -> Option<Entry> {
+    tree.get_name(name).map(|e| Entry::of(&e))
+}
+
+/// One name whose entry differs between two trees.
+struct Change {
+    /// The name; `None` when it is not UTF-8 (no layout folder is).
+    name: Option<String>,
+    old: Option<Entry>,
+    new: Option<Entry>,
+}
+
+/// The entries that differ between `old` and `new` (added, removed or
+/// changed), by one merge of the two sorted entry lists: git keeps a tree's
+/// entries in one order (names compared bytewise, a folder's as if it ended
+/// in `/`), so equal entries are skipped without a search.
+fn changes(old: Option<&Tree<'_>>, new: &Tree<'_>) -> Vec<Change> {
+    let mut out = Vec::new();
+    let Some(old) = old else {
+        for entry in new.iter() {
+            out.push(Change {
+                name: entry.name().map(str::to_string),
+                old: None,
+                new: Some(Entry::of(&entry)),
+            });
+        }
+        return out;
+    };
+    if old.id() == new.id() {
+        return out;
+    }
+    let mut olds = old.iter().peekable();
+    let mut news = new.iter().peekable();
+    loop {
+        let order = match (olds.peek(), news.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(a), Some(b)) => git_order(a, b),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let gone = olds.next().expect("peeked");
+                out.push(Change {
+                    name: gone.name().map(str::to_string),
+                    old: Some(Entry::of(&gone)),
+                    new: None,
+                });
+            }
+            std::cmp::Ordering::Greater => {
+                let added = news.next().expect("peeked");
+                out.push(Change {
+                    name: added.name().map(str::to_string),
+                    old: None,
+                    new: Some(Entry::of(&added)),
+                });
+            }
+            std::cmp::Ordering::Equal => {
+                let before = olds.next().expect("peeked");
+                let after = news.next().expect("peeked");
+                if before.id() != after.id() || before.filemode() != after.filemode() {
+                    out.push(Change {
+                        name: after.name().map(str::to_string),
+                        old: Some(Entry::of(&before)),
+                        new: Some(Entry::of(&after)),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Git's order of tree entries: bytewise by name, a tree's name as if it
+/// ended in `/`.
+fn git_order(a: &git2::TreeEntry<'_>, b: &git2::TreeEntry<'_>) -> std::cmp::Ordering {
+    let (x, y) = (a.name_bytes(), b.name_bytes());
+    let common = x.len().min(y.len());
+    match x[..common].cmp(&y[..common]) {
+        std::cmp::Ordering::Equal => {}
+        other => return other,
+    }
+    let next = |name: &[u8], entry: &git2::TreeEntry<'_>| -> u8 {
+        match name.get(common) {
+            Some(&byte) => byte,
+            None if entry.kind() == Some(ObjectType::Tree) => b'/',
+            None => 0,
+        }
+    };
+    next(x, a).cmp(&next(y, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::tree::replace_at;
+    use git2::{FileMode, Signature};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        repo: Repository,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            Fixture { _dir: dir, repo }
+        }
+
+        /// Commits `files` (path, content; `None` removes) on `parent`.
+        fn commit(&self, parents: &[Oid], files: &[(&str, Option<&str>)]) -> Oid {
+            let parent_commits: Vec<Commit<'_>> = parents
+                .iter()
+                .map(|p| self.repo.find_commit(*p).unwrap())
+                .collect();
+            let mut root = parent_commits.first().map(|c| c.tree_id());
+            for (path, content) in files {
+                let parts: Vec<&str> = path.split('/').collect();
+                let new = content.map(|c| (self.repo.blob(c.as_bytes()).unwrap(), FileMode::Blob));
+                let current = root.map(|o| self.repo.find_tree(o).unwrap());
+                root = replace_at(&self.repo, current.as_ref(), &parts, new).unwrap();
+            }
+            let tree = self
+                .repo
+                .find_tree(
+                    root.unwrap_or_else(|| crate::repo::tree::empty_tree(&self.repo).unwrap()),
+                )
+                .unwrap();
+            let sig = Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
+            let refs: Vec<&Commit<'_>> = parent_commits.iter().collect();
+            self.repo
+                .commit(None, &sig, &sig, "whatever the title says", &tree, &refs)
+                .unwrap()
+        }
+
+        fn facts(&self, commit: Oid) -> CommitFacts {
+            let commit = self.repo.find_commit(commit).unwrap();
+            HistoryReader::new(&self.repo).read(&commit).unwrap()
+        }
+    }
+
+    fn spec(id: &str) -> String {
+        format!("{{\n  \"id\": \"{id}\"\n}}\n")
+    }
+
+    #[test]
+    fn a_changed_build_folder_is_a_build_whatever_the_title() {
+        let f = Fixture::new();
+        let base = f.commit(&[], &[("README.md", Some("x"))]);
+        let a = spec("master-1");
+        let build = f.commit(
+            &[base],
+            &[
+                ("builds/svc/master/artifact.json", Some(&a)),
+                ("builds/svc/master/dev/d.yaml", Some("d")),
+            ],
+        );
+        let facts = f.facts(build);
+        assert_eq!(facts.builds.len(), 1);
+        assert_eq!(facts.builds[0].service, "svc");
+        assert_eq!(facts.builds[0].branch, "master");
+        assert_eq!(facts.builds[0].artifact_id, "master-1");
+        assert!(facts.releases.is_empty());
+        // A manifest-only change is not a new build.
+        let edit = f.commit(&[build], &[("builds/svc/master/dev/d.yaml", Some("e"))]);
+        assert!(f.facts(edit).is_empty());
+    }
+
+    #[test]
+    fn nested_branches_and_several_services_in_one_commit() {
+        let f = Fixture::new();
+        let base = f.commit(
+            &[],
+            &[("builds/svc/feature/artifact.json", Some(&spec("f-1")))],
+        );
+        let both = f.commit(
+            &[base],
+            &[
+                ("builds/svc/feature/x/artifact.json", Some(&spec("fx-1"))),
+                ("builds/other/master/artifact.json", Some(&spec("m-1"))),
+            ],
+        );
+        let mut builds: Vec<(String, String)> = f
+            .facts(both)
+            .builds
+            .into_iter()
+            .map(|b| (b.service, b.branch))
+            .collect();
+        builds.sort();
+        assert_eq!(
+            builds,
+            vec![
+                ("other".to_string(), "master".to_string()),
+                ("svc".to_string(), "feature/x".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_release_folder_is_a_release() {
+        let f = Fixture::new();
+        let base = f.commit(&[], &[("dev/provisioning/c.yaml", Some("c"))]);
+        let release = f.commit(
+            &[base],
+            &[
+                ("dev/releases/dev/svc/artifact.json", Some(&spec("m-1"))),
+                ("dev/releases/dev/svc/d.yaml", Some("d")),
+                ("dev/provisioning/c.yaml", Some("changed")),
+            ],
+        );
+        let facts = f.facts(release);
+        assert_eq!(
+            facts.releases,
+            vec![ReleaseFact {
+                environment: "dev".into(),
+                namespace: "dev".into(),
+                service: "svc".into(),
+                artifact_id: "m-1".into(),
+                spec: facts.releases[0].spec,
+            }]
+        );
+        let other_ns = f.commit(
+            &[release],
+            &[(
+                "prod/releases/payments/svc/artifact.json",
+                Some(&spec("m-1")),
+            )],
+        );
+        let facts = f.facts(other_ns);
+        assert_eq!(facts.releases[0].environment, "prod");
+        assert_eq!(facts.releases[0].namespace, "payments");
+        // Removing a release folder releases nothing.
+        let removed = f.commit(&[other_ns], &[("dev/releases/dev/svc/artifact.json", None)]);
+        assert!(f.facts(removed).releases.is_empty());
+    }
+
+    #[test]
+    fn policy_files_added_changed_and_removed() {
+        let f = Fixture::new();
+        let base = f.commit(&[], &[("policies/a.json", Some("{}"))]);
+        let change = f.commit(
+            &[base],
+            &[
+                ("policies/a.json", Some("{ }")),
+                ("policies/b.json", Some("{}")),
+            ],
+        );
+        assert_eq!(f.facts(change).policies, vec!["a", "b"]);
+        let gone = f.commit(
+            &[change],
+            &[("policies/a.json", None), ("policies/b.json", None)],
+        );
+        assert_eq!(f.facts(gone).policies, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_merge_reports_only_its_own_changes() {
+        let f = Fixture::new();
+        let base = f.commit(&[], &[("README.md", Some("x"))]);
+        let left = f.commit(
+            &[base],
+            &[("builds/a/master/artifact.json", Some(&spec("a-1")))],
+        );
+        let right = f.commit(
+            &[base],
+            &[("builds/b/master/artifact.json", Some(&spec("b-1")))],
+        );
+        let merge = f.commit(
+            &[left, right],
+            &[("builds/b/master/artifact.json", Some(&spec("b-1")))],
+        );
+        assert!(f.facts(merge).is_empty(), "b-1 came from the right side");
+        let resolved = f.commit(
+            &[left, right],
+            &[("builds/b/master/artifact.json", Some(&spec("b-2")))],
+        );
+        assert_eq!(f.facts(resolved).builds[0].artifact_id, "b-2");
+    }
+
+    #[test]
+    fn reading_in_order_reuses_the_parents_trees() {
+        let f = Fixture::new();
+        let mut tip = f.commit(&[], &[("README.md", Some("x"))]);
+        let mut commits = Vec::new();
+        for n in 0..5 {
+            tip = f.commit(
+                &[tip],
+                &[(
+                    &format!("builds/s{n}/master/artifact.json"),
+                    Some(&spec(&format!("id-{n}"))),
+                )],
+            );
+            commits.push(tip);
+        }
+        let mut reader = HistoryReader::new(&f.repo);
+        for (n, oid) in commits.iter().enumerate() {
+            let commit = f.repo.find_commit(*oid).unwrap();
+            let facts = reader.read(&commit).unwrap();
+            assert_eq!(facts.builds[0].artifact_id, format!("id-{n}"));
+        }
+    }
+
+    #[test]
+    fn git_order_sorts_folders_as_if_they_ended_in_a_slash() {
+        // "a-b" (blob) sorts before "a" (tree, as "a/") since '-' < '/';
+        // a merge walk in plain name order would see changes that are none.
+        let f = Fixture::new();
+        let base = f.commit(
+            &[],
+            &[("a-b", Some("1")), ("a/x", Some("2")), ("a.c", Some("3"))],
+        );
+        let same_files = f.commit(&[base], &[("z", Some("new"))]);
+        let old = f.repo.find_commit(base).unwrap().tree().unwrap();
+        let new = f.repo.find_commit(same_files).unwrap().tree().unwrap();
+        let names: Vec<Option<String>> = changes(Some(&old), &new)
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, vec![Some("z".to_string())]);
+    }
+}
