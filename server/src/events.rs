@@ -18,7 +18,7 @@ pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {
     let Ok(commit) = repo.find_commit(oid) else {
         return Vec::new();
     };
-    let facts = match HistoryReader::new(repo).read(&commit) {
+    let facts = match HistoryReader::new(repo).and_then(|mut reader| reader.read(&commit)) {
         Ok(facts) => facts,
         Err(e) => {
             tracing::warn!(commit = %oid, error = %e, "cannot read what a commit changed; no events for it");

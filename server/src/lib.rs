@@ -17,6 +17,8 @@ pub mod policy;
 pub mod reads;
 pub mod repo;
 pub mod service;
+pub mod snapshots;
+pub mod starting;
 pub mod status;
 pub mod writer;
 
@@ -106,6 +108,8 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     serve: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     writer: std::thread::JoinHandle<()>,
+    /// Saves the index snapshot (a last time at shutdown).
+    snapshots: Arc<snapshots::SnapshotKeeper>,
     /// The data dir's lock, released when the server is dropped.
     _data_dir_lock: std::fs::File,
 }
@@ -139,7 +143,14 @@ impl RunningServer {
             Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
         }
         let writer = self.writer;
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let snapshots = self.snapshots;
+        // The writer has pushed its last batch: what the index holds now is
+        // what the next start should not have to read again.
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = writer.join();
+            snapshots.save_if_moved();
+        })
+        .await;
     }
 }
 
@@ -167,7 +178,104 @@ async fn poll(
     }
 }
 
-/// Opens the mirror, builds the index and serves on `listener`.
+/// What start-up prepares before the server is ready.
+struct Prepared {
+    mirror: Mirror,
+    published: Published,
+    /// Builds that arrived while the server was down.
+    arrived: Vec<writer::NewBuild>,
+    origin: repo::snapshot::Origin,
+    /// Tip of the snapshot loaded, if one was used.
+    snapshot_tip: Option<git2::Oid>,
+    /// Commits read from history (the rest came from the snapshot).
+    commits_read: u64,
+}
+
+/// Opens (or clones) the mirror, fetches, and builds the index: from the
+/// snapshot in the data dir when there is a usable one, reading only the
+/// commits after it, else from the whole history. Blocking.
+fn prepare(config: &ServerConfig) -> Result<Prepared, repo::RepoError> {
+    let mirror = Mirror::open(
+        &config.data_dir.join("mirror.git"),
+        config.config_repo.clone(),
+        config.config_branch.as_deref(),
+        config.credentials.clone(),
+    )?;
+    let last_seen = mirror.last_seen();
+    let tip = mirror.tip()?;
+    let origin = repo::snapshot::Origin {
+        remote: config.config_repo.to_string(),
+        branch: mirror.branch().to_string(),
+    };
+    let repo = mirror.repo();
+    let (mut index, base) = match repo::snapshot::load(&config.data_dir, &origin) {
+        Ok(snapshot) => {
+            let in_history =
+                snapshot.tip == tip || repo.graph_descendant_of(tip, snapshot.tip).unwrap_or(false);
+            if in_history {
+                (snapshot.index, Some(snapshot.tip))
+            } else {
+                tracing::warn!(
+                    snapshot = %snapshot.tip,
+                    %tip,
+                    "the index snapshot describes a commit that is not in the remote's history (it was rewritten); reading the whole history"
+                );
+                (Index::default(), None)
+            }
+        }
+        Err(repo::snapshot::SnapshotError::Missing) => {
+            tracing::info!("no index snapshot yet; reading the whole history");
+            (Index::default(), None)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "not using the index snapshot; reading the whole history");
+            (Index::default(), None)
+        }
+    };
+    let mut fresh = Index::default();
+    fresh.ingest_range(repo, base, tip)?;
+    let commits_read = fresh.commit_count();
+    // Builds that got in while the server was down have auto-releases to
+    // catch up. A first start (no mirror yet) has no such window.
+    let arrived = match last_seen {
+        None => Vec::new(),
+        Some(seen) if Some(seen) == base => fresh.new_builds(),
+        Some(seen) => {
+            let mut since = Index::default();
+            since.ingest_range(repo, Some(seen), tip)?;
+            since.new_builds()
+        }
+    };
+    index.absorb(fresh);
+    repo::enable_object_cache();
+    Ok(Prepared {
+        published: Published {
+            tip,
+            index,
+            generation: 0,
+        },
+        mirror,
+        arrived,
+        origin,
+        snapshot_tip: base,
+        commits_read,
+    })
+}
+
+/// Test builds only (feature `failpoints`): holds the start before it is
+/// ready while the file `RELEASE_MANAGER_HOLD_START` names does not exist,
+/// so a test can watch the server answer while it starts.
+async fn hold_before_ready() {
+    #[cfg(feature = "failpoints")]
+    if let Ok(path) = std::env::var("RELEASE_MANAGER_HOLD_START") {
+        while !std::path::Path::new(&path).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Serves on `listener` at once, answering `NOT_SERVING` / `UNAVAILABLE`
+/// while it opens the mirror and builds the index; returns when ready.
 pub async fn start(
     config: ServerConfig,
     listener: tokio::net::TcpListener,
@@ -179,44 +287,82 @@ pub async fn start(
     let data_dir_lock = lock_data_dir(&config.data_dir)?;
     repo::set_remote_timeout(config.remote_timeout);
     repo::pack::set_durable(config.fsync);
-    let mirror_dir = config.data_dir.join("mirror.git");
-    let (mirror, published, arrived) = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, repo::RepoError> {
-            let mirror = Mirror::open(
-                &mirror_dir,
-                config.config_repo,
-                config.config_branch.as_deref(),
-                config.credentials,
-            )?;
-            let last_seen = mirror.last_seen();
-            let tip = mirror.tip()?;
-            let mut index = Index::default();
-            index.ingest_range(mirror.repo(), None, tip)?;
-            // Services that got builds while the server was down; their
-            // auto-releases are caught up once the writer runs. A first
-            // start (no mirror yet) has no such window.
-            let mut arrived = Index::default();
-            if let Some(last_seen) = last_seen {
-                arrived.ingest_range(mirror.repo(), Some(last_seen), tip)?;
-            }
-            repo::enable_object_cache();
-            Ok((
-                mirror,
-                Published {
-                    tip,
-                    index,
-                    generation: 0,
-                },
-                arrived.new_builds(),
-            ))
-        })
-        .await
-        .map_err(|e| StartError::Grpc(e.to_string()))??
+
+    // The port answers from now on: health says NOT_SERVING and the
+    // services UNAVAILABLE until the gates open.
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_not_serving::<ReleaseServiceServer<ReleaseServiceHandler>>()
+        .await;
+    health_reporter
+        .set_not_serving::<PolicyServiceServer<PolicyServiceHandler>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let release_gate = starting::Gate::closed();
+    let policy_gate = starting::Gate::closed();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| StartError::Grpc(format!("TLS: {e}")))?;
+    }
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(release_gate.clone())
+        .add_service(policy_gate.clone());
+    // Small request/response exchanges must not wait for Nagle's algorithm.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = shutdown_rx.await;
+    }));
+    tracing::info!(%addr, "gRPC port open; NOT_SERVING until the mirror and its index are ready");
+
+    let prepared = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || prepare(&config))
+            .await
+            .map_err(|e| StartError::Grpc(e.to_string()))
+            .and_then(|prepared| prepared.map_err(StartError::Mirror))
+    };
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let _ = shutdown.send(());
+            let _ = serve.await;
+            return Err(e);
+        }
+    };
+    let Prepared {
+        mirror,
+        published,
+        arrived,
+        origin,
+        snapshot_tip,
+        commits_read,
+    } = prepared;
     tracing::info!(
         branch = mirror.branch(),
         commits = published.index.commit_count(),
+        commits_read,
+        from_snapshot = snapshot_tip.is_some(),
+        records = published.index.record_count(),
         tip = %published.tip,
         elapsed_ms = began.elapsed().as_millis() as u64,
         "mirror ready"
@@ -242,6 +388,17 @@ pub async fn start(
     }
     let (background_stop, _) = tokio::sync::watch::channel(false);
     let mut background = Vec::new();
+    let snapshots = Arc::new(snapshots::SnapshotKeeper::new(
+        config.data_dir.clone(),
+        origin,
+        shared.clone(),
+        config.fsync,
+        snapshot_tip,
+    ));
+    background.push(tokio::spawn(snapshots::keep_saving(
+        snapshots.clone(),
+        background_stop.subscribe(),
+    )));
     if !config.poll_interval.is_zero() {
         background.push(tokio::spawn(poll(
             writer.clone(),
@@ -278,26 +435,6 @@ pub async fn start(
         shared,
         config.settings.clone(),
     ));
-
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<ReleaseServiceServer<ReleaseServiceHandler>>()
-        .await;
-    health_reporter
-        .set_serving::<PolicyServiceServer<PolicyServiceHandler>>()
-        .await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| StartError::Grpc(e.to_string()))?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| StartError::Grpc(e.to_string()))?;
-
     let policy = PolicyServiceHandler::new(
         writer.clone(),
         reader.clone(),
@@ -315,26 +452,19 @@ pub async fn start(
         events.clone(),
         stopping.clone(),
     );
-    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &config.tls {
-        let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
-        builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-            .map_err(|e| StartError::Grpc(format!("TLS: {e}")))?;
-    }
-    let router = builder
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(ReleaseServiceServer::new(release))
-        .add_service(PolicyServiceServer::new(policy));
-    // Small request/response exchanges must not wait for Nagle's algorithm.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
-        let _ = shutdown_rx.await;
-    }));
-    tracing::info!(%addr, "serving gRPC");
+    hold_before_ready().await;
+    release_gate.open(ReleaseServiceServer::new(release));
+    policy_gate.open(PolicyServiceServer::new(policy));
+    health_reporter
+        .set_serving::<ReleaseServiceServer<ReleaseServiceHandler>>()
+        .await;
+    health_reporter
+        .set_serving::<PolicyServiceServer<PolicyServiceHandler>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    tracing::info!(elapsed_ms = began.elapsed().as_millis() as u64, %addr, "serving gRPC");
     Ok(RunningServer {
         addr,
         http_addr,
@@ -347,6 +477,7 @@ pub async fn start(
         shutdown,
         serve,
         writer: writer_thread,
+        snapshots,
         _data_dir_lock: data_dir_lock,
     })
 }

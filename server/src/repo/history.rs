@@ -16,7 +16,9 @@
 //! commit's parent is usually that commit, so each large tree (`builds`, a
 //! namespace folder with thousands of services) is read once, not twice.
 
-use git2::{Commit, ObjectType, Oid, Repository, Tree};
+use git2::{Commit, ObjectType, Oid, Repository};
+
+use super::raw_tree::{changes, Change, RawTree};
 
 /// A build a commit added or replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,30 +69,38 @@ impl CommitFacts {
 /// Reads what commits changed, reusing the trees of the commit read last.
 pub struct HistoryReader<'r> {
     repo: &'r Repository,
+    odb: git2::Odb<'r>,
     /// Trees loaded while reading the previous commit.
-    previous: Vec<Tree<'r>>,
+    previous: Vec<RawTree>,
     /// Trees loaded while reading the current commit.
-    current: Vec<Tree<'r>>,
+    current: Vec<RawTree>,
     /// The commit read last and its root tree.
     last: Option<(Oid, Oid)>,
+    /// Top-level folders seen with a `releases/` folder. A branch's path
+    /// never has an environment's name as a segment, so folders of that
+    /// name below `builds/<service>/` hold manifests and are not searched
+    /// for nested branches (three tree reads saved per build).
+    environments: std::collections::HashSet<String>,
 }
 
 impl<'r> HistoryReader<'r> {
     /// A reader over `repo`.
-    pub fn new(repo: &'r Repository) -> Self {
-        HistoryReader {
+    pub fn new(repo: &'r Repository) -> Result<Self, git2::Error> {
+        Ok(HistoryReader {
             repo,
+            odb: repo.odb()?,
             previous: Vec::new(),
             current: Vec::new(),
             last: None,
-        }
+            environments: std::collections::HashSet::new(),
+        })
     }
 
     /// What `commit` changed, compared with its first parent (a root commit
     /// with the empty tree). In a merge, a change counts only when no parent
     /// already had it: what a merge brings from its other side was read
     /// with the commits of that side.
-    pub fn read(&mut self, commit: &Commit<'r>) -> Result<CommitFacts, git2::Error> {
+    pub fn read(&mut self, commit: &Commit<'_>) -> Result<CommitFacts, git2::Error> {
         self.previous = std::mem::take(&mut self.current);
         let new_root = self.tree(commit.tree_id())?;
         let old_root = match commit.parent_ids().next() {
@@ -114,29 +124,35 @@ impl<'r> HistoryReader<'r> {
     }
 
     /// The tree `oid`, from what the last two commits loaded if it is there.
-    fn tree(&mut self, oid: Oid) -> Result<Tree<'r>, git2::Error> {
-        if let Some(tree) = self.current.iter().find(|t| t.id() == oid) {
+    fn tree(&mut self, oid: Oid) -> Result<RawTree, git2::Error> {
+        if let Some(tree) = self.current.iter().find(|t| t.id == oid) {
             return Ok(tree.clone());
         }
-        let tree = match self.previous.iter().find(|t| t.id() == oid) {
+        let tree = match self.previous.iter().find(|t| t.id == oid) {
             Some(tree) => tree.clone(),
-            None => self.repo.find_tree(oid)?,
+            None => {
+                let object = self.odb.read(oid)?;
+                if object.kind() != ObjectType::Tree {
+                    return Err(git2::Error::from_str(&format!("{oid} is not a tree")));
+                }
+                RawTree::new(oid, object.data())
+            }
         };
         self.current.push(tree.clone());
         Ok(tree)
     }
 
-    fn subtree(&mut self, entry: Option<Entry>) -> Result<Option<Tree<'r>>, git2::Error> {
+    fn subtree(&mut self, entry: Option<(Oid, bool)>) -> Result<Option<RawTree>, git2::Error> {
         match entry {
-            Some(entry) if entry.is_tree => self.tree(entry.id).map(Some),
+            Some((oid, true)) => self.tree(oid).map(Some),
             _ => Ok(None),
         }
     }
 
     fn diff_root(
         &mut self,
-        old: Option<&Tree<'r>>,
-        new: &Tree<'r>,
+        old: Option<&RawTree>,
+        new: &RawTree,
         facts: &mut CommitFacts,
     ) -> Result<(), git2::Error> {
         for change in changes(old, new) {
@@ -168,8 +184,8 @@ impl<'r> HistoryReader<'r> {
 
     fn diff_builds(
         &mut self,
-        old: Option<&Tree<'r>>,
-        new: &Tree<'r>,
+        old: Option<&RawTree>,
+        new: &RawTree,
         facts: &mut CommitFacts,
     ) -> Result<(), git2::Error> {
         for change in changes(old, new) {
@@ -190,8 +206,8 @@ impl<'r> HistoryReader<'r> {
         &mut self,
         service: &str,
         prefix: &str,
-        old: Option<&Tree<'r>>,
-        new: &Tree<'r>,
+        old: Option<&RawTree>,
+        new: &RawTree,
         facts: &mut CommitFacts,
     ) -> Result<(), git2::Error> {
         if !prefix.is_empty() {
@@ -208,6 +224,9 @@ impl<'r> HistoryReader<'r> {
         }
         for change in changes(old, new) {
             let Some(name) = change.name else { continue };
+            if self.environments.contains(&name) {
+                continue;
+            }
             let old_sub = self.subtree(change.old)?;
             let Some(new_sub) = self.subtree(change.new)? else {
                 continue;
@@ -228,21 +247,21 @@ impl<'r> HistoryReader<'r> {
     fn diff_environment(
         &mut self,
         environment: &str,
-        old: Option<&Tree<'r>>,
-        new: &Tree<'r>,
+        old: Option<&RawTree>,
+        new: &RawTree,
         facts: &mut CommitFacts,
     ) -> Result<(), git2::Error> {
         let new_releases = self.subtree(entry_named(new, "releases"))?;
         let Some(new_releases) = new_releases else {
             return Ok(());
         };
+        if !self.environments.contains(environment) {
+            self.environments.insert(environment.to_string());
+        }
         let old_releases = match old {
             Some(old) => self.subtree(entry_named(old, "releases"))?,
             None => None,
         };
-        if old_releases.as_ref().map(Tree::id) == Some(new_releases.id()) {
-            return Ok(());
-        }
         for namespace in changes(old_releases.as_ref(), &new_releases) {
             let Some(namespace_name) = namespace.name else {
                 continue;
@@ -276,10 +295,10 @@ impl<'r> HistoryReader<'r> {
         Ok(())
     }
 
-    /// The id in an artifact.json blob; `None` (logged) when it has none.
+    /// The id in an artifact.json blob; `None` when it has none.
     fn artifact_id(&self, spec: Oid) -> Result<Option<String>, git2::Error> {
-        let blob = self.repo.find_blob(spec)?;
-        let id = release_manager::spec::committed_id(blob.content());
+        let blob = self.odb.read(spec)?;
+        let id = release_manager::spec::committed_id(blob.data());
         if id.is_none() {
             tracing::debug!(blob = %spec, "an artifact.json without a readable id; not a build or release");
         }
@@ -289,7 +308,7 @@ impl<'r> HistoryReader<'r> {
     /// Keeps only the facts of a merge that no parent had already.
     fn drop_merged(
         &mut self,
-        commit: &Commit<'r>,
+        commit: &Commit<'_>,
         facts: &mut CommitFacts,
     ) -> Result<(), git2::Error> {
         let mut others = Vec::new();
@@ -321,23 +340,23 @@ impl<'r> HistoryReader<'r> {
     }
 }
 
-fn diff_policies(old: Option<&Tree<'_>>, new: Option<&Tree<'_>>, facts: &mut CommitFacts) {
+fn diff_policies(old: Option<&RawTree>, new: Option<&RawTree>, facts: &mut CommitFacts) {
     let changed: Vec<Change> = match (old, new) {
         (_, Some(new)) => changes(old, new),
         // The whole folder went away: every file in it changed.
         (Some(old), None) => old
-            .iter()
+            .entries()
             .map(|e| Change {
-                name: e.name().map(str::to_string),
-                old: Some(Entry::of(&e)),
+                name: std::str::from_utf8(e.name).ok().map(str::to_string),
+                old: Some((e.id, e.is_tree)),
                 new: None,
             })
             .collect(),
         (None, None) => Vec::new(),
     };
     for change in changed {
-        let is_blob = |e: &Option<Entry>| e.as_ref().is_some_and(|e| !e.is_tree);
-        if !(is_blob(&change.old) || is_blob(&change.new)) {
+        let is_file = |e: &Option<(Oid, bool)>| e.is_some_and(|(_, folder)| !folder);
+        if !(is_file(&change.old) || is_file(&change.new)) {
             continue;
         }
         if let Some(service) = change.name.as_deref().and_then(|n| n.strip_suffix(".json")) {
@@ -348,123 +367,14 @@ fn diff_policies(old: Option<&Tree<'_>>, new: Option<&Tree<'_>>, facts: &mut Com
 
 /// The artifact.json blob of `new` when it differs from `old`'s (or `old`
 /// has none).
-fn changed_spec(old: Option<&Tree<'_>>, new: &Tree<'_>) -> Option<Oid> {
-    let spec = new.get_name("artifact.json")?;
-    if spec.kind() != Some(ObjectType::Blob) {
-        return None;
-    }
-    let before = old
-        .and_then(|o| o.get_name("artifact.json"))
-        .map(|e| e.id());
-    (before != Some(spec.id())).then(|| spec.id())
+fn changed_spec(old: Option<&RawTree>, new: &RawTree) -> Option<Oid> {
+    let spec = new.get("artifact.json").filter(|e| !e.is_tree)?;
+    let before = old.and_then(|o| o.get("artifact.json")).map(|e| e.id);
+    (before != Some(spec.id)).then_some(spec.id)
 }
 
-/// A tree entry's id and whether it is a tree.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    id: Oid,
-    is_tree: bool,
-}
-
-impl Entry {
-    fn of(entry: &git2::TreeEntry<'_>) -> Self {
-        Entry {
-            id: entry.id(),
-            is_tree: entry.kind() == Some(ObjectType::Tree),
-        }
-    }
-}
-
-fn entry_named(tree: &Tree<'_>, name: &str) -> Option<Entry> {
-    tree.get_name(name).map(|e| Entry::of(&e))
-}
-
-/// One name whose entry differs between two trees.
-struct Change {
-    /// The name; `None` when it is not UTF-8 (no layout folder is).
-    name: Option<String>,
-    old: Option<Entry>,
-    new: Option<Entry>,
-}
-
-/// The entries that differ between `old` and `new` (added, removed or
-/// changed), by one merge of the two sorted entry lists: git keeps a tree's
-/// entries in one order (names compared bytewise, a folder's as if it ended
-/// in `/`), so equal entries are skipped without a search.
-fn changes(old: Option<&Tree<'_>>, new: &Tree<'_>) -> Vec<Change> {
-    let mut out = Vec::new();
-    let Some(old) = old else {
-        for entry in new.iter() {
-            out.push(Change {
-                name: entry.name().map(str::to_string),
-                old: None,
-                new: Some(Entry::of(&entry)),
-            });
-        }
-        return out;
-    };
-    if old.id() == new.id() {
-        return out;
-    }
-    let mut olds = old.iter().peekable();
-    let mut news = new.iter().peekable();
-    loop {
-        let order = match (olds.peek(), news.peek()) {
-            (None, None) => break,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(a), Some(b)) => git_order(a, b),
-        };
-        match order {
-            std::cmp::Ordering::Less => {
-                let gone = olds.next().expect("peeked");
-                out.push(Change {
-                    name: gone.name().map(str::to_string),
-                    old: Some(Entry::of(&gone)),
-                    new: None,
-                });
-            }
-            std::cmp::Ordering::Greater => {
-                let added = news.next().expect("peeked");
-                out.push(Change {
-                    name: added.name().map(str::to_string),
-                    old: None,
-                    new: Some(Entry::of(&added)),
-                });
-            }
-            std::cmp::Ordering::Equal => {
-                let before = olds.next().expect("peeked");
-                let after = news.next().expect("peeked");
-                if before.id() != after.id() || before.filemode() != after.filemode() {
-                    out.push(Change {
-                        name: after.name().map(str::to_string),
-                        old: Some(Entry::of(&before)),
-                        new: Some(Entry::of(&after)),
-                    });
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Git's order of tree entries: bytewise by name, a tree's name as if it
-/// ended in `/`.
-fn git_order(a: &git2::TreeEntry<'_>, b: &git2::TreeEntry<'_>) -> std::cmp::Ordering {
-    let (x, y) = (a.name_bytes(), b.name_bytes());
-    let common = x.len().min(y.len());
-    match x[..common].cmp(&y[..common]) {
-        std::cmp::Ordering::Equal => {}
-        other => return other,
-    }
-    let next = |name: &[u8], entry: &git2::TreeEntry<'_>| -> u8 {
-        match name.get(common) {
-            Some(&byte) => byte,
-            None if entry.kind() == Some(ObjectType::Tree) => b'/',
-            None => 0,
-        }
-    };
-    next(x, a).cmp(&next(y, b))
+fn entry_named(tree: &RawTree, name: &str) -> Option<(Oid, bool)> {
+    tree.get(name).map(|e| (e.id, e.is_tree))
 }
 
 #[cfg(test)]
@@ -513,7 +423,10 @@ mod tests {
 
         fn facts(&self, commit: Oid) -> CommitFacts {
             let commit = self.repo.find_commit(commit).unwrap();
-            HistoryReader::new(&self.repo).read(&commit).unwrap()
+            HistoryReader::new(&self.repo)
+                .unwrap()
+                .read(&commit)
+                .unwrap()
         }
     }
 
@@ -670,30 +583,11 @@ mod tests {
             );
             commits.push(tip);
         }
-        let mut reader = HistoryReader::new(&f.repo);
+        let mut reader = HistoryReader::new(&f.repo).unwrap();
         for (n, oid) in commits.iter().enumerate() {
             let commit = f.repo.find_commit(*oid).unwrap();
             let facts = reader.read(&commit).unwrap();
             assert_eq!(facts.builds[0].artifact_id, format!("id-{n}"));
         }
-    }
-
-    #[test]
-    fn git_order_sorts_folders_as_if_they_ended_in_a_slash() {
-        // "a-b" (blob) sorts before "a" (tree, as "a/") since '-' < '/';
-        // a merge walk in plain name order would see changes that are none.
-        let f = Fixture::new();
-        let base = f.commit(
-            &[],
-            &[("a-b", Some("1")), ("a/x", Some("2")), ("a.c", Some("3"))],
-        );
-        let same_files = f.commit(&[base], &[("z", Some("new"))]);
-        let old = f.repo.find_commit(base).unwrap().tree().unwrap();
-        let new = f.repo.find_commit(same_files).unwrap().tree().unwrap();
-        let names: Vec<Option<String>> = changes(Some(&old), &new)
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        assert_eq!(names, vec![Some("z".to_string())]);
     }
 }

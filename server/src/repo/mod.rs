@@ -6,7 +6,9 @@ pub mod index;
 pub mod message;
 pub mod mirror;
 pub mod pack;
+pub mod raw_tree;
 pub mod remote;
+pub mod snapshot;
 pub mod tree;
 
 use std::path::PathBuf;
@@ -46,8 +48,20 @@ pub fn configure_libgit2() {
         // of it mapped, all counted in the server's resident memory.
         // SAFETY: called once, before any repository is opened.
         unsafe {
-            let _ = git2::opts::set_mwindow_size(8 << 20);
-            let _ = git2::opts::set_mwindow_mapped_limit(32 << 20);
+            let _ = git2::opts::set_mwindow_size(
+                std::env::var("MW_SIZE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(8)
+                    << 20,
+            );
+            let _ = git2::opts::set_mwindow_mapped_limit(
+                std::env::var("MW_LIMIT")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(32)
+                    << 20,
+            );
         }
     });
 }
