@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 pub struct ArtifactSpec {
     /// Artifact id, unique per service.
     pub id: String,
-    /// Service name (absent in files of older tools).
-    #[serde(default)]
+    /// Service name (absent in files of older tools, and left out when
+    /// empty so that their strict readers accept what we write).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service: String,
-    /// Namespace to release into (absent in files of older tools).
-    #[serde(default)]
+    /// Namespace to release into (absent in files of older tools; left out
+    /// when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     /// Owning squad.
     #[serde(default)]
@@ -41,8 +43,8 @@ pub struct Repository {
     /// Commit sha.
     #[serde(default)]
     pub sha: String,
-    /// Branch (absent in files of older tools).
-    #[serde(default)]
+    /// Branch (absent in files of older tools; left out when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub branch: String,
     /// Author name.
     #[serde(default)]
@@ -77,11 +79,12 @@ pub struct Ci {
     /// Link to the job.
     #[serde(default)]
     pub job_url: String,
-    /// Start time, RFC 3339.
-    #[serde(default)]
+    /// Start time, RFC 3339; left out until known (every reader of the
+    /// original release manager refuses an empty time).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub start: String,
-    /// End time, RFC 3339.
-    #[serde(default)]
+    /// End time, RFC 3339; left out until known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub end: String,
 }
 
@@ -143,6 +146,11 @@ pub fn committed_id(bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// Whether an artifact.json time says nothing: empty, or Go's zero time.
+pub fn is_unset_time(time: &str) -> bool {
+    time.is_empty() || time.starts_with("0001-01-01T00:00:00")
+}
+
 impl ArtifactSpec {
     /// Parses artifact.json strictly.
     pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
@@ -200,9 +208,11 @@ impl ArtifactSpec {
         seen.then_some(sum)
     }
 
-    /// When the build finished: `ci.end`, else `ci.start`.
+    /// When the build finished: `ci.end`, else `ci.start`. A zero time
+    /// (`0001-01-01T00:00:00Z`, what the original's CLI wrote for a job that
+    /// never called `end`) counts as unset.
     pub fn build_time(&self) -> &str {
-        if self.ci.end.is_empty() {
+        if is_unset_time(&self.ci.end) {
             &self.ci.start
         } else {
             &self.ci.end
@@ -275,6 +285,26 @@ mod tests {
         let spec = ArtifactSpec::parse(OLD_TOOL.as_bytes()).unwrap();
         let text = spec.to_pretty_json();
         assert!(text.starts_with("{\n  \"id\""));
+        assert_eq!(ArtifactSpec::parse(text.as_bytes()).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_zero_end_time_counts_as_unset() {
+        let text = OLD_TOOL.replace("2026-01-01T00:01:00Z", "0001-01-01T00:00:00Z");
+        let spec = ArtifactSpec::parse(text.as_bytes()).unwrap();
+        assert_eq!(spec.build_time(), "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn unset_parts_are_left_out_of_what_is_written() {
+        let spec = ArtifactSpec {
+            id: "x".into(),
+            ..Default::default()
+        };
+        let text = spec.to_pretty_json();
+        for absent in ["\"service\"", "\"namespace\"", "\"branch\"", "\"start\"", "\"end\""] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
         assert_eq!(ArtifactSpec::parse(text.as_bytes()).unwrap(), spec);
     }
 

@@ -20,8 +20,12 @@ pub fn timestamp(seconds: i64) -> Timestamp {
     Timestamp { seconds, nanos: 0 }
 }
 
-/// An RFC 3339 time as a `Timestamp`; `None` when empty or malformed.
+/// An RFC 3339 time as a `Timestamp`; `None` when unset (empty, or Go's
+/// zero time) or malformed.
 pub fn rfc3339(text: &str) -> Option<Timestamp> {
+    if release_manager::spec::is_unset_time(text) {
+        return None;
+    }
     let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
     Some(Timestamp {
         seconds: time.timestamp(),
