@@ -302,7 +302,13 @@ mod tests {
             ..Default::default()
         };
         let text = spec.to_pretty_json();
-        for absent in ["\"service\"", "\"namespace\"", "\"branch\"", "\"start\"", "\"end\""] {
+        for absent in [
+            "\"service\"",
+            "\"namespace\"",
+            "\"branch\"",
+            "\"start\"",
+            "\"end\"",
+        ] {
             assert!(!text.contains(absent), "{absent} in {text}");
         }
         assert_eq!(ArtifactSpec::parse(text.as_bytes()).unwrap(), spec);

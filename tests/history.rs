@@ -139,7 +139,13 @@ fn commit(work: &Path, message: &str) {
     std::fs::write(&file, message).unwrap();
     git(
         work,
-        &["commit", "-q", "--cleanup=verbatim", "-F", file.to_str().unwrap()],
+        &[
+            "commit",
+            "-q",
+            "--cleanup=verbatim",
+            "-F",
+            file.to_str().unwrap(),
+        ],
     );
 }
 
@@ -178,9 +184,15 @@ fn mixed_history() -> ConfigRepo {
         &format!("[{SERVICE}] artifact {LATER} by ci@example.com\n"),
     );
     write_release(&work, "dev", LATER, &later_spec(LATER, 2));
-    commit(&work, &original_release("dev", LATER, "alice", "ReleaseBranch"));
+    commit(
+        &work,
+        &original_release("dev", LATER, "alice", "ReleaseBranch"),
+    );
     write_release(&work, "staging", LATER, &later_spec(LATER, 2));
-    commit(&work, &original_release("staging", LATER, "alice", "Promote"));
+    commit(
+        &work,
+        &original_release("staging", LATER, "alice", "Promote"),
+    );
     // By hand: someone put the seed build into prod, saying nothing.
     write_release(&work, "prod", SEED, &seed_spec(SEED));
     commit(&work, "hotfix: pin prod to the old build\n");
@@ -188,7 +200,9 @@ fn mixed_history() -> ConfigRepo {
     repo
 }
 
-async fn status_of(client: &mut pb::release_service_client::ReleaseServiceClient<tonic::transport::Channel>) -> Vec<pb::EnvironmentStatus> {
+async fn status_of(
+    client: &mut pb::release_service_client::ReleaseServiceClient<tonic::transport::Channel>,
+) -> Vec<pb::EnvironmentStatus> {
     client
         .status(pb::StatusRequest {
             service: SERVICE.into(),
@@ -330,7 +344,9 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
     assert_eq!(released.artifact_id, SEED);
     assert_eq!(released.branch, "master");
     assert_eq!(
-        repo.remote_file(&format!("staging/releases/staging/{SERVICE}/deployment.yaml")),
+        repo.remote_file(&format!(
+            "staging/releases/staging/{SERVICE}/deployment.yaml"
+        )),
         Some(manifests(SEED, "staging")[0].1.clone())
     );
     assert_eq!(
@@ -383,7 +399,10 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
     let status = status_of(&mut client).await;
     assert_eq!(running(&status, "dev"), NEWEST, "auto-released");
     let subject = repo.remote_git(&["log", "-1", "--format=%s%n%b", "master"]);
-    assert!(subject.contains("Release-intent: auto-release"), "{subject}");
+    assert!(
+        subject.contains("Release-intent: auto-release"),
+        "{subject}"
+    );
 
     // The whole dev history now mixes every era, ours on top.
     let history = client

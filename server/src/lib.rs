@@ -92,12 +92,24 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     }
 }
 
+/// How the index was built at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartReport {
+    /// Whether a persisted index was loaded (else the whole history was
+    /// read).
+    pub from_snapshot: bool,
+    /// Commits read from history.
+    pub commits_read: u64,
+}
+
 /// A running server.
 pub struct RunningServer {
     /// The address it listens on.
     pub addr: SocketAddr,
     /// The address of the HTTP listener (webhook, metrics), if any.
     pub http_addr: Option<SocketAddr>,
+    /// How the index was built at start.
+    pub started: StartReport,
     background: Vec<tokio::task::JoinHandle<()>>,
     background_stop: tokio::sync::watch::Sender<bool>,
     writer_handle: writer::WriterHandle,
@@ -195,7 +207,7 @@ struct Prepared {
 /// snapshot in the data dir when there is a usable one, reading only the
 /// commits after it, else from the whole history. Blocking.
 fn prepare(config: &ServerConfig) -> Result<Prepared, repo::RepoError> {
-    let mirror = Mirror::open(
+    let mut mirror = Mirror::open(
         &config.data_dir.join("mirror.git"),
         config.config_repo.clone(),
         config.config_branch.as_deref(),
@@ -237,16 +249,33 @@ fn prepare(config: &ServerConfig) -> Result<Prepared, repo::RepoError> {
     let commits_read = fresh.commit_count();
     // Builds that got in while the server was down have auto-releases to
     // catch up. A first start (no mirror yet) has no such window.
-    let arrived = match last_seen {
+    // When the remote was rewritten meanwhile, what is new is what the new
+    // history has since it parted from the one last seen (nothing, for an
+    // unrelated history).
+    let since = last_seen.and_then(|seen| {
+        if seen == tip || repo.graph_descendant_of(tip, seen).unwrap_or(false) {
+            Some(seen)
+        } else {
+            repo.merge_base(seen, tip).ok()
+        }
+    });
+    let arrived = match since {
         None => Vec::new(),
-        Some(seen) if Some(seen) == base => fresh.new_builds(),
-        Some(seen) => {
-            let mut since = Index::default();
-            since.ingest_range(repo, Some(seen), tip)?;
-            since.new_builds()
+        Some(since) if Some(since) == base => fresh.new_builds(),
+        Some(since) => {
+            let mut news = Index::default();
+            news.ingest_range(repo, Some(since), tip)?;
+            news.new_builds()
         }
     };
     index.absorb(fresh);
+    if commits_read > 0 {
+        // Reading history mapped the pack's index and windows of the pack
+        // into memory (all of it counted in the server's resident size);
+        // a new handle starts without them.
+        mirror.reopen()?;
+        release_memory();
+    }
     repo::enable_object_cache();
     Ok(Prepared {
         published: Published {
@@ -260,6 +289,16 @@ fn prepare(config: &ServerConfig) -> Result<Prepared, repo::RepoError> {
         snapshot_tip: base,
         commits_read,
     })
+}
+
+/// Gives the heap that reading history used back to the system (glibc keeps
+/// freed memory for reuse otherwise, and reports it as resident).
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Test builds only (feature `failpoints`): holds the start before it is
@@ -468,6 +507,10 @@ pub async fn start(
     Ok(RunningServer {
         addr,
         http_addr,
+        started: StartReport {
+            from_snapshot: snapshot_tip.is_some(),
+            commits_read,
+        },
         background,
         background_stop,
         writer_handle,

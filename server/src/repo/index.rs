@@ -220,7 +220,13 @@ impl Index {
         if let Some(from) = from {
             walk.hide(from).map_err(&walk_error)?;
         }
-        let commits: Vec<Oid> = walk.collect::<Result<_, _>>().map_err(&walk_error)?;
+        let commits: Vec<Oid> = walk
+            .by_ref()
+            .collect::<Result<_, _>>()
+            .map_err(&walk_error)?;
+        // The walk holds a node per commit of the history: free it before
+        // the index grows.
+        drop(walk);
         // One thread: libgit2 serialises reads of one pack file, so more
         // readers only contend (measured: 2 threads, 15% faster at best).
         let progress = Progress::new(commits.len());
