@@ -372,3 +372,177 @@ async fn the_original_release_managers_pipeline_runs_unchanged() {
     assert_eq!(code["data"]["url"], "https://app.snyk.io");
     assert_eq!(code["data"]["vulnerabilities"]["high"], 0);
 }
+
+/// The artifact.json reader of the original release manager's first
+/// versions, as strict as it was: unknown fields refused (it knew no
+/// `service`, `namespace` or `application.branch`), times parsed as RFC 3339
+/// whenever present (an empty string fails, as Go's `time.Time` does).
+mod original_reader {
+    // Fields that are only there to be accepted: the schema is the test.
+    #![allow(dead_code)]
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Spec {
+        pub id: String,
+        #[serde(default)]
+        pub application: Repository,
+        #[serde(default)]
+        pub ci: Ci,
+        #[serde(default)]
+        pub squad: String,
+        #[serde(default)]
+        pub shuttle: Shuttle,
+        #[serde(default)]
+        pub stages: Vec<Stage>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Repository {
+        #[serde(default)]
+        pub sha: String,
+        #[serde(default)]
+        pub author_name: String,
+        #[serde(default)]
+        pub author_email: String,
+        #[serde(default)]
+        pub committer_name: String,
+        #[serde(default)]
+        pub committer_email: String,
+        #[serde(default)]
+        pub message: String,
+        #[serde(default)]
+        pub name: String,
+        #[serde(default)]
+        pub url: String,
+        #[serde(default)]
+        pub provider: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Ci {
+        #[serde(default)]
+        pub job_url: String,
+        #[serde(default, deserialize_with = "time")]
+        pub start: Option<chrono::DateTime<chrono::FixedOffset>>,
+        #[serde(default, deserialize_with = "time")]
+        pub end: Option<chrono::DateTime<chrono::FixedOffset>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Shuttle {
+        #[serde(default)]
+        pub plan: Repository,
+        #[serde(default)]
+        pub shuttle_version: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Stage {
+        pub id: String,
+        #[serde(default)]
+        pub name: String,
+        #[serde(default)]
+        pub data: serde_json::Value,
+    }
+
+    fn time<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("parsing time {text:?}: {e}")))
+    }
+}
+
+#[tokio::test]
+async fn what_the_cli_writes_is_read_by_the_originals_strict_reader() {
+    // The original's pipeline: no --service, --git-branch or --namespace
+    // (our additions), so the file must be one its first reader accepts at
+    // every step: after init (no end time yet), after each add, after end.
+    let root = tempfile::tempdir().expect("temp dir");
+    let init = [
+        "init",
+        "--artifact-id",
+        "master-1a2b3c4d5e-6f7a8b9c0d",
+        "--squad",
+        "nasa",
+        "--git-author-name",
+        "Ada Lovelace",
+        "--git-author-email",
+        "ada@example.com",
+        "--git-message",
+        "Add search",
+        "--git-sha",
+        "1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d",
+        "--provider",
+        "GitHub",
+        "--url",
+        "https://github.com/acme/product-api/commit/1a2b3c4d5e",
+        "--ci-job-url",
+        "https://jenkins.example.com/job/1",
+    ];
+    let steps: Vec<Vec<&str>> = vec![
+        init.to_vec(),
+        vec![
+            "add",
+            "build",
+            "--image",
+            "acme/api",
+            "--tag",
+            "t",
+            "--docker-version",
+            "27",
+        ],
+        vec![
+            "add",
+            "test",
+            "--passed",
+            "10",
+            "--failed",
+            "0",
+            "--skipped",
+            "1",
+        ],
+        vec!["add", "snyk-code", "--language", "go"],
+        vec!["add", "snyk-docker", "--base-image", "alpine:3"],
+        vec!["end"],
+    ];
+    for step in &steps {
+        let outcome = run_in(root.path(), step, &clock(NOW)).await;
+        assert_eq!(outcome.code, 0, "{step:?}: {outcome:?}");
+        let written = fs::read(root.path().join("artifact.json")).expect("written");
+        let parsed: Result<original_reader::Spec, _> = serde_json::from_slice(&written);
+        if let Err(e) = &parsed {
+            panic!(
+                "after {step:?} the original's reader refuses the file: {e}\n{}",
+                String::from_utf8_lossy(&written)
+            );
+        }
+    }
+    let spec: original_reader::Spec =
+        serde_json::from_slice(&fs::read(root.path().join("artifact.json")).unwrap()).unwrap();
+    assert_eq!(spec.id, "master-1a2b3c4d5e-6f7a8b9c0d");
+    assert_eq!(spec.stages.len(), 4);
+    assert!(spec.ci.start.is_some() && spec.ci.end.is_some());
+    assert_eq!(spec.application.author_email, "ada@example.com");
+
+    // Asked for, our additions are written (and this reader would refuse
+    // them, as it refused every field it did not know).
+    let with_service = tempfile::tempdir().expect("temp dir");
+    let mut init_with = init.to_vec();
+    init_with.extend(["--service", "product-api", "--git-branch", "master"]);
+    let outcome = run_in(with_service.path(), &init_with, &clock(NOW)).await;
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let written = fs::read(with_service.path().join("artifact.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    assert_eq!(value["service"], "product-api");
+    assert_eq!(value["application"]["branch"], "master");
+    assert!(serde_json::from_slice::<original_reader::Spec>(&written).is_err());
+}

@@ -137,6 +137,18 @@ impl<W: Write> FastImport<W> {
     }
 
     fn commit(&mut self, message: &str, author: &str, ops: &[String]) -> std::io::Result<()> {
+        self.commit_from(message, author, ops, None)
+    }
+
+    /// A commit on master; `from` names its parent when fast-import does
+    /// not know it (the first commit appended to an existing branch).
+    fn commit_from(
+        &mut self,
+        message: &str,
+        author: &str,
+        ops: &[String],
+        from: Option<&str>,
+    ) -> std::io::Result<()> {
         self.ts += 17;
         self.commits += 1;
         write!(
@@ -145,6 +157,9 @@ impl<W: Write> FastImport<W> {
             message.len(),
             ts = self.ts
         )?;
+        if let Some(from) = from {
+            writeln!(self.out, "from {from}")?;
+        }
         for op in ops {
             writeln!(self.out, "{op}")?;
         }
@@ -256,4 +271,69 @@ pub fn generate(dest: &Path, shape: Shape) -> std::io::Result<Generated> {
         .filter(|b| **b == b'\n')
         .count();
     Ok(Generated { commits, files })
+}
+
+/// Appends `count` build commits to master of the repository at `dest`, as
+/// CI jobs of other teams would while the server is down: builds of the
+/// first services' master branch, numbered from `first_build`.
+pub fn append_builds(
+    dest: &Path,
+    services: usize,
+    first_build: usize,
+    count: usize,
+) -> std::io::Result<()> {
+    let tip = Command::new("git")
+        .args(["rev-parse", "master"])
+        .current_dir(dest)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()?;
+    let tip = String::from_utf8_lossy(&tip.stdout).trim().to_string();
+    let when = Command::new("git")
+        .args(["log", "-1", "--format=%ct", "master"])
+        .current_dir(dest)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()?;
+    let ts: u64 = String::from_utf8_lossy(&when.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(1_767_225_600);
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(dest)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(Stdio::piped())
+        .spawn()?;
+    let stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
+    let mut fi = FastImport {
+        out: stdin,
+        mark: 0,
+        ts,
+        commits: 0,
+    };
+    for i in 0..count {
+        let service = service_name(i % services);
+        let n = first_build + i / services;
+        let id = artifact_id(&service, "master", n);
+        let spec = artifact_json(&service, "master", n, fi.ts);
+        let mut ops = vec![format!("D builds/{service}/master")];
+        let blob = fi.blob(&spec)?;
+        ops.push(format!(
+            "M 644 :{blob} builds/{service}/master/artifact.json"
+        ));
+        for env in ENVS {
+            for file in FILES {
+                let blob = fi.blob(&manifest(file, &service, env, &id))?;
+                ops.push(format!(
+                    "M 644 :{blob} builds/{service}/master/{env}/{file}"
+                ));
+            }
+        }
+        let from = (i == 0).then_some(tip.as_str());
+        fi.commit_from(&format!("[{service}] build tag {id}"), "ci", &ops, from)?;
+    }
+    fi.out.flush()?;
+    drop(fi);
+    let status = child.wait()?;
+    assert!(status.success(), "git fast-import failed");
+    Ok(())
 }

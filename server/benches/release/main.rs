@@ -4,6 +4,12 @@
 //! command-line baselines on copies of the same repositories.
 //!
 //!   cargo bench -p release-manager-server --bench release [-- --quick] [-- --size small|large]
+//!   cargo bench -p release-manager-server --bench release -- --size xl
+//!
+//! The `xl` tier (2,000 services, about 300,000 commits) runs only when
+//! asked for: it measures starting on a long history (first start, restart
+//! with the persisted index, restart after 1,000 commits by others), peak
+//! RSS of each, and release and status latency once serving.
 //!
 //! It prints latencies, throughput, batch sizes, start-up time, peak RSS and
 //! the ratios against each baseline. Figures are measurements, not
@@ -673,6 +679,142 @@ fn print_targets(reports: &[Report]) {
     }
 }
 
+/// What the `xl` tier measures.
+struct XlReport {
+    commits: usize,
+    generated_in: Duration,
+    /// Each start: what it was, time to SERVING, peak RSS (kB).
+    starts: Vec<(&'static str, Duration, u64)>,
+    seq: Vec<Duration>,
+    status: Vec<Duration>,
+    serving_rss_kb: u64,
+}
+
+/// Starts the server on `remote`/`data` and waits until it is SERVING.
+async fn timed_start(remote: &Path, data: &Path, log: &Path) -> (ServerProcess, Duration) {
+    let began = Instant::now();
+    let server = ServerProcess::spawn(remote, data, log);
+    server.wait_ready().await;
+    (server, began.elapsed())
+}
+
+async fn run_xl(plan: &Plan, scratch: &Path) -> XlReport {
+    let shape = Shape {
+        services: 2000,
+        builds: 60,
+        feature_branches: 1,
+        seed: 1,
+    };
+    let remote = scratch.join("xl.git");
+    eprintln!(
+        "[xl] generating {} services x {} builds ...",
+        shape.services, shape.builds
+    );
+    let began = Instant::now();
+    let generated = generator::generate(&remote, shape).expect("generator runs");
+    let generated_in = began.elapsed();
+    eprintln!("[xl] {} commits in {generated_in:.1?}", generated.commits);
+    let data = scratch.join("xl-data");
+    let log_dir = std::env::var_os("BENCH_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| scratch.to_path_buf());
+    let log = log_dir.join("xl-server.log");
+    let mut report = XlReport {
+        commits: generated.commits,
+        generated_in,
+        starts: Vec::new(),
+        seq: Vec::new(),
+        status: Vec::new(),
+        serving_rss_kb: 0,
+    };
+
+    eprintln!("[xl] first start (clone, whole history) ...");
+    let (server, took) = timed_start(&remote, &data, &log).await;
+    report.starts.push((
+        "first start: clone + whole history",
+        took,
+        server.peak_rss_kb(),
+    ));
+    let mut c = client(&server.url).await;
+    for i in 0..plan.sequential {
+        report.seq.push(
+            release(
+                &mut c,
+                service_name(i % shape.services),
+                "dev",
+                "feature-0",
+                "",
+            )
+            .await,
+        );
+    }
+    for i in 0..plan.status_idle {
+        report
+            .status
+            .push(status(&mut c, service_name(i % shape.services)).await);
+    }
+    report.serving_rss_kb = server.peak_rss_kb();
+    server.stop();
+
+    eprintln!("[xl] restart with the mirror and the snapshot ...");
+    let (server, took) = timed_start(&remote, &data, &log).await;
+    report
+        .starts
+        .push(("restart: mirror + snapshot", took, server.peak_rss_kb()));
+    server.stop();
+
+    eprintln!("[xl] 1,000 commits by others, then a restart ...");
+    generator::append_builds(&remote, shape.services, shape.builds, 1000).expect("append");
+    let (server, took) = timed_start(&remote, &data, &log).await;
+    report.starts.push((
+        "restart after 1,000 commits by others",
+        took,
+        server.peak_rss_kb(),
+    ));
+    server.stop();
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&remote);
+    report
+}
+
+fn print_xl(r: &XlReport) {
+    println!();
+    println!(
+        "## xl: 2000 services, {} commits (generated in {})",
+        r.commits,
+        ms(r.generated_in)
+    );
+    println!();
+    println!("| start | to SERVING | peak RSS |");
+    println!("|---|---|---|");
+    for (what, took, rss) in &r.starts {
+        println!(
+            "| {what} | {} | {:.1} MB |",
+            ms(*took),
+            *rss as f64 / 1024.0
+        );
+    }
+    println!();
+    println!("| once serving | p50 | p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| release, sequential ({}) | {} | {} |",
+        r.seq.len(),
+        ms(percentile(&r.seq, 50.0)),
+        ms(percentile(&r.seq, 99.0))
+    );
+    println!(
+        "| status, idle ({}) | {} | {} |",
+        r.status.len(),
+        ms(percentile(&r.status, 50.0)),
+        ms(percentile(&r.status, 99.0))
+    );
+    println!(
+        "\n- peak RSS of the first server after its releases: {:.1} MB",
+        r.serving_rss_kb as f64 / 1024.0
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -708,6 +850,16 @@ fn main() {
         .build()
         .expect("runtime");
     let began = Instant::now();
+    if only.as_deref() == Some("xl") {
+        let report = runtime.block_on(run_xl(&plan, scratch.path()));
+        println!(
+            "# Release benchmark, xl tier{}",
+            if plan.quick { " (--quick)" } else { "" }
+        );
+        print_xl(&report);
+        println!("\n(total {:.0?})", began.elapsed());
+        return;
+    }
     let mut reports = Vec::new();
     for (name, shape) in sizes {
         if only.as_deref().is_some_and(|o| o != name) {
