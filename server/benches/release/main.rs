@@ -17,6 +17,7 @@
 
 mod baseline;
 mod generator;
+mod packgen;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -187,7 +188,14 @@ impl ServerProcess {
                 let request = tonic_health::pb::HealthCheckRequest {
                     service: "releasemanager.v1.ReleaseService".into(),
                 };
-                if health.check(request).await.is_ok() {
+                // The port answers while the server starts: ready means
+                // SERVING, not merely an answer.
+                let serving = tonic_health::pb::health_check_response::ServingStatus::Serving;
+                if health
+                    .check(request)
+                    .await
+                    .is_ok_and(|r| r.into_inner().status() == serving)
+                {
                     return;
                 }
             }
@@ -698,13 +706,16 @@ async fn timed_start(remote: &Path, data: &Path, log: &Path) -> (ServerProcess, 
     (server, began.elapsed())
 }
 
+/// The xl tier: a few years of a busy organisation's config repository.
+const XL: Shape = Shape {
+    services: 2000,
+    builds: 60,
+    feature_branches: 1,
+    seed: 1,
+};
+
 async fn run_xl(plan: &Plan, scratch: &Path) -> XlReport {
-    let shape = Shape {
-        services: 2000,
-        builds: 60,
-        feature_branches: 1,
-        seed: 1,
-    };
+    let shape = XL;
     let remote = scratch.join("xl.git");
     eprintln!(
         "[xl] generating {} services x {} builds ...",
@@ -850,6 +861,28 @@ fn main() {
         .build()
         .expect("runtime");
     let began = Instant::now();
+    // `--generate DIR` only writes the size's repository there (a bare
+    // repository, branch master), to try the server on.
+    if let Some(dest) = args
+        .iter()
+        .position(|a| a == "--generate")
+        .and_then(|i| args.get(i + 1))
+    {
+        let shape = match only.as_deref() {
+            Some("xl") => XL,
+            Some("small") => sizes[0].1,
+            _ => sizes[1].1,
+        };
+        let generated = generator::generate(Path::new(dest), shape).expect("generator runs");
+        println!(
+            "{dest}: {} services, {} commits, {} files at master, in {:.1?}",
+            shape.services,
+            generated.commits,
+            generated.files,
+            began.elapsed()
+        );
+        return;
+    }
     if only.as_deref() == Some("xl") {
         let report = runtime.block_on(run_xl(&plan, scratch.path()));
         println!(

@@ -178,7 +178,7 @@ impl Progress {
 
     fn one_more(&self) {
         let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if done % 1024 != 0 {
+        if !done.is_multiple_of(1024) {
             return;
         }
         let Ok(mut reported) = self.reported.try_lock() else {

@@ -5,9 +5,7 @@
 //! of small objects a release makes; this writer stores them whole.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 
-use flate2::write::ZlibEncoder;
 use git2::{ObjectType, Oid, Repository, Tree};
 
 /// An object to pack, with the previous version of the same path when
@@ -93,54 +91,128 @@ fn collect_tree(
 /// is a few dozen bytes where the whole tree is tens of kilobytes.
 pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Pack, git2::Error> {
     let odb = repo.odb()?;
-    let mut pack = Vec::with_capacity(256 + objects.len() * 512);
-    pack.extend_from_slice(b"PACK");
-    pack.extend_from_slice(&2u32.to_be_bytes());
-    let count =
-        u32::try_from(objects.len()).map_err(|_| git2::Error::from_str("too many objects"))?;
-    pack.extend_from_slice(&count.to_be_bytes());
+    let mut pack = PackWriter::with_capacity(objects.len());
     // Offset and contents of each tree written so far, by id.
     let mut written: HashMap<Oid, (usize, Vec<u8>)> = HashMap::new();
-    let mut entries = Vec::with_capacity(objects.len());
     for object in objects {
         let read = odb.read(object.oid)?;
         let data = read.data();
-        let offset = pack.len();
-        let base = object.base.and_then(|b| written.get(&b));
-        match base {
+        let offset = match object.base.and_then(|b| written.get(&b)) {
             Some((base_offset, base_data)) => {
-                let delta = delta(base_data, data);
-                push_header(&mut pack, 6, delta.len());
-                push_offset(&mut pack, offset - base_offset);
-                compress(&mut pack, &delta)?;
+                pack.add_delta(object.oid, *base_offset, base_data, data)?
             }
-            None => {
-                let kind: u8 = match read.kind() {
-                    ObjectType::Commit => 1,
-                    ObjectType::Tree => 2,
-                    ObjectType::Blob => 3,
-                    ObjectType::Tag => 4,
-                    _ => return Err(git2::Error::from_str("unexpected object kind")),
-                };
-                push_header(&mut pack, kind, data.len());
-                compress(&mut pack, data)?;
-            }
-        }
-        let mut crc = flate2::Crc::new();
-        crc.update(&pack[offset..]);
-        entries.push((object.oid, offset, crc.sum()));
+            None => pack.add_whole(object.oid, read.kind(), data)?,
+        };
         if read.kind() == ObjectType::Tree {
             written.insert(object.oid, (offset, data.to_vec()));
         }
     }
-    let checksum = sha1_smol::Sha1::from(&pack).digest().bytes();
-    pack.extend_from_slice(&checksum);
-    let index = index_of(&mut entries, &checksum)?;
-    Ok(Pack {
-        bytes: pack,
-        index,
-        name: checksum.iter().map(|b| format!("{b:02x}")).collect(),
-    })
+    pack.finish()
+}
+
+/// Writes objects one after the other as a version 2 pack, whole or as a
+/// delta of an object written before (OFS_DELTA), and indexes them: the
+/// caller knows each object's id, so nothing is hashed or inflated again.
+/// Also what the benchmark's generator writes its repositories with.
+pub struct PackWriter {
+    bytes: Vec<u8>,
+    entries: Vec<(Oid, usize, u32)>,
+    compressor: flate2::Compress,
+}
+
+impl PackWriter {
+    /// An empty pack with room for about `objects` small objects.
+    pub fn with_capacity(objects: usize) -> Self {
+        let mut bytes = Vec::with_capacity(256 + objects * 512);
+        bytes.extend_from_slice(b"PACK");
+        bytes.extend_from_slice(&2u32.to_be_bytes());
+        // The count is filled in by `finish`.
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        PackWriter {
+            bytes,
+            entries: Vec::with_capacity(objects),
+            compressor: flate2::Compress::new(flate2::Compression::fast(), true),
+        }
+    }
+
+    /// Adds object `oid` (of `kind`, with `data`) whole; returns its offset.
+    pub fn add_whole(
+        &mut self,
+        oid: Oid,
+        kind: ObjectType,
+        data: &[u8],
+    ) -> Result<usize, git2::Error> {
+        let offset = self.bytes.len();
+        push_header(&mut self.bytes, type_code(kind)?, data.len());
+        compress(&mut self.compressor, &mut self.bytes, data)?;
+        self.index_last(oid, offset);
+        Ok(offset)
+    }
+
+    /// Adds object `oid` of `kind`, `len` bytes long, whose zlib stream
+    /// `compressed` the caller made (see [`zlib`]); returns its offset.
+    pub fn add_compressed(
+        &mut self,
+        oid: Oid,
+        kind: ObjectType,
+        len: usize,
+        compressed: &[u8],
+    ) -> Result<usize, git2::Error> {
+        let offset = self.bytes.len();
+        push_header(&mut self.bytes, type_code(kind)?, len);
+        self.bytes.extend_from_slice(compressed);
+        self.index_last(oid, offset);
+        Ok(offset)
+    }
+
+    /// Adds object `oid` with contents `data` as a delta of the object with
+    /// contents `base` written at `base_offset`; returns its offset.
+    pub fn add_delta(
+        &mut self,
+        oid: Oid,
+        base_offset: usize,
+        base: &[u8],
+        data: &[u8],
+    ) -> Result<usize, git2::Error> {
+        let offset = self.bytes.len();
+        let delta = delta(base, data);
+        push_header(&mut self.bytes, 6, delta.len());
+        push_offset(&mut self.bytes, offset - base_offset);
+        compress(&mut self.compressor, &mut self.bytes, &delta)?;
+        self.index_last(oid, offset);
+        Ok(offset)
+    }
+
+    fn index_last(&mut self, oid: Oid, offset: usize) {
+        let mut crc = flate2::Crc::new();
+        crc.update(&self.bytes[offset..]);
+        self.entries.push((oid, offset, crc.sum()));
+    }
+
+    /// Objects added so far.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The finished pack and its index.
+    pub fn finish(mut self) -> Result<Pack, git2::Error> {
+        let count = u32::try_from(self.entries.len())
+            .map_err(|_| git2::Error::from_str("too many objects"))?;
+        self.bytes[8..12].copy_from_slice(&count.to_be_bytes());
+        let checksum = sha1_smol::Sha1::from(&self.bytes).digest().bytes();
+        self.bytes.extend_from_slice(&checksum);
+        let index = index_of(&mut self.entries, &checksum)?;
+        Ok(Pack {
+            bytes: self.bytes,
+            index,
+            name: checksum.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
 }
 
 /// A pack and its index, ready to be stored.
@@ -180,12 +252,21 @@ fn index_of(
     for (_, _, crc) in entries.iter() {
         index.extend_from_slice(&crc.to_be_bytes());
     }
+    // Offsets past 2 GiB go to the large-offset table (only the
+    // benchmark's generator writes packs that big).
+    let mut large = Vec::new();
     for (_, offset, _) in entries.iter() {
-        // Batch packs are small; the large-offset table is never needed.
-        let offset = u32::try_from(*offset)
-            .ok()
-            .filter(|o| *o < 0x8000_0000)
-            .ok_or_else(|| git2::Error::from_str("pack too large for a small index"))?;
+        match u32::try_from(*offset).ok().filter(|o| *o < 0x8000_0000) {
+            Some(small) => index.extend_from_slice(&small.to_be_bytes()),
+            None => {
+                let slot = u32::try_from(large.len())
+                    .map_err(|_| git2::Error::from_str("too many large offsets"))?;
+                index.extend_from_slice(&(0x8000_0000 | slot).to_be_bytes());
+                large.push(*offset as u64);
+            }
+        }
+    }
+    for offset in large {
         index.extend_from_slice(&offset.to_be_bytes());
     }
     index.extend_from_slice(checksum);
@@ -286,26 +367,57 @@ fn push_offset(pack: &mut Vec<u8>, distance: usize) {
     pack.extend_from_slice(&bytes);
 }
 
-fn compress(pack: &mut Vec<u8>, data: &[u8]) -> Result<(), git2::Error> {
-    let mut encoder = ZlibEncoder::new(pack, flate2::Compression::fast());
-    encoder
-        .write_all(data)
-        .and_then(|_| encoder.finish().map(|_| ()))
-        .map_err(|e| git2::Error::from_str(&e.to_string()))
+/// A pack entry's type code.
+fn type_code(kind: ObjectType) -> Result<u8, git2::Error> {
+    match kind {
+        ObjectType::Commit => Ok(1),
+        ObjectType::Tree => Ok(2),
+        ObjectType::Blob => Ok(3),
+        ObjectType::Tag => Ok(4),
+        _ => Err(git2::Error::from_str("unexpected object kind")),
+    }
+}
+
+/// `data` as the zlib stream a pack entry holds, appended to `out`, with a
+/// compressor the caller reuses (for [`PackWriter::add_compressed`]).
+pub fn zlib(
+    compressor: &mut flate2::Compress,
+    out: &mut Vec<u8>,
+    data: &[u8],
+) -> Result<(), git2::Error> {
+    compress(compressor, out, data)
+}
+
+/// Appends `data` zlib-compressed to `pack`, with one compressor reused
+/// for every object (setting one up costs more than compressing a small
+/// object).
+fn compress(
+    compressor: &mut flate2::Compress,
+    pack: &mut Vec<u8>,
+    data: &[u8],
+) -> Result<(), git2::Error> {
+    compressor.reset();
+    let failed = |e: flate2::CompressError| git2::Error::from_str(&e.to_string());
+    pack.reserve(data.len() / 2 + 64);
+    let mut input = data;
+    loop {
+        let before = compressor.total_in();
+        let status = compressor
+            .compress_vec(input, pack, flate2::FlushCompress::Finish)
+            .map_err(failed)?;
+        input = &input[(compressor.total_in() - before) as usize..];
+        match status {
+            flate2::Status::StreamEnd => return Ok(()),
+            _ => pack.reserve(pack.capacity().max(64)),
+        }
+    }
 }
 
 /// A git delta turning `base` into `target`: copy the common prefix,
 /// insert the differing middle, copy the common suffix.
 fn delta(base: &[u8], target: &[u8]) -> Vec<u8> {
-    let prefix = base.iter().zip(target).take_while(|(a, b)| a == b).count();
-    let max_suffix = base.len().min(target.len()) - prefix;
-    let suffix = base
-        .iter()
-        .rev()
-        .zip(target.iter().rev())
-        .take(max_suffix)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let prefix = super::raw_tree::common_prefix(base, target);
+    let suffix = super::raw_tree::common_suffix(&base[prefix..], &target[prefix..]);
     let mut out = Vec::with_capacity(64 + target.len() - prefix - suffix);
     push_varint(&mut out, base.len());
     push_varint(&mut out, target.len());
@@ -362,6 +474,7 @@ fn push_copy(out: &mut Vec<u8>, mut offset: usize, mut len: usize) {
 mod tests {
     use super::*;
     use git2::FileMode;
+    use std::io::Write;
 
     #[test]
     fn a_built_pack_is_accepted_by_the_indexer_of_another_repository() {

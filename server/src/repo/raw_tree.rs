@@ -230,7 +230,7 @@ fn git_order(a: &RawEntry<'_>, b: &RawEntry<'_>) -> Ordering {
 
 /// Length of the common start of `a` and `b`, compared a block at a time
 /// (each block one `memcmp`).
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     const BLOCK: usize = 256;
     let limit = a.len().min(b.len());
     let mut at = 0;
@@ -244,7 +244,7 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 }
 
 /// Length of the common end of `a` and `b`.
-fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+pub(crate) fn common_suffix(a: &[u8], b: &[u8]) -> usize {
     const BLOCK: usize = 256;
     let limit = a.len().min(b.len());
     let mut len = 0;
