@@ -6,6 +6,9 @@
 //!   cargo bench -p release-manager-server --bench release [-- --quick] [-- --size small|large]
 //!   cargo bench -p release-manager-server --bench release -- --size xl
 //!
+//! `BENCH_SERVER_BIN=path` runs another build of the server instead of
+//! this one's, for before/after comparisons on the same repositories.
+//!
 //! The `xl` tier (2,000 services, about 300,000 commits) runs only when
 //! asked for: it measures starting on a long history (first start, restart
 //! with the persisted index, restart after 1,000 commits by others), peak
@@ -143,7 +146,11 @@ struct ServerProcess {
 impl ServerProcess {
     fn spawn(remote: &Path, data: &Path, log: &Path) -> Self {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_release-manager"))
+        // BENCH_SERVER_BIN measures another build of the server (an
+        // earlier commit's, say) against the same repositories.
+        let binary = std::env::var_os("BENCH_SERVER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_release-manager").into());
+        let child = Command::new(binary)
             .args([
                 "start",
                 "--unauthenticated",

@@ -140,6 +140,9 @@ impl Mirror {
 
     /// Fetches the default branch from the remote; returns the new tip.
     pub fn fetch(&self) -> Result<Oid, RepoError> {
+        if let RemoteLocation::Local(path) = &self.location {
+            return self.fetch_local(path);
+        }
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
         let mut remote = self
             .repo
@@ -152,6 +155,64 @@ impl Mirror {
             .fetch(&[&refspec], Some(&mut options), None)
             .map_err(RepoError::remote(&self.location, "fetch from the remote"))?;
         self.tip()
+    }
+
+    /// A local remote is fetched from directly: the objects the mirror
+    /// lacks are copied as one pack of whole objects (libgit2's local
+    /// transport would build the pack with a delta search, seconds for a
+    /// thousand commits), then the tracking ref moves, as a forced fetch
+    /// moves it.
+    fn fetch_local(&self, path: &Path) -> Result<Oid, RepoError> {
+        let mut cached = self.remote_repo.borrow_mut();
+        let remote = match cached.take() {
+            Some(remote) => remote,
+            None => Repository::open_bare(path)
+                .or_else(|_| Repository::open(path))
+                .map_err(RepoError::remote(&self.location, "open the remote"))?,
+        };
+        let fetched = self.copy_from_local(&remote);
+        *cached = Some(remote);
+        let tip = fetched?;
+        self.repo
+            .reference(&self.tracking_ref(), tip, true, "fetch")
+            .map_err(RepoError::git("record the fetched tip"))?;
+        Ok(tip)
+    }
+
+    fn copy_from_local(&self, remote: &Repository) -> Result<Oid, RepoError> {
+        let branch_ref = format!("refs/heads/{}", self.branch);
+        let tip = remote
+            .refname_to_id(&branch_ref)
+            .map_err(|_| RepoError::NoBranch {
+                branch: self.branch.clone(),
+            })?;
+        let odb = self
+            .repo
+            .odb()
+            .map_err(RepoError::git("open the mirror odb"))?;
+        if odb.exists(tip) {
+            return Ok(tip);
+        }
+        let writer = std::cell::RefCell::new((
+            pack::PackWriter::with_capacity(1024),
+            std::collections::HashSet::new(),
+        ));
+        copy_new_objects(remote, &odb, tip, &|oid, object| {
+            let (pack, added) = &mut *writer.borrow_mut();
+            if added.insert(oid) {
+                pack.add_whole(oid, object.kind(), object.data())
+                    .map_err(RepoError::git("pack fetched objects"))?;
+            }
+            Ok(())
+        })?;
+        let (pack, _) = writer.into_inner();
+        if !pack.is_empty() {
+            let pack = pack
+                .finish()
+                .map_err(RepoError::git("pack fetched objects"))?;
+            self.store_pack(&pack)?;
+        }
+        Ok(tip)
     }
 
     /// Starts merging small packs (`git repack --geometric=2`) in the
@@ -298,7 +359,17 @@ impl Mirror {
         let lock = remote.path().join(format!("{branch_ref}.lock"));
         wait_for_lock(&lock)?;
         match pack {
-            None => copy_new_objects(&self.repo, remote, new, &self.location)?,
+            None => {
+                let dst = remote
+                    .odb()
+                    .map_err(RepoError::remote(&self.location, "open the remote odb"))?;
+                let location = &self.location;
+                copy_new_objects(&self.repo, &dst, new, &|_, object| {
+                    dst.write(object.kind(), object.data())
+                        .map(|_| ())
+                        .map_err(RepoError::remote(location, "write an object"))
+                })?
+            }
             Some(pack) => {
                 pack::store(remote.path(), pack, "remote").map_err(|source| RepoError::Io {
                     path: remote.path().to_path_buf(),
@@ -382,24 +453,23 @@ impl Mirror {
     }
 }
 
-/// Copies into `to` every object reachable from `tip` that `to` lacks,
-/// descending only where a tree differs from the same path in the parent
-/// commit, so the cost follows the size of the change, not the repository.
+/// Hands `store` every object reachable from `tip` in `from` that `dst`
+/// lacks, descending only where a tree differs from the same path in the
+/// parent commit, so the cost follows the size of the change, not the
+/// repository. An object may be handed over twice.
 fn copy_new_objects(
     from: &Repository,
-    to: &Repository,
+    dst: &git2::Odb<'_>,
     tip: Oid,
-    location: &RemoteLocation,
+    store: &dyn Fn(Oid, &git2::OdbObject<'_>) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    let src = from.odb().map_err(RepoError::git("open the mirror odb"))?;
-    let dst = to
+    let src = from
         .odb()
-        .map_err(RepoError::remote(location, "open the remote odb"))?;
+        .map_err(RepoError::git("open an object database"))?;
     let copy = |oid: Oid| -> Result<(), RepoError> {
         if !dst.exists(oid) {
             let object = src.read(oid).map_err(RepoError::git("read an object"))?;
-            dst.write(object.kind(), object.data())
-                .map_err(RepoError::remote(location, "write an object"))?;
+            store(oid, &object)?;
         }
         Ok(())
     };
@@ -421,7 +491,7 @@ fn copy_new_objects(
             Err(_) => None,
         };
         let tree = commit.tree().map_err(RepoError::git("read a tree"))?;
-        copy_tree(from, &dst, &tree, parent_tree.as_ref(), &copy)?;
+        copy_tree(from, dst, &tree, parent_tree.as_ref(), &copy)?;
         copy(commit.id())?;
     }
     Ok(())
