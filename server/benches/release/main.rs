@@ -890,6 +890,27 @@ fn main() {
         );
         return;
     }
+    // `--append DIR N` adds N build commits to the repository at DIR, as
+    // other teams' CI would while a server is stopped.
+    if let Some(i) = args.iter().position(|a| a == "--append") {
+        let dest = Path::new(args.get(i + 1).expect("--append DIR N"));
+        let count: usize = args
+            .get(i + 2)
+            .and_then(|n| n.parse().ok())
+            .expect("--append DIR N");
+        let shape = if only.as_deref() == Some("xl") {
+            XL
+        } else {
+            sizes[1].1
+        };
+        generator::append_builds(dest, shape.services, shape.builds, count).expect("append");
+        println!(
+            "{}: {count} build commits added in {:.1?}",
+            dest.display(),
+            began.elapsed()
+        );
+        return;
+    }
     if only.as_deref() == Some("xl") {
         let report = runtime.block_on(run_xl(&plan, scratch.path()));
         println!(

@@ -157,11 +157,11 @@ impl Mirror {
         self.tip()
     }
 
-    /// A local remote is fetched from directly: the objects the mirror
-    /// lacks are copied as one pack of whole objects (libgit2's local
-    /// transport would build the pack with a delta search, seconds for a
-    /// thousand commits), then the tracking ref moves, as a forced fetch
-    /// moves it.
+    /// A local remote is fetched from directly: the objects of the commits
+    /// the mirror lacks are copied as one pack, built the way the writer
+    /// builds its own (libgit2's local transport would search for deltas:
+    /// seconds for a thousand commits), then the tracking ref moves, as a
+    /// forced fetch moves it.
     fn fetch_local(&self, path: &Path) -> Result<Oid, RepoError> {
         let mut cached = self.remote_repo.borrow_mut();
         let remote = match cached.take() {
@@ -193,25 +193,33 @@ impl Mirror {
         if odb.exists(tip) {
             return Ok(tip);
         }
-        let writer = std::cell::RefCell::new((
-            pack::PackWriter::with_capacity(1024),
-            std::collections::HashSet::new(),
-        ));
-        copy_new_objects(remote, &odb, tip, &|oid, object| {
-            let (pack, added) = &mut *writer.borrow_mut();
-            if added.insert(oid) {
-                pack.add_whole(oid, object.kind(), object.data())
-                    .map_err(RepoError::git("pack fetched objects"))?;
+        // The new commits are those the mirror lacks; the ones it has where
+        // the search stops bound the walk that puts them in order.
+        let have = |oid: Oid| odb.exists_ext(oid, git2::OdbLookupFlags::NO_REFRESH);
+        let read = RepoError::remote(&self.location, "read the remote's history");
+        let mut walk = remote.revwalk().map_err(&read)?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+            .map_err(&read)?;
+        walk.push(tip).map_err(&read)?;
+        let mut pending = vec![tip];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(oid) = pending.pop() {
+            if !seen.insert(oid) {
+                continue;
             }
-            Ok(())
-        })?;
-        let (pack, _) = writer.into_inner();
-        if !pack.is_empty() {
-            let pack = pack
-                .finish()
-                .map_err(RepoError::git("pack fetched objects"))?;
-            self.store_pack(&pack)?;
+            if have(oid) {
+                walk.hide(oid).map_err(&read)?;
+                continue;
+            }
+            let commit = remote.find_commit(oid).map_err(&read)?;
+            pending.extend(commit.parent_ids());
         }
+        let commits: Vec<Oid> = walk.collect::<Result<_, _>>().map_err(&read)?;
+        // Packed the way the writer packs its batches: each tree that
+        // changed a delta of its version in the commit before.
+        let objects = pack::new_objects(remote, &commits).map_err(&read)?;
+        let pack = pack::build(remote, &objects).map_err(RepoError::git("pack fetched objects"))?;
+        self.store_pack(&pack)?;
         Ok(tip)
     }
 
@@ -456,7 +464,9 @@ impl Mirror {
 /// Hands `store` every object reachable from `tip` in `from` that `dst`
 /// lacks, descending only where a tree differs from the same path in the
 /// parent commit, so the cost follows the size of the change, not the
-/// repository. An object may be handed over twice.
+/// repository. An object may be handed over twice. Lookups in `dst` do
+/// not rescan its pack folder on a miss (libgit2's default, a directory
+/// read per missing object, and every new object misses).
 fn copy_new_objects(
     from: &Repository,
     dst: &git2::Odb<'_>,
@@ -467,7 +477,7 @@ fn copy_new_objects(
         .odb()
         .map_err(RepoError::git("open an object database"))?;
     let copy = |oid: Oid| -> Result<(), RepoError> {
-        if !dst.exists(oid) {
+        if !dst.exists_ext(oid, git2::OdbLookupFlags::NO_REFRESH) {
             let object = src.read(oid).map_err(RepoError::git("read an object"))?;
             store(oid, &object)?;
         }
@@ -476,7 +486,7 @@ fn copy_new_objects(
     let mut pending = vec![tip];
     let mut commits = Vec::new();
     while let Some(oid) = pending.pop() {
-        if dst.exists(oid) {
+        if dst.exists_ext(oid, git2::OdbLookupFlags::NO_REFRESH) {
             continue;
         }
         let commit = from
@@ -504,7 +514,7 @@ fn copy_tree(
     before: Option<&git2::Tree<'_>>,
     copy: &dyn Fn(Oid) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    if dst.exists(tree.id()) {
+    if dst.exists_ext(tree.id(), git2::OdbLookupFlags::NO_REFRESH) {
         return Ok(());
     }
     for entry in tree.iter() {
