@@ -23,6 +23,13 @@ pub fn enable_object_cache() {
     unsafe {
         let _ = git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20);
         let _ = git2::opts::set_cache_object_limit(git2::ObjectType::Blob, 64 << 10);
+        // The cache's total (256 MiB by default) bounds how many old
+        // versions of the large trees stay parsed after every write moved
+        // on; a few dozen megabytes hold the current ones many times over.
+        libgit2_sys::git_libgit2_opts(
+            libgit2_sys::GIT_OPT_SET_CACHE_MAX_SIZE as libc::c_int,
+            (32 << 20) as libc::ssize_t,
+        );
     }
     git2::opts::enable_caching(true);
 }

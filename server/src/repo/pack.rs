@@ -97,9 +97,12 @@ pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Pack, git2::Er
     for object in objects {
         let read = odb.read(object.oid)?;
         let data = read.data();
-        let offset = match object.base.and_then(|b| written.get(&b)) {
+        // A tree's previous version is the base of the next one only: its
+        // bytes are let go once used, so a chain of many versions of a
+        // large tree holds one at a time.
+        let offset = match object.base.and_then(|b| written.remove(&b)) {
             Some((base_offset, base_data)) => {
-                pack.add_delta(object.oid, *base_offset, base_data, data)?
+                pack.add_delta(object.oid, base_offset, &base_data, data)?
             }
             None => pack.add_whole(object.oid, read.kind(), data)?,
         };
