@@ -6,54 +6,7 @@ mod common;
 
 use common::*;
 use release_manager::pb;
-use release_manager::pb::release_service_client::ReleaseServiceClient;
 use tonic::Code;
-
-fn spec(service: &str, branch: &str, id: &str) -> String {
-    serde_json::to_string_pretty(&serde_json::json!({
-        "id": id,
-        "service": service,
-        "application": {"sha": "abc", "branch": branch, "authorName": "Dana Dev", "authorEmail": "dana@example.com",
-                        "committerName": "Dana Dev", "committerEmail": "dana@example.com", "message": "add login"},
-        "ci": {"jobUrl": "https://ci.example.com/1", "start": "2026-02-01T10:00:00Z", "end": "2026-02-01T10:05:00Z"},
-        "stages": []
-    }))
-    .unwrap()
-}
-
-fn chunks(files: &[(&str, &str)]) -> Vec<pb::PushArtifactRequest> {
-    files
-        .iter()
-        .map(|(path, data)| pb::PushArtifactRequest {
-            path: path.to_string(),
-            data: data.as_bytes().to_vec(),
-        })
-        .collect()
-}
-
-async fn push(
-    url: &str,
-    token: Option<&'static str>,
-    requests: Vec<pb::PushArtifactRequest>,
-) -> Result<pb::PushArtifactResponse, tonic::Status> {
-    let channel = tonic::transport::Channel::from_shared(url.to_string())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client =
-        ReleaseServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
-            if let Some(token) = token {
-                r.metadata_mut()
-                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
-            }
-            Ok(r)
-        });
-    client
-        .push_artifact(tokio_stream::iter(requests))
-        .await
-        .map(|r| r.into_inner())
-}
 
 async fn server(repo: &ConfigRepo) -> TestServer {
     TestServer::start_with(&repo.remote, |config| {

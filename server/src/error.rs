@@ -18,6 +18,10 @@ pub enum FlowError {
     /// The request is well-formed but the repository's state forbids it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// What the request would create exists already, differently (an
+    /// artifact id pushed again with other manifests).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The write queue is full.
     #[error("the server's write queue is full; try again shortly")]
     QueueFull,

@@ -95,6 +95,8 @@ pub fn matches(event: &pb::WatchEventsResponse, service: &str, environment: &str
         Some(Event::PolicyChanged(policy)) => (policy.service.as_str(), None),
         None => return false,
     };
+    // An environment filter keeps releases to that environment only:
+    // builds and policies belong to a service, not an environment.
     (service.is_empty() || service == event_service)
-        && (environment.is_empty() || event_environment.is_none_or(|e| e == environment))
+        && (environment.is_empty() || event_environment == Some(environment))
 }

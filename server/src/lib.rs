@@ -481,18 +481,25 @@ pub async fn start(
         auth.clone(),
     );
     let writer_handle = writer.clone();
+    let upload_limits = config.uploads.clone();
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let release = ReleaseServiceHandler::new(
         writer,
         reader,
         settings,
         auth.clone(),
-        service::upload::UploadIntake::new(config.uploads, mirror_path),
+        service::upload::UploadIntake::new(upload_limits.clone(), mirror_path),
         events.clone(),
         stopping.clone(),
     );
     hold_before_ready().await;
-    release_gate.open(ReleaseServiceServer::new(release));
+    // A PushArtifact chunk may carry a whole file of the largest upload
+    // allowed (tonic's default limit is 4 MiB); anything larger is refused
+    // by the decoder, and the upload handler says so.
+    release_gate.open(
+        ReleaseServiceServer::new(release)
+            .max_decoding_message_size(service::upload::max_chunk_bytes(&upload_limits)),
+    );
     policy_gate.open(PolicyServiceServer::new(policy));
     health_reporter
         .set_serving::<ReleaseServiceServer<ReleaseServiceHandler>>()

@@ -164,6 +164,35 @@ impl Reader {
             if !known_service && !found_any {
                 return Err(unknown_service_at(repo, &root, service));
             }
+            if let (Some(ns), false) = (namespace, found_any) {
+                let mut namespaces = BTreeSet::new();
+                for status in &statuses {
+                    if let Some(releases) =
+                        tree_at(repo, &root, &format!("{}/releases", status.environment))
+                            .map_err(git("read a tree"))?
+                    {
+                        for entry in releases.iter() {
+                            let Some(name) = entry.name() else { continue };
+                            let holds = tree_at(repo, &root, &format!("{}/releases/{name}/{service}", status.environment))
+                                .map_err(git("read a tree"))?
+                                .is_some();
+                            if holds {
+                                namespaces.insert(name.to_string());
+                            }
+                        }
+                    }
+                }
+                let known: Vec<String> = namespaces.into_iter().collect();
+                return Err(FlowError::NotFound(match known.as_slice() {
+                    [] => format!(
+                        "service {service:?} is not released to namespace {ns:?} in any environment"
+                    ),
+                    _ => format!(
+                        "service {service:?} is not released to namespace {ns:?} in any environment; it is released to {}",
+                        known.join(", ")
+                    ),
+                }));
+            }
             Ok(pb::StatusResponse {
                 service: service.to_string(),
                 environments: statuses,
@@ -297,6 +326,16 @@ impl Reader {
                     .and_then(|c| c.tree())
                     .map_err(git("read the tip"))?;
                 return Err(unknown_service_at(repo, &root, service));
+            }
+            if let Some(wanted) = branch {
+                if !view.builds(service).any(|b| &*b.branch == wanted) {
+                    let branches: BTreeSet<String> =
+                        view.builds(service).map(|b| b.branch.to_string()).collect();
+                    return Err(FlowError::NotFound(format!(
+                        "no builds of branch {wanted:?} for service {service:?}; branches with builds: {}",
+                        branches.into_iter().collect::<Vec<_>>().join(", ")
+                    )));
+                }
             }
             let mut artifacts = Vec::new();
             for build in view

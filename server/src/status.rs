@@ -12,6 +12,7 @@ pub fn to_status(error: FlowError) -> Status {
         FlowError::InvalidArgument(_) => Code::InvalidArgument,
         FlowError::NotFound(_) => Code::NotFound,
         FlowError::FailedPrecondition(_) => Code::FailedPrecondition,
+        FlowError::AlreadyExists(_) => Code::AlreadyExists,
         FlowError::QueueFull => Code::ResourceExhausted,
         FlowError::DeadlineExceeded => Code::DeadlineExceeded,
         FlowError::WriterStopped => Code::Unavailable,

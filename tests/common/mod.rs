@@ -342,3 +342,52 @@ pub async fn hamctl(args: &[&str]) -> (i32, String, String) {
         String::from_utf8(err).unwrap(),
     )
 }
+
+/// An artifact.json for an upload of build `id` of `service` on `branch`.
+pub fn spec(service: &str, branch: &str, id: &str) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "id": id,
+        "service": service,
+        "application": {"sha": "abc", "branch": branch, "authorName": "Dana Dev", "authorEmail": "dana@example.com",
+                        "committerName": "Dana Dev", "committerEmail": "dana@example.com", "message": "add login"},
+        "ci": {"jobUrl": "https://ci.example.com/1", "start": "2026-02-01T10:00:00Z", "end": "2026-02-01T10:05:00Z"},
+        "stages": []
+    }))
+    .unwrap()
+}
+
+/// One chunk per file.
+pub fn chunks(files: &[(&str, &str)]) -> Vec<pb::PushArtifactRequest> {
+    files
+        .iter()
+        .map(|(path, data)| pb::PushArtifactRequest {
+            path: path.to_string(),
+            data: data.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+/// Uploads a build through `PushArtifact`, with the artifact token if given.
+pub async fn push(
+    url: &str,
+    token: Option<&'static str>,
+    requests: Vec<pb::PushArtifactRequest>,
+) -> Result<pb::PushArtifactResponse, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client =
+        ReleaseServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+            if let Some(token) = token {
+                r.metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            }
+            Ok(r)
+        });
+    client
+        .push_artifact(tokio_stream::iter(requests))
+        .await
+        .map(|r| r.into_inner())
+}

@@ -1,7 +1,13 @@
 //! Add a build: store an uploaded build (artifact.json plus one folder per
 //! environment) as `builds/<service>/<branch>/`, replacing what was there,
-//! in one `[<service>] build tag <artifact-id>` commit. Re-adding the same
-//! build changes nothing.
+//! in one `[<service>] build tag <artifact-id>` commit.
+//!
+//! An artifact id names one build forever, so that what was tested in one
+//! environment is what reaches the next: an id already in history is
+//! stored again only never. Pushed again with the same manifests (a re-run
+//! pipeline, whose artifact.json differs only in CI times, stage results
+//! or formatting) it changes nothing and answers with the build commit that
+//! holds it; with other manifests it is refused (`ALREADY_EXISTS`).
 
 use git2::FileMode;
 
@@ -62,6 +68,56 @@ fn keep_nested_branches(
 /// Who commits builds: the server itself, on behalf of CI.
 const BUILD_COMMITTER: (&str, &str) = ("Release Manager", "release-manager@localhost");
 
+/// The manifests of a build folder: every entry but artifact.json and the
+/// folders of nested branches (those not named after an environment).
+fn manifests(ctx: &FlowContext<'_>, folder: &git2::Tree<'_>) -> Vec<(String, git2::Oid)> {
+    let mut entries: Vec<(String, git2::Oid)> = folder
+        .iter()
+        .filter_map(|entry| {
+            let name = entry.name()?;
+            let nested_branch = entry.kind() == Some(git2::ObjectType::Tree)
+                && !ctx.settings.environments.iter().any(|e| e == name);
+            (name != "artifact.json" && !nested_branch).then(|| (name.to_string(), entry.id()))
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// What to answer for an upload of an artifact id that history already
+/// holds: nothing to do when its manifests are those of the stored build,
+/// else a refusal naming the build.
+fn existing_build(
+    ctx: &FlowContext<'_>,
+    upload: &BuildUpload,
+    uploaded: git2::Oid,
+    done: impl Fn(Outcome, git2::Oid, bool) -> BuildDone,
+) -> Result<Option<BuildDone>, FlowError> {
+    let Some(record) = ctx.view.build(&upload.service, &upload.artifact_id) else {
+        return Ok(None);
+    };
+    let repo = ctx.repo;
+    let root = repo
+        .find_commit(record.commit)
+        .and_then(|c| c.tree())
+        .map_err(git("read a build commit"))?;
+    let stored = tree_at(
+        repo,
+        &root,
+        &format!("builds/{}/{}", upload.service, record.branch),
+    )
+    .map_err(git("read a tree"))?;
+    let uploaded = repo.find_tree(uploaded).map_err(git("read a tree"))?;
+    let same = stored.is_some_and(|stored| manifests(ctx, &stored) == manifests(ctx, &uploaded));
+    if same {
+        return Ok(Some(done(Outcome::AlreadyUpToDate, record.commit, false)));
+    }
+    Err(FlowError::AlreadyExists(format!(
+        "artifact {:?} of service {:?} already exists (build commit {} on branch {:?}) with other manifests; an artifact id names one build: give this build a new id",
+        upload.artifact_id, upload.service, record.commit, record.branch
+    )))
+}
+
 pub(super) fn add_build(
     ctx: &FlowContext<'_>,
     request: &WriteRequest,
@@ -81,16 +137,6 @@ pub(super) fn add_build(
     }
     let folder =
         folder.ok_or_else(|| FlowError::InvalidArgument("the upload holds no files".into()))?;
-    let parent = repo.find_commit(ctx.tip).map_err(git("read the tip"))?;
-    let root = parent.tree().map_err(git("read the tip"))?;
-    let base = format!("builds/{}/{}", upload.service, upload.branch);
-    // The folder of branch `feature` may hold the folder of branch
-    // `feature/x`: a new build of `feature` replaces its own files and
-    // environment folders, never another branch's.
-    let folder = match tree_at(repo, &root, &base).map_err(git("read a tree"))? {
-        Some(old) => keep_nested_branches(ctx, &old, folder)?,
-        None => folder,
-    };
     let done = |outcome, commit, created| BuildDone {
         outcome,
         service: upload.service.clone(),
@@ -100,6 +146,19 @@ pub(super) fn add_build(
         created,
         file_count: upload.files.len(),
         auto_releases: Vec::new(),
+    };
+    if let Some(answer) = existing_build(ctx, upload, folder, done)? {
+        return Ok(answer);
+    }
+    let parent = repo.find_commit(ctx.tip).map_err(git("read the tip"))?;
+    let root = parent.tree().map_err(git("read the tip"))?;
+    let base = format!("builds/{}/{}", upload.service, upload.branch);
+    // The folder of branch `feature` may hold the folder of branch
+    // `feature/x`: a new build of `feature` replaces its own files and
+    // environment folders, never another branch's.
+    let folder = match tree_at(repo, &root, &base).map_err(git("read a tree"))? {
+        Some(old) => keep_nested_branches(ctx, &old, folder)?,
+        None => folder,
     };
     if tree_at(repo, &root, &base)
         .map_err(git("read a tree"))?

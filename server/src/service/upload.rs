@@ -39,6 +39,26 @@ pub struct UploadLimits {
     pub total_timeout: Duration,
 }
 
+/// The decoder refuses a message over the limit with OUT_OF_RANGE; for a
+/// client that is a resource limit, and the message says which.
+fn too_large_chunk(error: Status, limits: &UploadLimits) -> Status {
+    if error.code() == tonic::Code::OutOfRange && error.message().contains("too large") {
+        Status::resource_exhausted(format!(
+            "a PushArtifact chunk is larger than {} bytes (one file of the largest upload, --max-upload-bytes {}); send smaller chunks",
+            max_chunk_bytes(limits),
+            limits.max_bytes
+        ))
+    } else {
+        error
+    }
+}
+
+/// Largest PushArtifact message accepted: one file of the largest upload,
+/// its path and the framing.
+pub fn max_chunk_bytes(limits: &UploadLimits) -> usize {
+    limits.max_bytes.saturating_add(64 << 10)
+}
+
 impl Default for UploadLimits {
     fn default() -> Self {
         UploadLimits {
@@ -180,7 +200,8 @@ async fn receive_all(
                         "the upload sent nothing for {} s (--upload-idle-timeout)",
                         limits.idle_timeout.as_secs()
                     ))
-                })??;
+                })?
+                .map_err(|e| too_large_chunk(e, limits))?;
             let Some(chunk) = next else { break };
             total += chunk.data.len();
             if total > limits.max_bytes {
@@ -278,6 +299,17 @@ async fn receive_all(
         {
             return Err(Status::invalid_argument(format!(
                 "artifact.json: {field} must be at most 200 characters, without '<', '>' or control characters (it becomes a commit's author)"
+            )));
+        }
+    }
+    // A time that does not parse would make the build date disappear from
+    // every answer; unset (left out, empty, or Go's zero time) is fine.
+    for (field, value) in [("ci.start", &spec.ci.start), ("ci.end", &spec.ci.end)] {
+        if !release_manager::spec::is_unset_time(value)
+            && chrono::DateTime::parse_from_rfc3339(value).is_err()
+        {
+            return Err(Status::invalid_argument(format!(
+                "artifact.json: {field} {value:?} is not an RFC 3339 time (such as 2026-01-02T03:04:05Z)"
             )));
         }
     }
