@@ -481,14 +481,14 @@ pub async fn start(
         auth.clone(),
     );
     let writer_handle = writer.clone();
-    let upload_limits = config.uploads.clone();
+    let upload_limits = config.uploads;
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let release = ReleaseServiceHandler::new(
         writer,
         reader,
         settings,
         auth.clone(),
-        service::upload::UploadIntake::new(upload_limits.clone(), mirror_path),
+        service::upload::UploadIntake::new(upload_limits, mirror_path),
         events.clone(),
         stopping.clone(),
     );
