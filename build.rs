@@ -7,6 +7,7 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/releasemanager/v1/common.proto",
+        "proto/releasemanager/v1/errors.proto",
         "proto/releasemanager/v1/release_service.proto",
         "proto/releasemanager/v1/policy_service.proto",
     ];

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use release_manager::pb;
+use release_manager::pb::release_request::Source;
 use tonic::Code;
 
 fn fixture() -> ConfigRepo {
@@ -84,34 +85,31 @@ async fn bad_release_requests_are_refused_with_a_clear_message() {
         ),
         (
             "escaping branch",
-            with(&|r| r.branch = "../../etc".into()),
+            with(&|r| r.source = Some(Source::Branch("../../etc".into()))),
             Code::InvalidArgument,
             "invalid branch",
         ),
         (
             "absolute branch",
-            with(&|r| r.branch = "/master".into()),
+            with(&|r| r.source = Some(Source::Branch("/master".into()))),
             Code::InvalidArgument,
             "absolute",
         ),
         (
             "branch into env folder",
-            with(&|r| r.branch = "master/dev".into()),
+            with(&|r| r.source = Some(Source::Branch("master/dev".into()))),
             Code::InvalidArgument,
             "collide",
         ),
         (
             "long branch",
-            with(&|r| r.branch = long_branch.clone()),
+            with(&|r| r.source = Some(Source::Branch(long_branch.clone()))),
             Code::InvalidArgument,
             "at most 200",
         ),
         (
             "escaping artifact",
-            with(&|r| {
-                r.branch.clear();
-                r.artifact_id = "../x".into()
-            }),
+            with(&|r| r.source = Some(Source::ArtifactId("../x".into()))),
             Code::InvalidArgument,
             "invalid artifact_id",
         ),
@@ -122,14 +120,8 @@ async fn bad_release_requests_are_refused_with_a_clear_message() {
             "invalid namespace",
         ),
         (
-            "both",
-            with(&|r| r.artifact_id = "master-svc-a-001".into()),
-            Code::InvalidArgument,
-            "not both",
-        ),
-        (
             "neither",
-            with(&|r| r.branch.clear()),
+            with(&|r| r.source = None),
             Code::InvalidArgument,
             "give a branch or an artifact_id",
         ),
@@ -147,15 +139,14 @@ async fn bad_release_requests_are_refused_with_a_clear_message() {
         ),
         (
             "unknown branch",
-            with(&|r| r.branch = "feature/x".into()),
+            with(&|r| r.source = Some(Source::Branch("feature/x".into()))),
             Code::NotFound,
             "no build of branch \"feature/x\" for service \"svc-a\"",
         ),
         (
             "unknown artifact",
             with(&|r| {
-                r.branch.clear();
-                r.artifact_id = "master-zzz".into()
+                r.source = Some(Source::ArtifactId("master-zzz".into()))
             }),
             Code::NotFound,
             "no artifact \"master-zzz\"",
@@ -213,7 +204,8 @@ async fn other_calls_validate_names_too() {
         .describe_release(pb::DescribeReleaseRequest {
             service: "svc-a".into(),
             environment: "/prod".into(),
-            count: 1,
+            page_size: 1,
+            ..Default::default()
         })
         .await
         .unwrap_err();

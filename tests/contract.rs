@@ -99,7 +99,7 @@ async fn an_artifact_id_names_one_build_forever() {
     let builds = client
         .describe_artifact(pb::DescribeArtifactRequest {
             service: "shop".into(),
-            count: 10,
+            page_size: 10,
             ..Default::default()
         })
         .await
@@ -198,7 +198,8 @@ async fn unknown_branches_and_namespaces_are_not_found() {
         .describe_artifact(pb::DescribeArtifactRequest {
             service: "shop".into(),
             branch: "nope".into(),
-            count: 5,
+            page_size: 5,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -281,6 +282,15 @@ async fn watching_one_environment_delivers_its_releases_only() {
         .release(release_artifact("shop", "prod", "master-2"))
         .await
         .unwrap();
+    let live = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the live marker")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(live.event, Some(pb::watch_events_response::Event::Live(_))),
+        "a subscription starts by saying it is live: {live:?}"
+    );
     let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
         .await
         .expect("an event")

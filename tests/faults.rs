@@ -406,7 +406,8 @@ async fn a_force_push_on_the_remote_is_followed() {
         .describe_release(pb::DescribeReleaseRequest {
             service: "shop".into(),
             environment: "dev".into(),
-            count: 10,
+            page_size: 10,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -268,7 +268,8 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
         .describe_release(pb::DescribeReleaseRequest {
             service: SERVICE.into(),
             environment: "dev".into(),
-            count: 10,
+            page_size: 10,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -296,7 +297,7 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
     let builds = client
         .describe_artifact(pb::DescribeArtifactRequest {
             service: SERVICE.into(),
-            count: 10,
+            page_size: 10,
             ..Default::default()
         })
         .await
@@ -409,7 +410,8 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
         .describe_release(pb::DescribeReleaseRequest {
             service: SERVICE.into(),
             environment: "dev".into(),
-            count: 10,
+            page_size: 10,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -461,7 +463,8 @@ async fn the_originals_rollback_and_auto_release_titles_carry_their_intent() {
         .describe_release(pb::DescribeReleaseRequest {
             service: SERVICE.into(),
             environment: "dev".into(),
-            count: 10,
+            page_size: 10,
+            ..Default::default()
         })
         .await
         .unwrap()

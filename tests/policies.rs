@@ -678,6 +678,11 @@ async fn stopping_the_server_ends_open_event_streams() {
         .await
         .unwrap()
         .into_inner();
+    let live = stream.message().await.unwrap().unwrap();
+    assert!(matches!(
+        live.event,
+        Some(pb::watch_events_response::Event::Live(_))
+    ));
     tokio::time::timeout(Duration::from_secs(20), server.stop())
         .await
         .expect("shutdown does not wait for watchers");

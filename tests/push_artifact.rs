@@ -100,7 +100,8 @@ async fn an_uploaded_build_is_stored_and_releasable() {
         .describe_artifact(pb::DescribeArtifactRequest {
             service: "shop".into(),
             branch: String::new(),
-            count: 5,
+            page_size: 5,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -320,7 +320,8 @@ async fn status_and_describe_show_what_runs_and_history() {
         .describe_release(pb::DescribeReleaseRequest {
             service: "svc-a".into(),
             environment: "dev".into(),
-            count: 10,
+            page_size: 10,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -344,7 +345,8 @@ async fn status_and_describe_show_what_runs_and_history() {
         .describe_artifact(pb::DescribeArtifactRequest {
             service: "svc-a".into(),
             branch: "master".into(),
-            count: 2,
+            page_size: 2,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -39,7 +39,8 @@ async fn answers(server: &TestServer) -> Vec<String> {
                 .describe_release(pb::DescribeReleaseRequest {
                     service: service.into(),
                     environment: environment.into(),
-                    count: 20,
+                    page_size: 20,
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -49,7 +50,7 @@ async fn answers(server: &TestServer) -> Vec<String> {
         let builds = client
             .describe_artifact(pb::DescribeArtifactRequest {
                 service: service.into(),
-                count: 20,
+                page_size: 20,
                 ..Default::default()
             })
             .await
@@ -158,7 +159,7 @@ async fn a_restart_loads_the_snapshot_and_answers_as_before() {
     let builds = client
         .describe_artifact(pb::DescribeArtifactRequest {
             service: "svc-b".into(),
-            count: 2,
+            page_size: 2,
             ..Default::default()
         })
         .await
@@ -234,7 +235,8 @@ async fn a_snapshot_from_before_a_force_push_is_rebuilt() {
         .describe_release(pb::DescribeReleaseRequest {
             service: "svc-a".into(),
             environment: "dev".into(),
-            count: 20,
+            page_size: 20,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -247,7 +249,7 @@ async fn a_snapshot_from_before_a_force_push_is_rebuilt() {
     let builds = client
         .describe_artifact(pb::DescribeArtifactRequest {
             service: "svc-c".into(),
-            count: 5,
+            page_size: 5,
             ..Default::default()
         })
         .await
@@ -274,7 +276,8 @@ async fn a_snapshot_of_another_repository_is_not_used() {
         .describe_release(pb::DescribeReleaseRequest {
             service: "svc-a".into(),
             environment: "dev".into(),
-            count: 20,
+            page_size: 20,
+            ..Default::default()
         })
         .await
         .unwrap()

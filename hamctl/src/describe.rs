@@ -68,6 +68,9 @@ pub(crate) struct DescribeArtifactArgs {
     pub(crate) count: Option<u32>,
 }
 
+/// Entries shown when `--count` is not given.
+const DEFAULT_COUNT: u32 = 5;
+
 /// Longest commit-message excerpt in the artifact table.
 const MESSAGE_WIDTH: usize = 50;
 
@@ -90,8 +93,8 @@ async fn run_release(
     let request = DescribeReleaseRequest {
         service: args.service,
         environment: args.env,
-        // 0 asks for the server's default.
-        count: args.count.unwrap_or(0),
+        page_size: args.count.unwrap_or(DEFAULT_COUNT),
+        ..Default::default()
     };
     let mut client = client::release_client(global).await?;
     let response = client.describe_release(request).await?.into_inner();
@@ -114,7 +117,8 @@ async fn run_artifact(
     let request = DescribeArtifactRequest {
         service: args.service,
         branch: args.branch.clone().unwrap_or_default(),
-        count: args.count.unwrap_or(0),
+        page_size: args.count.unwrap_or(DEFAULT_COUNT),
+        ..Default::default()
     };
     let mut client = client::release_client(global).await?;
     let response = client.describe_artifact(request).await?.into_inner();
@@ -254,6 +258,7 @@ mod tests {
             service: "product-api".into(),
             environment: "prod".into(),
             releases,
+            next_page_token: String::new(),
         }
     }
 
@@ -313,6 +318,7 @@ master-33333-3   promote    2024-05-01 12:34 UTC   Ops Bot   Jane Doe   0123456
                 message: "Fix the thing\n\nLong body".into(),
                 ..Default::default()
             }],
+            next_page_token: String::new(),
         });
         assert_eq!(
             table.render(false),

@@ -185,6 +185,7 @@ pub(crate) fn release_result_json(result: &ReleaseResult) -> Value {
         "branch": result.branch,
         "commitSha": result.commit_sha,
         "intent": intent_json(result.intent()),
+        "replayed": result.replayed,
     })
 }
 
@@ -202,6 +203,7 @@ mod tests {
             branch: "master".into(),
             commit_sha: "1a2b3c4d5e6f".into(),
             intent: ReleaseIntent::ReleaseBranch.into(),
+            replayed: false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! the server decides (which build is latest, the default namespace).
 
 use clap::{ArgGroup, Args};
+use release_manager::pb::release_request::Source;
 use release_manager::pb::ReleaseRequest;
 use serde_json::json;
 
@@ -52,8 +53,11 @@ pub(crate) async fn run(
     let request = ReleaseRequest {
         service: args.service,
         environment: args.env,
-        branch: args.branch.unwrap_or_default(),
-        artifact_id: args.artifact.unwrap_or_default(),
+        // clap makes the two flags exclusive and one of them required.
+        source: match (args.branch, args.artifact) {
+            (Some(branch), _) => Some(Source::Branch(branch)),
+            (None, artifact) => artifact.map(Source::ArtifactId),
+        },
         namespace: args.namespace.unwrap_or_default(),
         request_id: request_id::new_request_id(),
         committer: Some(identity::resolve_committer()?),

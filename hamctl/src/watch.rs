@@ -27,23 +27,29 @@ use crate::{client, present};
 /// One line per event, printed as soon as its commit is on the remote; with
 /// --output json, one JSON object per line (JSON Lines). Runs until you
 /// press Ctrl-C. When the server stops or the connection breaks, it says so
-/// and exits 1, or, with --reconnect, reconnects and goes on.
+/// and exits 1, or, with --reconnect, reconnects and goes on from the last
+/// event it printed, so that nothing committed meanwhile is missed.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct WatchArgs {
     /// Only events of this service [default: all services].
     #[arg(long)]
     pub(crate) service: Option<String>,
 
-    /// Only releases to this environment [default: all environments; builds
-    /// and policy changes are shown either way].
+    /// Only releases to this environment (builds and policy changes, which
+    /// belong to no environment, are left out) [default: every event].
     #[arg(long)]
     pub(crate) env: Option<String>,
 
     /// Keep watching when the server stops or the connection breaks:
-    /// reconnect, waiting up to 10 s between attempts. Events committed
-    /// while disconnected are not shown.
+    /// reconnect, waiting up to 10 s between attempts, and show what was
+    /// committed while disconnected first.
     #[arg(long)]
     pub(crate) reconnect: bool,
+
+    /// Start with the events after this cursor (the `cursor` of an event
+    /// printed with --output json) or commit, then go on live.
+    #[arg(long, value_name = "CURSOR")]
+    pub(crate) since: Option<String>,
 
     /// Stop after this many events (for tests and scripts).
     #[arg(long, hide = true, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -95,6 +101,9 @@ enum StreamEnd {
     Enough,
     /// The server closed the stream (it is stopping or restarting).
     ClosedByServer,
+    /// The server dropped events this watcher could not keep up with; a new
+    /// subscription from the cursor given gets them.
+    FellBehind,
 }
 
 /// Longest wait between two reconnect attempts.
@@ -107,10 +116,16 @@ async fn follow(
 ) -> Result<(), CliError> {
     let mut printed: u64 = 0;
     let mut delay = Duration::from_millis(250);
+    // Where the next subscription starts: after the last event printed.
+    let mut cursor = args.since.clone();
     loop {
         let before = printed;
-        let lost = match subscribe(&args, global, printer, &mut printed).await {
+        let lost = match subscribe(&args, global, printer, &mut printed, &mut cursor).await {
             Ok(StreamEnd::Enough) => return Ok(()),
+            Ok(StreamEnd::FellBehind) => {
+                printer.note("watch: fell behind the server; catching up from the last event shown")?;
+                continue;
+            }
             Ok(StreamEnd::ClosedByServer) => {
                 "the server ended the event stream (it is stopping or restarting)".to_string()
             }
@@ -153,16 +168,19 @@ fn is_transient(error: &CliError) -> bool {
     }
 }
 
-/// One subscription: prints its events until it ends.
+/// One subscription, from `cursor` when set: prints its events until it
+/// ends, keeping `cursor` at the last one printed.
 async fn subscribe(
     args: &WatchArgs,
     global: &GlobalArgs,
     printer: &mut Printer<'_>,
     printed: &mut u64,
+    cursor: &mut Option<String>,
 ) -> Result<StreamEnd, CliError> {
     let request = WatchEventsRequest {
         service: args.service.clone().unwrap_or_default(),
         environment: args.env.clone().unwrap_or_default(),
+        since: cursor.clone().unwrap_or_default(),
     };
     let mut client = client::streaming_release_client(global).await?;
     let mut stream = client.watch_events(request).await?.into_inner();
@@ -173,6 +191,20 @@ async fn subscribe(
         let Some(event) = stream.message().await? else {
             return Ok(StreamEnd::ClosedByServer);
         };
+        match &event.event {
+            // The replay of what was missed is done: nothing to print.
+            Some(Event::Live(_)) => continue,
+            Some(Event::Dropped(dropped)) => {
+                if !dropped.resume_from.is_empty() {
+                    *cursor = Some(dropped.resume_from.clone());
+                }
+                return Ok(StreamEnd::FellBehind);
+            }
+            _ => {}
+        }
+        if !event.cursor.is_empty() {
+            *cursor = Some(event.cursor.clone());
+        }
         match printer.format() {
             OutputFormat::Json => printer.json_line(&event_json(&event))?,
             OutputFormat::Table => printer.line(&event_line(&event))?,
@@ -222,8 +254,9 @@ fn event_line(event: &WatchEventsResponse) -> String {
         Some(Event::PolicyChanged(change)) => {
             ("policy", change.service.as_str(), change.title.clone())
         }
-        // An event kind newer than this hamctl.
-        None => (
+        // Stream markers are handled before printing; an event kind newer
+        // than this hamctl has no line of its own.
+        Some(Event::Live(_) | Event::Dropped(_)) | None => (
             "unknown",
             "-",
             format!("commit {}", present::short_sha(&event.commit_sha)),
@@ -246,12 +279,13 @@ fn event_json(event: &WatchEventsResponse) -> Value {
             "policyChanged",
             json!({ "service": change.service, "title": change.title }),
         ),
-        None => ("unknown", Value::Null),
+        Some(Event::Live(_) | Event::Dropped(_)) | None => ("unknown", Value::Null),
     };
     let mut value = json!({
         "commitSha": event.commit_sha,
         "time": present::timestamp_json(event.time.as_ref()),
         "type": kind,
+        "cursor": event.cursor,
     });
     if !body.is_null() {
         value[kind] = body;
@@ -276,6 +310,7 @@ mod tests {
                 nanos: 0,
             }),
             event: Some(event),
+            cursor: "fedcba9876543210.0".into(),
         }
     }
 
@@ -302,6 +337,7 @@ mod tests {
             branch: "master".into(),
             commit_sha: "1a2b3c4d5e6f".into(),
             intent: ReleaseIntent::AutoRelease.into(),
+            replayed: false,
         })
     }
 
@@ -412,6 +448,7 @@ mod tests {
             service: None,
             env: None,
             reconnect: false,
+            since: None,
             max_events: None,
         };
         let mut out = Vec::new();

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use release_manager::pb::policy_service_server::{PolicyService, PolicyServiceServer};
 use release_manager::pb::release_service_server::{ReleaseService, ReleaseServiceServer};
+use release_manager::pb::release_request::Source;
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{
     ApplyAutoReleaseRequest, ApplyAutoReleaseResponse, ApplyBranchRestrictionRequest,
@@ -70,6 +71,7 @@ fn result(request_service: &str, env: &str, artifact: &str, outcome: Outcome) ->
         branch: "master".into(),
         commit_sha: "1a2b3c4d5e6f7a8b9c0d".into(),
         intent: ReleaseIntent::ReleaseBranch.into(),
+        replayed: false,
     }
 }
 
@@ -100,16 +102,20 @@ impl ReleaseService for FakeReleaseService {
             .expect("lock")
             .releases
             .push(request.clone());
+        let (branch, artifact_id) = match &request.source {
+            Some(Source::Branch(branch)) => (branch.clone(), String::new()),
+            Some(Source::ArtifactId(id)) => (String::new(), id.clone()),
+            None => (String::new(), String::new()),
+        };
         if request.service == "missing" {
             return Err(Status::not_found(format!(
-                "no build of branch \"{}\" for service \"missing\"",
-                request.branch
+                "no build of branch \"{branch}\" for service \"missing\""
             )));
         }
-        let (artifact, outcome) = if request.artifact_id.is_empty() {
+        let (artifact, outcome) = if artifact_id.is_empty() {
             ("master-abc123".to_owned(), Outcome::Applied)
         } else {
-            (request.artifact_id.clone(), Outcome::AlreadyUpToDate)
+            (artifact_id, Outcome::AlreadyUpToDate)
         };
         Ok(Response::new(ReleaseResponse {
             result: Some(result(
@@ -210,7 +216,7 @@ impl ReleaseService for FakeReleaseService {
     ) -> Result<Response<DescribeReleaseResponse>, Status> {
         check_token(&request)?;
         let request = request.into_inner();
-        let releases = (0..request.count.max(1))
+        let releases = (0..request.page_size.max(1))
             .map(|n| ReleaseRecord {
                 artifact_id: format!("master-{n}"),
                 namespace: request.environment.clone(),
@@ -226,6 +232,7 @@ impl ReleaseService for FakeReleaseService {
             service: request.service,
             environment: request.environment,
             releases,
+            next_page_token: String::new(),
         }))
     }
 
@@ -238,6 +245,7 @@ impl ReleaseService for FakeReleaseService {
         Ok(Response::new(DescribeArtifactResponse {
             service: request.service,
             artifacts: Vec::new(),
+            next_page_token: String::new(),
         }))
     }
 
@@ -288,6 +296,7 @@ impl ReleaseService for FakeReleaseService {
                 commit_sha: "fedcba9876543210".into(),
                 time: time(),
                 event: Some(event),
+                cursor: "fedcba9876543210.0".into(),
             })
         };
         let mut release = result(&service, "dev", "master-abc", Outcome::Applied);
@@ -486,8 +495,7 @@ async fn scenarios() {
         let request = seen.releases.last().expect("a release request");
         assert_eq!(request.service, "product-api");
         assert_eq!(request.environment, "dev");
-        assert_eq!(request.branch, "master");
-        assert_eq!(request.artifact_id, "");
+        assert_eq!(request.source, Some(Source::Branch("master".into())));
         assert_eq!(request.request_id.len(), 36, "{}", request.request_id);
         assert_eq!(
             request.committer,

@@ -4,6 +4,10 @@
 //! changed several services makes several events. Messages enrich (the
 //! intent); commits that change nothing the release manager follows make
 //! none.
+//!
+//! Every event has a cursor, `<commit>.<n>` (its place among its commit's
+//! events), from which a subscription can resume: the events of the
+//! commits after it are read again from history ([`since`]).
 
 use git2::{Oid, Repository};
 use release_manager::pb;
@@ -34,6 +38,7 @@ pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {
         commit_sha: oid.to_string(),
         time: Some(convert::timestamp(commit.time().seconds())),
         event: Some(event),
+        cursor: String::new(),
     };
     let mut events = Vec::new();
     for build in &facts.builds {
@@ -70,6 +75,7 @@ pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {
                 artifact_id: release.artifact_id.clone(),
                 commit_sha: oid.to_string(),
                 intent: convert::intent(kind) as i32,
+                replayed: false,
             },
         )));
     }
@@ -81,7 +87,68 @@ pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {
             },
         )));
     }
+    for (n, event) in events.iter_mut().enumerate() {
+        event.cursor = format!("{oid}.{n}");
+    }
     events
+}
+
+/// Where a subscription resumes: after event `after` of `commit` (`None`:
+/// after all of that commit's events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The commit.
+    pub commit: Oid,
+    /// The last event of it already seen.
+    pub after: Option<usize>,
+}
+
+impl Cursor {
+    /// Parses `<commit>.<n>` or a bare commit id.
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let (commit, after) = match text.split_once('.') {
+            Some((commit, n)) => (commit, Some(n.parse().ok()?)),
+            None => (text, None),
+        };
+        Some(Cursor {
+            commit: Oid::from_str(commit).ok().filter(|_| commit.len() == 40)?,
+            after,
+        })
+    }
+}
+
+/// Most commits a resumed subscription reads again from history.
+pub const MAX_REPLAY_COMMITS: usize = 10_000;
+
+/// What a resumed subscription missed: the events after `cursor` up to
+/// `tip`, oldest first, and the commits they were read from. `None` when
+/// the cursor's commit is not in the history of `tip`; an error naming the
+/// bound when more than [`MAX_REPLAY_COMMITS`] commits came after it.
+pub fn since(
+    repo: &Repository,
+    cursor: Cursor,
+    tip: Oid,
+) -> Result<Option<(Vec<pb::WatchEventsResponse>, Vec<Oid>)>, git2::Error> {
+    let known = cursor.commit == tip || repo.graph_descendant_of(tip, cursor.commit)?;
+    if !known {
+        return Ok(None);
+    }
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+    walk.push(tip)?;
+    walk.hide(cursor.commit)?;
+    let commits: Vec<Oid> = walk.take(MAX_REPLAY_COMMITS + 1).collect::<Result<_, _>>()?;
+    if commits.len() > MAX_REPLAY_COMMITS {
+        return Err(git2::Error::from_str("too many commits to replay"));
+    }
+    let mut events: Vec<pb::WatchEventsResponse> = match cursor.after {
+        Some(after) => events_of(repo, cursor.commit).into_iter().skip(after + 1).collect(),
+        None => Vec::new(),
+    };
+    for &commit in &commits {
+        events.extend(events_of(repo, commit));
+    }
+    Ok(Some((events, commits)))
 }
 
 /// Whether an event passes a watcher's filters.
@@ -93,6 +160,8 @@ pub fn matches(event: &pb::WatchEventsResponse, service: &str, environment: &str
             (release.service.as_str(), Some(release.environment.as_str()))
         }
         Some(Event::PolicyChanged(policy)) => (policy.service.as_str(), None),
+        // A subscriber's own markers always reach it.
+        Some(Event::Live(_) | Event::Dropped(_)) => return true,
         None => return false,
     };
     // An environment filter keeps releases to that environment only:

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod flows;
 pub mod http;
+pub mod paging;
 pub mod policy;
 pub mod reads;
 pub mod repo;
@@ -66,10 +67,29 @@ pub enum StartError {
     },
 }
 
+/// How long a start waits for the data dir's lock before it counts as held
+/// by another server. A lock let go a moment ago can linger: a child
+/// process forked by any thread of the process that held it shares the
+/// lock's open file until it runs its program (tests start servers one
+/// after the other while git runs beside them).
+const DATA_DIR_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Takes the data dir for this server alone: an exclusive lock on
 /// `<data dir>/lock`, held while the returned file is open. Owning the dir
 /// is what lets the server clear what a crashed run left in its mirror.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+async fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let began = Instant::now();
+    loop {
+        match try_lock_data_dir(dir) {
+            Err(StartError::DataDirInUse { .. }) if began.elapsed() < DATA_DIR_LOCK_PATIENCE => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     let data_dir_error = |source| StartError::DataDir {
         dir: dir.display().to_string(),
         source,
@@ -323,7 +343,7 @@ pub async fn start(
         .local_addr()
         .map_err(|e| StartError::Grpc(e.to_string()))?;
     let began = Instant::now();
-    let data_dir_lock = lock_data_dir(&config.data_dir)?;
+    let data_dir_lock = lock_data_dir(&config.data_dir).await?;
     repo::set_remote_timeout(config.remote_timeout);
     repo::pack::set_durable(config.fsync);
 

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use crate::catalog::{unknown_service, Catalog};
 use crate::error::{git, FlowError};
 use crate::flows::Settings;
+use crate::paging::{self, Page};
 use crate::repo::index::{ReleaseDetails, View};
 use crate::repo::tree::{blob_at, tree_at};
 use crate::service::convert;
@@ -30,8 +31,6 @@ pub struct Reader {
     settings: Settings,
 }
 
-/// Default number of history entries.
-const DEFAULT_COUNT: usize = 5;
 
 impl Reader {
     /// A reader over the mirror at `path`.
@@ -240,6 +239,30 @@ impl Reader {
         })
     }
 
+    /// The events after `cursor` (none without one), oldest first, the
+    /// commits they were read from, and the published tip they end at.
+    pub fn events_since(
+        &self,
+        cursor: Option<crate::events::Cursor>,
+    ) -> Result<(Vec<pb::WatchEventsResponse>, Vec<git2::Oid>, git2::Oid), FlowError> {
+        let tip = self.shared.read().expect("state lock not poisoned").tip;
+        let Some(cursor) = cursor else {
+            return Ok((Vec::new(), Vec::new(), tip));
+        };
+        self.with_repo(|repo| match crate::events::since(repo, cursor, tip) {
+            Ok(Some((events, commits))) => Ok((events, commits, tip)),
+            Ok(None) => Err(FlowError::NotFound(format!(
+                "cursor {}: its commit is not in the config repository's history (was it rewritten?); subscribe without `since`",
+                cursor.commit
+            ))),
+            Err(e) if e.message() == "too many commits to replay" => Err(FlowError::InvalidArgument(format!(
+                "invalid since: more than {} commits were made after it; subscribe without `since`",
+                crate::events::MAX_REPLAY_COMMITS
+            ))),
+            Err(e) => Err(git("read the history to replay")(e)),
+        })
+    }
+
     /// The NOT_FOUND error for an unknown service, with suggestions read
     /// at the published tip.
     fn unknown_service(&self, service: &str) -> FlowError {
@@ -278,45 +301,54 @@ impl Reader {
         })
     }
 
-    /// Release history of a service in an environment, newest first.
+    /// One page of the release history of a service in an environment,
+    /// newest first.
     pub fn describe_release(
         &self,
         service: &str,
         environment: &str,
-        count: usize,
+        page: &Page,
     ) -> Result<pb::DescribeReleaseResponse, FlowError> {
-        let count = if count == 0 { DEFAULT_COUNT } else { count };
         let found = self.with_repo(|repo| {
             let published = self.shared.read().expect("state lock not poisoned");
             let view = View::published(&published.index);
-            let mut releases = Vec::new();
-            for record in view.releases(environment, service).take(count) {
+            let known = view.releases(environment, service).next().is_some()
+                || view.builds(service).next().is_some();
+            if !known {
+                return Ok(None);
+            }
+            let entries = view
+                .releases(environment, service)
+                .map(|record| (record.commit.to_string(), record));
+            let (records, next_page_token) = paging::take(entries, page, "release")?;
+            let mut releases = Vec::with_capacity(records.len());
+            for record in records {
                 // Who released and the title live in the commit, not the index.
                 let details = ReleaseDetails::read(repo, record.commit)
                     .map_err(git("read a release commit"))?;
                 releases.push(convert::release_record(record, &details));
             }
-            let known = !releases.is_empty() || view.builds(service).next().is_some();
-            Ok(known.then_some(releases))
+            Ok(Some((releases, next_page_token)))
         })?;
-        let Some(releases) = found else {
+        let Some((releases, next_page_token)) = found else {
             return Err(self.unknown_service(service));
         };
         Ok(pb::DescribeReleaseResponse {
             service: service.to_string(),
             environment: environment.to_string(),
             releases,
+            next_page_token,
         })
     }
 
-    /// Builds of a service (optionally of one branch), newest first.
+    /// One page of the builds of a service (optionally of one branch),
+    /// newest first.
     pub fn describe_artifact(
         &self,
         service: &str,
         branch: Option<&str>,
-        count: usize,
+        page: &Page,
     ) -> Result<pb::DescribeArtifactResponse, FlowError> {
-        let count = if count == 0 { DEFAULT_COUNT } else { count };
         self.with_repo(|repo| {
             let published = self.shared.read().expect("state lock not poisoned");
             let view = View::published(&published.index);
@@ -337,12 +369,13 @@ impl Reader {
                     )));
                 }
             }
-            let mut artifacts = Vec::new();
-            for build in view
+            let entries = view
                 .builds(service)
                 .filter(|b| branch.is_none_or(|wanted| &*b.branch == wanted))
-                .take(count)
-            {
+                .map(|b| (format!("{}:{}", b.commit, b.artifact_id), b));
+            let (builds, next_page_token) = paging::take(entries, page, "build")?;
+            let mut artifacts = Vec::with_capacity(builds.len());
+            for build in builds {
                 let root = repo
                     .find_commit(build.commit)
                     .and_then(|c| c.tree())
@@ -365,6 +398,7 @@ impl Reader {
             Ok(pb::DescribeArtifactResponse {
                 service: service.to_string(),
                 artifacts,
+                next_page_token,
             })
         })
     }

@@ -255,7 +255,7 @@ pub fn release_branch(service: &str, env: &str, branch: &str) -> pb::ReleaseRequ
     pb::ReleaseRequest {
         service: service.into(),
         environment: env.into(),
-        branch: branch.into(),
+        source: Some(pb::release_request::Source::Branch(branch.into())),
         committer: alice(),
         ..Default::default()
     }
@@ -265,7 +265,7 @@ pub fn release_artifact(service: &str, env: &str, id: &str) -> pb::ReleaseReques
     pb::ReleaseRequest {
         service: service.into(),
         environment: env.into(),
-        artifact_id: id.into(),
+        source: Some(pb::release_request::Source::ArtifactId(id.into())),
         committer: alice(),
         ..Default::default()
     }

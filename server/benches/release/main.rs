@@ -253,8 +253,11 @@ async fn release(
     let request = pb::ReleaseRequest {
         service,
         environment: env.into(),
-        branch: branch.into(),
-        artifact_id: artifact.into(),
+        source: Some(if artifact.is_empty() {
+            pb::release_request::Source::Branch(branch.into())
+        } else {
+            pb::release_request::Source::ArtifactId(artifact.into())
+        }),
         committer: operator(),
         ..Default::default()
     };

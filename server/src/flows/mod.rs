@@ -173,6 +173,9 @@ pub struct ReleaseDone {
     /// Whether `commit` is a new commit on the tip the flow was given (not a
     /// no-op, and not a request id answered from history).
     pub created: bool,
+    /// Whether the request id was already in history and this answers from
+    /// the commit that carries it.
+    pub replayed: bool,
 }
 
 /// What adding a build did.
@@ -338,10 +341,11 @@ fn replayed(
         artifact_id: field("Artifact-ID"),
         branch: field("Branch"),
         commit,
-        kind: ReleaseKind::Unknown,
+        kind: crate::repo::message::release_kind(&message),
         from_environment: None,
         previous_artifact_id: None,
         created: false,
+        replayed: true,
     })
 }
 

@@ -202,6 +202,7 @@ pub fn release_build(
         artifact_id,
         branch: build.branch.clone(),
         created: commit.is_some(),
+        replayed: false,
         commit: commit.unwrap_or(ctx.tip),
         kind,
         from_environment: None,

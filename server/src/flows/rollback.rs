@@ -106,6 +106,7 @@ pub(super) fn rollback(
         artifact_id: spec.id,
         branch,
         created: commit.is_some(),
+        replayed: false,
         commit: commit.unwrap_or(ctx.tip),
         kind: ReleaseKind::Rollback,
         from_environment: None,

@@ -64,6 +64,7 @@ pub fn release_result(done: &ReleaseDone) -> pb::ReleaseResult {
         branch: done.branch.clone(),
         commit_sha: done.commit.to_string(),
         intent: intent(done.kind) as i32,
+        replayed: done.replayed,
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use release_manager::names;
 use release_manager::pb;
+use release_manager::pb::release_request::Source;
 use release_manager::pb::release_service_server::ReleaseService;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert;
 use crate::auth::{Auth, Role};
 use crate::error::FlowError;
+use crate::paging::Page;
 use crate::flows::{
     known_environment, BuildSource, Intent, ReleaseDone, Settings, WriteDone, WriteRequest,
 };
@@ -159,22 +161,17 @@ impl ReleaseService for ReleaseServiceHandler {
         let write = (|| {
             names::check_service(&r.service)?;
             let environment = known_environment(&self.settings, &r.environment)?;
-            let (source, kind) = match (optional(r.branch), optional(r.artifact_id)) {
-                (Some(_), Some(_)) => {
-                    return Err(FlowError::InvalidArgument(
-                        "give either branch or artifact_id, not both".into(),
-                    ))
-                }
-                (None, None) => {
+            let (source, kind) = match r.source {
+                None => {
                     return Err(FlowError::InvalidArgument(
                         "give a branch or an artifact_id to release".into(),
                     ))
                 }
-                (Some(branch), None) => {
+                Some(Source::Branch(branch)) => {
                     names::check_branch(&branch, &self.settings.environments)?;
                     (BuildSource::Branch(branch), ReleaseKind::Branch)
                 }
-                (None, Some(id)) => {
+                Some(Source::ArtifactId(id)) => {
                     names::check_artifact_id(&id)?;
                     (BuildSource::Artifact(id), ReleaseKind::Artifact)
                 }
@@ -284,9 +281,10 @@ impl ReleaseService for ReleaseServiceHandler {
             known_environment(&self.settings, &r.environment)
         })()
         .map_err(to_status)?;
-        let count = r.count.min(1000) as usize;
+        #[allow(deprecated)]
+        let page = Page::of(r.page_size, r.count, &r.page_token, "release").map_err(to_status)?;
         let response = self
-            .read(move |reader| reader.describe_release(&r.service, &environment, count))
+            .read(move |reader| reader.describe_release(&r.service, &environment, &page))
             .await?;
         Ok(Response::new(response))
     }
@@ -306,9 +304,10 @@ impl ReleaseService for ReleaseServiceHandler {
             Ok::<_, FlowError>(branch)
         })()
         .map_err(to_status)?;
-        let count = r.count.min(1000) as usize;
+        #[allow(deprecated)]
+        let page = Page::of(r.page_size, r.count, &r.page_token, "build").map_err(to_status)?;
         let response = self
-            .read(move |reader| reader.describe_artifact(&r.service, branch.as_deref(), count))
+            .read(move |reader| reader.describe_artifact(&r.service, branch.as_deref(), &page))
             .await?;
         Ok(Response::new(response))
     }
@@ -371,27 +370,76 @@ impl ReleaseService for ReleaseServiceHandler {
         if !r.environment.is_empty() {
             known_environment(&self.settings, &r.environment).map_err(to_status)?;
         }
+        let since = match optional(r.since) {
+            Some(text) => Some(crate::events::Cursor::parse(&text).ok_or_else(|| {
+                to_status(FlowError::InvalidArgument(format!(
+                    "invalid since {text:?}: not a cursor (<commit>.<n>) or a commit id"
+                )))
+            })?),
+            None => None,
+        };
+        // Subscribed before the tip is read: every event after the tip the
+        // replay ends at arrives on the channel.
         let receiver = self.events.subscribe();
-        // Subscribed before looking: a stream either sees the flag here or
-        // gets the end marker sent after it was set.
+        // A stream either sees the flag here or gets the end marker sent
+        // after it was set.
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Status::unavailable("the server is shutting down"));
         }
+        let (missed, replayed_commits, tip) =
+            self.read(move |reader| reader.events_since(since)).await?;
+        let (service, environment) = (r.service, r.environment);
+        let missed: Vec<pb::WatchEventsResponse> = missed
+            .into_iter()
+            .filter(|event| crate::events::matches(event, &service, &environment))
+            .collect();
+        // Where a subscriber that falls behind resumes: after the last event
+        // it got, else where it started.
+        let mut last_cursor = missed
+            .last()
+            .map(|event| event.cursor.clone())
+            .unwrap_or_else(|| match since {
+                Some(cursor) => cursor.commit.to_string(),
+                None => tip.to_string(),
+            });
+        let live = pb::WatchEventsResponse {
+            event: Some(pb::watch_events_response::Event::Live(pb::SubscriptionLive {
+                replayed: missed.len() as u32,
+            })),
+            cursor: last_cursor.clone(),
+            ..Default::default()
+        };
+        let replayed: std::collections::HashSet<String> =
+            replayed_commits.iter().map(|c| c.to_string()).collect();
         let events = tokio_stream::wrappers::BroadcastStream::new(receiver);
-        let stream = tokio_stream::StreamExt::filter_map(events, move |event| match event {
+        let live_events = tokio_stream::StreamExt::filter_map(events, move |event| match event {
             // The server is stopping: the marker ends the stream below.
             Ok(event) if event.event.is_none() => Some(Ok(event)),
-            Ok(event) if crate::events::matches(&event, &r.service, &r.environment) => {
+            // Sent from history already.
+            Ok(event) if replayed.contains(&event.commit_sha) => None,
+            Ok(event) if crate::events::matches(&event, &service, &environment) => {
+                last_cursor = event.cursor.clone();
                 Some(Ok(event))
             }
             Ok(_) => None,
-            // A watcher that fell behind lost the oldest events; it goes on
-            // with the next ones rather than slowing the writer down.
-            Err(lagged) => {
-                tracing::debug!(error = %lagged, "watcher fell behind");
-                None
+            // A watcher that fell behind lost the oldest events: it is told
+            // so, with where to resume, instead of missing them silently.
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "watcher fell behind");
+                Some(Ok(pb::WatchEventsResponse {
+                    event: Some(pb::watch_events_response::Event::Dropped(pb::EventsDropped {
+                        missed,
+                        resume_from: last_cursor.clone(),
+                    })),
+                    cursor: last_cursor.clone(),
+                    ..Default::default()
+                }))
             }
         });
+        let stream = tokio_stream::StreamExt::chain(
+            tokio_stream::iter(missed.into_iter().map(Ok).chain(std::iter::once(Ok(live)))),
+            live_events,
+        );
         let stream = tokio_stream::StreamExt::take_while(
             stream,
             |item| !matches!(item, Ok(event) if event.event.is_none()),

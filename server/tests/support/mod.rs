@@ -156,7 +156,7 @@ pub async fn release(url: &str, id: &str) -> Result<pb::ReleaseResponse, tonic::
         .release(pb::ReleaseRequest {
             service: "shop".into(),
             environment: "dev".into(),
-            artifact_id: id.into(),
+            source: Some(pb::release_request::Source::ArtifactId(id.into())),
             committer: Some(pb::Person {
                 name: "Olga Operator".into(),
                 email: "olga@example.com".into(),
