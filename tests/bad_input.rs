@@ -145,9 +145,7 @@ async fn bad_release_requests_are_refused_with_a_clear_message() {
         ),
         (
             "unknown artifact",
-            with(&|r| {
-                r.source = Some(Source::ArtifactId("master-zzz".into()))
-            }),
+            with(&|r| r.source = Some(Source::ArtifactId("master-zzz".into()))),
             Code::NotFound,
             "no artifact \"master-zzz\"",
         ),

@@ -286,3 +286,41 @@ async fn a_snapshot_of_another_repository_is_not_used() {
     assert!(history.is_empty(), "{history:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_mirror_made_anew_beside_a_snapshot_catches_up_what_arrived() {
+    let mut repo = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let mut policies = release_manager::pb::policy_service_client::PolicyServiceClient::connect(
+        server.url.clone(),
+    )
+    .await
+    .unwrap();
+    policies
+        .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            service: "svc-b".into(),
+            branch: "master".into(),
+            environment: "dev".into(),
+            committer: alice(),
+        })
+        .await
+        .unwrap();
+    let data = server.stop().await;
+    // While it is stopped, CI pushes a build, and someone deletes the
+    // mirror to repair it; the snapshot stays.
+    let id = repo.add_build("svc-b", "master", 9);
+    repo.push();
+    std::fs::remove_dir_all(data.path().join("mirror.git")).unwrap();
+    let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
+    assert!(server.server.as_ref().unwrap().started.from_snapshot);
+    server.server.as_ref().unwrap().sync().await.unwrap();
+    let released = subjects(&repo)
+        .iter()
+        .any(|s| *s == format!("[dev/svc-b] release {id}"));
+    assert!(
+        released,
+        "the build that arrived was auto-released: {:?}",
+        subjects(&repo)
+    );
+    server.stop().await;
+}

@@ -123,7 +123,8 @@ async fn follow(
         let lost = match subscribe(&args, global, printer, &mut printed, &mut cursor).await {
             Ok(StreamEnd::Enough) => return Ok(()),
             Ok(StreamEnd::FellBehind) => {
-                printer.note("watch: fell behind the server; catching up from the last event shown")?;
+                printer
+                    .note("watch: fell behind the server; catching up from the last event shown")?;
                 continue;
             }
             Ok(StreamEnd::ClosedByServer) => {

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use release_manager::pb::policy_service_server::{PolicyService, PolicyServiceServer};
-use release_manager::pb::release_service_server::{ReleaseService, ReleaseServiceServer};
 use release_manager::pb::release_request::Source;
+use release_manager::pb::release_service_server::{ReleaseService, ReleaseServiceServer};
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{
     ApplyAutoReleaseRequest, ApplyAutoReleaseResponse, ApplyBranchRestrictionRequest,

@@ -117,18 +117,23 @@ impl Cursor {
     }
 }
 
+/// What a resumed subscription missed.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The events, oldest first.
+    pub events: Vec<pb::WatchEventsResponse>,
+    /// The commits they were read from.
+    pub commits: Vec<Oid>,
+}
+
 /// Most commits a resumed subscription reads again from history.
 pub const MAX_REPLAY_COMMITS: usize = 10_000;
 
 /// What a resumed subscription missed: the events after `cursor` up to
-/// `tip`, oldest first, and the commits they were read from. `None` when
-/// the cursor's commit is not in the history of `tip`; an error naming the
-/// bound when more than [`MAX_REPLAY_COMMITS`] commits came after it.
-pub fn since(
-    repo: &Repository,
-    cursor: Cursor,
-    tip: Oid,
-) -> Result<Option<(Vec<pb::WatchEventsResponse>, Vec<Oid>)>, git2::Error> {
+/// `tip`. `None` when the cursor's commit is not in the history of `tip`;
+/// an error naming the bound when more than [`MAX_REPLAY_COMMITS`] commits
+/// came after it.
+pub fn since(repo: &Repository, cursor: Cursor, tip: Oid) -> Result<Option<Replay>, git2::Error> {
     let known = cursor.commit == tip || repo.graph_descendant_of(tip, cursor.commit)?;
     if !known {
         return Ok(None);
@@ -137,18 +142,23 @@ pub fn since(
     walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
     walk.push(tip)?;
     walk.hide(cursor.commit)?;
-    let commits: Vec<Oid> = walk.take(MAX_REPLAY_COMMITS + 1).collect::<Result<_, _>>()?;
+    let commits: Vec<Oid> = walk
+        .take(MAX_REPLAY_COMMITS + 1)
+        .collect::<Result<_, _>>()?;
     if commits.len() > MAX_REPLAY_COMMITS {
         return Err(git2::Error::from_str("too many commits to replay"));
     }
     let mut events: Vec<pb::WatchEventsResponse> = match cursor.after {
-        Some(after) => events_of(repo, cursor.commit).into_iter().skip(after + 1).collect(),
+        Some(after) => events_of(repo, cursor.commit)
+            .into_iter()
+            .skip(after + 1)
+            .collect(),
         None => Vec::new(),
     };
     for &commit in &commits {
         events.extend(events_of(repo, commit));
     }
-    Ok(Some((events, commits)))
+    Ok(Some(Replay { events, commits }))
 }
 
 /// Whether an event passes a watcher's filters.

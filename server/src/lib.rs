@@ -271,8 +271,9 @@ fn prepare(config: &ServerConfig) -> Result<Prepared, repo::RepoError> {
     // catch up. A first start (no mirror yet) has no such window.
     // When the remote was rewritten meanwhile, what is new is what the new
     // history has since it parted from the one last seen (nothing, for an
-    // unrelated history).
-    let since = last_seen.and_then(|seen| {
+    // unrelated history). A mirror made anew beside a snapshot has seen
+    // nothing, but the snapshot says how far the server got.
+    let since = last_seen.or(base).and_then(|seen| {
         if seen == tip || repo.graph_descendant_of(tip, seen).unwrap_or(false) {
             Some(seen)
         } else {

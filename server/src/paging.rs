@@ -127,18 +127,30 @@ mod tests {
     fn new_entries_at_the_front_do_not_shift_a_page() {
         let (_, token) = take(list(5), &Page::of(2, 0, "", "release").unwrap(), "release").unwrap();
         let grown = std::iter::once(("new".to_string(), 99)).chain(list(5));
-        let (next, _) = take(grown, &Page::of(2, 0, &token, "release").unwrap(), "release").unwrap();
+        let (next, _) = take(
+            grown,
+            &Page::of(2, 0, &token, "release").unwrap(),
+            "release",
+        )
+        .unwrap();
         assert_eq!(next, vec![2, 3]);
     }
 
     #[test]
     fn sizes_and_bad_tokens() {
         assert_eq!(Page::of(0, 0, "", "build").unwrap().size, DEFAULT_PAGE_SIZE);
-        assert_eq!(Page::of(0, 7, "", "build").unwrap().size, 7, "the old count");
+        assert_eq!(
+            Page::of(0, 7, "", "build").unwrap().size,
+            7,
+            "the old count"
+        );
         assert_eq!(Page::of(5000, 0, "", "build").unwrap().size, MAX_PAGE_SIZE);
         assert!(Page::of(2, 0, "not base64!", "build").is_err());
         let release_token = token("release", "k1");
-        assert!(Page::of(2, 0, &release_token, "build").is_err(), "another listing's token");
+        assert!(
+            Page::of(2, 0, &release_token, "build").is_err(),
+            "another listing's token"
+        );
         let gone = Page::of(2, 0, &token("release", "nowhere"), "release").unwrap();
         assert!(take(list(3), &gone, "release").is_err());
     }

@@ -31,7 +31,6 @@ pub struct Reader {
     settings: Settings,
 }
 
-
 impl Reader {
     /// A reader over the mirror at `path`.
     pub fn new(path: PathBuf, shared: SharedState, settings: Settings) -> Self {
@@ -239,18 +238,18 @@ impl Reader {
         })
     }
 
-    /// The events after `cursor` (none without one), oldest first, the
-    /// commits they were read from, and the published tip they end at.
+    /// The events after `cursor` (none without one), and the published tip
+    /// they end at.
     pub fn events_since(
         &self,
         cursor: Option<crate::events::Cursor>,
-    ) -> Result<(Vec<pb::WatchEventsResponse>, Vec<git2::Oid>, git2::Oid), FlowError> {
+    ) -> Result<(crate::events::Replay, git2::Oid), FlowError> {
         let tip = self.shared.read().expect("state lock not poisoned").tip;
         let Some(cursor) = cursor else {
-            return Ok((Vec::new(), Vec::new(), tip));
+            return Ok((crate::events::Replay::default(), tip));
         };
         self.with_repo(|repo| match crate::events::since(repo, cursor, tip) {
-            Ok(Some((events, commits))) => Ok((events, commits, tip)),
+            Ok(Some(replay)) => Ok((replay, tip)),
             Ok(None) => Err(FlowError::NotFound(format!(
                 "cursor {}: its commit is not in the config repository's history (was it rewritten?); subscribe without `since`",
                 cursor.commit
@@ -319,10 +318,13 @@ impl Reader {
             }
             let entries = view
                 .releases(environment, service)
-                .map(|record| (record.commit.to_string(), record));
+                .map(|record| (record.commit.to_string(), record.clone()));
             let (records, next_page_token) = paging::take(entries, page, "release")?;
+            // Reading the commits can take a while for a long page: the
+            // writer must not wait for it to publish.
+            drop(published);
             let mut releases = Vec::with_capacity(records.len());
-            for record in records {
+            for record in &records {
                 // Who released and the title live in the commit, not the index.
                 let details = ReleaseDetails::read(repo, record.commit)
                     .map_err(git("read a release commit"))?;
@@ -372,8 +374,9 @@ impl Reader {
             let entries = view
                 .builds(service)
                 .filter(|b| branch.is_none_or(|wanted| &*b.branch == wanted))
-                .map(|b| (format!("{}:{}", b.commit, b.artifact_id), b));
+                .map(|b| (format!("{}:{}", b.commit, b.artifact_id), b.clone()));
             let (builds, next_page_token) = paging::take(entries, page, "build")?;
+            drop(published);
             let mut artifacts = Vec::with_capacity(builds.len());
             for build in builds {
                 let root = repo

@@ -1,8 +1,9 @@
 //! The one reader of history: what a commit *is*, decided from what it
 //! changed, never from its title. A commit that changes
 //! `builds/<service>/<branch>/artifact.json` is a build of the id in that
-//! file; one that changes `<env>/releases/<namespace>/<service>/artifact.json`
-//! is a release of the id in that file; one that changes
+//! file; one that changes a release folder
+//! `<env>/releases/<namespace>/<service>/` holding an artifact.json is a
+//! release of the id in that file; one that changes
 //! `policies/<service>.json` changes that service's policies. That holds for
 //! commits of this server, of the original release manager in any era, of
 //! CI jobs and of people editing by hand alike. Messages only enrich (see
@@ -76,11 +77,6 @@ pub struct HistoryReader<'r> {
     current: Vec<RawTree>,
     /// The commit read last and its root tree.
     last: Option<(Oid, Oid)>,
-    /// Top-level folders seen with a `releases/` folder. A branch's path
-    /// never has an environment's name as a segment, so folders of that
-    /// name below `builds/<service>/` hold manifests and are not searched
-    /// for nested branches (three tree reads saved per build).
-    environments: std::collections::HashSet<String>,
 }
 
 impl<'r> HistoryReader<'r> {
@@ -92,7 +88,6 @@ impl<'r> HistoryReader<'r> {
             previous: Vec::new(),
             current: Vec::new(),
             last: None,
-            environments: std::collections::HashSet::new(),
         })
     }
 
@@ -224,9 +219,6 @@ impl<'r> HistoryReader<'r> {
         }
         for change in changes(old, new) {
             let Some(name) = change.name else { continue };
-            if self.environments.contains(&name) {
-                continue;
-            }
             let old_sub = self.subtree(change.old)?;
             let Some(new_sub) = self.subtree(change.new)? else {
                 continue;
@@ -255,9 +247,6 @@ impl<'r> HistoryReader<'r> {
         let Some(new_releases) = new_releases else {
             return Ok(());
         };
-        if !self.environments.contains(environment) {
-            self.environments.insert(environment.to_string());
-        }
         let old_releases = match old {
             Some(old) => self.subtree(entry_named(old, "releases"))?,
             None => None,
@@ -274,11 +263,17 @@ impl<'r> HistoryReader<'r> {
                 let Some(service_name) = service.name else {
                     continue;
                 };
-                let old_folder = self.subtree(service.old)?;
                 let Some(new_folder) = self.subtree(service.new)? else {
                     continue;
                 };
-                let Some(spec) = changed_spec(old_folder.as_ref(), &new_folder) else {
+                // Any change of the folder is a release of what it holds: a
+                // re-release into a folder edited by hand changes manifests
+                // and keeps artifact.json.
+                let Some(spec) = new_folder
+                    .get("artifact.json")
+                    .filter(|e| !e.is_tree)
+                    .map(|e| e.id)
+                else {
                     continue;
                 };
                 if let Some(artifact_id) = self.artifact_id(spec)? {
@@ -335,6 +330,18 @@ impl<'r> HistoryReader<'r> {
                 ),
                 r.spec,
             )
+        });
+        // A policy file as the merge has it (or its absence) that another
+        // parent already had came from that side.
+        let ours = commit.tree()?;
+        let policy = |tree: &git2::Tree<'_>, service: &str| {
+            tree.get_path(std::path::Path::new(&format!("policies/{service}.json")))
+                .ok()
+                .map(|e| e.id())
+        };
+        facts.policies.retain(|service| {
+            let now = policy(&ours, service);
+            !others.iter().any(|tree| policy(tree, service) == now)
         });
         Ok(())
     }
@@ -520,6 +527,13 @@ mod tests {
         let facts = f.facts(other_ns);
         assert_eq!(facts.releases[0].environment, "prod");
         assert_eq!(facts.releases[0].namespace, "payments");
+        // A manifest edited in a release folder re-releases what it holds.
+        let edited = f.commit(
+            &[other_ns],
+            &[("prod/releases/payments/svc/d.yaml", Some("e"))],
+        );
+        assert_eq!(f.facts(edited).releases[0].artifact_id, "m-1");
+        let other_ns = edited;
         // Removing a release folder releases nothing.
         let removed = f.commit(&[other_ns], &[("dev/releases/dev/svc/artifact.json", None)]);
         assert!(f.facts(removed).releases.is_empty());
@@ -554,18 +568,49 @@ mod tests {
         );
         let right = f.commit(
             &[base],
-            &[("builds/b/master/artifact.json", Some(&spec("b-1")))],
+            &[
+                ("builds/b/master/artifact.json", Some(&spec("b-1"))),
+                ("policies/b.json", Some("{}")),
+            ],
         );
         let merge = f.commit(
             &[left, right],
-            &[("builds/b/master/artifact.json", Some(&spec("b-1")))],
+            &[
+                ("builds/b/master/artifact.json", Some(&spec("b-1"))),
+                ("policies/b.json", Some("{}")),
+            ],
         );
-        assert!(f.facts(merge).is_empty(), "b-1 came from the right side");
+        assert!(
+            f.facts(merge).is_empty(),
+            "b-1 and b's policy came from the right side"
+        );
         let resolved = f.commit(
             &[left, right],
             &[("builds/b/master/artifact.json", Some(&spec("b-2")))],
         );
         assert_eq!(f.facts(resolved).builds[0].artifact_id, "b-2");
+    }
+
+    #[test]
+    fn a_branch_named_like_an_environment_is_found_in_any_read_order() {
+        let f = Fixture::new();
+        let release = f.commit(
+            &[],
+            &[("dev/releases/dev/svc/artifact.json", Some(&spec("m-1")))],
+        );
+        let build = f.commit(
+            &[release],
+            &[("builds/svc/dev/artifact.json", Some(&spec("dev-1")))],
+        );
+        let mut reader = HistoryReader::new(&f.repo).unwrap();
+        for oid in [release, build] {
+            let commit = f.repo.find_commit(oid).unwrap();
+            let facts = reader.read(&commit).unwrap();
+            if oid == build {
+                assert_eq!(facts.builds[0].branch, "dev");
+            }
+        }
+        assert_eq!(f.facts(build).builds[0].branch, "dev");
     }
 
     #[test]

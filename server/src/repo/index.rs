@@ -269,9 +269,6 @@ impl Index {
         let facts = reader
             .read(&commit)
             .map_err(RepoError::git("read what a commit changed"))?;
-        if facts.is_empty() {
-            return Ok(());
-        }
         let message = String::from_utf8_lossy(commit.message_bytes());
         self.add_facts(&facts, &message, oid, commit.time().seconds());
         Ok(())

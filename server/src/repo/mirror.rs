@@ -50,6 +50,7 @@ impl Mirror {
         if let RemoteLocation::Local(remote) = &location {
             clear_own_debris_in_remote(dir, remote);
         }
+        let existed = Repository::open_bare(dir).is_ok();
         let repo = match Repository::open_bare(dir) {
             Ok(repo) => repo,
             Err(_) if matches!(location, RemoteLocation::Local(_)) => {
@@ -76,10 +77,15 @@ impl Mirror {
         // Where a restart must look back to for builds whose auto-releases
         // may be owed: the last tip every build up to which was handled,
         // else the remote tip this mirror last saw (read before fetching).
-        let last_seen = repo
-            .refname_to_id(CAUGHT_UP_REF)
-            .or_else(|_| repo.refname_to_id(&format!("refs/remotes/origin/{branch}")))
-            .ok();
+        // A mirror made just now has seen nothing (a local clone has the
+        // tracking ref already).
+        let last_seen = existed
+            .then(|| {
+                repo.refname_to_id(CAUGHT_UP_REF)
+                    .or_else(|_| repo.refname_to_id(&format!("refs/remotes/origin/{branch}")))
+                    .ok()
+            })
+            .flatten();
         let mirror = Mirror {
             repo,
             remote_repo: std::cell::RefCell::new(None),

@@ -92,26 +92,35 @@ fn collect_tree(
 pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Pack, git2::Error> {
     let odb = repo.odb()?;
     let mut pack = PackWriter::with_capacity(objects.len());
-    // Offset and contents of each tree written so far, by id.
-    let mut written: HashMap<Oid, (usize, Vec<u8>)> = HashMap::new();
+    // Offset, contents and delta depth of each tree written so far, by id.
+    let mut written: HashMap<Oid, (usize, Vec<u8>, u32)> = HashMap::new();
     for object in objects {
         let read = odb.read(object.oid)?;
         let data = read.data();
         // A tree's previous version is the base of the next one only: its
         // bytes are let go once used, so a chain of many versions of a
-        // large tree holds one at a time.
-        let offset = match object.base.and_then(|b| written.remove(&b)) {
-            Some((base_offset, base_data)) => {
-                pack.add_delta(object.oid, base_offset, &base_data, data)?
-            }
-            None => pack.add_whole(object.oid, read.kind(), data)?,
+        // large tree holds one at a time. Chains stop at git's usual depth,
+        // or reading the last version of a long fetch would replay them all.
+        let base = object
+            .base
+            .and_then(|b| written.remove(&b))
+            .filter(|(_, _, depth)| *depth < MAX_DELTA_DEPTH);
+        let (offset, depth) = match base {
+            Some((base_offset, base_data, depth)) => (
+                pack.add_delta(object.oid, base_offset, &base_data, data)?,
+                depth + 1,
+            ),
+            None => (pack.add_whole(object.oid, read.kind(), data)?, 0),
         };
         if read.kind() == ObjectType::Tree {
-            written.insert(object.oid, (offset, data.to_vec()));
+            written.insert(object.oid, (offset, data.to_vec(), depth));
         }
     }
     pack.finish()
 }
+
+/// Longest chain of deltas a pack gets, as git's default `--depth`.
+const MAX_DELTA_DEPTH: u32 = 50;
 
 /// Writes objects one after the other as a version 2 pack, whole or as a
 /// delta of an object written before (OFS_DELTA), and indexes them: the

@@ -7,7 +7,8 @@
 //! and branch it was read from, the tip, a table of the strings it uses and
 //! the records. It is written to a temporary file, synced, and renamed over
 //! the old one, so a crash at any point leaves the old snapshot or the new
-//! one, never a torn one. Loading refuses (with the reason, for the log)
+//! one, never a torn one (a power cut too, with `--fsync true`, the
+//! default; without it a torn file is possible, and refused by its CRC). Loading refuses (with the reason, for the log)
 //! a file that is missing, truncated, corrupt, of another format or of
 //! another repository; the caller then reads the history instead. Whether
 //! the tip is still in the remote's history is the caller's check: this

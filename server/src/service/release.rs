@@ -16,10 +16,10 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert;
 use crate::auth::{Auth, Role};
 use crate::error::FlowError;
-use crate::paging::Page;
 use crate::flows::{
     known_environment, BuildSource, Intent, ReleaseDone, Settings, WriteDone, WriteRequest,
 };
+use crate::paging::Page;
 use crate::reads::Reader;
 use crate::repo::index::{ReleaseKind, Signature};
 use crate::status::to_status;
@@ -386,10 +386,11 @@ impl ReleaseService for ReleaseServiceHandler {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Status::unavailable("the server is shutting down"));
         }
-        let (missed, replayed_commits, tip) =
-            self.read(move |reader| reader.events_since(since)).await?;
+        let (replay, tip) = self.read(move |reader| reader.events_since(since)).await?;
         let (service, environment) = (r.service, r.environment);
-        let missed: Vec<pb::WatchEventsResponse> = missed
+        let replayed_commits = replay.commits;
+        let missed: Vec<pb::WatchEventsResponse> = replay
+            .events
             .into_iter()
             .filter(|event| crate::events::matches(event, &service, &environment))
             .collect();
@@ -403,9 +404,11 @@ impl ReleaseService for ReleaseServiceHandler {
                 None => tip.to_string(),
             });
         let live = pb::WatchEventsResponse {
-            event: Some(pb::watch_events_response::Event::Live(pb::SubscriptionLive {
-                replayed: missed.len() as u32,
-            })),
+            event: Some(pb::watch_events_response::Event::Live(
+                pb::SubscriptionLive {
+                    replayed: missed.len() as u32,
+                },
+            )),
             cursor: last_cursor.clone(),
             ..Default::default()
         };
@@ -427,10 +430,12 @@ impl ReleaseService for ReleaseServiceHandler {
             Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
                 tracing::debug!(missed, "watcher fell behind");
                 Some(Ok(pb::WatchEventsResponse {
-                    event: Some(pb::watch_events_response::Event::Dropped(pb::EventsDropped {
-                        missed,
-                        resume_from: last_cursor.clone(),
-                    })),
+                    event: Some(pb::watch_events_response::Event::Dropped(
+                        pb::EventsDropped {
+                            missed,
+                            resume_from: last_cursor.clone(),
+                        },
+                    )),
                     cursor: last_cursor.clone(),
                     ..Default::default()
                 }))
