@@ -2,6 +2,7 @@
 //! time. Tokens are never logged. Health and reflection stay open so that
 //! probes and `grpcurl list` work without credentials.
 
+use crate::error::Reason;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
@@ -74,10 +75,14 @@ impl Auth {
             return if self.unauthenticated {
                 Ok(())
             } else {
-                Err(Status::permission_denied(format!(
-                    "this server accepts no such calls: it was started without {}",
-                    role.flag()
-                )))
+                Err(crate::status::failure(
+                    tonic::Code::PermissionDenied,
+                    Reason::RoleNotEnabled,
+                    format!(
+                        "this server accepts no such calls: it was started without {}",
+                        role.flag()
+                    ),
+                ))
             };
         };
         let presented = request
@@ -86,15 +91,20 @@ impl Auth {
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token);
         match presented {
-            None => Err(Status::unauthenticated(format!(
-                "missing token: this call needs {}, sent as \"authorization: Bearer <token>\"",
-                role.token_name()
-            ))),
+            None => Err(crate::status::failure(
+                tonic::Code::Unauthenticated,
+                Reason::TokenMissing,
+                format!(
+                    "missing token: this call needs {}, sent as \"authorization: Bearer <token>\"",
+                    role.token_name()
+                ),
+            )),
             Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
-            Some(_) => Err(Status::unauthenticated(format!(
-                "wrong token: this call needs {}",
-                role.token_name()
-            ))),
+            Some(_) => Err(crate::status::failure(
+                tonic::Code::Unauthenticated,
+                Reason::TokenWrong,
+                format!("wrong token: this call needs {}", role.token_name()),
+            )),
         }
     }
 }

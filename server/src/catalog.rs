@@ -88,7 +88,7 @@ pub fn unknown_service<'a>(service: &str, known: impl IntoIterator<Item = &'a st
             text.push_str(&format!("; did you mean one of {}?", quoted.join(", ")));
         }
     }
-    FlowError::NotFound(text)
+    FlowError::not_found(crate::error::Reason::ServiceNotFound, text)
 }
 
 /// Most suggestions offered at once.

@@ -6,18 +6,37 @@ use std::sync::Arc;
 
 use crate::repo::RepoError;
 
+/// The stable reasons errors carry (`google.rpc.ErrorInfo.reason`), as the
+/// public schema lists them.
+pub use release_manager::pb::ErrorReason as Reason;
+
 /// Why a request could not be carried out.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FlowError {
     /// A field is missing, malformed, or contradicts another.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// Unknown service, branch or artifact.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{message}")]
+    InvalidArgument {
+        /// The request field, as `google.rpc.BadRequest` names it.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Unknown service, branch, artifact, namespace or cursor.
+    #[error("{message}")]
+    NotFound {
+        /// Which of them.
+        reason: Reason,
+        /// What was looked for, and what there is.
+        message: String,
+    },
     /// The request is well-formed but the repository's state forbids it.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Why.
+        reason: Reason,
+        /// What stands in the way.
+        message: String,
+    },
     /// What the request would create exists already, differently (an
     /// artifact id pushed again with other manifests).
     #[error("{0}")]
@@ -81,9 +100,35 @@ fn unavailable_message(error: &RepoError) -> String {
     }
 }
 
+impl FlowError {
+    /// `INVALID_ARGUMENT` for request field `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FlowError::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// `NOT_FOUND` for `reason`.
+    pub fn not_found(reason: Reason, message: impl Into<String>) -> Self {
+        FlowError::NotFound {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// `FAILED_PRECONDITION` for `reason`.
+    pub fn precondition(reason: Reason, message: impl Into<String>) -> Self {
+        FlowError::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
 impl From<release_manager::names::NameError> for FlowError {
     fn from(e: release_manager::names::NameError) -> Self {
-        FlowError::InvalidArgument(e.to_string())
+        FlowError::invalid(e.field, e.to_string())
     }
 }
 

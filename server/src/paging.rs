@@ -39,9 +39,10 @@ impl Page {
             return Ok(Page { size, after: None });
         }
         let invalid = || {
-            FlowError::InvalidArgument(format!(
-                "invalid page_token: not a next_page_token of this {kind} listing"
-            ))
+            FlowError::invalid(
+                "page_token",
+                format!("invalid page_token: not a next_page_token of this {kind} listing"),
+            )
         };
         let bytes = ENGINE.decode(page_token).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
@@ -76,7 +77,7 @@ pub fn take<T>(
                 Some((key, _)) if &key == after => break,
                 Some(_) => {}
                 None => {
-                    return Err(FlowError::InvalidArgument(format!(
+                    return Err(FlowError::invalid("page_token", format!(
                         "invalid page_token: its {kind} is no longer in the list (the history was rewritten); start again without one"
                     )))
                 }

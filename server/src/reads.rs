@@ -14,7 +14,7 @@ use release_manager::spec::ArtifactSpec;
 use std::collections::BTreeSet;
 
 use crate::catalog::{unknown_service, Catalog};
-use crate::error::{git, FlowError};
+use crate::error::{git, FlowError, Reason};
 use crate::flows::Settings;
 use crate::paging::{self, Page};
 use crate::repo::index::{ReleaseDetails, View};
@@ -181,7 +181,7 @@ impl Reader {
                     }
                 }
                 let known: Vec<String> = namespaces.into_iter().collect();
-                return Err(FlowError::NotFound(match known.as_slice() {
+                return Err(FlowError::not_found(Reason::NamespaceNotFound, match known.as_slice() {
                     [] => format!(
                         "service {service:?} is not released to namespace {ns:?} in any environment"
                     ),
@@ -250,11 +250,11 @@ impl Reader {
         };
         self.with_repo(|repo| match crate::events::since(repo, cursor, tip) {
             Ok(Some(replay)) => Ok((replay, tip)),
-            Ok(None) => Err(FlowError::NotFound(format!(
+            Ok(None) => Err(FlowError::not_found(Reason::CursorNotFound, format!(
                 "cursor {}: its commit is not in the config repository's history (was it rewritten?); subscribe without `since`",
                 cursor.commit
             ))),
-            Err(e) if e.message() == "too many commits to replay" => Err(FlowError::InvalidArgument(format!(
+            Err(e) if e.message() == "too many commits to replay" => Err(FlowError::invalid("since", format!(
                 "invalid since: more than {} commits were made after it; subscribe without `since`",
                 crate::events::MAX_REPLAY_COMMITS
             ))),
@@ -291,7 +291,7 @@ impl Reader {
                 .map_err(git("read policies"))?
             {
                 Some(bytes) => crate::policy::PolicyFile::parse(service, &bytes)
-                    .map_err(FlowError::FailedPrecondition),
+                    .map_err(|message| FlowError::precondition(Reason::PolicyFileInvalid, message)),
                 None => Ok(crate::policy::PolicyFile {
                     service: service.to_string(),
                     ..Default::default()
@@ -365,7 +365,7 @@ impl Reader {
                 if !view.builds(service).any(|b| &*b.branch == wanted) {
                     let branches: BTreeSet<String> =
                         view.builds(service).map(|b| b.branch.to_string()).collect();
-                    return Err(FlowError::NotFound(format!(
+                    return Err(FlowError::not_found(Reason::BranchNotFound, format!(
                         "no builds of branch {wanted:?} for service {service:?}; branches with builds: {}",
                         branches.into_iter().collect::<Vec<_>>().join(", ")
                     )));

@@ -77,7 +77,14 @@ where
                     service.call(request).await
                 })
             }
-            None => Box::pin(async { Ok(tonic::Status::unavailable(STARTING).into_http()) }),
+            None => Box::pin(async {
+                let status = crate::status::failure(
+                    tonic::Code::Unavailable,
+                    crate::error::Reason::Starting,
+                    STARTING,
+                );
+                Ok(status.into_http())
+            }),
         }
     }
 }

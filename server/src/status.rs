@@ -1,27 +1,62 @@
-//! The one place where domain errors become `tonic::Status`. The match is
-//! exhaustive so that a new error variant forces a decision here. Internal
-//! causes are logged with their whole chain and never sent to the client.
+//! The one place where errors become `tonic::Status`. The match over
+//! [`FlowError`] is exhaustive so that a new error variant forces a
+//! decision here. Every status carries structured details, as the public
+//! schema promises (errors.proto): `INVALID_ARGUMENT` a
+//! `google.rpc.BadRequest` naming the field, every other code a
+//! `google.rpc.ErrorInfo` with a stable reason. Internal causes are logged
+//! with their whole chain and never sent to the client.
+
+use std::collections::HashMap;
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::error::FlowError;
+use crate::error::{FlowError, Reason};
+use crate::repo::RepoError;
+
+/// The `domain` of every `google.rpc.ErrorInfo` the server sends.
+pub const DOMAIN: &str = "releasemanager.v1";
+
+/// `INVALID_ARGUMENT` for request field `field`, with a
+/// `google.rpc.BadRequest` that names it.
+pub fn invalid(field: &str, message: impl Into<String>) -> Status {
+    let message = message.into();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        message.clone(),
+        ErrorDetails::with_bad_request_violation(field, message),
+    )
+}
+
+/// An error of `code` for `reason`, with a `google.rpc.ErrorInfo`.
+pub fn failure(code: Code, reason: Reason, message: impl Into<String>) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(
+            reason.as_str_name(),
+            DOMAIN,
+            HashMap::<String, String>::new(),
+        ),
+    )
+}
 
 /// Converts a flow error into the status the client sees.
 pub fn to_status(error: FlowError) -> Status {
-    let code = match &error {
-        FlowError::InvalidArgument(_) => Code::InvalidArgument,
-        FlowError::NotFound(_) => Code::NotFound,
-        FlowError::FailedPrecondition(_) => Code::FailedPrecondition,
-        FlowError::AlreadyExists(_) => Code::AlreadyExists,
-        FlowError::QueueFull => Code::ResourceExhausted,
-        FlowError::DeadlineExceeded => Code::DeadlineExceeded,
-        FlowError::WriterStopped => Code::Unavailable,
-        FlowError::Conflict { .. } => Code::Aborted,
-        FlowError::BatchTimedOut { .. } => Code::Unavailable,
-        FlowError::RemoteUnavailable(_) => Code::Unavailable,
-        FlowError::DiskFull { .. } => Code::ResourceExhausted,
-        FlowError::NotPermitted { .. } => Code::Unavailable,
-        FlowError::Internal(_) => Code::Internal,
+    let (code, reason) = match &error {
+        FlowError::InvalidArgument { field, message } => return invalid(field, message.clone()),
+        FlowError::NotFound { reason, .. } => (Code::NotFound, *reason),
+        FlowError::FailedPrecondition { reason, .. } => (Code::FailedPrecondition, *reason),
+        FlowError::AlreadyExists(_) => (Code::AlreadyExists, Reason::ArtifactExists),
+        FlowError::QueueFull => (Code::ResourceExhausted, Reason::QueueFull),
+        FlowError::DeadlineExceeded => (Code::DeadlineExceeded, Reason::DeadlinePassed),
+        FlowError::WriterStopped => (Code::Unavailable, Reason::ShuttingDown),
+        FlowError::Conflict { .. } => (Code::Aborted, Reason::PushConflict),
+        FlowError::BatchTimedOut { .. } => (Code::Unavailable, Reason::BatchTimeout),
+        FlowError::RemoteUnavailable(cause) => (Code::Unavailable, remote_reason(cause)),
+        FlowError::DiskFull { .. } => (Code::ResourceExhausted, Reason::DiskFull),
+        FlowError::NotPermitted { .. } => (Code::Unavailable, Reason::WriteDenied),
+        FlowError::Internal(_) => (Code::Internal, Reason::InternalError),
     };
     if matches!(
         error,
@@ -32,7 +67,17 @@ pub fn to_status(error: FlowError) -> Status {
     ) {
         tracing::error!(error = %chain(&error), "request failed");
     }
-    Status::new(code, error.to_string())
+    failure(code, reason, error.to_string())
+}
+
+/// Why the remote is unavailable: it hung, it is locked, or it cannot be
+/// reached.
+fn remote_reason(cause: &RepoError) -> Reason {
+    match cause {
+        RepoError::RemoteLocked { .. } => Reason::RemoteLocked,
+        other if other.timed_out() => Reason::RemoteTimeout,
+        _ => Reason::RemoteUnavailable,
+    }
 }
 
 /// An error and all its sources on one line, for logs.
@@ -45,4 +90,37 @@ pub fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_arguments_name_their_field() {
+        let status = to_status(FlowError::invalid(
+            "environment",
+            "unknown environment \"qa\"",
+        ));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let violation = &details
+            .bad_request()
+            .expect("a BadRequest")
+            .field_violations[0];
+        assert_eq!(violation.field, "environment");
+        assert!(violation.description.contains("qa"));
+    }
+
+    #[test]
+    fn other_errors_carry_a_reason() {
+        let status = to_status(FlowError::precondition(Reason::BranchRestricted, "no"));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(info.reason, "BRANCH_RESTRICTED");
+        assert_eq!(info.domain, DOMAIN);
+        let queue = to_status(FlowError::QueueFull).get_error_details();
+        assert_eq!(queue.error_info().unwrap().reason, "QUEUE_FULL");
+    }
 }

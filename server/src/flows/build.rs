@@ -135,8 +135,7 @@ pub(super) fn add_build(
         folder = replace_at(repo, current.as_ref(), &parts, Some((blob, FileMode::Blob)))
             .map_err(git("write a tree"))?;
     }
-    let folder =
-        folder.ok_or_else(|| FlowError::InvalidArgument("the upload holds no files".into()))?;
+    let folder = folder.ok_or_else(|| FlowError::invalid("path", "the upload holds no files"))?;
     let done = |outcome, commit, created| BuildDone {
         outcome,
         service: upload.service.clone(),

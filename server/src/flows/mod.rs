@@ -328,10 +328,13 @@ fn replayed(
         } => (service.clone(), environment.clone()),
     };
     if field("Service") != service || field("Environment") != environment {
-        return Err(FlowError::InvalidArgument(format!(
-            "request_id {:?} was already used for another request",
-            request.request_id.as_deref().unwrap_or_default()
-        )));
+        return Err(FlowError::invalid(
+            "request_id",
+            format!(
+                "request_id {:?} was already used for another request",
+                request.request_id.as_deref().unwrap_or_default()
+            ),
+        ));
     }
     Ok(ReleaseDone {
         outcome: Outcome::Applied,
@@ -356,9 +359,12 @@ pub fn known_environment(settings: &Settings, environment: &str) -> Result<Strin
     if settings.environments.iter().any(|e| e == environment) {
         Ok(environment.to_string())
     } else {
-        Err(FlowError::InvalidArgument(format!(
-            "unknown environment {environment:?}; known environments: {}",
-            settings.environments.join(", ")
-        )))
+        Err(FlowError::invalid(
+            "environment",
+            format!(
+                "unknown environment {environment:?}; known environments: {}",
+                settings.environments.join(", ")
+            ),
+        ))
     }
 }

@@ -6,7 +6,7 @@
 use git2::FileMode;
 
 use super::{FlowContext, Outcome, WriteRequest};
-use crate::error::{git, FlowError};
+use crate::error::{git, FlowError, Reason};
 use crate::policy::{auto_release_id, branch_restriction_id, PolicyFile};
 use crate::repo::message::compose;
 use crate::repo::tree::{blob_at, replace_at};
@@ -75,7 +75,8 @@ pub fn read_policies(ctx: &FlowContext<'_>, service: &str) -> Result<PolicyFile,
     match blob_at(ctx.repo, &root, &format!("policies/{service}.json"))
         .map_err(git("read policies"))?
     {
-        Some(bytes) => PolicyFile::parse(service, &bytes).map_err(FlowError::FailedPrecondition),
+        Some(bytes) => PolicyFile::parse(service, &bytes)
+            .map_err(|message| FlowError::precondition(Reason::PolicyFileInvalid, message)),
         None => Ok(PolicyFile {
             service: service.to_string(),
             ..PolicyFile::default()
@@ -93,7 +94,7 @@ pub fn check_branch_allowed(
 ) -> Result<(), FlowError> {
     read_policies(ctx, service)?
         .check_release(&ctx.settings.global_restrictions, environment, branch)
-        .map_err(FlowError::FailedPrecondition)
+        .map_err(|message| FlowError::precondition(Reason::BranchRestricted, message))
 }
 
 pub(super) fn change_policies(
@@ -116,15 +117,16 @@ pub(super) fn change_policies(
         } => {
             let changed = file
                 .apply_auto_release(globals, branch, environment)
-                .map_err(FlowError::FailedPrecondition)?;
+                .map_err(|message| FlowError::precondition(Reason::PolicyConflict, message))?;
             let summary = format!("apply auto-release from '{branch}' to '{environment}'");
             (changed, auto_release_id(branch, environment), 0, summary)
         }
         PolicyChange::BranchRestriction { environment, regex } => {
-            crate::policy::compile(regex).map_err(FlowError::InvalidArgument)?;
+            crate::policy::compile(regex)
+                .map_err(|message| FlowError::invalid("branch_regex", message))?;
             let changed = file
                 .apply_branch_restriction(environment, regex)
-                .map_err(FlowError::FailedPrecondition)?;
+                .map_err(|message| FlowError::precondition(Reason::PolicyConflict, message))?;
             let summary = format!("apply branch restriction '{regex}' to '{environment}'");
             (changed, branch_restriction_id(environment), 0, summary)
         }
@@ -135,9 +137,12 @@ pub(super) fn change_policies(
                     .any(|g| branch_restriction_id(&g.environment) == **id)
                     && !file.branch_restrictions.iter().any(|r| r.id == **id)
             }) {
-                return Err(FlowError::FailedPrecondition(format!(
+                return Err(FlowError::precondition(
+                    Reason::ServerWidePolicy,
+                    format!(
                     "{global} is a server-wide policy set by configuration and cannot be deleted"
-                )));
+                ),
+                ));
             }
             let deleted = file.delete(ids);
             let summary = format!("delete policies {}", ids.join(", "));
@@ -165,7 +170,10 @@ pub(super) fn change_policies(
     let new_root = replace_at(repo, Some(&root), &[path[0], path[1]], entry)
         .map_err(git("write a tree"))?
         .ok_or_else(|| {
-            FlowError::FailedPrecondition("the config repository would be empty".into())
+            FlowError::precondition(
+                Reason::PolicyConflict,
+                "the config repository would be empty",
+            )
         })?;
     let new_root = repo.find_tree(new_root).map_err(git("read a tree"))?;
     let who = format!("{} <{}>", request.committer.name, request.committer.email);
@@ -179,7 +187,10 @@ pub(super) fn change_policies(
     );
     let signature = git2::Signature::now(&request.committer.name, &request.committer.email)
         .map_err(|_| {
-            FlowError::InvalidArgument(format!("committer {who:?} is not a valid git identity"))
+            FlowError::invalid(
+                "committer",
+                format!("committer {who:?} is not a valid git identity"),
+            )
         })?;
     let oid = repo
         .commit(

@@ -4,7 +4,7 @@
 
 use super::release::{find_build, read_spec, release_build};
 use super::{BuildSource, FlowContext, ReleaseDone, WriteRequest};
-use crate::error::{git, FlowError};
+use crate::error::{git, FlowError, Reason};
 use crate::repo::index::ReleaseKind;
 use crate::repo::tree::tree_at;
 
@@ -51,7 +51,7 @@ pub(super) fn promote(
         .map_err(git("read the tip"))?;
     let path = format!("{from}/releases/{from_namespace}/{service}");
     let Some(folder) = tree_at(ctx.repo, &root, &path).map_err(git("read a tree"))? else {
-        return Err(FlowError::FailedPrecondition(format!(
+        return Err(FlowError::precondition(Reason::NothingToPromote, format!(
             "nothing to promote: service {service:?} is not released to {from} (namespace {from_namespace})"
         )));
     };

@@ -7,7 +7,7 @@ use git2::{FileMode, Oid, Tree};
 use release_manager::spec::ArtifactSpec;
 
 use super::{BuildSource, FlowContext, Outcome, ReleaseDone, WriteRequest};
-use crate::error::{git, FlowError};
+use crate::error::{git, FlowError, Reason};
 use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::message::compose;
 use crate::repo::tree::{blob_at, replace_at, tree_at};
@@ -54,6 +54,7 @@ pub fn find_build<'r>(
                     ctx,
                     &root,
                     service,
+                    Reason::BranchNotFound,
                     &format!("no build of branch {branch:?}"),
                 ));
             };
@@ -74,6 +75,7 @@ pub fn find_build<'r>(
                     ctx,
                     &root,
                     service,
+                    Reason::ArtifactNotFound,
                     &format!("no artifact {artifact_id:?}"),
                 ));
             };
@@ -85,7 +87,7 @@ pub fn find_build<'r>(
             let tree = tree_at(repo, &root, &path)
                 .map_err(git("read a tree"))?
                 .ok_or_else(|| {
-                    FlowError::NotFound(format!(
+                    FlowError::not_found(Reason::ArtifactNotFound, format!(
                         "artifact {artifact_id:?} of service {service:?}: its build commit {} has no {path} folder",
                         record.commit
                     ))
@@ -100,13 +102,19 @@ pub fn find_build<'r>(
     }
 }
 
-fn unknown_build(ctx: &FlowContext<'_>, root: &Tree<'_>, service: &str, what: &str) -> FlowError {
+fn unknown_build(
+    ctx: &FlowContext<'_>,
+    root: &Tree<'_>,
+    service: &str,
+    reason: Reason,
+    what: &str,
+) -> FlowError {
     let known_service = tree_at(ctx.repo, root, &format!("builds/{service}"))
         .ok()
         .flatten()
         .is_some();
     if known_service {
-        FlowError::NotFound(format!("{what} for service {service:?}"))
+        FlowError::not_found(reason, format!("{what} for service {service:?}"))
     } else {
         crate::reads::unknown_service_at(ctx.repo, root, service)
     }
@@ -122,12 +130,16 @@ pub(crate) fn read_spec(
     let bytes = blob_at(repo, tree, "artifact.json")
         .map_err(git("read artifact.json"))?
         .ok_or_else(|| {
-            FlowError::FailedPrecondition(format!(
-                "{path} of service {service:?} has no artifact.json"
-            ))
+            FlowError::precondition(
+                Reason::ArtifactUnreadable,
+                format!("{path} of service {service:?} has no artifact.json"),
+            )
         })?;
     crate::repo::read_committed_spec(&bytes, &format!("{path}/artifact.json")).map_err(|e| {
-        FlowError::FailedPrecondition(format!("{path}/artifact.json cannot be read: {e}"))
+        FlowError::precondition(
+            Reason::ArtifactUnreadable,
+            format!("{path}/artifact.json cannot be read: {e}"),
+        )
     })
 }
 
@@ -147,7 +159,7 @@ pub fn release_build(
     let env_tree = match build.tree.get_name(environment) {
         Some(entry) if entry.kind() == Some(git2::ObjectType::Tree) => entry.id(),
         _ => {
-            return Err(FlowError::FailedPrecondition(format!(
+            return Err(FlowError::precondition(Reason::ManifestsMissing, format!(
                 "build {artifact_id} of service {service:?} has no manifests for environment {environment:?}"
             )))
         }
@@ -273,9 +285,10 @@ pub fn commit_release_folder(
     );
     let committer = git2::Signature::now(&request.committer.name, &request.committer.email)
         .map_err(|_| {
-            FlowError::InvalidArgument(format!(
-                "committer {committer_line:?} is not a valid git identity"
-            ))
+            FlowError::invalid(
+                "committer",
+                format!("committer {committer_line:?} is not a valid git identity"),
+            )
         })?;
     let author = if release.author.name.is_empty() || release.author.email.is_empty() {
         committer.clone()

@@ -4,7 +4,7 @@
 
 use super::release::{commit_release_folder, read_spec, ReleaseCommit};
 use super::{FlowContext, Outcome, ReleaseDone, WriteRequest};
-use crate::error::{git, FlowError};
+use crate::error::{git, FlowError, Reason};
 use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::tree::tree_at;
 
@@ -18,9 +18,12 @@ pub(super) fn rollback(
 ) -> Result<ReleaseDone, FlowError> {
     let mut history = ctx.view.releases(environment, service).peekable();
     let Some(latest) = history.peek() else {
-        return Err(FlowError::FailedPrecondition(format!(
+        return Err(FlowError::precondition(
+            Reason::NothingToRollBack,
+            format!(
             "service {service:?} has never been released to {environment}: nothing to roll back"
-        )));
+        ),
+        ));
     };
     let namespace = namespace.unwrap_or(&latest.namespace).to_string();
     let path = format!("{environment}/releases/{namespace}/{service}");
@@ -36,17 +39,17 @@ pub(super) fn rollback(
     let mut history = history.filter(|r| *r.namespace == *namespace && *r.artifact_id != *current);
     let target = match artifact_id {
         Some(wanted) if wanted == current => {
-            return Err(FlowError::FailedPrecondition(format!(
+            return Err(FlowError::precondition(Reason::NothingToRollBack, format!(
                 "artifact {wanted} is what runs in {environment} now: nothing to roll back"
             )))
         }
         Some(wanted) => history.find(|r| &*r.artifact_id == wanted).ok_or_else(|| {
-            FlowError::NotFound(format!(
+            FlowError::not_found(Reason::ReleaseNotFound, format!(
                 "artifact {wanted:?} was never released to {environment} (namespace {namespace}) for service {service:?}"
             ))
         })?,
         None => history.next().ok_or_else(|| {
-            FlowError::FailedPrecondition(format!(
+            FlowError::precondition(Reason::NothingToRollBack, format!(
                 "no earlier release of service {service:?} in {environment} (namespace {namespace}) to roll back to"
             ))
         })?,
@@ -59,10 +62,13 @@ pub(super) fn rollback(
     let folder = tree_at(ctx.repo, &then, &path)
         .map_err(git("read a tree"))?
         .ok_or_else(|| {
-            FlowError::FailedPrecondition(format!(
-                "release commit {} of {} has no {path} folder",
-                target.commit, target.artifact_id
-            ))
+            FlowError::precondition(
+                Reason::ArtifactUnreadable,
+                format!(
+                    "release commit {} of {} has no {path} folder",
+                    target.commit, target.artifact_id
+                ),
+            )
         })?;
     let spec = read_spec(ctx.repo, &folder, service, &path)?;
     let branch = if spec.application.branch.is_empty() {

@@ -58,9 +58,11 @@ impl PolicyServiceHandler {
         };
         match super::write(&self.writer, request, deadline).await? {
             WriteDone::Policy(done) => Ok(done),
-            WriteDone::Release(_) | WriteDone::Build(_) => {
-                Err(Status::internal("unexpected result of a policy change"))
-            }
+            WriteDone::Release(_) | WriteDone::Build(_) => Err(crate::status::failure(
+                tonic::Code::Internal,
+                crate::error::Reason::InternalError,
+                "unexpected result of a policy change",
+            )),
         }
     }
 }
@@ -83,7 +85,13 @@ impl PolicyService for PolicyServiceHandler {
         let reader = self.reader.clone();
         let file = tokio::task::spawn_blocking(move || reader.policies(&service))
             .await
-            .map_err(|_| Status::internal("read query panicked"))?
+            .map_err(|_| {
+                crate::status::failure(
+                    tonic::Code::Internal,
+                    crate::error::Reason::InternalError,
+                    "read query panicked",
+                )
+            })?
             .map_err(to_status)?;
         let mut branch_restrictions: Vec<pb::BranchRestrictionPolicy> = self
             .settings
@@ -154,16 +162,19 @@ impl PolicyService for PolicyServiceHandler {
         let change = (|| {
             names::check_service(&r.service)?;
             if r.branch_regex.is_empty() || r.branch_regex.len() > 500 {
-                return Err(FlowError::InvalidArgument(
-                    "invalid branch_regex: give a regex of at most 500 characters".into(),
+                return Err(FlowError::invalid(
+                    "branch_regex",
+                    "invalid branch_regex: give a regex of at most 500 characters",
                 ));
             }
             if r.branch_regex.chars().any(char::is_control) {
-                return Err(FlowError::InvalidArgument(
-                    "invalid branch_regex: it must not contain control characters (it goes into a commit title; match a newline with \\n)".into(),
+                return Err(FlowError::invalid(
+                    "branch_regex",
+                    "invalid branch_regex: it must not contain control characters (it goes into a commit title; match a newline with \\n)",
                 ));
             }
-            crate::policy::compile(&r.branch_regex).map_err(FlowError::InvalidArgument)?;
+            crate::policy::compile(&r.branch_regex)
+                .map_err(|message| FlowError::invalid("branch_regex", message))?;
             Ok(PolicyChange::BranchRestriction {
                 environment: known_environment(&self.settings, &r.environment)?,
                 regex: r.branch_regex.clone(),
@@ -190,7 +201,8 @@ impl PolicyService for PolicyServiceHandler {
             .map_err(FlowError::from)
             .map_err(to_status)?;
         if r.ids.is_empty() || r.ids.iter().any(|id| id.is_empty() || id.len() > 300) {
-            return Err(Status::invalid_argument(
+            return Err(crate::status::invalid(
+                "ids",
                 "give the ids of the policies to delete",
             ));
         }

@@ -67,9 +67,11 @@ impl ReleaseServiceHandler {
     ) -> Result<ReleaseDone, Status> {
         match self.write(request, deadline).await? {
             WriteDone::Release(done) => Ok(done),
-            WriteDone::Build(_) | WriteDone::Policy(_) => {
-                Err(Status::internal("unexpected result of a release"))
-            }
+            WriteDone::Build(_) | WriteDone::Policy(_) => Err(crate::status::failure(
+                tonic::Code::Internal,
+                crate::error::Reason::InternalError,
+                "unexpected result of a release",
+            )),
         }
     }
 
@@ -88,7 +90,13 @@ impl ReleaseServiceHandler {
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || query(&reader))
             .await
-            .map_err(|_| Status::internal("read query panicked"))?
+            .map_err(|_| {
+                crate::status::failure(
+                    tonic::Code::Internal,
+                    crate::error::Reason::InternalError,
+                    "read query panicked",
+                )
+            })?
             .map_err(to_status)
     }
 }
@@ -109,9 +117,9 @@ fn request_id(value: String) -> Result<Option<String>, FlowError> {
     let value = optional(value);
     if let Some(id) = &value {
         if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(FlowError::InvalidArgument(
-                "invalid request_id: at most 128 characters, no spaces or control characters"
-                    .into(),
+            return Err(FlowError::invalid(
+                "request_id",
+                "invalid request_id: at most 128 characters, no spaces or control characters",
             ));
         }
     }
@@ -120,16 +128,19 @@ fn request_id(value: String) -> Result<Option<String>, FlowError> {
 
 pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowError> {
     let person = person.unwrap_or_default();
-    let bad = |what: &str| {
-        FlowError::InvalidArgument(format!(
-            "invalid committer: {what} (hamctl takes it from `git config user.name` / `user.email`)"
-        ))
+    let bad = |field: &str, what: &str| {
+        FlowError::invalid(
+            field,
+            format!(
+                "invalid committer: {what} (hamctl takes it from `git config user.name` / `user.email`)"
+            ),
+        )
     };
     if person.email.trim().is_empty() {
-        return Err(bad("email is missing"));
+        return Err(bad("committer.email", "email is missing"));
     }
     if person.name.trim().is_empty() {
-        return Err(bad("name is missing"));
+        return Err(bad("committer.name", "name is missing"));
     }
     let forbidden = |s: &str| s.chars().any(|c| c.is_control() || c == '<' || c == '>');
     if forbidden(&person.name)
@@ -138,6 +149,7 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
         || person.email.len() > 200
     {
         return Err(bad(
+            "committer",
             "name and email must be at most 200 characters, without '<', '>' or control characters",
         ));
     }
@@ -163,8 +175,9 @@ impl ReleaseService for ReleaseServiceHandler {
             let environment = known_environment(&self.settings, &r.environment)?;
             let (source, kind) = match r.source {
                 None => {
-                    return Err(FlowError::InvalidArgument(
-                        "give a branch or an artifact_id to release".into(),
+                    return Err(FlowError::invalid(
+                        "branch",
+                        "give a branch or an artifact_id to release",
                     ))
                 }
                 Some(Source::Branch(branch)) => {
@@ -328,7 +341,11 @@ impl ReleaseService for ReleaseServiceHandler {
             request_id: None,
         };
         let WriteDone::Build(done) = self.write(write, deadline).await? else {
-            return Err(Status::internal("unexpected result of a build upload"));
+            return Err(crate::status::failure(
+                tonic::Code::Internal,
+                crate::error::Reason::InternalError,
+                "unexpected result of a build upload",
+            ));
         };
         Ok(Response::new(pb::PushArtifactResponse {
             outcome: convert::outcome(done.outcome) as i32,
@@ -372,9 +389,10 @@ impl ReleaseService for ReleaseServiceHandler {
         }
         let since = match optional(r.since) {
             Some(text) => Some(crate::events::Cursor::parse(&text).ok_or_else(|| {
-                to_status(FlowError::InvalidArgument(format!(
-                    "invalid since {text:?}: not a cursor (<commit>.<n>) or a commit id"
-                )))
+                to_status(FlowError::invalid(
+                    "since",
+                    format!("invalid since {text:?}: not a cursor (<commit>.<n>) or a commit id"),
+                ))
             })?),
             None => None,
         };
@@ -384,7 +402,11 @@ impl ReleaseService for ReleaseServiceHandler {
         // A stream either sees the flag here or gets the end marker sent
         // after it was set.
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Status::unavailable("the server is shutting down"));
+            return Err(crate::status::failure(
+                tonic::Code::Unavailable,
+                crate::error::Reason::ShuttingDown,
+                "the server is shutting down",
+            ));
         }
         let (replay, tip) = self.read(move |reader| reader.events_since(since)).await?;
         let (service, environment) = (r.service, r.environment);

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::Reason;
 use git2::Oid;
 use release_manager::names;
 use release_manager::pb;
@@ -43,7 +44,7 @@ pub struct UploadLimits {
 /// client that is a resource limit, and the message says which.
 fn too_large_chunk(error: Status, limits: &UploadLimits) -> Status {
     if error.code() == tonic::Code::OutOfRange && error.message().contains("too large") {
-        Status::resource_exhausted(format!(
+        crate::status::failure(tonic::Code::ResourceExhausted, Reason::ChunkTooLarge, format!(
             "a PushArtifact chunk is larger than {} bytes (one file of the largest upload, --max-upload-bytes {}); send smaller chunks",
             max_chunk_bytes(limits),
             limits.max_bytes
@@ -84,7 +85,9 @@ impl UploadBudget {
     /// Takes `bytes` of the budget, or refuses at once.
     fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Status> {
         let refuse = || {
-            Status::resource_exhausted(
+            crate::status::failure(
+                tonic::Code::ResourceExhausted,
+                Reason::UploadsBusy,
                 "the server is receiving more upload data than its memory budget \
                  (--upload-memory) allows; try again shortly",
             )
@@ -128,7 +131,7 @@ impl UploadIntake {
         settings: &Settings,
     ) -> Result<BuildUpload, Status> {
         let _slot = self.slots.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
+            crate::status::failure(tonic::Code::ResourceExhausted, Reason::UploadsBusy, format!(
                 "the server is receiving {MAX_CONCURRENT_UPLOADS} uploads already; try again shortly"
             ))
         })?;
@@ -172,10 +175,14 @@ async fn receive(
     tokio::time::timeout(total, receive_all(stream, settings, limits, budget, mirror))
         .await
         .map_err(|_| {
-            Status::deadline_exceeded(format!(
-                "the upload took longer than {} s (--upload-timeout)",
-                total.as_secs()
-            ))
+            crate::status::failure(
+                tonic::Code::DeadlineExceeded,
+                Reason::UploadTooSlow,
+                format!(
+                    "the upload took longer than {} s (--upload-timeout)",
+                    total.as_secs()
+                ),
+            )
         })?
 }
 
@@ -196,35 +203,39 @@ async fn receive_all(
             let next = tokio::time::timeout(limits.idle_timeout, stream.message())
                 .await
                 .map_err(|_| {
-                    Status::deadline_exceeded(format!(
-                        "the upload sent nothing for {} s (--upload-idle-timeout)",
-                        limits.idle_timeout.as_secs()
-                    ))
+                    crate::status::failure(
+                        tonic::Code::DeadlineExceeded,
+                        Reason::UploadStalled,
+                        format!(
+                            "the upload sent nothing for {} s (--upload-idle-timeout)",
+                            limits.idle_timeout.as_secs()
+                        ),
+                    )
                 })?
                 .map_err(|e| too_large_chunk(e, limits))?;
             let Some(chunk) = next else { break };
             total += chunk.data.len();
             if total > limits.max_bytes {
-                return Err(Status::invalid_argument(format!(
-                    "upload too large: more than {} bytes",
-                    limits.max_bytes
-                )));
+                return Err(crate::status::invalid(
+                    "data",
+                    format!("upload too large: more than {} bytes", limits.max_bytes),
+                ));
             }
             let new_file = if paths.last() == Some(&chunk.path) {
                 None
             } else {
-                check_path(&chunk.path, settings).map_err(Status::invalid_argument)?;
+                check_path(&chunk.path, settings).map_err(|e| crate::status::invalid("path", e))?;
                 if paths.contains(&chunk.path) {
-                    return Err(Status::invalid_argument(format!(
-                        "file {:?} is sent twice",
-                        chunk.path
-                    )));
+                    return Err(crate::status::invalid(
+                        "path",
+                        format!("file {:?} is sent twice", chunk.path),
+                    ));
                 }
                 if paths.len() >= limits.max_files {
-                    return Err(Status::invalid_argument(format!(
-                        "upload has too many files: more than {}",
-                        limits.max_files
-                    )));
+                    return Err(crate::status::invalid(
+                        "path",
+                        format!("upload has too many files: more than {}", limits.max_files),
+                    ));
                 }
                 paths.push(chunk.path.clone());
                 Some(chunk.path.clone())
@@ -232,19 +243,23 @@ async fn receive_all(
             if chunk.path == "artifact.json" {
                 let spec = spec_bytes.get_or_insert_with(Vec::new);
                 if spec.len() + chunk.data.len() > MAX_SPEC_BYTES {
-                    return Err(Status::invalid_argument(format!(
-                        "artifact.json is larger than {MAX_SPEC_BYTES} bytes"
-                    )));
+                    return Err(crate::status::invalid(
+                        "data",
+                        format!("artifact.json is larger than {MAX_SPEC_BYTES} bytes"),
+                    ));
                 }
                 spec.extend_from_slice(&chunk.data);
             }
             if chunk.data.len() > limits.memory_budget {
-                return Err(Status::invalid_argument(format!(
-                    "a chunk of {} bytes is larger than the server's whole upload memory \
+                return Err(crate::status::invalid(
+                    "data",
+                    format!(
+                        "a chunk of {} bytes is larger than the server's whole upload memory \
                      (--upload-memory {}); send smaller chunks",
-                    chunk.data.len(),
-                    limits.memory_budget
-                )));
+                        chunk.data.len(),
+                        limits.memory_budget
+                    ),
+                ));
             }
             let piece = Piece {
                 new_file,
@@ -260,26 +275,41 @@ async fn receive_all(
     }
     .await;
     drop(pieces);
-    let stored = storing
-        .await
-        .map_err(|_| Status::internal("storing the upload failed"))?;
+    let stored = storing.await.map_err(|_| {
+        crate::status::failure(
+            tonic::Code::Internal,
+            Reason::InternalError,
+            "storing the upload failed",
+        )
+    })?;
     let (paths, spec_bytes) = received?;
     let files = stored?;
     debug_assert_eq!(files.len(), paths.len());
     check_no_file_is_a_folder(&paths)?;
-    let spec_bytes =
-        spec_bytes.ok_or_else(|| Status::invalid_argument("the upload has no artifact.json"))?;
+    let spec_bytes = spec_bytes
+        .ok_or_else(|| crate::status::invalid("path", "the upload has no artifact.json"))?;
     let spec = ArtifactSpec::parse(&spec_bytes)
-        .map_err(|e| Status::invalid_argument(format!("artifact.json: {e}")))?;
-    let invalid = |e: names::NameError| Status::invalid_argument(format!("artifact.json: {e}"));
+        .map_err(|e| crate::status::invalid("artifact.json", format!("artifact.json: {e}")))?;
+    let invalid = |e: names::NameError| {
+        let field = match e.field {
+            "branch" => "artifact.json.application.branch",
+            "artifact_id" => "artifact.json.id",
+            "service" => "artifact.json.service",
+            "namespace" => "artifact.json.namespace",
+            other => other,
+        };
+        crate::status::invalid(field, format!("artifact.json: {e}"))
+    };
     if spec.service.is_empty() {
-        return Err(Status::invalid_argument(
+        return Err(crate::status::invalid(
+            "artifact.json.service",
             "artifact.json: service is missing",
         ));
     }
     names::check_service(&spec.service).map_err(invalid)?;
     if spec.application.branch.is_empty() {
-        return Err(Status::invalid_argument(
+        return Err(crate::status::invalid(
+            "artifact.json.application.branch",
             "artifact.json: application.branch is missing",
         ));
     }
@@ -297,7 +327,7 @@ async fn receive_all(
             .any(|c| c.is_control() || c == '<' || c == '>')
             || value.len() > 200
         {
-            return Err(Status::invalid_argument(format!(
+            return Err(crate::status::invalid(&format!("artifact.json.{field}"), format!(
                 "artifact.json: {field} must be at most 200 characters, without '<', '>' or control characters (it becomes a commit's author)"
             )));
         }
@@ -308,13 +338,14 @@ async fn receive_all(
         if !release_manager::spec::is_unset_time(value)
             && chrono::DateTime::parse_from_rfc3339(value).is_err()
         {
-            return Err(Status::invalid_argument(format!(
+            return Err(crate::status::invalid(&format!("artifact.json.{field}"), format!(
                 "artifact.json: {field} {value:?} is not an RFC 3339 time (such as 2026-01-02T03:04:05Z)"
             )));
         }
     }
     if files.len() < 2 {
-        return Err(Status::invalid_argument(
+        return Err(crate::status::invalid(
+            "path",
             "the upload has no manifests: expected files under at least one environment folder",
         ));
     }
@@ -337,7 +368,11 @@ fn store_files(
 ) -> Result<Vec<(String, Oid)>, Status> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "cannot {what}");
-        Status::internal(format!("cannot {what}; the server log has the details"))
+        crate::status::failure(
+            tonic::Code::Internal,
+            Reason::InternalError,
+            format!("cannot {what}; the server log has the details"),
+        )
     };
     let repo = git2::Repository::open_bare(mirror)
         .map_err(|e| failed("open the mirror to store an upload", &e))?;
@@ -380,9 +415,12 @@ fn check_no_file_is_a_folder(files: &[String]) -> Result<(), Status> {
         let mut folder = path.as_str();
         while let Some((parent, _)) = folder.rsplit_once('/') {
             if paths.contains(parent) {
-                return Err(Status::invalid_argument(format!(
+                return Err(crate::status::invalid(
+                    "path",
+                    format!(
                     "file {parent:?} is also a folder of file {path:?}: a build cannot hold both"
-                )));
+                ),
+                ));
             }
             folder = parent;
         }
