@@ -8,7 +8,7 @@ ARGS ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test lint run readme-test bench bench-quick build_server_docker push_server_docker
+.PHONY: build build_server test lint proto-check run readme-test bench bench-quick build_server_docker push_server_docker
 
 # One optimised build of the server, hamctl and artifact, copied to dist/
 # (about 5 minutes the first time on 2 cores, seconds after that).
@@ -43,6 +43,18 @@ readme-test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The public schema: buf lint (STANDARD) and buf breaking (wire and JSON
+# compatibility) against the schema of the commit before this one.
+BUF := PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" buf
+proto-check:
+	@command -v buf >/dev/null || [ -x .tools/node_modules/.bin/buf ] \
+	  || npm install --prefix .tools --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else echo "proto-check: no earlier commit to compare the schema with"; fi
 
 # The release benchmark against the git command-line baselines (~2 min;
 # bench-quick ~1 min). Never part of the tests.

@@ -304,3 +304,71 @@ async fn watching_one_environment_delivers_its_releases_only() {
     }
     server.stop().await;
 }
+
+/// The body of an HTTP/1.1 response, its chunked encoding undone.
+fn http_body(response: &[u8]) -> (String, Vec<u8>) {
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let mut body = &response[split + 4..];
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return (head, body.to_vec());
+    }
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").expect("a chunk size");
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return (head, out);
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+#[tokio::test]
+async fn grpc_web_answers_over_http1() {
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut repo = ConfigRepo::new();
+    repo.add_build("shop", "master", 1);
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let address = server.url.trim_start_matches("http://").to_string();
+    let request = pb::StatusRequest {
+        service: "shop".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(request.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&request);
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /releasemanager.v1.ReleaseService/Status HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        frame.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&frame).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let (head, body) = http_body(&response);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("application/grpc-web"), "{head}");
+    // A data frame with the answer, then a trailer frame saying OK.
+    assert_eq!(body[0], 0, "a data frame first");
+    let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let status = pb::StatusResponse::decode(&body[5..5 + length]).unwrap();
+    assert_eq!(status.service, "shop");
+    assert_eq!(status.environments.len(), 3);
+    let trailer = &body[5 + length..];
+    assert_eq!(trailer[0], 0x80, "then the trailers");
+    assert!(String::from_utf8_lossy(&trailer[5..]).contains("grpc-status:0"));
+    server.stop().await;
+}

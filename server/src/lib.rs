@@ -381,7 +381,11 @@ pub async fn start(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| StartError::Grpc(format!("TLS: {e}")))?;
     }
+    // gRPC-Web on the same port (HTTP/1.1 too): browsers and `buf curl
+    // --protocol grpcweb` reach the API without a proxy.
     let router = builder
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
