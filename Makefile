@@ -8,7 +8,7 @@ ARGS ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test lint proto-check run readme-test bench bench-quick build_server_docker push_server_docker
+.PHONY: build build_server test lint proto-check python-client-test run readme-test bench bench-quick build_server_docker push_server_docker
 
 # One optimised build of the server, hamctl and artifact, copied to dist/
 # (about 5 minutes the first time on 2 cores, seconds after that).
@@ -30,6 +30,15 @@ run: build
 test:
 	bash .ci/install-deps
 	cargo test --workspace --locked
+
+# A client in Python generated from proto/ (grpcio-tools), against the
+# real server: every RPC, error details, paging, resumed event streams.
+PYTHON_ENV := .tools/python
+python-client-test:
+	cargo build --locked --bin release-manager
+	[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
+	$(PYTHON_ENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python_client/requirements.txt
+	RELEASE_MANAGER_BIN=$(TARGET_DIR)/debug/release-manager $(PYTHON_ENV)/bin/python tests/python_client/test_api.py
 
 # Runs the README's commands, in order, against a demo started the
 # README's way (make run). Needs ports 8080 and 8081 free, and buf (for the

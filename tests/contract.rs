@@ -313,13 +313,21 @@ fn http_body(response: &[u8]) -> (String, Vec<u8>) {
         .expect("a header");
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let mut body = &response[split + 4..];
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return (head, body.to_vec());
     }
     let mut out = Vec::new();
     loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").expect("a chunk size");
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap();
         body = &body[line_end + 2..];
         if size == 0 {
             return (head, out);
@@ -360,7 +368,10 @@ async fn grpc_web_answers_over_http1() {
         .unwrap();
     let (head, body) = http_body(&response);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("application/grpc-web"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("application/grpc-web"),
+        "{head}"
+    );
     // A data frame with the answer, then a trailer frame saying OK.
     assert_eq!(body[0], 0, "a data frame first");
     let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;

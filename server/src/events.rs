@@ -134,7 +134,8 @@ pub const MAX_REPLAY_COMMITS: usize = 10_000;
 /// an error naming the bound when more than [`MAX_REPLAY_COMMITS`] commits
 /// came after it.
 pub fn since(repo: &Repository, cursor: Cursor, tip: Oid) -> Result<Option<Replay>, git2::Error> {
-    let known = cursor.commit == tip || repo.graph_descendant_of(tip, cursor.commit)?;
+    let known = repo.find_commit(cursor.commit).is_ok()
+        && (cursor.commit == tip || repo.graph_descendant_of(tip, cursor.commit)?);
     if !known {
         return Ok(None);
     }
