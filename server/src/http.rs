@@ -1,4 +1,5 @@
-//! The HTTP listener beside gRPC: `POST /webhook/github` and
+//! The HTTP listener beside gRPC (the dashboard's routes are merged in by
+//! `lib`): `POST /webhook/github` and
 //! `POST /webhook/gitlab` (push webhooks that make the server fetch at once,
 //! so builds CI pushed straight to the config repository are auto-released
 //! without waiting for the next poll) and `GET /metrics` (Prometheus text).

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod events;
@@ -158,15 +159,16 @@ impl RunningServer {
     pub async fn shutdown(self) {
         // The poller and the HTTP listener hold writer handles: stop them
         // first so the writer sees its queue close.
+        // Event streams (gRPC watchers, the dashboard's pages) never end by
+        // themselves; an empty event tells each to finish, so neither
+        // listener's graceful shutdown waits for them.
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.events.send(pb::WatchEventsResponse::default());
         let _ = self.background_stop.send(true);
         for task in self.background {
             let _ = task.await;
         }
-        // Event streams never end by themselves; an empty event tells each
-        // to finish, so the graceful shutdown does not wait for watchers.
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = self.events.send(pb::WatchEventsResponse::default());
         let _ = self.shutdown.send(());
         drop(self.writer_handle);
         match self.serve.await {
@@ -470,6 +472,11 @@ pub async fn start(
             background_stop.subscribe(),
         )));
     }
+    let reader = Arc::new(Reader::new(
+        mirror_path.clone(),
+        shared,
+        config.settings.clone(),
+    ));
     let mut http_addr = None;
     if let Some(listen) = config.http_listen {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -481,9 +488,15 @@ pub async fn start(
             stats: writer.stats_arc(),
             webhook_secret: config.github_webhook_secret.clone().map(Arc::new),
         };
+        let dashboard = dashboard::DashboardState::new(
+            reader.clone(),
+            events.clone(),
+            dashboard::Access::of(&config.auth),
+        );
+        let routes = http::router(state).merge(dashboard::router(dashboard));
         let mut stop = background_stop.subscribe();
         background.push(tokio::spawn(async move {
-            let served = axum::serve(listener, http::router(state))
+            let served = axum::serve(listener, routes)
                 .with_graceful_shutdown(async move {
                     let _ = stop.changed().await;
                 })
@@ -494,11 +507,6 @@ pub async fn start(
         }));
     }
     let stats = writer.stats_arc();
-    let reader = Arc::new(Reader::new(
-        mirror_path.clone(),
-        shared,
-        config.settings.clone(),
-    ));
     let policy = PolicyServiceHandler::new(
         writer.clone(),
         reader.clone(),

@@ -72,6 +72,19 @@ impl Reader {
         result
     }
 
+    /// Runs `f` on a pooled handle of the mirror, the published state (tip
+    /// and index, read-locked while `f` runs) and the settings: for reads
+    /// that build their own answers (the dashboard).
+    pub fn with_published<T>(
+        &self,
+        f: impl FnOnce(&Repository, &crate::writer::Published, &Settings) -> Result<T, FlowError>,
+    ) -> Result<T, FlowError> {
+        self.with_repo(|repo| {
+            let published = self.shared.read().expect("state lock not poisoned");
+            f(repo, &published, &self.settings)
+        })
+    }
+
     /// What runs where for a service.
     pub fn status(
         &self,

@@ -1,0 +1,543 @@
+//! The web dashboard, on the HTTP listener beside `/metrics` and the
+//! webhooks: `/` is the matrix of every service against every environment,
+//! `/service/<name>` one service's state, releases, builds and policies.
+//! Pages are rendered on the server (`pages`); a small script and
+//! stylesheet are embedded in the binary. The page stays live through
+//! Server-Sent Events (`/events`, fed by the writer's event broadcast): an
+//! event names the service whose row (or page) the script fetches again.
+//!
+//! Access follows the read rule of the API. A server that needs no hamctl
+//! token serves the dashboard to anyone; otherwise it takes the hamctl
+//! token, from the sign-in form (kept as an HttpOnly, SameSite=Strict
+//! cookie holding an HMAC of the token, never the token itself) or an
+//! `Authorization: Bearer` header. Without it no page or event carries
+//! anything of the repository. There are no write actions here.
+
+pub mod model;
+pub mod pages;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use hmac::{Hmac, Mac};
+use release_manager::pb;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::reads::Reader;
+use crate::repo::index::View;
+
+/// Who may see the dashboard.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Anyone (the server needs no hamctl token).
+    Open,
+    /// Whoever has the hamctl token.
+    Token(String),
+    /// Nobody: reads need a hamctl token this server was not given.
+    Closed,
+}
+
+impl Access {
+    /// The dashboard's access under the API's read rule.
+    pub fn of(auth: &crate::auth::Auth) -> Self {
+        match auth.hamctl_token.as_deref().filter(|t| !t.is_empty()) {
+            Some(token) => Access::Token(token.to_string()),
+            None if auth.unauthenticated => Access::Open,
+            None => Access::Closed,
+        }
+    }
+}
+
+/// What the dashboard's handlers share.
+#[derive(Clone)]
+pub struct DashboardState {
+    reader: Arc<Reader>,
+    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    access: Arc<Access>,
+    models: Arc<model::Models>,
+}
+
+impl DashboardState {
+    /// The dashboard over `reader`, live with `events`.
+    pub fn new(
+        reader: Arc<Reader>,
+        events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+        access: Access,
+    ) -> Self {
+        DashboardState {
+            reader,
+            events,
+            access: Arc::new(access),
+            models: Arc::new(model::Models::default()),
+        }
+    }
+}
+
+/// The dashboard's routes.
+pub fn router(state: DashboardState) -> Router {
+    Router::new()
+        .route("/", get(matrix_page))
+        .route("/service/{service}", get(service_page))
+        .route("/fragment/rows", get(rows_fragment))
+        .route("/fragment/row/{service}", get(row_fragment))
+        .route("/fragment/service/{service}", get(service_fragment))
+        .route("/events", get(events))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/static/dashboard.css", get(stylesheet))
+        .route("/static/dashboard.js", get(script))
+        .with_state(state)
+}
+
+const COOKIE: &str = "rm_dashboard";
+
+/// The cookie value for `token`: an HMAC of it, so the browser never holds
+/// the token itself.
+fn session_value(token: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(b"release-manager dashboard session");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether the request may see the repository's state.
+fn allowed(access: &Access, headers: &HeaderMap) -> bool {
+    let token = match access {
+        Access::Open => return true,
+        Access::Closed => return false,
+        Access::Token(token) => token,
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, presented)| presented.trim());
+    if bearer.is_some_and(|presented| bool::from(presented.as_bytes().ct_eq(token.as_bytes()))) {
+        return true;
+    }
+    let expected = session_value(token);
+    cookies(headers)
+        .get(COOKIE)
+        .is_some_and(|value| bool::from(value.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What a request that may not see the state gets: the sign-in form for a
+/// page, 401 for a fragment or the event stream.
+fn refused(access: &Access, page: bool) -> Response {
+    match (access, page) {
+        (Access::Closed, _) => (
+            StatusCode::FORBIDDEN,
+            Html(
+                pages::unavailable(
+                    "This server was started without --hamctl-auth-token and not --unauthenticated: nothing can read its state.",
+                )
+                .into_string(),
+            ),
+        )
+            .into_response(),
+        (_, true) => Redirect::to("/login").into_response(),
+        (_, false) => (StatusCode::UNAUTHORIZED, "sign in at /login\n").into_response(),
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// HTML that must not be cached (it changes with every release).
+fn fresh(html: String) -> Response {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Html(html),
+    )
+        .into_response()
+}
+
+fn failed(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "dashboard page failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the dashboard could not read the repository; the server log says why\n",
+    )
+        .into_response()
+}
+
+async fn read_matrix(
+    state: &DashboardState,
+    only: Option<String>,
+) -> Result<model::Matrix, Response> {
+    let (reader, models) = (state.reader.clone(), state.models.clone());
+    tokio::task::spawn_blocking(move || {
+        let began = Instant::now();
+        let matrix = reader.with_published(|repo, published, settings| {
+            if let Some(service) = &only {
+                release_manager::names::check_service(service)?;
+            }
+            models.matrix(
+                repo,
+                published.tip,
+                View::published(&published.index),
+                settings,
+                only.as_deref(),
+            )
+        });
+        tracing::debug!(
+            elapsed_us = began.elapsed().as_micros() as u64,
+            "dashboard matrix read"
+        );
+        matrix
+    })
+    .await
+    .map_err(failed)?
+    .map_err(|e| match e {
+        crate::error::FlowError::InvalidArgument { .. } => {
+            (StatusCode::BAD_REQUEST, "no such service\n").into_response()
+        }
+        other => failed(other),
+    })
+}
+
+async fn matrix_page(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
+    if !allowed(&state.access, &headers) {
+        return refused(&state.access, true);
+    }
+    match read_matrix(&state, None).await {
+        Ok(matrix) => {
+            let began = Instant::now();
+            let html = pages::matrix(&matrix, now()).into_string();
+            tracing::debug!(
+                elapsed_us = began.elapsed().as_micros() as u64,
+                bytes = html.len(),
+                "dashboard matrix rendered"
+            );
+            fresh(html)
+        }
+        Err(response) => response,
+    }
+}
+
+async fn rows_fragment(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
+    if !allowed(&state.access, &headers) {
+        return refused(&state.access, false);
+    }
+    match read_matrix(&state, None).await {
+        Ok(matrix) => fresh(pages::rows(&matrix, now()).into_string()),
+        Err(response) => response,
+    }
+}
+
+async fn row_fragment(
+    State(state): State<DashboardState>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !allowed(&state.access, &headers) {
+        return refused(&state.access, false);
+    }
+    match read_matrix(&state, Some(service)).await {
+        Ok(matrix) => match matrix.rows.first() {
+            Some(row) => fresh(pages::row(row, now()).into_string()),
+            None => (StatusCode::NOT_FOUND, "no such service\n").into_response(),
+        },
+        Err(response) => response,
+    }
+}
+
+/// Releases per page of a service's history.
+const HISTORY_PAGE: usize = 20;
+
+async fn read_service(
+    state: &DashboardState,
+    service: String,
+    page: usize,
+) -> Result<model::ServicePage, Response> {
+    let (reader, models) = (state.reader.clone(), state.models.clone());
+    let policies_reader = reader.clone();
+    let name = service.clone();
+    let policies = tokio::task::spawn_blocking(move || {
+        release_manager::names::check_service(&name)?;
+        policies_reader.policies(&name)
+    })
+    .await
+    .map_err(failed)?
+    .map_err(|_| (StatusCode::NOT_FOUND, "no such service\n").into_response())?;
+    tokio::task::spawn_blocking(move || {
+        reader.with_published(|repo, published, settings| {
+            let view = View::published(&published.index);
+            let known = view.builds(&service).next().is_some()
+                || settings
+                    .environments
+                    .iter()
+                    .any(|e| view.releases(e, &service).next().is_some());
+            if !known {
+                return Err(crate::error::FlowError::not_found(
+                    crate::error::Reason::ServiceNotFound,
+                    "no such service",
+                ));
+            }
+            models.service_page(
+                repo,
+                published.tip,
+                view,
+                settings,
+                &policies,
+                &service,
+                page,
+                HISTORY_PAGE,
+            )
+        })
+    })
+    .await
+    .map_err(failed)?
+    .map_err(|e| match e {
+        crate::error::FlowError::NotFound { .. } => (
+            StatusCode::NOT_FOUND,
+            Html(pages::unavailable("No such service.").into_string()),
+        )
+            .into_response(),
+        other => failed(other),
+    })
+}
+
+fn page_number(query: &HashMap<String, String>) -> usize {
+    query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+        .min(100_000)
+}
+
+async fn service_page(
+    State(state): State<DashboardState>,
+    Path(service): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !allowed(&state.access, &headers) {
+        return refused(&state.access, true);
+    }
+    let page = page_number(&query);
+    match read_service(&state, service, page).await {
+        Ok(data) => fresh(pages::service(&data, page, now()).into_string()),
+        Err(response) => response,
+    }
+}
+
+async fn service_fragment(
+    State(state): State<DashboardState>,
+    Path(service): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !allowed(&state.access, &headers) {
+        return refused(&state.access, false);
+    }
+    let page = page_number(&query);
+    match read_service(&state, service, page).await {
+        Ok(data) => fresh(pages::service_sections(&data, page, now()).into_string()),
+        Err(response) => response,
+    }
+}
+
+/// The event stream: a `change` event (JSON `service`, `environment`,
+/// `kind`) for every published event, a `resync` when this stream fell
+/// behind (the page then fetches everything again).
+async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
+    if !allowed(&state.access, &headers) {
+        return refused(&state.access, false);
+    }
+    use pb::watch_events_response::Event as Kind;
+    let receiver = state.events.subscribe();
+    let stream = tokio_stream::wrappers::BroadcastStream::new(receiver);
+    let stream = tokio_stream::StreamExt::map_while(stream, |item| {
+        let event = match item {
+            Err(_) => {
+                return Some(Ok::<_, std::convert::Infallible>(
+                    Event::default().event("resync").data("{}"),
+                ))
+            }
+            Ok(event) => event,
+        };
+        let (kind, service, environment) = match &event.event {
+            // The server is stopping: end the stream so it can.
+            None => return None,
+            Some(Kind::BuildAdded(b)) => ("build", b.service.clone(), String::new()),
+            Some(Kind::Released(r)) => ("release", r.service.clone(), r.environment.clone()),
+            Some(Kind::PolicyChanged(p)) => ("policy", p.service.clone(), String::new()),
+            Some(Kind::Live(_) | Kind::Dropped(_)) => ("other", String::new(), String::new()),
+        };
+        let data =
+            serde_json::json!({"kind": kind, "service": service, "environment": environment});
+        Some(Ok(Event::default()
+            .event("change")
+            .id(event.cursor)
+            .data(data.to_string())))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn login_form(State(state): State<DashboardState>) -> Response {
+    match &*state.access {
+        Access::Open => Redirect::to("/").into_response(),
+        Access::Closed => refused(&state.access, true),
+        Access::Token(_) => fresh(pages::login(false).into_string()),
+    }
+}
+
+/// The `token` field of a form body (`application/x-www-form-urlencoded`).
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 2;
+            }
+            (byte, _) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn login(State(state): State<DashboardState>, body: Bytes) -> Response {
+    let Access::Token(token) = &*state.access else {
+        return Redirect::to("/").into_response();
+    };
+    let presented = form_field(&body, "token").unwrap_or_default();
+    if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+        tracing::warn!("dashboard sign-in refused: not the hamctl token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(pages::login(true).into_string()),
+        )
+            .into_response();
+    }
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000",
+        session_value(token)
+    );
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::LOCATION, "/".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+async fn logout() -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+            ),
+            (header::LOCATION, "/login".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("dashboard.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("dashboard.js"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode() {
+        assert_eq!(
+            form_field(b"token=a%2Bb%20c+d", "token").as_deref(),
+            Some("a+b c d")
+        );
+        assert_eq!(form_field(b"x=1&token=t", "token").as_deref(), Some("t"));
+        assert_eq!(form_field(b"x=1", "token"), None);
+        assert_eq!(form_field(b"token=%zz%", "token").as_deref(), Some("%zz%"));
+    }
+
+    #[test]
+    fn a_session_is_the_tokens_hmac_and_nothing_else_passes() {
+        let access = Access::Token("secret".into());
+        let mut headers = HeaderMap::new();
+        assert!(!allowed(&access, &headers));
+        headers.insert(
+            header::COOKIE,
+            format!("a=b; {COOKIE}={}", session_value("secret"))
+                .parse()
+                .unwrap(),
+        );
+        assert!(allowed(&access, &headers));
+        let mut wrong = HeaderMap::new();
+        wrong.insert(
+            header::COOKIE,
+            format!("{COOKIE}={}", session_value("other"))
+                .parse()
+                .unwrap(),
+        );
+        assert!(!allowed(&access, &wrong));
+        let mut bearer = HeaderMap::new();
+        bearer.insert(header::AUTHORIZATION, "bearer secret".parse().unwrap());
+        assert!(allowed(&access, &bearer));
+        assert!(!session_value("secret").contains("secret"));
+        assert!(allowed(&Access::Open, &HeaderMap::new()));
+        assert!(!allowed(&Access::Closed, &bearer));
+    }
+}
