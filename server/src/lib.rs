@@ -478,6 +478,7 @@ pub async fn start(
         config.settings.clone(),
     ));
     let mut http_addr = None;
+    let mut dashboard_to_warm = None;
     if let Some(listen) = config.http_listen {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -493,6 +494,7 @@ pub async fn start(
             events.clone(),
             dashboard::Access::of(&config.auth),
         );
+        dashboard_to_warm = Some(dashboard.clone());
         let routes = http::router(state).merge(dashboard::router(dashboard));
         let mut stop = background_stop.subscribe();
         background.push(tokio::spawn(async move {
@@ -543,6 +545,9 @@ pub async fn start(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    if let Some(dashboard) = dashboard_to_warm {
+        tokio::spawn(dashboard.warm());
+    }
     tracing::info!(elapsed_ms = began.elapsed().as_millis() as u64, %addr, "serving gRPC");
     Ok(RunningServer {
         addr,

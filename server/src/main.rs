@@ -139,7 +139,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     let server = release_manager_server::start(config, listener).await?;
     warn_about_closed_roles(&auth, listen);
     if demo {
-        print_demo_help(server.addr, &auth);
+        print_demo_help(server.addr, server.http_addr, &auth);
     }
     shutdown_signal().await;
     tracing::info!("shutting down: finishing the writes in flight");
@@ -170,15 +170,17 @@ fn warn_about_closed_roles(auth: &Auth, listen: SocketAddr) {
     }
 }
 
-fn print_demo_help(addr: SocketAddr, auth: &Auth) {
+fn print_demo_help(addr: SocketAddr, http_addr: Option<SocketAddr>, auth: &Auth) {
     let (service, _) = DEMO_SERVICES[0];
     // Listening on every address: loopback reaches it from this machine.
-    let reachable = if addr.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
+    let reachable = |addr: SocketAddr| {
+        if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        }
     };
-    let url = format!("http://{reachable}");
+    let url = format!("http://{}", reachable(addr));
     let hamctl = sibling_command("hamctl");
     let scope = if addr.ip().is_loopback() {
         "loopback only"
@@ -210,6 +212,13 @@ fn print_demo_help(addr: SocketAddr, auth: &Auth) {
         format!("rollback --service {service} --env dev"),
     ] {
         lines.push(format!("  {hamctl} {command}"));
+    }
+    if let Some(http) = http_addr {
+        lines.push(String::new());
+        lines.push(format!(
+            "The dashboard, live as you release: http://{}/",
+            reachable(http)
+        ));
     }
     lines.push(String::new());
     use std::io::Write;

@@ -82,6 +82,23 @@ impl DashboardState {
     }
 }
 
+impl DashboardState {
+    /// Reads the matrix once, so that the first page shown after a start
+    /// is as quick as the next (the first read fetches every release
+    /// folder's artifact.json; later ones only what changed).
+    pub async fn warm(self) {
+        let began = Instant::now();
+        match read_matrix(&self, None).await {
+            Ok(matrix) => tracing::debug!(
+                services = matrix.rows.len(),
+                elapsed_ms = began.elapsed().as_millis() as u64,
+                "dashboard matrix warmed"
+            ),
+            Err(_) => tracing::debug!("dashboard matrix not warmed"),
+        }
+    }
+}
+
 /// The dashboard's routes.
 pub fn router(state: DashboardState) -> Router {
     Router::new()
@@ -96,6 +113,10 @@ pub fn router(state: DashboardState) -> Router {
         .route("/static/dashboard.css", get(stylesheet))
         .route("/static/dashboard.js", get(script))
         .with_state(state)
+        // Pages and fragments gzipped for browsers that take it (all do);
+        // the event stream is left as it is (the default predicate skips
+        // text/event-stream, which must not be buffered).
+        .layer(tower_http::compression::CompressionLayer::new())
 }
 
 const COOKIE: &str = "rm_dashboard";

@@ -71,17 +71,18 @@ fn cell(cell: &Cell, now: i64) -> Markup {
             @if cell.artifact_id.is_empty() {
                 span.none { "–" }
             } @else {
-                span.id title=(cell.artifact_id) { (short_id(&cell.artifact_id)) }
-                span.meta {
-                    span.br title="branch" { (cell.branch) }
+                // The id's distinctive end; the service page has it whole.
+                span.id { (short_id(&cell.artifact_id)) }
+                span {
+                    span { (cell.branch) }
                     @if let Some((high, medium, low)) = cell.vulnerabilities {
-                        span class=(if high > 0 { "vuln high" } else { "vuln" }) title={ "vulnerabilities: " (high) " high, " (medium) " medium, " (low) " low" } {
+                        span class=(if high > 0 { "vuln high" } else { "vuln" }) {
                             "vulns " (high) "H " (medium) "M " (low) "L"
                         }
                     }
                 }
-                span.meta {
-                    span.by title="released by" { (cell.released_by) }
+                span {
+                    span { (cell.released_by) }
                     span.age data-time=(cell.released_at) { (age(cell.released_at, now)) }
                 }
             }
@@ -113,6 +114,7 @@ pub fn matrix(matrix: &Matrix, now: i64) -> Markup {
             span.legend {
                 span.swatch.promotable {} "differs from the environment before (promotable)"
                 span.swatch.branch {} "not the default branch"
+                span.key { "· each cell: artifact; branch, vulnerabilities (high, medium, low); released by, when" }
             }
         }
         table #matrix {
