@@ -12,7 +12,8 @@ use release_manager::cli_support::{describe_status, ConnectError};
 const TOKEN_ENV: &str = "HAMCTL_AUTH_TOKEN";
 
 /// Why a command failed. Every variant means exit code 1, except an
-/// [`CliError::Output`] broken pipe, which is a normal end.
+/// [`CliError::Output`] broken pipe, which is a normal end, and
+/// [`CliError::WaitTimedOut`], exit code 3.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
     /// The server could not be dialled (unreachable, or an unusable token).
@@ -38,6 +39,14 @@ pub(crate) enum CliError {
     /// `watch` lost its event stream and was not asked to reconnect.
     #[error("{0}; pass --reconnect to keep watching")]
     WatchEnded(String),
+
+    /// `--wait`: the environment reported the release failed.
+    #[error("{0}")]
+    DeploymentFailed(String),
+
+    /// `--wait`: no report settled the release in time (exit code 3).
+    #[error("{0}")]
+    WaitTimedOut(String),
 
     /// Writing the result failed.
     #[error("cannot write output: {0}")]

@@ -8,8 +8,9 @@
 //!
 //! Exit codes: 0 on success (also for `--help`, `--version`, a stdout
 //! closed early, e.g. by `| head`, and a `watch` ended by Ctrl-C), 1 when
-//! the operation failed (also a `watch` whose server went away), 2 for
-//! usage errors.
+//! the operation failed (also a `watch` whose server went away, and a
+//! `--wait` whose environment reported the release failed), 2 for usage
+//! errors, 3 when `--wait` timed out.
 //!
 //! The library form exists so that end-to-end tests can run the real CLI in
 //! process and capture what it prints:
@@ -42,6 +43,7 @@ mod request_id;
 mod rollback;
 mod services;
 mod status;
+mod wait;
 mod watch;
 
 use std::ffi::OsString;
@@ -62,6 +64,8 @@ pub const EXIT_SUCCESS: i32 = cli_support::EXIT_SUCCESS;
 pub const EXIT_FAILURE: i32 = cli_support::EXIT_FAILURE;
 /// Exit code of a usage error (unknown flag, missing argument, ...).
 pub const EXIT_USAGE: i32 = cli_support::EXIT_USAGE;
+/// Exit code of `--wait` when no report settled the release in time.
+pub const EXIT_WAIT_TIMEOUT: i32 = 3;
 
 /// Runs hamctl with the process's stdout and stderr and returns the exit code.
 ///
@@ -125,6 +129,10 @@ where
         let mut printer = Printer::new(out, format, style.out).with_notes(err);
         dispatch(cli, &mut printer).await
     };
+    if let Err(CliError::WaitTimedOut(why)) = &outcome {
+        let _ = writeln!(err, "error: {why}");
+        return EXIT_WAIT_TIMEOUT;
+    }
     report_outcome(
         outcome,
         |error| matches!(error, CliError::Output(io) if is_broken_pipe(io)),

@@ -189,6 +189,46 @@ pub(crate) fn release_result_json(result: &ReleaseResult) -> Value {
     })
 }
 
+/// A deployment state as one word: `pending`, `progressing`, `deployed`,
+/// `failed` (`unknown` for a state newer than this hamctl).
+pub(crate) fn deployment_word(state: i32) -> &'static str {
+    use release_manager::pb::DeploymentState;
+    match DeploymentState::try_from(state) {
+        Ok(DeploymentState::Pending) => "pending",
+        Ok(DeploymentState::Progressing) => "progressing",
+        Ok(DeploymentState::Succeeded) => "deployed",
+        Ok(DeploymentState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+/// A deployment in the status table: its word, and a failure's reason.
+pub(crate) fn deployment_cell(deployment: Option<&release_manager::pb::Deployment>) -> String {
+    let Some(deployment) = deployment else {
+        return String::new();
+    };
+    let word = deployment_word(deployment.state);
+    if word == "failed" && !deployment.message.is_empty() {
+        format!("failed: {}", message_cell(&deployment.message, 40))
+    } else {
+        word.to_string()
+    }
+}
+
+/// A deployment as JSON (`state` is the word of [`deployment_word`]).
+pub(crate) fn deployment_json(deployment: Option<&release_manager::pb::Deployment>) -> Value {
+    let Some(deployment) = deployment else {
+        return Value::Null;
+    };
+    json!({
+        "state": deployment_word(deployment.state),
+        "message": deployment.message,
+        "revision": deployment.revision,
+        "reportedAt": timestamp_json(deployment.reported_at.as_ref()),
+        "source": deployment.source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

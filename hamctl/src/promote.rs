@@ -34,6 +34,9 @@ pub(crate) struct PromoteArgs {
     pub(crate) namespace: Option<String>,
 
     #[command(flatten)]
+    pub(crate) wait: crate::wait::WaitArgs,
+
+    #[command(flatten)]
     pub(crate) obsolete: crate::cli::ObsoleteArgs,
 }
 
@@ -42,6 +45,7 @@ pub(crate) async fn run(
     global: &GlobalArgs,
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
+    let wait = args.wait.clone();
     args.obsolete.warn(printer)?;
     let request = PromoteRequest {
         service: args.service,
@@ -77,5 +81,6 @@ pub(crate) async fn run(
             ))?;
         }
     }
+    crate::wait::if_asked(&wait, &result, global, printer).await?;
     Ok(())
 }

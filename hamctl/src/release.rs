@@ -43,6 +43,9 @@ pub(crate) struct ReleaseArgs {
     /// the environment name].
     #[arg(long)]
     pub(crate) namespace: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) wait: crate::wait::WaitArgs,
 }
 
 pub(crate) async fn run(
@@ -50,6 +53,7 @@ pub(crate) async fn run(
     global: &GlobalArgs,
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
+    let wait = args.wait.clone();
     let request = ReleaseRequest {
         service: args.service,
         environment: args.env,
@@ -80,5 +84,6 @@ pub(crate) async fn run(
             present::where_suffix(&result)
         ))?,
     }
+    crate::wait::if_asked(&wait, &result, global, printer).await?;
     Ok(())
 }

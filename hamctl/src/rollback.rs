@@ -36,6 +36,9 @@ pub(crate) struct RollbackArgs {
     /// Namespace folder [default: the namespace of the current release].
     #[arg(long)]
     pub(crate) namespace: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) wait: crate::wait::WaitArgs,
 }
 
 pub(crate) async fn run(
@@ -43,6 +46,7 @@ pub(crate) async fn run(
     global: &GlobalArgs,
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
+    let wait = args.wait.clone();
     let request = RollbackRequest {
         service: args.service,
         environment: args.env,
@@ -71,5 +75,6 @@ pub(crate) async fn run(
             present::where_suffix(&result)
         ))?,
     }
+    crate::wait::if_asked(&wait, &result, global, printer).await?;
     Ok(())
 }

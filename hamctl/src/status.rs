@@ -16,8 +16,8 @@ use crate::{client, present};
 /// Show what runs in every environment for a service
 ///
 /// One row per environment: the artifact released there, its branch and
-/// author, when and by whom it was released, and its vulnerability counts
-/// (high/medium/low).
+/// author, when and by whom it was released, its vulnerability counts
+/// (high/medium/low) and, when the cluster reports, whether it is deployed.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StatusArgs {
     /// Service to show, e.g. product-api.
@@ -72,6 +72,15 @@ fn status_table(response: &StatusResponse) -> Table {
         "BY",
         "VULNS(h/m/l)",
     ]);
+    // Only when a controller reports: otherwise every row says "pending".
+    let show_deployment = response.environments.iter().any(|env| {
+        env.deployment
+            .as_ref()
+            .is_some_and(|d| d.state != release_manager::pb::DeploymentState::Pending as i32)
+    });
+    if show_deployment {
+        header.push("DEPLOYED");
+    }
     let mut table = Table::new(&header);
     for env in &response.environments {
         let mut row = vec![env.environment.clone()];
@@ -88,6 +97,9 @@ fn status_table(response: &StatusResponse) -> Table {
                 present::person_cell(env.released_by.as_ref()),
                 present::vulnerabilities_cell(artifact.vulnerabilities.as_ref()),
             ]);
+            if show_deployment {
+                row.push(present::deployment_cell(env.deployment.as_ref()));
+            }
         }
         table.push(row);
     }
@@ -106,6 +118,7 @@ fn status_json(response: &StatusResponse) -> Value {
                 "releasedAt": present::timestamp_json(env.released_at.as_ref()),
                 "releasedBy": present::person_json(env.released_by.as_ref()),
                 "releaseCommitSha": env.release_commit_sha,
+                "deployment": present::deployment_json(env.deployment.as_ref()),
             })
         })
         .collect();
@@ -150,6 +163,10 @@ mod tests {
                 email: "ops@example.com".into(),
             }),
             release_commit_sha: "abcdef0123".into(),
+            deployment: Some(release_manager::pb::Deployment {
+                state: release_manager::pb::DeploymentState::Pending as i32,
+                ..Default::default()
+            }),
         }
     }
 
@@ -180,6 +197,27 @@ staging   master-1-2             master   Jörg       2024-05-01 12:34 UTC   Ops
 prod      -                      -        -          -                      -         -
 "
         );
+    }
+
+    #[test]
+    fn deployed_column_once_a_controller_reports() {
+        let mut dev = released("dev", "dev", "a", "x");
+        dev.deployment = Some(release_manager::pb::Deployment {
+            state: release_manager::pb::DeploymentState::Failed as i32,
+            message: "ImagePullBackOff".into(),
+            ..Default::default()
+        });
+        let text =
+            status_table(&response(vec![dev, released("prod", "prod", "b", "y")])).render(false);
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().ends_with("DEPLOYED"), "{text}");
+        assert!(
+            lines.next().unwrap().ends_with("failed: ImagePullBackOff"),
+            "{text}"
+        );
+        assert!(lines.next().unwrap().ends_with("pending"), "{text}");
+        let quiet = status_table(&response(vec![released("dev", "dev", "a", "x")])).render(false);
+        assert!(!quiet.contains("DEPLOYED"), "{quiet}");
     }
 
     #[test]

@@ -255,6 +255,19 @@ fn event_line(event: &WatchEventsResponse) -> String {
         Some(Event::PolicyChanged(change)) => {
             ("policy", change.service.as_str(), change.title.clone())
         }
+        Some(Event::DeploymentReported(report)) => {
+            let deployment = report.deployment.as_ref();
+            let mut detail = format!(
+                "{} in {}: {}",
+                report.artifact_id,
+                report.environment,
+                present::deployment_cell(deployment)
+            );
+            if let Some(d) = deployment.filter(|d| !d.source.is_empty()) {
+                detail.push_str(&format!(" (by {})", d.source));
+            }
+            ("deploy", report.service.as_str(), detail)
+        }
         // Stream markers are handled before printing; an event kind newer
         // than this hamctl has no line of its own.
         Some(Event::Live(_) | Event::Dropped(_)) | None => (
@@ -279,6 +292,16 @@ fn event_json(event: &WatchEventsResponse) -> Value {
         Some(Event::PolicyChanged(change)) => (
             "policyChanged",
             json!({ "service": change.service, "title": change.title }),
+        ),
+        Some(Event::DeploymentReported(report)) => (
+            "deploymentReported",
+            json!({
+                "environment": report.environment,
+                "service": report.service,
+                "artifactId": report.artifact_id,
+                "releaseCommitSha": report.release_commit_sha,
+                "deployment": present::deployment_json(report.deployment.as_ref()),
+            }),
         ),
         Some(Event::Live(_) | Event::Dropped(_)) | None => ("unknown", Value::Null),
     };

@@ -200,6 +200,7 @@ impl ReleaseService for FakeReleaseService {
                     released_at: time(),
                     released_by: person("Ops Bot", "ops@example.com"),
                     release_commit_sha: "1a2b3c4d".into(),
+                    deployment: None,
                 },
                 EnvironmentStatus {
                     environment: "prod".into(),
@@ -254,6 +255,13 @@ impl ReleaseService for FakeReleaseService {
         _request: Request<tonic::Streaming<PushArtifactRequest>>,
     ) -> Result<Response<PushArtifactResponse>, Status> {
         Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn report_deployment(
+        &self,
+        _: Request<release_manager::pb::ReportDeploymentRequest>,
+    ) -> Result<Response<release_manager::pb::ReportDeploymentResponse>, Status> {
+        Err(Status::unimplemented("hamctl never reports deployments"))
     }
 
     async fn list_services(

@@ -140,6 +140,17 @@ pub struct StartArgs {
     /// Secret of the GitHub push webhook (HMAC-SHA256 of X-Hub-Signature-256).
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
+    /// Secret of the deployment routes (`/webhook/flux`, `/webhook/argocd`,
+    /// `/webhook/deployment`): the body's HMAC-SHA256 in `X-Signature:
+    /// sha256=<hex>`, or `Authorization: Bearer <secret>`.
+    #[arg(long, env = "DEPLOYMENT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub deployment_webhook_secret: Option<String>,
+    /// Which Flux Kustomization or Argo CD Application deploys which
+    /// environment: `dev=flux-system/dev,prod=argocd/prod-apps`
+    /// (`<env>=<namespace>/<name>`; one whose name is an environment's needs
+    /// no entry).
+    #[arg(long, env = "RELEASE_MANAGER_DEPLOYMENT_SOURCES", default_value = "", value_parser = parse_sources)]
+    pub deployment_sources: crate::deployment_hooks::Sources,
     /// PEM certificate (chain) to serve gRPC over TLS; needs --tls-key.
     #[arg(long, env = "RELEASE_MANAGER_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -203,6 +214,10 @@ pub struct ServerConfig {
     pub http_listen: Option<SocketAddr>,
     /// Secret of the GitHub push webhook.
     pub github_webhook_secret: Option<String>,
+    /// Secret of the deployment routes.
+    pub deployment_webhook_secret: Option<String>,
+    /// Which controller object deploys which environment.
+    pub deployment_sources: crate::deployment_hooks::Sources,
     /// PEM certificate and key to serve gRPC over TLS.
     pub tls: Option<TlsFiles>,
 }
@@ -247,6 +262,8 @@ impl ServerConfig {
             fsync: true,
             http_listen: None,
             github_webhook_secret: None,
+            deployment_webhook_secret: None,
+            deployment_sources: Default::default(),
             tls: None,
         }
     }
@@ -281,6 +298,10 @@ pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<
         artifact_token,
         unauthenticated,
     })
+}
+
+fn parse_sources(text: &str) -> Result<crate::deployment_hooks::Sources, String> {
+    crate::deployment_hooks::Sources::parse(text)
 }
 
 #[cfg(test)]

@@ -171,12 +171,16 @@ pub fn matches(event: &pb::WatchEventsResponse, service: &str, environment: &str
             (release.service.as_str(), Some(release.environment.as_str()))
         }
         Some(Event::PolicyChanged(policy)) => (policy.service.as_str(), None),
+        Some(Event::DeploymentReported(report)) => {
+            (report.service.as_str(), Some(report.environment.as_str()))
+        }
         // A subscriber's own markers always reach it.
         Some(Event::Live(_) | Event::Dropped(_)) => return true,
         None => return false,
     };
-    // An environment filter keeps releases to that environment only:
-    // builds and policies belong to a service, not an environment.
+    // An environment filter keeps releases to that environment and its
+    // deployment reports: builds and policies belong to a service, not an
+    // environment.
     (service.is_empty() || service == event_service)
         && (environment.is_empty() || event_environment == Some(environment))
 }

@@ -29,6 +29,8 @@ pub struct HttpState {
     pub stats: Arc<WriterStats>,
     /// The webhook secret; without one every webhook is refused.
     pub webhook_secret: Option<Arc<String>>,
+    /// Deployment reports, counted in the metrics.
+    pub deployments: Arc<crate::deployments::Deployments>,
 }
 
 /// The routes.
@@ -178,6 +180,12 @@ async fn metrics(State(state): State<HttpState>) -> String {
     {
         text.push_str(&format!(
             "release_manager_releases_total{{environment=\"{environment}\",outcome=\"{outcome}\"}} {count}\n"
+        ));
+    }
+    text.push_str("# HELP release_manager_deployment_reports_total Deployment reports taken, by state.\n# TYPE release_manager_deployment_reports_total counter\n");
+    for (deployment_state, count) in state.deployments.counts() {
+        text.push_str(&format!(
+            "release_manager_deployment_reports_total{{state=\"{deployment_state}\"}} {count}\n"
         ));
     }
     text

@@ -10,6 +10,8 @@ pub mod catalog;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod deployment_hooks;
+pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod flows;
@@ -477,6 +479,12 @@ pub async fn start(
         shared,
         config.settings.clone(),
     ));
+    let deployments = Arc::new(deployments::Deployments::open(
+        &config.data_dir,
+        reader.clone(),
+        writer.clone(),
+        events.clone(),
+    ));
     let mut http_addr = None;
     let mut dashboard_to_warm = None;
     if let Some(listen) = config.http_listen {
@@ -488,14 +496,24 @@ pub async fn start(
             writer: writer.clone(),
             stats: writer.stats_arc(),
             webhook_secret: config.github_webhook_secret.clone().map(Arc::new),
+            deployments: deployments.clone(),
+        };
+        let hooks = deployment_hooks::HookState {
+            secret: config.deployment_webhook_secret.clone().map(Arc::new),
+            sources: Arc::new(config.deployment_sources.clone()),
+            deployments: deployments.clone(),
+            environments: Arc::new(config.settings.environments.clone()),
         };
         let dashboard = dashboard::DashboardState::new(
             reader.clone(),
             events.clone(),
             dashboard::Access::of(&config.auth),
+            deployments.clone(),
         );
         dashboard_to_warm = Some(dashboard.clone());
-        let routes = http::router(state).merge(dashboard::router(dashboard));
+        let routes = http::router(state)
+            .merge(deployment_hooks::router(hooks))
+            .merge(dashboard::router(dashboard));
         let mut stop = background_stop.subscribe();
         background.push(tokio::spawn(async move {
             let served = axum::serve(listener, routes)
@@ -521,11 +539,11 @@ pub async fn start(
     let release = ReleaseServiceHandler::new(
         writer,
         reader,
-        settings,
         auth.clone(),
         service::upload::UploadIntake::new(upload_limits, mirror_path),
         events.clone(),
         stopping.clone(),
+        deployments,
     );
     hold_before_ready().await;
     // A PushArtifact chunk may carry a whole file of the largest upload

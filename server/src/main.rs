@@ -123,6 +123,11 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
             default.parse().expect("a valid default address")
         })),
         github_webhook_secret: args.github_webhook_secret.clone().filter(|s| !s.is_empty()),
+        deployment_webhook_secret: args
+            .deployment_webhook_secret
+            .clone()
+            .filter(|s| !s.is_empty()),
+        deployment_sources: args.deployment_sources.clone(),
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: std::fs::read(cert)

@@ -42,6 +42,11 @@ impl Reader {
         }
     }
 
+    /// The settings reads go by.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     fn with_repo<T>(
         &self,
         f: impl FnOnce(&Repository) -> Result<T, FlowError>,

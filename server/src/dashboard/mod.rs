@@ -64,6 +64,7 @@ pub struct DashboardState {
     events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
     access: Arc<Access>,
     models: Arc<model::Models>,
+    deployments: Arc<crate::deployments::Deployments>,
 }
 
 impl DashboardState {
@@ -72,8 +73,10 @@ impl DashboardState {
         reader: Arc<Reader>,
         events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
         access: Access,
+        deployments: Arc<crate::deployments::Deployments>,
     ) -> Self {
         DashboardState {
+            deployments,
             reader,
             events,
             access: Arc::new(access),
@@ -207,11 +210,44 @@ fn failed(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// Joins what the cluster reported to the cells of environments whose
+/// controller reports.
+fn with_deployments(
+    mut matrix: model::Matrix,
+    deployments: &crate::deployments::Deployments,
+) -> model::Matrix {
+    let reporting: Vec<bool> = matrix
+        .environments
+        .iter()
+        .map(|e| deployments.reporting(e))
+        .collect();
+    for row in &mut matrix.rows {
+        for (cell, (environment, reporting)) in row
+            .cells
+            .iter_mut()
+            .zip(matrix.environments.iter().zip(&reporting))
+        {
+            if *reporting && !cell.artifact_id.is_empty() {
+                let deployment = deployments.of(environment, &row.service, &cell.release_commit);
+                let word = match pb::DeploymentState::try_from(deployment.state) {
+                    Ok(pb::DeploymentState::Succeeded) => "deployed",
+                    Ok(pb::DeploymentState::Failed) => "failed",
+                    Ok(pb::DeploymentState::Progressing) => "progressing",
+                    _ => "pending",
+                };
+                cell.deployment = Some((word, deployment.message));
+            }
+        }
+    }
+    matrix
+}
+
 async fn read_matrix(
     state: &DashboardState,
     only: Option<String>,
 ) -> Result<model::Matrix, Response> {
     let (reader, models) = (state.reader.clone(), state.models.clone());
+    let deployments = state.deployments.clone();
     tokio::task::spawn_blocking(move || {
         let began = Instant::now();
         let matrix = reader.with_published(|repo, published, settings| {
@@ -230,7 +266,7 @@ async fn read_matrix(
             elapsed_us = began.elapsed().as_micros() as u64,
             "dashboard matrix read"
         );
-        matrix
+        matrix.map(|matrix| with_deployments(matrix, &deployments))
     })
     .await
     .map_err(failed)?
@@ -409,6 +445,9 @@ async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Resp
             Some(Kind::BuildAdded(b)) => ("build", b.service.clone(), String::new()),
             Some(Kind::Released(r)) => ("release", r.service.clone(), r.environment.clone()),
             Some(Kind::PolicyChanged(p)) => ("policy", p.service.clone(), String::new()),
+            Some(Kind::DeploymentReported(d)) => {
+                ("deployment", d.service.clone(), d.environment.clone())
+            }
             Some(Kind::Live(_) | Kind::Dropped(_)) => ("other", String::new(), String::new()),
         };
         let data =

@@ -43,6 +43,11 @@ pub struct Cell {
     pub promotable: bool,
     /// Its branch is not the default branch.
     pub off_default_branch: bool,
+    /// The release commit (empty when unknown).
+    pub release_commit: String,
+    /// What the cluster reported for it (state word, message); none when
+    /// the environment's controller reports nothing.
+    pub deployment: Option<(&'static str, String)>,
 }
 
 /// One service's row.
@@ -171,9 +176,13 @@ impl Models {
             let record = view
                 .releases(environment, service)
                 .find(|r| *r.namespace == *namespace && *r.artifact_id == *held.artifact_id);
-            let (released_by, released_at) = match record {
-                Some(record) => (self.released_by(repo, record.commit)?, record.time),
-                None => (String::new(), 0),
+            let (released_by, released_at, release_commit) = match record {
+                Some(record) => (
+                    self.released_by(repo, record.commit)?,
+                    record.time,
+                    record.commit.to_string(),
+                ),
+                None => (String::new(), 0, String::new()),
             };
             return Ok(Cell {
                 artifact_id: held.artifact_id,
@@ -186,6 +195,8 @@ impl Models {
                 source_url: held.source_url,
                 promotable: false,
                 off_default_branch: false,
+                release_commit,
+                deployment: None,
             });
         }
         Ok(Cell::default())

@@ -72,7 +72,12 @@ fn cell(cell: &Cell, now: i64) -> Markup {
                 span.none { "–" }
             } @else {
                 // The id's distinctive end; the service page has it whole.
-                span.id { (short_id(&cell.artifact_id)) }
+                span.first {
+                    span.id { (short_id(&cell.artifact_id)) }
+                    @if let Some((word, message)) = &cell.deployment {
+                        span class={ "deploy " (word) } title=(message) { (word) }
+                    }
+                }
                 span {
                     span { (cell.branch) }
                     @if let Some((high, medium, low)) = cell.vulnerabilities {

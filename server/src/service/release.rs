@@ -36,26 +36,29 @@ pub struct ReleaseServiceHandler {
     reader: Arc<Reader>,
     settings: Arc<Settings>,
     auth: Arc<Auth>,
+    /// What the cluster reported, joined to status answers.
+    deployments: Arc<crate::deployments::Deployments>,
 }
 
 impl ReleaseServiceHandler {
-    /// A handler over a writer and a reader.
+    /// A handler over a writer and a reader (and the reader's settings).
     pub fn new(
         writer: WriterHandle,
         reader: Arc<Reader>,
-        settings: Arc<Settings>,
         auth: Arc<Auth>,
         uploads: super::upload::UploadIntake,
         events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
         stopping: Arc<std::sync::atomic::AtomicBool>,
+        deployments: Arc<crate::deployments::Deployments>,
     ) -> Self {
         ReleaseServiceHandler {
+            deployments,
             stopping,
             uploads,
             events,
             writer,
+            settings: Arc::new(reader.settings().clone()),
             reader,
-            settings,
             auth,
         }
     }
@@ -277,9 +280,10 @@ impl ReleaseService for ReleaseServiceHandler {
             .map_err(FlowError::from)
             .map_err(to_status)?;
         let ns = namespace(r.namespace).map_err(to_status)?;
-        let response = self
+        let mut response = self
             .read(move |reader| reader.status(&r.service, ns.as_deref()))
             .await?;
+        self.deployments.fill(&mut response);
         Ok(Response::new(response))
     }
 
@@ -369,6 +373,37 @@ impl ReleaseService for ReleaseServiceHandler {
         self.auth.check(&request, Role::Operator)?;
         let response = self.read(|reader| reader.list_services()).await?;
         Ok(Response::new(response))
+    }
+
+    async fn report_deployment(
+        &self,
+        request: Request<pb::ReportDeploymentRequest>,
+    ) -> Result<Response<pb::ReportDeploymentResponse>, Status> {
+        self.auth.check(&request, Role::ArtifactPusher)?;
+        let r = request.into_inner();
+        let state = match pb::DeploymentState::try_from(r.state) {
+            Ok(pb::DeploymentState::Progressing) => crate::deployments::State::Progressing,
+            Ok(pb::DeploymentState::Succeeded) => crate::deployments::State::Succeeded,
+            Ok(pb::DeploymentState::Failed) => crate::deployments::State::Failed,
+            _ => {
+                return Err(to_status(FlowError::invalid(
+                    "state",
+                    "a report's state is PROGRESSING, SUCCEEDED or FAILED",
+                )))
+            }
+        };
+        let covered = self
+            .deployments
+            .report(crate::deployments::Report {
+                environment: r.environment,
+                revision: r.revision,
+                state,
+                message: r.message,
+                source: r.source,
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReportDeploymentResponse { covered }))
     }
 
     type WatchEventsStream = EventStream;

@@ -1,0 +1,235 @@
+//! `--wait` of `release`, `promote` and `rollback`: after the commit is on
+//! the remote, follow the environment's events until its GitOps controller
+//! reports the release deployed (exit 0), failed (exit 1, with the
+//! controller's words) or `--timeout` passes (exit 3, saying what is
+//! known). A progress line goes to stderr while it waits.
+//!
+//! It subscribes before it asks for the state, so a report between the two
+//! is not missed. A report on a later release of the service counts for
+//! this one too: the server reports only on the current release, and a
+//! revision that holds a later release holds the earlier ones.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use release_manager::pb::watch_events_response::Event;
+use release_manager::pb::{DeploymentState, ReleaseResult, StatusRequest, WatchEventsRequest};
+
+use crate::cli::GlobalArgs;
+use crate::error::CliError;
+use crate::output::Printer;
+use crate::{client, present};
+
+/// How often the waiting line says it is still waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+
+/// The flags every write shares.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WaitArgs {
+    /// After the commit, wait until the environment reports the release
+    /// deployed (exit 0), failed (exit 1) or the timeout passes (exit 3).
+    #[arg(long)]
+    pub(crate) wait: bool,
+
+    /// How long --wait waits (`90s`, `10m`, `1h`).
+    #[arg(long, default_value = "10m", value_parser = parse_timeout, requires = "wait")]
+    pub(crate) timeout: Duration,
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 1h"))?;
+    let seconds = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{text:?} is not a duration like 90s, 10m or 1h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+/// Waits, when asked to, for `result`'s release to be deployed.
+pub(crate) async fn if_asked(
+    args: &WaitArgs,
+    result: &ReleaseResult,
+    global: &GlobalArgs,
+    printer: &mut Printer<'_>,
+) -> Result<(), CliError> {
+    if !args.wait {
+        return Ok(());
+    }
+    let (service, environment) = (result.service.clone(), result.environment.clone());
+    let began = Instant::now();
+    let deadline = began + args.timeout;
+    let mut watcher = client::streaming_release_client(global).await?;
+    let mut events = watcher
+        .watch_events(WatchEventsRequest {
+            service: service.clone(),
+            environment: environment.clone(),
+            since: String::new(),
+        })
+        .await?
+        .into_inner();
+    let mut client = client::release_client(global).await?;
+    let status = client
+        .status(StatusRequest {
+            service: service.clone(),
+            namespace: String::new(),
+        })
+        .await?
+        .into_inner();
+    let current = status
+        .environments
+        .iter()
+        .find(|e| e.environment == environment);
+    // A release that changed nothing waits for what already runs.
+    let release_commit = match (&result.commit_sha, current) {
+        (sha, _) if !sha.is_empty() && !present::is_no_change(result) => sha.clone(),
+        (_, Some(current)) => current.release_commit_sha.clone(),
+        (sha, None) => sha.clone(),
+    };
+    let mut known = "no report yet".to_string();
+    if let Some(deployment) = current
+        .filter(|c| c.release_commit_sha == release_commit)
+        .and_then(|c| c.deployment.as_ref())
+    {
+        if let Some(done) = settled(
+            deployment.state,
+            &deployment.message,
+            &result.artifact_id,
+            &environment,
+        ) {
+            return finish(done, printer);
+        }
+        known = present::deployment_cell(Some(deployment));
+    }
+    printer.note(&format!(
+        "waiting for {environment} to deploy {} of {service} (release {}, up to {})",
+        result.artifact_id,
+        present::short_sha(&release_commit),
+        humanize(args.timeout)
+    ))?;
+    let mut next_progress = began + PROGRESS_EVERY;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(CliError::WaitTimedOut(format!(
+                "{environment} did not report {} of {service} deployed within {} ({known}); \
+                 is its GitOps controller set to report to the server? (README: Deployment status)",
+                result.artifact_id,
+                humanize(args.timeout)
+            )));
+        }
+        let wake = deadline.min(next_progress);
+        let message = match tokio::time::timeout_at(wake.into(), events.message()).await {
+            Err(_) if Instant::now() >= deadline => continue,
+            Err(_) => {
+                printer.note(&format!(
+                    "still waiting for {environment} ({known}, {} so far)",
+                    humanize(began.elapsed())
+                ))?;
+                next_progress += PROGRESS_EVERY;
+                continue;
+            }
+            Ok(message) => message?,
+        };
+        let Some(event) = message else {
+            return Err(CliError::WatchEnded(format!(
+                "the server ended the event stream while waiting for {environment} ({known})"
+            )));
+        };
+        let Some(Event::DeploymentReported(report)) = event.event else {
+            continue;
+        };
+        if report.environment != environment || report.service != service {
+            continue;
+        }
+        let Some(deployment) = report.deployment else {
+            continue;
+        };
+        let mut artifact = result.artifact_id.clone();
+        if report.release_commit_sha != release_commit {
+            // Only the current release is reported on: this one is later.
+            artifact = format!(
+                "{} (with the later release of {})",
+                result.artifact_id, report.artifact_id
+            );
+        }
+        known = present::deployment_cell(Some(&deployment));
+        if let Some(done) = settled(
+            deployment.state,
+            &deployment.message,
+            &artifact,
+            &environment,
+        ) {
+            return finish(done, printer);
+        }
+        printer.note(&format!("{environment}: {known}"))?;
+    }
+}
+
+/// How a wait ends.
+enum Settled {
+    Deployed(String),
+    Failed(String),
+}
+
+fn settled(state: i32, message: &str, artifact: &str, environment: &str) -> Option<Settled> {
+    match DeploymentState::try_from(state) {
+        Ok(DeploymentState::Succeeded) => Some(Settled::Deployed(format!(
+            "{environment} deployed {artifact}"
+        ))),
+        Ok(DeploymentState::Failed) => Some(Settled::Failed(if message.is_empty() {
+            format!("{environment} failed to deploy {artifact}")
+        } else {
+            format!(
+                "{environment} failed to deploy {artifact}: {}",
+                message.trim()
+            )
+        })),
+        _ => None,
+    }
+}
+
+fn finish(done: Settled, printer: &mut Printer<'_>) -> Result<(), CliError> {
+    match done {
+        Settled::Deployed(line) => {
+            printer.note(&line)?;
+            Ok(())
+        }
+        Settled::Failed(line) => Err(CliError::DeploymentFailed(line)),
+    }
+}
+
+fn humanize(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 if seconds.is_multiple_of(60) => format!("{} min", seconds / 60),
+        60..3600 => format!("{} min {} s", seconds / 60, seconds % 60),
+        _ => format!("{} h {} min", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_as_people_write_them() {
+        assert_eq!(parse_timeout("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_timeout("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_timeout("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_timeout("5").unwrap(), Duration::from_secs(5));
+        assert!(parse_timeout("soon").is_err());
+        assert!(parse_timeout("5d").is_err());
+        assert_eq!(humanize(Duration::from_secs(600)), "10 min");
+        assert_eq!(humanize(Duration::from_secs(75)), "1 min 15 s");
+    }
+}
