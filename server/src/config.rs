@@ -151,6 +151,11 @@ pub struct StartArgs {
     /// no entry).
     #[arg(long, env = "RELEASE_MANAGER_DEPLOYMENT_SOURCES", default_value = "", value_parser = parse_sources)]
     pub deployment_sources: crate::deployment_hooks::Sources,
+    /// Notifications: Slack and CloudEvents webhooks, routed per
+    /// environment and service (a YAML or JSON file; README:
+    /// Notifications).
+    #[arg(long, env = "RELEASE_MANAGER_NOTIFICATIONS")]
+    pub notifications: Option<PathBuf>,
     /// PEM certificate (chain) to serve gRPC over TLS; needs --tls-key.
     #[arg(long, env = "RELEASE_MANAGER_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -218,6 +223,8 @@ pub struct ServerConfig {
     pub deployment_webhook_secret: Option<String>,
     /// Which controller object deploys which environment.
     pub deployment_sources: crate::deployment_hooks::Sources,
+    /// Where notifications go, if anywhere.
+    pub notifications: Option<crate::notify::config::Notifications>,
     /// PEM certificate and key to serve gRPC over TLS.
     pub tls: Option<TlsFiles>,
 }
@@ -264,6 +271,7 @@ impl ServerConfig {
             github_webhook_secret: None,
             deployment_webhook_secret: None,
             deployment_sources: Default::default(),
+            notifications: None,
             tls: None,
         }
     }

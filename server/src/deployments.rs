@@ -211,7 +211,8 @@ impl Deployments {
 
     /// Takes a report: finds what its revision holds (fetching once when
     /// the revision is newer than the mirror), keeps and saves the new
-    /// states, and tells watchers. Returns what it covered.
+    /// states, and tells watchers of those that changed. Returns what it
+    /// covered.
     pub async fn report(
         self: &Arc<Self>,
         report: Report,
@@ -247,6 +248,9 @@ impl Deployments {
         let mut source = report.source.trim().to_string();
         truncate(&mut source, SOURCE_LIMIT);
         let mut answers = Vec::with_capacity(covered.len());
+        // Controllers report the same state at every reconciliation:
+        // watchers (and notifications) hear of changes only.
+        let mut changed = Vec::new();
         {
             let mut latest = self.latest.lock().expect("deployments lock");
             for (service, release_commit, artifact_id) in covered {
@@ -266,7 +270,13 @@ impl Deployments {
                     release_commit_sha: release_commit.to_string(),
                     deployment: Some(proto(&state)),
                 });
-                latest.insert((report.environment.clone(), service), state);
+                let previous = latest.insert((report.environment.clone(), service), state.clone());
+                if previous.is_none_or(|old| {
+                    (&old.release_commit, old.state, &old.message)
+                        != (&state.release_commit, state.state, &state.message)
+                }) {
+                    changed.push(answers.len() - 1);
+                }
             }
         }
         *self
@@ -287,7 +297,7 @@ impl Deployments {
         tokio::task::spawn_blocking(move || this.save())
             .await
             .map_err(|e| stopped(&self.path, e))?;
-        for answer in &answers {
+        for answer in changed.iter().map(|&i| &answers[i]) {
             let _ = self.events.send(pb::WatchEventsResponse {
                 commit_sha: revision.to_string(),
                 time: Some(crate::service::convert::timestamp(now)),

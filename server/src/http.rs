@@ -31,6 +31,8 @@ pub struct HttpState {
     pub webhook_secret: Option<Arc<String>>,
     /// Deployment reports, counted in the metrics.
     pub deployments: Arc<crate::deployments::Deployments>,
+    /// Notification deliveries, when notifications are on.
+    pub notifications: Option<Arc<crate::notify::deliver::Stats>>,
 }
 
 /// The routes.
@@ -187,6 +189,20 @@ async fn metrics(State(state): State<HttpState>) -> String {
         text.push_str(&format!(
             "release_manager_deployment_reports_total{{state=\"{deployment_state}\"}} {count}\n"
         ));
+    }
+    if let Some(notifications) = &state.notifications {
+        text.push_str("# HELP release_manager_notifications_total Notification attempts by destination and outcome (delivered, failed, gave_up).\n# TYPE release_manager_notifications_total counter\n");
+        for (destination, outcome, count) in notifications.outcomes() {
+            text.push_str(&format!(
+                "release_manager_notifications_total{{destination=\"{destination}\",outcome=\"{outcome}\"}} {count}\n"
+            ));
+        }
+        text.push_str("# HELP release_manager_notifications_pending Events a destination has not acknowledged yet.\n# TYPE release_manager_notifications_pending gauge\n");
+        for (destination, count) in notifications.pending() {
+            text.push_str(&format!(
+                "release_manager_notifications_pending{{destination=\"{destination}\"}} {count}\n"
+            ));
+        }
     }
     text
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod flows;
 pub mod http;
+pub mod notify;
 pub mod paging;
 pub mod policy;
 pub mod reads;
@@ -52,6 +53,9 @@ pub enum StartError {
     /// The gRPC server could not be set up.
     #[error("cannot set up the gRPC server: {0}")]
     Grpc(String),
+    /// Notifications could not be set up.
+    #[error("cannot set up notifications: {0}")]
+    Notifications(String),
     /// Another server holds the data dir.
     #[error("another release manager is using the data dir {dir} (it holds {lock}); stop it, or give this one its own --data-dir")]
     DataDirInUse {
@@ -479,6 +483,25 @@ pub async fn start(
         shared,
         config.settings.clone(),
     ));
+    let mut notify_stats = None;
+    if let Some(notifications) = config.notifications.clone() {
+        let tip = reader.with_published(|_, published, _| Ok(published.tip));
+        let tip =
+            tip.map_err(|e| StartError::Notifications(format!("cannot read the tip: {e}")))?;
+        let (tasks, stats) = notify::start(
+            notifications,
+            &config.data_dir,
+            reader.clone(),
+            &events,
+            tip,
+            background_stop.subscribe(),
+        )
+        .map_err(|e| {
+            StartError::Notifications(format!("cannot open the journal in the data dir: {e}"))
+        })?;
+        background.extend(tasks);
+        notify_stats = Some(stats);
+    }
     let deployments = Arc::new(deployments::Deployments::open(
         &config.data_dir,
         reader.clone(),
@@ -497,6 +520,7 @@ pub async fn start(
             stats: writer.stats_arc(),
             webhook_secret: config.github_webhook_secret.clone().map(Arc::new),
             deployments: deployments.clone(),
+            notifications: notify_stats.clone(),
         };
         let hooks = deployment_hooks::HookState {
             secret: config.deployment_webhook_secret.clone().map(Arc::new),

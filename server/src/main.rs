@@ -128,6 +128,13 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
             .clone()
             .filter(|s| !s.is_empty()),
         deployment_sources: args.deployment_sources.clone(),
+        notifications: match &args.notifications {
+            Some(path) => Some(
+                release_manager_server::notify::config::Notifications::load(path)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
+        },
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: std::fs::read(cert)

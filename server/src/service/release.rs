@@ -475,10 +475,13 @@ impl ReleaseService for ReleaseServiceHandler {
         let live_events = tokio_stream::StreamExt::filter_map(events, move |event| match event {
             // The server is stopping: the marker ends the stream below.
             Ok(event) if event.event.is_none() => Some(Ok(event)),
-            // Sent from history already.
-            Ok(event) if replayed.contains(&event.commit_sha) => None,
+            // Sent from history already (a deployment report is no commit:
+            // its `commit_sha` is the revision reported).
+            Ok(event) if !is_report(&event) && replayed.contains(&event.commit_sha) => None,
             Ok(event) if crate::events::matches(&event, &service, &environment) => {
-                last_cursor = event.cursor.clone();
+                if !event.cursor.is_empty() {
+                    last_cursor = event.cursor.clone();
+                }
                 Some(Ok(event))
             }
             Ok(_) => None,
@@ -508,4 +511,12 @@ impl ReleaseService for ReleaseServiceHandler {
         );
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// Whether an event is a deployment report (live only, no cursor).
+fn is_report(event: &pb::WatchEventsResponse) -> bool {
+    matches!(
+        event.event,
+        Some(pb::watch_events_response::Event::DeploymentReported(_))
+    )
 }
