@@ -438,6 +438,21 @@ delivery:
     }
 
     #[test]
+    fn the_readme_example_reads() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let section = &readme[readme.find("## Notifications").expect("the section")..];
+        let start = section.find("```yaml\n").expect("an example") + "```yaml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let parsed =
+            Notifications::parse(example, |name| Some(format!("https://example.com/{name}")))
+                .unwrap();
+        assert_eq!(parsed.destinations.len(), 2);
+        assert_eq!(parsed.delivery, Delivery::default());
+        assert!(parsed.destinations[0].wants(Kind::Release, "shop-api", Some("prod")));
+    }
+
+    #[test]
     fn json_works_and_mistakes_are_named() {
         let json = r#"{"webhooks": [{"url": "https://example.com/h"}]}"#;
         assert_eq!(
