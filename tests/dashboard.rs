@@ -179,6 +179,49 @@ async fn the_matrix_shows_every_cell_and_follows_releases_live() {
         height_before,
         "a filled cell takes the room an empty one had"
     );
+
+    // What the cluster reports shows in the cells, live too.
+    let mut client = server.client().await;
+    let tip = client
+        .status(pb::StatusRequest {
+            service: "cart".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .environments[2]
+        .release_commit_sha
+        .clone();
+    for (env, state, message) in [
+        ("dev", pb::DeploymentState::Succeeded, ""),
+        ("prod", pb::DeploymentState::Failed, "ImagePullBackOff"),
+    ] {
+        client
+            .report_deployment(pb::ReportDeploymentRequest {
+                environment: env.into(),
+                revision: tip.clone(),
+                state: state as i32,
+                message: message.into(),
+                source: "test".into(),
+            })
+            .await
+            .unwrap();
+    }
+    browser
+        .wait_for(
+            "the deployment states in the page",
+            Duration::from_secs(5),
+            "return window.notReloaded === true && \
+             document.querySelector('#row-cart td:nth-of-type(1) .deploy.deployed') !== null && \
+             document.querySelector('#row-cart td:nth-of-type(3) .deploy.failed')?.title === 'ImagePullBackOff';",
+        )
+        .await;
+    assert_eq!(
+        browser.run(CART_HEIGHT, json!([])).await,
+        height_before,
+        "a state takes no extra room"
+    );
     browser.prefer_dark().await;
     let background = browser
         .run(

@@ -224,6 +224,61 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     // The newer revision holds shop's release too.
     assert_eq!(deployment(&server, "shop", "dev").await.0, "failed");
 
+    // An info event that is no success says nothing final.
+    let body = flux_event(
+        "apps-dev",
+        &cart_release,
+        "info",
+        "DependencyNotReady",
+        "dependency 'infra' is not ready",
+    );
+    let (code, text) = post(
+        port,
+        "/webhook/flux",
+        &[("X-Signature", signature(&body))],
+        &body,
+    )
+    .await;
+    assert_eq!(code, 202, "{text}");
+    assert_eq!(deployment(&server, "cart", "dev").await.0, "failed");
+
+    // A late report on an older revision of shop's release does not undo
+    // what the newer revision said.
+    let body = flux_event(
+        "apps-dev",
+        &cart_release,
+        "info",
+        "ReconciliationSucceeded",
+        "Applied",
+    );
+    let (code, text) = post(
+        port,
+        "/webhook/flux",
+        &[("X-Signature", signature(&body))],
+        &body,
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    let late = flux_event(
+        "apps-dev",
+        &shop_release,
+        "error",
+        "HealthCheckFailed",
+        "late news",
+    );
+    let (code, text) = post(
+        port,
+        "/webhook/flux",
+        &[("X-Signature", signature(&late))],
+        &late,
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(
+        deployment(&server, "shop", "dev").await,
+        ("deployed".into(), "Applied".into(), cart_release.clone())
+    );
+
     // A Kustomization nobody mapped, and a commit nobody has.
     let body = flux_event(
         "other",
@@ -289,8 +344,8 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     let (code, metrics) = get(port, "/metrics").await;
     assert_eq!(code, 200);
     for line in [
-        "release_manager_deployment_reports_total{state=\"succeeded\"} 2",
-        "release_manager_deployment_reports_total{state=\"failed\"} 1",
+        "release_manager_deployment_reports_total{state=\"succeeded\"} 3",
+        "release_manager_deployment_reports_total{state=\"failed\"} 2",
         "release_manager_deployment_reports_total{state=\"progressing\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
@@ -299,7 +354,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     // The states outlive the process.
     let data = server.stop().await;
     let server = start(&repo, Some(data)).await;
-    assert_eq!(deployment(&server, "cart", "dev").await.0, "failed");
+    assert_eq!(deployment(&server, "cart", "dev").await.0, "deployed");
     assert_eq!(deployment(&server, "shop", "prod").await.0, "deployed");
     server.stop().await;
 }
@@ -412,70 +467,95 @@ fn hamctl_binary() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join("hamctl")
 }
 
-/// Starts `hamctl release ... --wait` as a process; returns it once it
-/// says it is waiting, with what it printed so far on stderr.
-async fn waiting_hamctl(
-    server: &TestServer,
-    binary: &PathBuf,
-    service: &str,
-    timeout: &str,
-) -> (tokio::process::Child, Vec<String>) {
-    let mut child = tokio::process::Command::new(binary)
-        .args([
-            "--server",
-            &server.url,
-            "release",
-            "--service",
-            service,
-            "--env",
-            "dev",
-            "--branch",
-            "master",
-            "--wait",
-            "--timeout",
-            timeout,
-        ])
-        .env("GIT_COMMITTER_NAME", "Olga Operator")
-        .env("GIT_COMMITTER_EMAIL", "olga@example.com")
-        .env_remove("HAMCTL_AUTH_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("hamctl starts");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut said = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let waiting = line.starts_with("waiting for dev");
-            said.push(line);
-            if waiting {
-                return;
-            }
-        }
-        panic!("hamctl ended without waiting: {said:?}");
-    })
-    .await
-    .expect("hamctl says it waits");
-    // Keep reading stderr, so the process never blocks on a full pipe.
-    let rest = tokio::spawn(async move {
-        let mut rest = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            rest.push(line);
-        }
-        rest
-    });
-    child.stderr = None;
-    WAITERS.lock().unwrap().push(rest);
-    (child, said)
+/// A `hamctl release ... --wait` process, and what it said on stderr.
+struct Waiter {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    said: Vec<String>,
 }
 
-static WAITERS: std::sync::Mutex<Vec<tokio::task::JoinHandle<Vec<String>>>> =
-    std::sync::Mutex::new(Vec::new());
+impl Waiter {
+    /// Starts it; returns once it says it is waiting.
+    async fn start(server: &TestServer, binary: &PathBuf, service: &str, timeout: &str) -> Waiter {
+        let mut child = tokio::process::Command::new(binary)
+            .args([
+                "--server",
+                &server.url,
+                "release",
+                "--service",
+                service,
+                "--env",
+                "dev",
+                "--branch",
+                "master",
+                "--wait",
+                "--timeout",
+                timeout,
+            ])
+            .env("GIT_COMMITTER_NAME", "Olga Operator")
+            .env("GIT_COMMITTER_EMAIL", "olga@example.com")
+            .env_remove("HAMCTL_AUTH_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("hamctl starts");
+        let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let (send, lines) = tokio::sync::mpsc::unbounded_channel();
+        // Read all along, so the process never blocks on a full pipe.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut waiter = Waiter {
+            child,
+            lines,
+            said: Vec::new(),
+        };
+        waiter
+            .until(|line| line.starts_with("waiting for dev"))
+            .await;
+        waiter
+    }
 
-async fn last_stderr() -> Vec<String> {
-    let handle = WAITERS.lock().unwrap().pop().unwrap();
-    handle.await.unwrap()
+    /// Waits for a line `wanted` accepts.
+    async fn until(&mut self, wanted: impl Fn(&str) -> bool) {
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = self.lines.recv().await {
+                let found = wanted(&line);
+                self.said.push(line);
+                if found {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .expect("hamctl says it in time");
+        assert!(found, "hamctl ended without saying it: {:?}", self.said);
+    }
+
+    /// Still running?
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Its exit code and everything it said.
+    async fn exit(mut self) -> (i32, Vec<String>) {
+        let code = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("hamctl ends")
+            .unwrap()
+            .code()
+            .unwrap();
+        while let Some(line) = self.lines.recv().await {
+            self.said.push(line);
+        }
+        (code, self.said)
+    }
 }
 
 async fn report(port: u16, revision: &str, state: &str, message: &str) {
@@ -490,15 +570,6 @@ async fn report(port: u16, revision: &str, state: &str, message: &str) {
     assert_eq!(code, 200, "{text}");
 }
 
-async fn exit_code(child: &mut tokio::process::Child) -> i32 {
-    tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .expect("hamctl ends")
-        .unwrap()
-        .code()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn hamctl_release_wait_exits_by_what_the_cluster_reports() {
     let repo = fixture();
@@ -506,17 +577,15 @@ async fn hamctl_release_wait_exits_by_what_the_cluster_reports() {
     let port = http_port(&server);
     let binary = hamctl_binary();
 
-    // Deployed: exit 0.
-    let (mut child, _) = waiting_hamctl(&server, &binary, "shop", "2m").await;
+    // Progressing keeps it waiting; deployed ends it with exit 0.
+    let mut waiter = Waiter::start(&server, &binary, "shop", "2m").await;
     let tip = deployment_revision_to_report(&server, "shop").await;
     report(port, &tip, "progressing", "rolling out").await;
+    waiter.until(|line| line.contains("dev: progressing")).await;
+    assert!(waiter.running(), "progressing is not the end");
     report(port, &tip, "succeeded", "").await;
-    assert_eq!(exit_code(&mut child).await, 0);
-    let said = last_stderr().await;
-    assert!(
-        said.iter().any(|l| l.contains("dev: progressing")),
-        "{said:?}"
-    );
+    let (code, said) = waiter.exit().await;
+    assert_eq!(code, 0, "{said:?}");
     assert!(
         said.iter()
             .any(|l| l.contains("dev deployed master-shop-002")),
@@ -524,21 +593,24 @@ async fn hamctl_release_wait_exits_by_what_the_cluster_reports() {
     );
 
     // Failed: exit 1 with the controller's words.
-    let (mut child, _) = waiting_hamctl(&server, &binary, "cart", "2m").await;
+    let waiter = Waiter::start(&server, &binary, "cart", "2m").await;
     let tip = deployment_revision_to_report(&server, "cart").await;
     report(port, &tip, "failed", "ImagePullBackOff: cart:2").await;
-    assert_eq!(exit_code(&mut child).await, 1);
-    let said = last_stderr().await;
-    assert!(said.iter().any(|l| l.starts_with("error: dev failed to deploy") && l.contains("ImagePullBackOff")), "{said:?}");
+    let (code, said) = waiter.exit().await;
+    assert_eq!(code, 1, "{said:?}");
+    assert!(
+        said.iter().any(|l| l.starts_with("error: dev failed to deploy") && l.contains("ImagePullBackOff")),
+        "{said:?}"
+    );
 
     // Nothing reports: exit 3 at the timeout, saying what is known.
     let mut repo = repo;
     repo.add_build("shop", "master", 3);
     repo.push();
     server.server.as_ref().unwrap().sync().await.unwrap();
-    let (mut child, _) = waiting_hamctl(&server, &binary, "shop", "1s").await;
-    assert_eq!(exit_code(&mut child).await, 3);
-    let said = last_stderr().await;
+    let waiter = Waiter::start(&server, &binary, "shop", "1s").await;
+    let (code, said) = waiter.exit().await;
+    assert_eq!(code, 3, "{said:?}");
     assert!(
         said.iter()
             .any(|l| l

@@ -240,7 +240,7 @@ async fn every_release_reaches_the_receivers_at_least_once() {
     client
         .report_deployment(release_manager::pb::ReportDeploymentRequest {
             environment: "dev".into(),
-            revision: last,
+            revision: last.clone(),
             state: release_manager::pb::DeploymentState::Failed as i32,
             message: "CrashLoopBackOff".into(),
             source: "test".into(),
@@ -263,6 +263,48 @@ async fn every_release_reaches_the_receivers_at_least_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     until_delivered(&received, &expected).await;
+
+    // The controller says the same at its next reconciliation (in other
+    // words): no second message.
+    let failures = |received: &Received| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, body)| {
+                p == "slack" && body["text"].as_str().unwrap().contains("failed to deploy")
+            })
+            .count()
+    };
+    // The revision holds shop's and cart's releases in dev: one message
+    // each.
+    let began = Instant::now();
+    while failures(&received) < 2 {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failures_before = failures(&received);
+    client
+        .report_deployment(release_manager::pb::ReportDeploymentRequest {
+            environment: "dev".into(),
+            revision: last,
+            state: release_manager::pb::DeploymentState::Failed as i32,
+            message: "CrashLoopBackOff (again)".into(),
+            source: "test".into(),
+        })
+        .await
+        .unwrap();
+    expected.insert(release(&server, "cart", "dev").await);
+    until_delivered(&received, &expected).await;
+    assert_eq!(
+        failures(&received),
+        failures_before,
+        "one message per new state"
+    );
 
     let metrics = metrics(&server).await;
     for line in [

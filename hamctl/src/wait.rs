@@ -5,15 +5,20 @@
 //! known). A progress line goes to stderr while it waits.
 //!
 //! It subscribes before it asks for the state, so a report between the two
-//! is not missed. A report on a later release of the service counts for
-//! this one too: the server reports only on the current release, and a
-//! revision that holds a later release holds the earlier ones.
+//! is not missed, and asks again at every progress line and when the
+//! stream says events were dropped. A report on a later release of the
+//! service counts for this one too, once status says that release is the
+//! current one: a revision that holds a later release holds the earlier
+//! ones.
 
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use release_manager::cli_support;
 use release_manager::pb::watch_events_response::Event;
-use release_manager::pb::{DeploymentState, ReleaseResult, StatusRequest, WatchEventsRequest};
+use release_manager::pb::{
+    DeploymentState, ReleaseResult, StatusRequest, StatusResponse, WatchEventsRequest,
+};
 
 use crate::cli::GlobalArgs;
 use crate::error::CliError;
@@ -94,21 +99,16 @@ pub(crate) async fn if_asked(
         (_, Some(current)) => current.release_commit_sha.clone(),
         (sha, None) => sha.clone(),
     };
-    let mut known = "no report yet".to_string();
-    if let Some(deployment) = current
-        .filter(|c| c.release_commit_sha == release_commit)
-        .and_then(|c| c.deployment.as_ref())
-    {
-        if let Some(done) = settled(
-            deployment.state,
-            &deployment.message,
-            &result.artifact_id,
-            &environment,
-        ) {
-            return finish(done, printer);
-        }
-        known = present::deployment_cell(Some(deployment));
-    }
+    let ours = Ours {
+        service: &service,
+        environment: &environment,
+        artifact_id: &result.artifact_id,
+        release_commit: &release_commit,
+    };
+    let mut known = match ours.judge(&status) {
+        Judged::Settled(done) => return finish(done, printer),
+        Judged::Waiting(known) => known,
+    };
     printer.note(&format!(
         "waiting for {environment} to deploy {} of {service} (release {}, up to {})",
         result.artifact_id,
@@ -117,8 +117,7 @@ pub(crate) async fn if_asked(
     ))?;
     let mut next_progress = began + PROGRESS_EVERY;
     loop {
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             return Err(CliError::WaitTimedOut(format!(
                 "{environment} did not report {} of {service} deployed within {} ({known}); \
                  is its GitOps controller set to report to the server? (README: Deployment status)",
@@ -130,11 +129,17 @@ pub(crate) async fn if_asked(
         let message = match tokio::time::timeout_at(wake.into(), events.message()).await {
             Err(_) if Instant::now() >= deadline => continue,
             Err(_) => {
+                next_progress += PROGRESS_EVERY;
+                // Events may have been missed (a stream that fell behind):
+                // the state is asked for again.
+                match ours.judge(&ours.status(&mut client).await?) {
+                    Judged::Settled(done) => return finish(done, printer),
+                    Judged::Waiting(now) => known = now,
+                }
                 printer.note(&format!(
                     "still waiting for {environment} ({known}, {} so far)",
                     humanize(began.elapsed())
                 ))?;
-                next_progress += PROGRESS_EVERY;
                 continue;
             }
             Ok(message) => message?,
@@ -144,33 +149,101 @@ pub(crate) async fn if_asked(
                 "the server ended the event stream while waiting for {environment} ({known})"
             )));
         };
-        let Some(Event::DeploymentReported(report)) = event.event else {
-            continue;
-        };
-        if report.environment != environment || report.service != service {
-            continue;
+        match event.event {
+            Some(Event::DeploymentReported(report))
+                if report.environment == environment && report.service == service =>
+            {
+                let Some(deployment) = report.deployment else {
+                    continue;
+                };
+                if report.release_commit_sha != release_commit {
+                    // About another release: it counts if it is the current
+                    // one, committed after ours.
+                    match ours.judge(&ours.status(&mut client).await?) {
+                        Judged::Settled(done) => return finish(done, printer),
+                        Judged::Waiting(now) => known = now,
+                    }
+                    continue;
+                }
+                known = present::deployment_cell(Some(&deployment));
+                if let Some(done) = settled(
+                    deployment.state,
+                    &deployment.message,
+                    &result.artifact_id,
+                    &environment,
+                ) {
+                    return finish(done, printer);
+                }
+                printer.note(&format!("{environment}: {known}"))?;
+            }
+            Some(Event::Dropped(_)) => match ours.judge(&ours.status(&mut client).await?) {
+                Judged::Settled(done) => return finish(done, printer),
+                Judged::Waiting(now) => known = now,
+            },
+            _ => {}
         }
-        let Some(deployment) = report.deployment else {
-            continue;
+    }
+}
+
+/// The release being waited for.
+struct Ours<'a> {
+    service: &'a str,
+    environment: &'a str,
+    artifact_id: &'a str,
+    release_commit: &'a str,
+}
+
+/// What a status answer says of it.
+enum Judged {
+    Settled(Settled),
+    Waiting(String),
+}
+
+impl Ours<'_> {
+    async fn status(
+        &self,
+        client: &mut cli_support::ReleaseClient,
+    ) -> Result<StatusResponse, CliError> {
+        Ok(client
+            .status(StatusRequest {
+                service: self.service.to_string(),
+                namespace: String::new(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Settled when the environment's current release is ours, or one
+    /// committed after it, and its state is final.
+    fn judge(&self, status: &StatusResponse) -> Judged {
+        let Some(current) = status
+            .environments
+            .iter()
+            .find(|e| e.environment == self.environment)
+        else {
+            return Judged::Waiting("no report yet".into());
         };
-        let mut artifact = result.artifact_id.clone();
-        if report.release_commit_sha != release_commit {
-            // Only the current release is reported on: this one is later.
-            artifact = format!(
-                "{} (with the later release of {})",
-                result.artifact_id, report.artifact_id
-            );
-        }
-        known = present::deployment_cell(Some(&deployment));
-        if let Some(done) = settled(
+        let Some(deployment) = current.deployment.as_ref() else {
+            return Judged::Waiting("no report yet".into());
+        };
+        let artifact = if current.release_commit_sha == self.release_commit {
+            self.artifact_id.to_string()
+        } else {
+            let later = current
+                .artifact
+                .as_ref()
+                .map_or("?", |a| a.artifact_id.as_str());
+            format!("{} (with the later release of {later})", self.artifact_id)
+        };
+        match settled(
             deployment.state,
             &deployment.message,
             &artifact,
-            &environment,
+            self.environment,
         ) {
-            return finish(done, printer);
+            Some(done) => Judged::Settled(done),
+            None => Judged::Waiting(present::deployment_cell(Some(deployment))),
         }
-        printer.note(&format!("{environment}: {known}"))?;
     }
 }
 

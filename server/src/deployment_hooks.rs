@@ -199,7 +199,8 @@ fn read_flux(state: &HookState, body: &[u8]) -> Result<Option<Report>, String> {
         serde_json::from_slice(body).map_err(|e| format!("not a Flux event: {e}"))?;
     let object = &event.involved_object;
     // Source fetches and the like say nothing about what was applied.
-    if !matches!(object.kind.as_str(), "Kustomization" | "HelmRelease") {
+    // A HelmRelease's revision is a chart version, not a config commit.
+    if object.kind != "Kustomization" {
         return Ok(None);
     }
     let Some(revision) = event
@@ -220,12 +221,16 @@ fn read_flux(state: &HookState, body: &[u8]) -> Result<Option<Report>, String> {
             object.kind, object.namespace, object.name, object.namespace, object.name
         ));
     };
+    // Only a success says it is applied and healthy: other info events
+    // (DependencyNotReady, ArtifactFailed retries, ...) say nothing final.
     let state = if event.severity.eq_ignore_ascii_case("error") {
         Deployed::Failed
     } else if event.reason.contains("Progressing") {
         Deployed::Progressing
-    } else {
+    } else if event.reason.ends_with("Succeeded") {
         Deployed::Succeeded
+    } else {
+        return Ok(None);
     };
     Ok(Some(Report {
         environment,

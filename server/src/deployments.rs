@@ -109,6 +109,15 @@ struct Saved {
 const FILE: &str = "deployments.json";
 const FORMAT: u32 = 1;
 
+/// A current release a report's revision holds.
+struct Covered {
+    service: String,
+    release_commit: Oid,
+    artifact_id: String,
+    /// A report on a later revision holding it is kept already.
+    superseded: bool,
+}
+
 /// The deployment states, shared by the routes, the RPCs and status.
 pub struct Deployments {
     path: PathBuf,
@@ -117,6 +126,10 @@ pub struct Deployments {
     counts: Mutex<BTreeMap<&'static str, u64>>,
     /// Serialises saves, so an older state never replaces a newer file.
     saving: Mutex<()>,
+    /// Serialises reports.
+    reporting: tokio::sync::Mutex<()>,
+    /// Where notifications of new states are journaled, when they are on.
+    journal: Option<Arc<crate::notify::journal::Journal>>,
     reader: Arc<Reader>,
     writer: WriterHandle,
     events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
@@ -130,6 +143,7 @@ impl Deployments {
         reader: Arc<Reader>,
         writer: WriterHandle,
         events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+        journal: Option<Arc<crate::notify::journal::Journal>>,
     ) -> Self {
         let path = data_dir.join(FILE);
         let mut latest = HashMap::new();
@@ -159,6 +173,8 @@ impl Deployments {
             latest: Mutex::new(latest),
             counts: Mutex::new(BTreeMap::new()),
             saving: Mutex::new(()),
+            reporting: tokio::sync::Mutex::new(()),
+            journal,
             reader,
             writer,
             events,
@@ -233,12 +249,32 @@ impl Deployments {
             ));
         }
         let revision = parse_revision(&report.revision)?;
-        let covered = match self.covered(revision, &report.environment).await {
+        // One report at a time: two racing reports could otherwise be kept
+        // in the wrong order.
+        let _one_at_a_time = self.reporting.lock().await;
+        let kept: HashMap<String, (String, String)> = self
+            .latest
+            .lock()
+            .expect("deployments lock")
+            .iter()
+            .filter(|((environment, _), _)| *environment == report.environment)
+            .map(|((_, service), l)| {
+                (
+                    service.clone(),
+                    (l.release_commit.clone(), l.revision.clone()),
+                )
+            })
+            .collect();
+        let kept = Arc::new(kept);
+        let covered = match self
+            .covered(revision, &report.environment, kept.clone())
+            .await
+        {
             Err(FlowError::NotFound { .. }) => {
                 // A controller may report a commit pushed by someone else
                 // that the mirror has not fetched yet.
                 self.writer.sync(Vec::new()).await?;
-                self.covered(revision, &report.environment).await?
+                self.covered(revision, &report.environment, kept).await?
             }
             other => other?,
         };
@@ -248,15 +284,19 @@ impl Deployments {
         let mut source = report.source.trim().to_string();
         truncate(&mut source, SOURCE_LIMIT);
         let mut answers = Vec::with_capacity(covered.len());
-        // Controllers report the same state at every reconciliation:
-        // watchers (and notifications) hear of changes only.
+        // Controllers report the same state at every reconciliation (with
+        // other words each time): watchers and notifications hear of a
+        // new state of a release only.
         let mut changed = Vec::new();
         {
             let mut latest = self.latest.lock().expect("deployments lock");
-            for (service, release_commit, artifact_id) in covered {
+            for covered in covered {
+                if covered.superseded {
+                    continue;
+                }
                 let state = Latest {
-                    release_commit: release_commit.to_string(),
-                    artifact_id: artifact_id.clone(),
+                    release_commit: covered.release_commit.to_string(),
+                    artifact_id: covered.artifact_id.clone(),
                     state: report.state,
                     message: message.clone(),
                     revision: revision.to_string(),
@@ -265,15 +305,15 @@ impl Deployments {
                 };
                 answers.push(pb::DeploymentReported {
                     environment: report.environment.clone(),
-                    service: service.clone(),
-                    artifact_id,
-                    release_commit_sha: release_commit.to_string(),
+                    service: covered.service.clone(),
+                    artifact_id: covered.artifact_id,
+                    release_commit_sha: covered.release_commit.to_string(),
                     deployment: Some(proto(&state)),
                 });
-                let previous = latest.insert((report.environment.clone(), service), state.clone());
+                let previous =
+                    latest.insert((report.environment.clone(), covered.service), state.clone());
                 if previous.is_none_or(|old| {
-                    (&old.release_commit, old.state, &old.message)
-                        != (&state.release_commit, state.state, &state.message)
+                    (&old.release_commit, old.state) != (&state.release_commit, state.state)
                 }) {
                     changed.push(answers.len() - 1);
                 }
@@ -291,33 +331,50 @@ impl Deployments {
             state = report.state.as_str(),
             source = %source,
             services = answers.len(),
+            changed = changed.len(),
             "deployment reported"
         );
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.save())
-            .await
-            .map_err(|e| stopped(&self.path, e))?;
-        for answer in changed.iter().map(|&i| &answers[i]) {
-            let _ = self.events.send(pb::WatchEventsResponse {
+        let events: Vec<pb::WatchEventsResponse> = changed
+            .iter()
+            .map(|&i| pb::WatchEventsResponse {
                 commit_sha: revision.to_string(),
                 time: Some(crate::service::convert::timestamp(now)),
                 event: Some(pb::watch_events_response::Event::DeploymentReported(
-                    answer.clone(),
+                    answers[i].clone(),
                 )),
                 cursor: String::new(),
-            });
+            })
+            .collect();
+        let this = self.clone();
+        let journaled = events.clone();
+        // Journaled for notifications before the state is saved and the
+        // report answered: a crash in between loses nothing a controller
+        // would not send again.
+        tokio::task::spawn_blocking(move || {
+            if let Some(journal) = &this.journal {
+                for event in journaled {
+                    crate::notify::journal_report(journal, event);
+                }
+            }
+            this.save()
+        })
+        .await
+        .map_err(|e| stopped(&self.path, e))?;
+        for event in events {
+            let _ = self.events.send(event);
         }
         Ok(answers)
     }
 
-    /// Services whose current release in `environment` the revision holds:
-    /// (service, release commit, artifact id). NOT_FOUND when the mirror
-    /// does not have the revision.
+    /// Services whose current release in `environment` the revision holds.
+    /// NOT_FOUND when the mirror does not have the revision (or has an
+    /// older tip).
     async fn covered(
         &self,
         revision: Oid,
         environment: &str,
-    ) -> Result<Vec<(String, Oid, String)>, FlowError> {
+        kept: Arc<HashMap<String, (String, String)>>,
+    ) -> Result<Vec<Covered>, FlowError> {
         let reader = self.reader.clone();
         let environment = environment.to_string();
         tokio::task::spawn_blocking(move || {
@@ -332,15 +389,30 @@ impl Deployments {
                     else {
                         continue;
                     };
-                    if !pending.contains(&latest.commit) {
-                        covered.push((
-                            service.to_string(),
-                            latest.commit,
-                            latest.artifact_id.to_string(),
-                        ));
+                    if pending.contains(&latest.commit) {
+                        continue;
                     }
+                    // A late report on an older revision of the same
+                    // release does not undo a newer one's.
+                    let superseded =
+                        kept.get(&**service)
+                            .is_some_and(|(release_commit, kept_revision)| {
+                                *release_commit == latest.commit.to_string()
+                                    && Oid::from_str(kept_revision).is_ok_and(|kept_revision| {
+                                        kept_revision != revision
+                                            && repo
+                                                .graph_descendant_of(kept_revision, revision)
+                                                .unwrap_or(false)
+                                    })
+                            });
+                    covered.push(Covered {
+                        service: service.to_string(),
+                        release_commit: latest.commit,
+                        artifact_id: latest.artifact_id.to_string(),
+                        superseded,
+                    });
                 }
-                covered.sort();
+                covered.sort_by(|a, b| a.service.cmp(&b.service));
                 Ok(covered)
             })
         })
@@ -404,6 +476,12 @@ fn not_in(repo: &Repository, tip: Oid, revision: Oid) -> Result<HashSet<Oid>, Fl
     }
     let git = crate::error::git("walk the history a revision lacks");
     if !repo.graph_descendant_of(tip, revision).map_err(&git)? {
+        if repo.graph_descendant_of(revision, tip).map_err(&git)? {
+            return Err(FlowError::not_found(
+                Reason::RevisionNotFound,
+                format!("revision {revision} is newer than the config branch the server has"),
+            ));
+        }
         return Err(FlowError::precondition(
             Reason::RevisionNotOnBranch,
             format!("revision {revision} is not in the history of the config branch (a rewritten or other branch?)"),

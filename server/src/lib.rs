@@ -484,11 +484,12 @@ pub async fn start(
         config.settings.clone(),
     ));
     let mut notify_stats = None;
+    let mut notify_journal = None;
     if let Some(notifications) = config.notifications.clone() {
         let tip = reader.with_published(|_, published, _| Ok(published.tip));
         let tip =
             tip.map_err(|e| StartError::Notifications(format!("cannot read the tip: {e}")))?;
-        let (tasks, stats) = notify::start(
+        let started = notify::start(
             notifications,
             &config.data_dir,
             reader.clone(),
@@ -499,14 +500,16 @@ pub async fn start(
         .map_err(|e| {
             StartError::Notifications(format!("cannot open the journal in the data dir: {e}"))
         })?;
-        background.extend(tasks);
-        notify_stats = Some(stats);
+        background.extend(started.tasks);
+        notify_stats = Some(started.stats);
+        notify_journal = Some(started.journal);
     }
     let deployments = Arc::new(deployments::Deployments::open(
         &config.data_dir,
         reader.clone(),
         writer.clone(),
         events.clone(),
+        notify_journal,
     ));
     let mut http_addr = None;
     let mut dashboard_to_warm = None;

@@ -364,6 +364,46 @@ class ApiTest(unittest.TestCase):
             next(unknown)
         self.assert_reason(caught.exception, grpc.StatusCode.NOT_FOUND, errors_pb2.CURSOR_NOT_FOUND)
 
+    def test_07_deployment_reports(self):
+        released = self.server.release.Release(
+            release_pb2.ReleaseRequest(service="shop", environment="prod", artifact_id="master-2", committer=ALICE),
+            metadata=OPS, timeout=TIMEOUT,
+        ).result
+        stream = self.server.release.WatchEvents(
+            release_pb2.WatchEventsRequest(service="shop", environment="prod"), metadata=OPS, timeout=TIMEOUT
+        )
+        self.assertEqual(next(stream).WhichOneof("event"), "live")
+        # The machine role reports; the hamctl token is not enough.
+        refused = self.call_fails(
+            self.server.release.ReportDeployment,
+            release_pb2.ReportDeploymentRequest(environment="prod", revision=released.commit_sha,
+                                                state=release_pb2.DEPLOYMENT_STATE_SUCCEEDED),
+        )
+        self.assert_reason(refused, grpc.StatusCode.UNAUTHENTICATED, errors_pb2.TOKEN_WRONG)
+        answer = self.server.release.ReportDeployment(
+            release_pb2.ReportDeploymentRequest(environment="prod", revision=f"main@sha1:{released.commit_sha}",
+                                                state=release_pb2.DEPLOYMENT_STATE_FAILED, message="OOMKilled",
+                                                source="python"),
+            metadata=CI, timeout=TIMEOUT,
+        )
+        self.assertEqual([c.service for c in answer.covered], ["shop"])
+        event = next(stream)
+        self.assertEqual(event.WhichOneof("event"), "deployment_reported")
+        self.assertEqual(event.deployment_reported.deployment.message, "OOMKilled")
+        stream.cancel()
+        status = self.server.release.Status(release_pb2.StatusRequest(service="shop"), metadata=OPS, timeout=TIMEOUT)
+        prod = [e for e in status.environments if e.environment == "prod"][0]
+        self.assertEqual(prod.deployment.state, release_pb2.DEPLOYMENT_STATE_FAILED)
+        self.assertEqual(prod.deployment.revision, released.commit_sha)
+        self.assertEqual(prod.deployment.source, "python")
+        unknown = self.call_fails(
+            self.server.release.ReportDeployment,
+            release_pb2.ReportDeploymentRequest(environment="prod", revision="0" * 40,
+                                                state=release_pb2.DEPLOYMENT_STATE_SUCCEEDED),
+            metadata=CI,
+        )
+        self.assert_reason(unknown, grpc.StatusCode.NOT_FOUND, errors_pb2.REVISION_NOT_FOUND)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

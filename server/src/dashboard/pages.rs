@@ -119,7 +119,7 @@ pub fn matrix(matrix: &Matrix, now: i64) -> Markup {
             span.legend {
                 span.swatch.promotable {} "differs from the environment before (promotable)"
                 span.swatch.branch {} "not the default branch"
-                span.key { "· each cell: artifact; branch, vulnerabilities (high, medium, low); released by, when" }
+                span.key { "Each cell: artifact; branch, vulnerabilities (high, medium, low); released by, when" }
             }
         }
         table #matrix {

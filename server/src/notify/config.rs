@@ -349,6 +349,9 @@ impl Notifications {
                 "delivery: first_retry must be above zero and at most longest_retry".into(),
             );
         }
+        if delivery.longest_retry > Duration::from_secs(3600) {
+            return Err("delivery.longest_retry: at most 1h".into());
+        }
         Ok(Notifications {
             destinations,
             delivery,
@@ -473,6 +476,7 @@ delivery:
                 "two destinations",
             ),
             ("delivery: {first_retry: soon}", "first_retry"),
+            ("delivery: {longest_retry: 2h}", "at most 1h"),
         ] {
             let error = Notifications::parse(text, |_| None).unwrap_err();
             assert!(error.contains(needle), "{text}: {error}");

@@ -60,6 +60,14 @@ impl Stats {
             .collect()
     }
 
+    /// Records how far a destination got (before its task starts, too).
+    pub fn register(&self, destination: &str, acked: u64) {
+        self.acked
+            .lock()
+            .expect("stats lock")
+            .insert(destination.to_string(), acked);
+    }
+
     /// What every destination has: the journal may drop up to here.
     fn everyone_has(&self) -> u64 {
         self.acked
@@ -77,18 +85,22 @@ fn cursor_path(dir: &std::path::Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.acked"))
 }
 
-/// Reads a destination's cursor; a destination without one starts at the
-/// journal's end (it gets what happens from now on).
+/// Reads a destination's cursor. A destination without one starts at the
+/// journal's end (it gets what happens from now on); one whose cursor file
+/// is unreadable gets everything the journal holds (again, maybe).
 pub fn load_cursor(dir: &std::path::Path, name: &str, journal: &Journal) -> u64 {
     let path = cursor_path(dir, name);
-    match std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok())
-    {
+    match std::fs::read_to_string(&path) {
         // A journal that lost its last lines (a crash before they reached
         // the disk) numbers new entries from where it ends.
-        Some(seq) => seq.min(journal.last_seq()),
-        None => {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(seq) => seq.min(journal.last_seq()),
+            Err(_) => {
+                tracing::warn!(path = %path.display(), "unreadable notification cursor; sending what the journal holds");
+                0
+            }
+        },
+        Err(_) => {
             let seq = journal.last_seq();
             save_cursor(&path, seq);
             seq
@@ -97,8 +109,13 @@ pub fn load_cursor(dir: &std::path::Path, name: &str, journal: &Journal) -> u64 
 }
 
 fn save_cursor(path: &std::path::Path, seq: u64) {
+    use std::io::Write;
     let temporary = path.with_extension("acked.tmp");
-    let saved = std::fs::write(&temporary, format!("{seq}\n"))
+    let saved = std::fs::File::create(&temporary)
+        .and_then(|mut file| {
+            file.write_all(format!("{seq}\n").as_bytes())?;
+            file.sync_all()
+        })
         .and_then(|()| std::fs::rename(&temporary, path));
     if let Err(e) = saved {
         tracing::warn!(path = %path.display(), error = %e, "cannot save a notification cursor");
@@ -128,16 +145,10 @@ enum Sent {
 }
 
 impl Deliverer {
-    /// Delivers until told to stop.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Delivers from `acked` on, until told to stop.
+    pub async fn run(self, mut acked: u64, mut stop: tokio::sync::watch::Receiver<bool>) {
         let name = self.destination.name.clone();
         let cursor = cursor_path(&self.dir, &name);
-        let mut acked = load_cursor(&self.dir, &name, &self.journal);
-        self.stats
-            .acked
-            .lock()
-            .expect("stats lock")
-            .insert(name.clone(), acked);
         let mut changes = self.journal.subscribe();
         loop {
             let waiting = self.journal.last_seq().saturating_sub(acked);
@@ -154,6 +165,8 @@ impl Deliverer {
                 }
                 continue;
             }
+            let before = acked;
+            let mut stopping = false;
             for entry in batch {
                 let environment =
                     (!entry.environment.is_empty()).then_some(entry.environment.as_str());
@@ -161,19 +174,29 @@ impl Deliverer {
                     .destination
                     .wants(entry.kind, &entry.service, environment)
                 {
-                    match self.send_until_done(&entry, &mut stop).await {
-                        Sent::Stopping => return,
-                        Sent::Delivered | Sent::GaveUp => {}
+                    // What was given up is logged and counted; moving on
+                    // is the point.
+                    if let Sent::Stopping = self.send_until_done(&entry, &mut stop).await {
+                        stopping = true;
+                        break;
                     }
                 }
                 acked = entry.seq;
-                save_cursor(&cursor, acked);
-                self.stats
-                    .acked
-                    .lock()
-                    .expect("stats lock")
-                    .insert(name.clone(), acked);
-                self.journal.compact(self.stats.everyone_has());
+            }
+            if acked != before {
+                // Once a batch, off the async threads: the cursor file is
+                // synced, and the journal rewritten at times.
+                self.stats.register(&name, acked);
+                let (journal, stats, cursor) =
+                    (self.journal.clone(), self.stats.clone(), cursor.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    save_cursor(&cursor, acked);
+                    journal.compact(stats.everyone_has());
+                })
+                .await;
+            }
+            if stopping {
+                return;
             }
         }
     }
@@ -229,7 +252,7 @@ impl Deliverer {
                 _ = tokio::time::sleep(jittered) => {}
                 _ = stop.changed() => return Sent::Stopping,
             }
-            wait = (wait * 2).min(self.delivery.longest_retry);
+            wait = wait.saturating_mul(2).min(self.delivery.longest_retry);
         }
     }
 

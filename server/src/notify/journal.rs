@@ -87,6 +87,8 @@ struct Inner {
     base_seq: u64,
     base_cursor: String,
     file: std::fs::File,
+    /// An append failed part-way.
+    torn: bool,
 }
 
 /// The journal.
@@ -136,6 +138,7 @@ impl Journal {
                 base_seq,
                 base_cursor,
                 file,
+                torn: false,
             }),
             latest: tokio::sync::watch::channel(last).0,
         })
@@ -170,8 +173,14 @@ impl Journal {
         let mut line =
             serde_json::to_vec(&Line::Entry(Box::new(entry.clone()))).expect("entries serialise");
         line.push(b'\n');
+        if inner.torn {
+            // The last append failed part-way: end that line first.
+            line.insert(0, b'\n');
+        }
+        inner.torn = true;
         inner.file.write_all(&line)?;
         inner.file.flush()?;
+        inner.torn = false;
         let seq = entry.seq;
         inner.entries.push_back(entry);
         drop(inner);
@@ -214,7 +223,10 @@ impl Journal {
             &inner.base_cursor,
             &inner.entries,
         ) {
-            Ok(file) => inner.file = file,
+            Ok(file) => {
+                inner.file = file;
+                inner.torn = false;
+            }
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot rewrite the notification journal")
             }

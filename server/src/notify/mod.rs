@@ -24,8 +24,17 @@ use crate::reads::Reader;
 use config::{Kind, Notifications};
 use journal::{Entry, Journal};
 
-/// Starts the source and one delivery task per destination; returns their
-/// handles and the counters for metrics.
+/// What `start` started.
+pub struct Started {
+    /// The source's and the destinations' tasks.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Counters for metrics.
+    pub stats: Arc<deliver::Stats>,
+    /// The journal, where deployment reports are written too.
+    pub journal: Arc<Journal>,
+}
+
+/// Starts the source and one delivery task per destination.
 pub fn start(
     notifications: Notifications,
     data_dir: &std::path::Path,
@@ -33,7 +42,7 @@ pub fn start(
     events: &tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
     tip: git2::Oid,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<(Vec<tokio::task::JoinHandle<()>>, Arc<deliver::Stats>)> {
+) -> std::io::Result<Started> {
     let dir = data_dir.join("notifications");
     let journal = Arc::new(Journal::open(&dir, &tip.to_string())?);
     let stats = Arc::new(deliver::Stats::default());
@@ -42,7 +51,17 @@ pub fn start(
     let receiver = events.subscribe();
     tasks.push(tokio::spawn(source(journal.clone(), reader, receiver)));
     let client = deliver::client();
-    for destination in notifications.destinations {
+    // Every destination's cursor is known before any task runs, so none
+    // can let the journal drop what another has not sent.
+    let cursors: Vec<u64> = notifications
+        .destinations
+        .iter()
+        .map(|d| deliver::load_cursor(&dir, &d.name, &journal))
+        .collect();
+    for (destination, acked) in notifications.destinations.iter().zip(&cursors) {
+        stats.register(&destination.name, *acked);
+    }
+    for (destination, acked) in notifications.destinations.into_iter().zip(cursors) {
         tracing::info!(destination = %destination.name, kinds = ?destination.kinds, "notifications on");
         let deliverer = deliver::Deliverer {
             destination,
@@ -52,9 +71,23 @@ pub fn start(
             client: client.clone(),
             stats: stats.clone(),
         };
-        tasks.push(tokio::spawn(deliverer.run(stop.clone())));
+        tasks.push(tokio::spawn(deliverer.run(acked, stop.clone())));
     }
-    Ok((tasks, stats))
+    Ok(Started {
+        tasks,
+        stats,
+        journal,
+    })
+}
+
+/// Journals a deployment report's event (called by `deployments` before
+/// it answers the report).
+pub fn journal_report(journal: &Journal, event: pb::WatchEventsResponse) {
+    if let Some(entry) = report_entry(event) {
+        if let Err(e) = journal.append(entry) {
+            tracing::error!(error = %e, "cannot write the notification journal; this report will not be notified");
+        }
+    }
 }
 
 /// Writes every event to the journal, until the server stops.
@@ -68,10 +101,15 @@ async fn source(
         match receiver.recv().await {
             // The server is stopping.
             Ok(event) if event.event.is_none() => return,
+            // Journaled by `deployments` itself, before it answered.
+            Ok(event) if matches!(event.event, Some(Event::DeploymentReported(_))) => {}
             Ok(event) => {
-                if !event.cursor.is_empty() && !journaled.insert(event.cursor.clone()) {
+                if journaled.contains(&event.cursor) {
                     continue;
                 }
+                // Events come in commit order: once one is past what was
+                // read from history, no later one was.
+                journaled.clear();
                 record(&journal, &reader, event).await;
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
@@ -122,12 +160,14 @@ async fn catch_up(journal: &Arc<Journal>, reader: &Arc<Reader>) -> HashSet<Strin
 
 /// Journals one event (those no destination can want are skipped).
 async fn record(journal: &Arc<Journal>, reader: &Arc<Reader>, event: pb::WatchEventsResponse) {
-    let reader = reader.clone();
-    let entry = tokio::task::spawn_blocking(move || entry_of(&reader, event)).await;
-    let Ok(Some(entry)) = entry else { return };
-    if let Err(e) = journal.append(entry) {
-        tracing::error!(error = %e, "cannot write the notification journal; this event will not be notified");
-    }
+    let (reader, journal) = (reader.clone(), journal.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        let Some(entry) = entry_of(&reader, event) else { return };
+        if let Err(e) = journal.append(entry) {
+            tracing::error!(error = %e, "cannot write the notification journal; this event will not be notified");
+        }
+    })
+    .await;
 }
 
 /// The journal entry of an event, with what its commit and artifact.json
@@ -192,35 +232,51 @@ fn entry_of(reader: &Reader, event: pb::WatchEventsResponse) -> Option<Entry> {
             entry.branch = build.branch;
             Some(entry)
         }
-        Event::DeploymentReported(report) => {
-            let deployment = report.deployment.unwrap_or_default();
-            let kind = match pb::DeploymentState::try_from(deployment.state) {
-                Ok(pb::DeploymentState::Succeeded) => Kind::Deployed,
-                Ok(pb::DeploymentState::Failed) => Kind::DeploymentFailed,
-                _ => return None,
-            };
-            let short = |sha: &str| sha.chars().take(12).collect::<String>();
-            let id = format!(
-                "rm-{}-{}-{}-{}-{}",
-                kind.as_str(),
-                report.environment,
-                report.service,
-                short(&report.release_commit_sha),
-                short(&deployment.revision)
-            );
-            let mut entry = blank(kind, id);
-            entry.cursor = String::new();
-            entry.time = deployment.reported_at.map_or(time, |t| t.seconds);
-            entry.service = report.service;
-            entry.environment = report.environment;
-            entry.artifact_id = report.artifact_id;
-            entry.commit = deployment.revision;
-            entry.detail = deployment.message;
-            entry.actor = deployment.source;
-            Some(entry)
-        }
+        // Journaled from `deployments` (see `journal_report`).
+        Event::DeploymentReported(_) => None,
         Event::PolicyChanged(_) | Event::Live(_) | Event::Dropped(_) => None,
     }
+}
+
+/// The journal entry of a deployment report's event.
+fn report_entry(event: pb::WatchEventsResponse) -> Option<Entry> {
+    let Some(Event::DeploymentReported(report)) = event.event else {
+        return None;
+    };
+    let deployment = report.deployment.unwrap_or_default();
+    let kind = match pb::DeploymentState::try_from(deployment.state) {
+        Ok(pb::DeploymentState::Succeeded) => Kind::Deployed,
+        Ok(pb::DeploymentState::Failed) => Kind::DeploymentFailed,
+        _ => return None,
+    };
+    let short = |sha: &str| sha.chars().take(12).collect::<String>();
+    Some(Entry {
+        seq: 0,
+        id: format!(
+            "rm-{}-{}-{}-{}-{}",
+            kind.as_str(),
+            report.environment,
+            report.service,
+            short(&report.release_commit_sha),
+            short(&deployment.revision)
+        ),
+        kind,
+        time: deployment
+            .reported_at
+            .or(event.time)
+            .map_or(0, |t| t.seconds),
+        cursor: String::new(),
+        service: report.service,
+        environment: report.environment,
+        artifact_id: report.artifact_id,
+        branch: String::new(),
+        author: String::new(),
+        actor: deployment.source,
+        commit: deployment.revision,
+        build_url: String::new(),
+        source_url: String::new(),
+        detail: deployment.message,
+    })
 }
 
 fn intent_word(intent: pb::ReleaseIntent) -> &'static str {
