@@ -68,14 +68,6 @@ async fn start(
     .await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// What the page shows: service -> artifact id per environment.
 async fn shown(browser: &Browser) -> Value {
     browser

@@ -118,15 +118,7 @@ async fn release(server: &TestServer, service: &str, env: &str) -> String {
 /// The deployment status says for `service` in `env`: (state word, message,
 /// revision).
 async fn deployment(server: &TestServer, service: &str, env: &str) -> (String, String, String) {
-    let mut client = server.client().await;
-    let status = client
-        .status(pb::StatusRequest {
-            service: service.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let status = server.status(service).await;
     let environment = status
         .environments
         .iter()
@@ -623,16 +615,9 @@ async fn hamctl_release_wait_exits_by_what_the_cluster_reports() {
 /// The release commit status names for `service` in dev: what a controller
 /// that applied the tip reports.
 async fn deployment_revision_to_report(server: &TestServer, service: &str) -> String {
-    let mut client = server.client().await;
-    let status = client
-        .status(pb::StatusRequest {
-            service: service.into(),
-            ..Default::default()
-        })
+    server
+        .status(service)
         .await
-        .unwrap()
-        .into_inner();
-    status
         .environments
         .iter()
         .find(|e| e.environment == "dev")

@@ -70,14 +70,6 @@ impl Receiver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn notifications(port: u16) -> release_manager_server::notify::config::Notifications {
     let text = format!(
         r#"

@@ -232,6 +232,19 @@ impl TestServer {
         self.server.as_ref().expect("running").stats.clone()
     }
 
+    /// What runs where for `service` (no token).
+    pub async fn status(&self, service: &str) -> pb::StatusResponse {
+        self.client()
+            .await
+            .status(pb::StatusRequest {
+                service: service.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn client(&self) -> ReleaseServiceClient<Channel> {
         ReleaseServiceClient::connect(self.url.clone())
             .await
@@ -392,4 +405,14 @@ pub async fn push(
         .push_artifact(tokio_stream::iter(requests))
         .await
         .map(|r| r.into_inner())
+}
+
+/// A loopback port nobody listens on (for a listener a test starts, stops
+/// and starts again on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -394,14 +394,7 @@ async fn service_page(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if !allowed(&state.access, &headers) {
-        return refused(&state.access, true);
-    }
-    let page = page_number(&query);
-    match read_service(&state, service, page).await {
-        Ok(data) => fresh(pages::service(&data, page, now()).into_string()),
-        Err(response) => response,
-    }
+    service_view(&state, service, &query, &headers, true).await
 }
 
 async fn service_fragment(
@@ -410,11 +403,23 @@ async fn service_fragment(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if !allowed(&state.access, &headers) {
-        return refused(&state.access, false);
+    service_view(&state, service, &query, &headers, false).await
+}
+
+/// A service's page (`whole`), or the sections the script swaps in.
+async fn service_view(
+    state: &DashboardState,
+    service: String,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    whole: bool,
+) -> Response {
+    if !allowed(&state.access, headers) {
+        return refused(&state.access, whole);
     }
-    let page = page_number(&query);
-    match read_service(&state, service, page).await {
+    let page = page_number(query);
+    match read_service(state, service, page).await {
+        Ok(data) if whole => fresh(pages::service(&data, page, now()).into_string()),
         Ok(data) => fresh(pages::service_sections(&data, page, now()).into_string()),
         Err(response) => response,
     }
