@@ -55,20 +55,8 @@ pub fn configure_libgit2() {
         // of it mapped, all counted in the server's resident memory.
         // SAFETY: called once, before any repository is opened.
         unsafe {
-            let _ = git2::opts::set_mwindow_size(
-                std::env::var("MW_SIZE")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(8)
-                    << 20,
-            );
-            let _ = git2::opts::set_mwindow_mapped_limit(
-                std::env::var("MW_LIMIT")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(32)
-                    << 20,
-            );
+            let _ = git2::opts::set_mwindow_size(8 << 20);
+            let _ = git2::opts::set_mwindow_mapped_limit(32 << 20);
         }
     });
 }
