@@ -258,6 +258,7 @@ async fn the_matrix_shows_every_cell_and_follows_releases_live() {
         "Recent builds",
         "feature/fast",
         "master-search-002",
+        "failed ImagePullBackOff",
     ] {
         assert!(
             text.contains(expected),

@@ -216,30 +216,29 @@ fn with_deployments(
     mut matrix: model::Matrix,
     deployments: &crate::deployments::Deployments,
 ) -> model::Matrix {
-    let reporting: Vec<bool> = matrix
-        .environments
-        .iter()
-        .map(|e| deployments.reporting(e))
-        .collect();
     for row in &mut matrix.rows {
-        for (cell, (environment, reporting)) in row
-            .cells
-            .iter_mut()
-            .zip(matrix.environments.iter().zip(&reporting))
-        {
-            if *reporting && !cell.artifact_id.is_empty() {
-                let deployment = deployments.of(environment, &row.service, &cell.release_commit);
-                let word = match pb::DeploymentState::try_from(deployment.state) {
-                    Ok(pb::DeploymentState::Succeeded) => "deployed",
-                    Ok(pb::DeploymentState::Failed) => "failed",
-                    Ok(pb::DeploymentState::Progressing) => "progressing",
-                    _ => "pending",
-                };
-                cell.deployment = Some((word, deployment.message));
-            }
-        }
+        join_deployments(row, &matrix.environments, deployments);
     }
     matrix
+}
+
+fn join_deployments(
+    row: &mut model::Row,
+    environments: &[String],
+    deployments: &crate::deployments::Deployments,
+) {
+    for (cell, environment) in row.cells.iter_mut().zip(environments) {
+        if !cell.artifact_id.is_empty() && deployments.reporting(environment) {
+            let deployment = deployments.of(environment, &row.service, &cell.release_commit);
+            let word = match pb::DeploymentState::try_from(deployment.state) {
+                Ok(pb::DeploymentState::Succeeded) => "deployed",
+                Ok(pb::DeploymentState::Failed) => "failed",
+                Ok(pb::DeploymentState::Progressing) => "progressing",
+                _ => "pending",
+            };
+            cell.deployment = Some((word, deployment.message));
+        }
+    }
 }
 
 async fn read_matrix(
@@ -333,6 +332,7 @@ async fn read_service(
     page: usize,
 ) -> Result<model::ServicePage, Response> {
     let (reader, models) = (state.reader.clone(), state.models.clone());
+    let deployments = state.deployments.clone();
     let policies_reader = reader.clone();
     let name = service.clone();
     let policies = tokio::task::spawn_blocking(move || {
@@ -356,16 +356,21 @@ async fn read_service(
                     "no such service",
                 ));
             }
-            models.service_page(
-                repo,
-                published.tip,
-                view,
-                settings,
-                &policies,
-                &service,
-                page,
-                HISTORY_PAGE,
-            )
+            models
+                .service_page(
+                    repo,
+                    published.tip,
+                    view,
+                    settings,
+                    &policies,
+                    &service,
+                    page,
+                    HISTORY_PAGE,
+                )
+                .map(|mut page| {
+                    join_deployments(&mut page.row, &page.environments, &deployments);
+                    page
+                })
         })
     })
     .await

@@ -71,11 +71,11 @@ fn cell(cell: &Cell, now: i64) -> Markup {
             @if cell.artifact_id.is_empty() {
                 span.none { "–" }
             } @else {
-                // The id's distinctive end; the service page has it whole.
-                span.first {
-                    span.id { (short_id(&cell.artifact_id)) }
+                // The id's distinctive end, and what the cluster said.
+                span.id {
+                    (short_id(&cell.artifact_id))
                     @if let Some((word, message)) = &cell.deployment {
-                        span class={ "deploy " (word) } title=(message) { (word) }
+                        " " span class={ "deploy " (word) } title=(message) { (word) }
                     }
                 }
                 span {
@@ -144,7 +144,7 @@ pub fn service_sections(page: &ServicePage, history_page: usize, now: i64) -> Ma
         section #state {
             h2 { "What runs where" }
             table.states {
-                thead { tr { th scope="col" { "environment" } th scope="col" { "artifact" } th scope="col" { "branch" } th scope="col" { "released" } th scope="col" { "links" } } }
+                thead { tr { th scope="col" { "environment" } th scope="col" { "artifact" } th scope="col" { "branch" } th scope="col" { "released" } th scope="col" { "in the cluster" } th scope="col" { "links" } } }
                 tbody {
                     @for (environment, c) in page.environments.iter().zip(&page.row.cells) {
                         tr data-environment=(environment) {
@@ -152,6 +152,15 @@ pub fn service_sections(page: &ServicePage, history_page: usize, now: i64) -> Ma
                             td.artifact { @if c.artifact_id.is_empty() { "–" } @else { (c.artifact_id) } }
                             td { (c.branch) }
                             td { (c.released_by) " " span.age data-time=(c.released_at) { (age(c.released_at, now)) } }
+                            td {
+                                @match &c.deployment {
+                                    Some((word, message)) => {
+                                        span class={ "deploy " (word) } { (word) }
+                                        @if !message.is_empty() { " " span.message { (message) } }
+                                    }
+                                    None => span.none { "not reported" },
+                                }
+                            }
                             td { (links(&c.build_url, &c.source_url)) }
                         }
                     }
