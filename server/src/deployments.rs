@@ -122,6 +122,9 @@ struct Covered {
 pub struct Deployments {
     path: PathBuf,
     latest: Mutex<HashMap<(String, String), Latest>>,
+    /// Environments some controller reported on (asked per cell by the
+    /// dashboard, so not a scan of `latest`).
+    reporting_environments: Mutex<HashSet<String>>,
     /// Reports received, by state, for metrics.
     counts: Mutex<BTreeMap<&'static str, u64>>,
     /// Serialises saves, so an older state never replaces a newer file.
@@ -170,6 +173,7 @@ impl Deployments {
         }
         Deployments {
             path,
+            reporting_environments: Mutex::new(latest.keys().map(|(e, _)| e.clone()).collect()),
             latest: Mutex::new(latest),
             counts: Mutex::new(BTreeMap::new()),
             saving: Mutex::new(()),
@@ -205,11 +209,10 @@ impl Deployments {
 
     /// Whether any controller has reported on `environment`.
     pub fn reporting(&self, environment: &str) -> bool {
-        self.latest
+        self.reporting_environments
             .lock()
             .expect("deployments lock")
-            .keys()
-            .any(|(e, _)| e == environment)
+            .contains(environment)
     }
 
     /// Fills in the deployment of every environment of a status answer.
@@ -288,6 +291,12 @@ impl Deployments {
         // other words each time): watchers and notifications hear of a
         // new state of a release only.
         let mut changed = Vec::new();
+        if !covered.is_empty() {
+            self.reporting_environments
+                .lock()
+                .expect("deployments lock")
+                .insert(report.environment.clone());
+        }
         {
             let mut latest = self.latest.lock().expect("deployments lock");
             for covered in covered {
