@@ -86,6 +86,11 @@ async fn post(port: u16, path: &str, headers: &[(&str, String)], body: &str) -> 
     (code, text)
 }
 
+/// POSTs `body` signed as Flux's generic-hmac provider signs it.
+async fn post_signed(port: u16, path: &str, body: &str) -> (u16, String) {
+    post(port, path, &[("X-Signature", signature(body))], body).await
+}
+
 /// An event as Flux's notification-controller posts it.
 fn flux_event(name: &str, revision: &str, severity: &str, reason: &str, message: &str) -> String {
     serde_json::json!({
@@ -156,13 +161,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "ReconciliationSucceeded",
         "Applied revision",
     );
-    let (code, text) = post(
-        port,
-        "/webhook/flux",
-        &[("X-Signature", signature(&body))],
-        &body,
-    )
-    .await;
+    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
     assert_eq!(code, 200, "{text}");
     assert_eq!(
         deployment(&server, "shop", "dev").await,
@@ -224,13 +223,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "DependencyNotReady",
         "dependency 'infra' is not ready",
     );
-    let (code, text) = post(
-        port,
-        "/webhook/flux",
-        &[("X-Signature", signature(&body))],
-        &body,
-    )
-    .await;
+    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
     assert_eq!(code, 202, "{text}");
     assert_eq!(deployment(&server, "cart", "dev").await.0, "failed");
 
@@ -243,13 +236,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "ReconciliationSucceeded",
         "Applied",
     );
-    let (code, text) = post(
-        port,
-        "/webhook/flux",
-        &[("X-Signature", signature(&body))],
-        &body,
-    )
-    .await;
+    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
     assert_eq!(code, 200, "{text}");
     let late = flux_event(
         "apps-dev",
@@ -258,13 +245,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "HealthCheckFailed",
         "late news",
     );
-    let (code, text) = post(
-        port,
-        "/webhook/flux",
-        &[("X-Signature", signature(&late))],
-        &late,
-    )
-    .await;
+    let (code, text) = post_signed(port, "/webhook/flux", &late).await;
     assert_eq!(code, 200, "{text}");
     assert_eq!(
         deployment(&server, "shop", "dev").await,
@@ -279,13 +260,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "ReconciliationSucceeded",
         "",
     );
-    let (code, text) = post(
-        port,
-        "/webhook/flux",
-        &[("X-Signature", signature(&body))],
-        &body,
-    )
-    .await;
+    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
     assert_eq!(code, 422, "{text}");
     assert!(text.contains("--deployment-sources"), "{text}");
     let body = flux_event(
@@ -295,13 +270,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "ReconciliationSucceeded",
         "",
     );
-    let (code, text) = post(
-        port,
-        "/webhook/flux",
-        &[("X-Signature", signature(&body))],
-        &body,
-    )
-    .await;
+    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
     assert_eq!(code, 422, "{text}");
     assert!(text.contains("not in the config repository"), "{text}");
 
@@ -323,13 +292,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     assert_eq!(code, 200, "{text}");
     assert_eq!(deployment(&server, "shop", "prod").await.0, "progressing");
     let body = argo("Healthy", "Synced", "Succeeded", "successfully synced");
-    let (code, text) = post(
-        port,
-        "/webhook/argocd",
-        &[("X-Signature", signature(&body))],
-        &body,
-    )
-    .await;
+    let (code, text) = post_signed(port, "/webhook/argocd", &body).await;
     assert_eq!(code, 200, "{text}");
     assert_eq!(deployment(&server, "shop", "prod").await.0, "deployed");
 
@@ -552,13 +515,7 @@ impl Waiter {
 
 async fn report(port: u16, revision: &str, state: &str, message: &str) {
     let body = serde_json::json!({"environment": "dev", "revision": revision, "state": state, "message": message, "source": "test"}).to_string();
-    let (code, text) = post(
-        port,
-        "/webhook/deployment",
-        &[("X-Signature", signature(&body))],
-        &body,
-    )
-    .await;
+    let (code, text) = post_signed(port, "/webhook/deployment", &body).await;
     assert_eq!(code, 200, "{text}");
 }
 

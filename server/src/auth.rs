@@ -109,6 +109,21 @@ impl Auth {
     }
 }
 
+/// The bearer token of an HTTP request (the dashboard, the deployment
+/// routes), as [`bearer_token`] reads it.
+pub fn http_bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+}
+
+/// Whether a presented secret is the expected one, in constant time.
+pub fn same_secret(presented: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
 /// The token of a `Bearer <token>` header; the scheme is case-insensitive
 /// (RFC 7235).
 fn bearer_token(value: &str) -> Option<&str> {

@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use crate::deployments::{Deployments, Report, State as Deployed};
 use crate::error::FlowError;
@@ -104,14 +103,8 @@ fn authorised(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     if let Some(signature) = headers.get("x-signature").and_then(|v| v.to_str().ok()) {
         return crate::http::signature_valid(secret.as_bytes(), body, signature.trim());
     }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .is_some_and(|(_, presented)| {
-            bool::from(presented.trim().as_bytes().ct_eq(secret.as_bytes()))
-        })
+    crate::auth::http_bearer(headers)
+        .is_some_and(|presented| crate::auth::same_secret(presented, secret))
 }
 
 /// Checks the secret, parses the body with `read` and takes the report.

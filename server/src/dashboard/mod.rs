@@ -30,7 +30,6 @@ use axum::Router;
 use hmac::{Hmac, Mac};
 use release_manager::pb;
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::reads::Reader;
 use crate::repo::index::View;
@@ -140,19 +139,15 @@ fn allowed(access: &Access, headers: &HeaderMap) -> bool {
         Access::Closed => return false,
         Access::Token(token) => token,
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, presented)| presented.trim());
-    if bearer.is_some_and(|presented| bool::from(presented.as_bytes().ct_eq(token.as_bytes()))) {
+    if crate::auth::http_bearer(headers)
+        .is_some_and(|presented| crate::auth::same_secret(presented, token))
+    {
         return true;
     }
     let expected = session_value(token);
     cookies(headers)
         .get(COOKIE)
-        .is_some_and(|value| bool::from(value.as_bytes().ct_eq(expected.as_bytes())))
+        .is_some_and(|value| crate::auth::same_secret(value, &expected))
 }
 
 fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
@@ -516,7 +511,7 @@ async fn login(State(state): State<DashboardState>, body: Bytes) -> Response {
         return Redirect::to("/").into_response();
     };
     let presented = form_field(&body, "token").unwrap_or_default();
-    if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+    if !crate::auth::same_secret(&presented, token) {
         tracing::warn!("dashboard sign-in refused: not the hamctl token");
         return (
             StatusCode::UNAUTHORIZED,
