@@ -301,7 +301,20 @@ async fn a_badly_signed_webhook_is_refused_and_releases_nothing() {
         || released(&repo, "dev", &build) == 1,
     )
     .await;
-    let metrics = get_metrics(&server).await;
+    // The writer counts a batch once its push is done, a moment after the
+    // remote shows it.
+    let began = std::time::Instant::now();
+    let mut metrics = get_metrics(&server).await;
+    let counted = |metrics: &str| {
+        metrics.contains("release_manager_commits_total 2")
+            && metrics.contains(
+                "release_manager_releases_total{environment=\"dev\",outcome=\"applied\"} 1",
+            )
+    };
+    while !counted(&metrics) && began.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        metrics = get_metrics(&server).await;
+    }
     assert!(
         metrics
             .contains("release_manager_releases_total{environment=\"dev\",outcome=\"applied\"} 1"),
