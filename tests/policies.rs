@@ -332,7 +332,7 @@ async fn branch_restrictions_guard_every_release_path() {
     let repo = fixture();
     let server = TestServer::start_with(&repo.remote, |config| {
         config.settings.global_restrictions =
-            release_manager_server::policy::parse_global("staging=^(master|release/.*)$").unwrap();
+            release_manager_server::domain::policy::parse_global("staging=^(master|release/.*)$").unwrap();
     })
     .await;
     let mut policies = policy_client(&server).await;
@@ -537,7 +537,7 @@ async fn an_auto_release_a_restriction_forbids_fails_alone() {
     repo.push();
     let server = TestServer::start_with(&repo.remote, |config| {
         config.settings.global_restrictions =
-            release_manager_server::policy::parse_global("prod=^master$").unwrap();
+            release_manager_server::domain::policy::parse_global("prod=^master$").unwrap();
     })
     .await;
     let build = repo.add_build("shop", "feature/x", 2);

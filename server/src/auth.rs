@@ -2,7 +2,7 @@
 //! time. Tokens are never logged. Health and reflection stay open so that
 //! probes and `grpcurl list` work without credentials.
 
-use crate::error::Reason;
+use crate::domain::Reason;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 

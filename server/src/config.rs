@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::auth::Auth;
-use crate::flows::Settings;
+use crate::domain::Settings;
 use crate::repo::remote::{GitCredentials, RemoteLocation};
 use crate::service::upload::UploadLimits;
 use crate::writer::WriterConfig;

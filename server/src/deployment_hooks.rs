@@ -27,7 +27,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::deployments::{Deployments, Report, State as Deployed};
-use crate::error::FlowError;
+use crate::domain::FlowError;
 
 /// Which controller object deploys which environment: `<namespace>/<name>`
 /// → environment.

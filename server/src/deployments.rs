@@ -21,7 +21,7 @@ use git2::{Oid, Repository};
 use release_manager::pb;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{FlowError, Reason};
+use crate::domain::{FlowError, Reason};
 use crate::reads::Reader;
 use crate::writer::WriterHandle;
 
@@ -483,7 +483,7 @@ fn not_in(repo: &Repository, tip: Oid, revision: Oid) -> Result<HashSet<Oid>, Fl
     if revision == tip {
         return Ok(HashSet::new());
     }
-    let git = crate::error::git("walk the history a revision lacks");
+    let git = crate::domain::git("walk the history a revision lacks");
     if !repo.graph_descendant_of(tip, revision).map_err(&git)? {
         if repo.graph_descendant_of(revision, tip).map_err(&git)? {
             return Err(FlowError::not_found(

@@ -6,19 +6,17 @@
 //! so tests can bind `127.0.0.1:0` first and never sleep.
 
 pub mod auth;
-pub mod catalog;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod deployment_hooks;
 pub mod deployments;
-pub mod error;
+pub mod domain;
 pub mod events;
 pub mod flows;
 pub mod http;
 pub mod notify;
 pub mod paging;
-pub mod policy;
 pub mod reads;
 pub mod repo;
 pub mod service;
@@ -156,7 +154,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Fetches the remote now and runs the auto-releases that makes due;
     /// returns once they are pushed. Writes queued before are done too.
-    pub async fn sync(&self) -> Result<(), error::FlowError> {
+    pub async fn sync(&self) -> Result<(), domain::FlowError> {
         self.writer_handle.sync(Vec::new()).await
     }
 

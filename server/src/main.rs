@@ -13,10 +13,10 @@ use release_manager_server::config::{
     resolve_auth, Cli, Command, LogFormat, ServerConfig, StartArgs, TlsFiles,
 };
 use release_manager_server::demo::{ensure_demo_repo, DEMO_SERVICES};
-use release_manager_server::flows::Settings;
+use release_manager_server::domain::Settings;
 use release_manager_server::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 use release_manager_server::service::upload::UploadLimits;
-use release_manager_server::status::chain;
+use release_manager_server::domain::chain;
 use release_manager_server::writer::WriterConfig;
 
 fn main() -> ExitCode {
@@ -81,7 +81,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         settings: Settings {
             environments: args.environments.clone(),
             default_branch: args.default_branch.clone(),
-            global_restrictions: release_manager_server::policy::parse_global(
+            global_restrictions: release_manager_server::domain::policy::parse_global(
                 args.policy_branch_restrictions
                     .as_deref()
                     .unwrap_or_default(),

@@ -7,7 +7,7 @@
 
 use base64::Engine;
 
-use crate::error::FlowError;
+use crate::domain::FlowError;
 
 /// Page size when the request gives none.
 pub const DEFAULT_PAGE_SIZE: usize = 20;

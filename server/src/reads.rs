@@ -13,9 +13,9 @@ use release_manager::spec::ArtifactSpec;
 
 use std::collections::BTreeSet;
 
-use crate::catalog::{unknown_service, Catalog};
-use crate::error::{git, FlowError, Reason};
-use crate::flows::Settings;
+use crate::domain::catalog::{unknown_service, Catalog};
+use crate::domain::{git, FlowError, Reason};
+use crate::domain::Settings;
 use crate::paging::{self, Page};
 use crate::repo::index::{ReleaseDetails, View};
 use crate::repo::tree::{blob_at, tree_at};
@@ -296,7 +296,7 @@ impl Reader {
 
     /// The policies file of a service at the published tip; empty for a
     /// service without one (also one with no builds yet).
-    pub fn policies(&self, service: &str) -> Result<crate::policy::PolicyFile, FlowError> {
+    pub fn policies(&self, service: &str) -> Result<crate::domain::policy::PolicyFile, FlowError> {
         self.with_repo(|repo| {
             let tip = self.shared.read().expect("state lock not poisoned").tip;
             let root = repo
@@ -308,9 +308,9 @@ impl Reader {
             match blob_at(repo, &root, &format!("policies/{service}.json"))
                 .map_err(git("read policies"))?
             {
-                Some(bytes) => crate::policy::PolicyFile::parse(service, &bytes)
+                Some(bytes) => crate::domain::policy::PolicyFile::parse(service, &bytes)
                     .map_err(|message| FlowError::precondition(Reason::PolicyFileInvalid, message)),
-                None => Ok(crate::policy::PolicyFile {
+                None => Ok(crate::domain::policy::PolicyFile {
                     service: service.to_string(),
                     ..Default::default()
                 }),

@@ -80,7 +80,7 @@ where
             None => Box::pin(async {
                 let status = crate::status::failure(
                     tonic::Code::Unavailable,
-                    crate::error::Reason::Starting,
+                    crate::domain::Reason::Starting,
                     STARTING,
                 );
                 Ok(status.into_http())

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::error::{FlowError, Reason};
+use crate::domain::{chain, FlowError, Reason};
 use crate::repo::RepoError;
 
 /// The `domain` of every `google.rpc.ErrorInfo` the server sends.
@@ -78,18 +78,6 @@ fn remote_reason(cause: &RepoError) -> Reason {
         other if other.timed_out() => Reason::RemoteTimeout,
         _ => Reason::RemoteUnavailable,
     }
-}
-
-/// An error and all its sources on one line, for logs.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

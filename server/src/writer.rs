@@ -14,13 +14,14 @@ use rand::Rng;
 use release_manager::pb;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::error::FlowError;
-use crate::flows::{self, FlowContext, Settings, WriteDone, WriteRequest};
+use crate::domain::FlowError;
+use crate::domain::Settings;
+use crate::flows::{self, FlowContext, WriteDone, WriteRequest};
 use crate::repo::index::{Index, View};
 use crate::repo::mirror::{Mirror, PushOutcome};
 use crate::repo::pack;
 use crate::repo::RepoError;
-use crate::status::chain;
+use crate::domain::chain;
 
 /// What readers see: the remote tip the writer last published, and the index
 /// of everything up to it.

@@ -265,7 +265,7 @@ async fn read_matrix(
     .await
     .map_err(failed)?
     .map_err(|e| match e {
-        crate::error::FlowError::InvalidArgument { .. } => {
+        crate::domain::FlowError::InvalidArgument { .. } => {
             (StatusCode::BAD_REQUEST, "no such service\n").into_response()
         }
         other => failed(other),
@@ -346,8 +346,8 @@ async fn read_service(
                     .iter()
                     .any(|e| view.releases(e, &service).next().is_some());
             if !known {
-                return Err(crate::error::FlowError::not_found(
-                    crate::error::Reason::ServiceNotFound,
+                return Err(crate::domain::FlowError::not_found(
+                    crate::domain::Reason::ServiceNotFound,
                     "no such service",
                 ));
             }
@@ -371,7 +371,7 @@ async fn read_service(
     .await
     .map_err(failed)?
     .map_err(|e| match e {
-        crate::error::FlowError::NotFound { .. } => (
+        crate::domain::FlowError::NotFound { .. } => (
             StatusCode::NOT_FOUND,
             Html(pages::unavailable("No such service.").into_string()),
         )

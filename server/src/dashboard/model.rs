@@ -14,9 +14,9 @@ use std::sync::Mutex;
 use git2::{ObjectType, Oid, Repository};
 use release_manager::spec::ArtifactSpec;
 
-use crate::catalog::Catalog;
-use crate::error::{git, FlowError};
-use crate::flows::Settings;
+use crate::domain::catalog::Catalog;
+use crate::domain::{git, FlowError};
+use crate::domain::Settings;
 use crate::repo::index::{ReleaseDetails, View};
 use crate::repo::tree::{blob_at, tree_at};
 
@@ -339,7 +339,7 @@ impl Models {
         tip: Oid,
         view: View<'_>,
         settings: &Settings,
-        policies: &crate::policy::PolicyFile,
+        policies: &crate::domain::policy::PolicyFile,
         service: &str,
         page: usize,
         per_page: usize,

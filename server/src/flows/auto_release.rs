@@ -6,7 +6,7 @@
 //! whichever source (upload, poll, webhook, start-up) notices it.
 
 use super::{BuildSource, FlowContext, Intent, WriteRequest};
-use crate::error::FlowError;
+use crate::domain::FlowError;
 use crate::flows::release::read_spec;
 use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::tree::tree_at;
@@ -33,7 +33,7 @@ pub fn due_releases(
         .repo
         .find_commit(ctx.tip)
         .and_then(|c| c.tree())
-        .map_err(crate::error::git("read the tip"))?;
+        .map_err(crate::domain::git("read the tip"))?;
     let mut due = Vec::new();
     for policy in &policies.auto_releases {
         if policy.branch != branch {
@@ -41,7 +41,7 @@ pub fn due_releases(
         }
         let path = format!("builds/{service}/{}", policy.branch);
         let Some(build) =
-            tree_at(ctx.repo, &root, &path).map_err(crate::error::git("read a tree"))?
+            tree_at(ctx.repo, &root, &path).map_err(crate::domain::git("read a tree"))?
         else {
             continue;
         };

@@ -12,7 +12,7 @@
 use git2::FileMode;
 
 use super::{BuildDone, FlowContext, Outcome, WriteRequest};
-use crate::error::{git, FlowError};
+use crate::domain::{git, FlowError};
 use crate::repo::message::compose;
 use crate::repo::tree::{replace_at, tree_at};
 

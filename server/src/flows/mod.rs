@@ -15,21 +15,9 @@ use git2::{Oid, Repository};
 pub use build::BuildUpload;
 pub use policy::{check_branch_allowed, read_policies, PolicyChange, PolicyDone};
 
-use crate::error::{git, FlowError};
+use crate::domain::{git, FlowError, Settings};
 use crate::repo::index::{ReleaseKind, Signature, View};
 use crate::repo::message::trailer;
-
-/// Server-wide settings the flows need.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Environments in promotion order.
-    pub environments: Vec<String>,
-    /// The application branch whose latest build the first environment is
-    /// promoted from (the config repository's own branch is the mirror's).
-    pub default_branch: String,
-    /// Branch restrictions set by configuration for every service.
-    pub global_restrictions: Vec<crate::policy::GlobalRestriction>,
-}
 
 /// Where a release takes its build from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 use git2::FileMode;
 
 use super::{FlowContext, Outcome, WriteRequest};
-use crate::error::{git, FlowError, Reason};
-use crate::policy::{auto_release_id, branch_restriction_id, PolicyFile};
+use crate::domain::{git, FlowError, Reason};
+use crate::domain::policy::{auto_release_id, branch_restriction_id, PolicyFile};
 use crate::repo::message::compose;
 use crate::repo::tree::{blob_at, replace_at};
 
@@ -122,7 +122,7 @@ pub(super) fn change_policies(
             (changed, auto_release_id(branch, environment), 0, summary)
         }
         PolicyChange::BranchRestriction { environment, regex } => {
-            crate::policy::compile(regex)
+            crate::domain::policy::compile(regex)
                 .map_err(|message| FlowError::invalid("branch_regex", message))?;
             let changed = file
                 .apply_branch_restriction(environment, regex)

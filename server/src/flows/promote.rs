@@ -4,7 +4,7 @@
 
 use super::release::{find_build, read_spec, release_build};
 use super::{BuildSource, FlowContext, ReleaseDone, WriteRequest};
-use crate::error::{git, FlowError, Reason};
+use crate::domain::{git, FlowError, Reason};
 use crate::repo::index::ReleaseKind;
 use crate::repo::tree::tree_at;
 

@@ -7,7 +7,7 @@ use git2::{FileMode, Oid, Tree};
 use release_manager::spec::ArtifactSpec;
 
 use super::{BuildSource, FlowContext, Outcome, ReleaseDone, WriteRequest};
-use crate::error::{git, FlowError, Reason};
+use crate::domain::{git, FlowError, Reason};
 use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::message::compose;
 use crate::repo::tree::{blob_at, replace_at, tree_at};

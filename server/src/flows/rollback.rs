@@ -4,7 +4,7 @@
 
 use super::release::{commit_release_folder, read_spec, ReleaseCommit};
 use super::{FlowContext, Outcome, ReleaseDone, WriteRequest};
-use crate::error::{git, FlowError, Reason};
+use crate::domain::{git, FlowError, Reason};
 use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::tree::tree_at;
 

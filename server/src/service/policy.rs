@@ -11,9 +11,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::auth::{Auth, Role};
-use crate::error::FlowError;
+use crate::domain::{FlowError, Settings};
 use crate::flows::{
-    known_environment, Intent, PolicyChange, PolicyDone, Settings, WriteDone, WriteRequest,
+    known_environment, Intent, PolicyChange, PolicyDone, WriteDone, WriteRequest,
 };
 use crate::reads::Reader;
 use crate::repo::index::Signature;
@@ -60,7 +60,7 @@ impl PolicyServiceHandler {
             WriteDone::Policy(done) => Ok(done),
             WriteDone::Release(_) | WriteDone::Build(_) => Err(crate::status::failure(
                 tonic::Code::Internal,
-                crate::error::Reason::InternalError,
+                crate::domain::Reason::InternalError,
                 "unexpected result of a policy change",
             )),
         }
@@ -88,7 +88,7 @@ impl PolicyService for PolicyServiceHandler {
             .map_err(|_| {
                 crate::status::failure(
                     tonic::Code::Internal,
-                    crate::error::Reason::InternalError,
+                    crate::domain::Reason::InternalError,
                     "read query panicked",
                 )
             })?
@@ -98,7 +98,7 @@ impl PolicyService for PolicyServiceHandler {
             .global_restrictions
             .iter()
             .map(|g| pb::BranchRestrictionPolicy {
-                id: crate::policy::branch_restriction_id(&g.environment),
+                id: crate::domain::policy::branch_restriction_id(&g.environment),
                 environment: g.environment.clone(),
                 branch_regex: g.regex.as_str().to_string(),
                 server_wide: true,
@@ -173,7 +173,7 @@ impl PolicyService for PolicyServiceHandler {
                     "invalid branch_regex: it must not contain control characters (it goes into a commit title; match a newline with \\n)",
                 ));
             }
-            crate::policy::compile(&r.branch_regex)
+            crate::domain::policy::compile(&r.branch_regex)
                 .map_err(|message| FlowError::invalid("branch_regex", message))?;
             Ok(PolicyChange::BranchRestriction {
                 environment: known_environment(&self.settings, &r.environment)?,

@@ -15,9 +15,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use crate::auth::{Auth, Role};
-use crate::error::FlowError;
+use crate::domain::{FlowError, Settings};
 use crate::flows::{
-    known_environment, BuildSource, Intent, ReleaseDone, Settings, WriteDone, WriteRequest,
+    known_environment, BuildSource, Intent, ReleaseDone, WriteDone, WriteRequest,
 };
 use crate::paging::Page;
 use crate::reads::Reader;
@@ -72,7 +72,7 @@ impl ReleaseServiceHandler {
             WriteDone::Release(done) => Ok(done),
             WriteDone::Build(_) | WriteDone::Policy(_) => Err(crate::status::failure(
                 tonic::Code::Internal,
-                crate::error::Reason::InternalError,
+                crate::domain::Reason::InternalError,
                 "unexpected result of a release",
             )),
         }
@@ -96,7 +96,7 @@ impl ReleaseServiceHandler {
             .map_err(|_| {
                 crate::status::failure(
                     tonic::Code::Internal,
-                    crate::error::Reason::InternalError,
+                    crate::domain::Reason::InternalError,
                     "read query panicked",
                 )
             })?
@@ -347,7 +347,7 @@ impl ReleaseService for ReleaseServiceHandler {
         let WriteDone::Build(done) = self.write(write, deadline).await? else {
             return Err(crate::status::failure(
                 tonic::Code::Internal,
-                crate::error::Reason::InternalError,
+                crate::domain::Reason::InternalError,
                 "unexpected result of a build upload",
             ));
         };
@@ -439,7 +439,7 @@ impl ReleaseService for ReleaseServiceHandler {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(crate::status::failure(
                 tonic::Code::Unavailable,
-                crate::error::Reason::ShuttingDown,
+                crate::domain::Reason::ShuttingDown,
                 "the server is shutting down",
             ));
         }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::Reason;
+use crate::domain::Reason;
 use git2::Oid;
 use release_manager::names;
 use release_manager::pb;
@@ -23,7 +23,8 @@ use release_manager::spec::ArtifactSpec;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, Streaming};
 
-use crate::flows::{BuildUpload, Settings};
+use crate::domain::Settings;
+use crate::flows::BuildUpload;
 
 /// Bounds on one upload, and on all uploads together.
 #[derive(Debug, Clone, Copy)]

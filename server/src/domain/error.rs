@@ -168,7 +168,7 @@ fn storage_failure(error: &RepoError) -> Option<FlowError> {
 impl From<RepoError> for FlowError {
     fn from(e: RepoError) -> Self {
         if let Some(failure) = storage_failure(&e) {
-            tracing::error!(error = %crate::status::chain(&e), "cannot write");
+            tracing::error!(error = %chain(&e), "cannot write");
             return failure;
         }
         match e {
@@ -183,6 +183,18 @@ impl From<RepoError> for FlowError {
 /// Wraps a libgit2 error met while reading or writing objects.
 pub fn git(action: &'static str) -> impl Fn(git2::Error) -> FlowError {
     move |source| FlowError::Internal(Arc::new(RepoError::Git { action, source }))
+}
+
+/// An error and all its sources on one line, for logs.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use git2::{ObjectType, Repository, Tree};
 
-use crate::error::FlowError;
+use crate::domain::FlowError;
 use crate::repo::tree::tree_at;
 
 /// Services and the environments each one runs in.
@@ -88,7 +88,7 @@ pub fn unknown_service<'a>(service: &str, known: impl IntoIterator<Item = &'a st
             text.push_str(&format!("; did you mean one of {}?", quoted.join(", ")));
         }
     }
-    FlowError::not_found(crate::error::Reason::ServiceNotFound, text)
+    FlowError::not_found(crate::domain::Reason::ServiceNotFound, text)
 }
 
 /// Most suggestions offered at once.
