@@ -35,7 +35,7 @@ async fn start(repo: &ConfigRepo, data: Option<tempfile::TempDir>) -> TestServer
     TestServer::start_in(&repo.remote, data, |config| {
         config.http_listen = Some("127.0.0.1:0".parse().unwrap());
         config.deployment_webhook_secret = Some(SECRET.into());
-        config.deployment_sources = release_manager_server::deployment_hooks::Sources::parse(
+        config.deployment_sources = release_manager_server::DeploymentSources::parse(
             "dev=flux-system/apps-dev,prod=argocd/prod-apps",
         )
         .unwrap();

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use release_manager::pb;
-use release_manager_server::config::ServerConfig;
-use release_manager_server::repo::remote::RemoteLocation;
+use release_manager_server::RemoteLocation;
+use release_manager_server::ServerConfig;
 use tonic::Code;
 
 /// `git daemon` serving the folder of a bare remote on a loopback port, as a
@@ -274,8 +274,7 @@ async fn hamctl_gives_up_on_a_server_that_never_answers() {
 async fn a_second_server_on_the_same_data_dir_is_refused() {
     let (repo, _) = repo_with_builds(1);
     let first = start(&repo.remote, |_| {}).await;
-    let config =
-        release_manager_server::config::ServerConfig::local(&repo.remote, first.data.path());
+    let config = release_manager_server::ServerConfig::local(&repo.remote, first.data.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let refused = release_manager_server::start(config, listener)
         .await

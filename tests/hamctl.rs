@@ -513,7 +513,7 @@ async fn server_at(
     data: &std::path::Path,
     addr: std::net::SocketAddr,
 ) -> release_manager_server::RunningServer {
-    let config = release_manager_server::config::ServerConfig::local(remote, data);
+    let config = release_manager_server::ServerConfig::local(remote, data);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     release_manager_server::start(config, listener)
         .await

@@ -70,7 +70,7 @@ impl Receiver {
     }
 }
 
-fn notifications(port: u16) -> release_manager_server::notify::config::Notifications {
+fn notifications(port: u16) -> release_manager_server::Notifications {
     let text = format!(
         r#"
 slack:
@@ -85,7 +85,7 @@ delivery:
   longest_retry: 200ms
 "#
     );
-    release_manager_server::notify::config::Notifications::parse(&text, |_| None).unwrap()
+    release_manager_server::Notifications::parse(&text, |_| None).unwrap()
 }
 
 async fn start(repo: &ConfigRepo, data: tempfile::TempDir, port: u16) -> TestServer {

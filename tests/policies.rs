@@ -102,7 +102,7 @@ async fn post_webhook(server: &TestServer, kind: &str, header: Option<&str>) -> 
 const SECRET: &str = "hook-secret";
 
 async fn start(repo: &ConfigRepo, data: Option<tempfile::TempDir>, poll: Duration) -> TestServer {
-    let tweak = move |config: &mut release_manager_server::config::ServerConfig| {
+    let tweak = move |config: &mut release_manager_server::ServerConfig| {
         config.poll_interval = poll;
         config.http_listen = Some("127.0.0.1:0".parse().unwrap());
         config.github_webhook_secret = Some(SECRET.into());
@@ -332,7 +332,8 @@ async fn branch_restrictions_guard_every_release_path() {
     let repo = fixture();
     let server = TestServer::start_with(&repo.remote, |config| {
         config.settings.global_restrictions =
-            release_manager_server::domain::policy::parse_global("staging=^(master|release/.*)$").unwrap();
+            release_manager_server::parse_global_restrictions("staging=^(master|release/.*)$")
+                .unwrap();
     })
     .await;
     let mut policies = policy_client(&server).await;
@@ -537,7 +538,7 @@ async fn an_auto_release_a_restriction_forbids_fails_alone() {
     repo.push();
     let server = TestServer::start_with(&repo.remote, |config| {
         config.settings.global_restrictions =
-            release_manager_server::domain::policy::parse_global("prod=^master$").unwrap();
+            release_manager_server::parse_global_restrictions("prod=^master$").unwrap();
     })
     .await;
     let build = repo.add_build("shop", "feature/x", 2);

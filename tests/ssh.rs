@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use release_manager::pb;
-use release_manager_server::repo::remote::{GitCredentials, RemoteLocation};
+use release_manager_server::{GitCredentials, RemoteLocation};
 
 struct Sshd {
     child: Child,
@@ -174,7 +174,7 @@ async fn an_unknown_host_key_is_refused() {
     let url = sshd.url(&repo.remote);
     // known_hosts names another key for this host.
     let credentials = sshd.credentials(sshd.known_hosts("client_key.pub"));
-    let mut config = release_manager_server::config::ServerConfig::local(
+    let mut config = release_manager_server::ServerConfig::local(
         &repo.remote,
         tempfile::tempdir().unwrap().keep(),
     );
@@ -183,7 +183,7 @@ async fn an_unknown_host_key_is_refused() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = match release_manager_server::start(config, listener).await {
         Ok(_) => panic!("the server must not trust an unknown host key"),
-        Err(e) => release_manager_server::status::chain(&e),
+        Err(e) => release_manager_server::chain(&e),
     };
     assert!(
         error.contains("host key") || error.contains("hostkey"),
@@ -193,7 +193,7 @@ async fn an_unknown_host_key_is_refused() {
     // Without a known_hosts file only the shipped keys count: this host is
     // not among them, and is refused (the log says how to add it; libgit2
     // puts its own words in the error).
-    let mut config = release_manager_server::config::ServerConfig::local(
+    let mut config = release_manager_server::ServerConfig::local(
         &repo.remote,
         tempfile::tempdir().unwrap().keep(),
     );
@@ -206,7 +206,7 @@ async fn an_unknown_host_key_is_refused() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = match release_manager_server::start(config, listener).await {
         Ok(_) => panic!("no known_hosts: refuse"),
-        Err(e) => release_manager_server::status::chain(&e),
+        Err(e) => release_manager_server::chain(&e),
     };
     assert!(error.contains("hostkey"), "{error}");
 }
@@ -222,7 +222,7 @@ async fn with_only_a_key_the_shipped_host_keys_are_checked() {
     repo.push();
     let url = sshd.url(&repo.remote);
     let host_line = std::fs::read_to_string(sshd.known_hosts("host_key.pub")).unwrap();
-    let shipped = release_manager_server::repo::remote::SHIPPED_KNOWN_HOSTS;
+    let shipped = release_manager_server::SHIPPED_KNOWN_HOSTS;
     let with_test_host = format!("{shipped}{host_line}");
     let server = TestServer::start_with(&repo.remote, |config| {
         config.config_repo = RemoteLocation::Network(url.clone());
@@ -247,7 +247,7 @@ async fn with_only_a_key_the_shipped_host_keys_are_checked() {
 
 #[test]
 fn the_shipped_host_keys_are_the_published_ones() {
-    let shipped = release_manager_server::repo::remote::SHIPPED_KNOWN_HOSTS;
+    let shipped = release_manager_server::SHIPPED_KNOWN_HOSTS;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("known_hosts");
     std::fs::write(&path, shipped).unwrap();

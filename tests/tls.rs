@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use release_manager_server::config::TlsFiles;
+use release_manager_server::TlsFiles;
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
     let status = Command::new("openssl")

@@ -1,10 +1,10 @@
 //! Bearer-token authentication, one token per role, compared in constant
 //! time. Tokens are never logged. Health and reflection stay open so that
-//! probes and `grpcurl list` work without credentials.
+//! probes and `grpcurl list` work without credentials. Both edges ask here
+//! with the `authorization` value they received; neither knows the rule.
 
-use crate::domain::Reason;
+use crate::domain::{FlowError, Reason};
 use subtle::ConstantTimeEq;
-use tonic::{Request, Status};
 
 /// Who a call must come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,12 +61,12 @@ impl Role {
 }
 
 impl Auth {
-    /// Checks the `authorization: Bearer <token>` metadata of a call.
+    /// Checks the `authorization` value of a call (`Bearer <token>`).
     ///
     /// A role with a token needs it. A role without one is open only on an
     /// unauthenticated server; otherwise its calls are refused with
     /// `PERMISSION_DENIED` naming the flag that would allow them.
-    pub fn check<T>(&self, request: &Request<T>, role: Role) -> Result<(), Status> {
+    pub fn check(&self, authorization: Option<&str>, role: Role) -> Result<(), FlowError> {
         let expected = match role {
             Role::Operator => self.hamctl_token.as_deref(),
             Role::ArtifactPusher => self.artifact_token.as_deref(),
@@ -75,8 +75,7 @@ impl Auth {
             return if self.unauthenticated {
                 Ok(())
             } else {
-                Err(crate::status::failure(
-                    tonic::Code::PermissionDenied,
+                Err(FlowError::denied(
                     Reason::RoleNotEnabled,
                     format!(
                         "this server accepts no such calls: it was started without {}",
@@ -85,14 +84,9 @@ impl Auth {
                 ))
             };
         };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(bearer_token);
+        let presented = authorization.and_then(bearer_token);
         match presented {
-            None => Err(crate::status::failure(
-                tonic::Code::Unauthenticated,
+            None => Err(FlowError::unauthenticated(
                 Reason::TokenMissing,
                 format!(
                     "missing token: this call needs {}, sent as \"authorization: Bearer <token>\"",
@@ -100,22 +94,12 @@ impl Auth {
                 ),
             )),
             Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
-            Some(_) => Err(crate::status::failure(
-                tonic::Code::Unauthenticated,
+            Some(_) => Err(FlowError::unauthenticated(
                 Reason::TokenWrong,
                 format!("wrong token: this call needs {}", role.token_name()),
             )),
         }
     }
-}
-
-/// The bearer token of an HTTP request (the dashboard, the deployment
-/// routes), as [`bearer_token`] reads it.
-pub fn http_bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
 }
 
 /// Whether a presented secret is the expected one, in constant time.
@@ -126,7 +110,7 @@ pub fn same_secret(presented: &str, expected: &str) -> bool {
 
 /// The token of a `Bearer <token>` header; the scheme is case-insensitive
 /// (RFC 7235).
-fn bearer_token(value: &str) -> Option<&str> {
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -138,14 +122,19 @@ fn bearer_token(value: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn request(token: Option<&str>) -> Request<()> {
-        let mut request = Request::new(());
-        if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    /// The check's answer as the gRPC edge sends it.
+    trait Checked {
+        fn check(&self, header: &Option<String>, role: Role) -> Result<(), tonic::Status>;
+    }
+
+    impl Checked for Auth {
+        fn check(&self, header: &Option<String>, role: Role) -> Result<(), tonic::Status> {
+            Auth::check(self, header.as_deref(), role).map_err(crate::api::status::to_status)
         }
-        request
+    }
+
+    fn request(token: Option<&str>) -> Option<String> {
+        token.map(|token| format!("Bearer {token}"))
     }
 
     #[test]
@@ -155,20 +144,15 @@ mod tests {
             artifact_token: Some("a".into()),
             unauthenticated: false,
         };
-        auth.check(&request(Some("h")), Role::Operator).unwrap();
-        auth.check(&request(Some("a")), Role::ArtifactPusher)
-            .unwrap();
-        assert!(auth.check(&request(Some("a")), Role::Operator).is_err());
-        assert!(auth
-            .check(&request(Some("h")), Role::ArtifactPusher)
-            .is_err());
-        let missing = auth.check(&request(None), Role::Operator).unwrap_err();
+        Checked::check(&auth, &request(Some("h")), Role::Operator).unwrap();
+        Checked::check(&auth, &request(Some("a")), Role::ArtifactPusher).unwrap();
+        assert!(Checked::check(&auth, &request(Some("a")), Role::Operator).is_err());
+        assert!(Checked::check(&auth, &request(Some("h")), Role::ArtifactPusher).is_err());
+        let missing = Checked::check(&auth, &request(None), Role::Operator).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
         assert!(missing.message().contains("missing token"));
         assert!(missing.message().contains("the hamctl token"));
-        let wrong = auth
-            .check(&request(Some("h")), Role::ArtifactPusher)
-            .unwrap_err();
+        let wrong = Checked::check(&auth, &request(Some("h")), Role::ArtifactPusher).unwrap_err();
         assert!(wrong.message().contains("the artifact token"), "{wrong:?}");
     }
 
@@ -187,12 +171,10 @@ mod tests {
             artifact_token: None,
             unauthenticated: true,
         };
-        auth.check(&request(None), Role::ArtifactPusher).unwrap();
-        assert!(auth.check(&request(None), Role::Operator).is_err());
+        Checked::check(&auth, &request(None), Role::ArtifactPusher).unwrap();
+        assert!(Checked::check(&auth, &request(None), Role::Operator).is_err());
         let closed = Auth::default();
-        let refused = closed
-            .check(&request(Some("x")), Role::Operator)
-            .unwrap_err();
+        let refused = Checked::check(&closed, &request(Some("x")), Role::Operator).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
         assert!(
             refused.message().contains("--hamctl-auth-token"),

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::api::upload::UploadLimits;
 use crate::auth::Auth;
+use crate::demo::ensure_demo_repo;
+use crate::domain::duration::parse as parse_duration;
 use crate::domain::Settings;
-use crate::repo::remote::{GitCredentials, RemoteLocation};
-use crate::service::upload::UploadLimits;
-use crate::writer::WriterConfig;
+use crate::engine::writer::WriterConfig;
+use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 
 /// The release manager server.
 #[derive(Debug, Parser)]
@@ -150,7 +152,7 @@ pub struct StartArgs {
     /// (`<env>=<namespace>/<name>`; one whose name is an environment's needs
     /// no entry).
     #[arg(long, env = "RELEASE_MANAGER_DEPLOYMENT_SOURCES", default_value = "", value_parser = parse_sources)]
-    pub deployment_sources: crate::deployment_hooks::Sources,
+    pub deployment_sources: crate::http::deployment_hooks::Sources,
     /// Notifications: Slack and CloudEvents webhooks, routed per
     /// environment and service (a YAML or JSON file; README:
     /// Notifications).
@@ -178,15 +180,6 @@ pub struct StartArgs {
     /// Longest one upload may take.
     #[arg(long, env = "RELEASE_MANAGER_UPLOAD_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub upload_timeout: std::time::Duration,
-}
-
-/// Parses a human duration (`500ms`, `1s`, `5m`); `0` means zero.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    if text.trim() == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like 500ms, 30s or 5m: {e}"))
 }
 
 /// Everything the server needs, typed.
@@ -222,7 +215,7 @@ pub struct ServerConfig {
     /// Secret of the deployment routes.
     pub deployment_webhook_secret: Option<String>,
     /// Which controller object deploys which environment.
-    pub deployment_sources: crate::deployment_hooks::Sources,
+    pub deployment_sources: crate::http::deployment_hooks::Sources,
     /// Where notifications go, if anywhere.
     pub notifications: Option<crate::notify::config::Notifications>,
     /// PEM certificate and key to serve gRPC over TLS.
@@ -277,6 +270,114 @@ impl ServerConfig {
     }
 }
 
+/// What `release-manager start` runs: the typed config, where gRPC
+/// listens, and whether it is the demo.
+pub struct Resolved {
+    /// Everything the server needs.
+    pub config: ServerConfig,
+    /// The gRPC listen address.
+    pub listen: SocketAddr,
+    /// Whether no repository was configured (the local demo).
+    pub demo: bool,
+}
+
+/// Turns the flags into a config: checks names, picks the demo or the
+/// configured repository, reads the files the flags name.
+pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>> {
+    for env in &args.environments {
+        release_manager::names::check_environment(env)?;
+    }
+    let demo = args.config_repo.is_none();
+    let config_repo = match &args.config_repo {
+        Some(url) => RemoteLocation::parse(url),
+        None => RemoteLocation::Local(ensure_demo_repo(&args.data_dir)?),
+    };
+    let listen = args.listen.unwrap_or_else(|| {
+        let default = if demo {
+            "127.0.0.1:8080"
+        } else {
+            "0.0.0.0:8080"
+        };
+        default.parse().expect("a valid default address")
+    });
+    let auth = resolve_auth(&args, demo, listen)?;
+    let config = ServerConfig {
+        config_repo,
+        data_dir: args.data_dir.clone(),
+        config_branch: args.config_branch.clone(),
+        settings: Settings {
+            environments: args.environments.clone(),
+            default_branch: args.default_branch.clone(),
+            global_restrictions: crate::domain::policy::parse_global(
+                args.policy_branch_restrictions
+                    .as_deref()
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| format!("--policy-branch-restrictions: {e}"))?,
+        },
+        credentials: GitCredentials {
+            ssh_private_key: Some(args.ssh_private_key.clone()).filter(|p| p.exists()),
+            ssh_known_hosts: known_hosts_file(
+                args.ssh_known_hosts.as_deref(),
+                &args.ssh_private_key,
+            ),
+            https_token: args.git_https_token.clone(),
+            ..GitCredentials::default()
+        },
+        auth,
+        writer: WriterConfig {
+            queue_capacity: args.queue_capacity,
+            max_push_attempts: args.max_push_attempts,
+            batch_timeout: args.batch_timeout,
+            ..WriterConfig::default()
+        },
+        uploads: UploadLimits {
+            max_bytes: args.max_upload_bytes,
+            max_files: args.max_upload_files,
+            memory_budget: args.upload_memory,
+            idle_timeout: args.upload_idle_timeout,
+            total_timeout: args.upload_timeout,
+        },
+        poll_interval: args.poll_interval,
+        remote_timeout: args.remote_timeout,
+        fsync: args.fsync,
+        http_listen: Some(args.http_listen.unwrap_or_else(|| {
+            let default = if demo {
+                "127.0.0.1:8081"
+            } else {
+                "0.0.0.0:8081"
+            };
+            default.parse().expect("a valid default address")
+        })),
+        github_webhook_secret: args.github_webhook_secret.clone().filter(|s| !s.is_empty()),
+        deployment_webhook_secret: args
+            .deployment_webhook_secret
+            .clone()
+            .filter(|s| !s.is_empty()),
+        deployment_sources: args.deployment_sources.clone(),
+        notifications: match &args.notifications {
+            Some(path) => {
+                Some(crate::notify::config::Notifications::load(path).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        },
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: std::fs::read(cert)
+                    .map_err(|e| format!("cannot read --tls-cert {}: {e}", cert.display()))?,
+                key: std::fs::read(key)
+                    .map_err(|e| format!("cannot read --tls-key {}: {e}", key.display()))?,
+            }),
+            _ => None,
+        },
+    };
+    Ok(Resolved {
+        config,
+        listen,
+        demo,
+    })
+}
+
 /// How the server authenticates, decided from the flags before it starts.
 ///
 /// The rule: a server is either explicitly unauthenticated (`--unauthenticated`,
@@ -308,8 +409,8 @@ pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<
     })
 }
 
-fn parse_sources(text: &str) -> Result<crate::deployment_hooks::Sources, String> {
-    crate::deployment_hooks::Sources::parse(text)
+fn parse_sources(text: &str) -> Result<crate::http::deployment_hooks::Sources, String> {
+    crate::http::deployment_hooks::Sources::parse(text)
 }
 
 #[cfg(test)]
@@ -334,7 +435,7 @@ mod tests {
 
     /// Whether a call of `role` without any token is accepted.
     fn open(auth: &Auth, role: Role) -> bool {
-        auth.check(&tonic::Request::new(()), role).is_ok()
+        auth.check(None, role).is_ok()
     }
 
     #[test]

@@ -22,8 +22,8 @@ use release_manager::pb;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{FlowError, Reason};
-use crate::reads::Reader;
-use crate::writer::WriterHandle;
+use crate::engine::reads::Reader;
+use crate::engine::writer::WriterHandle;
 
 /// How far a release got in the cluster, as a report says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,7 +347,7 @@ impl Deployments {
             .iter()
             .map(|&i| pb::WatchEventsResponse {
                 commit_sha: revision.to_string(),
-                time: Some(crate::service::convert::timestamp(now)),
+                time: Some(crate::engine::wire::timestamp(now)),
                 event: Some(pb::watch_events_response::Event::DeploymentReported(
                     answers[i].clone(),
                 )),
@@ -516,7 +516,7 @@ fn proto(latest: &Latest) -> pb::Deployment {
         state: latest.state.proto() as i32,
         message: latest.message.clone(),
         revision: latest.revision.clone(),
-        reported_at: Some(crate::service::convert::timestamp(latest.reported_at)),
+        reported_at: Some(crate::engine::wire::timestamp(latest.reported_at)),
         source: latest.source.clone(),
     }
 }

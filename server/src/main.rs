@@ -8,16 +8,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use release_manager_server::auth::Auth;
-use release_manager_server::config::{
-    resolve_auth, Cli, Command, LogFormat, ServerConfig, StartArgs, TlsFiles,
-};
-use release_manager_server::demo::{ensure_demo_repo, DEMO_SERVICES};
-use release_manager_server::domain::Settings;
-use release_manager_server::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
-use release_manager_server::service::upload::UploadLimits;
-use release_manager_server::domain::chain;
-use release_manager_server::writer::WriterConfig;
+use release_manager_server::config::{self, Cli, Command, LogFormat, Resolved, StartArgs};
+use release_manager_server::{chain, Auth, DEMO_SERVICES};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -57,94 +49,12 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
-    for env in &args.environments {
-        release_manager::names::check_environment(env)?;
-    }
-    let demo = args.config_repo.is_none();
-    let config_repo = match &args.config_repo {
-        Some(url) => RemoteLocation::parse(url),
-        None => RemoteLocation::Local(ensure_demo_repo(&args.data_dir)?),
-    };
-    let listen = args.listen.unwrap_or_else(|| {
-        let default = if demo {
-            "127.0.0.1:8080"
-        } else {
-            "0.0.0.0:8080"
-        };
-        default.parse().expect("a valid default address")
-    });
-    let auth = resolve_auth(&args, demo, listen)?;
-    let config = ServerConfig {
-        config_repo,
-        data_dir: args.data_dir.clone(),
-        config_branch: args.config_branch.clone(),
-        settings: Settings {
-            environments: args.environments.clone(),
-            default_branch: args.default_branch.clone(),
-            global_restrictions: release_manager_server::domain::policy::parse_global(
-                args.policy_branch_restrictions
-                    .as_deref()
-                    .unwrap_or_default(),
-            )
-            .map_err(|e| format!("--policy-branch-restrictions: {e}"))?,
-        },
-        credentials: GitCredentials {
-            ssh_private_key: Some(args.ssh_private_key.clone()).filter(|p| p.exists()),
-            ssh_known_hosts: known_hosts_file(
-                args.ssh_known_hosts.as_deref(),
-                &args.ssh_private_key,
-            ),
-            https_token: args.git_https_token.clone(),
-            ..GitCredentials::default()
-        },
-        auth: auth.clone(),
-        writer: WriterConfig {
-            queue_capacity: args.queue_capacity,
-            max_push_attempts: args.max_push_attempts,
-            batch_timeout: args.batch_timeout,
-            ..WriterConfig::default()
-        },
-        uploads: UploadLimits {
-            max_bytes: args.max_upload_bytes,
-            max_files: args.max_upload_files,
-            memory_budget: args.upload_memory,
-            idle_timeout: args.upload_idle_timeout,
-            total_timeout: args.upload_timeout,
-        },
-        poll_interval: args.poll_interval,
-        remote_timeout: args.remote_timeout,
-        fsync: args.fsync,
-        http_listen: Some(args.http_listen.unwrap_or_else(|| {
-            let default = if demo {
-                "127.0.0.1:8081"
-            } else {
-                "0.0.0.0:8081"
-            };
-            default.parse().expect("a valid default address")
-        })),
-        github_webhook_secret: args.github_webhook_secret.clone().filter(|s| !s.is_empty()),
-        deployment_webhook_secret: args
-            .deployment_webhook_secret
-            .clone()
-            .filter(|s| !s.is_empty()),
-        deployment_sources: args.deployment_sources.clone(),
-        notifications: match &args.notifications {
-            Some(path) => Some(
-                release_manager_server::notify::config::Notifications::load(path)
-                    .map_err(anyhow::Error::msg)?,
-            ),
-            None => None,
-        },
-        tls: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: std::fs::read(cert)
-                    .map_err(|e| format!("cannot read --tls-cert {}: {e}", cert.display()))?,
-                key: std::fs::read(key)
-                    .map_err(|e| format!("cannot read --tls-key {}: {e}", key.display()))?,
-            }),
-            _ => None,
-        },
-    };
+    let Resolved {
+        config,
+        listen,
+        demo,
+    } = config::resolve(&args)?;
+    let auth = config.auth.clone();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use release_manager::pb;
 use release_manager::pb::release_service_client::ReleaseServiceClient;
-use release_manager_server::config::ServerConfig;
 use release_manager_server::RunningServer;
+use release_manager_server::ServerConfig;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
@@ -228,7 +228,7 @@ impl TestServer {
     }
 
     /// The writer's counters.
-    pub fn stats(&self) -> std::sync::Arc<release_manager_server::writer::WriterStats> {
+    pub fn stats(&self) -> std::sync::Arc<release_manager_server::WriterStats> {
         self.server.as_ref().expect("running").stats.clone()
     }
 

@@ -14,7 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use git2::{ObjectType, Oid};
-use release_manager_server::repo::pack::{Pack, PackWriter};
+use release_manager_server::pack::{Pack, PackWriter};
 use sha1::{Digest, Sha1};
 
 use super::generator::{Op, Sink};
@@ -413,7 +413,7 @@ impl Sink for PackSink {
         let id = object_id("blob", data.as_bytes());
         if self.out.written.insert(id) {
             let mut zlib = Vec::with_capacity(data.len() / 2 + 64);
-            release_manager_server::repo::pack::zlib(
+            release_manager_server::pack::zlib(
                 &mut self.out.compressor,
                 &mut zlib,
                 data.as_bytes(),

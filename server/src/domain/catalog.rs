@@ -66,11 +66,6 @@ impl Catalog {
         }
         Ok(catalog)
     }
-
-    /// Whether the repository knows `service` at all.
-    pub fn contains(&self, service: &str) -> bool {
-        self.services.contains_key(service)
-    }
 }
 
 /// The NOT_FOUND error for a service the repository does not know,
@@ -119,6 +114,14 @@ fn closest<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> Vec<St
         .take(MAX_SUGGESTIONS)
         .map(|(_, name)| name.to_string())
         .collect()
+}
+
+/// The NOT_FOUND error for `service`, suggesting the services of `root`.
+pub fn unknown_service_at(repo: &Repository, root: &git2::Tree<'_>, service: &str) -> FlowError {
+    match Catalog::read(repo, root) {
+        Ok(catalog) => unknown_service(service, catalog.services.keys().map(String::as_str)),
+        Err(_) => unknown_service(service, []),
+    }
 }
 
 #[cfg(test)]

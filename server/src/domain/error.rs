@@ -37,6 +37,22 @@ pub enum FlowError {
         /// What stands in the way.
         message: String,
     },
+    /// The call carries no credential, or one that is not valid.
+    #[error("{message}")]
+    Unauthenticated {
+        /// Which check failed.
+        reason: Reason,
+        /// What the caller must send.
+        message: String,
+    },
+    /// The caller is known but may not make this call.
+    #[error("{message}")]
+    PermissionDenied {
+        /// Why.
+        reason: Reason,
+        /// What would allow it.
+        message: String,
+    },
     /// What the request would create exists already, differently (an
     /// artifact id pushed again with other manifests).
     #[error("{0}")]
@@ -112,6 +128,22 @@ impl FlowError {
     /// `NOT_FOUND` for `reason`.
     pub fn not_found(reason: Reason, message: impl Into<String>) -> Self {
         FlowError::NotFound {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// `UNAUTHENTICATED` for `reason`.
+    pub fn unauthenticated(reason: Reason, message: impl Into<String>) -> Self {
+        FlowError::Unauthenticated {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// `PERMISSION_DENIED` for `reason`.
+    pub fn denied(reason: Reason, message: impl Into<String>) -> Self {
+        FlowError::PermissionDenied {
             reason,
             message: message.into(),
         }

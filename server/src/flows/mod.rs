@@ -13,7 +13,7 @@ mod rollback;
 use git2::{Oid, Repository};
 
 pub use build::BuildUpload;
-pub use policy::{check_branch_allowed, read_policies, PolicyChange, PolicyDone};
+pub use policy::{read_policies, PolicyChange, PolicyDone};
 
 use crate::domain::{git, FlowError, Settings};
 use crate::repo::index::{ReleaseKind, Signature, View};

@@ -6,8 +6,8 @@
 use git2::FileMode;
 
 use super::{FlowContext, Outcome, WriteRequest};
-use crate::domain::{git, FlowError, Reason};
 use crate::domain::policy::{auto_release_id, branch_restriction_id, PolicyFile};
+use crate::domain::{git, FlowError, Reason};
 use crate::repo::message::compose;
 use crate::repo::tree::{blob_at, replace_at};
 

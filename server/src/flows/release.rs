@@ -116,7 +116,7 @@ fn unknown_build(
     if known_service {
         FlowError::not_found(reason, format!("{what} for service {service:?}"))
     } else {
-        crate::reads::unknown_service_at(ctx.repo, root, service)
+        crate::domain::catalog::unknown_service_at(ctx.repo, root, service)
     }
 }
 

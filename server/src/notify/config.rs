@@ -322,7 +322,7 @@ impl Notifications {
             |text: &Option<String>, default: Duration, what: &str| -> Result<Duration, String> {
                 match text {
                     None => Ok(default),
-                    Some(text) => crate::config::parse_duration(text)
+                    Some(text) => crate::domain::duration::parse(text)
                         .map_err(|e| format!("delivery.{what}: {e}")),
                 }
             };

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use release_manager::pb;
 use release_manager::pb::watch_events_response::Event;
 
-use crate::reads::Reader;
+use crate::engine::reads::Reader;
 use config::{Kind, Notifications};
 use journal::{Entry, Journal};
 
@@ -128,7 +128,7 @@ async fn source(
 /// history); returns their cursors.
 async fn catch_up(journal: &Arc<Journal>, reader: &Arc<Reader>) -> HashSet<String> {
     let cursor_text = journal.last_cursor();
-    let Some(cursor) = crate::events::Cursor::parse(&cursor_text) else {
+    let Some(cursor) = crate::engine::events::Cursor::parse(&cursor_text) else {
         tracing::warn!(cursor = %cursor_text, "the notification journal's cursor is unreadable; notifying from now on");
         return HashSet::new();
     };

@@ -87,8 +87,10 @@ pub fn path_in(data_dir: &Path) -> PathBuf {
 }
 
 /// Writes `index` (describing history up to `tip`) as the snapshot in
-/// `data_dir`, atomically. `durable` syncs the file and its folder.
-pub fn save(
+/// `data_dir`, atomically. `durable` syncs the file and its folder. (The
+/// server encodes under the index's lock and writes outside it.)
+#[cfg(test)]
+fn save(
     data_dir: &Path,
     origin: &Origin,
     tip: Oid,

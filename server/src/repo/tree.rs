@@ -90,6 +90,7 @@ pub fn replace_at(
 }
 
 /// The id of the empty tree, written if needed.
+#[cfg(test)]
 pub fn empty_tree(repo: &Repository) -> Result<Oid, git2::Error> {
     repo.treebuilder(None)?.write()
 }

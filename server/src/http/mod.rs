@@ -7,6 +7,9 @@
 //! the secret in `X-Gitlab-Token`; anything else is refused with 401 and
 //! triggers nothing.
 
+pub mod dashboard;
+pub mod deployment_hooks;
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::writer::{WriterHandle, WriterStats};
+use crate::engine::writer::{WriterHandle, WriterStats};
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -42,6 +45,15 @@ pub fn router(state: HttpState) -> Router {
         .route("/webhook/gitlab", post(gitlab_webhook))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// The bearer token of an HTTP request (the dashboard, the deployment
+/// routes), read as the gRPC edge reads its metadata.
+pub fn http_bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer_token)
 }
 
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under

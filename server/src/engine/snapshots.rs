@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use git2::Oid;
 
+use crate::engine::published::SharedState;
 use crate::repo::snapshot::{self, Origin};
-use crate::writer::SharedState;
 
 /// How often the index is saved while the tip moves.
 pub const SAVE_EVERY: Duration = Duration::from_secs(60);

@@ -103,7 +103,7 @@ fn authorised(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     if let Some(signature) = headers.get("x-signature").and_then(|v| v.to_str().ok()) {
         return crate::http::signature_valid(secret.as_bytes(), body, signature.trim());
     }
-    crate::auth::http_bearer(headers)
+    crate::http::http_bearer(headers)
         .is_some_and(|presented| crate::auth::same_secret(presented, secret))
 }
 

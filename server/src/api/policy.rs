@@ -9,16 +9,14 @@ use release_manager::pb;
 use release_manager::pb::policy_service_server::PolicyService;
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use crate::api::status::to_status;
 use crate::auth::{Auth, Role};
 use crate::domain::{FlowError, Settings};
-use crate::flows::{
-    known_environment, Intent, PolicyChange, PolicyDone, WriteDone, WriteRequest,
-};
-use crate::reads::Reader;
+use crate::engine::reads::Reader;
+use crate::engine::wire as convert;
+use crate::engine::writer::WriterHandle;
+use crate::flows::{known_environment, Intent, PolicyChange, PolicyDone, WriteDone, WriteRequest};
 use crate::repo::index::Signature;
-use crate::status::to_status;
-use crate::writer::WriterHandle;
 
 /// Serves `releasemanager.v1.PolicyService`.
 pub struct PolicyServiceHandler {
@@ -58,7 +56,7 @@ impl PolicyServiceHandler {
         };
         match super::write(&self.writer, request, deadline).await? {
             WriteDone::Policy(done) => Ok(done),
-            WriteDone::Release(_) | WriteDone::Build(_) => Err(crate::status::failure(
+            WriteDone::Release(_) | WriteDone::Build(_) => Err(crate::api::status::failure(
                 tonic::Code::Internal,
                 crate::domain::Reason::InternalError,
                 "unexpected result of a policy change",
@@ -77,7 +75,7 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::ListPoliciesRequest>,
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let service = request.into_inner().service;
         names::check_service(&service)
             .map_err(FlowError::from)
@@ -86,7 +84,7 @@ impl PolicyService for PolicyServiceHandler {
         let file = tokio::task::spawn_blocking(move || reader.policies(&service))
             .await
             .map_err(|_| {
-                crate::status::failure(
+                crate::api::status::failure(
                     tonic::Code::Internal,
                     crate::domain::Reason::InternalError,
                     "read query panicked",
@@ -131,7 +129,7 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::ApplyAutoReleaseRequest>,
     ) -> Result<Response<pb::ApplyAutoReleaseResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let change = (|| {
@@ -156,7 +154,7 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::ApplyBranchRestrictionRequest>,
     ) -> Result<Response<pb::ApplyBranchRestrictionResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let change = (|| {
@@ -194,14 +192,14 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::DeletePoliciesRequest>,
     ) -> Result<Response<pb::DeletePoliciesResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         names::check_service(&r.service)
             .map_err(FlowError::from)
             .map_err(to_status)?;
         if r.ids.is_empty() || r.ids.iter().any(|id| id.is_empty() || id.len() > 300) {
-            return Err(crate::status::invalid(
+            return Err(crate::api::status::invalid(
                 "ids",
                 "give the ids of the policies to delete",
             ));

@@ -15,8 +15,8 @@ use git2::{ObjectType, Oid, Repository};
 use release_manager::spec::ArtifactSpec;
 
 use crate::domain::catalog::Catalog;
-use crate::domain::{git, FlowError};
 use crate::domain::Settings;
+use crate::domain::{git, FlowError};
 use crate::repo::index::{ReleaseDetails, View};
 use crate::repo::tree::{blob_at, tree_at};
 

@@ -47,6 +47,8 @@ pub fn to_status(error: FlowError) -> Status {
         FlowError::InvalidArgument { field, message } => return invalid(field, message.clone()),
         FlowError::NotFound { reason, .. } => (Code::NotFound, *reason),
         FlowError::FailedPrecondition { reason, .. } => (Code::FailedPrecondition, *reason),
+        FlowError::Unauthenticated { reason, .. } => (Code::Unauthenticated, *reason),
+        FlowError::PermissionDenied { reason, .. } => (Code::PermissionDenied, *reason),
         FlowError::AlreadyExists(_) => (Code::AlreadyExists, Reason::ArtifactExists),
         FlowError::QueueFull => (Code::ResourceExhausted, Reason::QueueFull),
         FlowError::DeadlineExceeded => (Code::DeadlineExceeded, Reason::DeadlinePassed),

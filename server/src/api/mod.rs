@@ -1,9 +1,10 @@
 //! tonic handlers: check the token, validate and convert the request, call a
 //! read query or the writer, convert the answer. No git here.
 
-pub mod convert;
 pub mod policy;
 pub mod release;
+pub mod starting;
+pub mod status;
 pub mod upload;
 
 use std::time::{Duration, Instant};
@@ -11,9 +12,23 @@ use std::time::{Duration, Instant};
 use tonic::Status;
 use tracing::Instrument;
 
+use crate::api::status::to_status;
+use crate::auth::{Auth, Role};
+use crate::engine::writer::WriterHandle;
 use crate::flows::{WriteDone, WriteRequest};
-use crate::status::to_status;
-use crate::writer::WriterHandle;
+
+/// Checks that a call comes from `role`, by its `authorization` metadata.
+pub(crate) fn authorize<T>(
+    auth: &Auth,
+    request: &tonic::Request<T>,
+    role: Role,
+) -> Result<(), Status> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok());
+    auth.check(header, role).map_err(to_status)
+}
 
 /// When the caller stops waiting: now plus the `grpc-timeout` it sent, if
 /// any. A write not applied by then is not applied at all.

@@ -78,7 +78,7 @@ where
                 })
             }
             None => Box::pin(async {
-                let status = crate::status::failure(
+                let status = crate::api::status::failure(
                     tonic::Code::Unavailable,
                     crate::domain::Reason::Starting,
                     STARTING,

@@ -1,6 +1,6 @@
 //! ReleaseService handler: thin. Validates names before anything else, sends
 //! writes to the writer and reads to the [`Reader`], and maps domain errors
-//! through [`crate::status::to_status`].
+//! through [`crate::api::status::to_status`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,17 +13,15 @@ use release_manager::pb::release_service_server::ReleaseService;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert;
+use crate::api::status::to_status;
 use crate::auth::{Auth, Role};
 use crate::domain::{FlowError, Settings};
-use crate::flows::{
-    known_environment, BuildSource, Intent, ReleaseDone, WriteDone, WriteRequest,
-};
-use crate::paging::Page;
-use crate::reads::Reader;
+use crate::engine::paging::Page;
+use crate::engine::reads::Reader;
+use crate::engine::wire as convert;
+use crate::engine::writer::WriterHandle;
+use crate::flows::{known_environment, BuildSource, Intent, ReleaseDone, WriteDone, WriteRequest};
 use crate::repo::index::{ReleaseKind, Signature};
-use crate::status::to_status;
-use crate::writer::WriterHandle;
 
 /// Serves `releasemanager.v1.ReleaseService`.
 pub struct ReleaseServiceHandler {
@@ -70,7 +68,7 @@ impl ReleaseServiceHandler {
     ) -> Result<ReleaseDone, Status> {
         match self.write(request, deadline).await? {
             WriteDone::Release(done) => Ok(done),
-            WriteDone::Build(_) | WriteDone::Policy(_) => Err(crate::status::failure(
+            WriteDone::Build(_) | WriteDone::Policy(_) => Err(crate::api::status::failure(
                 tonic::Code::Internal,
                 crate::domain::Reason::InternalError,
                 "unexpected result of a release",
@@ -94,7 +92,7 @@ impl ReleaseServiceHandler {
         tokio::task::spawn_blocking(move || query(&reader))
             .await
             .map_err(|_| {
-                crate::status::failure(
+                crate::api::status::failure(
                     tonic::Code::Internal,
                     crate::domain::Reason::InternalError,
                     "read query panicked",
@@ -170,7 +168,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
@@ -215,7 +213,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::PromoteResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
@@ -242,7 +240,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RollbackResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
@@ -274,7 +272,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let r = request.into_inner();
         names::check_service(&r.service)
             .map_err(FlowError::from)
@@ -291,7 +289,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::DescribeReleaseRequest>,
     ) -> Result<Response<pb::DescribeReleaseResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let r = request.into_inner();
         let environment = (|| {
             names::check_service(&r.service)?;
@@ -310,7 +308,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::DescribeArtifactRequest>,
     ) -> Result<Response<pb::DescribeArtifactResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let r = request.into_inner();
         let branch = (|| {
             names::check_service(&r.service)?;
@@ -333,7 +331,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<Streaming<pb::PushArtifactRequest>>,
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
-        self.auth.check(&request, Role::ArtifactPusher)?;
+        super::authorize(&self.auth, &request, Role::ArtifactPusher)?;
         let deadline = super::deadline_of(&request);
         let upload = self
             .uploads
@@ -345,7 +343,7 @@ impl ReleaseService for ReleaseServiceHandler {
             request_id: None,
         };
         let WriteDone::Build(done) = self.write(write, deadline).await? else {
-            return Err(crate::status::failure(
+            return Err(crate::api::status::failure(
                 tonic::Code::Internal,
                 crate::domain::Reason::InternalError,
                 "unexpected result of a build upload",
@@ -370,7 +368,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let response = self.read(|reader| reader.list_services()).await?;
         Ok(Response::new(response))
     }
@@ -379,7 +377,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::ReportDeploymentRequest>,
     ) -> Result<Response<pb::ReportDeploymentResponse>, Status> {
-        self.auth.check(&request, Role::ArtifactPusher)?;
+        super::authorize(&self.auth, &request, Role::ArtifactPusher)?;
         let r = request.into_inner();
         let state = match pb::DeploymentState::try_from(r.state) {
             Ok(pb::DeploymentState::Progressing) => crate::deployments::State::Progressing,
@@ -412,7 +410,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        self.auth.check(&request, Role::Operator)?;
+        super::authorize(&self.auth, &request, Role::Operator)?;
         let r = request.into_inner();
         if !r.service.is_empty() {
             names::check_service(&r.service)
@@ -423,7 +421,7 @@ impl ReleaseService for ReleaseServiceHandler {
             known_environment(&self.settings, &r.environment).map_err(to_status)?;
         }
         let since = match optional(r.since) {
-            Some(text) => Some(crate::events::Cursor::parse(&text).ok_or_else(|| {
+            Some(text) => Some(crate::engine::events::Cursor::parse(&text).ok_or_else(|| {
                 to_status(FlowError::invalid(
                     "since",
                     format!("invalid since {text:?}: not a cursor (<commit>.<n>) or a commit id"),
@@ -437,7 +435,7 @@ impl ReleaseService for ReleaseServiceHandler {
         // A stream either sees the flag here or gets the end marker sent
         // after it was set.
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(crate::status::failure(
+            return Err(crate::api::status::failure(
                 tonic::Code::Unavailable,
                 crate::domain::Reason::ShuttingDown,
                 "the server is shutting down",
@@ -449,7 +447,7 @@ impl ReleaseService for ReleaseServiceHandler {
         let missed: Vec<pb::WatchEventsResponse> = replay
             .events
             .into_iter()
-            .filter(|event| crate::events::matches(event, &service, &environment))
+            .filter(|event| crate::engine::events::matches(event, &service, &environment))
             .collect();
         // Where a subscriber that falls behind resumes: after the last event
         // it got, else where it started.
@@ -478,7 +476,7 @@ impl ReleaseService for ReleaseServiceHandler {
             // Sent from history already (a deployment report is no commit:
             // its `commit_sha` is the revision reported).
             Ok(event) if !is_report(&event) && replayed.contains(&event.commit_sha) => None,
-            Ok(event) if crate::events::matches(&event, &service, &environment) => {
+            Ok(event) if crate::engine::events::matches(&event, &service, &environment) => {
                 if !event.cursor.is_empty() {
                     last_cursor = event.cursor.clone();
                 }

@@ -13,9 +13,9 @@ use git2::{Oid, Repository};
 use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
 
+use crate::engine::wire as convert;
 use crate::repo::history::HistoryReader;
 use crate::repo::message;
-use crate::service::convert;
 
 /// The events a commit carries, in the order builds, releases, policies.
 pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {

@@ -31,7 +31,7 @@ use hmac::{Hmac, Mac};
 use release_manager::pb;
 use sha2::Sha256;
 
-use crate::reads::Reader;
+use crate::engine::reads::Reader;
 use crate::repo::index::View;
 
 /// Who may see the dashboard.
@@ -139,7 +139,7 @@ fn allowed(access: &Access, headers: &HeaderMap) -> bool {
         Access::Closed => return false,
         Access::Token(token) => token,
     };
-    if crate::auth::http_bearer(headers)
+    if crate::http::http_bearer(headers)
         .is_some_and(|presented| crate::auth::same_secret(presented, token))
     {
         return true;

@@ -6,7 +6,7 @@
 //! Callers are answered only after the push that carries their commit, and
 //! the published index and tip are updated before that answer.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use git2::{Mempack, Oid};
@@ -14,29 +14,15 @@ use rand::Rng;
 use release_manager::pb;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::domain::chain;
 use crate::domain::FlowError;
 use crate::domain::Settings;
+use crate::engine::published::SharedState;
 use crate::flows::{self, FlowContext, WriteDone, WriteRequest};
 use crate::repo::index::{Index, View};
 use crate::repo::mirror::{Mirror, PushOutcome};
 use crate::repo::pack;
 use crate::repo::RepoError;
-use crate::domain::chain;
-
-/// What readers see: the remote tip the writer last published, and the index
-/// of everything up to it.
-pub struct Published {
-    /// Tip of the default branch on the remote, as of the last push or fetch.
-    pub tip: Oid,
-    /// Builds and releases up to `tip`.
-    pub index: Index,
-    /// Bumped when the mirror's packs were merged: read handles opened
-    /// before should be reopened.
-    pub generation: u64,
-}
-
-/// Shared, read-mostly state; only the writer takes the write lock.
-pub type SharedState = Arc<RwLock<Published>>;
 
 /// Tunables of the writer.
 #[derive(Debug, Clone)]
@@ -780,7 +766,7 @@ impl Writer {
         }
         let skip = commits.len().saturating_sub(MAX_EVENTS_PER_PUBLISH);
         for &commit in &commits[skip..] {
-            for event in crate::events::events_of(self.mirror.repo(), commit) {
+            for event in crate::engine::events::events_of(self.mirror.repo(), commit) {
                 let _ = self.events.send(event);
             }
         }

@@ -13,14 +13,14 @@ use release_manager::spec::ArtifactSpec;
 
 use std::collections::BTreeSet;
 
-use crate::domain::catalog::{unknown_service, Catalog};
-use crate::domain::{git, FlowError, Reason};
+use crate::domain::catalog::{unknown_service_at, Catalog};
 use crate::domain::Settings;
-use crate::paging::{self, Page};
+use crate::domain::{git, FlowError, Reason};
+use crate::engine::paging::{self, Page};
+use crate::engine::published::SharedState;
+use crate::engine::wire as convert;
 use crate::repo::index::{ReleaseDetails, View};
 use crate::repo::tree::{blob_at, tree_at};
-use crate::service::convert;
-use crate::writer::SharedState;
 
 /// Serves read queries.
 pub struct Reader {
@@ -82,7 +82,11 @@ impl Reader {
     /// that build their own answers (the dashboard).
     pub fn with_published<T>(
         &self,
-        f: impl FnOnce(&Repository, &crate::writer::Published, &Settings) -> Result<T, FlowError>,
+        f: impl FnOnce(
+            &Repository,
+            &crate::engine::published::Published,
+            &Settings,
+        ) -> Result<T, FlowError>,
     ) -> Result<T, FlowError> {
         self.with_repo(|repo| {
             let published = self.shared.read().expect("state lock not poisoned");
@@ -260,13 +264,13 @@ impl Reader {
     /// they end at.
     pub fn events_since(
         &self,
-        cursor: Option<crate::events::Cursor>,
-    ) -> Result<(crate::events::Replay, git2::Oid), FlowError> {
+        cursor: Option<crate::engine::events::Cursor>,
+    ) -> Result<(crate::engine::events::Replay, git2::Oid), FlowError> {
         let tip = self.shared.read().expect("state lock not poisoned").tip;
         let Some(cursor) = cursor else {
-            return Ok((crate::events::Replay::default(), tip));
+            return Ok((crate::engine::events::Replay::default(), tip));
         };
-        self.with_repo(|repo| match crate::events::since(repo, cursor, tip) {
+        self.with_repo(|repo| match crate::engine::events::since(repo, cursor, tip) {
             Ok(Some(replay)) => Ok((replay, tip)),
             Ok(None) => Err(FlowError::not_found(Reason::CursorNotFound, format!(
                 "cursor {}: its commit is not in the config repository's history (was it rewritten?); subscribe without `since`",
@@ -274,7 +278,7 @@ impl Reader {
             ))),
             Err(e) if e.message() == "too many commits to replay" => Err(FlowError::invalid("since", format!(
                 "invalid since: more than {} commits were made after it; subscribe without `since`",
-                crate::events::MAX_REPLAY_COMMITS
+                crate::engine::events::MAX_REPLAY_COMMITS
             ))),
             Err(e) => Err(git("read the history to replay")(e)),
         })
@@ -422,17 +426,5 @@ impl Reader {
                 next_page_token,
             })
         })
-    }
-}
-
-/// The NOT_FOUND error for `service`, suggesting the services of `root`.
-pub(crate) fn unknown_service_at(
-    repo: &Repository,
-    root: &git2::Tree<'_>,
-    service: &str,
-) -> FlowError {
-    match Catalog::read(repo, root) {
-        Ok(catalog) => unknown_service(service, catalog.services.keys().map(String::as_str)),
-        Err(_) => unknown_service(service, []),
     }
 }

@@ -1,0 +1,429 @@
+//! Starting and stopping the server: the wiring. It opens the gRPC port at
+//! once (NOT_SERVING until ready), prepares the engine, starts the writer,
+//! the background tasks, notifications and the HTTP listener, then opens
+//! the gates; and it stops them in order.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use release_manager::pb;
+use release_manager::pb::policy_service_server::PolicyServiceServer;
+use release_manager::pb::release_service_server::ReleaseServiceServer;
+use tokio::sync::oneshot;
+
+use crate::api::policy::PolicyServiceHandler;
+use crate::api::release::ReleaseServiceHandler;
+use crate::config::ServerConfig;
+use crate::engine::prepare::Prepared;
+use crate::engine::reads::Reader;
+use crate::engine::writer::{self, WriterStats};
+use crate::{api, deployments, domain, engine, http, notify, repo};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The mirror could not be opened, cloned or read.
+    #[error("cannot prepare the mirror of the config repository")]
+    Mirror(#[from] repo::RepoError),
+    /// The gRPC server could not be set up.
+    #[error("cannot set up the gRPC server: {0}")]
+    Grpc(String),
+    /// Notifications could not be set up.
+    #[error("cannot set up notifications: {0}")]
+    Notifications(String),
+    /// The data dir is held by another server or cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] engine::data_dir::DataDirError),
+}
+
+/// How the index was built at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartReport {
+    /// Whether a persisted index was loaded (else the whole history was
+    /// read).
+    pub from_snapshot: bool,
+    /// Commits read from history.
+    pub commits_read: u64,
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The address of the HTTP listener (webhook, metrics), if any.
+    pub http_addr: Option<SocketAddr>,
+    /// How the index was built at start.
+    pub started: StartReport,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    background_stop: tokio::sync::watch::Sender<bool>,
+    writer_handle: writer::WriterHandle,
+    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Writer counters.
+    pub stats: Arc<WriterStats>,
+    shutdown: oneshot::Sender<()>,
+    serve: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    writer: std::thread::JoinHandle<()>,
+    /// Saves the index snapshot (a last time at shutdown).
+    snapshots: Arc<engine::snapshots::SnapshotKeeper>,
+    /// The data dir's lock, released when the server is dropped.
+    _data_dir_lock: std::fs::File,
+}
+
+impl RunningServer {
+    /// Fetches the remote now and runs the auto-releases that makes due;
+    /// returns once they are pushed. Writes queued before are done too.
+    pub async fn sync(&self) -> Result<(), domain::FlowError> {
+        self.writer_handle.sync(Vec::new()).await
+    }
+
+    /// Stops accepting, lets the batch in flight finish and be pushed, and
+    /// waits for the writer to stop.
+    pub async fn shutdown(self) {
+        // The poller and the HTTP listener hold writer handles: stop them
+        // first so the writer sees its queue close.
+        // Event streams (gRPC watchers, the dashboard's pages) never end by
+        // themselves; an empty event tells each to finish, so neither
+        // listener's graceful shutdown waits for them.
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.events.send(pb::WatchEventsResponse::default());
+        let _ = self.background_stop.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
+        let _ = self.shutdown.send(());
+        drop(self.writer_handle);
+        match self.serve.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "gRPC server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "gRPC server task failed"),
+        }
+        let writer = self.writer;
+        let snapshots = self.snapshots;
+        // The writer has pushed its last batch: what the index holds now is
+        // what the next start should not have to read again.
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = writer.join();
+            snapshots.save_if_moved();
+        })
+        .await;
+    }
+}
+
+/// Events kept for watchers that fall behind before they lose the oldest.
+const EVENT_BUFFER: usize = 1024;
+
+/// Asks the writer to fetch every `interval`, until told to stop.
+async fn poll(
+    writer: writer::WriterHandle,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(e) = writer.request_sync(Vec::new()) {
+                    tracing::debug!(error = %e, "poll skipped");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Test builds only (feature `failpoints`): holds the start before it is
+/// ready while the file `RELEASE_MANAGER_HOLD_START` names does not exist,
+/// so a test can watch the server answer while it starts.
+async fn hold_before_ready() {
+    #[cfg(feature = "failpoints")]
+    if let Ok(path) = std::env::var("RELEASE_MANAGER_HOLD_START") {
+        while !std::path::Path::new(&path).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Serves on `listener` at once, answering `NOT_SERVING` / `UNAVAILABLE`
+/// while it opens the mirror and builds the index; returns when ready.
+pub async fn start(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+) -> Result<RunningServer, StartError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    let began = Instant::now();
+    let data_dir_lock = engine::data_dir::lock(&config.data_dir).await?;
+    repo::set_remote_timeout(config.remote_timeout);
+    repo::pack::set_durable(config.fsync);
+
+    // The port answers from now on: health says NOT_SERVING and the
+    // services UNAVAILABLE until the gates open.
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_not_serving::<ReleaseServiceServer<ReleaseServiceHandler>>()
+        .await;
+    health_reporter
+        .set_not_serving::<PolicyServiceServer<PolicyServiceHandler>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let release_gate = api::starting::Gate::closed();
+    let policy_gate = api::starting::Gate::closed();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| StartError::Grpc(format!("TLS: {e}")))?;
+    }
+    // gRPC-Web on the same port (HTTP/1.1 too): browsers and `buf curl
+    // --protocol grpcweb` reach the API without a proxy.
+    let router = builder
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(release_gate.clone())
+        .add_service(policy_gate.clone());
+    // Small request/response exchanges must not wait for Nagle's algorithm.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = shutdown_rx.await;
+    }));
+    tracing::info!(%addr, "gRPC port open; NOT_SERVING until the mirror and its index are ready");
+
+    let prepared = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            engine::prepare::prepare(
+                &config.data_dir,
+                config.config_repo,
+                config.config_branch.as_deref(),
+                config.credentials,
+            )
+        })
+        .await
+        .map_err(|e| StartError::Grpc(e.to_string()))
+        .and_then(|prepared| prepared.map_err(StartError::Mirror))
+    };
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let _ = shutdown.send(());
+            let _ = serve.await;
+            return Err(e);
+        }
+    };
+    let Prepared {
+        mirror,
+        published,
+        arrived,
+        origin,
+        snapshot_tip,
+        commits_read,
+    } = prepared;
+    tracing::info!(
+        branch = mirror.branch(),
+        commits = published.index.commit_count(),
+        commits_read,
+        from_snapshot = snapshot_tip.is_some(),
+        records = published.index.record_count(),
+        tip = %published.tip,
+        elapsed_ms = began.elapsed().as_millis() as u64,
+        "mirror ready"
+    );
+    let mirror_path = mirror.path();
+    let shared = Arc::new(RwLock::new(published));
+    let settings = Arc::new(config.settings.clone());
+    let auth = Arc::new(config.auth.clone());
+    let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
+    let (writer, writer_thread) = writer::spawn(
+        mirror,
+        shared.clone(),
+        config.settings.clone(),
+        config.writer.clone(),
+        events.clone(),
+    );
+    if !arrived.is_empty() {
+        tracing::info!(
+            services = arrived.len(),
+            "catching up auto-releases of builds that arrived while stopped"
+        );
+        let _ = writer.request_sync(arrived);
+    }
+    let (background_stop, _) = tokio::sync::watch::channel(false);
+    let mut background = Vec::new();
+    let snapshots = Arc::new(engine::snapshots::SnapshotKeeper::new(
+        config.data_dir.clone(),
+        origin,
+        shared.clone(),
+        config.fsync,
+        snapshot_tip,
+    ));
+    background.push(tokio::spawn(engine::snapshots::keep_saving(
+        snapshots.clone(),
+        background_stop.subscribe(),
+    )));
+    if !config.poll_interval.is_zero() {
+        background.push(tokio::spawn(poll(
+            writer.clone(),
+            config.poll_interval,
+            background_stop.subscribe(),
+        )));
+    }
+    let reader = Arc::new(Reader::new(
+        mirror_path.clone(),
+        shared,
+        config.settings.clone(),
+    ));
+    let mut notify_stats = None;
+    let mut notify_journal = None;
+    if let Some(notifications) = config.notifications.clone() {
+        let tip = reader.with_published(|_, published, _| Ok(published.tip));
+        let tip =
+            tip.map_err(|e| StartError::Notifications(format!("cannot read the tip: {e}")))?;
+        let started = notify::start(
+            notifications,
+            &config.data_dir,
+            reader.clone(),
+            &events,
+            tip,
+            background_stop.subscribe(),
+        )
+        .map_err(|e| {
+            StartError::Notifications(format!("cannot open the journal in the data dir: {e}"))
+        })?;
+        background.extend(started.tasks);
+        notify_stats = Some(started.stats);
+        notify_journal = Some(started.journal);
+    }
+    let deployments = Arc::new(deployments::Deployments::open(
+        &config.data_dir,
+        reader.clone(),
+        writer.clone(),
+        events.clone(),
+        notify_journal,
+    ));
+    let mut http_addr = None;
+    let mut dashboard_to_warm = None;
+    if let Some(listen) = config.http_listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| StartError::Grpc(format!("cannot listen on {listen} (HTTP): {e}")))?;
+        http_addr = listener.local_addr().ok();
+        let state = http::HttpState {
+            writer: writer.clone(),
+            stats: writer.stats_arc(),
+            webhook_secret: config.github_webhook_secret.clone().map(Arc::new),
+            deployments: deployments.clone(),
+            notifications: notify_stats.clone(),
+        };
+        let hooks = http::deployment_hooks::HookState {
+            secret: config.deployment_webhook_secret.clone().map(Arc::new),
+            sources: Arc::new(config.deployment_sources.clone()),
+            deployments: deployments.clone(),
+            environments: Arc::new(config.settings.environments.clone()),
+        };
+        let dashboard = http::dashboard::DashboardState::new(
+            reader.clone(),
+            events.clone(),
+            http::dashboard::Access::of(&config.auth),
+            deployments.clone(),
+        );
+        dashboard_to_warm = Some(dashboard.clone());
+        let routes = http::router(state)
+            .merge(http::deployment_hooks::router(hooks))
+            .merge(http::dashboard::router(dashboard));
+        let mut stop = background_stop.subscribe();
+        background.push(tokio::spawn(async move {
+            let served = axum::serve(listener, routes)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP listener stopped");
+            }
+        }));
+    }
+    let stats = writer.stats_arc();
+    let policy = PolicyServiceHandler::new(
+        writer.clone(),
+        reader.clone(),
+        settings.clone(),
+        auth.clone(),
+    );
+    let writer_handle = writer.clone();
+    let upload_limits = config.uploads;
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let release = ReleaseServiceHandler::new(
+        writer,
+        reader,
+        auth.clone(),
+        api::upload::UploadIntake::new(upload_limits, mirror_path),
+        events.clone(),
+        stopping.clone(),
+        deployments,
+    );
+    hold_before_ready().await;
+    // A PushArtifact chunk may carry a whole file of the largest upload
+    // allowed (tonic's default limit is 4 MiB); anything larger is refused
+    // by the decoder, and the upload handler says so.
+    release_gate.open(
+        ReleaseServiceServer::new(release)
+            .max_decoding_message_size(api::upload::max_chunk_bytes(&upload_limits)),
+    );
+    policy_gate.open(PolicyServiceServer::new(policy));
+    health_reporter
+        .set_serving::<ReleaseServiceServer<ReleaseServiceHandler>>()
+        .await;
+    health_reporter
+        .set_serving::<PolicyServiceServer<PolicyServiceHandler>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    if let Some(dashboard) = dashboard_to_warm {
+        tokio::spawn(dashboard.warm());
+    }
+    tracing::info!(elapsed_ms = began.elapsed().as_millis() as u64, %addr, "serving gRPC");
+    Ok(RunningServer {
+        addr,
+        http_addr,
+        started: StartReport {
+            from_snapshot: snapshot_tip.is_some(),
+            commits_read,
+        },
+        background,
+        background_stop,
+        writer_handle,
+        events,
+        stopping,
+        stats,
+        shutdown,
+        serve,
+        writer: writer_thread,
+        snapshots,
+        _data_dir_lock: data_dir_lock,
+    })
+}
