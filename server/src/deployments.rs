@@ -18,54 +18,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use git2::{Oid, Repository};
-use release_manager::pb;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::deployment::Deployment;
+pub use crate::domain::deployment::State;
 use crate::domain::{FlowError, Reason};
+use crate::engine::events::{DeploymentReported, Event, EventBus, Signal, What};
 use crate::engine::reads::Reader;
 use crate::engine::writer::WriterHandle;
-
-/// How far a release got in the cluster, as a report says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// Being applied.
-    Progressing,
-    /// Applied and healthy.
-    Succeeded,
-    /// Failed to apply, or unhealthy.
-    Failed,
-}
-
-impl State {
-    /// The word used in metrics, logs and the generic route.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Progressing => "progressing",
-            State::Succeeded => "succeeded",
-            State::Failed => "failed",
-        }
-    }
-
-    /// The state a word names (`progressing`, `succeeded`, `failed`; also
-    /// the proto's names).
-    pub fn parse(word: &str) -> Option<State> {
-        match word.trim().to_ascii_lowercase().as_str() {
-            "progressing" | "deployment_state_progressing" => Some(State::Progressing),
-            "succeeded" | "deployed" | "deployment_state_succeeded" => Some(State::Succeeded),
-            "failed" | "deployment_state_failed" => Some(State::Failed),
-            _ => None,
-        }
-    }
-
-    fn proto(self) -> pb::DeploymentState {
-        match self {
-            State::Progressing => pb::DeploymentState::Progressing,
-            State::Succeeded => pb::DeploymentState::Succeeded,
-            State::Failed => pb::DeploymentState::Failed,
-        }
-    }
-}
 
 /// One report, whichever route it came by.
 #[derive(Debug, Clone)]
@@ -135,7 +95,7 @@ pub struct Deployments {
     journal: Option<Arc<crate::notify::journal::Journal>>,
     reader: Arc<Reader>,
     writer: WriterHandle,
-    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    events: EventBus,
 }
 
 impl Deployments {
@@ -145,7 +105,7 @@ impl Deployments {
         data_dir: &std::path::Path,
         reader: Arc<Reader>,
         writer: WriterHandle,
-        events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+        events: EventBus,
         journal: Option<Arc<crate::notify::journal::Journal>>,
     ) -> Self {
         let path = data_dir.join(FILE);
@@ -195,15 +155,15 @@ impl Deployments {
     }
 
     /// What the cluster said about the release `release_commit` of
-    /// `service` in `environment`: PENDING when no report covers it.
-    pub fn of(&self, environment: &str, service: &str, release_commit: &str) -> pb::Deployment {
+    /// `service` in `environment`; `None` (pending) when no report covers
+    /// it.
+    pub fn of(&self, environment: &str, service: &str, release_commit: &str) -> Option<Deployment> {
         let latest = self.latest.lock().expect("deployments lock");
         match latest.get(&(environment.to_string(), service.to_string())) {
-            Some(l) if !release_commit.is_empty() && l.release_commit == release_commit => proto(l),
-            _ => pb::Deployment {
-                state: pb::DeploymentState::Pending as i32,
-                ..Default::default()
-            },
+            Some(l) if !release_commit.is_empty() && l.release_commit == release_commit => {
+                Some(l.deployment())
+            }
+            _ => None,
         }
     }
 
@@ -215,19 +175,6 @@ impl Deployments {
             .contains(environment)
     }
 
-    /// Fills in the deployment of every environment of a status answer.
-    pub fn fill(&self, status: &mut pb::StatusResponse) {
-        for environment in &mut status.environments {
-            if environment.artifact.is_some() {
-                environment.deployment = Some(self.of(
-                    &environment.environment,
-                    &status.service,
-                    &environment.release_commit_sha,
-                ));
-            }
-        }
-    }
-
     /// Takes a report: finds what its revision holds (fetching once when
     /// the revision is newer than the mirror), keeps and saves the new
     /// states, and tells watchers of those that changed. Returns what it
@@ -235,7 +182,7 @@ impl Deployments {
     pub async fn report(
         self: &Arc<Self>,
         report: Report,
-    ) -> Result<Vec<pb::DeploymentReported>, FlowError> {
+    ) -> Result<Vec<DeploymentReported>, FlowError> {
         if !self
             .reader
             .settings()
@@ -312,12 +259,12 @@ impl Deployments {
                     reported_at: now,
                     source: source.clone(),
                 };
-                answers.push(pb::DeploymentReported {
+                answers.push(DeploymentReported {
                     environment: report.environment.clone(),
                     service: covered.service.clone(),
                     artifact_id: covered.artifact_id,
-                    release_commit_sha: covered.release_commit.to_string(),
-                    deployment: Some(proto(&state)),
+                    release_commit: covered.release_commit.to_string(),
+                    deployment: state.deployment(),
                 });
                 let previous =
                     latest.insert((report.environment.clone(), covered.service), state.clone());
@@ -343,15 +290,13 @@ impl Deployments {
             changed = changed.len(),
             "deployment reported"
         );
-        let events: Vec<pb::WatchEventsResponse> = changed
+        let events: Vec<Event> = changed
             .iter()
-            .map(|&i| pb::WatchEventsResponse {
-                commit_sha: revision.to_string(),
-                time: Some(crate::engine::wire::timestamp(now)),
-                event: Some(pb::watch_events_response::Event::DeploymentReported(
-                    answers[i].clone(),
-                )),
+            .map(|&i| Event {
                 cursor: String::new(),
+                commit: revision.to_string(),
+                time: now,
+                what: What::DeploymentReported(answers[i].clone()),
             })
             .collect();
         let this = self.clone();
@@ -362,7 +307,7 @@ impl Deployments {
         tokio::task::spawn_blocking(move || {
             if let Some(journal) = &this.journal {
                 for event in journaled {
-                    crate::notify::journal_report(journal, event);
+                    crate::notify::journal_report(journal, &event);
                 }
             }
             this.save()
@@ -370,7 +315,7 @@ impl Deployments {
         .await
         .map_err(|e| stopped(&self.path, e))?;
         for event in events {
-            let _ = self.events.send(event);
+            let _ = self.events.send(Signal::Event(event));
         }
         Ok(answers)
     }
@@ -511,13 +456,15 @@ fn stopped(path: &std::path::Path, e: tokio::task::JoinError) -> FlowError {
     }))
 }
 
-fn proto(latest: &Latest) -> pb::Deployment {
-    pb::Deployment {
-        state: latest.state.proto() as i32,
-        message: latest.message.clone(),
-        revision: latest.revision.clone(),
-        reported_at: Some(crate::engine::wire::timestamp(latest.reported_at)),
-        source: latest.source.clone(),
+impl Latest {
+    fn deployment(&self) -> Deployment {
+        Deployment {
+            state: self.state,
+            message: self.message.clone(),
+            revision: self.revision.clone(),
+            reported_at: self.reported_at,
+            source: self.source.clone(),
+        }
     }
 }
 

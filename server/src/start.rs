@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use crate::api::policy::PolicyServiceHandler;
 use crate::api::release::ReleaseServiceHandler;
 use crate::config::ServerConfig;
+use crate::engine::events::{EventBus, Signal};
 use crate::engine::prepare::Prepared;
 use crate::engine::reads::Reader;
 use crate::engine::writer::{self, WriterStats};
@@ -58,7 +59,7 @@ pub struct RunningServer {
     background: Vec<tokio::task::JoinHandle<()>>,
     background_stop: tokio::sync::watch::Sender<bool>,
     writer_handle: writer::WriterHandle,
-    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    events: EventBus,
     stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Writer counters.
     pub stats: Arc<WriterStats>,
@@ -84,11 +85,11 @@ impl RunningServer {
         // The poller and the HTTP listener hold writer handles: stop them
         // first so the writer sees its queue close.
         // Event streams (gRPC watchers, the dashboard's pages) never end by
-        // themselves; an empty event tells each to finish, so neither
-        // listener's graceful shutdown waits for them.
+        // themselves; the stop tells each to finish, so neither listener's
+        // graceful shutdown waits for them.
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = self.events.send(pb::WatchEventsResponse::default());
+        let _ = self.events.send(Signal::Stop);
         let _ = self.background_stop.send(true);
         for task in self.background {
             let _ = task.await;

@@ -6,6 +6,7 @@ pub mod release;
 pub mod starting;
 pub mod status;
 pub mod upload;
+mod watch;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,6 @@
 //! writes to the writer and reads to the [`Reader`], and maps domain errors
 //! through [`crate::api::status::to_status`].
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,12 +9,12 @@ use release_manager::names;
 use release_manager::pb;
 use release_manager::pb::release_request::Source;
 use release_manager::pb::release_service_server::ReleaseService;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::status::to_status;
 use crate::auth::{Auth, Role};
 use crate::domain::{FlowError, Settings};
+use crate::engine::events::EventBus;
 use crate::engine::paging::Page;
 use crate::engine::reads::Reader;
 use crate::engine::wire as convert;
@@ -29,7 +28,7 @@ pub struct ReleaseServiceHandler {
     stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Where build uploads are received and stored.
     uploads: super::upload::UploadIntake,
-    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    events: EventBus,
     writer: WriterHandle,
     reader: Arc<Reader>,
     settings: Arc<Settings>,
@@ -45,7 +44,7 @@ impl ReleaseServiceHandler {
         reader: Arc<Reader>,
         auth: Arc<Auth>,
         uploads: super::upload::UploadIntake,
-        events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+        events: EventBus,
         stopping: Arc<std::sync::atomic::AtomicBool>,
         deployments: Arc<crate::deployments::Deployments>,
     ) -> Self {
@@ -159,8 +158,6 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
         email: person.email,
     })
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ReleaseService for ReleaseServiceHandler {
@@ -281,7 +278,16 @@ impl ReleaseService for ReleaseServiceHandler {
         let mut response = self
             .read(move |reader| reader.status(&r.service, ns.as_deref()))
             .await?;
-        self.deployments.fill(&mut response);
+        for environment in &mut response.environments {
+            if environment.artifact.is_some() {
+                let reported = self.deployments.of(
+                    &environment.environment,
+                    &response.service,
+                    &environment.release_commit_sha,
+                );
+                environment.deployment = Some(convert::deployment(reported.as_ref()));
+            }
+        }
         Ok(Response::new(response))
     }
 
@@ -401,10 +407,12 @@ impl ReleaseService for ReleaseServiceHandler {
             })
             .await
             .map_err(to_status)?;
-        Ok(Response::new(pb::ReportDeploymentResponse { covered }))
+        Ok(Response::new(pb::ReportDeploymentResponse {
+            covered: covered.iter().map(convert::deployment_reported).collect(),
+        }))
     }
 
-    type WatchEventsStream = EventStream;
+    type WatchEventsStream = super::watch::EventStream;
 
     async fn watch_events(
         &self,
@@ -420,20 +428,12 @@ impl ReleaseService for ReleaseServiceHandler {
         if !r.environment.is_empty() {
             known_environment(&self.settings, &r.environment).map_err(to_status)?;
         }
-        let since = match optional(r.since) {
-            Some(text) => Some(crate::engine::events::Cursor::parse(&text).ok_or_else(|| {
-                to_status(FlowError::invalid(
-                    "since",
-                    format!("invalid since {text:?}: not a cursor (<commit>.<n>) or a commit id"),
-                ))
-            })?),
-            None => None,
-        };
+        let since = super::watch::since(r.since)?;
         // Subscribed before the tip is read: every event after the tip the
         // replay ends at arrives on the channel.
         let receiver = self.events.subscribe();
-        // A stream either sees the flag here or gets the end marker sent
-        // after it was set.
+        // A stream either sees the flag here or gets the stop sent after it
+        // was set.
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(crate::api::status::failure(
                 tonic::Code::Unavailable,
@@ -442,79 +442,13 @@ impl ReleaseService for ReleaseServiceHandler {
             ));
         }
         let (replay, tip) = self.read(move |reader| reader.events_since(since)).await?;
-        let (service, environment) = (r.service, r.environment);
-        let replayed_commits = replay.commits;
-        let missed: Vec<pb::WatchEventsResponse> = replay
-            .events
-            .into_iter()
-            .filter(|event| crate::engine::events::matches(event, &service, &environment))
-            .collect();
-        // Where a subscriber that falls behind resumes: after the last event
-        // it got, else where it started.
-        let mut last_cursor = missed
-            .last()
-            .map(|event| event.cursor.clone())
-            .unwrap_or_else(|| match since {
-                Some(cursor) => cursor.commit.to_string(),
-                None => tip.to_string(),
-            });
-        let live = pb::WatchEventsResponse {
-            event: Some(pb::watch_events_response::Event::Live(
-                pb::SubscriptionLive {
-                    replayed: missed.len() as u32,
-                },
-            )),
-            cursor: last_cursor.clone(),
-            ..Default::default()
-        };
-        let replayed: std::collections::HashSet<String> =
-            replayed_commits.iter().map(|c| c.to_string()).collect();
-        let events = tokio_stream::wrappers::BroadcastStream::new(receiver);
-        let live_events = tokio_stream::StreamExt::filter_map(events, move |event| match event {
-            // The server is stopping: the marker ends the stream below.
-            Ok(event) if event.event.is_none() => Some(Ok(event)),
-            // Sent from history already (a deployment report is no commit:
-            // its `commit_sha` is the revision reported).
-            Ok(event) if !is_report(&event) && replayed.contains(&event.commit_sha) => None,
-            Ok(event) if crate::engine::events::matches(&event, &service, &environment) => {
-                if !event.cursor.is_empty() {
-                    last_cursor = event.cursor.clone();
-                }
-                Some(Ok(event))
-            }
-            Ok(_) => None,
-            // A watcher that fell behind lost the oldest events: it is told
-            // so, with where to resume, instead of missing them silently.
-            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
-                tracing::debug!(missed, "watcher fell behind");
-                Some(Ok(pb::WatchEventsResponse {
-                    event: Some(pb::watch_events_response::Event::Dropped(
-                        pb::EventsDropped {
-                            missed,
-                            resume_from: last_cursor.clone(),
-                        },
-                    )),
-                    cursor: last_cursor.clone(),
-                    ..Default::default()
-                }))
-            }
-        });
-        let stream = tokio_stream::StreamExt::chain(
-            tokio_stream::iter(missed.into_iter().map(Ok).chain(std::iter::once(Ok(live)))),
-            live_events,
-        );
-        let stream = tokio_stream::StreamExt::take_while(
-            stream,
-            |item| !matches!(item, Ok(event) if event.event.is_none()),
-        );
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(super::watch::stream(
+            receiver,
+            replay,
+            tip,
+            since,
+            r.service,
+            r.environment,
+        )))
     }
-}
-
-/// Whether an event is a deployment report (live only, no cursor).
-fn is_report(event: &pb::WatchEventsResponse) -> bool {
-    matches!(
-        event.event,
-        Some(pb::watch_events_response::Event::DeploymentReported(_))
-    )
 }

@@ -33,11 +33,7 @@ pub fn failure(code: Code, reason: Reason, message: impl Into<String>) -> Status
     Status::with_error_details(
         code,
         message,
-        ErrorDetails::with_error_info(
-            reason.as_str_name(),
-            DOMAIN,
-            HashMap::<String, String>::new(),
-        ),
+        ErrorDetails::with_error_info(reason.as_str(), DOMAIN, HashMap::<String, String>::new()),
     )
 }
 
@@ -100,6 +96,28 @@ mod tests {
             .field_violations[0];
         assert_eq!(violation.field, "environment");
         assert!(violation.description.contains("qa"));
+    }
+
+    #[test]
+    fn every_reason_is_one_of_the_schema() {
+        use release_manager::pb::ErrorReason;
+        for reason in Reason::ALL {
+            let schema = ErrorReason::from_str_name(reason.as_str());
+            assert!(
+                schema.is_some_and(|r| r != ErrorReason::Unspecified),
+                "{reason:?} is not in errors.proto"
+            );
+        }
+        // And every reason of the schema is one the server knows.
+        let known = (1..200)
+            .filter_map(|n| ErrorReason::try_from(n).ok())
+            .filter(|r| {
+                Reason::ALL
+                    .iter()
+                    .all(|ours| ours.as_str() != r.as_str_name())
+            })
+            .collect::<Vec<_>>();
+        assert!(known.is_empty(), "not in domain::Reason: {known:?}");
     }
 
     #[test]

@@ -6,9 +6,72 @@ use std::sync::Arc;
 
 use crate::repo::RepoError;
 
-/// The stable reasons errors carry (`google.rpc.ErrorInfo.reason`), as the
-/// public schema lists them.
-pub use release_manager::pb::ErrorReason as Reason;
+/// Declares [`Reason`] and the stable name of each.
+macro_rules! reasons {
+    ($($variant:ident => $name:literal,)*) => {
+        /// The stable reasons errors carry (`google.rpc.ErrorInfo.reason`),
+        /// as the public schema (errors.proto) lists them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $(
+                #[doc = $name]
+                $variant,
+            )*
+        }
+
+        impl Reason {
+            /// Every reason.
+            #[cfg(test)]
+            pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
+
+            /// Its name in the schema.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    ServiceNotFound => "SERVICE_NOT_FOUND",
+    BranchNotFound => "BRANCH_NOT_FOUND",
+    ArtifactNotFound => "ARTIFACT_NOT_FOUND",
+    NamespaceNotFound => "NAMESPACE_NOT_FOUND",
+    ReleaseNotFound => "RELEASE_NOT_FOUND",
+    CursorNotFound => "CURSOR_NOT_FOUND",
+    RevisionNotFound => "REVISION_NOT_FOUND",
+    BranchRestricted => "BRANCH_RESTRICTED",
+    NothingToPromote => "NOTHING_TO_PROMOTE",
+    NothingToRollBack => "NOTHING_TO_ROLL_BACK",
+    ManifestsMissing => "MANIFESTS_MISSING",
+    ArtifactUnreadable => "ARTIFACT_UNREADABLE",
+    PolicyConflict => "POLICY_CONFLICT",
+    PolicyFileInvalid => "POLICY_FILE_INVALID",
+    ServerWidePolicy => "SERVER_WIDE_POLICY",
+    RevisionNotOnBranch => "REVISION_NOT_ON_BRANCH",
+    ArtifactExists => "ARTIFACT_EXISTS",
+    TokenMissing => "TOKEN_MISSING",
+    TokenWrong => "TOKEN_WRONG",
+    RoleNotEnabled => "ROLE_NOT_ENABLED",
+    QueueFull => "QUEUE_FULL",
+    UploadsBusy => "UPLOADS_BUSY",
+    ChunkTooLarge => "CHUNK_TOO_LARGE",
+    DiskFull => "DISK_FULL",
+    DeadlinePassed => "DEADLINE_PASSED",
+    UploadStalled => "UPLOAD_STALLED",
+    UploadTooSlow => "UPLOAD_TOO_SLOW",
+    Starting => "STARTING",
+    ShuttingDown => "SHUTTING_DOWN",
+    RemoteUnavailable => "REMOTE_UNAVAILABLE",
+    RemoteTimeout => "REMOTE_TIMEOUT",
+    RemoteLocked => "REMOTE_LOCKED",
+    WriteDenied => "WRITE_DENIED",
+    BatchTimeout => "BATCH_TIMEOUT",
+    PushConflict => "PUSH_CONFLICT",
+    InternalError => "INTERNAL_ERROR",
+}
 
 /// Why a request could not be carried out.
 #[derive(Debug, Clone, thiserror::Error)]

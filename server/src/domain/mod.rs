@@ -4,6 +4,7 @@
 //! reads trees, it never writes, queues or serves.
 
 pub mod catalog;
+pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod policy;

@@ -9,16 +9,110 @@
 //! events), from which a subscription can resume: the events of the
 //! commits after it are read again from history ([`since`]).
 
+use std::sync::Arc;
+
 use git2::{Oid, Repository};
-use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
 
-use crate::engine::wire as convert;
+use crate::domain::deployment::Deployment;
 use crate::repo::history::HistoryReader;
+use crate::repo::index::ReleaseKind;
 use crate::repo::message;
 
+/// Something watchers hear of: what a published commit did, or what a
+/// controller reported.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Where a subscription resumes after this event: `<commit>.<n>`, its
+    /// place among its commit's events (empty for a deployment report).
+    pub cursor: String,
+    /// The commit it comes from (for a report: the revision reported).
+    pub commit: String,
+    /// When, in seconds since the epoch.
+    pub time: i64,
+    /// What happened.
+    pub what: What,
+}
+
+/// What an event says.
+#[derive(Debug, Clone)]
+pub enum What {
+    /// A build was added.
+    BuildAdded(Arc<BuildAdded>),
+    /// A build was released to an environment.
+    Released(Released),
+    /// A service's policies changed.
+    PolicyChanged {
+        /// The service.
+        service: String,
+        /// The commit's title.
+        title: String,
+    },
+    /// A controller reported on a release.
+    DeploymentReported(DeploymentReported),
+}
+
+/// A build added to `builds/<service>/<branch>/`.
+#[derive(Debug, Clone)]
+pub struct BuildAdded {
+    /// The service.
+    pub service: String,
+    /// Its branch folder.
+    pub branch: String,
+    /// The commit that added it.
+    pub build_commit: Oid,
+    /// Its artifact.json (only the id, when unreadable).
+    pub spec: ArtifactSpec,
+}
+
+/// A release written to `<environment>/releases/<namespace>/<service>/`.
+#[derive(Debug, Clone)]
+pub struct Released {
+    /// The service.
+    pub service: String,
+    /// The environment.
+    pub environment: String,
+    /// The namespace folder.
+    pub namespace: String,
+    /// The artifact now there.
+    pub artifact_id: String,
+    /// Its branch.
+    pub branch: String,
+    /// Why, as the commit says.
+    pub kind: ReleaseKind,
+}
+
+/// A new deployment state of one service's release in one environment.
+#[derive(Debug, Clone)]
+pub struct DeploymentReported {
+    /// The environment.
+    pub environment: String,
+    /// The service.
+    pub service: String,
+    /// The artifact of the release reported on.
+    pub artifact_id: String,
+    /// The release commit.
+    pub release_commit: String,
+    /// What the controller said.
+    pub deployment: Deployment,
+}
+
+/// What travels on the event bus: an event, or the end of the server.
+#[derive(Debug, Clone)]
+pub enum Signal {
+    /// Something happened.
+    Event(Event),
+    /// The server is stopping: every stream ends.
+    Stop,
+}
+
+/// The event bus: the writer and the deployment reports send; watchers,
+/// the dashboard and notifications subscribe. A slow subscriber loses the
+/// oldest events (and is told), never blocks a sender.
+pub type EventBus = tokio::sync::broadcast::Sender<Signal>;
+
 /// The events a commit carries, in the order builds, releases, policies.
-pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {
+pub fn events_of(repo: &Repository, oid: Oid) -> Vec<Event> {
     let Ok(commit) = repo.find_commit(oid) else {
         return Vec::new();
     };
@@ -34,13 +128,8 @@ pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {
     }
     let text = String::from_utf8_lossy(commit.message_bytes()).into_owned();
     let kind = message::release_kind(&text);
-    let wrap = |event| pb::WatchEventsResponse {
-        commit_sha: oid.to_string(),
-        time: Some(convert::timestamp(commit.time().seconds())),
-        event: Some(event),
-        cursor: String::new(),
-    };
-    let mut events = Vec::new();
+    let time = commit.time().seconds();
+    let mut happened = Vec::new();
     for build in &facts.builds {
         let spec = repo
             .find_blob(build.spec)
@@ -51,46 +140,48 @@ pub fn events_of(repo: &Repository, oid: Oid) -> Vec<pb::WatchEventsResponse> {
                 id: build.artifact_id.clone(),
                 ..ArtifactSpec::default()
             });
-        events.push(wrap(pb::watch_events_response::Event::BuildAdded(
-            convert::artifact_summary(&spec, &build.service, &build.branch, Some(oid)),
-        )));
+        happened.push(What::BuildAdded(Arc::new(BuildAdded {
+            service: build.service.clone(),
+            branch: build.branch.clone(),
+            build_commit: oid,
+            spec,
+        })));
     }
     for release in &facts.releases {
-        events.push(wrap(pb::watch_events_response::Event::Released(
-            pb::ReleaseResult {
-                outcome: pb::Outcome::Applied as i32,
-                namespace: release.namespace.clone(),
-                branch: match message::trailer(&text, "Branch") {
-                    Some(branch) => branch.to_string(),
-                    // Not ours: the build's own record of its branch.
-                    None => repo
-                        .find_blob(release.spec)
-                        .ok()
-                        .and_then(|blob| ArtifactSpec::parse_committed(blob.content()).ok())
-                        .map(|(spec, _)| spec.application.branch)
-                        .unwrap_or_default(),
-                },
-                service: release.service.clone(),
-                environment: release.environment.clone(),
-                artifact_id: release.artifact_id.clone(),
-                commit_sha: oid.to_string(),
-                intent: convert::intent(kind) as i32,
-                replayed: false,
+        happened.push(What::Released(Released {
+            namespace: release.namespace.clone(),
+            branch: match message::trailer(&text, "Branch") {
+                Some(branch) => branch.to_string(),
+                // Not ours: the build's own record of its branch.
+                None => repo
+                    .find_blob(release.spec)
+                    .ok()
+                    .and_then(|blob| ArtifactSpec::parse_committed(blob.content()).ok())
+                    .map(|(spec, _)| spec.application.branch)
+                    .unwrap_or_default(),
             },
-        )));
+            service: release.service.clone(),
+            environment: release.environment.clone(),
+            artifact_id: release.artifact_id.clone(),
+            kind,
+        }));
     }
     for service in &facts.policies {
-        events.push(wrap(pb::watch_events_response::Event::PolicyChanged(
-            pb::PolicyChanged {
-                service: service.clone(),
-                title: message::title(&text).to_string(),
-            },
-        )));
+        happened.push(What::PolicyChanged {
+            service: service.clone(),
+            title: message::title(&text).to_string(),
+        });
     }
-    for (n, event) in events.iter_mut().enumerate() {
-        event.cursor = format!("{oid}.{n}");
-    }
-    events
+    happened
+        .into_iter()
+        .enumerate()
+        .map(|(n, what)| Event {
+            cursor: format!("{oid}.{n}"),
+            commit: oid.to_string(),
+            time,
+            what,
+        })
+        .collect()
 }
 
 /// Where a subscription resumes: after event `after` of `commit` (`None`:
@@ -121,7 +212,7 @@ impl Cursor {
 #[derive(Debug, Default)]
 pub struct Replay {
     /// The events, oldest first.
-    pub events: Vec<pb::WatchEventsResponse>,
+    pub events: Vec<Event>,
     /// The commits they were read from.
     pub commits: Vec<Oid>,
 }
@@ -149,7 +240,7 @@ pub fn since(repo: &Repository, cursor: Cursor, tip: Oid) -> Result<Option<Repla
     if commits.len() > MAX_REPLAY_COMMITS {
         return Err(git2::Error::from_str("too many commits to replay"));
     }
-    let mut events: Vec<pb::WatchEventsResponse> = match cursor.after {
+    let mut events: Vec<Event> = match cursor.after {
         Some(after) => events_of(repo, cursor.commit)
             .into_iter()
             .skip(after + 1)
@@ -162,25 +253,30 @@ pub fn since(repo: &Repository, cursor: Cursor, tip: Oid) -> Result<Option<Repla
     Ok(Some(Replay { events, commits }))
 }
 
-/// Whether an event passes a watcher's filters.
-pub fn matches(event: &pb::WatchEventsResponse, service: &str, environment: &str) -> bool {
-    use pb::watch_events_response::Event;
-    let (event_service, event_environment) = match &event.event {
-        Some(Event::BuildAdded(build)) => (build.service.as_str(), None),
-        Some(Event::Released(release)) => {
-            (release.service.as_str(), Some(release.environment.as_str()))
+impl Event {
+    /// The service and (for releases and reports) the environment the
+    /// event is about.
+    fn about(&self) -> (&str, Option<&str>) {
+        match &self.what {
+            What::BuildAdded(build) => (&build.service, None),
+            What::Released(release) => (&release.service, Some(&release.environment)),
+            What::PolicyChanged { service, .. } => (service, None),
+            What::DeploymentReported(report) => (&report.service, Some(&report.environment)),
         }
-        Some(Event::PolicyChanged(policy)) => (policy.service.as_str(), None),
-        Some(Event::DeploymentReported(report)) => {
-            (report.service.as_str(), Some(report.environment.as_str()))
-        }
-        // A subscriber's own markers always reach it.
-        Some(Event::Live(_) | Event::Dropped(_)) => return true,
-        None => return false,
-    };
-    // An environment filter keeps releases to that environment and its
-    // deployment reports: builds and policies belong to a service, not an
-    // environment.
-    (service.is_empty() || service == event_service)
-        && (environment.is_empty() || event_environment == Some(environment))
+    }
+
+    /// Whether the event passes a watcher's filters (empty: any). An
+    /// environment filter keeps releases to that environment and its
+    /// deployment reports: builds and policies belong to a service, not an
+    /// environment.
+    pub fn matches(&self, service: &str, environment: &str) -> bool {
+        let (event_service, event_environment) = self.about();
+        (service.is_empty() || service == event_service)
+            && (environment.is_empty() || event_environment == Some(environment))
+    }
+
+    /// Whether it is a deployment report (no commit of its own).
+    pub fn is_report(&self) -> bool {
+        matches!(self.what, What::DeploymentReported(_))
+    }
 }

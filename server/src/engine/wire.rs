@@ -1,9 +1,13 @@
-//! Conversions from domain values to protobuf messages.
+//! The API's messages built from domain values: the read side answers in
+//! them, and the gRPC edge converts write results and events with them.
+//! The writer and the flows never see these types.
 
 use prost_types::Timestamp;
 use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
 
+use crate::domain::deployment::{Deployment, State};
+use crate::engine::events::{DeploymentReported, Event, What};
 use crate::flows::{Outcome, ReleaseDone};
 use crate::repo::index::{ReleaseDetails, ReleaseKind, ReleaseRecord, Signature};
 
@@ -122,5 +126,77 @@ pub fn release_record(record: &ReleaseRecord, details: &ReleaseDetails) -> pb::R
         author: Some(person(&details.author)),
         commit_sha: record.commit.to_string(),
         title: details.title.clone(),
+    }
+}
+
+/// A deployment state as the API names it.
+pub fn deployment_state(state: State) -> pb::DeploymentState {
+    match state {
+        State::Progressing => pb::DeploymentState::Progressing,
+        State::Succeeded => pb::DeploymentState::Succeeded,
+        State::Failed => pb::DeploymentState::Failed,
+    }
+}
+
+/// What the cluster said of a release; PENDING when nothing.
+pub fn deployment(deployment: Option<&Deployment>) -> pb::Deployment {
+    match deployment {
+        Some(d) => pb::Deployment {
+            state: deployment_state(d.state) as i32,
+            message: d.message.clone(),
+            revision: d.revision.clone(),
+            reported_at: Some(timestamp(d.reported_at)),
+            source: d.source.clone(),
+        },
+        None => pb::Deployment {
+            state: pb::DeploymentState::Pending as i32,
+            ..Default::default()
+        },
+    }
+}
+
+/// A new deployment state of one release.
+pub fn deployment_reported(report: &DeploymentReported) -> pb::DeploymentReported {
+    pb::DeploymentReported {
+        environment: report.environment.clone(),
+        service: report.service.clone(),
+        artifact_id: report.artifact_id.clone(),
+        release_commit_sha: report.release_commit.clone(),
+        deployment: Some(deployment(Some(&report.deployment))),
+    }
+}
+
+/// An event as `WatchEvents` sends it.
+pub fn event(event: &Event) -> pb::WatchEventsResponse {
+    use pb::watch_events_response::Event as Sent;
+    let sent = match &event.what {
+        What::BuildAdded(build) => Sent::BuildAdded(artifact_summary(
+            &build.spec,
+            &build.service,
+            &build.branch,
+            Some(build.build_commit),
+        )),
+        What::Released(release) => Sent::Released(pb::ReleaseResult {
+            outcome: pb::Outcome::Applied as i32,
+            namespace: release.namespace.clone(),
+            branch: release.branch.clone(),
+            service: release.service.clone(),
+            environment: release.environment.clone(),
+            artifact_id: release.artifact_id.clone(),
+            commit_sha: event.commit.clone(),
+            intent: intent(release.kind) as i32,
+            replayed: false,
+        }),
+        What::PolicyChanged { service, title } => Sent::PolicyChanged(pb::PolicyChanged {
+            service: service.clone(),
+            title: title.clone(),
+        }),
+        What::DeploymentReported(report) => Sent::DeploymentReported(deployment_reported(report)),
+    };
+    pb::WatchEventsResponse {
+        commit_sha: event.commit.clone(),
+        time: Some(timestamp(event.time)),
+        event: Some(sent),
+        cursor: event.cursor.clone(),
     }
 }

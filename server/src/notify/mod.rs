@@ -17,10 +17,10 @@ pub mod message;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use release_manager::pb;
-use release_manager::pb::watch_events_response::Event;
-
+use crate::domain::deployment::State;
+use crate::engine::events::{DeploymentReported, Event, EventBus, Signal, What};
 use crate::engine::reads::Reader;
+use crate::repo::index::ReleaseKind;
 use config::{Kind, Notifications};
 use journal::{Entry, Journal};
 
@@ -39,7 +39,7 @@ pub fn start(
     notifications: Notifications,
     data_dir: &std::path::Path,
     reader: Arc<Reader>,
-    events: &tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    events: &EventBus,
     tip: git2::Oid,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<Started> {
@@ -82,7 +82,7 @@ pub fn start(
 
 /// Journals a deployment report's event (called by `deployments` before
 /// it answers the report).
-pub fn journal_report(journal: &Journal, event: pb::WatchEventsResponse) {
+pub fn journal_report(journal: &Journal, event: &Event) {
     if let Some(entry) = report_entry(event) {
         if let Err(e) = journal.append(entry) {
             tracing::error!(error = %e, "cannot write the notification journal; this report will not be notified");
@@ -94,16 +94,16 @@ pub fn journal_report(journal: &Journal, event: pb::WatchEventsResponse) {
 async fn source(
     journal: Arc<Journal>,
     reader: Arc<Reader>,
-    mut receiver: tokio::sync::broadcast::Receiver<pb::WatchEventsResponse>,
+    mut receiver: tokio::sync::broadcast::Receiver<Signal>,
 ) {
     let mut journaled = catch_up(&journal, &reader).await;
     loop {
         match receiver.recv().await {
             // The server is stopping.
-            Ok(event) if event.event.is_none() => return,
+            Ok(Signal::Stop) => return,
             // Journaled by `deployments` itself, before it answered.
-            Ok(event) if matches!(event.event, Some(Event::DeploymentReported(_))) => {}
-            Ok(event) => {
+            Ok(Signal::Event(event)) if event.is_report() => {}
+            Ok(Signal::Event(event)) => {
                 if journaled.contains(&event.cursor) {
                     continue;
                 }
@@ -159,7 +159,7 @@ async fn catch_up(journal: &Arc<Journal>, reader: &Arc<Reader>) -> HashSet<Strin
 }
 
 /// Journals one event (those no destination can want are skipped).
-async fn record(journal: &Arc<Journal>, reader: &Arc<Reader>, event: pb::WatchEventsResponse) {
+async fn record(journal: &Arc<Journal>, reader: &Arc<Reader>, event: Event) {
     let (reader, journal) = (reader.clone(), journal.clone());
     let _ = tokio::task::spawn_blocking(move || {
         let Some(entry) = entry_of(&reader, event) else { return };
@@ -172,13 +172,12 @@ async fn record(journal: &Arc<Journal>, reader: &Arc<Reader>, event: pb::WatchEv
 
 /// The journal entry of an event, with what its commit and artifact.json
 /// say about it.
-fn entry_of(reader: &Reader, event: pb::WatchEventsResponse) -> Option<Entry> {
-    let time = event.time.as_ref().map_or(0, |t| t.seconds);
-    let blank = |kind: Kind, id: String| Entry {
+fn entry_of(reader: &Reader, event: Event) -> Option<Entry> {
+    let blank = |kind: Kind| Entry {
         seq: 0,
-        id,
+        id: format!("rm-{}", event.cursor.replace('.', "-")),
         kind,
-        time,
+        time: event.time,
         cursor: event.cursor.clone(),
         service: String::new(),
         environment: String::new(),
@@ -186,68 +185,70 @@ fn entry_of(reader: &Reader, event: pb::WatchEventsResponse) -> Option<Entry> {
         branch: String::new(),
         author: String::new(),
         actor: String::new(),
-        commit: event.commit_sha.clone(),
+        commit: event.commit.clone(),
         build_url: String::new(),
         source_url: String::new(),
         detail: String::new(),
     };
-    let commit_id = format!("rm-{}", event.cursor.replace('.', "-"));
-    match event.event? {
-        Event::Released(result) => {
-            let kind = match result.intent() {
-                pb::ReleaseIntent::Rollback => Kind::Rollback,
-                pb::ReleaseIntent::AutoRelease => Kind::AutoRelease,
+    match &event.what {
+        What::Released(release) => {
+            let kind = match release.kind {
+                ReleaseKind::Rollback => Kind::Rollback,
+                ReleaseKind::AutoRelease => Kind::AutoRelease,
                 _ => Kind::Release,
             };
-            let mut entry = blank(kind, commit_id);
-            entry.detail = intent_word(result.intent()).to_string();
-            entry.service = result.service;
-            entry.environment = result.environment;
-            entry.artifact_id = result.artifact_id;
-            entry.branch = result.branch;
+            let mut entry = blank(kind);
+            entry.detail = intent_word(release.kind).to_string();
+            entry.service = release.service.clone();
+            entry.environment = release.environment.clone();
+            entry.artifact_id = release.artifact_id.clone();
+            entry.branch = release.branch.clone();
             let path = format!(
                 "{}/releases/{}/{}/artifact.json",
-                entry.environment, result.namespace, entry.service
+                entry.environment, release.namespace, entry.service
             );
             enrich(reader, &mut entry, &path);
             Some(entry)
         }
-        Event::BuildAdded(build) => {
-            let mut entry = blank(Kind::Build, commit_id);
-            entry.actor = build
-                .committer
-                .as_ref()
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
-            entry.author = build
-                .author
-                .as_ref()
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
-            entry.build_url = build.build_url.clone();
-            entry.source_url = build.source_url.clone();
-            entry.commit = build.build_commit_sha.clone();
-            entry.service = build.service;
-            entry.artifact_id = build.artifact_id;
-            entry.branch = build.branch;
+        What::BuildAdded(build) => {
+            let mut entry = blank(Kind::Build);
+            let app = &build.spec.application;
+            entry.actor = app.committer_name.clone();
+            entry.author = app.author_name.clone();
+            entry.build_url = build.spec.ci.job_url.clone();
+            entry.source_url = app.url.clone();
+            entry.commit = build.build_commit.to_string();
+            entry.service = build.service.clone();
+            entry.artifact_id = build.spec.id.clone();
+            entry.branch = if app.branch.is_empty() {
+                build.branch.clone()
+            } else {
+                app.branch.clone()
+            };
             Some(entry)
         }
         // Journaled from `deployments` (see `journal_report`).
-        Event::DeploymentReported(_) => None,
-        Event::PolicyChanged(_) | Event::Live(_) | Event::Dropped(_) => None,
+        What::DeploymentReported(_) => None,
+        What::PolicyChanged { .. } => None,
     }
 }
 
 /// The journal entry of a deployment report's event.
-fn report_entry(event: pb::WatchEventsResponse) -> Option<Entry> {
-    let Some(Event::DeploymentReported(report)) = event.event else {
+fn report_entry(event: &Event) -> Option<Entry> {
+    let What::DeploymentReported(report) = &event.what else {
         return None;
     };
-    let deployment = report.deployment.unwrap_or_default();
-    let kind = match pb::DeploymentState::try_from(deployment.state) {
-        Ok(pb::DeploymentState::Succeeded) => Kind::Deployed,
-        Ok(pb::DeploymentState::Failed) => Kind::DeploymentFailed,
-        _ => return None,
+    let DeploymentReported {
+        environment,
+        service,
+        artifact_id,
+        release_commit,
+        deployment,
+    } = report;
+    let kind = match deployment.state {
+        State::Succeeded => Kind::Deployed,
+        State::Failed => Kind::DeploymentFailed,
+        State::Progressing => return None,
     };
     let short = |sha: &str| sha.chars().take(12).collect::<String>();
     Some(Entry {
@@ -255,38 +256,35 @@ fn report_entry(event: pb::WatchEventsResponse) -> Option<Entry> {
         id: format!(
             "rm-{}-{}-{}-{}-{}",
             kind.as_str(),
-            report.environment,
-            report.service,
-            short(&report.release_commit_sha),
+            environment,
+            service,
+            short(release_commit),
             short(&deployment.revision)
         ),
         kind,
-        time: deployment
-            .reported_at
-            .or(event.time)
-            .map_or(0, |t| t.seconds),
+        time: deployment.reported_at,
         cursor: String::new(),
-        service: report.service,
-        environment: report.environment,
-        artifact_id: report.artifact_id,
+        service: service.clone(),
+        environment: environment.clone(),
+        artifact_id: artifact_id.clone(),
         branch: String::new(),
         author: String::new(),
-        actor: deployment.source,
-        commit: deployment.revision,
+        actor: deployment.source.clone(),
+        commit: deployment.revision.clone(),
         build_url: String::new(),
         source_url: String::new(),
-        detail: deployment.message,
+        detail: deployment.message.clone(),
     })
 }
 
-fn intent_word(intent: pb::ReleaseIntent) -> &'static str {
-    match intent {
-        pb::ReleaseIntent::ReleaseBranch => "release of a branch",
-        pb::ReleaseIntent::ReleaseArtifact => "release of an artifact",
-        pb::ReleaseIntent::Promote => "promotion",
-        pb::ReleaseIntent::Rollback => "rollback",
-        pb::ReleaseIntent::AutoRelease => "auto-release",
-        _ => "",
+fn intent_word(kind: ReleaseKind) -> &'static str {
+    match kind {
+        ReleaseKind::Branch => "release of a branch",
+        ReleaseKind::Artifact => "release of an artifact",
+        ReleaseKind::Promote => "promotion",
+        ReleaseKind::Rollback => "rollback",
+        ReleaseKind::AutoRelease => "auto-release",
+        ReleaseKind::Unknown => "",
     }
 }
 

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use git2::{Mempack, Oid};
 use rand::Rng;
-use release_manager::pb;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::chain;
 use crate::domain::FlowError;
 use crate::domain::Settings;
+use crate::engine::events::{EventBus, Signal};
 use crate::engine::published::SharedState;
 use crate::flows::{self, FlowContext, WriteDone, WriteRequest};
 use crate::repo::index::{Index, View};
@@ -213,7 +213,7 @@ pub fn spawn(
     shared: SharedState,
     settings: Settings,
     config: WriterConfig,
-    events: broadcast::Sender<pb::WatchEventsResponse>,
+    events: EventBus,
 ) -> (WriterHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.queue_capacity);
     let stats = Arc::new(WriterStats::default());
@@ -248,7 +248,7 @@ struct Writer {
     settings: Settings,
     config: WriterConfig,
     stats: Arc<WriterStats>,
-    events: broadcast::Sender<pb::WatchEventsResponse>,
+    events: EventBus,
     /// Builds whose auto-releases are still to be made (the remote moved or
     /// failed before they were pushed).
     owed: std::cell::RefCell<Vec<NewBuild>>,
@@ -767,7 +767,7 @@ impl Writer {
         let skip = commits.len().saturating_sub(MAX_EVENTS_PER_PUBLISH);
         for &commit in &commits[skip..] {
             for event in crate::engine::events::events_of(self.mirror.repo(), commit) {
-                let _ = self.events.send(event);
+                let _ = self.events.send(Signal::Event(event));
             }
         }
     }

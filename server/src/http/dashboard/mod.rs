@@ -28,9 +28,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use hmac::{Hmac, Mac};
-use release_manager::pb;
 use sha2::Sha256;
 
+use crate::domain::deployment::State as Deployed;
+use crate::engine::events::{EventBus, Signal, What};
 use crate::engine::reads::Reader;
 use crate::repo::index::View;
 
@@ -60,7 +61,7 @@ impl Access {
 #[derive(Clone)]
 pub struct DashboardState {
     reader: Arc<Reader>,
-    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    events: EventBus,
     access: Arc<Access>,
     models: Arc<model::Models>,
     deployments: Arc<crate::deployments::Deployments>,
@@ -70,7 +71,7 @@ impl DashboardState {
     /// The dashboard over `reader`, live with `events`.
     pub fn new(
         reader: Arc<Reader>,
-        events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+        events: EventBus,
         access: Access,
         deployments: Arc<crate::deployments::Deployments>,
     ) -> Self {
@@ -224,14 +225,19 @@ fn join_deployments(
 ) {
     for (cell, environment) in row.cells.iter_mut().zip(environments) {
         if !cell.artifact_id.is_empty() && deployments.reporting(environment) {
-            let deployment = deployments.of(environment, &row.service, &cell.release_commit);
-            let word = match pb::DeploymentState::try_from(deployment.state) {
-                Ok(pb::DeploymentState::Succeeded) => "deployed",
-                Ok(pb::DeploymentState::Failed) => "failed",
-                Ok(pb::DeploymentState::Progressing) => "progressing",
-                _ => "pending",
-            };
-            cell.deployment = Some((word, deployment.message));
+            cell.deployment = Some(
+                match deployments.of(environment, &row.service, &cell.release_commit) {
+                    Some(deployment) => {
+                        let word = match deployment.state {
+                            Deployed::Succeeded => "deployed",
+                            Deployed::Failed => "failed",
+                            Deployed::Progressing => "progressing",
+                        };
+                        (word, deployment.message)
+                    }
+                    None => ("pending", String::new()),
+                },
+            );
         }
     }
 }
@@ -432,7 +438,6 @@ async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Resp
     if !allowed(&state.access, &headers) {
         return refused(&state.access, false);
     }
-    use pb::watch_events_response::Event as Kind;
     let receiver = state.events.subscribe();
     let stream = tokio_stream::wrappers::BroadcastStream::new(receiver);
     let stream = tokio_stream::StreamExt::map_while(stream, |item| {
@@ -442,18 +447,15 @@ async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Resp
                     Event::default().event("resync").data("{}"),
                 ))
             }
-            Ok(event) => event,
-        };
-        let (kind, service, environment) = match &event.event {
             // The server is stopping: end the stream so it can.
-            None => return None,
-            Some(Kind::BuildAdded(b)) => ("build", b.service.clone(), String::new()),
-            Some(Kind::Released(r)) => ("release", r.service.clone(), r.environment.clone()),
-            Some(Kind::PolicyChanged(p)) => ("policy", p.service.clone(), String::new()),
-            Some(Kind::DeploymentReported(d)) => {
-                ("deployment", d.service.clone(), d.environment.clone())
-            }
-            Some(Kind::Live(_) | Kind::Dropped(_)) => ("other", String::new(), String::new()),
+            Ok(Signal::Stop) => return None,
+            Ok(Signal::Event(event)) => event,
+        };
+        let (kind, service, environment) = match &event.what {
+            What::BuildAdded(b) => ("build", b.service.clone(), String::new()),
+            What::Released(r) => ("release", r.service.clone(), r.environment.clone()),
+            What::PolicyChanged { service, .. } => ("policy", service.clone(), String::new()),
+            What::DeploymentReported(d) => ("deployment", d.service.clone(), d.environment.clone()),
         };
         let data =
             serde_json::json!({"kind": kind, "service": service, "environment": environment});

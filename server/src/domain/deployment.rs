@@ -1,0 +1,53 @@
+//! What a controller says about a release: its state in the cluster, and
+//! the report that said so.
+
+use serde::{Deserialize, Serialize};
+
+/// How far a release got in the cluster, as a report says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Being applied.
+    Progressing,
+    /// Applied and healthy.
+    Succeeded,
+    /// Failed to apply, or unhealthy.
+    Failed,
+}
+
+impl State {
+    /// The word used in metrics, logs and the generic route.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Progressing => "progressing",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+        }
+    }
+
+    /// The state a word names (`progressing`, `succeeded`, `failed`; also
+    /// the proto's names).
+    pub fn parse(word: &str) -> Option<State> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "progressing" | "deployment_state_progressing" => Some(State::Progressing),
+            "succeeded" | "deployed" | "deployment_state_succeeded" => Some(State::Succeeded),
+            "failed" | "deployment_state_failed" => Some(State::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The latest report on one release, as watchers and status see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    /// The state reported.
+    pub state: State,
+    /// The controller's words.
+    pub message: String,
+    /// The config repository commit it applied.
+    pub revision: String,
+    /// When it was reported, in seconds since the epoch.
+    pub reported_at: i64,
+    /// Who reported.
+    pub source: String,
+}
