@@ -47,7 +47,17 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = "README.md"
 # The docs/ pages whose blocks run after the README's, in this order.
-DOCS_PAGES = []
+DOCS_PAGES = [
+    "docs/hamctl.md",
+    "docs/config-repository.md",
+    "docs/controllers.md",
+    "docs/running.md",
+    "docs/api.md",
+    "docs/migration.md",
+    "docs/operations.md",
+    "docs/performance.md",
+    "docs/architecture.md",
+]
 DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 # The first build compiles everything: allow for a slow machine.
 START_TIMEOUT = 40 * 60
@@ -100,7 +110,23 @@ def pages():
     gone = sorted(set(DOCS_PAGES) - set(present))
     if gone:
         fail(f"DOCS_PAGES in tests/readme_commands.py names {', '.join(gone)}, which does not exist")
+    listed = read_next_links()
+    if listed != DOCS_PAGES:
+        fail(
+            "the README's \"Where to read next\" list and DOCS_PAGES in "
+            f"tests/readme_commands.py name the pages in another order: {listed} vs {DOCS_PAGES}"
+        )
     return [README] + DOCS_PAGES
+
+
+def read_next_links():
+    """The docs pages the README's "Where to read next" list links to, in
+    its order."""
+    text = open(os.path.join(REPO, README), encoding="utf-8").read()
+    section = re.search(r"^## Where to read next\n(.*?)(?=^## )", text, re.M | re.S)
+    if not section:
+        fail("README.md has no \"## Where to read next\" section")
+    return re.findall(r"^\s*\d+\. \[[^\]]*\]\((docs/[^)#]+\.md)\)", section.group(1), re.M)
 
 
 def read_blocks(page):
