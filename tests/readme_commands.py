@@ -57,6 +57,7 @@ DOCS_PAGES = [
     "docs/operations.md",
     "docs/performance.md",
     "docs/architecture.md",
+    "docs/development.md",
 ]
 DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 # The first build compiles everything: allow for a slow machine.
