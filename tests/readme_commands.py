@@ -115,7 +115,8 @@ def pages():
     if listed != DOCS_PAGES:
         fail(
             "the README's \"Where to read next\" list and DOCS_PAGES in "
-            f"tests/readme_commands.py name the pages in another order: {listed} vs {DOCS_PAGES}"
+            "tests/readme_commands.py must name the same pages in the same order: "
+            f"{listed} vs {DOCS_PAGES}"
         )
     return [README] + DOCS_PAGES
 
