@@ -46,7 +46,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = "README.md"
-# The docs/ pages whose blocks run after the README's, in this order.
+# The docs/ pages whose blocks run after the README's, in this order: the
+# order of the README's "Where to read next" list, which must match it.
 DOCS_PAGES = [
     "docs/hamctl.md",
     "docs/config-repository.md",
@@ -99,7 +100,8 @@ def where(block):
 
 def pages():
     """README.md, then DOCS_PAGES; fails unless DOCS_PAGES names exactly
-    the pages in docs/."""
+    the pages in docs/, in the order of the README's "Where to read next"
+    list."""
     docs = os.path.join(REPO, "docs")
     present = sorted(
         f"docs/{name}" for name in (os.listdir(docs) if os.path.isdir(docs) else [])
