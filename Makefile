@@ -40,9 +40,10 @@ python-client-test:
 	$(PYTHON_ENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python_client/requirements.txt
 	RELEASE_MANAGER_BIN=$(TARGET_DIR)/debug/release-manager $(PYTHON_ENV)/bin/python tests/python_client/test_api.py
 
-# Runs the README's commands, in order, against a demo started the
-# README's way (make run). Needs ports 8080 and 8081 free, and buf (for the
-# README's `buf curl` example: installed from npm into .tools/ if missing).
+# Runs the commands of README.md and then of the docs/ pages (in the order
+# tests/readme_commands.py lists them), against a demo started the README's
+# way (make run). Needs ports 8080 and 8081 free, and buf (for the `buf curl`
+# example of docs/api.md: installed from npm into .tools/ if missing).
 BUF_VERSION ?= 1.75.0
 readme-test:
 	@command -v buf >/dev/null || [ -x .tools/node_modules/.bin/buf ] \

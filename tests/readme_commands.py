@@ -1,21 +1,33 @@
 #!/usr/bin/env python3
-"""Runs README.md as a newcomer would, and fails if any command fails.
+"""Runs README.md and the docs/ pages as a newcomer would, and fails if any
+command fails.
 
 It starts the demo with the Quickstart's first command (from the
 repository root, as pasted), waits for the banner, runs the commands the
-banner prints, then every ```sh block of the README in order, in one bash
-session (so `export`s carry over), and stops the server with SIGTERM.
+banner prints, then every ```sh block of README.md followed by every
+```sh block of the pages in docs/, in one bash session (so `export`s
+carry over: the pages use the walk-through's PATH and HAMCTL_URL), and
+stops the server with SIGTERM.
 
-Which blocks run is decided by an HTML comment on the line before a block:
+The order is fixed: README.md first, then the pages in the order of
+DOCS_PAGES below (the order of the README's "Where to read next" list),
+each page's blocks top to bottom. A block may rely on what an earlier
+block, in the README or in an earlier page, left in the demo. A page in
+docs/ that DOCS_PAGES does not name, or a name with no page, fails the
+test, so a new page is never left out silently.
 
-  <!-- readme-test: quickstart -->   the two set-up commands: the first one
+Which blocks run is decided by an HTML comment on the line before a block,
+with the same rules on every page:
+
+  <!-- readme-test: quickstart -->   the two set-up commands (README.md
+                                     only, exactly once): the first one
                                      starts the demo; the second (the
                                      tests) is what .ci/run runs anyway
   <!-- readme-test: skip (why) -->    not run here; the reason is required
   <!-- readme-test: needs TOOL -->    run, and TOOL must be on PATH
 
-Every other ```sh block runs. So a new command in the README is tested by
-default, and the README cannot drift from what works.
+Every other ```sh block runs. So a new command in the README or a page is
+tested by default, and the documentation cannot drift from what works.
 
 The demo gets a fresh data dir (RELEASE_MANAGER_DATA_DIR), so an earlier
 demo's state is neither used nor touched; ports 8080 and 8081 must be free.
@@ -33,7 +45,21 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(REPO, "README.md")
+README = "README.md"
+# The docs/ pages whose blocks run after the README's, in this order: the
+# order of the README's "Where to read next" list, which must match it.
+DOCS_PAGES = [
+    "docs/hamctl.md",
+    "docs/config-repository.md",
+    "docs/controllers.md",
+    "docs/running.md",
+    "docs/api.md",
+    "docs/migration.md",
+    "docs/operations.md",
+    "docs/performance.md",
+    "docs/architecture.md",
+    "docs/development.md",
+]
 DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 # The first build compiles everything: allow for a slow machine.
 START_TIMEOUT = 40 * 60
@@ -42,7 +68,8 @@ PORTS = (8080, 8081)
 
 
 class Block:
-    def __init__(self, line, directive, code):
+    def __init__(self, page, line, directive, code):
+        self.page = page
         self.line = line
         self.directive = directive
         self.code = code
@@ -67,8 +94,47 @@ def fail(message):
     sys.exit(1)
 
 
-def read_blocks():
-    lines = open(README, encoding="utf-8").read().splitlines()
+def where(block):
+    return f"{block.page} line {block.line}"
+
+
+def pages():
+    """README.md, then DOCS_PAGES; fails unless DOCS_PAGES names exactly
+    the pages in docs/, in the order of the README's "Where to read next"
+    list."""
+    docs = os.path.join(REPO, "docs")
+    present = sorted(
+        f"docs/{name}" for name in (os.listdir(docs) if os.path.isdir(docs) else [])
+        if name.endswith(".md")
+    )
+    missing = sorted(set(present) - set(DOCS_PAGES))
+    if missing:
+        fail(f"add {', '.join(missing)} to DOCS_PAGES in tests/readme_commands.py")
+    gone = sorted(set(DOCS_PAGES) - set(present))
+    if gone:
+        fail(f"DOCS_PAGES in tests/readme_commands.py names {', '.join(gone)}, which does not exist")
+    listed = read_next_links()
+    if listed != DOCS_PAGES:
+        fail(
+            "the README's \"Where to read next\" list and DOCS_PAGES in "
+            "tests/readme_commands.py must name the same pages in the same order: "
+            f"{listed} vs {DOCS_PAGES}"
+        )
+    return [README] + DOCS_PAGES
+
+
+def read_next_links():
+    """The docs pages the README's "Where to read next" list links to, in
+    its order."""
+    text = open(os.path.join(REPO, README), encoding="utf-8").read()
+    section = re.search(r"^## Where to read next\n(.*?)(?=^## )", text, re.M | re.S)
+    if not section:
+        fail("README.md has no \"## Where to read next\" section")
+    return re.findall(r"^\s*\d+\. \[[^\]]*\]\((docs/[^)#]+\.md)\)", section.group(1), re.M)
+
+
+def read_blocks(page):
+    lines = open(os.path.join(REPO, page), encoding="utf-8").read().splitlines()
     blocks, i = [], 0
     while i < len(lines):
         fence = re.match(r"^```(\S*)", lines[i])
@@ -92,7 +158,7 @@ def read_blocks():
             found = DIRECTIVE.search(lines[before])
             if found:
                 directive = found.group(1)
-        blocks.append(Block(start + 1, directive, "\n".join(body) + "\n"))
+        blocks.append(Block(page, start + 1, directive, "\n".join(body) + "\n"))
     return blocks
 
 
@@ -191,10 +257,15 @@ def run_script(title, script, env):
 
 
 def main():
-    blocks = read_blocks()
+    read = pages()
+    blocks = [block for page in read for block in read_blocks(page)]
     quickstart = [b for b in blocks if b.directive == "quickstart"]
-    if len(quickstart) != 1:
-        fail("README.md needs exactly one block marked <!-- readme-test: quickstart -->")
+    if len(quickstart) != 1 or quickstart[0].page != README:
+        fail(
+            "README.md needs exactly one block marked <!-- readme-test: quickstart -->, "
+            "and no page another: "
+            + (", ".join(where(b) for b in quickstart) or "none found")
+        )
     setup = quickstart[0].commands()
     if len(setup) != 2:
         fail(f"the Quickstart block has {len(setup)} commands, not two: {setup}")
@@ -210,15 +281,15 @@ def main():
             walk.append(block)
         elif block.directive.startswith("skip"):
             if not re.match(r"skip\s*\(.+\)", block.directive):
-                fail(f"README.md line {block.line}: a skipped block must say why: skip (...)")
+                fail(f"{where(block)}: a skipped block must say why: skip (...)")
             skipped.append(block)
         elif block.directive.startswith("needs "):
             tool = block.directive.split()[1]
             if not shutil.which(tool):
-                fail(f"README.md line {block.line} needs `{tool}` on PATH (make readme-test installs it)")
+                fail(f"{where(block)} needs `{tool}` on PATH (make readme-test installs it)")
             walk.append(block)
         else:
-            fail(f"README.md line {block.line}: unknown directive {block.directive!r}")
+            fail(f"{where(block)}: unknown directive {block.directive!r}")
 
     for port in PORTS:
         if not port_free(port):
@@ -233,11 +304,13 @@ def main():
             if failure:
                 failures.append(failure)
             else:
-                script = "".join(
-                    f"# README.md line {b.line}\n{b.code}" for b in walk
-                )
+                # `:` is a no-op that bash -x traces, so the output says
+                # which page and line a failing command is on.
+                script = "".join(f": {where(b)}\n{b.code}" for b in walk)
                 failure = run_script(
-                    f"{len(walk)} command blocks of README.md, in order", script, env
+                    f"{len(walk)} command blocks of README.md and docs/, in order",
+                    script,
+                    env,
                 )
                 if failure:
                     failures.append(failure)
@@ -249,8 +322,8 @@ def main():
         fail("; ".join(failures))
     commands = sum(len(b.commands()) for b in walk) + len(banner) + 1
     print(
-        f"\nREADME test ok: {commands} commands ({len(walk)} blocks and the banner) "
-        f"exited 0; {len(skipped)} blocks not run here, each saying why"
+        f"\nREADME test ok: {commands} commands ({len(walk)} blocks of {len(read)} pages, "
+        f"and the banner) exited 0; {len(skipped)} blocks not run here, each saying why"
     )
 
 
