@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use release_manager::cli_support::{self, parse_server_url};
+use cli_support::{self, parse_server_url};
 use release_manager::pb::{Outcome, PushArtifactRequest, PushArtifactResponse, ReleaseResult};
 use release_manager::spec::ArtifactSpec;
 

@@ -2,15 +2,15 @@
 //! command shares, and the list of subcommands.
 //!
 //! It owns validation that needs no server (the server URL form, checked by
-//! `release_manager::cli_support`; the output format; a `policy` command
-//! without `--service`). It must not connect, resolve identities or print:
+//! `cli_support`; the output format; a `policy` command without
+//! `--service`). It must not connect, resolve identities or print:
 //! each command's own arguments live in that command's module.
 
 use std::ffi::OsString;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use release_manager::cli_support::parse_server_url;
+use cli_support::parse_server_url;
 
 use crate::{describe, policy, promote, release, rollback, status, watch};
 
@@ -112,9 +112,9 @@ pub(crate) struct GlobalArgs {
         long,
         global = true,
         env = "HAMCTL_REQUEST_TIMEOUT",
-        default_value = release_manager::cli_support::DEFAULT_REQUEST_TIMEOUT,
+        default_value = cli_support::DEFAULT_REQUEST_TIMEOUT,
         value_name = "DURATION",
-        value_parser = release_manager::cli_support::parse_request_timeout,
+        value_parser = cli_support::parse_request_timeout,
         alias = "http-timeout",
         help_heading = GLOBAL_HEADING
     )]

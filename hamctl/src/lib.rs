@@ -49,9 +49,7 @@ mod watch;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 
-use release_manager::cli_support::{
-    self, is_broken_pipe, report_clap_error, report_outcome, Colour,
-};
+use cli_support::{self, is_broken_pipe, report_clap_error, report_outcome, Colour};
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;

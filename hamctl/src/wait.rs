@@ -14,7 +14,6 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use release_manager::cli_support;
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{
     DeploymentState, ReleaseResult, StatusRequest, StatusResponse, WatchEventsRequest,

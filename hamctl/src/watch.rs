@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use clap::Args;
-use release_manager::cli_support::{one_line, ConnectError};
+use cli_support::{one_line, ConnectError};
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{WatchEventsRequest, WatchEventsResponse};
 use serde_json::{json, Value};

@@ -8,6 +8,9 @@
 //! differ (the environment variable that holds the token, colour) the caller
 //! says. It must not parse a command line, build requests or interpret
 //! responses: each CLI does that itself.
+//!
+//! It is a crate of its own, not part of the API crate, so that a Rust
+//! client of the API does not pull in clap.
 
 use std::fmt::Display;
 use std::io::Write;
@@ -19,8 +22,8 @@ use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
-use crate::pb::policy_service_client::PolicyServiceClient;
-use crate::pb::release_service_client::ReleaseServiceClient;
+use release_manager::pb::policy_service_client::PolicyServiceClient;
+use release_manager::pb::release_service_client::ReleaseServiceClient;
 
 /// Exit code of a successful run (also `--help`, `--version` and a stdout
 /// closed early).
