@@ -1,33 +1,16 @@
-//! `--request-timeout`: its default, its parsing and what zero means (no
-//! limit).
+//! `--request-timeout`: its default, its parsing (the API crate's one
+//! duration grammar) and what zero means (no limit).
 
 use std::time::Duration;
 
 /// Default of `--request-timeout`: how long a CLI waits for one call.
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "60s";
 
-/// Parses `--request-timeout` (`30s`, `2m`, `500ms`); `0` (zero) means no
-/// limit, see [`time_limit`].
+/// Parses `--request-timeout` in the API crate's duration grammar (`30s`,
+/// `2m`, `500ms`, a bare number of seconds); `0` (zero) means no limit, see
+/// [`time_limit`].
 pub fn parse_request_timeout(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (digits, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, ""), |at| text.split_at(at));
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 2m or 500ms (0: no limit)"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(amount),
-        "s" | "" => Duration::from_secs(amount),
-        "m" => Duration::from_secs(amount.saturating_mul(60)),
-        "h" => Duration::from_secs(amount.saturating_mul(3600)),
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration like 30s, 2m or 500ms (0: no limit)"
-            ))
-        }
-    };
-    Ok(duration)
+    release_manager::duration::parse(text).map_err(|error| format!("{error} (0: no limit)"))
 }
 
 /// A `--request-timeout` as a limit: zero means none.
@@ -48,7 +31,9 @@ mod tests {
             Ok(Duration::from_millis(500))
         );
         assert_eq!(parse_request_timeout("0").map(time_limit), Ok(None));
-        assert!(parse_request_timeout("soon").is_err());
-        assert!(parse_request_timeout("5 minutes").is_err());
+        assert_eq!(parse_request_timeout("90"), Ok(Duration::from_secs(90)));
+        let error = parse_request_timeout("soon").expect_err("not a duration");
+        assert!(error.starts_with(r#""soon" is not a duration"#), "{error}");
+        assert!(error.ends_with(" (0: no limit)"), "{error}");
     }
 }
