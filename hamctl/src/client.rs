@@ -7,8 +7,8 @@
 
 use cli_support::{self, PolicyClient, ReleaseClient};
 
-use crate::cli::GlobalArgs;
 use crate::error::CliError;
+use crate::global::GlobalArgs;
 
 /// A connected [`ReleaseClient`] whose calls give up after
 /// `--request-timeout`.

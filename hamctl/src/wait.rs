@@ -19,8 +19,8 @@ use release_manager::pb::{
     DeploymentState, ReleaseResult, StatusRequest, StatusResponse, WatchEventsRequest,
 };
 
-use crate::cli::GlobalArgs;
 use crate::error::CliError;
+use crate::global::GlobalArgs;
 use crate::output::Printer;
 use crate::{client, present};
 

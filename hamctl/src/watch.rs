@@ -17,9 +17,9 @@ use release_manager::pb::{WatchEventsRequest, WatchEventsResponse};
 use serde_json::{json, Value};
 use tonic::Code;
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
-use crate::output::Printer;
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer};
 use crate::{client, present};
 
 /// Print events as they happen: builds added, releases, policy changes
