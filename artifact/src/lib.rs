@@ -33,6 +33,7 @@ mod cli;
 mod clock;
 mod end;
 mod error;
+mod global;
 mod identity;
 mod init;
 mod push;
