@@ -10,7 +10,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "60s";
 /// `2m`, `500ms`, a bare number of seconds); `0` (zero) means no limit, see
 /// [`time_limit`].
 pub fn parse_request_timeout(text: &str) -> Result<Duration, String> {
-    release_manager::duration::parse(text).map_err(|error| format!("{error} (0: no limit)"))
+    release_manager::duration::parse(text).map_err(|error| format!("{error}; 0 means no limit"))
 }
 
 /// A `--request-timeout` as a limit: zero means none.
@@ -34,6 +34,6 @@ mod tests {
         assert_eq!(parse_request_timeout("90"), Ok(Duration::from_secs(90)));
         let error = parse_request_timeout("soon").expect_err("not a duration");
         assert!(error.starts_with(r#""soon" is not a duration"#), "{error}");
-        assert!(error.ends_with(" (0: no limit)"), "{error}");
+        assert!(error.ends_with("; 0 means no limit"), "{error}");
     }
 }
