@@ -1,9 +1,10 @@
 //! The release manager's API crate: the generated gRPC stubs of `proto/`, and
 //! the types the server and both CLIs share (names rules, the artifact.json
-//! spec), and the plumbing both CLIs share (`cli_support`). It never touches
-//! git.
+//! spec, the duration grammar). It never touches git, and a Rust client of
+//! the API pulls in no command-line parsing: the plumbing both CLIs share
+//! lives in their own crate (`cli-support/`).
 
-pub mod cli_support;
+pub mod duration;
 pub mod names;
 pub mod spec;
 

@@ -189,7 +189,7 @@ async fn a_ci_pipeline_pushes_a_build_that_is_auto_released() {
     );
 
     // Status shows what the spec says.
-    let mut client = release_manager::cli_support::release_client(&url.clone(), "ops", None)
+    let mut client = cli_support::release_client(&url.clone(), "ops", None)
         .await
         .unwrap();
     let status = client

@@ -31,7 +31,7 @@ fn fixture() -> ConfigRepo {
 }
 
 async fn releases(server: &TestServer, token: &str) {
-    let mut client = release_manager::cli_support::release_client(&server.url, token, None)
+    let mut client = cli_support::release_client(&server.url, token, None)
         .await
         .unwrap();
     for (service, env, source) in [
@@ -81,7 +81,7 @@ async fn shown(browser: &Browser) -> Value {
 
 /// What the server says runs, as the page should show it.
 async fn running(server: &TestServer, token: &str) -> Value {
-    let mut client = release_manager::cli_support::release_client(&server.url, token, None)
+    let mut client = cli_support::release_client(&server.url, token, None)
         .await
         .unwrap();
     let mut all = serde_json::Map::new();

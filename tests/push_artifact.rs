@@ -80,7 +80,7 @@ async fn an_uploaded_build_is_stored_and_releasable() {
     assert_eq!(again.commit_sha, stored.commit_sha);
 
     // The new build is known at once: release it by id and by branch.
-    let mut ops = release_manager::cli_support::release_client(&server.url.clone(), "ops", None)
+    let mut ops = cli_support::release_client(&server.url.clone(), "ops", None)
         .await
         .unwrap();
     let released = ops
@@ -239,7 +239,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     assert_eq!(repo.remote_head(), head, "nothing was pushed");
 
     // And the artifact token does not release.
-    let mut ci = release_manager::cli_support::release_client(&server.url.clone(), "ci", None)
+    let mut ci = cli_support::release_client(&server.url.clone(), "ci", None)
         .await
         .unwrap();
     let err = ci
@@ -285,7 +285,7 @@ async fn a_branch_folder_never_swallows_a_nested_branch() {
     let nested2 = repo.add_build("shop", "feature/x", 2);
     repo.push();
     server.server.as_ref().unwrap().sync().await.unwrap();
-    let mut ops = release_manager::cli_support::release_client(&server.url.clone(), "ops", None)
+    let mut ops = cli_support::release_client(&server.url.clone(), "ops", None)
         .await
         .unwrap();
     let released = ops

@@ -109,7 +109,7 @@ async fn hamctl_talks_to_a_tls_server() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach server"), "{err}");
 
-    std::env::set_var(release_manager::cli_support::CA_CERT_ENV, &ca);
+    std::env::set_var(cli_support::CA_CERT_ENV, &ca);
     let (code, out, err) = hamctl(&[
         "--server",
         &https,

@@ -1,13 +1,13 @@
-//! The command-line grammar: the top-level parser, the global flags every
-//! command shares (where artifact.json lives), and the list of subcommands.
+//! The command-line grammar: the top-level parser, with the global flags
+//! (`global`: where artifact.json lives) and the list of subcommands.
 //!
-//! It must not read files, connect or print: each command's own arguments
-//! live in that command's module.
+//! It is wiring: it imports the command modules, and none of them imports
+//! it. It must not read files, connect or print: each command's own
+//! arguments live in that command's module.
 
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
 
-use clap::{Args, Parser, Subcommand};
-
+use crate::global::GlobalArgs;
 use crate::{add, end, init, push};
 
 /// artifact: write artifact.json for a build step by step in CI, and push the
@@ -36,57 +36,6 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Flags accepted before or after any subcommand.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct GlobalArgs {
-    /// Build folder: holds artifact.json and one folder per environment.
-    #[arg(
-        long,
-        global = true,
-        default_value = ".",
-        value_name = "DIR",
-        help_heading = GLOBAL_HEADING
-    )]
-    pub(crate) root: PathBuf,
-
-    /// Name of the artifact file inside the build folder.
-    #[arg(
-        long,
-        global = true,
-        default_value = "artifact.json",
-        value_name = "FILE",
-        help_heading = GLOBAL_HEADING
-    )]
-    pub(crate) file: PathBuf,
-
-    /// The original release manager's Slack settings: accepted so its
-    /// pipelines run unchanged, and ignored (this CLI posts to no Slack).
-    #[command(flatten)]
-    pub(crate) slack: SlackArgs,
-}
-
-/// Flags of the original `artifact` CLI's Slack notifications, ignored.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct SlackArgs {
-    #[arg(long, global = true, hide = true, value_name = "TOKEN")]
-    pub(crate) slack_token: Option<String>,
-    #[arg(long, global = true, hide = true, value_name = "FILE")]
-    pub(crate) message_file: Option<String>,
-    #[arg(long, global = true, hide = true, value_name = "SUFFIX")]
-    pub(crate) email_suffix: Option<String>,
-    #[arg(
-        long,
-        global = true,
-        hide = true,
-        value_name = "EMAIL=SLACK",
-        value_delimiter = ','
-    )]
-    pub(crate) user_mappings: Vec<String>,
-}
-
-/// Where `--help` lists the flags every command accepts.
-const GLOBAL_HEADING: &str = "Global options";
-
 // The subcommands. Each one's help text is the doc comment of its `Args`
 // struct, in its own module (a doc comment here would override it).
 #[derive(Debug, Subcommand)]
@@ -99,6 +48,8 @@ pub(crate) enum Command {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use clap::CommandFactory;
 
     use super::*;

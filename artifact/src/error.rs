@@ -2,13 +2,13 @@
 //! `error: ...` line artifact prints.
 //!
 //! It owns the wording of file problems (naming the file); a
-//! `tonic::Status` and a failed connect read as `release_manager::cli_support`
+//! `tonic::Status` and a failed connect read as `cli_support`
 //! words them (the token hint naming [`TOKEN_ENV`]). It must not print or pick
 //! exit codes: `lib.rs` does that.
 
 use std::path::Path;
 
-use release_manager::cli_support::{describe_status, ConnectError};
+use cli_support::{describe_status, ConnectError};
 
 /// The variable that holds the auth token, named when the server refuses a
 /// call as unauthenticated.

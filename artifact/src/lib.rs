@@ -4,9 +4,8 @@
 //! the command line, dispatches to one module per command, and turns every
 //! failure into one `error: ...` line on stderr. It must not read or write
 //! artifact.json, talk to the server or format results itself; the command
-//! modules do that through `spec_file`, `error` and
-//! `release_manager::cli_support` (which also prints clap's messages and the
-//! final error line).
+//! modules do that through `spec_file`, `error` and `cli_support` (which
+//! also prints clap's messages and the final error line).
 //!
 //! Exit codes: 0 on success (also for `--help` and `--version`), 1 when the
 //! operation failed, 2 for usage errors.
@@ -34,6 +33,7 @@ mod cli;
 mod clock;
 mod end;
 mod error;
+mod global;
 mod identity;
 mod init;
 mod push;
@@ -43,9 +43,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use clap::Parser;
-use release_manager::cli_support::{
-    self, is_broken_pipe, report_clap_error, report_outcome, Colour,
-};
+use cli_support::{self, is_broken_pipe, report_clap_error, report_outcome, Colour};
 
 pub use crate::clock::{Clock, FIXED_TIME_ENV};
 

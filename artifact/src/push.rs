@@ -14,12 +14,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use release_manager::cli_support::{self, parse_server_url};
+use cli_support::{self, parse_server_url};
 use release_manager::pb::{Outcome, PushArtifactRequest, PushArtifactResponse, ReleaseResult};
 use release_manager::spec::ArtifactSpec;
 
-use crate::cli::GlobalArgs;
 use crate::error::{show_path, CliError};
+use crate::global::GlobalArgs;
 use crate::identity;
 use crate::spec_file::SpecFile;
 

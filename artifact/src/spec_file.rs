@@ -94,7 +94,7 @@ impl SpecFile {
 /// unknown one (too long for one line; the spec is in the docs).
 fn describe_parse_error(error: &serde_json::Error) -> String {
     // Field names come from the file: keep them to one printable line.
-    let full = release_manager::cli_support::one_line(&error.to_string());
+    let full = cli_support::one_line(&error.to_string());
     let location = format!(" at line {} column {}", error.line(), error.column());
     let Some(message) = full.strip_suffix(&location) else {
         return full;

@@ -1,17 +1,17 @@
-//! The command-line grammar: the top-level parser, the global flags every
-//! command shares, and the list of subcommands.
+//! The command-line grammar: the top-level parser, with the global flags
+//! (`global`) and the list of subcommands.
 //!
-//! It owns validation that needs no server (the server URL form, checked by
-//! `release_manager::cli_support`; the output format; a `policy` command
-//! without `--service`). It must not connect, resolve identities or print:
-//! each command's own arguments live in that command's module.
+//! It is wiring: it imports the command modules, and none of them imports
+//! it. It owns the checks clap cannot express (a `policy` command without
+//! `--service`). It must not connect, resolve identities or print: each
+//! command's own arguments live in that command's module.
 
 use std::ffi::OsString;
 
 use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use release_manager::cli_support::parse_server_url;
+use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::global::GlobalArgs;
 use crate::{describe, policy, promote, release, rollback, status, watch};
 
 /// hamctl: release, promote and roll back builds of services managed by the
@@ -63,113 +63,6 @@ impl Cli {
     }
 }
 
-/// Flags accepted before or after any subcommand.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct GlobalArgs {
-    /// Address of the release manager server: a URL (http://host:port) or a
-    /// bare host:port.
-    #[arg(
-        long,
-        global = true,
-        env = "HAMCTL_URL",
-        // Not secret, but clap prints `HAMCTL_URL=` even when it is unset.
-        hide_env_values = true,
-        default_value = DEFAULT_SERVER,
-        value_name = "URL",
-        value_parser = server_url,
-        // The original release manager's hamctl called it this.
-        alias = "http-base-url",
-        help_heading = GLOBAL_HEADING
-    )]
-    pub(crate) server: String,
-
-    /// Bearer token sent to the server with every call.
-    #[arg(
-        long,
-        global = true,
-        env = "HAMCTL_AUTH_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN",
-        alias = "http-auth-token",
-        help_heading = GLOBAL_HEADING
-    )]
-    pub(crate) auth_token: Option<String>,
-
-    /// Output format.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t = OutputFormat::Table,
-        help_heading = GLOBAL_HEADING
-    )]
-    pub(crate) output: OutputFormat,
-
-    /// How long to wait for the server's answer to one call (`30s`, `2m`;
-    /// `0`: no limit). The server is told too, and does not apply a write
-    /// it could not apply in time. `watch` waits as long as it runs.
-    #[arg(
-        long,
-        global = true,
-        env = "HAMCTL_REQUEST_TIMEOUT",
-        default_value = release_manager::cli_support::DEFAULT_REQUEST_TIMEOUT,
-        value_name = "DURATION",
-        value_parser = release_manager::cli_support::parse_request_timeout,
-        alias = "http-timeout",
-        help_heading = GLOBAL_HEADING
-    )]
-    pub(crate) request_timeout: std::time::Duration,
-}
-
-/// Flags the original release manager's hamctl took for `promote` and
-/// `status`, which mean nothing here (the server knows its config
-/// repository): accepted, so old scripts keep working, with a warning.
-#[derive(Debug, Clone, Default, Args)]
-pub(crate) struct ObsoleteArgs {
-    #[arg(long, hide = true, value_name = "URL")]
-    pub(crate) config_repo: Option<String>,
-    #[arg(long, hide = true, value_name = "FILE")]
-    pub(crate) file: Option<String>,
-}
-
-impl ObsoleteArgs {
-    /// Warns about each obsolete flag given.
-    pub(crate) fn warn(&self, printer: &mut crate::output::Printer<'_>) -> std::io::Result<()> {
-        for (flag, given) in [("--config-repo", &self.config_repo), ("--file", &self.file)] {
-            if given.is_some() {
-                printer.note(&format!(
-                    "warning: {flag} is ignored: the server reads its own config repository"
-                ))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Where `--help` lists the flags every command accepts.
-const GLOBAL_HEADING: &str = "Global options";
-
-/// `--server` / `HAMCTL_URL`: an empty value (an exported but unset
-/// variable) means the default, as if it were not given.
-fn server_url(raw: &str) -> Result<String, String> {
-    if raw.trim().is_empty() {
-        return parse_server_url(DEFAULT_SERVER);
-    }
-    parse_server_url(raw)
-}
-
-/// The server hamctl talks to when neither `--server` nor `HAMCTL_URL` says.
-pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
-
-/// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum OutputFormat {
-    /// Lines and tables for people.
-    Table,
-    /// One JSON object, for scripts (`watch`: one object per line).
-    Json,
-}
-
 // The subcommands. Each one's help text is the doc comment of its `Args`
 // struct, in its own module (a doc comment here would override it).
 #[derive(Debug, Subcommand)]
@@ -191,6 +84,7 @@ mod tests {
 
     use super::*;
     use crate::describe::DescribeCommand;
+    use crate::output::OutputFormat;
     use crate::policy::{ApplyCommand, PolicyArgs, PolicyCommand};
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -226,13 +120,6 @@ mod tests {
         };
         assert!(args.obsolete.config_repo.is_some());
         parse(&["status", "--service", "s", "--file", "x.yaml"]).expect("status takes --file");
-    }
-
-    #[test]
-    fn an_empty_server_means_the_default() {
-        assert_eq!(server_url("").unwrap(), DEFAULT_SERVER);
-        assert_eq!(server_url("  ").unwrap(), DEFAULT_SERVER);
-        assert_eq!(server_url("h:1").unwrap(), "http://h:1");
     }
 
     #[test]
@@ -599,11 +486,5 @@ mod tests {
         let text = help.to_string();
         assert!(text.contains("--env"), "{text}");
         assert!(!text.contains("max-events"), "{text}");
-    }
-
-    #[test]
-    fn default_server_is_a_valid_server_url() {
-        let ok = |raw: &str| parse_server_url(raw).expect(raw);
-        assert_eq!(ok(DEFAULT_SERVER), DEFAULT_SERVER);
     }
 }

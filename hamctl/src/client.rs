@@ -1,14 +1,14 @@
 //! The connection to the server, as the global flags name it: the gRPC
 //! clients the commands use (release and policy service), dialled by
-//! `release_manager::cli_support` with the bearer token attached.
+//! `cli_support` with the bearer token attached.
 //!
 //! It must not build requests or interpret responses; the command modules
 //! do.
 
-use release_manager::cli_support::{self, PolicyClient, ReleaseClient};
+use cli_support::{self, PolicyClient, ReleaseClient};
 
-use crate::cli::GlobalArgs;
 use crate::error::CliError;
+use crate::global::GlobalArgs;
 
 /// A connected [`ReleaseClient`] whose calls give up after
 /// `--request-timeout`.

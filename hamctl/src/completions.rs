@@ -1,9 +1,6 @@
 //! `hamctl completions SHELL`: prints the shell completion script of every
 //! command and flag, generated from the same definitions as `--help`.
 
-use clap::CommandFactory;
-
-use crate::cli::Cli;
 use crate::error::CliError;
 use crate::output::Printer;
 
@@ -18,17 +15,24 @@ pub(crate) struct CompletionsArgs {
     shell: clap_complete::Shell,
 }
 
-/// Writes the script to the printer's output.
-pub(crate) fn run(args: CompletionsArgs, printer: &mut Printer<'_>) -> Result<(), CliError> {
+/// Writes the script of `grammar` (the whole command line, as `--help`
+/// knows it) to the printer's output.
+pub(crate) fn run(
+    args: CompletionsArgs,
+    mut grammar: clap::Command,
+    printer: &mut Printer<'_>,
+) -> Result<(), CliError> {
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "hamctl", &mut script);
+    clap_complete::generate(args.shell, &mut grammar, "hamctl", &mut script);
     printer.line(String::from_utf8_lossy(&script).trim_end())?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::CommandFactory;
+
+    use crate::cli::Cli;
 
     #[test]
     fn bash_completion_knows_the_commands() {

@@ -11,9 +11,9 @@ use release_manager::pb::{
 };
 use serde_json::{json, Value};
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
-use crate::output::{Printer, Table};
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer, Table};
 use crate::{client, present};
 
 /// Show the release history of an environment, or the builds of a service

@@ -2,10 +2,10 @@
 //! `error: ...` line hamctl prints.
 //!
 //! It owns hamctl's own failures; a `tonic::Status` and a failed connect
-//! read as `release_manager::cli_support` words them (the token hint naming
+//! read as `cli_support` words them (the token hint naming
 //! [`TOKEN_ENV`]). It must not print or pick exit codes: `lib.rs` does that.
 
-use release_manager::cli_support::{describe_status, ConnectError};
+use cli_support::{describe_status, ConnectError};
 
 /// The variable that holds the auth token, named when the server refuses a
 /// call as unauthenticated.

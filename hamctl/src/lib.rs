@@ -33,7 +33,9 @@ mod client;
 mod completions;
 mod describe;
 mod error;
+mod global;
 mod identity;
+mod obsolete;
 mod output;
 mod policy;
 mod present;
@@ -49,9 +51,8 @@ mod watch;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 
-use release_manager::cli_support::{
-    self, is_broken_pipe, report_clap_error, report_outcome, Colour,
-};
+use clap::CommandFactory;
+use cli_support::{self, is_broken_pipe, report_clap_error, report_outcome, Colour};
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -151,7 +152,7 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Describe(args) => describe::run(args, global, printer).await,
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
-        Command::Completions(args) => completions::run(args, printer),
+        Command::Completions(args) => completions::run(args, Cli::command(), printer),
     }
 }
 

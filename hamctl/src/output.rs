@@ -7,7 +7,14 @@
 
 use std::io::{self, Write};
 
-use crate::cli::OutputFormat;
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Lines and tables for people.
+    Table,
+    /// One JSON object, for scripts (`watch`: one object per line).
+    Json,
+}
 
 /// Spaces between two table columns.
 const COLUMN_GAP: &str = "   ";

@@ -14,9 +14,9 @@ use release_manager::pb::{
 };
 use serde_json::{json, Value};
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
-use crate::output::{Printer, Table};
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer, Table};
 use crate::{client, identity, present};
 
 /// Show, apply and delete the release policies of a service

@@ -8,9 +8,9 @@ use clap::Args;
 use release_manager::pb::PromoteRequest;
 use serde_json::json;
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
-use crate::output::Printer;
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer};
 use crate::{client, identity, present, request_id};
 
 /// Release to an environment what runs in the environment before it
@@ -37,7 +37,7 @@ pub(crate) struct PromoteArgs {
     pub(crate) wait: crate::wait::WaitArgs,
 
     #[command(flatten)]
-    pub(crate) obsolete: crate::cli::ObsoleteArgs,
+    pub(crate) obsolete: crate::obsolete::ObsoleteArgs,
 }
 
 pub(crate) async fn run(

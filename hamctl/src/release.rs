@@ -9,9 +9,9 @@ use release_manager::pb::release_request::Source;
 use release_manager::pb::ReleaseRequest;
 use serde_json::json;
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
-use crate::output::Printer;
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer};
 use crate::{client, identity, present, request_id};
 
 /// Release the latest build of a branch, or one artifact, to an environment

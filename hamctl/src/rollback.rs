@@ -8,9 +8,9 @@ use clap::Args;
 use release_manager::pb::RollbackRequest;
 use serde_json::json;
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
-use crate::output::Printer;
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer};
 use crate::{client, identity, present, request_id};
 
 /// Put back the release before the current one, or a named earlier one

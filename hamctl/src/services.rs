@@ -8,10 +8,10 @@ use clap::Args;
 use release_manager::pb::{ListServicesRequest, ListServicesResponse};
 use serde_json::{json, Value};
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::client;
 use crate::error::CliError;
-use crate::output::{Printer, Table};
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer, Table};
 
 /// List the services of the config repository
 ///

@@ -8,9 +8,9 @@ use clap::Args;
 use release_manager::pb::{StatusRequest, StatusResponse};
 use serde_json::{json, Value};
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
-use crate::output::{Printer, Table};
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer, Table};
 use crate::{client, present};
 
 /// Show what runs in every environment for a service
@@ -30,7 +30,7 @@ pub(crate) struct StatusArgs {
     pub(crate) namespace: Option<String>,
 
     #[command(flatten)]
-    pub(crate) obsolete: crate::cli::ObsoleteArgs,
+    pub(crate) obsolete: crate::obsolete::ObsoleteArgs,
 }
 
 pub(crate) async fn run(

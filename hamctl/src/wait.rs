@@ -14,14 +14,13 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use release_manager::cli_support;
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{
     DeploymentState, ReleaseResult, StatusRequest, StatusResponse, WatchEventsRequest,
 };
 
-use crate::cli::GlobalArgs;
 use crate::error::CliError;
+use crate::global::GlobalArgs;
 use crate::output::Printer;
 use crate::{client, present};
 
@@ -37,26 +36,8 @@ pub(crate) struct WaitArgs {
     pub(crate) wait: bool,
 
     /// How long --wait waits (`90s`, `10m`, `1h`).
-    #[arg(long, default_value = "10m", value_parser = parse_timeout, requires = "wait")]
+    #[arg(long, default_value = "10m", value_parser = release_manager::duration::parse, requires = "wait")]
     pub(crate) timeout: Duration,
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 1h"))?;
-    let seconds = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{text:?} is not a duration like 90s, 10m or 1h")),
-    };
-    Ok(Duration::from_secs(seconds))
 }
 
 /// Waits, when asked to, for `result`'s release to be deployed.
@@ -296,12 +277,14 @@ mod tests {
 
     #[test]
     fn timeouts_read_as_people_write_them() {
-        assert_eq!(parse_timeout("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_timeout("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_timeout("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_timeout("5").unwrap(), Duration::from_secs(5));
-        assert!(parse_timeout("soon").is_err());
-        assert!(parse_timeout("5d").is_err());
+        // The forms `--timeout`'s help names, and the bare seconds it
+        // always took, in the shared grammar.
+        let parse = release_manager::duration::parse;
+        assert_eq!(parse("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse("5").unwrap(), Duration::from_secs(5));
+        assert!(parse("soon").is_err());
         assert_eq!(humanize(Duration::from_secs(600)), "10 min");
         assert_eq!(humanize(Duration::from_secs(75)), "1 min 15 s");
     }

@@ -11,15 +11,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use clap::Args;
-use release_manager::cli_support::{one_line, ConnectError};
+use cli_support::{one_line, ConnectError};
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{WatchEventsRequest, WatchEventsResponse};
 use serde_json::{json, Value};
 use tonic::Code;
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::CliError;
-use crate::output::Printer;
+use crate::global::GlobalArgs;
+use crate::output::{OutputFormat, Printer};
 use crate::{client, present};
 
 /// Print events as they happen: builds added, releases, policy changes

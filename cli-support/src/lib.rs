@@ -1,0 +1,31 @@
+//! What the two CLIs (`hamctl` and `artifact`) share: the accepted forms of
+//! the server address, dialling the server with the bearer token attached to
+//! every call, the one-line wording of a failed call (`tonic::Status` and
+//! transport errors), and the exit-code contract (clap's help, version and
+//! usage errors; a closed stdout; the final `error: ...` line).
+//!
+//! It owns only the parts that read the same in both programs; where they
+//! differ (the environment variable that holds the token, colour) the caller
+//! says. It must not parse a command line, build requests or interpret
+//! responses: each CLI does that itself.
+//!
+//! It is a crate of its own, not part of the API crate, so that a Rust
+//! client of the API does not pull in clap.
+
+mod address;
+mod dial;
+mod exit;
+mod timeout;
+mod wording;
+
+pub use crate::address::parse_server_url;
+pub use crate::dial::{
+    connect, policy_client, release_client, AuthInterceptor, ConnectError, PolicyClient,
+    ReleaseClient, CA_CERT_ENV,
+};
+pub use crate::exit::{
+    is_broken_pipe, report_clap_error, report_outcome, Colour, EXIT_FAILURE, EXIT_SUCCESS,
+    EXIT_USAGE,
+};
+pub use crate::timeout::{parse_request_timeout, time_limit, DEFAULT_REQUEST_TIMEOUT};
+pub use crate::wording::{describe_status, error_chain, keep_lines, one_line};
