@@ -101,7 +101,7 @@ pub(crate) async fn if_asked(
         if Instant::now() >= deadline {
             return Err(CliError::WaitTimedOut(format!(
                 "{environment} did not report {} of {service} deployed within {} ({known}); \
-                 is its GitOps controller set to report to the server? (README: Deployment status)",
+                 is its GitOps controller set to report to the server? (docs/controllers.md: Deployment status)",
                 result.artifact_id,
                 humanize(args.timeout)
             )));

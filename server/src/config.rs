@@ -154,7 +154,7 @@ pub struct StartArgs {
     #[arg(long, env = "RELEASE_MANAGER_DEPLOYMENT_SOURCES", default_value = "", value_parser = parse_sources)]
     pub deployment_sources: crate::http::deployment_hooks::Sources,
     /// Notifications: Slack and CloudEvents webhooks, routed per
-    /// environment and service (a YAML or JSON file; README:
+    /// environment and service (a YAML or JSON file; docs/controllers.md:
     /// Notifications).
     #[arg(long, env = "RELEASE_MANAGER_NOTIFICATIONS")]
     pub notifications: Option<PathBuf>,

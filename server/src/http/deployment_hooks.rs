@@ -2,7 +2,7 @@
 //! say what they applied: `POST /webhook/flux` (events of Flux's
 //! notification-controller, `generic` or `generic-hmac` provider),
 //! `POST /webhook/argocd` (Argo CD notifications, with the body template
-//! the README gives) and `POST /webhook/deployment` (plain JSON). Each is
+//! docs/controllers.md gives) and `POST /webhook/deployment` (plain JSON). Each is
 //! turned into a [`Report`] for `deployments`.
 //!
 //! Every route needs `--deployment-webhook-secret`: the body's HMAC-SHA256
@@ -234,7 +234,7 @@ fn read_flux(state: &HookState, body: &[u8]) -> Result<Option<Report>, String> {
     }))
 }
 
-/// The body of the Argo CD notification template the README gives.
+/// The body of the Argo CD notification template docs/controllers.md gives.
 #[derive(Deserialize)]
 struct ArgoEvent {
     application: String,
@@ -253,7 +253,7 @@ struct ArgoEvent {
 
 fn read_argocd(state: &HookState, body: &[u8]) -> Result<Option<Report>, String> {
     let event: ArgoEvent = serde_json::from_slice(body)
-        .map_err(|e| format!("not the Argo CD notification body the README gives: {e}"))?;
+        .map_err(|e| format!("not the Argo CD notification body docs/controllers.md gives: {e}"))?;
     let Some(environment) =
         state
             .sources

@@ -442,8 +442,11 @@ delivery:
 
     #[test]
     fn the_readme_example_reads() {
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let readme = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/controllers.md"
+        ))
+        .unwrap();
         let section = &readme[readme.find("## Notifications").expect("the section")..];
         let start = section.find("```yaml\n").expect("an example") + "```yaml\n".len();
         let example = &section[start..start + section[start..].find("```").unwrap()];
