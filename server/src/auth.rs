@@ -129,7 +129,7 @@ mod tests {
 
     impl Checked for Auth {
         fn check(&self, header: &Option<String>, role: Role) -> Result<(), tonic::Status> {
-            Auth::check(self, header.as_deref(), role).map_err(crate::api::status::to_status)
+            Auth::check(self, header.as_deref(), role).map_err(crate::api::errors::to_status)
         }
     }
 

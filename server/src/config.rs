@@ -308,7 +308,7 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
         settings: Settings {
             environments: args.environments.clone(),
             default_branch: args.default_branch.clone(),
-            global_restrictions: crate::domain::policy::parse_global(
+            global_restrictions: crate::domain::policy_file::parse_global(
                 args.policy_branch_restrictions
                     .as_deref()
                     .unwrap_or_default(),

@@ -24,7 +24,7 @@ pub use auth::Auth;
 pub use config::{ServerConfig, TlsFiles};
 pub use demo::DEMO_SERVICES;
 pub use domain::chain;
-pub use domain::policy::parse_global as parse_global_restrictions;
+pub use domain::policy_file::parse_global as parse_global_restrictions;
 pub use engine::writer::WriterStats;
 pub use http::deployment_hooks::Sources as DeploymentSources;
 pub use notify::config::Notifications;

@@ -12,8 +12,8 @@ use release_manager::pb::policy_service_server::PolicyServiceServer;
 use release_manager::pb::release_service_server::ReleaseServiceServer;
 use tokio::sync::oneshot;
 
-use crate::api::policy::PolicyServiceHandler;
-use crate::api::release::ReleaseServiceHandler;
+use crate::api::policy_service::PolicyServiceHandler;
+use crate::api::release_service::ReleaseServiceHandler;
 use crate::config::ServerConfig;
 use crate::engine::events::{EventBus, Signal};
 use crate::engine::prepare::Prepared;

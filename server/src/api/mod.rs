@@ -1,10 +1,10 @@
 //! tonic handlers: check the token, validate and convert the request, call a
 //! read query or the writer, convert the answer. No git here.
 
-pub mod policy;
-pub mod release;
+pub mod errors;
+pub mod policy_service;
+pub mod release_service;
 pub mod starting;
-pub mod status;
 pub mod upload;
 mod watch;
 
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tonic::Status;
 use tracing::Instrument;
 
-use crate::api::status::to_status;
+use crate::api::errors::to_status;
 use crate::auth::{Auth, Role};
 use crate::engine::writer::WriterHandle;
 use crate::flows::{WriteDone, WriteRequest};

@@ -78,7 +78,7 @@ where
                 })
             }
             None => Box::pin(async {
-                let status = crate::api::status::failure(
+                let status = crate::api::errors::failure(
                     tonic::Code::Unavailable,
                     crate::domain::Reason::Starting,
                     STARTING,

@@ -45,7 +45,7 @@ pub struct UploadLimits {
 /// client that is a resource limit, and the message says which.
 fn too_large_chunk(error: Status, limits: &UploadLimits) -> Status {
     if error.code() == tonic::Code::OutOfRange && error.message().contains("too large") {
-        crate::api::status::failure(tonic::Code::ResourceExhausted, Reason::ChunkTooLarge, format!(
+        crate::api::errors::failure(tonic::Code::ResourceExhausted, Reason::ChunkTooLarge, format!(
             "a PushArtifact chunk is larger than {} bytes (one file of the largest upload, --max-upload-bytes {}); send smaller chunks",
             max_chunk_bytes(limits),
             limits.max_bytes
@@ -86,7 +86,7 @@ impl UploadBudget {
     /// Takes `bytes` of the budget, or refuses at once.
     fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Status> {
         let refuse = || {
-            crate::api::status::failure(
+            crate::api::errors::failure(
                 tonic::Code::ResourceExhausted,
                 Reason::UploadsBusy,
                 "the server is receiving more upload data than its memory budget \
@@ -132,7 +132,7 @@ impl UploadIntake {
         settings: &Settings,
     ) -> Result<BuildUpload, Status> {
         let _slot = self.slots.clone().try_acquire_owned().map_err(|_| {
-            crate::api::status::failure(tonic::Code::ResourceExhausted, Reason::UploadsBusy, format!(
+            crate::api::errors::failure(tonic::Code::ResourceExhausted, Reason::UploadsBusy, format!(
                 "the server is receiving {MAX_CONCURRENT_UPLOADS} uploads already; try again shortly"
             ))
         })?;
@@ -176,7 +176,7 @@ async fn receive(
     tokio::time::timeout(total, receive_all(stream, settings, limits, budget, mirror))
         .await
         .map_err(|_| {
-            crate::api::status::failure(
+            crate::api::errors::failure(
                 tonic::Code::DeadlineExceeded,
                 Reason::UploadTooSlow,
                 format!(
@@ -204,7 +204,7 @@ async fn receive_all(
             let next = tokio::time::timeout(limits.idle_timeout, stream.message())
                 .await
                 .map_err(|_| {
-                    crate::api::status::failure(
+                    crate::api::errors::failure(
                         tonic::Code::DeadlineExceeded,
                         Reason::UploadStalled,
                         format!(
@@ -217,7 +217,7 @@ async fn receive_all(
             let Some(chunk) = next else { break };
             total += chunk.data.len();
             if total > limits.max_bytes {
-                return Err(crate::api::status::invalid(
+                return Err(crate::api::errors::invalid(
                     "data",
                     format!("upload too large: more than {} bytes", limits.max_bytes),
                 ));
@@ -226,15 +226,15 @@ async fn receive_all(
                 None
             } else {
                 check_path(&chunk.path, settings)
-                    .map_err(|e| crate::api::status::invalid("path", e))?;
+                    .map_err(|e| crate::api::errors::invalid("path", e))?;
                 if paths.contains(&chunk.path) {
-                    return Err(crate::api::status::invalid(
+                    return Err(crate::api::errors::invalid(
                         "path",
                         format!("file {:?} is sent twice", chunk.path),
                     ));
                 }
                 if paths.len() >= limits.max_files {
-                    return Err(crate::api::status::invalid(
+                    return Err(crate::api::errors::invalid(
                         "path",
                         format!("upload has too many files: more than {}", limits.max_files),
                     ));
@@ -245,7 +245,7 @@ async fn receive_all(
             if chunk.path == "artifact.json" {
                 let spec = spec_bytes.get_or_insert_with(Vec::new);
                 if spec.len() + chunk.data.len() > MAX_SPEC_BYTES {
-                    return Err(crate::api::status::invalid(
+                    return Err(crate::api::errors::invalid(
                         "data",
                         format!("artifact.json is larger than {MAX_SPEC_BYTES} bytes"),
                     ));
@@ -253,7 +253,7 @@ async fn receive_all(
                 spec.extend_from_slice(&chunk.data);
             }
             if chunk.data.len() > limits.memory_budget {
-                return Err(crate::api::status::invalid(
+                return Err(crate::api::errors::invalid(
                     "data",
                     format!(
                         "a chunk of {} bytes is larger than the server's whole upload memory \
@@ -278,7 +278,7 @@ async fn receive_all(
     .await;
     drop(pieces);
     let stored = storing.await.map_err(|_| {
-        crate::api::status::failure(
+        crate::api::errors::failure(
             tonic::Code::Internal,
             Reason::InternalError,
             "storing the upload failed",
@@ -289,9 +289,9 @@ async fn receive_all(
     debug_assert_eq!(files.len(), paths.len());
     check_no_file_is_a_folder(&paths)?;
     let spec_bytes = spec_bytes
-        .ok_or_else(|| crate::api::status::invalid("path", "the upload has no artifact.json"))?;
+        .ok_or_else(|| crate::api::errors::invalid("path", "the upload has no artifact.json"))?;
     let spec = ArtifactSpec::parse(&spec_bytes)
-        .map_err(|e| crate::api::status::invalid("artifact.json", format!("artifact.json: {e}")))?;
+        .map_err(|e| crate::api::errors::invalid("artifact.json", format!("artifact.json: {e}")))?;
     let invalid = |e: names::NameError| {
         let field = match e.field {
             "branch" => "artifact.json.application.branch",
@@ -300,17 +300,17 @@ async fn receive_all(
             "namespace" => "artifact.json.namespace",
             other => other,
         };
-        crate::api::status::invalid(field, format!("artifact.json: {e}"))
+        crate::api::errors::invalid(field, format!("artifact.json: {e}"))
     };
     if spec.service.is_empty() {
-        return Err(crate::api::status::invalid(
+        return Err(crate::api::errors::invalid(
             "artifact.json.service",
             "artifact.json: service is missing",
         ));
     }
     names::check_service(&spec.service).map_err(invalid)?;
     if spec.application.branch.is_empty() {
-        return Err(crate::api::status::invalid(
+        return Err(crate::api::errors::invalid(
             "artifact.json.application.branch",
             "artifact.json: application.branch is missing",
         ));
@@ -329,7 +329,7 @@ async fn receive_all(
             .any(|c| c.is_control() || c == '<' || c == '>')
             || value.len() > 200
         {
-            return Err(crate::api::status::invalid(&format!("artifact.json.{field}"), format!(
+            return Err(crate::api::errors::invalid(&format!("artifact.json.{field}"), format!(
                 "artifact.json: {field} must be at most 200 characters, without '<', '>' or control characters (it becomes a commit's author)"
             )));
         }
@@ -340,13 +340,13 @@ async fn receive_all(
         if !release_manager::spec::is_unset_time(value)
             && chrono::DateTime::parse_from_rfc3339(value).is_err()
         {
-            return Err(crate::api::status::invalid(&format!("artifact.json.{field}"), format!(
+            return Err(crate::api::errors::invalid(&format!("artifact.json.{field}"), format!(
                 "artifact.json: {field} {value:?} is not an RFC 3339 time (such as 2026-01-02T03:04:05Z)"
             )));
         }
     }
     if files.len() < 2 {
-        return Err(crate::api::status::invalid(
+        return Err(crate::api::errors::invalid(
             "path",
             "the upload has no manifests: expected files under at least one environment folder",
         ));
@@ -370,7 +370,7 @@ fn store_files(
 ) -> Result<Vec<(String, Oid)>, Status> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "cannot {what}");
-        crate::api::status::failure(
+        crate::api::errors::failure(
             tonic::Code::Internal,
             Reason::InternalError,
             format!("cannot {what}; the server log has the details"),
@@ -417,7 +417,7 @@ fn check_no_file_is_a_folder(files: &[String]) -> Result<(), Status> {
         let mut folder = path.as_str();
         while let Some((parent, _)) = folder.rsplit_once('/') {
             if paths.contains(parent) {
-                return Err(crate::api::status::invalid(
+                return Err(crate::api::errors::invalid(
                     "path",
                     format!(
                     "file {parent:?} is also a folder of file {path:?}: a build cannot hold both"

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tonic::Status;
 
-use crate::api::status::to_status;
+use crate::api::errors::to_status;
 use crate::domain::FlowError;
 use crate::engine::events::{Cursor, Replay, Signal};
 use crate::engine::wire;

@@ -7,7 +7,7 @@ pub mod catalog;
 pub mod deployment;
 pub mod duration;
 pub mod error;
-pub mod policy;
+pub mod policy_file;
 mod settings;
 
 pub use error::{chain, git, FlowError, Reason};

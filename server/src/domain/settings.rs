@@ -11,5 +11,5 @@ pub struct Settings {
     /// promoted from (the config repository's own branch is the mirror's).
     pub default_branch: String,
     /// Branch restrictions set by configuration for every service.
-    pub global_restrictions: Vec<super::policy::GlobalRestriction>,
+    pub global_restrictions: Vec<super::policy_file::GlobalRestriction>,
 }

@@ -103,9 +103,7 @@ impl Reader {
         self.with_repo(|repo| {
             let published = self.shared.read().expect("state lock not poisoned");
             let view = View::published(&published.index);
-            let root = repo
-                .find_commit(published.tip)
-                .and_then(|c| c.tree())
+            let root = crate::repo::tree::tree_of(repo, published.tip)
                 .map_err(git("read the tip"))?;
             let known_service = tree_at(repo, &root, &format!("builds/{service}"))
                 .map_err(git("read a tree"))?
@@ -225,10 +223,8 @@ impl Reader {
     pub fn list_services(&self) -> Result<pb::ListServicesResponse, FlowError> {
         self.with_repo(|repo| {
             let published = self.shared.read().expect("state lock not poisoned");
-            let root = repo
-                .find_commit(published.tip)
-                .and_then(|c| c.tree())
-                .map_err(git("read the tip"))?;
+            let root =
+                crate::repo::tree::tree_of(repo, published.tip).map_err(git("read the tip"))?;
             let catalog = Catalog::read(repo, &root).map_err(git("read the services"))?;
             let view = View::published(&published.index);
             let services = catalog
@@ -289,10 +285,7 @@ impl Reader {
     fn unknown_service(&self, service: &str) -> FlowError {
         let tip = self.shared.read().expect("state lock not poisoned").tip;
         self.with_repo(|repo| {
-            let root = repo
-                .find_commit(tip)
-                .and_then(|c| c.tree())
-                .map_err(git("read the tip"))?;
+            let root = crate::repo::tree::tree_of(repo, tip).map_err(git("read the tip"))?;
             Ok(unknown_service_at(repo, &root, service))
         })
         .unwrap_or_else(|e| e)
@@ -300,25 +293,14 @@ impl Reader {
 
     /// The policies file of a service at the published tip; empty for a
     /// service without one (also one with no builds yet).
-    pub fn policies(&self, service: &str) -> Result<crate::domain::policy::PolicyFile, FlowError> {
+    pub fn policies(
+        &self,
+        service: &str,
+    ) -> Result<crate::domain::policy_file::PolicyFile, FlowError> {
         self.with_repo(|repo| {
             let tip = self.shared.read().expect("state lock not poisoned").tip;
-            let root = repo
-                .find_commit(tip)
-                .and_then(|c| c.tree())
-                .map_err(git("read the tip"))?;
-            // A service may have policies before its first build: that is
-            // how it is onboarded (the first build then releases itself).
-            match blob_at(repo, &root, &format!("policies/{service}.json"))
-                .map_err(git("read policies"))?
-            {
-                Some(bytes) => crate::domain::policy::PolicyFile::parse(service, &bytes)
-                    .map_err(|message| FlowError::precondition(Reason::PolicyFileInvalid, message)),
-                None => Ok(crate::domain::policy::PolicyFile {
-                    service: service.to_string(),
-                    ..Default::default()
-                }),
-            }
+            let root = crate::repo::tree::tree_of(repo, tip).map_err(git("read the tip"))?;
+            crate::domain::policy_file::read_at(repo, &root, service)
         })
     }
 
@@ -377,9 +359,7 @@ impl Reader {
             let published = self.shared.read().expect("state lock not poisoned");
             let view = View::published(&published.index);
             if view.builds(service).next().is_none() {
-                let root = repo
-                    .find_commit(published.tip)
-                    .and_then(|c| c.tree())
+                let root = crate::repo::tree::tree_of(repo, published.tip)
                     .map_err(git("read the tip"))?;
                 return Err(unknown_service_at(repo, &root, service));
             }
@@ -401,9 +381,7 @@ impl Reader {
             drop(published);
             let mut artifacts = Vec::with_capacity(builds.len());
             for build in builds {
-                let root = repo
-                    .find_commit(build.commit)
-                    .and_then(|c| c.tree())
+                let root = crate::repo::tree::tree_of(repo, build.commit)
                     .map_err(git("read a build commit"))?;
                 let path = format!("builds/{service}/{}/artifact.json", build.branch);
                 let spec = blob_at(repo, &root, &path)

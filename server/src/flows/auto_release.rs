@@ -29,10 +29,7 @@ pub fn due_releases(
     branch: &str,
 ) -> Result<Vec<WriteRequest>, FlowError> {
     let policies = super::read_policies(ctx, service)?;
-    let root = ctx
-        .repo
-        .find_commit(ctx.tip)
-        .and_then(|c| c.tree())
+    let root = crate::repo::tree::tree_of(ctx.repo, ctx.tip)
         .map_err(crate::domain::git("read the tip"))?;
     let mut due = Vec::new();
     for policy in &policies.auto_releases {

@@ -97,10 +97,8 @@ fn existing_build(
         return Ok(None);
     };
     let repo = ctx.repo;
-    let root = repo
-        .find_commit(record.commit)
-        .and_then(|c| c.tree())
-        .map_err(git("read a build commit"))?;
+    let root =
+        crate::repo::tree::tree_of(repo, record.commit).map_err(git("read a build commit"))?;
     let stored = tree_at(
         repo,
         &root,

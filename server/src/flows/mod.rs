@@ -5,7 +5,7 @@
 
 pub mod auto_release;
 mod build;
-mod policy;
+mod policy_change;
 mod promote;
 mod release;
 mod rollback;
@@ -13,7 +13,7 @@ mod rollback;
 use git2::{Oid, Repository};
 
 pub use build::BuildUpload;
-pub use policy::{read_policies, PolicyChange, PolicyDone};
+pub use policy_change::{read_policies, PolicyChange, PolicyDone};
 
 use crate::domain::{git, FlowError, Settings};
 use crate::repo::index::{ReleaseKind, Signature, View};
@@ -238,7 +238,8 @@ pub fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<WriteDone,
             return build::add_build(ctx, request, upload).map(WriteDone::Build)
         }
         Intent::Policy { service, change } => {
-            return policy::change_policies(ctx, request, service, change).map(WriteDone::Policy)
+            return policy_change::change_policies(ctx, request, service, change)
+                .map(WriteDone::Policy)
         }
         _ => {}
     }

@@ -44,11 +44,7 @@ pub(super) fn promote(
                 .map(|r| r.namespace.to_string())
         })
         .unwrap_or_else(|| from.clone());
-    let root = ctx
-        .repo
-        .find_commit(ctx.tip)
-        .and_then(|c| c.tree())
-        .map_err(git("read the tip"))?;
+    let root = crate::repo::tree::tree_of(ctx.repo, ctx.tip).map_err(git("read the tip"))?;
     let path = format!("{from}/releases/{from_namespace}/{service}");
     let Some(folder) = tree_at(ctx.repo, &root, &path).map_err(git("read a tree"))? else {
         return Err(FlowError::precondition(Reason::NothingToPromote, format!(

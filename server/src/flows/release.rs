@@ -44,10 +44,7 @@ pub fn find_build<'r>(
     let repo = ctx.repo;
     match source {
         BuildSource::Branch(branch) => {
-            let root = repo
-                .find_commit(ctx.tip)
-                .and_then(|c| c.tree())
-                .map_err(git("read the tip"))?;
+            let root = crate::repo::tree::tree_of(repo, ctx.tip).map_err(git("read the tip"))?;
             let path = format!("builds/{service}/{branch}");
             let Some(tree) = tree_at(repo, &root, &path).map_err(git("read a tree"))? else {
                 return Err(unknown_build(
@@ -67,10 +64,8 @@ pub fn find_build<'r>(
         }
         BuildSource::Artifact(artifact_id) => {
             let Some(record) = ctx.view.build(service, artifact_id) else {
-                let root = repo
-                    .find_commit(ctx.tip)
-                    .and_then(|c| c.tree())
-                    .map_err(git("read the tip"))?;
+                let root =
+                    crate::repo::tree::tree_of(repo, ctx.tip).map_err(git("read the tip"))?;
                 return Err(unknown_build(
                     ctx,
                     &root,
@@ -79,9 +74,7 @@ pub fn find_build<'r>(
                     &format!("no artifact {artifact_id:?}"),
                 ));
             };
-            let root = repo
-                .find_commit(record.commit)
-                .and_then(|c| c.tree())
+            let root = crate::repo::tree::tree_of(repo, record.commit)
                 .map_err(git("read a build commit"))?;
             let path = format!("builds/{service}/{}", record.branch);
             let tree = tree_at(repo, &root, &path)
@@ -155,7 +148,7 @@ pub fn release_build(
 ) -> Result<ReleaseDone, FlowError> {
     let repo = ctx.repo;
     let artifact_id = build.spec.id.clone();
-    super::policy::check_branch_allowed(ctx, service, environment, &build.branch)?;
+    super::policy_change::check_branch_allowed(ctx, service, environment, &build.branch)?;
     let env_tree = match build.tree.get_name(environment) {
         Some(entry) if entry.kind() == Some(git2::ObjectType::Tree) => entry.id(),
         _ => {

@@ -27,11 +27,7 @@ pub(super) fn rollback(
     };
     let namespace = namespace.unwrap_or(&latest.namespace).to_string();
     let path = format!("{environment}/releases/{namespace}/{service}");
-    let root = ctx
-        .repo
-        .find_commit(ctx.tip)
-        .and_then(|c| c.tree())
-        .map_err(git("read the tip"))?;
+    let root = crate::repo::tree::tree_of(ctx.repo, ctx.tip).map_err(git("read the tip"))?;
     let current = match tree_at(ctx.repo, &root, &path).map_err(git("read a tree"))? {
         Some(folder) => read_spec(ctx.repo, &folder, service, &path)?.id,
         None => String::new(),
@@ -54,10 +50,7 @@ pub(super) fn rollback(
             ))
         })?,
     };
-    let then = ctx
-        .repo
-        .find_commit(target.commit)
-        .and_then(|c| c.tree())
+    let then = crate::repo::tree::tree_of(ctx.repo, target.commit)
         .map_err(git("read a release commit"))?;
     let folder = tree_at(ctx.repo, &then, &path)
         .map_err(git("read a tree"))?
@@ -79,7 +72,7 @@ pub(super) fn rollback(
     } else {
         spec.application.branch.clone()
     };
-    super::policy::check_branch_allowed(ctx, service, environment, &branch)?;
+    super::policy_change::check_branch_allowed(ctx, service, environment, &branch)?;
     let author = Signature {
         name: spec.application.author_name.clone(),
         email: spec.application.author_email.clone(),

@@ -27,7 +27,6 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::deployments::{Deployments, Report, State as Deployed};
-use crate::domain::FlowError;
 
 /// Which controller object deploys which environment: `<namespace>/<name>`
 /// → environment.
@@ -150,11 +149,13 @@ async fn take(
             format!("{} release(s) covered", covered.len()),
         ),
         Err(e) => {
-            let status = match &e {
-                FlowError::InvalidArgument { .. }
-                | FlowError::NotFound { .. }
-                | FlowError::FailedPrecondition { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
+            // A report that cannot be taken as it was sent is 422 whatever
+            // the reason; anything else is the server's, and worth a retry.
+            let status = match crate::http::status_of(&e) {
+                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::CONFLICT => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                status => status,
             };
             tracing::warn!(route, error = %e, "deployment report not taken");
             answer(status, e.to_string())

@@ -9,6 +9,9 @@
 
 pub mod dashboard;
 pub mod deployment_hooks;
+mod errors;
+
+pub(crate) use errors::status_of;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

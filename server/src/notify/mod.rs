@@ -296,9 +296,7 @@ fn enrich(reader: &Reader, entry: &mut Entry, path: &str) {
     };
     let read = reader.with_published(|repo, _, _| {
         let details = crate::repo::index::ReleaseDetails::read(repo, commit).ok();
-        let spec = repo
-            .find_commit(commit)
-            .and_then(|c| c.tree())
+        let spec = crate::repo::tree::tree_of(repo, commit)
             .ok()
             .and_then(|tree| crate::repo::tree::blob_at(repo, &tree, path).ok().flatten())
             .and_then(|bytes| release_manager::spec::ArtifactSpec::parse_committed(&bytes).ok())

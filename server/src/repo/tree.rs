@@ -89,6 +89,11 @@ pub fn replace_at(
     builder.write().map(Some)
 }
 
+/// The root tree of `commit` (the tip, a build or a release commit).
+pub fn tree_of(repo: &Repository, commit: Oid) -> Result<git2::Tree<'_>, git2::Error> {
+    repo.find_commit(commit)?.tree()
+}
+
 /// The id of the empty tree, written if needed.
 #[cfg(test)]
 pub fn empty_tree(repo: &Repository) -> Result<Oid, git2::Error> {

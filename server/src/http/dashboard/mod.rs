@@ -31,6 +31,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::domain::deployment::State as Deployed;
+use crate::domain::FlowError;
 use crate::engine::events::{EventBus, Signal, What};
 use crate::engine::reads::Reader;
 use crate::repo::index::View;
@@ -197,6 +198,24 @@ fn fresh(html: String) -> Response {
         .into_response()
 }
 
+/// The answer to a read that failed, by the one HTTP mapping of errors:
+/// an unknown or malformed service is "no such service" (a page when
+/// `html`), anything else the server's failure.
+fn read_failure(e: FlowError, html: bool) -> Response {
+    let status = crate::http::status_of(&e);
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND if html => (
+            status,
+            Html(pages::unavailable("No such service.").into_string()),
+        )
+            .into_response(),
+        StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => {
+            (status, "no such service\n").into_response()
+        }
+        _ => failed(e),
+    }
+}
+
 fn failed(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "dashboard page failed");
     (
@@ -270,12 +289,7 @@ async fn read_matrix(
     })
     .await
     .map_err(failed)?
-    .map_err(|e| match e {
-        crate::domain::FlowError::InvalidArgument { .. } => {
-            (StatusCode::BAD_REQUEST, "no such service\n").into_response()
-        }
-        other => failed(other),
-    })
+    .map_err(|e| read_failure(e, false))
 }
 
 async fn matrix_page(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
@@ -342,7 +356,7 @@ async fn read_service(
     })
     .await
     .map_err(failed)?
-    .map_err(|_| (StatusCode::NOT_FOUND, "no such service\n").into_response())?;
+    .map_err(|e| read_failure(e, false))?;
     tokio::task::spawn_blocking(move || {
         reader.with_published(|repo, published, settings| {
             let view = View::published(&published.index);
@@ -352,7 +366,7 @@ async fn read_service(
                     .iter()
                     .any(|e| view.releases(e, &service).next().is_some());
             if !known {
-                return Err(crate::domain::FlowError::not_found(
+                return Err(FlowError::not_found(
                     crate::domain::Reason::ServiceNotFound,
                     "no such service",
                 ));
@@ -376,14 +390,7 @@ async fn read_service(
     })
     .await
     .map_err(failed)?
-    .map_err(|e| match e {
-        crate::domain::FlowError::NotFound { .. } => (
-            StatusCode::NOT_FOUND,
-            Html(pages::unavailable("No such service.").into_string()),
-        )
-            .into_response(),
-        other => failed(other),
-    })
+    .map_err(|e| read_failure(e, true))
 }
 
 fn page_number(query: &HashMap<String, String>) -> usize {

@@ -102,10 +102,7 @@ impl Models {
         settings: &Settings,
         only: Option<&str>,
     ) -> Result<Matrix, FlowError> {
-        let root = repo
-            .find_commit(tip)
-            .and_then(|c| c.tree())
-            .map_err(git("read the tip"))?;
+        let root = crate::repo::tree::tree_of(repo, tip).map_err(git("read the tip"))?;
         let services: Vec<String> = match only {
             Some(service) => vec![service.to_string()],
             None => Catalog::read(repo, &root)
@@ -339,7 +336,7 @@ impl Models {
         tip: Oid,
         view: View<'_>,
         settings: &Settings,
-        policies: &crate::domain::policy::PolicyFile,
+        policies: &crate::domain::policy_file::PolicyFile,
         service: &str,
         page: usize,
         per_page: usize,
@@ -372,9 +369,7 @@ impl Models {
             if list.len() >= BUILDS_PER_BRANCH {
                 continue;
             }
-            let root = repo
-                .find_commit(build.commit)
-                .and_then(|c| c.tree())
+            let root = crate::repo::tree::tree_of(repo, build.commit)
                 .map_err(git("read a build commit"))?;
             let spec = blob_at(
                 repo,

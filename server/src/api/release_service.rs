@@ -1,6 +1,6 @@
 //! ReleaseService handler: thin. Validates names before anything else, sends
 //! writes to the writer and reads to the [`Reader`], and maps domain errors
-//! through [`crate::api::status::to_status`].
+//! through [`crate::api::errors::to_status`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +11,7 @@ use release_manager::pb::release_request::Source;
 use release_manager::pb::release_service_server::ReleaseService;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::status::to_status;
+use crate::api::errors::to_status;
 use crate::auth::{Auth, Role};
 use crate::domain::{FlowError, Settings};
 use crate::engine::events::EventBus;
@@ -67,7 +67,7 @@ impl ReleaseServiceHandler {
     ) -> Result<ReleaseDone, Status> {
         match self.write(request, deadline).await? {
             WriteDone::Release(done) => Ok(done),
-            WriteDone::Build(_) | WriteDone::Policy(_) => Err(crate::api::status::failure(
+            WriteDone::Build(_) | WriteDone::Policy(_) => Err(crate::api::errors::failure(
                 tonic::Code::Internal,
                 crate::domain::Reason::InternalError,
                 "unexpected result of a release",
@@ -91,7 +91,7 @@ impl ReleaseServiceHandler {
         tokio::task::spawn_blocking(move || query(&reader))
             .await
             .map_err(|_| {
-                crate::api::status::failure(
+                crate::api::errors::failure(
                     tonic::Code::Internal,
                     crate::domain::Reason::InternalError,
                     "read query panicked",
@@ -187,7 +187,7 @@ impl ReleaseService for ReleaseServiceHandler {
                     (BuildSource::Artifact(id), ReleaseKind::Artifact)
                 }
             };
-            Ok(WriteRequest {
+            Ok::<_, FlowError>(WriteRequest {
                 intent: Intent::Release {
                     service: r.service,
                     environment,
@@ -198,8 +198,7 @@ impl ReleaseService for ReleaseServiceHandler {
                 committer: committer(r.committer)?,
                 request_id: request_id(r.request_id)?,
             })
-        })()
-        .map_err(to_status)?;
+        })()?;
         let done = self.write_release(write, deadline).await?;
         Ok(Response::new(pb::ReleaseResponse {
             result: Some(convert::release_result(&done)),
@@ -215,7 +214,7 @@ impl ReleaseService for ReleaseServiceHandler {
         let r = request.into_inner();
         let write = (|| {
             names::check_service(&r.service)?;
-            Ok(WriteRequest {
+            Ok::<_, FlowError>(WriteRequest {
                 intent: Intent::Promote {
                     service: r.service,
                     environment: known_environment(&self.settings, &r.environment)?,
@@ -224,8 +223,7 @@ impl ReleaseService for ReleaseServiceHandler {
                 committer: committer(r.committer)?,
                 request_id: request_id(r.request_id)?,
             })
-        })()
-        .map_err(to_status)?;
+        })()?;
         let done = self.write_release(write, deadline).await?;
         Ok(Response::new(pb::PromoteResponse {
             from_environment: done.from_environment.clone().unwrap_or_default(),
@@ -246,7 +244,7 @@ impl ReleaseService for ReleaseServiceHandler {
             if let Some(id) = &artifact_id {
                 names::check_artifact_id(id)?;
             }
-            Ok(WriteRequest {
+            Ok::<_, FlowError>(WriteRequest {
                 intent: Intent::Rollback {
                     service: r.service,
                     environment: known_environment(&self.settings, &r.environment)?,
@@ -256,8 +254,7 @@ impl ReleaseService for ReleaseServiceHandler {
                 committer: committer(r.committer)?,
                 request_id: request_id(r.request_id)?,
             })
-        })()
-        .map_err(to_status)?;
+        })()?;
         let done = self.write_release(write, deadline).await?;
         Ok(Response::new(pb::RollbackResponse {
             previous_artifact_id: done.previous_artifact_id.clone().unwrap_or_default(),
@@ -271,10 +268,8 @@ impl ReleaseService for ReleaseServiceHandler {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         super::authorize(&self.auth, &request, Role::Operator)?;
         let r = request.into_inner();
-        names::check_service(&r.service)
-            .map_err(FlowError::from)
-            .map_err(to_status)?;
-        let ns = namespace(r.namespace).map_err(to_status)?;
+        names::check_service(&r.service).map_err(FlowError::from)?;
+        let ns = namespace(r.namespace)?;
         let mut response = self
             .read(move |reader| reader.status(&r.service, ns.as_deref()))
             .await?;
@@ -300,10 +295,9 @@ impl ReleaseService for ReleaseServiceHandler {
         let environment = (|| {
             names::check_service(&r.service)?;
             known_environment(&self.settings, &r.environment)
-        })()
-        .map_err(to_status)?;
+        })()?;
         #[allow(deprecated)]
-        let page = Page::of(r.page_size, r.count, &r.page_token, "release").map_err(to_status)?;
+        let page = Page::of(r.page_size, r.count, &r.page_token, "release")?;
         let response = self
             .read(move |reader| reader.describe_release(&r.service, &environment, &page))
             .await?;
@@ -323,10 +317,9 @@ impl ReleaseService for ReleaseServiceHandler {
                 names::check_branch(b, &self.settings.environments)?;
             }
             Ok::<_, FlowError>(branch)
-        })()
-        .map_err(to_status)?;
+        })()?;
         #[allow(deprecated)]
-        let page = Page::of(r.page_size, r.count, &r.page_token, "build").map_err(to_status)?;
+        let page = Page::of(r.page_size, r.count, &r.page_token, "build")?;
         let response = self
             .read(move |reader| reader.describe_artifact(&r.service, branch.as_deref(), &page))
             .await?;
@@ -349,7 +342,7 @@ impl ReleaseService for ReleaseServiceHandler {
             request_id: None,
         };
         let WriteDone::Build(done) = self.write(write, deadline).await? else {
-            return Err(crate::api::status::failure(
+            return Err(crate::api::errors::failure(
                 tonic::Code::Internal,
                 crate::domain::Reason::InternalError,
                 "unexpected result of a build upload",
@@ -405,8 +398,7 @@ impl ReleaseService for ReleaseServiceHandler {
                 message: r.message,
                 source: r.source,
             })
-            .await
-            .map_err(to_status)?;
+            .await?;
         Ok(Response::new(pb::ReportDeploymentResponse {
             covered: covered.iter().map(convert::deployment_reported).collect(),
         }))
@@ -421,12 +413,10 @@ impl ReleaseService for ReleaseServiceHandler {
         super::authorize(&self.auth, &request, Role::Operator)?;
         let r = request.into_inner();
         if !r.service.is_empty() {
-            names::check_service(&r.service)
-                .map_err(FlowError::from)
-                .map_err(to_status)?;
+            names::check_service(&r.service).map_err(FlowError::from)?;
         }
         if !r.environment.is_empty() {
-            known_environment(&self.settings, &r.environment).map_err(to_status)?;
+            known_environment(&self.settings, &r.environment)?;
         }
         let since = super::watch::since(r.since)?;
         // Subscribed before the tip is read: every event after the tip the
@@ -435,7 +425,7 @@ impl ReleaseService for ReleaseServiceHandler {
         // A stream either sees the flag here or gets the stop sent after it
         // was set.
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(crate::api::status::failure(
+            return Err(crate::api::errors::failure(
                 tonic::Code::Unavailable,
                 crate::domain::Reason::ShuttingDown,
                 "the server is shutting down",

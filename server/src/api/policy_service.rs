@@ -9,7 +9,6 @@ use release_manager::pb;
 use release_manager::pb::policy_service_server::PolicyService;
 use tonic::{Request, Response, Status};
 
-use crate::api::status::to_status;
 use crate::auth::{Auth, Role};
 use crate::domain::{FlowError, Settings};
 use crate::engine::reads::Reader;
@@ -51,12 +50,12 @@ impl PolicyServiceHandler {
     ) -> Result<PolicyDone, Status> {
         let request = WriteRequest {
             intent: Intent::Policy { service, change },
-            committer: committer_of(committer).map_err(to_status)?,
+            committer: committer_of(committer)?,
             request_id: None,
         };
         match super::write(&self.writer, request, deadline).await? {
             WriteDone::Policy(done) => Ok(done),
-            WriteDone::Release(_) | WriteDone::Build(_) => Err(crate::api::status::failure(
+            WriteDone::Release(_) | WriteDone::Build(_) => Err(crate::api::errors::failure(
                 tonic::Code::Internal,
                 crate::domain::Reason::InternalError,
                 "unexpected result of a policy change",
@@ -66,7 +65,7 @@ impl PolicyServiceHandler {
 }
 
 fn committer_of(person: Option<pb::Person>) -> Result<Signature, FlowError> {
-    super::release::committer(person)
+    super::release_service::committer(person)
 }
 
 #[tonic::async_trait]
@@ -77,26 +76,23 @@ impl PolicyService for PolicyServiceHandler {
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
         super::authorize(&self.auth, &request, Role::Operator)?;
         let service = request.into_inner().service;
-        names::check_service(&service)
-            .map_err(FlowError::from)
-            .map_err(to_status)?;
+        names::check_service(&service).map_err(FlowError::from)?;
         let reader = self.reader.clone();
         let file = tokio::task::spawn_blocking(move || reader.policies(&service))
             .await
             .map_err(|_| {
-                crate::api::status::failure(
+                crate::api::errors::failure(
                     tonic::Code::Internal,
                     crate::domain::Reason::InternalError,
                     "read query panicked",
                 )
-            })?
-            .map_err(to_status)?;
+            })??;
         let mut branch_restrictions: Vec<pb::BranchRestrictionPolicy> = self
             .settings
             .global_restrictions
             .iter()
             .map(|g| pb::BranchRestrictionPolicy {
-                id: crate::domain::policy::branch_restriction_id(&g.environment),
+                id: crate::domain::policy_file::branch_restriction_id(&g.environment),
                 environment: g.environment.clone(),
                 branch_regex: g.regex.as_str().to_string(),
                 server_wide: true,
@@ -139,8 +135,7 @@ impl PolicyService for PolicyServiceHandler {
                 branch: r.branch.clone(),
                 environment: known_environment(&self.settings, &r.environment)?,
             })
-        })()
-        .map_err(to_status)?;
+        })()?;
         let done = self
             .change(r.service, change, r.committer, deadline)
             .await?;
@@ -171,14 +166,13 @@ impl PolicyService for PolicyServiceHandler {
                     "invalid branch_regex: it must not contain control characters (it goes into a commit title; match a newline with \\n)",
                 ));
             }
-            crate::domain::policy::compile(&r.branch_regex)
+            crate::domain::policy_file::compile(&r.branch_regex)
                 .map_err(|message| FlowError::invalid("branch_regex", message))?;
             Ok(PolicyChange::BranchRestriction {
                 environment: known_environment(&self.settings, &r.environment)?,
                 regex: r.branch_regex.clone(),
             })
-        })()
-        .map_err(to_status)?;
+        })()?;
         let done = self
             .change(r.service, change, r.committer, deadline)
             .await?;
@@ -195,11 +189,9 @@ impl PolicyService for PolicyServiceHandler {
         super::authorize(&self.auth, &request, Role::Operator)?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
-        names::check_service(&r.service)
-            .map_err(FlowError::from)
-            .map_err(to_status)?;
+        names::check_service(&r.service).map_err(FlowError::from)?;
         if r.ids.is_empty() || r.ids.iter().any(|id| id.is_empty() || id.len() > 300) {
-            return Err(crate::api::status::invalid(
+            return Err(crate::api::errors::invalid(
                 "ids",
                 "give the ids of the policies to delete",
             ));

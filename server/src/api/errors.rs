@@ -1,4 +1,4 @@
-//! The one place where errors become `tonic::Status`. The match over
+//! The one place where errors become `tonic::Status` (`From<FlowError>`). The match over
 //! [`FlowError`] is exhaustive so that a new error variant forces a
 //! decision here. Every status carries structured details, as the public
 //! schema promises (errors.proto): `INVALID_ARGUMENT` a
@@ -35,6 +35,12 @@ pub fn failure(code: Code, reason: Reason, message: impl Into<String>) -> Status
         message,
         ErrorDetails::with_error_info(reason.as_str(), DOMAIN, HashMap::<String, String>::new()),
     )
+}
+
+impl From<FlowError> for Status {
+    fn from(error: FlowError) -> Self {
+        to_status(error)
+    }
 }
 
 /// Converts a flow error into the status the client sees.

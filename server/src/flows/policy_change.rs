@@ -6,10 +6,10 @@
 use git2::FileMode;
 
 use super::{FlowContext, Outcome, WriteRequest};
-use crate::domain::policy::{auto_release_id, branch_restriction_id, PolicyFile};
+use crate::domain::policy_file::{auto_release_id, branch_restriction_id, PolicyFile};
 use crate::domain::{git, FlowError, Reason};
 use crate::repo::message::compose;
-use crate::repo::tree::{blob_at, replace_at};
+use crate::repo::tree::replace_at;
 
 /// A change to a service's policies.
 #[derive(Debug, Clone)]
@@ -67,21 +67,8 @@ pub struct PolicyDone {
 
 /// The policies of `service` at `ctx.tip`.
 pub fn read_policies(ctx: &FlowContext<'_>, service: &str) -> Result<PolicyFile, FlowError> {
-    let root = ctx
-        .repo
-        .find_commit(ctx.tip)
-        .and_then(|c| c.tree())
-        .map_err(git("read the tip"))?;
-    match blob_at(ctx.repo, &root, &format!("policies/{service}.json"))
-        .map_err(git("read policies"))?
-    {
-        Some(bytes) => PolicyFile::parse(service, &bytes)
-            .map_err(|message| FlowError::precondition(Reason::PolicyFileInvalid, message)),
-        None => Ok(PolicyFile {
-            service: service.to_string(),
-            ..PolicyFile::default()
-        }),
-    }
+    let root = crate::repo::tree::tree_of(ctx.repo, ctx.tip).map_err(git("read the tip"))?;
+    crate::domain::policy_file::read_at(ctx.repo, &root, service)
 }
 
 /// Fails when a restriction forbids releasing `branch` of `service` to
@@ -122,7 +109,7 @@ pub(super) fn change_policies(
             (changed, auto_release_id(branch, environment), 0, summary)
         }
         PolicyChange::BranchRestriction { environment, regex } => {
-            crate::domain::policy::compile(regex)
+            crate::domain::policy_file::compile(regex)
                 .map_err(|message| FlowError::invalid("branch_regex", message))?;
             let changed = file
                 .apply_branch_restriction(environment, regex)

@@ -228,6 +228,28 @@ impl PolicyFile {
     }
 }
 
+/// The policies of `service` in `root` (a tree of the config branch):
+/// empty for a service without a file (also one with no builds yet: that
+/// is how a service is onboarded, and its first build then releases
+/// itself). The one reader of policy files.
+pub fn read_at(
+    repo: &git2::Repository,
+    root: &git2::Tree<'_>,
+    service: &str,
+) -> Result<PolicyFile, crate::domain::FlowError> {
+    use crate::domain::{git, FlowError, Reason};
+    match crate::repo::tree::blob_at(repo, root, &format!("policies/{service}.json"))
+        .map_err(git("read policies"))?
+    {
+        Some(bytes) => PolicyFile::parse(service, &bytes)
+            .map_err(|message| FlowError::precondition(Reason::PolicyFileInvalid, message)),
+        None => Ok(PolicyFile {
+            service: service.to_string(),
+            ..PolicyFile::default()
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
