@@ -8,7 +8,7 @@ ARGS ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test lint proto-check python-client-test run readme-test bench bench-quick build_server_docker push_server_docker
+.PHONY: build build_server test lint layers proto-check python-client-test run readme-test bench bench-quick build_server_docker push_server_docker
 
 # One optimised build of the server, hamctl and artifact, copied to dist/
 # (about 5 minutes the first time on 2 cores, seconds after that).
@@ -53,6 +53,13 @@ readme-test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The layering stays: no import circles between the top-level modules of
+# any crate (each folder imports only the folders below it).
+layers:
+	for crate in server/src hamctl/src artifact/src cli-support/src src; do \
+	  python3 .ci/module_cycles.py $$crate || exit 1; \
+	done
 
 # The public schema: buf lint (STANDARD) and buf breaking (wire and JSON
 # compatibility) against the schema of the commit before this one.

@@ -135,7 +135,8 @@ pub struct StartArgs {
     /// straight to it (`500ms`, `30s`, `5m`; `0` disables).
     #[arg(long, env = "RELEASE_MANAGER_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub poll_interval: std::time::Duration,
-    /// HTTP listen address for `POST /webhook/github` and `GET /metrics`
+    /// HTTP listen address of the dashboard, the webhooks (GitHub and GitLab
+    /// pushes, Flux and Argo CD deployment reports) and `GET /metrics`
     /// [default: 0.0.0.0:8081; the demo: 127.0.0.1:8081].
     #[arg(long, env = "RELEASE_MANAGER_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
@@ -208,7 +209,7 @@ pub struct ServerConfig {
     pub remote_timeout: std::time::Duration,
     /// Flush writes to disk before answering.
     pub fsync: bool,
-    /// HTTP listener for the webhook and metrics, if any.
+    /// HTTP listener for the dashboard, webhooks and metrics, if any.
     pub http_listen: Option<SocketAddr>,
     /// Secret of the GitHub push webhook.
     pub github_webhook_secret: Option<String>,
