@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 /// Who a call must come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// hamctl users: releases, status, policies.
     Operator,
     /// CI pipelines uploading builds.
@@ -66,7 +66,7 @@ impl Auth {
     /// A role with a token needs it. A role without one is open only on an
     /// unauthenticated server; otherwise its calls are refused with
     /// `PERMISSION_DENIED` naming the flag that would allow them.
-    pub fn check(&self, authorization: Option<&str>, role: Role) -> Result<(), FlowError> {
+    pub(crate) fn check(&self, authorization: Option<&str>, role: Role) -> Result<(), FlowError> {
         let expected = match role {
             Role::Operator => self.hamctl_token.as_deref(),
             Role::ArtifactPusher => self.artifact_token.as_deref(),
@@ -103,14 +103,14 @@ impl Auth {
 }
 
 /// Whether a presented secret is the expected one, in constant time.
-pub fn same_secret(presented: &str, expected: &str) -> bool {
+pub(crate) fn same_secret(presented: &str, expected: &str) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 /// The token of a `Bearer <token>` header; the scheme is case-insensitive
 /// (RFC 7235).
-pub fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -301,7 +301,7 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
         };
         default.parse().expect("a valid default address")
     });
-    let auth = resolve_auth(&args, demo, listen)?;
+    let auth = resolve_auth(args, demo, listen)?;
     let config = ServerConfig {
         config_repo,
         data_dir: args.data_dir.clone(),

@@ -21,7 +21,7 @@ const ENVIRONMENTS: &[&str] = &["dev", "staging", "prod"];
 
 /// Creates the demo repository under `data_dir` unless it exists; returns
 /// its path.
-pub fn ensure_demo_repo(data_dir: &Path) -> Result<PathBuf, RepoError> {
+pub(crate) fn ensure_demo_repo(data_dir: &Path) -> Result<PathBuf, RepoError> {
     let path = data_dir.join("demo-config.git");
     if Repository::open_bare(&path).is_ok() {
         return Ok(path);

@@ -21,7 +21,7 @@ use git2::{Oid, Repository};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::deployment::Deployment;
-pub use crate::domain::deployment::State;
+pub(crate) use crate::domain::deployment::State;
 use crate::domain::{FlowError, Reason};
 use crate::engine::events::{DeploymentReported, Event, EventBus, Signal, What};
 use crate::engine::reads::Reader;
@@ -29,17 +29,17 @@ use crate::engine::writer::WriterHandle;
 
 /// One report, whichever route it came by.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     /// The environment the controller deploys.
-    pub environment: String,
+    pub(crate) environment: String,
     /// The commit it applied, as it wrote it (a sha, `main@sha1:<sha>`, ...).
-    pub revision: String,
+    pub(crate) revision: String,
     /// What it says.
-    pub state: State,
+    pub(crate) state: State,
     /// Its words (the reason of a failure).
-    pub message: String,
+    pub(crate) message: String,
     /// Who reported.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Most bytes of a report's message kept.
@@ -79,7 +79,7 @@ struct Covered {
 }
 
 /// The deployment states, shared by the routes, the RPCs and status.
-pub struct Deployments {
+pub(crate) struct Deployments {
     path: PathBuf,
     latest: Mutex<HashMap<(String, String), Latest>>,
     /// Environments some controller reported on (asked per cell by the
@@ -101,7 +101,7 @@ pub struct Deployments {
 impl Deployments {
     /// The states saved in `data_dir`, if any. An unreadable file is set
     /// aside with a warning: the next reports fill it again.
-    pub fn open(
+    pub(crate) fn open(
         data_dir: &std::path::Path,
         reader: Arc<Reader>,
         writer: WriterHandle,
@@ -146,7 +146,7 @@ impl Deployments {
     }
 
     /// Reports received so far, by state.
-    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+    pub(crate) fn counts(&self) -> Vec<(&'static str, u64)> {
         let counts = self.counts.lock().expect("counts lock");
         ["progressing", "succeeded", "failed"]
             .into_iter()
@@ -157,7 +157,12 @@ impl Deployments {
     /// What the cluster said about the release `release_commit` of
     /// `service` in `environment`; `None` (pending) when no report covers
     /// it.
-    pub fn of(&self, environment: &str, service: &str, release_commit: &str) -> Option<Deployment> {
+    pub(crate) fn of(
+        &self,
+        environment: &str,
+        service: &str,
+        release_commit: &str,
+    ) -> Option<Deployment> {
         let latest = self.latest.lock().expect("deployments lock");
         match latest.get(&(environment.to_string(), service.to_string())) {
             Some(l) if !release_commit.is_empty() && l.release_commit == release_commit => {
@@ -168,7 +173,7 @@ impl Deployments {
     }
 
     /// Whether any controller has reported on `environment`.
-    pub fn reporting(&self, environment: &str) -> bool {
+    pub(crate) fn reporting(&self, environment: &str) -> bool {
         self.reporting_environments
             .lock()
             .expect("deployments lock")
@@ -179,7 +184,7 @@ impl Deployments {
     /// the revision is newer than the mirror), keeps and saves the new
     /// states, and tells watchers of those that changed. Returns what it
     /// covered.
-    pub async fn report(
+    pub(crate) async fn report(
         self: &Arc<Self>,
         report: Report,
     ) -> Result<Vec<DeploymentReported>, FlowError> {
@@ -315,7 +320,7 @@ impl Deployments {
         .await
         .map_err(|e| stopped(&self.path, e))?;
         for event in events {
-            let _ = self.events.send(Signal::Event(event));
+            let _ = self.events.send(Signal::Event(Arc::new(event)));
         }
         Ok(answers)
     }

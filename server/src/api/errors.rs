@@ -15,11 +15,11 @@ use crate::domain::{chain, FlowError, Reason};
 use crate::repo::RepoError;
 
 /// The `domain` of every `google.rpc.ErrorInfo` the server sends.
-pub const DOMAIN: &str = "releasemanager.v1";
+pub(crate) const DOMAIN: &str = "releasemanager.v1";
 
 /// `INVALID_ARGUMENT` for request field `field`, with a
 /// `google.rpc.BadRequest` that names it.
-pub fn invalid(field: &str, message: impl Into<String>) -> Status {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Status {
     let message = message.into();
     Status::with_error_details(
         Code::InvalidArgument,
@@ -29,7 +29,7 @@ pub fn invalid(field: &str, message: impl Into<String>) -> Status {
 }
 
 /// An error of `code` for `reason`, with a `google.rpc.ErrorInfo`.
-pub fn failure(code: Code, reason: Reason, message: impl Into<String>) -> Status {
+pub(crate) fn failure(code: Code, reason: Reason, message: impl Into<String>) -> Status {
     Status::with_error_details(
         code,
         message,
@@ -44,7 +44,7 @@ impl From<FlowError> for Status {
 }
 
 /// Converts a flow error into the status the client sees.
-pub fn to_status(error: FlowError) -> Status {
+pub(crate) fn to_status(error: FlowError) -> Status {
     let (code, reason) = match &error {
         FlowError::InvalidArgument { field, message } => return invalid(field, message.clone()),
         FlowError::NotFound { reason, .. } => (Code::NotFound, *reason),

@@ -1,11 +1,11 @@
 //! tonic handlers: check the token, validate and convert the request, call a
 //! read query or the writer, convert the answer. No git here.
 
-pub mod errors;
-pub mod policy_service;
-pub mod release_service;
-pub mod starting;
-pub mod upload;
+pub(crate) mod errors;
+pub(crate) mod policy_service;
+pub(crate) mod release_service;
+pub(crate) mod starting;
+pub(crate) mod upload;
 mod watch;
 
 use std::time::{Duration, Instant};

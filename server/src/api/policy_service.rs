@@ -18,7 +18,7 @@ use crate::flows::{known_environment, Intent, PolicyChange, PolicyDone, WriteDon
 use crate::repo::index::Signature;
 
 /// Serves `releasemanager.v1.PolicyService`.
-pub struct PolicyServiceHandler {
+pub(crate) struct PolicyServiceHandler {
     writer: WriterHandle,
     reader: Arc<Reader>,
     settings: Arc<Settings>,
@@ -27,7 +27,7 @@ pub struct PolicyServiceHandler {
 
 impl PolicyServiceHandler {
     /// A handler over the writer and a reader.
-    pub fn new(
+    pub(crate) fn new(
         writer: WriterHandle,
         reader: Arc<Reader>,
         settings: Arc<Settings>,

@@ -23,7 +23,7 @@ use crate::flows::{known_environment, BuildSource, Intent, ReleaseDone, WriteDon
 use crate::repo::index::{ReleaseKind, Signature};
 
 /// Serves `releasemanager.v1.ReleaseService`.
-pub struct ReleaseServiceHandler {
+pub(crate) struct ReleaseServiceHandler {
     /// Set when the server stops; new event streams then end at once.
     stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Where build uploads are received and stored.
@@ -39,7 +39,7 @@ pub struct ReleaseServiceHandler {
 
 impl ReleaseServiceHandler {
     /// A handler over a writer and a reader (and the reader's settings).
-    pub fn new(
+    pub(crate) fn new(
         writer: WriterHandle,
         reader: Arc<Reader>,
         auth: Arc<Auth>,

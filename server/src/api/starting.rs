@@ -18,24 +18,24 @@ use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 
 /// What a call gets while the server starts.
-pub const STARTING: &str = "the release manager is starting: it is preparing its mirror of the config repository and reading its history; try again in a moment";
+pub(crate) const STARTING: &str = "the release manager is starting: it is preparing its mirror of the config repository and reading its history; try again in a moment";
 
 /// A gRPC service that answers `UNAVAILABLE` until [`Gate::open`] gives it
 /// the real one. Cheap to clone; every clone shares the switch.
-pub struct Gate<S> {
+pub(crate) struct Gate<S> {
     inner: Arc<OnceLock<S>>,
 }
 
 impl<S> Gate<S> {
     /// A closed gate.
-    pub fn closed() -> Self {
+    pub(crate) fn closed() -> Self {
         Gate {
             inner: Arc::new(OnceLock::new()),
         }
     }
 
     /// Lets calls through to `service` from now on.
-    pub fn open(&self, service: S) {
+    pub(crate) fn open(&self, service: S) {
         if self.inner.set(service).is_err() {
             tracing::error!("a service gate was opened twice; the first service stays");
         }

@@ -57,7 +57,7 @@ fn too_large_chunk(error: Status, limits: &UploadLimits) -> Status {
 
 /// Largest PushArtifact message accepted: one file of the largest upload,
 /// its path and the framing.
-pub fn max_chunk_bytes(limits: &UploadLimits) -> usize {
+pub(crate) fn max_chunk_bytes(limits: &UploadLimits) -> usize {
     limits.max_bytes.saturating_add(64 << 10)
 }
 
@@ -75,11 +75,11 @@ impl Default for UploadLimits {
 
 /// The memory budget of all uploads, in bytes.
 #[derive(Clone)]
-pub struct UploadBudget(Arc<Semaphore>);
+pub(crate) struct UploadBudget(Arc<Semaphore>);
 
 impl UploadBudget {
     /// A budget of `bytes`.
-    pub fn new(bytes: usize) -> Self {
+    pub(crate) fn new(bytes: usize) -> Self {
         UploadBudget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
     }
 
@@ -102,7 +102,7 @@ impl UploadBudget {
 }
 
 /// Where uploads go and what bounds them: the handler's part of uploads.
-pub struct UploadIntake {
+pub(crate) struct UploadIntake {
     limits: UploadLimits,
     budget: UploadBudget,
     /// Uploads being received: each holds a thread that writes its files.
@@ -116,7 +116,7 @@ const MAX_CONCURRENT_UPLOADS: usize = 64;
 
 impl UploadIntake {
     /// Uploads into the mirror at `mirror`, within `limits`.
-    pub fn new(limits: UploadLimits, mirror: PathBuf) -> Self {
+    pub(crate) fn new(limits: UploadLimits, mirror: PathBuf) -> Self {
         UploadIntake {
             budget: UploadBudget::new(limits.memory_budget),
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS)),
@@ -126,7 +126,7 @@ impl UploadIntake {
     }
 
     /// Reads, stores and validates one upload.
-    pub async fn receive(
+    pub(crate) async fn receive(
         &self,
         stream: Streaming<pb::PushArtifactRequest>,
         settings: &Settings,
@@ -148,7 +148,7 @@ impl UploadIntake {
 }
 
 /// Checks one path of an upload (see [`names::check_upload_path`]).
-pub fn check_path(path: &str, settings: &Settings) -> Result<(), String> {
+pub(crate) fn check_path(path: &str, settings: &Settings) -> Result<(), String> {
     names::check_upload_path(path, &settings.environments)
 }
 

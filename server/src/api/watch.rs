@@ -18,7 +18,8 @@ use crate::engine::events::{Cursor, Replay, Signal};
 use crate::engine::wire;
 
 /// The stream `WatchEvents` answers with.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+pub(crate) type EventStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 /// The request's `since`, parsed.
 pub(super) fn since(text: String) -> Result<Option<Cursor>, Status> {

@@ -15,16 +15,16 @@ use crate::repo::tree::tree_at;
 
 /// Services and the environments each one runs in.
 #[derive(Debug, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     /// Service name to the environments with a release of it.
-    pub services: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) services: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Catalog {
     /// Reads the services of the tree `root`: the folders under `builds/`
     /// and every service folder with an `artifact.json` under a top-level
     /// `<env>/releases/<namespace>/`.
-    pub fn read(repo: &Repository, root: &Tree<'_>) -> Result<Self, git2::Error> {
+    pub(crate) fn read(repo: &Repository, root: &Tree<'_>) -> Result<Self, git2::Error> {
         let mut catalog = Catalog::default();
         if let Some(builds) = tree_at(repo, root, "builds")? {
             for entry in builds.iter() {
@@ -70,7 +70,10 @@ impl Catalog {
 
 /// The NOT_FOUND error for a service the repository does not know,
 /// suggesting the closest known names.
-pub fn unknown_service<'a>(service: &str, known: impl IntoIterator<Item = &'a str>) -> FlowError {
+pub(crate) fn unknown_service<'a>(
+    service: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> FlowError {
     let mut text = format!(
         "unknown service {service:?}: no builds and no releases of it in the config repository"
     );
@@ -117,7 +120,11 @@ fn closest<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> Vec<St
 }
 
 /// The NOT_FOUND error for `service`, suggesting the services of `root`.
-pub fn unknown_service_at(repo: &Repository, root: &git2::Tree<'_>, service: &str) -> FlowError {
+pub(crate) fn unknown_service_at(
+    repo: &Repository,
+    root: &git2::Tree<'_>,
+    service: &str,
+) -> FlowError {
     match Catalog::read(repo, root) {
         Ok(catalog) => unknown_service(service, catalog.services.keys().map(String::as_str)),
         Err(_) => unknown_service(service, []),

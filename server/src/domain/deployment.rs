@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// How far a release got in the cluster, as a report says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(crate) enum State {
     /// Being applied.
     Progressing,
     /// Applied and healthy.
@@ -17,7 +17,7 @@ pub enum State {
 
 impl State {
     /// The word used in metrics, logs and the generic route.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Progressing => "progressing",
             State::Succeeded => "succeeded",
@@ -27,7 +27,7 @@ impl State {
 
     /// The state a word names (`progressing`, `succeeded`, `failed`; also
     /// the proto's names).
-    pub fn parse(word: &str) -> Option<State> {
+    pub(crate) fn parse(word: &str) -> Option<State> {
         match word.trim().to_ascii_lowercase().as_str() {
             "progressing" | "deployment_state_progressing" => Some(State::Progressing),
             "succeeded" | "deployed" | "deployment_state_succeeded" => Some(State::Succeeded),
@@ -39,15 +39,15 @@ impl State {
 
 /// The latest report on one release, as watchers and status see it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Deployment {
+pub(crate) struct Deployment {
     /// The state reported.
-    pub state: State,
+    pub(crate) state: State,
     /// The controller's words.
-    pub message: String,
+    pub(crate) message: String,
     /// The config repository commit it applied.
-    pub revision: String,
+    pub(crate) revision: String,
     /// When it was reported, in seconds since the epoch.
-    pub reported_at: i64,
+    pub(crate) reported_at: i64,
     /// Who reported.
-    pub source: String,
+    pub(crate) source: String,
 }

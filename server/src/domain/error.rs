@@ -22,10 +22,10 @@ macro_rules! reasons {
         impl Reason {
             /// Every reason.
             #[cfg(test)]
-            pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
+            pub(crate) const ALL: &[Reason] = &[$(Reason::$variant,)*];
 
             /// Its name in the schema.
-            pub fn as_str(self) -> &'static str {
+            pub(crate) fn as_str(self) -> &'static str {
                 match self {
                     $(Reason::$variant => $name,)*
                 }
@@ -181,7 +181,7 @@ fn unavailable_message(error: &RepoError) -> String {
 
 impl FlowError {
     /// `INVALID_ARGUMENT` for request field `field`.
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         FlowError::InvalidArgument {
             field: field.into(),
             message: message.into(),
@@ -189,7 +189,7 @@ impl FlowError {
     }
 
     /// `NOT_FOUND` for `reason`.
-    pub fn not_found(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(reason: Reason, message: impl Into<String>) -> Self {
         FlowError::NotFound {
             reason,
             message: message.into(),
@@ -197,7 +197,7 @@ impl FlowError {
     }
 
     /// `UNAUTHENTICATED` for `reason`.
-    pub fn unauthenticated(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn unauthenticated(reason: Reason, message: impl Into<String>) -> Self {
         FlowError::Unauthenticated {
             reason,
             message: message.into(),
@@ -205,7 +205,7 @@ impl FlowError {
     }
 
     /// `PERMISSION_DENIED` for `reason`.
-    pub fn denied(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn denied(reason: Reason, message: impl Into<String>) -> Self {
         FlowError::PermissionDenied {
             reason,
             message: message.into(),
@@ -213,7 +213,7 @@ impl FlowError {
     }
 
     /// `FAILED_PRECONDITION` for `reason`.
-    pub fn precondition(reason: Reason, message: impl Into<String>) -> Self {
+    pub(crate) fn precondition(reason: Reason, message: impl Into<String>) -> Self {
         FlowError::FailedPrecondition {
             reason,
             message: message.into(),
@@ -276,7 +276,7 @@ impl From<RepoError> for FlowError {
 }
 
 /// Wraps a libgit2 error met while reading or writing objects.
-pub fn git(action: &'static str) -> impl Fn(git2::Error) -> FlowError {
+pub(crate) fn git(action: &'static str) -> impl Fn(git2::Error) -> FlowError {
     move |source| FlowError::Internal(Arc::new(RepoError::Git { action, source }))
 }
 

@@ -3,12 +3,12 @@
 //! file and its rules, and the catalog of services. Above `repo` only: it
 //! reads trees, it never writes, queues or serves.
 
-pub mod catalog;
-pub mod deployment;
-pub mod duration;
-pub mod error;
-pub mod policy_file;
+pub(crate) mod catalog;
+pub(crate) mod deployment;
+pub(crate) mod duration;
+pub(crate) mod error;
+pub(crate) mod policy_file;
 mod settings;
 
-pub use error::{chain, git, FlowError, Reason};
-pub use settings::Settings;
+pub(crate) use error::{chain, git, FlowError, Reason};
+pub(crate) use settings::Settings;

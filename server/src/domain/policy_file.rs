@@ -8,66 +8,66 @@ use serde::{Deserialize, Serialize};
 /// The contents of `policies/<service>.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PolicyFile {
+pub(crate) struct PolicyFile {
     /// The service the file belongs to (a hand-written file may leave it
     /// out: the file name says it).
     #[serde(default)]
-    pub service: String,
+    pub(crate) service: String,
     /// Auto-release policies, at most one per environment. Left out of the
     /// file when empty, as the original release manager's reader expects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub auto_releases: Vec<AutoRelease>,
+    pub(crate) auto_releases: Vec<AutoRelease>,
     /// Branch restrictions, at most one per environment; left out when
     /// empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub branch_restrictions: Vec<BranchRestriction>,
+    pub(crate) branch_restrictions: Vec<BranchRestriction>,
 }
 
 /// Release every new build of `branch` to `environment`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AutoRelease {
+pub(crate) struct AutoRelease {
     /// `auto-release-<branch>-<environment>`.
-    pub id: String,
+    pub(crate) id: String,
     /// Source branch.
-    pub branch: String,
+    pub(crate) branch: String,
     /// Target environment.
-    pub environment: String,
+    pub(crate) environment: String,
 }
 
 /// Only branches matching `branch_regex` may be released to `environment`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BranchRestriction {
+pub(crate) struct BranchRestriction {
     /// `branch-restriction-<environment>`.
-    pub id: String,
+    pub(crate) id: String,
     /// The environment restricted.
-    pub environment: String,
+    pub(crate) environment: String,
     /// The regex a branch must match (anywhere, unless anchored).
-    pub branch_regex: String,
+    pub(crate) branch_regex: String,
 }
 
 /// A restriction set for every service by server configuration.
 #[derive(Debug, Clone)]
 pub struct GlobalRestriction {
     /// The environment restricted.
-    pub environment: String,
+    pub(crate) environment: String,
     /// The compiled regex.
-    pub regex: Regex,
+    pub(crate) regex: Regex,
 }
 
 /// Id of an auto-release policy.
-pub fn auto_release_id(branch: &str, environment: &str) -> String {
+pub(crate) fn auto_release_id(branch: &str, environment: &str) -> String {
     format!("auto-release-{branch}-{environment}")
 }
 
 /// Id of a branch restriction.
-pub fn branch_restriction_id(environment: &str) -> String {
+pub(crate) fn branch_restriction_id(environment: &str) -> String {
     format!("branch-restriction-{environment}")
 }
 
 /// Compiles a branch regex; the error is the regex crate's own message.
-pub fn compile(regex: &str) -> Result<Regex, String> {
+pub(crate) fn compile(regex: &str) -> Result<Regex, String> {
     Regex::new(regex).map_err(|e| format!("invalid branch regex {regex:?}: {e}"))
 }
 
@@ -90,7 +90,7 @@ pub fn parse_global(spec: &str) -> Result<Vec<GlobalRestriction>, String> {
 impl PolicyFile {
     /// Parses a policies file. An empty file holds no policies; anything
     /// else must be the exact format.
-    pub fn parse(service: &str, bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn parse(service: &str, bytes: &[u8]) -> Result<Self, String> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(PolicyFile {
                 service: service.to_string(),
@@ -112,20 +112,20 @@ impl PolicyFile {
     }
 
     /// The stored form: pretty JSON with a 2-space indent and a newline.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("policies serialize");
         text.push('\n');
         text
     }
 
     /// Whether the file holds no policy (it is then deleted).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.auto_releases.is_empty() && self.branch_restrictions.is_empty()
     }
 
     /// Checks that `branch` may be released to `environment` under this
     /// file's and the server-wide restrictions; the error names the policy.
-    pub fn check_release(
+    pub(crate) fn check_release(
         &self,
         globals: &[GlobalRestriction],
         environment: &str,
@@ -158,7 +158,7 @@ impl PolicyFile {
 
     /// Adds or replaces the auto-release of `environment`. `Ok(false)` when
     /// it was already in place.
-    pub fn apply_auto_release(
+    pub(crate) fn apply_auto_release(
         &mut self,
         globals: &[GlobalRestriction],
         branch: &str,
@@ -186,7 +186,7 @@ impl PolicyFile {
     /// Adds or replaces the branch restriction of `environment`. `Ok(false)`
     /// when it was already in place. Refused when the regex does not
     /// compile or an auto-release to that environment would break it.
-    pub fn apply_branch_restriction(
+    pub(crate) fn apply_branch_restriction(
         &mut self,
         environment: &str,
         regex: &str,
@@ -220,7 +220,7 @@ impl PolicyFile {
     }
 
     /// Deletes policies by id; returns how many were deleted.
-    pub fn delete(&mut self, ids: &[String]) -> usize {
+    pub(crate) fn delete(&mut self, ids: &[String]) -> usize {
         let before = self.auto_releases.len() + self.branch_restrictions.len();
         self.auto_releases.retain(|a| !ids.contains(&a.id));
         self.branch_restrictions.retain(|r| !ids.contains(&r.id));
@@ -232,7 +232,7 @@ impl PolicyFile {
 /// empty for a service without a file (also one with no builds yet: that
 /// is how a service is onboarded, and its first build then releases
 /// itself). The one reader of policy files.
-pub fn read_at(
+pub(crate) fn read_at(
     repo: &git2::Repository,
     root: &git2::Tree<'_>,
     service: &str,

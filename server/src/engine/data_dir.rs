@@ -34,7 +34,7 @@ const DATA_DIR_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_se
 /// Takes the data dir for this server alone: an exclusive lock on
 /// `<data dir>/lock`, held while the returned file is open. Owning the dir
 /// is what lets the server clear what a crashed run left in its mirror.
-pub async fn lock(dir: &std::path::Path) -> Result<std::fs::File, DataDirError> {
+pub(crate) async fn lock(dir: &std::path::Path) -> Result<std::fs::File, DataDirError> {
     let began = Instant::now();
     loop {
         match try_lock_data_dir(dir) {

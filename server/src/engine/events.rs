@@ -22,21 +22,21 @@ use crate::repo::message;
 /// Something watchers hear of: what a published commit did, or what a
 /// controller reported.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     /// Where a subscription resumes after this event: `<commit>.<n>`, its
     /// place among its commit's events (empty for a deployment report).
-    pub cursor: String,
+    pub(crate) cursor: String,
     /// The commit it comes from (for a report: the revision reported).
-    pub commit: String,
+    pub(crate) commit: String,
     /// When, in seconds since the epoch.
-    pub time: i64,
+    pub(crate) time: i64,
     /// What happened.
-    pub what: What,
+    pub(crate) what: What,
 }
 
 /// What an event says.
 #[derive(Debug, Clone)]
-pub enum What {
+pub(crate) enum What {
     /// A build was added.
     BuildAdded(Arc<BuildAdded>),
     /// A build was released to an environment.
@@ -54,54 +54,54 @@ pub enum What {
 
 /// A build added to `builds/<service>/<branch>/`.
 #[derive(Debug, Clone)]
-pub struct BuildAdded {
+pub(crate) struct BuildAdded {
     /// The service.
-    pub service: String,
+    pub(crate) service: String,
     /// Its branch folder.
-    pub branch: String,
+    pub(crate) branch: String,
     /// The commit that added it.
-    pub build_commit: Oid,
+    pub(crate) build_commit: Oid,
     /// Its artifact.json (only the id, when unreadable).
-    pub spec: ArtifactSpec,
+    pub(crate) spec: ArtifactSpec,
 }
 
 /// A release written to `<environment>/releases/<namespace>/<service>/`.
 #[derive(Debug, Clone)]
-pub struct Released {
+pub(crate) struct Released {
     /// The service.
-    pub service: String,
+    pub(crate) service: String,
     /// The environment.
-    pub environment: String,
+    pub(crate) environment: String,
     /// The namespace folder.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// The artifact now there.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// Its branch.
-    pub branch: String,
+    pub(crate) branch: String,
     /// Why, as the commit says.
-    pub kind: ReleaseKind,
+    pub(crate) kind: ReleaseKind,
 }
 
 /// A new deployment state of one service's release in one environment.
 #[derive(Debug, Clone)]
-pub struct DeploymentReported {
+pub(crate) struct DeploymentReported {
     /// The environment.
-    pub environment: String,
+    pub(crate) environment: String,
     /// The service.
-    pub service: String,
+    pub(crate) service: String,
     /// The artifact of the release reported on.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// The release commit.
-    pub release_commit: String,
+    pub(crate) release_commit: String,
     /// What the controller said.
-    pub deployment: Deployment,
+    pub(crate) deployment: Deployment,
 }
 
 /// What travels on the event bus: an event, or the end of the server.
 #[derive(Debug, Clone)]
-pub enum Signal {
-    /// Something happened.
-    Event(Event),
+pub(crate) enum Signal {
+    /// Something happened (shared: every subscriber gets the same one).
+    Event(Arc<Event>),
     /// The server is stopping: every stream ends.
     Stop,
 }
@@ -109,10 +109,10 @@ pub enum Signal {
 /// The event bus: the writer and the deployment reports send; watchers,
 /// the dashboard and notifications subscribe. A slow subscriber loses the
 /// oldest events (and is told), never blocks a sender.
-pub type EventBus = tokio::sync::broadcast::Sender<Signal>;
+pub(crate) type EventBus = tokio::sync::broadcast::Sender<Signal>;
 
 /// The events a commit carries, in the order builds, releases, policies.
-pub fn events_of(repo: &Repository, oid: Oid) -> Vec<Event> {
+pub(crate) fn events_of(repo: &Repository, oid: Oid) -> Vec<Event> {
     let Ok(commit) = repo.find_commit(oid) else {
         return Vec::new();
     };
@@ -187,16 +187,16 @@ pub fn events_of(repo: &Repository, oid: Oid) -> Vec<Event> {
 /// Where a subscription resumes: after event `after` of `commit` (`None`:
 /// after all of that commit's events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     /// The commit.
-    pub commit: Oid,
+    pub(crate) commit: Oid,
     /// The last event of it already seen.
-    pub after: Option<usize>,
+    pub(crate) after: Option<usize>,
 }
 
 impl Cursor {
     /// Parses `<commit>.<n>` or a bare commit id.
-    pub fn parse(text: &str) -> Option<Cursor> {
+    pub(crate) fn parse(text: &str) -> Option<Cursor> {
         let (commit, after) = match text.split_once('.') {
             Some((commit, n)) => (commit, Some(n.parse().ok()?)),
             None => (text, None),
@@ -210,21 +210,25 @@ impl Cursor {
 
 /// What a resumed subscription missed.
 #[derive(Debug, Default)]
-pub struct Replay {
+pub(crate) struct Replay {
     /// The events, oldest first.
-    pub events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
     /// The commits they were read from.
-    pub commits: Vec<Oid>,
+    pub(crate) commits: Vec<Oid>,
 }
 
 /// Most commits a resumed subscription reads again from history.
-pub const MAX_REPLAY_COMMITS: usize = 10_000;
+pub(crate) const MAX_REPLAY_COMMITS: usize = 10_000;
 
 /// What a resumed subscription missed: the events after `cursor` up to
 /// `tip`. `None` when the cursor's commit is not in the history of `tip`;
 /// an error naming the bound when more than [`MAX_REPLAY_COMMITS`] commits
 /// came after it.
-pub fn since(repo: &Repository, cursor: Cursor, tip: Oid) -> Result<Option<Replay>, git2::Error> {
+pub(crate) fn since(
+    repo: &Repository,
+    cursor: Cursor,
+    tip: Oid,
+) -> Result<Option<Replay>, git2::Error> {
     let known = repo.find_commit(cursor.commit).is_ok()
         && (cursor.commit == tip || repo.graph_descendant_of(tip, cursor.commit)?);
     if !known {
@@ -269,14 +273,14 @@ impl Event {
     /// environment filter keeps releases to that environment and its
     /// deployment reports: builds and policies belong to a service, not an
     /// environment.
-    pub fn matches(&self, service: &str, environment: &str) -> bool {
+    pub(crate) fn matches(&self, service: &str, environment: &str) -> bool {
         let (event_service, event_environment) = self.about();
         (service.is_empty() || service == event_service)
             && (environment.is_empty() || event_environment == Some(environment))
     }
 
     /// Whether it is a deployment report (no commit of its own).
-    pub fn is_report(&self) -> bool {
+    pub(crate) fn is_report(&self) -> bool {
         matches!(self.what, What::DeploymentReported(_))
     }
 }

@@ -3,12 +3,12 @@
 //! history, events, paging), and the persisted index. It runs flows and
 //! speaks git through `repo`; it never knows how a request arrived.
 
-pub mod data_dir;
-pub mod events;
-pub mod paging;
-pub mod prepare;
-pub mod published;
-pub mod reads;
-pub mod snapshots;
-pub mod wire;
-pub mod writer;
+pub(crate) mod data_dir;
+pub(crate) mod events;
+pub(crate) mod paging;
+pub(crate) mod prepare;
+pub(crate) mod published;
+pub(crate) mod reads;
+pub(crate) mod snapshots;
+pub(crate) mod wire;
+pub(crate) mod writer;

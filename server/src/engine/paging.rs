@@ -10,17 +10,17 @@ use base64::Engine;
 use crate::domain::FlowError;
 
 /// Page size when the request gives none.
-pub const DEFAULT_PAGE_SIZE: usize = 20;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
 /// Largest page.
-pub const MAX_PAGE_SIZE: usize = 1000;
+pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 
 /// One page asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
+pub(crate) struct Page {
     /// Most entries to return.
-    pub size: usize,
+    pub(crate) size: usize,
     /// Continue after the entry with this key (`None`: the first page).
-    pub after: Option<String>,
+    pub(crate) after: Option<String>,
 }
 
 const ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,7 +29,12 @@ impl Page {
     /// The page a request asks for: `page_size` (else the deprecated
     /// `count`, else the default), at most [`MAX_PAGE_SIZE`], and the key
     /// in `page_token`, which must be a token of this `kind` of listing.
-    pub fn of(page_size: u32, count: u32, page_token: &str, kind: &str) -> Result<Page, FlowError> {
+    pub(crate) fn of(
+        page_size: u32,
+        count: u32,
+        page_token: &str,
+        kind: &str,
+    ) -> Result<Page, FlowError> {
         let asked = if page_size > 0 { page_size } else { count } as usize;
         let size = match asked {
             0 => DEFAULT_PAGE_SIZE,
@@ -58,14 +63,14 @@ impl Page {
 }
 
 /// The token that continues a `kind` listing after the entry `key`.
-pub fn token(kind: &str, key: &str) -> String {
+pub(crate) fn token(kind: &str, key: &str) -> String {
     ENGINE.encode(format!("{kind}:{key}"))
 }
 
 /// One page of `entries` (newest first, each with its key): those after
 /// the token's entry, at most `page.size`, and the next page's token when
 /// more remain. A token whose entry is not in the list is refused.
-pub fn take<T>(
+pub(crate) fn take<T>(
     entries: impl Iterator<Item = (String, T)>,
     page: &Page,
     kind: &str,

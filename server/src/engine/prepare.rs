@@ -14,22 +14,22 @@ use super::published::Published;
 use super::writer::NewBuild;
 
 /// What start-up prepares before the server is ready.
-pub struct Prepared {
-    pub mirror: Mirror,
-    pub published: Published,
+pub(crate) struct Prepared {
+    pub(crate) mirror: Mirror,
+    pub(crate) published: Published,
     /// Builds that arrived while the server was down.
-    pub arrived: Vec<NewBuild>,
-    pub origin: snapshot::Origin,
+    pub(crate) arrived: Vec<NewBuild>,
+    pub(crate) origin: snapshot::Origin,
     /// Tip of the snapshot loaded, if one was used.
-    pub snapshot_tip: Option<git2::Oid>,
+    pub(crate) snapshot_tip: Option<git2::Oid>,
     /// Commits read from history (the rest came from the snapshot).
-    pub commits_read: u64,
+    pub(crate) commits_read: u64,
 }
 
 /// Opens (or clones) the mirror, fetches, and builds the index: from the
 /// snapshot in the data dir when there is a usable one, reading only the
 /// commits after it, else from the whole history. Blocking.
-pub fn prepare(
+pub(crate) fn prepare(
     data_dir: &Path,
     remote: RemoteLocation,
     branch: Option<&str>,

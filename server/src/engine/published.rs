@@ -10,15 +10,15 @@ use crate::repo::index::Index;
 
 /// What readers see: the remote tip the writer last published, and the index
 /// of everything up to it.
-pub struct Published {
+pub(crate) struct Published {
     /// Tip of the default branch on the remote, as of the last push or fetch.
-    pub tip: Oid,
+    pub(crate) tip: Oid,
     /// Builds and releases up to `tip`.
-    pub index: Index,
+    pub(crate) index: Index,
     /// Bumped when the mirror's packs were merged: read handles opened
     /// before should be reopened.
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 /// Shared, read-mostly state; only the writer takes the write lock.
-pub type SharedState = Arc<RwLock<Published>>;
+pub(crate) type SharedState = Arc<RwLock<Published>>;

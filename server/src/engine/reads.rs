@@ -23,7 +23,7 @@ use crate::repo::index::{ReleaseDetails, View};
 use crate::repo::tree::{blob_at, tree_at};
 
 /// Serves read queries.
-pub struct Reader {
+pub(crate) struct Reader {
     path: PathBuf,
     /// Handles, with the mirror generation they were opened at.
     pool: Mutex<(u64, Vec<Repository>)>,
@@ -33,7 +33,7 @@ pub struct Reader {
 
 impl Reader {
     /// A reader over the mirror at `path`.
-    pub fn new(path: PathBuf, shared: SharedState, settings: Settings) -> Self {
+    pub(crate) fn new(path: PathBuf, shared: SharedState, settings: Settings) -> Self {
         Reader {
             path,
             pool: Mutex::new((0, Vec::new())),
@@ -43,7 +43,7 @@ impl Reader {
     }
 
     /// The settings reads go by.
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 
@@ -80,7 +80,7 @@ impl Reader {
     /// Runs `f` on a pooled handle of the mirror, the published state (tip
     /// and index, read-locked while `f` runs) and the settings: for reads
     /// that build their own answers (the dashboard).
-    pub fn with_published<T>(
+    pub(crate) fn with_published<T>(
         &self,
         f: impl FnOnce(
             &Repository,
@@ -95,7 +95,7 @@ impl Reader {
     }
 
     /// What runs where for a service.
-    pub fn status(
+    pub(crate) fn status(
         &self,
         service: &str,
         namespace: Option<&str>,
@@ -220,7 +220,7 @@ impl Reader {
 
     /// Every service with builds or releases, where it runs and which
     /// branches have builds.
-    pub fn list_services(&self) -> Result<pb::ListServicesResponse, FlowError> {
+    pub(crate) fn list_services(&self) -> Result<pb::ListServicesResponse, FlowError> {
         self.with_repo(|repo| {
             let published = self.shared.read().expect("state lock not poisoned");
             let root =
@@ -258,7 +258,7 @@ impl Reader {
 
     /// The events after `cursor` (none without one), and the published tip
     /// they end at.
-    pub fn events_since(
+    pub(crate) fn events_since(
         &self,
         cursor: Option<crate::engine::events::Cursor>,
     ) -> Result<(crate::engine::events::Replay, git2::Oid), FlowError> {
@@ -293,7 +293,7 @@ impl Reader {
 
     /// The policies file of a service at the published tip; empty for a
     /// service without one (also one with no builds yet).
-    pub fn policies(
+    pub(crate) fn policies(
         &self,
         service: &str,
     ) -> Result<crate::domain::policy_file::PolicyFile, FlowError> {
@@ -306,7 +306,7 @@ impl Reader {
 
     /// One page of the release history of a service in an environment,
     /// newest first.
-    pub fn describe_release(
+    pub(crate) fn describe_release(
         &self,
         service: &str,
         environment: &str,
@@ -349,7 +349,7 @@ impl Reader {
 
     /// One page of the builds of a service (optionally of one branch),
     /// newest first.
-    pub fn describe_artifact(
+    pub(crate) fn describe_artifact(
         &self,
         service: &str,
         branch: Option<&str>,

@@ -17,10 +17,10 @@ use crate::engine::published::SharedState;
 use crate::repo::snapshot::{self, Origin};
 
 /// How often the index is saved while the tip moves.
-pub const SAVE_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const SAVE_EVERY: Duration = Duration::from_secs(60);
 
 /// Saves snapshots of the published index.
-pub struct SnapshotKeeper {
+pub(crate) struct SnapshotKeeper {
     data_dir: PathBuf,
     origin: Origin,
     shared: SharedState,
@@ -32,7 +32,7 @@ pub struct SnapshotKeeper {
 impl SnapshotKeeper {
     /// A keeper for the data dir's snapshot; `saved` is the tip of the one
     /// loaded at start, if any.
-    pub fn new(
+    pub(crate) fn new(
         data_dir: PathBuf,
         origin: Origin,
         shared: SharedState,
@@ -51,7 +51,7 @@ impl SnapshotKeeper {
     /// Writes a snapshot if the published tip moved since the last one.
     /// Failures are logged: a missing snapshot only makes the next start
     /// slower.
-    pub fn save_if_moved(&self) {
+    pub(crate) fn save_if_moved(&self) {
         let mut saved = self.saved.lock().expect("snapshot lock not poisoned");
         let began = Instant::now();
         let (tip, bytes) = {
@@ -84,7 +84,7 @@ impl SnapshotKeeper {
 }
 
 /// Saves every [`SAVE_EVERY`] until told to stop.
-pub async fn keep_saving(
+pub(crate) async fn keep_saving(
     keeper: std::sync::Arc<SnapshotKeeper>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {

@@ -12,7 +12,7 @@ use crate::flows::{Outcome, ReleaseDone};
 use crate::repo::index::{ReleaseDetails, ReleaseKind, ReleaseRecord, Signature};
 
 /// A git identity as a `Person`.
-pub fn person(signature: &Signature) -> pb::Person {
+pub(crate) fn person(signature: &Signature) -> pb::Person {
     pb::Person {
         name: signature.name.clone(),
         email: signature.email.clone(),
@@ -20,13 +20,13 @@ pub fn person(signature: &Signature) -> pb::Person {
 }
 
 /// Seconds since the epoch as a `Timestamp`.
-pub fn timestamp(seconds: i64) -> Timestamp {
+pub(crate) fn timestamp(seconds: i64) -> Timestamp {
     Timestamp { seconds, nanos: 0 }
 }
 
 /// An RFC 3339 time as a `Timestamp`; `None` when unset (empty, or Go's
 /// zero time) or malformed.
-pub fn rfc3339(text: &str) -> Option<Timestamp> {
+pub(crate) fn rfc3339(text: &str) -> Option<Timestamp> {
     if release_manager::spec::is_unset_time(text) {
         return None;
     }
@@ -38,7 +38,7 @@ pub fn rfc3339(text: &str) -> Option<Timestamp> {
 }
 
 /// The release intent enum.
-pub fn intent(kind: ReleaseKind) -> pb::ReleaseIntent {
+pub(crate) fn intent(kind: ReleaseKind) -> pb::ReleaseIntent {
     match kind {
         ReleaseKind::Unknown => pb::ReleaseIntent::Unspecified,
         ReleaseKind::Branch => pb::ReleaseIntent::ReleaseBranch,
@@ -50,7 +50,7 @@ pub fn intent(kind: ReleaseKind) -> pb::ReleaseIntent {
 }
 
 /// The outcome enum.
-pub fn outcome(outcome: Outcome) -> pb::Outcome {
+pub(crate) fn outcome(outcome: Outcome) -> pb::Outcome {
     match outcome {
         Outcome::Applied => pb::Outcome::Applied,
         Outcome::AlreadyUpToDate => pb::Outcome::AlreadyUpToDate,
@@ -58,7 +58,7 @@ pub fn outcome(outcome: Outcome) -> pb::Outcome {
 }
 
 /// A finished release-like write.
-pub fn release_result(done: &ReleaseDone) -> pb::ReleaseResult {
+pub(crate) fn release_result(done: &ReleaseDone) -> pb::ReleaseResult {
     pb::ReleaseResult {
         outcome: outcome(done.outcome) as i32,
         service: done.service.clone(),
@@ -73,7 +73,7 @@ pub fn release_result(done: &ReleaseDone) -> pb::ReleaseResult {
 }
 
 /// A build's artifact.json as an `ArtifactSummary`.
-pub fn artifact_summary(
+pub(crate) fn artifact_summary(
     spec: &ArtifactSpec,
     service: &str,
     branch: &str,
@@ -116,7 +116,10 @@ pub fn artifact_summary(
 }
 
 /// A release commit as a `ReleaseRecord`.
-pub fn release_record(record: &ReleaseRecord, details: &ReleaseDetails) -> pb::ReleaseRecord {
+pub(crate) fn release_record(
+    record: &ReleaseRecord,
+    details: &ReleaseDetails,
+) -> pb::ReleaseRecord {
     pb::ReleaseRecord {
         artifact_id: record.artifact_id.to_string(),
         namespace: record.namespace.to_string(),
@@ -130,7 +133,7 @@ pub fn release_record(record: &ReleaseRecord, details: &ReleaseDetails) -> pb::R
 }
 
 /// A deployment state as the API names it.
-pub fn deployment_state(state: State) -> pb::DeploymentState {
+pub(crate) fn deployment_state(state: State) -> pb::DeploymentState {
     match state {
         State::Progressing => pb::DeploymentState::Progressing,
         State::Succeeded => pb::DeploymentState::Succeeded,
@@ -139,7 +142,7 @@ pub fn deployment_state(state: State) -> pb::DeploymentState {
 }
 
 /// What the cluster said of a release; PENDING when nothing.
-pub fn deployment(deployment: Option<&Deployment>) -> pb::Deployment {
+pub(crate) fn deployment(deployment: Option<&Deployment>) -> pb::Deployment {
     match deployment {
         Some(d) => pb::Deployment {
             state: deployment_state(d.state) as i32,
@@ -156,7 +159,7 @@ pub fn deployment(deployment: Option<&Deployment>) -> pb::Deployment {
 }
 
 /// A new deployment state of one release.
-pub fn deployment_reported(report: &DeploymentReported) -> pb::DeploymentReported {
+pub(crate) fn deployment_reported(report: &DeploymentReported) -> pb::DeploymentReported {
     pb::DeploymentReported {
         environment: report.environment.clone(),
         service: report.service.clone(),
@@ -167,7 +170,7 @@ pub fn deployment_reported(report: &DeploymentReported) -> pb::DeploymentReporte
 }
 
 /// An event as `WatchEvents` sends it.
-pub fn event(event: &Event) -> pb::WatchEventsResponse {
+pub(crate) fn event(event: &Event) -> pb::WatchEventsResponse {
     use pb::watch_events_response::Event as Sent;
     let sent = match &event.what {
         What::BuildAdded(build) => Sent::BuildAdded(artifact_summary(

@@ -12,7 +12,7 @@ use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::tree::tree_at;
 
 /// The committer of auto-releases: the server, acting for the policy.
-pub fn committer() -> Signature {
+pub(crate) fn committer() -> Signature {
     Signature {
         name: "Release Manager (auto-release)".into(),
         email: "release-manager@localhost".into(),
@@ -23,7 +23,7 @@ pub fn committer() -> Signature {
 /// `ctx.tip`, which just arrived: one per auto-release policy naming that
 /// branch, pinned to that build's artifact id (a newer build arriving in the
 /// meantime triggers its own).
-pub fn due_releases(
+pub(crate) fn due_releases(
     ctx: &FlowContext<'_>,
     service: &str,
     branch: &str,

@@ -18,20 +18,20 @@ use crate::repo::tree::{replace_at, tree_at};
 
 /// A validated build upload.
 #[derive(Debug, Clone)]
-pub struct BuildUpload {
+pub(crate) struct BuildUpload {
     /// Service (from artifact.json).
-    pub service: String,
+    pub(crate) service: String,
     /// Branch (from artifact.json).
-    pub branch: String,
+    pub(crate) branch: String,
     /// Artifact id (from artifact.json).
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// Files relative to the build folder, `artifact.json` among them, with
     /// their blobs (already in the object database).
-    pub files: Vec<(String, git2::Oid)>,
+    pub(crate) files: Vec<(String, git2::Oid)>,
     /// The build's source author: the commit's author.
-    pub author_name: String,
+    pub(crate) author_name: String,
     /// The build's source author's email.
-    pub author_email: String,
+    pub(crate) author_email: String,
 }
 
 /// `new` plus every subfolder of `old` that is not an environment folder

@@ -3,7 +3,7 @@
 //! database. They never push and never touch shared state; the writer runs
 //! them, and runs them again on a new tip when a push is rejected.
 
-pub mod auto_release;
+pub(crate) mod auto_release;
 mod build;
 mod policy_change;
 mod promote;
@@ -12,8 +12,8 @@ mod rollback;
 
 use git2::{Oid, Repository};
 
-pub use build::BuildUpload;
-pub use policy_change::{read_policies, PolicyChange, PolicyDone};
+pub(crate) use build::BuildUpload;
+pub(crate) use policy_change::{read_policies, PolicyChange, PolicyDone};
 
 use crate::domain::{git, FlowError, Settings};
 use crate::repo::index::{ReleaseKind, Signature, View};
@@ -21,7 +21,7 @@ use crate::repo::message::trailer;
 
 /// Where a release takes its build from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildSource {
+pub(crate) enum BuildSource {
     /// The latest build of a branch.
     Branch(String),
     /// One artifact by id.
@@ -39,7 +39,7 @@ impl std::fmt::Display for BuildSource {
 
 /// A validated write request.
 #[derive(Debug, Clone)]
-pub enum Intent {
+pub(crate) enum Intent {
     /// Release a build to an environment.
     Release {
         /// Service.
@@ -86,7 +86,7 @@ pub enum Intent {
 
 impl Intent {
     /// A one-line description for logs (never file contents).
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         match self {
             Intent::Release {
                 service,
@@ -117,18 +117,18 @@ impl Intent {
 
 /// A write request: the intent, who asks, and an optional idempotency key.
 #[derive(Debug, Clone)]
-pub struct WriteRequest {
+pub(crate) struct WriteRequest {
     /// What to do.
-    pub intent: Intent,
+    pub(crate) intent: Intent,
     /// The person asking: the commit's committer.
-    pub committer: Signature,
+    pub(crate) committer: Signature,
     /// Makes a retried request apply once.
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
 }
 
 /// Whether a commit was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A commit was made.
     Applied,
     /// Nothing to change.
@@ -137,59 +137,59 @@ pub enum Outcome {
 
 /// What a release-like write did.
 #[derive(Debug, Clone)]
-pub struct ReleaseDone {
+pub(crate) struct ReleaseDone {
     /// Commit made or not.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// Service.
-    pub service: String,
+    pub(crate) service: String,
     /// Environment.
-    pub environment: String,
+    pub(crate) environment: String,
     /// Namespace folder.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Artifact now running.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// Its branch.
-    pub branch: String,
+    pub(crate) branch: String,
     /// The release commit (or the tip when nothing changed).
-    pub commit: Oid,
+    pub(crate) commit: Oid,
     /// Why.
-    pub kind: ReleaseKind,
+    pub(crate) kind: ReleaseKind,
     /// Promote: the environment the artifact came from.
-    pub from_environment: Option<String>,
+    pub(crate) from_environment: Option<String>,
     /// Rollback: the artifact that ran before.
-    pub previous_artifact_id: Option<String>,
+    pub(crate) previous_artifact_id: Option<String>,
     /// Whether `commit` is a new commit on the tip the flow was given (not a
     /// no-op, and not a request id answered from history).
-    pub created: bool,
+    pub(crate) created: bool,
     /// Whether the request id was already in history and this answers from
     /// the commit that carries it.
-    pub replayed: bool,
+    pub(crate) replayed: bool,
 }
 
 /// What adding a build did.
 #[derive(Debug, Clone)]
-pub struct BuildDone {
+pub(crate) struct BuildDone {
     /// Commit made or not.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// Service.
-    pub service: String,
+    pub(crate) service: String,
     /// Branch.
-    pub branch: String,
+    pub(crate) branch: String,
     /// Artifact id.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// The build commit (or the tip when nothing changed).
-    pub commit: Oid,
+    pub(crate) commit: Oid,
     /// Whether `commit` is new.
-    pub created: bool,
+    pub(crate) created: bool,
     /// Files stored.
-    pub file_count: usize,
+    pub(crate) file_count: usize,
     /// Releases its auto-release policies made (filled in by the writer).
-    pub auto_releases: Vec<ReleaseDone>,
+    pub(crate) auto_releases: Vec<ReleaseDone>,
 }
 
 /// What a write did.
 #[derive(Debug, Clone)]
-pub enum WriteDone {
+pub(crate) enum WriteDone {
     /// A release, promotion or rollback.
     Release(ReleaseDone),
     /// A build was stored.
@@ -200,7 +200,7 @@ pub enum WriteDone {
 
 impl WriteDone {
     /// Whether the write made a new commit on the tip it was given.
-    pub fn created(&self) -> bool {
+    pub(crate) fn created(&self) -> bool {
         match self {
             WriteDone::Release(done) => done.created,
             WriteDone::Build(done) => done.created,
@@ -209,7 +209,7 @@ impl WriteDone {
     }
 
     /// The commit that carries the write (or the tip when nothing changed).
-    pub fn commit(&self) -> Oid {
+    pub(crate) fn commit(&self) -> Oid {
         match self {
             WriteDone::Release(done) => done.commit,
             WriteDone::Build(done) => done.commit,
@@ -219,20 +219,20 @@ impl WriteDone {
 }
 
 /// Everything a flow reads: the repository, the index, the tip to build on.
-pub struct FlowContext<'a> {
+pub(crate) struct FlowContext<'a> {
     /// The mirror (object database only).
-    pub repo: &'a Repository,
+    pub(crate) repo: &'a Repository,
     /// Published index plus this batch's commits.
-    pub view: View<'a>,
+    pub(crate) view: View<'a>,
     /// Server settings.
-    pub settings: &'a Settings,
+    pub(crate) settings: &'a Settings,
     /// The commit to build on.
-    pub tip: Oid,
+    pub(crate) tip: Oid,
 }
 
 /// Runs one write request on `ctx.tip`. `Ok` with `outcome == Applied`
 /// carries the new commit, whose parent is `ctx.tip`.
-pub fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<WriteDone, FlowError> {
+pub(crate) fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<WriteDone, FlowError> {
     match &request.intent {
         Intent::AddBuild(upload) => {
             return build::add_build(ctx, request, upload).map(WriteDone::Build)
@@ -343,7 +343,10 @@ fn replayed(
 
 /// Checks an environment name and that it is configured (the error lists
 /// the known ones); returns it.
-pub fn known_environment(settings: &Settings, environment: &str) -> Result<String, FlowError> {
+pub(crate) fn known_environment(
+    settings: &Settings,
+    environment: &str,
+) -> Result<String, FlowError> {
     release_manager::names::check_environment(environment)?;
     if settings.environments.iter().any(|e| e == environment) {
         Ok(environment.to_string())

@@ -13,7 +13,7 @@ use crate::repo::tree::replace_at;
 
 /// A change to a service's policies.
 #[derive(Debug, Clone)]
-pub enum PolicyChange {
+pub(crate) enum PolicyChange {
     /// Release every new build of `branch` to `environment`.
     AutoRelease {
         /// Source branch.
@@ -52,28 +52,28 @@ impl std::fmt::Display for PolicyChange {
 
 /// What a policy change did.
 #[derive(Debug, Clone)]
-pub struct PolicyDone {
+pub(crate) struct PolicyDone {
     /// Commit made or not.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// The policy applied (empty for deletions).
-    pub id: String,
+    pub(crate) id: String,
     /// Policies deleted.
-    pub deleted: usize,
+    pub(crate) deleted: usize,
     /// The commit (or the tip when nothing changed).
-    pub commit: git2::Oid,
+    pub(crate) commit: git2::Oid,
     /// Whether `commit` is new.
-    pub created: bool,
+    pub(crate) created: bool,
 }
 
 /// The policies of `service` at `ctx.tip`.
-pub fn read_policies(ctx: &FlowContext<'_>, service: &str) -> Result<PolicyFile, FlowError> {
+pub(crate) fn read_policies(ctx: &FlowContext<'_>, service: &str) -> Result<PolicyFile, FlowError> {
     let root = crate::repo::tree::tree_of(ctx.repo, ctx.tip).map_err(git("read the tip"))?;
     crate::domain::policy_file::read_at(ctx.repo, &root, service)
 }
 
 /// Fails when a restriction forbids releasing `branch` of `service` to
 /// `environment`.
-pub fn check_branch_allowed(
+pub(crate) fn check_branch_allowed(
     ctx: &FlowContext<'_>,
     service: &str,
     environment: &str,

@@ -13,13 +13,13 @@ use crate::repo::message::compose;
 use crate::repo::tree::{blob_at, replace_at, tree_at};
 
 /// A build found in the repository.
-pub struct Build<'r> {
+pub(crate) struct Build<'r> {
     /// `builds/<service>/<branch>` at the build's commit.
-    pub tree: Tree<'r>,
+    pub(crate) tree: Tree<'r>,
     /// Its parsed artifact.json.
-    pub spec: ArtifactSpec,
+    pub(crate) spec: ArtifactSpec,
     /// Its branch.
-    pub branch: String,
+    pub(crate) branch: String,
 }
 
 pub(super) fn release(
@@ -36,7 +36,7 @@ pub(super) fn release(
 }
 
 /// Finds a build by branch (at the tip) or by artifact id (in history).
-pub fn find_build<'r>(
+pub(crate) fn find_build<'r>(
     ctx: &FlowContext<'r>,
     service: &str,
     source: &BuildSource,
@@ -137,7 +137,7 @@ pub(crate) fn read_spec(
 }
 
 /// Releases a found build: graft and commit.
-pub fn release_build(
+pub(crate) fn release_build(
     ctx: &FlowContext<'_>,
     request: &WriteRequest,
     service: &str,
@@ -216,23 +216,23 @@ pub fn release_build(
 }
 
 /// What a release commit puts where, and says.
-pub struct ReleaseCommit<'a> {
-    pub service: &'a str,
-    pub environment: &'a str,
-    pub namespace: &'a str,
+pub(crate) struct ReleaseCommit<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) environment: &'a str,
+    pub(crate) namespace: &'a str,
     /// The new `<env>/releases/<namespace>/<service>` tree.
-    pub folder: Oid,
-    pub title: &'a str,
-    pub artifact_id: &'a str,
-    pub branch: &'a str,
-    pub kind: ReleaseKind,
+    pub(crate) folder: Oid,
+    pub(crate) title: &'a str,
+    pub(crate) artifact_id: &'a str,
+    pub(crate) branch: &'a str,
+    pub(crate) kind: ReleaseKind,
     /// The build's source author; the requester when unknown.
-    pub author: &'a Signature,
+    pub(crate) author: &'a Signature,
 }
 
 /// Replaces the release folder and commits on `ctx.tip`; `None` when the
 /// folder already holds exactly that tree.
-pub fn commit_release_folder(
+pub(crate) fn commit_release_folder(
     ctx: &FlowContext<'_>,
     request: &WriteRequest,
     release: ReleaseCommit<'_>,

@@ -66,19 +66,19 @@ impl Sources {
 
 /// What the deployment routes share.
 #[derive(Clone)]
-pub struct HookState {
+pub(crate) struct HookState {
     /// The secret; without one every request is refused.
-    pub secret: Option<Arc<String>>,
+    pub(crate) secret: Option<Arc<String>>,
     /// The controllers' objects by environment.
-    pub sources: Arc<Sources>,
+    pub(crate) sources: Arc<Sources>,
     /// Where reports go.
-    pub deployments: Arc<Deployments>,
+    pub(crate) deployments: Arc<Deployments>,
     /// The configured environments.
-    pub environments: Arc<Vec<String>>,
+    pub(crate) environments: Arc<Vec<String>>,
 }
 
 /// The routes.
-pub fn router(state: HookState) -> Router {
+pub(crate) fn router(state: HookState) -> Router {
     Router::new()
         .route("/webhook/flux", post(flux))
         .route("/webhook/argocd", post(argocd))

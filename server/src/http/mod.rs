@@ -7,8 +7,8 @@
 //! the secret in `X-Gitlab-Token`; anything else is refused with 401 and
 //! triggers nothing.
 
-pub mod dashboard;
-pub mod deployment_hooks;
+pub(crate) mod dashboard;
+pub(crate) mod deployment_hooks;
 mod errors;
 
 pub(crate) use errors::status_of;
@@ -28,21 +28,21 @@ use crate::engine::writer::{WriterHandle, WriterStats};
 
 /// What the handlers need.
 #[derive(Clone)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     /// To ask for a fetch.
-    pub writer: WriterHandle,
+    pub(crate) writer: WriterHandle,
     /// Writer counters for metrics.
-    pub stats: Arc<WriterStats>,
+    pub(crate) stats: Arc<WriterStats>,
     /// The webhook secret; without one every webhook is refused.
-    pub webhook_secret: Option<Arc<String>>,
+    pub(crate) webhook_secret: Option<Arc<String>>,
     /// Deployment reports, counted in the metrics.
-    pub deployments: Arc<crate::deployments::Deployments>,
+    pub(crate) deployments: Arc<crate::deployments::Deployments>,
     /// Notification deliveries, when notifications are on.
-    pub notifications: Option<Arc<crate::notify::deliver::Stats>>,
+    pub(crate) notifications: Option<Arc<crate::notify::deliver::Stats>>,
 }
 
 /// The routes.
-pub fn router(state: HttpState) -> Router {
+pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/webhook/github", post(github_webhook))
         .route("/webhook/gitlab", post(gitlab_webhook))
@@ -52,7 +52,7 @@ pub fn router(state: HttpState) -> Router {
 
 /// The bearer token of an HTTP request (the dashboard, the deployment
 /// routes), read as the gRPC edge reads its metadata.
-pub fn http_bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn http_bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -61,7 +61,7 @@ pub fn http_bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under
 /// `secret`. Compared in constant time.
-pub fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
+pub(crate) fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
     let Some(hex_digest) = signature.strip_prefix("sha256=") else {
         return false;
     };

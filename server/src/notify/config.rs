@@ -24,7 +24,7 @@ use serde::Deserialize;
 /// What can be notified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A release or promotion someone asked for.
     Release,
     /// A rollback.
@@ -41,7 +41,7 @@ pub enum Kind {
 
 impl Kind {
     /// The word used in files, ids and CloudEvents types.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Release => "release",
             Kind::Rollback => "rollback",
@@ -53,7 +53,7 @@ impl Kind {
     }
 
     /// Every kind.
-    pub const ALL: [Kind; 6] = [
+    pub(crate) const ALL: [Kind; 6] = [
         Kind::Release,
         Kind::Rollback,
         Kind::AutoRelease,
@@ -66,17 +66,17 @@ impl Kind {
 /// Which events a destination gets.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Route {
+pub(crate) struct Route {
     /// Environments; empty means all. Builds belong to none and pass.
     #[serde(default)]
-    pub environments: Vec<String>,
+    pub(crate) environments: Vec<String>,
     /// Service name patterns (`*` matches any run of characters); empty
     /// means all.
     #[serde(default)]
-    pub services: Vec<String>,
+    pub(crate) services: Vec<String>,
     /// Kinds; absent means the destination's default.
     #[serde(default)]
-    pub events: Option<Vec<Kind>>,
+    pub(crate) events: Option<Vec<Kind>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,7 +133,7 @@ struct File {
 
 /// How a destination is spoken to.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Format {
+pub(crate) enum Format {
     /// A Slack incoming webhook.
     Slack,
     /// CloudEvents 1.0, structured mode, signed when a secret is set.
@@ -145,23 +145,23 @@ pub enum Format {
 
 /// One destination.
 #[derive(Debug, Clone)]
-pub struct Destination {
+pub(crate) struct Destination {
     /// Its name (the delivery cursor's file name).
-    pub name: String,
+    pub(crate) name: String,
     /// Where to POST.
-    pub url: String,
+    pub(crate) url: String,
     /// How.
-    pub format: Format,
+    pub(crate) format: Format,
     /// Which events.
-    pub route: Route,
+    pub(crate) route: Route,
     /// The kinds it gets.
-    pub kinds: Vec<Kind>,
+    pub(crate) kinds: Vec<Kind>,
 }
 
 impl Destination {
     /// Whether `kind` of `service` in `environment` (none for builds) goes
     /// here.
-    pub fn wants(&self, kind: Kind, service: &str, environment: Option<&str>) -> bool {
+    pub(crate) fn wants(&self, kind: Kind, service: &str, environment: Option<&str>) -> bool {
         self.kinds.contains(&kind)
             && (self.route.services.is_empty()
                 || self.route.services.iter().any(|p| glob(p, service)))
@@ -177,13 +177,13 @@ impl Destination {
 
 /// Retry and give-up bounds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// An event older than this is given up (logged, counted).
-    pub give_up_after: Duration,
+    pub(crate) give_up_after: Duration,
     /// The first wait after a failed attempt.
-    pub first_retry: Duration,
+    pub(crate) first_retry: Duration,
     /// The longest wait between attempts.
-    pub longest_retry: Duration,
+    pub(crate) longest_retry: Duration,
 }
 
 impl Default for Delivery {
@@ -200,9 +200,9 @@ impl Default for Delivery {
 #[derive(Debug, Clone)]
 pub struct Notifications {
     /// Destinations, in file order.
-    pub destinations: Vec<Destination>,
+    pub(crate) destinations: Vec<Destination>,
     /// Retry bounds.
-    pub delivery: Delivery,
+    pub(crate) delivery: Delivery,
 }
 
 /// Slack's default kinds: what people act on.

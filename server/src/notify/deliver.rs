@@ -20,7 +20,7 @@ use super::journal::{Entry, Journal};
 
 /// Delivery counters, for metrics.
 #[derive(Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// (destination, outcome) → count; outcomes: `delivered`, `failed`
     /// (an attempt), `gave_up`.
     outcomes: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -41,7 +41,7 @@ impl Stats {
     }
 
     /// Counts by destination and outcome.
-    pub fn outcomes(&self) -> Vec<(String, &'static str, u64)> {
+    pub(crate) fn outcomes(&self) -> Vec<(String, &'static str, u64)> {
         self.outcomes
             .lock()
             .expect("stats lock")
@@ -51,7 +51,7 @@ impl Stats {
     }
 
     /// Entries waiting, by destination.
-    pub fn pending(&self) -> Vec<(String, u64)> {
+    pub(crate) fn pending(&self) -> Vec<(String, u64)> {
         self.pending
             .lock()
             .expect("stats lock")
@@ -61,7 +61,7 @@ impl Stats {
     }
 
     /// Records how far a destination got (before its task starts, too).
-    pub fn register(&self, destination: &str, acked: u64) {
+    pub(crate) fn register(&self, destination: &str, acked: u64) {
         self.acked
             .lock()
             .expect("stats lock")
@@ -88,7 +88,7 @@ fn cursor_path(dir: &std::path::Path, name: &str) -> PathBuf {
 /// Reads a destination's cursor. A destination without one starts at the
 /// journal's end (it gets what happens from now on); one whose cursor file
 /// is unreadable gets everything the journal holds (again, maybe).
-pub fn load_cursor(dir: &std::path::Path, name: &str, journal: &Journal) -> u64 {
+pub(crate) fn load_cursor(dir: &std::path::Path, name: &str, journal: &Journal) -> u64 {
     let path = cursor_path(dir, name);
     match std::fs::read_to_string(&path) {
         // A journal that lost its last lines (a crash before they reached
@@ -123,19 +123,19 @@ fn save_cursor(path: &std::path::Path, seq: u64) {
 }
 
 /// Everything one destination's task needs.
-pub struct Deliverer {
+pub(crate) struct Deliverer {
     /// Where to.
-    pub destination: Destination,
+    pub(crate) destination: Destination,
     /// Retry bounds.
-    pub delivery: Delivery,
+    pub(crate) delivery: Delivery,
     /// What to send.
-    pub journal: Arc<Journal>,
+    pub(crate) journal: Arc<Journal>,
     /// Where cursors are kept.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The HTTP client (shared).
-    pub client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     /// Counters.
-    pub stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
 }
 
 enum Sent {
@@ -146,7 +146,7 @@ enum Sent {
 
 impl Deliverer {
     /// Delivers from `acked` on, until told to stop.
-    pub async fn run(self, mut acked: u64, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run(self, mut acked: u64, mut stop: tokio::sync::watch::Receiver<bool>) {
         let name = self.destination.name.clone();
         let cursor = cursor_path(&self.dir, &name);
         let mut changes = self.journal.subscribe();
@@ -313,7 +313,7 @@ enum Failure {
 
 /// The client every destination shares: bounded per request, so a receiver
 /// that hangs only costs its own destination time.
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))

@@ -21,48 +21,48 @@ use super::config::Kind;
 
 /// One event, with what a message about it says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Position in the journal, from 1.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Stable id (the same on every delivery, also after a restart).
-    pub id: String,
+    pub(crate) id: String,
     /// What happened.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// When (seconds since the epoch): the commit's time, or the report's.
-    pub time: i64,
+    pub(crate) time: i64,
     /// The event's cursor (commit events only).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub cursor: String,
+    pub(crate) cursor: String,
     /// The service.
-    pub service: String,
+    pub(crate) service: String,
     /// The environment (empty for builds).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub environment: String,
+    pub(crate) environment: String,
     /// The artifact.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// Its branch.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub branch: String,
+    pub(crate) branch: String,
     /// Who wrote the change it was built from.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub author: String,
+    pub(crate) author: String,
     /// Who released it (or pushed the build).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub actor: String,
+    pub(crate) actor: String,
     /// The config repository commit (release or build), or the revision a
     /// deployment report names.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub commit: String,
+    pub(crate) commit: String,
     /// The CI job that built it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub build_url: String,
+    pub(crate) build_url: String,
     /// The source commit.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub source_url: String,
+    pub(crate) source_url: String,
     /// How it was released (`promote`, `release_branch`, ...) or what the
     /// controller said.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// The first line of a rewritten file.
@@ -92,7 +92,7 @@ struct Inner {
 }
 
 /// The journal.
-pub struct Journal {
+pub(crate) struct Journal {
     path: PathBuf,
     inner: Mutex<Inner>,
     /// The last seq written; destinations wait on it.
@@ -102,7 +102,7 @@ pub struct Journal {
 impl Journal {
     /// Opens (or creates, beginning at `start_cursor`) the journal in `dir`.
     /// A line cut short by a crash is dropped with a warning.
-    pub fn open(dir: &Path, start_cursor: &str) -> std::io::Result<Journal> {
+    pub(crate) fn open(dir: &Path, start_cursor: &str) -> std::io::Result<Journal> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("journal.jsonl");
         let (mut base_seq, mut base_cursor, mut entries) =
@@ -146,7 +146,7 @@ impl Journal {
 
     /// The cursor of the last commit event journaled: where reading
     /// history resumes.
-    pub fn last_cursor(&self) -> String {
+    pub(crate) fn last_cursor(&self) -> String {
         let inner = self.inner.lock().expect("journal lock");
         inner
             .entries
@@ -157,17 +157,17 @@ impl Journal {
     }
 
     /// The last seq written.
-    pub fn last_seq(&self) -> u64 {
+    pub(crate) fn last_seq(&self) -> u64 {
         *self.latest.borrow()
     }
 
     /// Tells when entries are added.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.latest.subscribe()
     }
 
     /// Appends an event (its `seq` is set here) and returns its seq.
-    pub fn append(&self, mut entry: Entry) -> std::io::Result<u64> {
+    pub(crate) fn append(&self, mut entry: Entry) -> std::io::Result<u64> {
         let mut inner = self.inner.lock().expect("journal lock");
         entry.seq = inner.entries.back().map_or(inner.base_seq, |e| e.seq) + 1;
         let mut line =
@@ -189,7 +189,7 @@ impl Journal {
     }
 
     /// The entries after `seq`, at most `limit`.
-    pub fn after(&self, seq: u64, limit: usize) -> Vec<Entry> {
+    pub(crate) fn after(&self, seq: u64, limit: usize) -> Vec<Entry> {
         let inner = self.inner.lock().expect("journal lock");
         inner
             .entries
@@ -202,7 +202,7 @@ impl Journal {
 
     /// Drops the entries every destination has (seq at most `acked`),
     /// rewriting the file when that frees enough.
-    pub fn compact(&self, acked: u64) {
+    pub(crate) fn compact(&self, acked: u64) {
         let mut guard = self.inner.lock().expect("journal lock");
         let inner = &mut *guard;
         let droppable = inner.entries.iter().take_while(|e| e.seq <= acked).count();

@@ -9,12 +9,12 @@ use super::config::Kind;
 use super::journal::Entry;
 
 /// The CloudEvents `type` of a kind.
-pub fn cloudevent_type(kind: Kind) -> String {
+pub(crate) fn cloudevent_type(kind: Kind) -> String {
     format!("dev.releasemanager.{}.v1", kind.as_str())
 }
 
 /// The event as CloudEvents 1.0 JSON (structured mode).
-pub fn cloudevent(entry: &Entry) -> Value {
+pub(crate) fn cloudevent(entry: &Entry) -> Value {
     let time = chrono::DateTime::from_timestamp(entry.time, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -43,7 +43,7 @@ fn escape(text: &str) -> String {
 }
 
 /// The event as a Slack incoming-webhook message.
-pub fn slack(entry: &Entry) -> Value {
+pub(crate) fn slack(entry: &Entry) -> Value {
     let (service, artifact) = (escape(&entry.service), escape(&entry.artifact_id));
     let environment = escape(&entry.environment);
     let by = if entry.actor.is_empty() {

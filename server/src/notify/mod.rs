@@ -9,10 +9,10 @@
 //! wants from there and records what its receiver acknowledged. Nothing
 //! here is on the write path: a release never waits for a notification.
 
-pub mod config;
-pub mod deliver;
-pub mod journal;
-pub mod message;
+pub(crate) mod config;
+pub(crate) mod deliver;
+pub(crate) mod journal;
+pub(crate) mod message;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,17 +25,17 @@ use config::{Kind, Notifications};
 use journal::{Entry, Journal};
 
 /// What `start` started.
-pub struct Started {
+pub(crate) struct Started {
     /// The source's and the destinations' tasks.
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Counters for metrics.
-    pub stats: Arc<deliver::Stats>,
+    pub(crate) stats: Arc<deliver::Stats>,
     /// The journal, where deployment reports are written too.
-    pub journal: Arc<Journal>,
+    pub(crate) journal: Arc<Journal>,
 }
 
 /// Starts the source and one delivery task per destination.
-pub fn start(
+pub(crate) fn start(
     notifications: Notifications,
     data_dir: &std::path::Path,
     reader: Arc<Reader>,
@@ -82,7 +82,7 @@ pub fn start(
 
 /// Journals a deployment report's event (called by `deployments` before
 /// it answers the report).
-pub fn journal_report(journal: &Journal, event: &Event) {
+pub(crate) fn journal_report(journal: &Journal, event: &Event) {
     if let Some(entry) = report_entry(event) {
         if let Err(e) = journal.append(entry) {
             tracing::error!(error = %e, "cannot write the notification journal; this report will not be notified");
@@ -110,7 +110,7 @@ async fn source(
                 // Events come in commit order: once one is past what was
                 // read from history, no later one was.
                 journaled.clear();
-                record(&journal, &reader, event).await;
+                record(&journal, &reader, Event::clone(&event)).await;
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(

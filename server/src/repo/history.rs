@@ -23,52 +23,52 @@ use super::raw_tree::{changes, Change, RawTree};
 
 /// A build a commit added or replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildFact {
+pub(crate) struct BuildFact {
     /// Service (the folder under `builds/`).
-    pub service: String,
+    pub(crate) service: String,
     /// Branch (the folder path below the service, `feature/x` nested).
-    pub branch: String,
+    pub(crate) branch: String,
     /// The id in its artifact.json.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// The artifact.json blob.
-    pub spec: Oid,
+    pub(crate) spec: Oid,
 }
 
 /// A release a commit made: a release folder's artifact.json changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReleaseFact {
+pub(crate) struct ReleaseFact {
     /// Environment (the top-level folder).
-    pub environment: String,
+    pub(crate) environment: String,
     /// Namespace folder.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Service folder.
-    pub service: String,
+    pub(crate) service: String,
     /// The id in the release folder's artifact.json.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// The artifact.json blob.
-    pub spec: Oid,
+    pub(crate) spec: Oid,
 }
 
 /// What one commit changed that the release manager cares about.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommitFacts {
+pub(crate) struct CommitFacts {
     /// Builds added or replaced.
-    pub builds: Vec<BuildFact>,
+    pub(crate) builds: Vec<BuildFact>,
     /// Releases made.
-    pub releases: Vec<ReleaseFact>,
+    pub(crate) releases: Vec<ReleaseFact>,
     /// Services whose policy file was added, changed or removed.
-    pub policies: Vec<String>,
+    pub(crate) policies: Vec<String>,
 }
 
 impl CommitFacts {
     /// Whether the commit changed nothing the release manager follows.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.builds.is_empty() && self.releases.is_empty() && self.policies.is_empty()
     }
 }
 
 /// Reads what commits changed, reusing the trees of the commit read last.
-pub struct HistoryReader<'r> {
+pub(crate) struct HistoryReader<'r> {
     repo: &'r Repository,
     odb: git2::Odb<'r>,
     /// Trees loaded while reading the previous commit.
@@ -81,7 +81,7 @@ pub struct HistoryReader<'r> {
 
 impl<'r> HistoryReader<'r> {
     /// A reader over `repo`.
-    pub fn new(repo: &'r Repository) -> Result<Self, git2::Error> {
+    pub(crate) fn new(repo: &'r Repository) -> Result<Self, git2::Error> {
         Ok(HistoryReader {
             repo,
             odb: repo.odb()?,
@@ -95,7 +95,7 @@ impl<'r> HistoryReader<'r> {
     /// with the empty tree). In a merge, a change counts only when no parent
     /// already had it: what a merge brings from its other side was read
     /// with the commits of that side.
-    pub fn read(&mut self, commit: &Commit<'_>) -> Result<CommitFacts, git2::Error> {
+    pub(crate) fn read(&mut self, commit: &Commit<'_>) -> Result<CommitFacts, git2::Error> {
         self.previous = std::mem::take(&mut self.current);
         let new_root = self.tree(commit.tree_id())?;
         let old_root = match commit.parent_ids().next() {

@@ -24,7 +24,7 @@ use super::RepoError;
 /// Why a release commit was made (its `Release-intent:` trailer, or its
 /// title when it has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseKind {
+pub(crate) enum ReleaseKind {
     /// Written by another tool or by hand, saying nothing about why.
     Unknown,
     /// The latest build of a branch.
@@ -41,7 +41,7 @@ pub enum ReleaseKind {
 
 impl ReleaseKind {
     /// The trailer value we write.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ReleaseKind::Unknown => "unknown",
             ReleaseKind::Branch => "release-branch",
@@ -79,16 +79,16 @@ impl ReleaseKind {
 
 /// A name and email as git records them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Signature {
+pub(crate) struct Signature {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Email.
-    pub email: String,
+    pub(crate) email: String,
 }
 
 impl Signature {
     /// A git signature's name and email (lossily decoded).
-    pub fn of(sig: &git2::Signature<'_>) -> Self {
+    pub(crate) fn of(sig: &git2::Signature<'_>) -> Self {
         Signature {
             name: String::from_utf8_lossy(sig.name_bytes()).into_owned(),
             email: String::from_utf8_lossy(sig.email_bytes()).into_owned(),
@@ -98,30 +98,30 @@ impl Signature {
 
 /// One build commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildRecord {
+pub(crate) struct BuildRecord {
     /// Artifact id.
-    pub artifact_id: Arc<str>,
+    pub(crate) artifact_id: Arc<str>,
     /// Branch folder the build was stored in.
-    pub branch: Arc<str>,
+    pub(crate) branch: Arc<str>,
     /// The build commit.
-    pub commit: Oid,
+    pub(crate) commit: Oid,
     /// Commit time (seconds since the epoch).
-    pub time: i64,
+    pub(crate) time: i64,
 }
 
 /// One release commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReleaseRecord {
+pub(crate) struct ReleaseRecord {
     /// Artifact id released.
-    pub artifact_id: Arc<str>,
+    pub(crate) artifact_id: Arc<str>,
     /// Namespace folder.
-    pub namespace: Arc<str>,
+    pub(crate) namespace: Arc<str>,
     /// Why.
-    pub kind: ReleaseKind,
+    pub(crate) kind: ReleaseKind,
     /// The release commit.
-    pub commit: Oid,
+    pub(crate) commit: Oid,
     /// Committer time (seconds since the epoch).
-    pub time: i64,
+    pub(crate) time: i64,
 }
 
 /// Builds and releases of one service.
@@ -137,7 +137,7 @@ pub(crate) struct ServiceHistory {
 
 /// Builds and releases by service, oldest first.
 #[derive(Debug, Default)]
-pub struct Index {
+pub(crate) struct Index {
     pub(crate) services: HashMap<Arc<str>, ServiceHistory>,
     pub(crate) requests: HashMap<Box<str>, Oid>,
     pub(crate) commits: u64,
@@ -203,7 +203,7 @@ impl Progress {
 impl Index {
     /// Reads every commit reachable from `to` and not from `from`, oldest
     /// first, into the index. A long read logs its progress.
-    pub fn ingest_range(
+    pub(crate) fn ingest_range(
         &mut self,
         repo: &Repository,
         from: Option<Oid>,
@@ -250,7 +250,7 @@ impl Index {
     }
 
     /// Adds one commit (its parents' trees are read afresh).
-    pub fn ingest_commit(&mut self, repo: &Repository, oid: Oid) -> Result<(), RepoError> {
+    pub(crate) fn ingest_commit(&mut self, repo: &Repository, oid: Oid) -> Result<(), RepoError> {
         let mut reader =
             HistoryReader::new(repo).map_err(RepoError::git("open the object database"))?;
         self.ingest_with(repo, &mut reader, oid)
@@ -340,7 +340,7 @@ impl Index {
     }
 
     /// Moves everything in `pending` into this index (after a push).
-    pub fn absorb(&mut self, pending: Index) {
+    pub(crate) fn absorb(&mut self, pending: Index) {
         for (service, history) in pending.services {
             let service = self.intern(&service);
             for build in history.builds {
@@ -358,7 +358,7 @@ impl Index {
     }
 
     /// The `(service, branch)` pairs that have builds in this index.
-    pub fn new_builds(&self) -> Vec<(String, String)> {
+    pub(crate) fn new_builds(&self) -> Vec<(String, String)> {
         let mut pairs: Vec<(String, String)> = self
             .services
             .iter()
@@ -375,12 +375,12 @@ impl Index {
     }
 
     /// Number of commits read so far.
-    pub fn commit_count(&self) -> u64 {
+    pub(crate) fn commit_count(&self) -> u64 {
         self.commits
     }
 
     /// Builds and releases held.
-    pub fn record_count(&self) -> usize {
+    pub(crate) fn record_count(&self) -> usize {
         self.services
             .values()
             .map(|h| h.builds.len() + h.releases.values().map(Vec::len).sum::<usize>())
@@ -390,16 +390,16 @@ impl Index {
 
 /// The published index seen together with the writer's pending commits.
 #[derive(Clone, Copy)]
-pub struct View<'a> {
+pub(crate) struct View<'a> {
     /// Commits on the remote.
-    pub base: &'a Index,
+    pub(crate) base: &'a Index,
     /// Commits of the batch in progress, if any.
-    pub pending: Option<&'a Index>,
+    pub(crate) pending: Option<&'a Index>,
 }
 
 impl<'a> View<'a> {
     /// A view of the published index alone.
-    pub fn published(base: &'a Index) -> Self {
+    pub(crate) fn published(base: &'a Index) -> Self {
         View {
             base,
             pending: None,
@@ -411,7 +411,7 @@ impl<'a> View<'a> {
     }
 
     /// The build commit of an artifact (its latest, if built twice).
-    pub fn build(&self, service: &str, artifact_id: &str) -> Option<&'a BuildRecord> {
+    pub(crate) fn build(&self, service: &str, artifact_id: &str) -> Option<&'a BuildRecord> {
         self.layers().find_map(|index| {
             let history = index.services.get(service)?;
             let position = *history.by_id.get(artifact_id)?;
@@ -420,7 +420,7 @@ impl<'a> View<'a> {
     }
 
     /// Builds of a service, newest first.
-    pub fn builds(&self, service: &str) -> impl Iterator<Item = &'a BuildRecord> {
+    pub(crate) fn builds(&self, service: &str) -> impl Iterator<Item = &'a BuildRecord> {
         let service = service.to_string();
         self.layers().flat_map(move |index| {
             index
@@ -432,7 +432,7 @@ impl<'a> View<'a> {
     }
 
     /// Releases of a service to an environment, newest first.
-    pub fn releases(
+    pub(crate) fn releases(
         &self,
         environment: &str,
         service: &str,
@@ -449,7 +449,7 @@ impl<'a> View<'a> {
     }
 
     /// The commit that carried a request id, if any.
-    pub fn request(&self, request_id: &str) -> Option<Oid> {
+    pub(crate) fn request(&self, request_id: &str) -> Option<Oid> {
         self.layers()
             .find_map(|index| index.requests.get(request_id).copied())
     }
@@ -458,20 +458,20 @@ impl<'a> View<'a> {
 /// What reads show of a release beyond the index: who released it, whose
 /// change it carries, its title. Read from the commit when asked.
 #[derive(Debug, Clone, Default)]
-pub struct ReleaseDetails {
+pub(crate) struct ReleaseDetails {
     /// Who released: the message's `Released-by` (or the original's
     /// `Artifact-released-by`, or `by <email>` in its title), else the
     /// committer.
-    pub released_by: Signature,
+    pub(crate) released_by: Signature,
     /// The commit's author: the build's source author.
-    pub author: Signature,
+    pub(crate) author: Signature,
     /// Commit title.
-    pub title: String,
+    pub(crate) title: String,
 }
 
 impl ReleaseDetails {
     /// The details of release commit `commit`.
-    pub fn read(repo: &Repository, commit: Oid) -> Result<Self, git2::Error> {
+    pub(crate) fn read(repo: &Repository, commit: Oid) -> Result<Self, git2::Error> {
         let commit = repo.find_commit(commit)?;
         let text = String::from_utf8_lossy(commit.message_bytes()).into_owned();
         let committer = Signature::of(&commit.committer());

@@ -8,7 +8,7 @@
 use super::index::{ReleaseKind, Signature};
 
 /// The value of trailer `key` in the last paragraph of `message`.
-pub fn trailer<'m>(message: &'m str, key: &str) -> Option<&'m str> {
+pub(crate) fn trailer<'m>(message: &'m str, key: &str) -> Option<&'m str> {
     // Trailers follow the title and a blank line; a one-paragraph message
     // has none.
     let (_, last) = message.trim_end().rsplit_once("\n\n")?;
@@ -20,7 +20,7 @@ pub fn trailer<'m>(message: &'m str, key: &str) -> Option<&'m str> {
 
 /// Builds a message: a title, a blank line, then `Key: value` trailers
 /// (empty values are left out).
-pub fn compose(title: &str, trailers: &[(&str, &str)]) -> String {
+pub(crate) fn compose(title: &str, trailers: &[(&str, &str)]) -> String {
     let mut message = String::with_capacity(256);
     message.push_str(title);
     message.push_str("\n\n");
@@ -34,7 +34,7 @@ pub fn compose(title: &str, trailers: &[(&str, &str)]) -> String {
 }
 
 /// The first line of a message.
-pub fn title(message: &str) -> &str {
+pub(crate) fn title(message: &str) -> &str {
     message.lines().next().unwrap_or_default().trim_end()
 }
 
@@ -42,7 +42,7 @@ pub fn title(message: &str) -> &str {
 /// `Release-intent` trailer (ours, `release-branch`, or the original release
 /// manager's, `ReleaseBranch`), else the verb of a `[<env>/<svc>] <verb> ...`
 /// title (`rollback`, `auto release`); [`ReleaseKind::Unknown`] otherwise.
-pub fn release_kind(message: &str) -> ReleaseKind {
+pub(crate) fn release_kind(message: &str) -> ReleaseKind {
     if let Some(value) = trailer(message, "Release-intent") {
         let normalized: String = value
             .chars()
@@ -72,7 +72,7 @@ pub fn release_kind(message: &str) -> ReleaseKind {
 /// original's `Artifact-released-by` (both `Name <email>`), or the `by
 /// <email>` at the end of the original's titles. `None` when it says
 /// nothing; the commit's committer is then the best answer.
-pub fn released_by(message: &str) -> Option<Signature> {
+pub(crate) fn released_by(message: &str) -> Option<Signature> {
     for key in ["Released-by", "Artifact-released-by"] {
         if let Some(person) = trailer(message, key).and_then(parse_person) {
             return Some(person);

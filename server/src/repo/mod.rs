@@ -1,15 +1,15 @@
 //! Everything that touches git: the mirror and its remote, tree surgery,
 //! commit messages, and the index of builds and releases read from history.
 
-pub mod history;
-pub mod index;
-pub mod message;
-pub mod mirror;
-pub mod pack;
-pub mod raw_tree;
-pub mod remote;
-pub mod snapshot;
-pub mod tree;
+pub(crate) mod history;
+pub(crate) mod index;
+pub(crate) mod message;
+pub(crate) mod mirror;
+pub(crate) mod pack;
+pub(crate) mod raw_tree;
+pub(crate) mod remote;
+pub(crate) mod snapshot;
+pub(crate) mod tree;
 
 use std::path::PathBuf;
 use std::sync::Once;
@@ -18,7 +18,7 @@ use std::sync::Once;
 /// read goes through again and again (`builds`, `<env>/releases/<ns>`):
 /// parsed once instead of per request. By default trees over 4 KiB are
 /// never cached, and those are exactly the ones worth it.
-pub fn enable_object_cache() {
+pub(crate) fn enable_object_cache() {
     // SAFETY: plain setters of process-wide limits.
     unsafe {
         let _ = git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 1 << 20);
@@ -36,7 +36,7 @@ pub fn enable_object_cache() {
 
 /// Process-wide libgit2 settings, applied once before the first repository
 /// is opened.
-pub fn configure_libgit2() {
+pub(crate) fn configure_libgit2() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Objects are read from our own mirror, whose packs git verified when
@@ -64,7 +64,7 @@ pub fn configure_libgit2() {
 /// Parses an artifact.json read from the config repository (leniently, see
 /// [`release_manager::spec::ArtifactSpec::parse_committed`]), logging what
 /// was ignored with the file's path.
-pub fn read_committed_spec(
+pub(crate) fn read_committed_spec(
     bytes: &[u8],
     path: &str,
 ) -> Result<release_manager::spec::ArtifactSpec, serde_json::Error> {
@@ -80,7 +80,7 @@ pub fn read_committed_spec(
 /// this is the N-th time `step` is reached. The crash tests walk every step
 /// of a push this way. Compiled to nothing otherwise.
 #[inline]
-pub fn crash_point(step: &str) {
+pub(crate) fn crash_point(step: &str) {
     #[cfg(feature = "failpoints")]
     {
         static HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -104,7 +104,7 @@ pub fn crash_point(step: &str) {
 /// or write of the connection (git://, SSH and HTTPS alike). A remote that
 /// accepts the connection and then says nothing fails the step with a
 /// timeout instead of holding the writer forever.
-pub fn set_remote_timeout(timeout: std::time::Duration) {
+pub(crate) fn set_remote_timeout(timeout: std::time::Duration) {
     let millis = i32::try_from(timeout.as_millis())
         .unwrap_or(i32::MAX)
         .max(1);
@@ -165,12 +165,12 @@ pub enum RepoError {
 
 impl RepoError {
     /// Wraps a local git error, for `map_err`.
-    pub fn git(action: &'static str) -> impl Fn(git2::Error) -> RepoError {
+    pub(crate) fn git(action: &'static str) -> impl Fn(git2::Error) -> RepoError {
         move |source| RepoError::Git { action, source }
     }
 
     /// Wraps an error of talking to `remote`, for `map_err`.
-    pub fn remote(
+    pub(crate) fn remote(
         remote: &remote::RemoteLocation,
         action: &'static str,
     ) -> impl Fn(git2::Error) -> RepoError {
@@ -184,7 +184,7 @@ impl RepoError {
 
     /// Whether the remote did not answer in time. libgit2 says so with its
     /// timeout code, or (socket reads) as a network error "timed out".
-    pub fn timed_out(&self) -> bool {
+    pub(crate) fn timed_out(&self) -> bool {
         matches!(self, RepoError::Remote { source, .. }
             if source.code() == git2::ErrorCode::Timeout
                 || (source.class() == git2::ErrorClass::Net && source.message().ends_with("timed out")))

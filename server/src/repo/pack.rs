@@ -11,17 +11,20 @@ use git2::{ObjectType, Oid, Repository, Tree};
 /// An object to pack, with the previous version of the same path when
 /// there is one (a candidate delta base).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PackObject {
+pub(crate) struct PackObject {
     /// The object.
-    pub oid: Oid,
+    pub(crate) oid: Oid,
     /// The tree at the same path in the parent commit.
-    pub base: Option<Oid>,
+    pub(crate) base: Option<Oid>,
 }
 
 /// The objects a chain of new commits adds: each commit and every tree and
 /// blob that differs from the same path in its first parent. Objects that
 /// also exist elsewhere may be included; a pack may repeat them.
-pub fn new_objects(repo: &Repository, commits: &[Oid]) -> Result<Vec<PackObject>, git2::Error> {
+pub(crate) fn new_objects(
+    repo: &Repository,
+    commits: &[Oid],
+) -> Result<Vec<PackObject>, git2::Error> {
     let mut seen = HashSet::new();
     let mut objects = Vec::new();
     for &oid in commits {
@@ -89,7 +92,7 @@ fn collect_tree(
 /// against it: consecutive commits of a batch rewrite the same large
 /// folders (`<env>/releases/<namespace>`) one entry at a time, so the delta
 /// is a few dozen bytes where the whole tree is tens of kilobytes.
-pub fn build(repo: &Repository, objects: &[PackObject]) -> Result<Pack, git2::Error> {
+pub(crate) fn build(repo: &Repository, objects: &[PackObject]) -> Result<Pack, git2::Error> {
     let odb = repo.odb()?;
     let mut pack = PackWriter::with_capacity(objects.len());
     // Offset, contents and delta depth of each tree written so far, by id.
@@ -295,7 +298,7 @@ static DURABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 /// fsynced (the pack, its index, their folder) before they count, and
 /// libgit2 fsyncs the ref updates and objects it writes. On by default;
 /// `--fsync false` trades that for speed (`make bench` measures both).
-pub fn set_durable(durable: bool) {
+pub(crate) fn set_durable(durable: bool) {
     DURABLE.store(durable, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: sets a libgit2 global to 0 or 1; read when files are written.
     unsafe {
@@ -312,7 +315,7 @@ pub fn set_durable(durable: bool) {
 /// no temporary file behind.
 ///
 /// `place` names the repository (`mirror`, `remote`) for the crash points.
-pub fn store(git_dir: &std::path::Path, pack: &Pack, place: &str) -> std::io::Result<()> {
+pub(crate) fn store(git_dir: &std::path::Path, pack: &Pack, place: &str) -> std::io::Result<()> {
     let durable = DURABLE.load(std::sync::atomic::Ordering::Relaxed);
     let dir = git_dir.join("objects").join("pack");
     std::fs::create_dir_all(&dir)?;

@@ -19,38 +19,38 @@ const TREE_MODE: &[u8] = b"40000";
 
 /// One tree object's bytes.
 #[derive(Clone)]
-pub struct RawTree {
+pub(crate) struct RawTree {
     /// Its id.
-    pub id: Oid,
+    pub(crate) id: Oid,
     data: Rc<[u8]>,
 }
 
 /// One entry of a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawEntry<'t> {
+pub(crate) struct RawEntry<'t> {
     /// Its name's bytes.
-    pub name: &'t [u8],
+    pub(crate) name: &'t [u8],
     /// The id of what it points at.
-    pub id: Oid,
+    pub(crate) id: Oid,
     /// Whether it is a folder.
-    pub is_tree: bool,
+    pub(crate) is_tree: bool,
     mode: &'t [u8],
 }
 
 /// One name whose entry differs between two trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// The name; `None` when it is not UTF-8 (no layout folder is).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The entry before, if any: its id and whether it is a folder.
-    pub old: Option<(Oid, bool)>,
+    pub(crate) old: Option<(Oid, bool)>,
     /// The entry after, if any.
-    pub new: Option<(Oid, bool)>,
+    pub(crate) new: Option<(Oid, bool)>,
 }
 
 impl RawTree {
     /// A tree from its id and raw bytes.
-    pub fn new(id: Oid, data: &[u8]) -> Self {
+    pub(crate) fn new(id: Oid, data: &[u8]) -> Self {
         RawTree {
             id,
             data: Rc::from(data),
@@ -58,7 +58,7 @@ impl RawTree {
     }
 
     /// Its entries in order. A malformed object ends the iteration early.
-    pub fn entries(&self) -> Entries<'_> {
+    pub(crate) fn entries(&self) -> Entries<'_> {
         Entries {
             data: &self.data,
             at: 0,
@@ -66,13 +66,13 @@ impl RawTree {
     }
 
     /// The entry called `name`.
-    pub fn get(&self, name: &str) -> Option<RawEntry<'_>> {
+    pub(crate) fn get(&self, name: &str) -> Option<RawEntry<'_>> {
         self.entries().find(|e| e.name == name.as_bytes())
     }
 }
 
 /// The entries of a [`RawTree`].
-pub struct Entries<'t> {
+pub(crate) struct Entries<'t> {
     data: &'t [u8],
     at: usize,
 }
@@ -128,7 +128,7 @@ fn entry_start(data: &[u8], offset: usize) -> usize {
 
 /// The entries that differ between `old` and `new` (added, removed or
 /// changed), in git's order.
-pub fn changes(old: Option<&RawTree>, new: &RawTree) -> Vec<Change> {
+pub(crate) fn changes(old: Option<&RawTree>, new: &RawTree) -> Vec<Change> {
     let Some(old) = old else {
         return new.entries().map(|e| added(&e)).collect();
     };

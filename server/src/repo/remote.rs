@@ -41,7 +41,7 @@ impl Default for GitCredentials {
 /// The known_hosts file to use: the one named (`--ssh-known-hosts`), else
 /// `known_hosts` beside the SSH key (the seed installation's secret folder)
 /// when it exists, else none (the shipped keys).
-pub fn known_hosts_file(named: Option<&Path>, ssh_key: &Path) -> Option<PathBuf> {
+pub(crate) fn known_hosts_file(named: Option<&Path>, ssh_key: &Path) -> Option<PathBuf> {
     if let Some(named) = named {
         return Some(named.to_path_buf());
     }
@@ -60,7 +60,7 @@ pub enum RemoteLocation {
 
 impl RemoteLocation {
     /// Classifies a `--config-repo` value.
-    pub fn parse(url: &str) -> Self {
+    pub(crate) fn parse(url: &str) -> Self {
         if let Some(path) = url.strip_prefix("file://") {
             return RemoteLocation::Local(PathBuf::from(path));
         }
@@ -75,7 +75,7 @@ impl RemoteLocation {
     }
 
     /// The URL handed to libgit2.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         match self {
             RemoteLocation::Local(path) => path.display().to_string(),
             RemoteLocation::Network(url) => url.clone(),
@@ -111,7 +111,7 @@ fn without_password(url: &str) -> String {
 
 /// libgit2 callbacks that offer each credential at most once (libgit2
 /// otherwise asks again forever) and check SSH host keys.
-pub fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
+pub(crate) fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
     let mut callbacks = RemoteCallbacks::new();
     let mut tried_ssh_key = false;
     let mut tried_token = false;
@@ -173,7 +173,7 @@ pub fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
 
 /// Whether a known_hosts text lists `key` (raw key bytes) for `host`.
 /// Plain host patterns (`host`, `[host]:port`, comma lists) are supported.
-pub fn known_hosts_allows(known_hosts: &str, host: &str, key: &[u8]) -> bool {
+pub(crate) fn known_hosts_allows(known_hosts: &str, host: &str, key: &[u8]) -> bool {
     known_hosts.lines().any(|line| {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {

@@ -24,34 +24,34 @@ use git2::Oid;
 use super::index::{BuildRecord, Index, ReleaseKind, ReleaseRecord};
 
 /// The snapshot's file name in the data dir.
-pub const FILE_NAME: &str = "index.snapshot";
+pub(crate) const FILE_NAME: &str = "index.snapshot";
 const MAGIC: &[u8; 8] = b"RMINDEX\0";
 /// Bumped whenever the body's layout or meaning changes; an older file is
 /// then read as "another format" and rebuilt from history.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
 /// Which repository a snapshot describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// The remote, as people name it (no credentials).
-    pub remote: String,
+    pub(crate) remote: String,
     /// The config repository's branch.
-    pub branch: String,
+    pub(crate) branch: String,
 }
 
 /// A loaded snapshot.
 #[derive(Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The commit the index describes (everything up to and including it).
-    pub tip: Oid,
+    pub(crate) tip: Oid,
     /// The index.
-    pub index: Index,
+    pub(crate) index: Index,
 }
 
 /// Why a snapshot was not used.
 #[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
+pub(crate) enum SnapshotError {
     /// There is none yet.
     #[error("there is no snapshot yet")]
     Missing,
@@ -82,7 +82,7 @@ pub enum SnapshotError {
 }
 
 /// Path of the snapshot in `data_dir`.
-pub fn path_in(data_dir: &Path) -> PathBuf {
+pub(crate) fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join(FILE_NAME)
 }
 
@@ -102,7 +102,7 @@ fn save(
 
 /// The snapshot file's bytes for `index` at `tip` (done under the lock that
 /// guards the index; [`write`] can then go on without it).
-pub fn encode_file(origin: &Origin, tip: Oid, index: &Index) -> Vec<u8> {
+pub(crate) fn encode_file(origin: &Origin, tip: Oid, index: &Index) -> Vec<u8> {
     let body = encode(origin, tip, index);
     let mut file_bytes = Vec::with_capacity(HEADER_LEN + body.len());
     file_bytes.extend_from_slice(MAGIC);
@@ -115,7 +115,7 @@ pub fn encode_file(origin: &Origin, tip: Oid, index: &Index) -> Vec<u8> {
 
 /// Writes snapshot bytes from [`encode_file`] as the snapshot in
 /// `data_dir`, atomically; returns their length.
-pub fn write(data_dir: &Path, file_bytes: &[u8], durable: bool) -> std::io::Result<u64> {
+pub(crate) fn write(data_dir: &Path, file_bytes: &[u8], durable: bool) -> std::io::Result<u64> {
     let final_path = path_in(data_dir);
     let temporary = data_dir.join(format!("{FILE_NAME}.tmp"));
     let written = (|| {
@@ -140,7 +140,7 @@ pub fn write(data_dir: &Path, file_bytes: &[u8], durable: bool) -> std::io::Resu
 }
 
 /// Loads the snapshot in `data_dir`, if there is a usable one for `origin`.
-pub fn load(data_dir: &Path, origin: &Origin) -> Result<Snapshot, SnapshotError> {
+pub(crate) fn load(data_dir: &Path, origin: &Origin) -> Result<Snapshot, SnapshotError> {
     // A temporary file is what a crash mid-write left: never the snapshot.
     let _ = std::fs::remove_file(data_dir.join(format!("{FILE_NAME}.tmp")));
     let bytes = match std::fs::read(path_in(data_dir)) {

@@ -6,7 +6,7 @@
 use git2::{FileMode, ObjectType, Oid, Repository, Tree};
 
 /// The object at `path` (`/`-separated) below `root`, with its kind.
-pub fn entry_at(
+pub(crate) fn entry_at(
     repo: &Repository,
     root: &Tree<'_>,
     path: &str,
@@ -25,7 +25,7 @@ pub fn entry_at(
 }
 
 /// The tree at `path` below `root`, if there is one (a blob there is `None`).
-pub fn tree_at<'r>(
+pub(crate) fn tree_at<'r>(
     repo: &'r Repository,
     root: &Tree<'_>,
     path: &str,
@@ -37,7 +37,7 @@ pub fn tree_at<'r>(
 }
 
 /// The contents of the blob at `path` below `root`, if there is one.
-pub fn blob_at(
+pub(crate) fn blob_at(
     repo: &Repository,
     root: &Tree<'_>,
     path: &str,
@@ -52,7 +52,7 @@ pub fn blob_at(
 /// `path` is `new` (a tree, or a blob with its mode), or gone when `new` is
 /// `None`. Folders left empty by a removal disappear, as git cannot store
 /// them.
-pub fn replace_at(
+pub(crate) fn replace_at(
     repo: &Repository,
     root: Option<&Tree<'_>>,
     path: &[&str],
@@ -90,13 +90,13 @@ pub fn replace_at(
 }
 
 /// The root tree of `commit` (the tip, a build or a release commit).
-pub fn tree_of(repo: &Repository, commit: Oid) -> Result<git2::Tree<'_>, git2::Error> {
+pub(crate) fn tree_of(repo: &Repository, commit: Oid) -> Result<git2::Tree<'_>, git2::Error> {
     repo.find_commit(commit)?.tree()
 }
 
 /// The id of the empty tree, written if needed.
 #[cfg(test)]
-pub fn empty_tree(repo: &Repository) -> Result<Oid, git2::Error> {
+pub(crate) fn empty_tree(repo: &Repository) -> Result<Oid, git2::Error> {
     repo.treebuilder(None)?.write()
 }
 

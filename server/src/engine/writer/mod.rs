@@ -20,10 +20,10 @@ use crate::repo::mirror::Mirror;
 mod batch;
 mod owed;
 mod publish;
-mod stats;
+pub(crate) mod stats;
 
 use batch::Writer;
-pub use stats::WriterStats;
+pub(crate) use stats::WriterStats;
 
 /// Tunables of the writer.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ enum Command {
 }
 
 /// A build that arrived: `(service, branch)`.
-pub type NewBuild = (String, String);
+pub(crate) type NewBuild = (String, String);
 
 /// One write of a batch: a caller's, or one the writer derived itself (an
 /// auto-release after a fetch), which nobody waits for but which is tried
@@ -101,7 +101,7 @@ impl Job {
 
 /// The handlers' side of the queue. Cheap to clone.
 #[derive(Clone)]
-pub struct WriterHandle {
+pub(crate) struct WriterHandle {
     tx: mpsc::Sender<Command>,
     stats: Arc<WriterStats>,
 }
@@ -110,7 +110,7 @@ impl WriterHandle {
     /// Queues a write and waits until it is on the remote (or failed).
     /// A write still queued at `deadline`, or whose caller stopped waiting,
     /// is not applied.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         request: WriteRequest,
         deadline: Option<Instant>,
@@ -127,7 +127,7 @@ impl WriterHandle {
     /// Asks for a fetch and the auto-releases it makes due, without
     /// waiting (poll, webhook). A full queue drops the request: the next
     /// one will do.
-    pub fn request_sync(&self, builds: Vec<NewBuild>) -> Result<(), FlowError> {
+    pub(crate) fn request_sync(&self, builds: Vec<NewBuild>) -> Result<(), FlowError> {
         self.send(Command::Sync {
             builds,
             reply: None,
@@ -136,7 +136,7 @@ impl WriterHandle {
 
     /// Fetches and runs the auto-releases due, and waits until they are
     /// pushed.
-    pub async fn sync(&self, builds: Vec<NewBuild>) -> Result<(), FlowError> {
+    pub(crate) async fn sync(&self, builds: Vec<NewBuild>) -> Result<(), FlowError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Sync {
             builds,
@@ -146,7 +146,7 @@ impl WriterHandle {
     }
 
     /// Writes waiting in the queue.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
@@ -158,14 +158,14 @@ impl WriterHandle {
     }
 
     /// The writer's counters, shared.
-    pub fn stats_arc(&self) -> Arc<WriterStats> {
+    pub(crate) fn stats_arc(&self) -> Arc<WriterStats> {
         self.stats.clone()
     }
 }
 
 /// Starts the writer thread. It stops when every handle is dropped, after
 /// finishing the batch in flight.
-pub fn spawn(
+pub(crate) fn spawn(
     mirror: Mirror,
     shared: SharedState,
     settings: Settings,

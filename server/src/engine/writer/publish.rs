@@ -225,7 +225,7 @@ impl Writer {
         let skip = commits.len().saturating_sub(MAX_EVENTS_PER_PUBLISH);
         for &commit in &commits[skip..] {
             for event in crate::engine::events::events_of(self.mirror.repo(), commit) {
-                let _ = self.events.send(Signal::Event(event));
+                let _ = self.events.send(Signal::Event(std::sync::Arc::new(event)));
             }
         }
     }

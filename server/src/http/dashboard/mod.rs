@@ -13,8 +13,8 @@
 //! `Authorization: Bearer` header. Without it no page or event carries
 //! anything of the repository. There are no write actions here.
 
-pub mod model;
-pub mod pages;
+pub(crate) mod model;
+pub(crate) mod pages;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ use crate::repo::index::View;
 
 /// Who may see the dashboard.
 #[derive(Debug, Clone)]
-pub enum Access {
+pub(crate) enum Access {
     /// Anyone (the server needs no hamctl token).
     Open,
     /// Whoever has the hamctl token.
@@ -49,7 +49,7 @@ pub enum Access {
 
 impl Access {
     /// The dashboard's access under the API's read rule.
-    pub fn of(auth: &crate::auth::Auth) -> Self {
+    pub(crate) fn of(auth: &crate::auth::Auth) -> Self {
         match auth.hamctl_token.as_deref().filter(|t| !t.is_empty()) {
             Some(token) => Access::Token(token.to_string()),
             None if auth.unauthenticated => Access::Open,
@@ -60,7 +60,7 @@ impl Access {
 
 /// What the dashboard's handlers share.
 #[derive(Clone)]
-pub struct DashboardState {
+pub(crate) struct DashboardState {
     reader: Arc<Reader>,
     events: EventBus,
     access: Arc<Access>,
@@ -70,7 +70,7 @@ pub struct DashboardState {
 
 impl DashboardState {
     /// The dashboard over `reader`, live with `events`.
-    pub fn new(
+    pub(crate) fn new(
         reader: Arc<Reader>,
         events: EventBus,
         access: Access,
@@ -90,7 +90,7 @@ impl DashboardState {
     /// Reads the matrix once, so that the first page shown after a start
     /// is as quick as the next (the first read fetches every release
     /// folder's artifact.json; later ones only what changed).
-    pub async fn warm(self) {
+    pub(crate) async fn warm(self) {
         let began = Instant::now();
         match read_matrix(&self, None).await {
             Ok(matrix) => tracing::debug!(
@@ -104,7 +104,7 @@ impl DashboardState {
 }
 
 /// The dashboard's routes.
-pub fn router(state: DashboardState) -> Router {
+pub(crate) fn router(state: DashboardState) -> Router {
     Router::new()
         .route("/", get(matrix_page))
         .route("/service/{service}", get(service_page))
@@ -468,7 +468,7 @@ async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Resp
             serde_json::json!({"kind": kind, "service": service, "environment": environment});
         Some(Ok(Event::default()
             .event("change")
-            .id(event.cursor)
+            .id(event.cursor.clone())
             .data(data.to_string())))
     });
     Sse::new(stream)

@@ -22,52 +22,52 @@ use crate::repo::tree::{blob_at, tree_at};
 
 /// One environment of one service.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Cell {
+pub(crate) struct Cell {
     /// What runs (empty when nothing does).
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// Its branch.
-    pub branch: String,
+    pub(crate) branch: String,
     /// Namespace folder it runs in.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Who released it.
-    pub released_by: String,
+    pub(crate) released_by: String,
     /// When (seconds since the epoch; 0 when unknown).
-    pub released_at: i64,
+    pub(crate) released_at: i64,
     /// Vulnerabilities (high, medium, low), when the build was scanned.
-    pub vulnerabilities: Option<(u32, u32, u32)>,
+    pub(crate) vulnerabilities: Option<(u32, u32, u32)>,
     /// The CI job that built it.
-    pub build_url: String,
+    pub(crate) build_url: String,
     /// The source commit.
-    pub source_url: String,
+    pub(crate) source_url: String,
     /// It differs from what runs in the environment before (promotable).
-    pub promotable: bool,
+    pub(crate) promotable: bool,
     /// Its branch is not the default branch.
-    pub off_default_branch: bool,
+    pub(crate) off_default_branch: bool,
     /// The release commit (empty when unknown).
-    pub release_commit: String,
+    pub(crate) release_commit: String,
     /// What the cluster reported for it (state word, message); none when
     /// the environment's controller reports nothing.
-    pub deployment: Option<(&'static str, String)>,
+    pub(crate) deployment: Option<(&'static str, String)>,
 }
 
 /// One service's row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     /// Service name.
-    pub service: String,
+    pub(crate) service: String,
     /// One cell per environment, in promotion order.
-    pub cells: Vec<Cell>,
+    pub(crate) cells: Vec<Cell>,
 }
 
 /// Every service against every environment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Matrix {
+pub(crate) struct Matrix {
     /// Environments in promotion order.
-    pub environments: Vec<String>,
+    pub(crate) environments: Vec<String>,
     /// Rows by service name.
-    pub rows: Vec<Row>,
+    pub(crate) rows: Vec<Row>,
     /// The tip it was read at.
-    pub tip: Oid,
+    pub(crate) tip: Oid,
 }
 
 /// What a release folder holds, as a cell shows it.
@@ -85,7 +85,7 @@ const CACHE_LIMIT: usize = 50_000;
 
 /// Reads the dashboard's models, remembering what it read.
 #[derive(Default)]
-pub struct Models {
+pub(crate) struct Models {
     /// What a release folder (by tree id) holds.
     held: Mutex<HashMap<Oid, Held>>,
     /// Who released, by release commit.
@@ -94,7 +94,7 @@ pub struct Models {
 
 impl Models {
     /// The matrix at the published tip, or one service's row of it.
-    pub fn matrix(
+    pub(crate) fn matrix(
         &self,
         repo: &Repository,
         tip: Oid,
@@ -271,57 +271,57 @@ impl Models {
 
 /// One release of a service's history.
 #[derive(Debug, Clone)]
-pub struct HistoryEntry {
+pub(crate) struct HistoryEntry {
     /// Environment.
-    pub environment: String,
+    pub(crate) environment: String,
     /// Artifact released.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// Why (a word).
-    pub intent: &'static str,
+    pub(crate) intent: &'static str,
     /// Who.
-    pub released_by: String,
+    pub(crate) released_by: String,
     /// When (seconds since the epoch).
-    pub released_at: i64,
+    pub(crate) released_at: i64,
     /// The release commit.
-    pub commit: String,
+    pub(crate) commit: String,
 }
 
 /// One build of a service.
 #[derive(Debug, Clone)]
-pub struct BuildEntry {
+pub(crate) struct BuildEntry {
     /// Artifact id.
-    pub artifact_id: String,
+    pub(crate) artifact_id: String,
     /// When it was committed (seconds since the epoch).
-    pub time: i64,
+    pub(crate) time: i64,
     /// Its stages: name and what they say (tests passed, findings).
-    pub stages: Vec<(String, String)>,
+    pub(crate) stages: Vec<(String, String)>,
     /// The CI job.
-    pub build_url: String,
+    pub(crate) build_url: String,
     /// The source commit.
-    pub source_url: String,
+    pub(crate) source_url: String,
     /// The source change's author.
-    pub author: String,
+    pub(crate) author: String,
 }
 
 /// One service's page.
 #[derive(Debug, Clone)]
-pub struct ServicePage {
+pub(crate) struct ServicePage {
     /// The service.
-    pub service: String,
+    pub(crate) service: String,
     /// Its row of the matrix.
-    pub row: Row,
+    pub(crate) row: Row,
     /// Environments, in promotion order.
-    pub environments: Vec<String>,
+    pub(crate) environments: Vec<String>,
     /// Releases in every environment, newest first: one page of them.
-    pub history: Vec<HistoryEntry>,
+    pub(crate) history: Vec<HistoryEntry>,
     /// Whether there are older releases than this page shows.
-    pub more_history: bool,
+    pub(crate) more_history: bool,
     /// Recent builds by branch, newest first.
-    pub builds: BTreeMap<String, Vec<BuildEntry>>,
+    pub(crate) builds: BTreeMap<String, Vec<BuildEntry>>,
     /// Auto-release policies: (branch, environment).
-    pub auto_releases: Vec<(String, String)>,
+    pub(crate) auto_releases: Vec<(String, String)>,
     /// Branch restrictions: (environment, regex, server-wide).
-    pub restrictions: Vec<(String, String, bool)>,
+    pub(crate) restrictions: Vec<(String, String, bool)>,
 }
 
 /// Builds shown per branch.
@@ -330,7 +330,7 @@ const BUILDS_PER_BRANCH: usize = 5;
 impl Models {
     /// A service's page: `page` (from 0) of `per_page` releases.
     #[allow(clippy::too_many_arguments)]
-    pub fn service_page(
+    pub(crate) fn service_page(
         &self,
         repo: &Repository,
         tip: Oid,

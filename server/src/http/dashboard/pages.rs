@@ -9,7 +9,7 @@ use maud::{html, Markup, DOCTYPE};
 use super::model::{Cell, Matrix, Row, ServicePage};
 
 /// "3 h ago" for a time `seconds` since the epoch, seen at `now`.
-pub fn age(seconds: i64, now: i64) -> String {
+pub(crate) fn age(seconds: i64, now: i64) -> String {
     if seconds == 0 {
         return String::new();
     }
@@ -96,7 +96,7 @@ fn cell(cell: &Cell, now: i64) -> Markup {
 }
 
 /// One row of the matrix (also the fragment swapped in on a change).
-pub fn row(row: &Row, now: i64) -> Markup {
+pub(crate) fn row(row: &Row, now: i64) -> Markup {
     html! {
         tr id={ "row-" (row.service) } data-service=(row.service) {
             th scope="row" { a href={ "/service/" (row.service) } { (row.service) } }
@@ -106,12 +106,12 @@ pub fn row(row: &Row, now: i64) -> Markup {
 }
 
 /// The rows of the matrix.
-pub fn rows(matrix: &Matrix, now: i64) -> Markup {
+pub(crate) fn rows(matrix: &Matrix, now: i64) -> Markup {
     html! { @for r in &matrix.rows { (row(r, now)) } }
 }
 
 /// The matrix page.
-pub fn matrix(matrix: &Matrix, now: i64) -> Markup {
+pub(crate) fn matrix(matrix: &Matrix, now: i64) -> Markup {
     let body = html! {
         div.toolbar {
             label for="filter" { "Filter services" }
@@ -139,7 +139,7 @@ pub fn matrix(matrix: &Matrix, now: i64) -> Markup {
 }
 
 /// The sections of a service's page (also the fragment swapped in).
-pub fn service_sections(page: &ServicePage, history_page: usize, now: i64) -> Markup {
+pub(crate) fn service_sections(page: &ServicePage, history_page: usize, now: i64) -> Markup {
     html! {
         section #state {
             h2 { "What runs where" }
@@ -238,7 +238,7 @@ fn is_web_link(url: &str) -> bool {
 }
 
 /// A service's page.
-pub fn service(page_data: &ServicePage, history_page: usize, now: i64) -> Markup {
+pub(crate) fn service(page_data: &ServicePage, history_page: usize, now: i64) -> Markup {
     let body = html! {
         h1 { (page_data.service) }
         div #sections data-service=(page_data.service) data-page=(history_page) {
@@ -249,7 +249,7 @@ pub fn service(page_data: &ServicePage, history_page: usize, now: i64) -> Markup
 }
 
 /// The login form (no data of the repository on it).
-pub fn login(failed: bool) -> Markup {
+pub(crate) fn login(failed: bool) -> Markup {
     let body = html! {
         form.login method="post" action="/login" {
             h1 { "Sign in" }
@@ -264,7 +264,7 @@ pub fn login(failed: bool) -> Markup {
 }
 
 /// A page that says the dashboard is not available, and why.
-pub fn unavailable(message: &str) -> Markup {
+pub(crate) fn unavailable(message: &str) -> Markup {
     page("unavailable", "none", html! { p.error { (message) } })
 }
 

@@ -21,7 +21,7 @@ const CAUGHT_UP_REF: &str = "refs/release-manager/caught-up";
 
 /// What a push attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushOutcome {
+pub(crate) enum PushOutcome {
     /// The remote branch now points at the pushed commit.
     Pushed,
     /// The remote branch had moved: nothing was changed.
@@ -29,7 +29,7 @@ pub enum PushOutcome {
 }
 
 /// The mirror and how to reach its remote.
-pub struct Mirror {
+pub(crate) struct Mirror {
     repo: Repository,
     /// Handle on a local remote, opened once.
     remote_repo: std::cell::RefCell<Option<Repository>>,
@@ -43,7 +43,7 @@ impl Mirror {
     /// Opens the mirror under `dir`, cloning it (bare) on first use, and
     /// fetches `branch` of the config repository; without a `branch`, the
     /// one the remote's HEAD names.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         location: RemoteLocation,
         branch: Option<&str>,
@@ -103,18 +103,18 @@ impl Mirror {
     }
 
     /// The config repository's branch this mirror follows.
-    pub fn branch(&self) -> &str {
+    pub(crate) fn branch(&self) -> &str {
         &self.branch
     }
 
     /// The tip a restart looks back to for owed auto-releases; `None` for a
     /// new mirror.
-    pub fn last_seen(&self) -> Option<Oid> {
+    pub(crate) fn last_seen(&self) -> Option<Oid> {
         self.last_seen
     }
 
     /// Records that every build up to `tip` had its auto-releases.
-    pub fn mark_caught_up(&self, tip: Oid) -> Result<(), RepoError> {
+    pub(crate) fn mark_caught_up(&self, tip: Oid) -> Result<(), RepoError> {
         if self.repo.refname_to_id(CAUGHT_UP_REF).ok() == Some(tip) {
             return Ok(());
         }
@@ -125,12 +125,12 @@ impl Mirror {
     }
 
     /// The mirror's repository handle.
-    pub fn repo(&self) -> &Repository {
+    pub(crate) fn repo(&self) -> &Repository {
         &self.repo
     }
 
     /// Path of the mirror (for read-only handles).
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.repo.path().to_path_buf()
     }
 
@@ -139,7 +139,7 @@ impl Mirror {
     }
 
     /// The remote branch's tip as last seen.
-    pub fn tip(&self) -> Result<Oid, RepoError> {
+    pub(crate) fn tip(&self) -> Result<Oid, RepoError> {
         let name = self.tracking_ref();
         self.repo
             .refname_to_id(&name)
@@ -149,7 +149,7 @@ impl Mirror {
     }
 
     /// Fetches the default branch from the remote; returns the new tip.
-    pub fn fetch(&self) -> Result<Oid, RepoError> {
+    pub(crate) fn fetch(&self) -> Result<Oid, RepoError> {
         if let RemoteLocation::Local(path) = &self.location {
             return self.fetch_local(path);
         }
@@ -172,7 +172,7 @@ impl Mirror {
     /// (what a git server's auto-gc does for the pushes it receives). Safe
     /// while the writer goes on adding packs. Needs the git command line;
     /// without it the packs stay as they are.
-    pub fn spawn_merge(&self) -> std::thread::JoinHandle<()> {
+    pub(crate) fn spawn_merge(&self) -> std::thread::JoinHandle<()> {
         let mut dirs = vec![self.path()];
         if let RemoteLocation::Local(remote) = &self.location {
             dirs.push(remote.clone());
@@ -228,7 +228,7 @@ impl Mirror {
 
     /// Reopens the mirror (and forgets the remote's handle), dropping
     /// libgit2's list of packs.
-    pub fn reopen(&mut self) -> Result<(), RepoError> {
+    pub(crate) fn reopen(&mut self) -> Result<(), RepoError> {
         self.repo =
             Repository::open_bare(self.path()).map_err(RepoError::git("reopen the mirror"))?;
         self.remote_repo.replace(None);
@@ -236,7 +236,7 @@ impl Mirror {
     }
 
     /// Stores a pack of new objects (the writer's batch) in the mirror.
-    pub fn store_pack(&self, pack: &Pack) -> Result<(), RepoError> {
+    pub(crate) fn store_pack(&self, pack: &Pack) -> Result<(), RepoError> {
         pack::store(self.repo.path(), pack, "mirror").map_err(|source| RepoError::Io {
             path: self.repo.path().to_path_buf(),
             source,

@@ -16,7 +16,7 @@ impl Mirror {
     /// Publishes `new` as the remote branch if, and only if, the remote
     /// branch is still `expected`. Never forces. `pack` holds the objects
     /// `new` adds (already stored in the mirror).
-    pub fn push(
+    pub(crate) fn push(
         &self,
         new: Oid,
         expected: Oid,
