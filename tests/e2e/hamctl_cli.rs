@@ -1,31 +1,12 @@
-//! The real hamctl CLI, run in process against a real server: what a person
-//! types and reads.
+//! The real hamctl binary against the real server: what a person types
+//! and reads, what goes into the config repository (committer, request
+//! ids), one-line errors and exit codes, policies, JSON output, and the
+//! command lines of the original hamctl. (Tables with fixed times, and what
+//! goes over the wire: `hamctl/tests`.)
 
-mod common;
+use std::time::{Duration, Instant};
 
-use common::*;
-
-fn set_identity() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    // hamctl resolves the committer the way git does; give it one.
-    ONCE.call_once(|| {
-        std::env::set_var("GIT_COMMITTER_NAME", "Olga Operator");
-        std::env::set_var("GIT_COMMITTER_EMAIL", "olga@example.com");
-    });
-}
-
-async fn hamctl(args: &[&str]) -> (i32, String, String) {
-    set_identity();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut argv = vec!["hamctl"];
-    argv.extend_from_slice(args);
-    let code = hamctl::run_with_output(argv, &mut out, &mut err).await;
-    (
-        code,
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
-}
+use crate::support::*;
 
 fn fixture() -> (ConfigRepo, Vec<String>) {
     let mut repo = ConfigRepo::new();
@@ -458,135 +439,6 @@ async fn an_invalid_regex_error_keeps_its_caret_under_the_pattern() {
     assert!(err.contains("unclosed group"), "{err}");
 }
 
-/// A stdout that hands every line to the test as soon as it is complete.
-struct LiveOut(tokio::sync::mpsc::UnboundedSender<String>, Vec<u8>);
-
-impl std::io::Write for LiveOut {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.1.extend_from_slice(buf);
-        while let Some(end) = self.1.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.1.drain(..=end).collect();
-            let _ = self.0.send(String::from_utf8_lossy(&line).into_owned());
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A hamctl run in the background: its exit code and stderr at the end,
-/// its stdout as it is written.
-struct Background {
-    done: tokio::task::JoinHandle<(i32, String)>,
-    out: tokio::sync::mpsc::UnboundedReceiver<String>,
-}
-
-impl Background {
-    fn start(args: &[&str]) -> Self {
-        set_identity();
-        let mut argv = vec!["hamctl".to_string()];
-        argv.extend(args.iter().map(|a| a.to_string()));
-        let (tx, out) = tokio::sync::mpsc::unbounded_channel();
-        let done = tokio::spawn(async move {
-            let mut live = LiveOut(tx, Vec::new());
-            let mut err = Vec::new();
-            let code = hamctl::run_with_output(argv, &mut live, &mut err).await;
-            (code, String::from_utf8(err).unwrap())
-        });
-        Background { done, out }
-    }
-
-    /// Waits (bounded) for the end: the exit code and stderr.
-    async fn end(self) -> (i32, String) {
-        tokio::time::timeout(std::time::Duration::from_secs(30), self.done)
-            .await
-            .expect("hamctl ends in time")
-            .unwrap()
-    }
-}
-
-/// Starts a server for `remote` on exactly `addr` with `data` as its data dir.
-async fn server_at(
-    remote: &std::path::Path,
-    data: &std::path::Path,
-    addr: std::net::SocketAddr,
-) -> release_manager_server::RunningServer {
-    let config = release_manager_server::config::ServerConfig::local(remote, data);
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    release_manager_server::start(config, listener)
-        .await
-        .unwrap()
-}
-
-/// Releases `ids` in turn (each one a new release event) until `watch`
-/// prints something, and returns that.
-async fn release_until_printed(url: &str, ids: &[String], watch: &mut Background) -> String {
-    let mut client =
-        release_manager::pb::release_service_client::ReleaseServiceClient::connect(url.to_string())
-            .await
-            .unwrap();
-    for n in 0.. {
-        // The watch subscribes asynchronously: a release before that is not
-        // shown, so keep releasing (bounded) until one is.
-        assert!(n < 300, "the watch printed nothing after {n} releases");
-        client
-            .release(release_artifact("shop", "dev", &ids[n % ids.len()]))
-            .await
-            .unwrap();
-        if let Ok(Some(text)) =
-            tokio::time::timeout(std::time::Duration::from_millis(100), watch.out.recv()).await
-        {
-            return text;
-        }
-    }
-    unreachable!()
-}
-
-#[tokio::test]
-async fn watch_says_when_the_server_goes_away_and_can_reconnect() {
-    let (repo, ids) = fixture();
-    let data = tempfile::tempdir().unwrap();
-    let server = server_at(&repo.remote, data.path(), "127.0.0.1:0".parse().unwrap()).await;
-    let addr = server.addr;
-    let url = format!("http://{addr}");
-
-    // Without --reconnect the end of the server is an error; with it, the
-    // watch waits for the server to come back and goes on.
-    let mut plain = Background::start(&["--server", &url, "watch", "--service", "shop"]);
-    let mut patient = Background::start(&[
-        "--server",
-        &url,
-        "watch",
-        "--service",
-        "shop",
-        "--reconnect",
-        "--max-events",
-        "2",
-    ]);
-    let seen = release_until_printed(&url, &ids, &mut plain).await;
-    assert!(seen.contains("released shop"), "{seen}");
-    release_until_printed(&url, &ids, &mut patient).await;
-    server.shutdown().await;
-
-    let (code, err) = plain.end().await;
-    assert_eq!(code, 1, "{err}");
-    assert_eq!(
-        err,
-        "error: the server ended the event stream (it is stopping or restarting); \
-         pass --reconnect to keep watching\n"
-    );
-
-    let server = server_at(&repo.remote, data.path(), addr).await;
-    let second = release_until_printed(&url, &ids, &mut patient).await;
-    assert!(second.contains("released shop"), "{second}");
-    let (code, err) = patient.end().await;
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("reconnecting"), "{err}");
-    server.shutdown().await;
-}
-
 #[tokio::test]
 async fn the_original_hamctl_command_lines_still_work() {
     let (repo, _) = fixture();
@@ -609,4 +461,48 @@ async fn the_original_hamctl_command_lines_still_work() {
         err,
         "warning: --config-repo is ignored: the server reads its own config repository\n"
     );
+}
+
+#[tokio::test]
+async fn hamctl_gives_up_on_a_server_that_never_answers() {
+    // A port that accepts connections and never says a word, as a stopped
+    // (SIGSTOP) server does once the kernel has accepted for it.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let began = Instant::now();
+    let (code, out, err) = tokio::time::timeout(
+        Duration::from_secs(30),
+        hamctl(&[
+            "--server",
+            &url,
+            "--request-timeout",
+            "1s",
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "dev",
+            "--branch",
+            "master",
+        ]),
+    )
+    .await
+    .expect("hamctl gives up by itself");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        err.starts_with("error: timed out") && err.contains("--request-timeout"),
+        "{err}"
+    );
+    held.abort();
 }
