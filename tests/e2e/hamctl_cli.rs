@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::cli::{OPERATOR_EMAIL, OPERATOR_NAME as OPERATOR};
 use crate::support::*;
 
 fn fixture() -> (ConfigRepo, Vec<String>) {
@@ -505,4 +506,471 @@ async fn hamctl_gives_up_on_a_server_that_never_answers() {
         "{err}"
     );
     held.abort();
+}
+
+/// The `Request-ID:` trailer of commit `rev` on the remote.
+fn request_id_of(repo: &ConfigRepo, rev: &str) -> String {
+    let body = commit_info(repo, rev).body;
+    body.lines()
+        .find_map(|line| line.strip_prefix("Request-ID: "))
+        .unwrap_or_else(|| panic!("no Request-ID trailer in {body:?}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_release_prints_one_line_and_commits_as_the_operator_with_its_own_request_id() {
+    let (repo, ids) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    // A bare host:port, as people type it.
+    let address = server.url.trim_start_matches("http://").to_string();
+    let (code, out, err) = hamctl(&[
+        "--server",
+        &address,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
+    ])
+    .await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    let commit = repo.remote_head();
+    assert_eq!(
+        out,
+        format!(
+            "Released {} of shop to dev (namespace dev), commit {}\n",
+            ids[1],
+            &commit[..7]
+        )
+    );
+    let info = commit_info(&repo, "master");
+    assert_eq!(info.committer, format!("{OPERATOR} <{OPERATOR_EMAIL}>"));
+    assert!(
+        info.body.contains("Release-intent: release-branch"),
+        "released by branch: {}",
+        info.body
+    );
+    let first = request_id_of(&repo, "master");
+    assert_eq!(first.len(), 36, "a UUID: {first}");
+
+    // Every write gets its own request id; --namespace is sent.
+    let (code, _, err) = hamctl(&[
+        "--server",
+        &address,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--artifact",
+        &ids[0],
+        "--namespace",
+        "team",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(commit_info(&repo, "master")
+        .body
+        .contains("Namespace: team"));
+    assert!(repo
+        .remote_file("dev/releases/team/shop/artifact.json")
+        .is_some());
+    let second = request_id_of(&repo, "master");
+    assert_eq!(second.len(), 36, "a UUID: {second}");
+    assert_ne!(first, second);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn releasing_what_already_runs_says_there_is_no_change() {
+    let (repo, ids) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let release = |id: &str| {
+        [
+            "--server",
+            &server.url,
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "dev",
+            "--artifact",
+            id,
+            "--namespace",
+            "dev",
+        ]
+        .map(str::to_string)
+    };
+    let args = release(&ids[1]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = hamctl(&args).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = hamctl(&args).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!("shop in dev is already at {} (no change)\n", ids[1])
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_as_json_reports_its_outcome_and_artifact() {
+    let (repo, ids) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let (code, out, err) = hamctl(&[
+        "--server",
+        &server.url,
+        "--output",
+        "json",
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(value["result"]["outcome"], "applied");
+    assert_eq!(value["result"]["artifactId"], ids[1].as_str());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_error_is_one_line_with_its_code_word() {
+    let (repo, _) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let (code, out, err) = hamctl(&[
+        "--server",
+        &server.url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--branch",
+        "x",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "error: not found: no build of branch \"x\" for service \"shop\"\n"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn promote_and_rollback_say_what_moved_where_in_one_line() {
+    let (repo, ids) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let url = server.url.as_str();
+    for id in &ids {
+        let (code, _, err) = hamctl(&[
+            "--server",
+            url,
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "prod",
+            "--artifact",
+            id,
+        ])
+        .await;
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = hamctl(&[
+        "--server",
+        url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--artifact",
+        &ids[1],
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = hamctl(&[
+        "--server",
+        url,
+        "promote",
+        "--service",
+        "shop",
+        "--env",
+        "staging",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "Promoted {} of shop from dev to staging (namespace staging), commit {}\n",
+            ids[1],
+            &repo.remote_head()[..7]
+        )
+    );
+
+    let (code, out, err) = hamctl(&[
+        "--server",
+        url,
+        "rollback",
+        "--service",
+        "shop",
+        "--env",
+        "prod",
+        "--artifact",
+        &ids[0],
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "Rolled back shop in prod from {} to {} (namespace prod), commit {}\n",
+            ids[1],
+            ids[0],
+            &repo.remote_head()[..7]
+        )
+    );
+    assert!(commit_info(&repo, "master")
+        .subject
+        .starts_with(&format!("[prod/shop] rollback {}", ids[0])));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_token_is_refused_with_a_hint_where_to_give_it() {
+    let (repo, _) = fixture();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.auth.hamctl_token = Some("t0ken".into());
+        config.auth.unauthenticated = false;
+    })
+    .await;
+    let (code, _, err) = hamctl(&["status", "--service", "shop", "--server", &server.url]).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: unauthenticated: missing token: this call needs the hamctl token, sent as \
+         \"authorization: Bearer <token>\" (pass --auth-token or set HAMCTL_AUTH_TOKEN)\n"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_closed_stdout_is_not_an_error() {
+    let (repo, _) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let (code, err) = Cli::hamctl()
+        .run_with_closed_stdout(&["--server", &server.url, "status", "--service", "shop"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn policy_list_shows_a_table_with_the_server_wide_restrictions() {
+    let (repo, _) = fixture();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.settings.global_restrictions =
+            server_api::parse_global_restrictions("prod=^master$").unwrap();
+    })
+    .await;
+    let url = server.url.as_str();
+    let (code, _, err) = hamctl(&[
+        "--server",
+        url,
+        "policy",
+        "--service",
+        "shop",
+        "apply",
+        "auto-release",
+        "--branch",
+        "master",
+        "--env",
+        "dev",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = hamctl(&["--server", url, "policy", "--service", "shop", "list"]).await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "\
+ID                        TYPE                 BRANCH / REGEX   ENV    SCOPE
+auto-release-master-dev   auto-release         master           dev    service
+branch-restriction-prod   branch-restriction   ^master$         prod   server-wide
+"
+    );
+    // --service after the subcommand, JSON output.
+    let (code, out, err) = hamctl(&[
+        "--server",
+        url,
+        "policy",
+        "list",
+        "--service",
+        "shop",
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(value["branchRestrictions"][0]["serverWide"], true);
+    assert_eq!(value["autoReleases"][0]["id"], "auto-release-master-dev");
+    // A service with no policies of its own still has the server's.
+    let (code, out, err) = hamctl(&["--server", url, "policy", "--service", "quiet", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("branch-restriction-prod") && !out.contains("auto-release-master-dev"),
+        "{out}"
+    );
+    // No --service: a usage error, before any call.
+    let (code, _, err) = hamctl(&["--server", url, "policy", "list"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--service <SERVICE>"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_without_policies_says_so() {
+    let (repo, _) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let (code, out, err) = hamctl(&[
+        "--server",
+        &server.url,
+        "policy",
+        "--service",
+        "quiet",
+        "list",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "No policies for quiet\n");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn applying_a_policy_again_changes_nothing() {
+    let (repo, _) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let url = server.url.as_str();
+    let apply = [
+        "--server",
+        url,
+        "policy",
+        "--service",
+        "shop",
+        "apply",
+        "auto-release",
+        "--branch",
+        "master",
+        "--env",
+        "dev",
+    ];
+    let (code, out, err) = hamctl(&apply).await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "Applied auto-release-master-dev: every new build of master of shop is released to dev\n"
+    );
+    let info = commit_info(&repo, "master");
+    assert_eq!(info.committer, format!("{OPERATOR} <{OPERATOR_EMAIL}>"));
+    let head = repo.remote_head();
+    let (code, out, _) = hamctl(&apply).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "auto-release-master-dev is already in place (no change)\n"
+    );
+    assert_eq!(repo.remote_head(), head, "no commit");
+
+    let restrict = [
+        "policy",
+        "--service",
+        "shop",
+        "apply",
+        "branch-restriction",
+        "--env",
+        "prod",
+        "--branch-regex",
+        "^master$",
+    ];
+    let (code, out, err) = hamctl(&[&["--server", url][..], &restrict[..]].concat()).await;
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "Applied branch-restriction-prod: only branches matching ^master$ may be released to prod\n"
+    );
+    let (code, out, _) =
+        hamctl(&[&["--server", url, "--output", "json"][..], &restrict[..]].concat()).await;
+    assert_eq!(code, 0);
+    let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(value["outcome"], "already_up_to_date");
+    assert_eq!(value["id"], "branch-restriction-prod");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_policies_says_how_many_went() {
+    let (repo, _) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let url = server.url.as_str();
+    for (branch, env) in [("master", "dev"), ("x", "staging"), ("master", "prod")] {
+        let (code, _, err) = hamctl(&[
+            "--server",
+            url,
+            "policy",
+            "--service",
+            "shop",
+            "apply",
+            "auto-release",
+            "--branch",
+            branch,
+            "--env",
+            env,
+        ])
+        .await;
+        assert_eq!(code, 0, "{err}");
+    }
+    let delete = |ids: &[&str]| {
+        let mut args = vec!["--server", url, "policy", "--service", "shop", "delete"];
+        args.extend_from_slice(ids);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        hamctl(&args).await
+    };
+    let (code, out, err) = run(delete(&[
+        "auto-release-master-dev",
+        "auto-release-x-staging",
+    ]))
+    .await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Deleted 2 policies of shop\n"),
+        "{err}"
+    );
+    let info = commit_info(&repo, "master");
+    assert_eq!(
+        info.subject,
+        "[shop] policy update: delete policies auto-release-master-dev, auto-release-x-staging"
+    );
+    assert_eq!(info.committer, format!("{OPERATOR} <{OPERATOR_EMAIL}>"));
+    let (_, out, _) = run(delete(&["auto-release-master-prod"])).await;
+    assert_eq!(out, "Deleted 1 policy of shop\n");
+    let (_, out, _) = run(delete(&["branch-restriction-prod"])).await;
+    assert_eq!(out, "No policies deleted\n");
+    server.stop().await;
 }

@@ -58,7 +58,13 @@ impl Cli {
     /// hamctl, committing as [`OPERATOR_NAME`], with no git configuration
     /// of the machine.
     pub fn hamctl() -> Cli {
-        Cli::new(workspace_binary("hamctl"))
+        Cli::hamctl_at(workspace_binary("hamctl"))
+    }
+
+    /// [`Cli::hamctl`] of the binary at `program` (hamctl's own tests know
+    /// it from cargo).
+    pub fn hamctl_at(program: PathBuf) -> Cli {
+        Cli::new(program)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .committer(OPERATOR_NAME, OPERATOR_EMAIL)
