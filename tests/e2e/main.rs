@@ -15,6 +15,7 @@ mod build_uploads;
 mod concurrent_writers;
 mod dashboard;
 mod deployments;
+mod error_reasons;
 mod fault_tolerance;
 mod hamctl_cli;
 mod index_snapshot;

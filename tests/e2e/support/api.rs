@@ -105,3 +105,10 @@ pub async fn push(
         .await
         .map(|r| r.into_inner())
 }
+
+/// The `google.rpc.ErrorInfo` of an error status: (reason, domain).
+pub fn error_info(status: &tonic::Status) -> Option<(String, String)> {
+    use tonic_types::StatusExt;
+    let info = status.get_error_details().error_info()?.clone();
+    Some((info.reason, info.domain))
+}

@@ -122,6 +122,16 @@ impl ConfigRepo {
         self.add_build_files(service, branch, n, &["deployment.yaml", "service.yaml"])
     }
 
+    /// Commits `files` (path, content) in the work clone as someone editing
+    /// by hand would (not pushed).
+    pub fn commit_files(&self, message: &str, files: &[(&str, &str)]) {
+        for (path, content) in files {
+            write(&self.work.join(path), content);
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", message]);
+    }
+
     /// Pushes the work clone to the remote (fetching the server's commits
     /// first, as a CI job would).
     pub fn push(&self) {

@@ -1,6 +1,7 @@
 //! `git daemon` serving a bare remote on a loopback port: a network remote
 //! (`git://`) the server cannot shortcut through the file system, which a
-//! test can stop (SIGSTOP) to play a remote that hangs.
+//! test can stop (SIGSTOP) to play a remote that hangs, or kill to play one
+//! that is gone.
 
 use std::path::Path;
 use std::time::Duration;
@@ -67,6 +68,11 @@ impl GitDaemon {
     /// Lets a stopped daemon go on (SIGCONT).
     pub fn resume(&self) {
         self.daemon().signal(libc::SIGCONT);
+    }
+
+    /// Ends the daemon: its port refuses connections from now on.
+    pub fn kill(&mut self) {
+        drop(self.daemon.take());
     }
 
     fn daemon(&self) -> &ChildGuard {

@@ -15,7 +15,9 @@ pub mod server;
 pub mod signing;
 pub mod webdriver;
 
-pub use api::{alice, chunks, client_with_token, push, release_artifact, release_branch, spec};
+pub use api::{
+    alice, chunks, client_with_token, error_info, push, release_artifact, release_branch, spec,
+};
 pub use cli::{Cli, CliOutput, RunningCli};
 pub use config_repo::{artifact_id, commit_info, subjects, ConfigRepo, ENVS};
 pub use git::git;
