@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -29,7 +29,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cli {
     program: PathBuf,
     envs: Vec<(String, String)>,
-    cwd: Option<PathBuf>,
 }
 
 /// What one finished run printed and returned.
@@ -48,11 +47,7 @@ impl Cli {
         if let Ok(path) = std::env::var("PATH") {
             envs.push(("PATH".to_string(), path));
         }
-        Cli {
-            program,
-            envs,
-            cwd: None,
-        }
+        Cli { program, envs }
     }
 
     /// hamctl, committing as [`OPERATOR_NAME`], with no git configuration
@@ -92,20 +87,11 @@ impl Cli {
             .env("GIT_COMMITTER_EMAIL", email)
     }
 
-    /// Runs in `dir` instead of the test's working directory.
-    pub fn current_dir(mut self, dir: &Path) -> Cli {
-        self.cwd = Some(dir.to_path_buf());
-        self
-    }
-
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.program);
         command.args(args).env_clear();
         for (key, value) in &self.envs {
             command.env(key, value);
-        }
-        if let Some(dir) = &self.cwd {
-            command.current_dir(dir);
         }
         command
     }

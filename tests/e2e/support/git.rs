@@ -17,7 +17,7 @@ const FIXED_DATE: &str = "2026-01-01T00:00:00Z";
 
 /// `git` in `dir`, with nothing of the machine's configuration and fixed
 /// identities and dates.
-pub fn git_command(dir: &Path) -> Command {
+fn git_command(dir: &Path) -> Command {
     let mut command = Command::new("git");
     command
         .current_dir(dir)

@@ -38,11 +38,6 @@ impl ChildGuard {
         }
     }
 
-    /// The process id (also the id of its group).
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The child's pipes, to be taken once.
     pub fn child_mut(&mut self) -> &mut Child {
         &mut self.child
