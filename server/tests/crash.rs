@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 /// Every crash point of a push to a local remote, in order.
@@ -35,8 +37,8 @@ async fn a_crash_at_any_step_of_a_push_recovers_by_itself() {
         let acknowledged = acknowledged.result.unwrap().commit_sha;
         let crashed = release(&server.url, "master-shop-2").await;
         assert!(crashed.is_err(), "{step}: the push did not crash");
-        let mut child = server;
-        let status = child.child.wait().unwrap();
+        let mut crashing = server;
+        let status = crashing.process.wait_timeout(Duration::from_secs(60));
         assert!(!status.success(), "{step}: {status:?}");
 
         // A plain restart: no manual step.

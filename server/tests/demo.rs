@@ -3,29 +3,31 @@
 //! serves the embedded demo and hamctl works against it; the auth rule
 //! (explicitly unauthenticated, or every role needs its own token) holds
 //! for every way the demo can be started; the image's ENTRYPOINT, CMD and
-//! ENV, read from the Dockerfile, serve on every address with tokens and
-//! refuse to start without them.
+//! ENV, read from the Dockerfile, ask for every address and tokens, and
+//! refuse to start without the tokens.
+//!
+//! Every server these tests start listens on loopback only. A start that
+//! asks for every address (`0.0.0.0:P`) is either refused by the auth rule
+//! before it listens, or, when the rule lets it through, finds its port
+//! taken by a loopback listener the test holds and stops there: the rule's
+//! decision is checked without ever listening on every address. The image's
+//! defaults are then served with their host replaced by 127.0.0.1.
+
+mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use release_manager::pb;
 use release_manager::pb::release_service_client::ReleaseServiceClient;
+use support::cli::Cli;
+use support::ChildGuard;
 use tonic::Code;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A demo server process and the first line of its banner.
 struct Demo {
-    child: KillOnDrop,
+    process: ChildGuard,
     url: String,
     banner: String,
     stderr: Option<std::thread::JoinHandle<String>>,
@@ -35,9 +37,8 @@ struct Demo {
 impl Demo {
     /// Stops the server (SIGTERM, a graceful stop) and returns its log.
     fn stop(mut self) -> String {
-        let pid = self.child.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let _ = self.child.0.wait();
+        self.process.signal(libc::SIGTERM);
+        self.process.wait_timeout(Duration::from_secs(60));
         self.stderr.take().unwrap().join().unwrap()
     }
 }
@@ -49,28 +50,25 @@ struct Refused {
     stderr: String,
 }
 
-/// Runs the server binary with `args` and `envs` (and a fresh data dir,
-/// and no token or repository from the caller's environment) and waits,
-/// bounded, for the demo banner or for the process to exit.
+/// Runs the server binary with `args` and exactly the environment `envs`
+/// (with `PATH`, and a fresh data dir) and waits, bounded, for the demo
+/// banner or for the process to exit.
 fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<Demo, Refused> {
     let data = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_release-manager"));
     command
         .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RELEASE_MANAGER_DATA_DIR", data.path())
-        .env_remove("HAMCTL_AUTH_TOKEN")
-        .env_remove("ARTIFACT_AUTH_TOKEN")
-        .env_remove("RELEASE_MANAGER_CONFIG_REPO")
-        .env_remove("RELEASE_MANAGER_LISTEN")
-        .env_remove("RELEASE_MANAGER_HTTP_LISTEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (key, value) in envs {
         command.env(key, value);
     }
-    let mut child = command.spawn().expect("the server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    let mut process = ChildGuard::spawn(&mut command, "the server binary");
+    let stdout = process.child_mut().stdout.take().unwrap();
+    let mut stderr = process.child_mut().stderr.take().unwrap();
     // stderr is drained in the background so the server never blocks on it.
     let stderr_text = std::thread::spawn(move || {
         let mut text = String::new();
@@ -96,7 +94,7 @@ fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<Demo, Refused> {
                 .trim_end_matches(['.', ','])
                 .to_string();
             Ok(Demo {
-                child: KillOnDrop(child),
+                process,
                 url,
                 banner,
                 stderr: Some(stderr_text),
@@ -105,17 +103,36 @@ fn start(args: &[&str], envs: &[(&str, &str)]) -> Result<Demo, Refused> {
         }
         // stdout closed without a banner: the process ended.
         Ok(None) => {
-            let status = child.wait().unwrap();
+            let status = process.wait_timeout(Duration::from_secs(60));
             Err(Refused {
                 code: status.code(),
                 stderr: stderr_text.join().unwrap(),
             })
         }
-        Err(_) => {
-            let _ = child.kill();
-            panic!("no banner and no exit within 60 s");
-        }
+        Err(_) => panic!("no banner and no exit within 60 s"),
     }
+}
+
+/// A loopback listener on a free port, held while a server is told to
+/// listen on every address on that port: the server gets past the auth
+/// rule and then cannot listen, and says so.
+fn held_port() -> (std::net::TcpListener, u16) {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    (held, port)
+}
+
+/// Asserts that a start on every address got past the auth rule: it ended
+/// only because port `port` was taken.
+fn assert_passed_the_auth_rule(refused: &Refused, port: u16) {
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("cannot listen on 0.0.0.0:{port}")),
+        "the auth rule let it through: {}",
+        refused.stderr
+    );
 }
 
 const LOOPBACK: &[&str] = &[
@@ -126,18 +143,13 @@ const LOOPBACK: &[&str] = &[
     "127.0.0.1:0",
 ];
 
+/// The real hamctl binary, committing as the demo's user.
 async fn hamctl(args: &[&str]) -> (i32, String, String) {
-    std::env::set_var("GIT_COMMITTER_NAME", "Demo User");
-    std::env::set_var("GIT_COMMITTER_EMAIL", "demo@example.com");
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut argv = vec!["hamctl"];
-    argv.extend_from_slice(args);
-    let code = hamctl::run_with_output(argv, &mut out, &mut err).await;
-    (
-        code,
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
+    let run = Cli::hamctl()
+        .committer("Demo User", "demo@example.com")
+        .run(args)
+        .await;
+    (run.code, run.out, run.err)
 }
 
 /// Calls PushArtifact with an empty upload and `token`, returning the
@@ -242,8 +254,27 @@ async fn the_demo_server_works_with_hamctl_out_of_the_box() {
 #[tokio::test]
 async fn one_token_never_leaves_the_other_role_open() {
     // The case that used to leave uploads open: the demo with only the
-    // hamctl token, on loopback and on every address.
-    for listen in ["127.0.0.1:0", "0.0.0.0:0"] {
+    // hamctl token, on loopback and (as far as the auth rule goes) on every
+    // address.
+    let (_held, port) = held_port();
+    let everywhere = format!("0.0.0.0:{port}");
+    let refused = start(
+        &[
+            "start",
+            "--listen",
+            &everywhere,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--hamctl-auth-token",
+            "h-token",
+        ],
+        &[],
+    )
+    .err()
+    .expect("the port is taken");
+    assert_passed_the_auth_rule(&refused, port);
+    {
+        let listen = "127.0.0.1:0";
         let args = [
             "start",
             "--listen",
@@ -254,7 +285,7 @@ async fn one_token_never_leaves_the_other_role_open() {
             "h-token",
         ];
         let demo = start(&args, &[]).expect("starts with a token");
-        let url = demo.url.replace("0.0.0.0", "127.0.0.1");
+        let url = demo.url.clone();
         assert!(
             demo.banner.contains("hamctl needs its token"),
             "{}",
@@ -288,13 +319,10 @@ async fn one_token_never_leaves_the_other_role_open() {
 
 #[tokio::test]
 async fn without_tokens_only_loopback_or_unauthenticated_serve() {
-    let everywhere = [
-        "start",
-        "--listen",
-        "0.0.0.0:0",
-        "--http-listen",
-        "127.0.0.1:0",
-    ];
+    // (Were the rule to let it through, the held port would stop it.)
+    let (_held, port) = held_port();
+    let listen = format!("0.0.0.0:{port}");
+    let everywhere = ["start", "--listen", &listen, "--http-listen", "127.0.0.1:0"];
     let refused = start(&everywhere, &[])
         .err()
         .expect("no token on every address: refused");
@@ -306,15 +334,14 @@ async fn without_tokens_only_loopback_or_unauthenticated_serve() {
     ] {
         assert!(refused.stderr.contains(flag), "{flag}: {}", refused.stderr);
     }
+    // --unauthenticated lets it through (the port, held here, stops it).
     let args = [&everywhere[..], &["--unauthenticated"]].concat();
+    let refused = start(&args, &[]).err().expect("the port is taken");
+    assert_passed_the_auth_rule(&refused, port);
+    let args = [LOOPBACK, &["--unauthenticated"]].concat();
     let demo = start(&args, &[]).expect("--unauthenticated serves");
-    assert!(
-        demo.banner.contains("all addresses, no authentication"),
-        "{}",
-        demo.banner
-    );
-    let url = demo.url.replace("0.0.0.0", "127.0.0.1");
-    assert_eq!(status_code(&url, None).await, Code::Ok);
+    assert!(demo.banner.contains("no authentication"), "{}", demo.banner);
+    assert_eq!(status_code(&demo.url, None).await, Code::Ok);
 }
 
 /// The last stage's `ENV` variables, `ENTRYPOINT` and `CMD` of the
@@ -349,8 +376,10 @@ fn image_defaults() -> (Vec<(String, String)>, Vec<String>) {
 #[tokio::test]
 async fn the_container_image_defaults_serve_on_every_address_with_tokens() {
     let (envs, cmd) = image_defaults();
-    // The image's own values, but for the ports (any free one) and the data
-    // dir (a temp dir): the host part must stay the image's.
+    // The image's own values, but for the ports (the gRPC one held here, so
+    // a start that passes the auth rule stops before it listens) and the
+    // data dir (a temp dir): the host part must stay the image's.
+    let (_held, port) = held_port();
     let envs: Vec<(String, String)> = envs
         .into_iter()
         .filter(|(key, _)| key != "RELEASE_MANAGER_DATA_DIR")
@@ -361,7 +390,12 @@ async fn the_container_image_defaults_serve_on_every_address_with_tokens() {
                     host, "0.0.0.0",
                     "{key}: a container listens on every address"
                 );
-                (key, format!("{host}:0"))
+                let port = if key == "RELEASE_MANAGER_LISTEN" {
+                    port
+                } else {
+                    0
+                };
+                (key, format!("{host}:{port}"))
             } else {
                 (key, value)
             }
@@ -370,6 +404,12 @@ async fn the_container_image_defaults_serve_on_every_address_with_tokens() {
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let mut image_env: Vec<(&str, &str)> =
         envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(
+        image_env
+            .iter()
+            .any(|(key, _)| *key == "RELEASE_MANAGER_LISTEN"),
+        "the image names its gRPC address: {image_env:?}"
+    );
 
     // `docker run release-manager` with no token: refused, saying what to pass.
     let refused = start(&cmd, &image_env).err().expect("no tokens: refused");
@@ -384,11 +424,31 @@ async fn the_container_image_defaults_serve_on_every_address_with_tokens() {
         refused.stderr
     );
 
-    // `docker run -e HAMCTL_AUTH_TOKEN=... -e ARTIFACT_AUTH_TOKEN=...`: serves
-    // on every address, each role with its own token.
+    // `docker run -e HAMCTL_AUTH_TOKEN=... -e ARTIFACT_AUTH_TOKEN=...`: the
+    // auth rule lets it serve on every address, each role with its own
+    // token (served here on loopback).
     image_env.extend([("HAMCTL_AUTH_TOKEN", "h"), ("ARTIFACT_AUTH_TOKEN", "a")]);
-    let demo = start(&cmd, &image_env).expect("serves with tokens");
-    assert!(demo.banner.contains("all addresses"), "{}", demo.banner);
+    let refused = start(&cmd, &image_env).err().expect("the port is taken");
+    assert_passed_the_auth_rule(&refused, port);
+    let on_loopback: Vec<(&str, String)> = image_env
+        .iter()
+        .map(|(key, value)| {
+            let value = if key.ends_with("_LISTEN") {
+                "127.0.0.1:0".to_string()
+            } else {
+                value.to_string()
+            };
+            (*key, value)
+        })
+        .collect();
+    let on_loopback: Vec<(&str, &str)> =
+        on_loopback.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let demo = start(&cmd, &on_loopback).expect("serves with tokens");
+    assert!(
+        demo.banner.contains("hamctl needs its token"),
+        "{}",
+        demo.banner
+    );
     let url = demo.url.clone();
     assert!(
         url.starts_with("http://127.0.0.1:"),

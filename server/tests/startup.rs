@@ -7,8 +7,9 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::poll::wait_until_blocking;
 use support::*;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -29,15 +30,6 @@ async fn health(url: &str, service: &str) -> ServingStatus {
         .unwrap()
         .into_inner()
         .status()
-}
-
-/// Polls `check` until it holds, for at most 30 s.
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test]
@@ -67,11 +59,12 @@ async fn health_says_not_serving_until_the_index_is_ready() {
     assert!(early.message().contains("starting"), "{}", early.message());
 
     std::fs::write(&hold, b"").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while health(&server.url, "").await != ServingStatus::Serving {
-        assert!(Instant::now() < deadline, "never became SERVING");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::poll::wait_for(
+        "the server to say SERVING",
+        Duration::from_secs(30),
+        || async { (health(&server.url, "").await == ServingStatus::Serving).then_some(()) },
+    )
+    .await;
     assert_eq!(
         health(&server.url, "releasemanager.v1.ReleaseService").await,
         ServingStatus::Serving
@@ -115,7 +108,9 @@ async fn a_kill_while_the_snapshot_is_written_leaves_the_old_one_or_the_new_one(
 
         // A first run saves a snapshot once it is ready.
         let first = start(&remote, &data, None);
-        wait_for("the first snapshot", || snapshot.exists());
+        wait_until_blocking("the first snapshot", Duration::from_secs(30), || {
+            snapshot.exists()
+        });
         drop(first);
 
         // Someone pushes; the next run reads that commit, is ready, saves
@@ -127,11 +122,13 @@ async fn a_kill_while_the_snapshot_is_written_leaves_the_old_one_or_the_new_one(
             &[("RELEASE_MANAGER_CRASH_AT", step)],
             "gRPC port open",
         );
-        let status = crashing.child.wait().unwrap();
+        let status = crashing.process.wait_timeout(Duration::from_secs(60));
         assert!(!status.success(), "{step}: it was meant to crash");
-        wait_for("the crashing run to have used the first snapshot", || {
-            crashing.logged("commits_read=1 from_snapshot=true")
-        });
+        wait_until_blocking(
+            "the crashing run to have used the first snapshot",
+            Duration::from_secs(30),
+            || crashing.logged("commits_read=1 from_snapshot=true"),
+        );
 
         // A plain restart uses whichever snapshot is whole, and answers.
         let again = start(&remote, &data, None);
@@ -143,7 +140,11 @@ async fn a_kill_while_the_snapshot_is_written_leaves_the_old_one_or_the_new_one(
         // What the crash left is gone (the new server may be writing a
         // snapshot of its own right now: wait for that to end).
         let temporary = data.join("index.snapshot.tmp");
-        wait_for("no temporary snapshot left", || !temporary.exists());
+        wait_until_blocking(
+            "no temporary snapshot left",
+            Duration::from_secs(30),
+            || !temporary.exists(),
+        );
         let released = release(&again.url, "master-shop-3").await.unwrap();
         assert_eq!(
             released.result.unwrap().artifact_id,

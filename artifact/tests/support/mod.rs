@@ -55,17 +55,19 @@ pub async fn run_args(args: &[&str]) -> Outcome {
     }
 }
 
-/// Runs the real binary with `--root root` appended and, when given,
-/// `ARTIFACT_FIXED_TIME` set.
+/// Runs the real binary with `--root root` appended, in an environment of
+/// `PATH` only (no CI variables, no git configuration of the machine) and,
+/// when given, `ARTIFACT_FIXED_TIME`.
 pub fn run_binary(root: &Path, args: &[&str], fixed_time: Option<&str>) -> Outcome {
     let mut command = Command::new(env!("CARGO_BIN_EXE_artifact"));
     command
         .args(args)
         .arg("--root")
         .arg(root)
-        .env_remove("ARTIFACT_URL")
-        .env_remove("ARTIFACT_AUTH_TOKEN")
-        .env_remove(artifact::FIXED_TIME_ENV);
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
     if let Some(time) = fixed_time {
         command.env(artifact::FIXED_TIME_ENV, time);
     }

@@ -1,36 +1,29 @@
-//! Helpers of the server binary's tests: hermetic git, a small config
-//! repository, and the real `release-manager` binary started on it with its
-//! log collected.
+//! Helpers of the server binary's tests: a small config repository, and the
+//! real `release-manager` binary started on it with its log collected.
+//! Hermetic git, process guards, bounded polling and the CLI runner are the
+//! end-to-end tests' own (tests/e2e/support), included here.
 #![allow(dead_code)]
+
+#[path = "../../../tests/e2e/support/cli.rs"]
+pub mod cli;
+#[path = "../../../tests/e2e/support/git.rs"]
+pub mod git;
+#[path = "../../../tests/e2e/support/poll.rs"]
+pub mod poll;
+#[path = "../../../tests/e2e/support/process.rs"]
+pub mod process;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use release_manager::pb;
 use release_manager::pb::release_service_client::ReleaseServiceClient;
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "CI Bot")
-        .env("GIT_AUTHOR_EMAIL", "ci@example.com")
-        .env("GIT_COMMITTER_NAME", "CI Bot")
-        .env("GIT_COMMITTER_EMAIL", "ci@example.com")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+pub use git::git;
+pub use process::ChildGuard;
 
 /// A bare remote with builds 1 and 2 of service `shop`, committed the way
 /// CI does.
@@ -70,8 +63,10 @@ pub fn config_repo(dir: &Path) -> PathBuf {
     remote
 }
 
+/// The server binary, running until dropped (then killed with its process
+/// group).
 pub struct Server {
-    pub child: Child,
+    pub process: ChildGuard,
     pub url: String,
     /// The server's log lines so far.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -81,13 +76,6 @@ impl Server {
     /// Whether a log line so far contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -101,8 +89,9 @@ pub fn start(remote: &Path, data: &Path, crash_at: Option<&str>) -> Server {
     launch(remote, data, &env, "serving gRPC")
 }
 
-/// Starts the server binary with extra environment `env`; waits (bounded)
-/// for a log line containing `wait_for` and naming its address.
+/// Starts the server binary with exactly the environment `env` (and
+/// `PATH`); waits (bounded) for a log line containing `wait_for` and naming
+/// its address.
 pub fn launch(remote: &Path, data: &Path, env: &[(&str, &str)], wait_for: &str) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_release-manager"));
     command
@@ -112,16 +101,16 @@ pub fn launch(remote: &Path, data: &Path, env: &[(&str, &str)], wait_for: &str) 
         .arg(remote)
         .arg("--data-dir")
         .arg(data)
-        .env_remove("RELEASE_MANAGER_CRASH_AT")
-        .env_remove("RELEASE_MANAGER_HOLD_START")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().expect("the server binary starts");
-    let stderr = child.stderr.take().unwrap();
+    let mut process = ChildGuard::spawn(&mut command, "the server binary");
+    let stderr = process.child_mut().stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let log = Arc::new(Mutex::new(Vec::new()));
     let lines = log.clone();
@@ -142,7 +131,7 @@ pub fn launch(remote: &Path, data: &Path, env: &[(&str, &str)], wait_for: &str) 
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("no {wait_for:?} within 60 s: {:?}", log.lock().unwrap()));
     Server {
-        child,
+        process,
         url: format!("http://{addr}"),
         log,
     }

@@ -1,23 +1,20 @@
-//! The artifact CLI as a CI pipeline runs it, against the real server: the
-//! build lands as a build commit with the right tree and is auto-released
-//! in the same push.
+//! The artifact binary as a CI pipeline runs it, against the real server:
+//! the build lands as a build commit with the right tree and is
+//! auto-released in the same push.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use release_manager::pb;
 
+/// Runs the real artifact binary with `--root root` and `args`, its clock
+/// fixed, in an environment without any CI variables.
 async fn artifact(root: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut argv = vec!["artifact", "--root", root.to_str().unwrap()];
+    let mut argv = vec!["--root", root.to_str().unwrap()];
     argv.extend_from_slice(args);
-    let clock = artifact::Clock::fixed("2026-03-04T05:06:07Z".parse().unwrap());
-    let code = artifact::run_with_clock(argv, &mut out, &mut err, &clock).await;
-    (
-        code,
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
+    let run = Cli::artifact()
+        .env("ARTIFACT_FIXED_TIME", "2026-03-04T05:06:07Z")
+        .run(&argv)
+        .await;
+    (run.code, run.out, run.err)
 }
 
 #[tokio::test]
@@ -189,9 +186,7 @@ async fn a_ci_pipeline_pushes_a_build_that_is_auto_released() {
     );
 
     // Status shows what the spec says.
-    let mut client = cli_support::release_client(&url.clone(), "ops", None)
-        .await
-        .unwrap();
+    let mut client = client_with_token(&url, Some("ops")).await;
     let status = client
         .status(pb::StatusRequest {
             service: "checkout".into(),
@@ -222,15 +217,8 @@ async fn a_ci_pipeline_pushes_a_build_that_is_auto_released() {
 #[tokio::test]
 async fn push_resolves_the_service_and_branch_init_was_not_told() {
     // As the original release manager's pipelines run: `init` names neither
-    // the service nor the branch; the build runs in a checkout of its branch.
-    for name in [
-        "GITHUB_REF_NAME",
-        "CI_COMMIT_REF_NAME",
-        "BRANCH_NAME",
-        "GIT_BRANCH",
-    ] {
-        std::env::remove_var(name);
-    }
+    // the service nor the branch; the build runs in a checkout of its branch
+    // (and no CI branch variable is set: the child gets none).
     let repo = ConfigRepo::new();
     let server = TestServer::start(&repo.remote).await;
     let root = tempfile::tempdir().unwrap();

@@ -1,12 +1,11 @@
-//! Restarts on the same data dir: the persisted index is loaded and only the
-//! commits after it are read, and every answer (status, history, builds,
-//! request-id replays) is what it was before the restart. A snapshot that no
+//! The persisted index across restarts on the same data dir: the snapshot
+//! is loaded and only the commits after it are read, and every answer
+//! (status, history, builds, rollbacks, request-id replays) is what it was
+//! before the restart. A snapshot that no
 //! longer fits (the remote's history was rewritten, the file is damaged,
 //! another repository) is refused and the index rebuilt from history.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use release_manager::pb;
 
 fn fixture() -> ConfigRepo {
@@ -114,7 +113,7 @@ async fn make_history(server: &TestServer) -> Vec<pb::ReleaseResult> {
 async fn a_restart_loads_the_snapshot_and_answers_as_before() {
     let mut repo = fixture();
     let server = TestServer::start(&repo.remote).await;
-    assert!(!server.server.as_ref().unwrap().started.from_snapshot);
+    assert!(!server.started_from_snapshot().0);
     let results = make_history(&server).await;
     let before = answers(&server).await;
     let data = server.stop().await;
@@ -124,9 +123,9 @@ async fn a_restart_loads_the_snapshot_and_answers_as_before() {
     );
 
     let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
-    let started = server.server.as_ref().unwrap().started;
-    assert!(started.from_snapshot);
-    assert_eq!(started.commits_read, 0, "nothing new to read");
+    let (from_snapshot, commits_read) = server.started_from_snapshot();
+    assert!(from_snapshot);
+    assert_eq!(commits_read, 0, "nothing new to read");
     assert_eq!(answers(&server).await, before);
 
     // A retried request is answered from its request id, with no commit.
@@ -152,9 +151,9 @@ async fn a_restart_loads_the_snapshot_and_answers_as_before() {
     repo.add_build("svc-b", "master", 5);
     repo.push();
     let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
-    let started = server.server.as_ref().unwrap().started;
-    assert!(started.from_snapshot);
-    assert_eq!(started.commits_read, 2);
+    let (from_snapshot, commits_read) = server.started_from_snapshot();
+    assert!(from_snapshot);
+    assert_eq!(commits_read, 2);
     let mut client = server.client().await;
     let builds = client
         .describe_artifact(pb::DescribeArtifactRequest {
@@ -196,9 +195,9 @@ async fn a_damaged_snapshot_is_refused_and_the_index_rebuilt() {
     ] {
         std::fs::write(&snapshot, &damaged).unwrap();
         let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
-        let started = server.server.as_ref().unwrap().started;
-        assert!(!started.from_snapshot, "a damaged snapshot is not used");
-        assert!(started.commits_read > 0, "history was read instead");
+        let (from_snapshot, commits_read) = server.started_from_snapshot();
+        assert!(!from_snapshot, "a damaged snapshot is not used");
+        assert!(commits_read > 0, "history was read instead");
         assert_eq!(answers(&server).await, before);
         data = server.stop().await;
         assert_ne!(
@@ -229,7 +228,7 @@ async fn a_snapshot_from_before_a_force_push_is_rebuilt() {
     git(&repo.work, &["push", "-q", "--force", "origin", "master"]);
 
     let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
-    assert!(!server.server.as_ref().unwrap().started.from_snapshot);
+    assert!(!server.started_from_snapshot().0);
     let mut client = server.client().await;
     let history = client
         .describe_release(pb::DescribeReleaseRequest {
@@ -270,7 +269,7 @@ async fn a_snapshot_of_another_repository_is_not_used() {
     // Another repository, same data dir: nothing of the first one's index
     // may answer for it.
     let server = TestServer::start_in(&other.remote, data, |_| {}).await;
-    assert!(!server.server.as_ref().unwrap().started.from_snapshot);
+    assert!(!server.started_from_snapshot().0);
     let mut client = server.client().await;
     let history = client
         .describe_release(pb::DescribeReleaseRequest {
@@ -291,11 +290,7 @@ async fn a_snapshot_of_another_repository_is_not_used() {
 async fn a_mirror_made_anew_beside_a_snapshot_catches_up_what_arrived() {
     let mut repo = fixture();
     let server = TestServer::start(&repo.remote).await;
-    let mut policies = release_manager::pb::policy_service_client::PolicyServiceClient::connect(
-        server.url.clone(),
-    )
-    .await
-    .unwrap();
+    let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
             service: "svc-b".into(),
@@ -312,8 +307,8 @@ async fn a_mirror_made_anew_beside_a_snapshot_catches_up_what_arrived() {
     repo.push();
     std::fs::remove_dir_all(data.path().join("mirror.git")).unwrap();
     let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
-    assert!(server.server.as_ref().unwrap().started.from_snapshot);
-    server.server.as_ref().unwrap().sync().await.unwrap();
+    assert!(server.started_from_snapshot().0);
+    server.sync().await;
     let released = subjects(&repo)
         .iter()
         .any(|s| *s == format!("[dev/svc-b] release {id}"));
@@ -322,5 +317,43 @@ async fn a_mirror_made_anew_beside_a_snapshot_catches_up_what_arrived() {
         "the build that arrived was auto-released: {:?}",
         subjects(&repo)
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rollback_after_a_restart_uses_the_release_history_of_the_loaded_snapshot() {
+    let repo = fixture();
+    let ids: Vec<String> = (1..=3).map(|n| artifact_id("svc-a", "master", n)).collect();
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+    client
+        .release(release_artifact("svc-a", "dev", &ids[0]))
+        .await
+        .unwrap();
+    client
+        .release(release_artifact("svc-a", "dev", &ids[1]))
+        .await
+        .unwrap();
+    let data = server.stop().await;
+    let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
+    // The history the rollback needs came from the snapshot, not from
+    // reading the repository again.
+    assert_eq!(
+        server.started_from_snapshot(),
+        (true, 0),
+        "the restart loaded the snapshot and read no history"
+    );
+    let mut client = server.client().await;
+    let back = client
+        .rollback(pb::RollbackRequest {
+            service: "svc-a".into(),
+            environment: "dev".into(),
+            committer: alice(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(back.result.unwrap().artifact_id, ids[0]);
     server.stop().await;
 }

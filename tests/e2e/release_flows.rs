@@ -1,10 +1,9 @@
-//! End-to-end releases over real gRPC against bare repositories built with
-//! git: by branch, by artifact id, promote, rollback, status, history,
-//! no-op releases; every commit checked with git itself.
+//! The release flows over real gRPC against bare repositories built with
+//! git: release by branch and by artifact id, promote, rollback, status and
+//! history, no-op releases, request-id replays; every commit checked with
+//! git itself.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use release_manager::pb;
 
 /// Two services, several master builds, a feature branch.
@@ -448,36 +447,6 @@ async fn a_retried_request_id_applies_once() {
     assert!(commit_info(&repo, &first.commit_sha)
         .body
         .contains("Request-ID: req-42"));
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn the_index_survives_a_restart() {
-    let (repo, ids) = fixture();
-    let server = TestServer::start(&repo.remote).await;
-    let mut client = server.client().await;
-    client
-        .release(release_artifact("svc-a", "dev", &ids[0]))
-        .await
-        .unwrap();
-    client
-        .release(release_artifact("svc-a", "dev", &ids[1]))
-        .await
-        .unwrap();
-    let data = server.stop().await;
-    let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
-    let mut client = server.client().await;
-    let back = client
-        .rollback(pb::RollbackRequest {
-            service: "svc-a".into(),
-            environment: "dev".into(),
-            committer: alice(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(back.result.unwrap().artifact_id, ids[0]);
     server.stop().await;
 }
 

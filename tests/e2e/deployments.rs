@@ -5,17 +5,13 @@
 //! gRPC `ReportDeployment` and its events, and `hamctl ... --wait` as a real
 //! process exiting 0, 1 or 3 by what the cluster said.
 
-mod common;
-
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
-use hmac::{Hmac, Mac};
+use crate::support::server_api::DeploymentSources;
+use crate::support::signing::signature;
+use crate::support::*;
 use release_manager::pb;
-use sha2::Sha256;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "hook-secret";
 
@@ -35,60 +31,28 @@ async fn start(repo: &ConfigRepo, data: Option<tempfile::TempDir>) -> TestServer
     TestServer::start_in(&repo.remote, data, |config| {
         config.http_listen = Some("127.0.0.1:0".parse().unwrap());
         config.deployment_webhook_secret = Some(SECRET.into());
-        config.deployment_sources = release_manager_server::DeploymentSources::parse(
-            "dev=flux-system/apps-dev,prod=argocd/prod-apps",
-        )
-        .unwrap();
+        config.deployment_sources =
+            DeploymentSources::parse("dev=flux-system/apps-dev,prod=argocd/prod-apps").unwrap();
     })
     .await
 }
 
-fn http_port(server: &TestServer) -> u16 {
-    server.server.as_ref().unwrap().http_addr.unwrap().port()
-}
-
-fn signature(body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// POSTs `body` to `path` with `headers`; the status code and the answer.
-async fn post(port: u16, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut answer))
-        .await
-        .expect("the server answers")
-        .unwrap();
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let text = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (code, text)
+/// POSTs `body` to `path` with `headers`; the status code and the answer's
+/// body.
+async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, String) {
+    let answer = http::post_json(addr, path, headers, body).await;
+    (answer.status, answer.text())
 }
 
 /// POSTs `body` signed as Flux's generic-hmac provider signs it.
-async fn post_signed(port: u16, path: &str, body: &str) -> (u16, String) {
-    post(port, path, &[("X-Signature", signature(body))], body).await
+async fn post_signed(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    let signed = [("X-Signature", signature(SECRET, body.as_bytes()))];
+    post(addr, path, &signed, body).await
 }
 
 /// An event as Flux's notification-controller posts it.
@@ -147,7 +111,7 @@ async fn deployment(server: &TestServer, service: &str, env: &str) -> (String, S
 async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     let repo = fixture();
     let server = start(&repo, None).await;
-    let port = http_port(&server);
+    let addr = server.http_addr();
     let shop_release = release(&server, "shop", "dev").await;
     let cart_release = release(&server, "cart", "dev").await;
     assert_eq!(deployment(&server, "shop", "dev").await.0, "pending");
@@ -161,7 +125,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "ReconciliationSucceeded",
         "Applied revision",
     );
-    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
+    let (code, text) = post_signed(addr, "/webhook/flux", &body).await;
     assert_eq!(code, 200, "{text}");
     assert_eq!(
         deployment(&server, "shop", "dev").await,
@@ -190,14 +154,14 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         vec![("X-Signature", "sha256=00".to_string())],
         vec![("Authorization", "Bearer nope".to_string())],
     ] {
-        let (code, text) = post(port, "/webhook/flux", &headers, &failing).await;
+        let (code, text) = post(addr, "/webhook/flux", &headers, &failing).await;
         assert_eq!(code, 401, "{headers:?}: {text}");
     }
     assert_eq!(deployment(&server, "cart", "dev").await.0, "pending");
 
     // Flux's generic provider with the secret as a bearer header.
     let (code, text) = post(
-        port,
+        addr,
         "/webhook/flux",
         &[("Authorization", format!("Bearer {SECRET}"))],
         &failing,
@@ -223,7 +187,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "DependencyNotReady",
         "dependency 'infra' is not ready",
     );
-    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
+    let (code, text) = post_signed(addr, "/webhook/flux", &body).await;
     assert_eq!(code, 202, "{text}");
     assert_eq!(deployment(&server, "cart", "dev").await.0, "failed");
 
@@ -236,7 +200,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "ReconciliationSucceeded",
         "Applied",
     );
-    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
+    let (code, text) = post_signed(addr, "/webhook/flux", &body).await;
     assert_eq!(code, 200, "{text}");
     let late = flux_event(
         "apps-dev",
@@ -245,7 +209,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "HealthCheckFailed",
         "late news",
     );
-    let (code, text) = post_signed(port, "/webhook/flux", &late).await;
+    let (code, text) = post_signed(addr, "/webhook/flux", &late).await;
     assert_eq!(code, 200, "{text}");
     assert_eq!(
         deployment(&server, "shop", "dev").await,
@@ -260,7 +224,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "ReconciliationSucceeded",
         "",
     );
-    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
+    let (code, text) = post_signed(addr, "/webhook/flux", &body).await;
     assert_eq!(code, 422, "{text}");
     assert!(text.contains("--deployment-sources"), "{text}");
     let body = flux_event(
@@ -270,7 +234,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
         "ReconciliationSucceeded",
         "",
     );
-    let (code, text) = post_signed(port, "/webhook/flux", &body).await;
+    let (code, text) = post_signed(addr, "/webhook/flux", &body).await;
     assert_eq!(code, 422, "{text}");
     assert!(text.contains("not in the config repository"), "{text}");
 
@@ -283,7 +247,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     };
     let body = argo("Progressing", "Synced", "Running", "waiting for rollout");
     let (code, text) = post(
-        port,
+        addr,
         "/webhook/argocd",
         &[("Authorization", format!("Bearer {SECRET}"))],
         &body,
@@ -292,11 +256,12 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     assert_eq!(code, 200, "{text}");
     assert_eq!(deployment(&server, "shop", "prod").await.0, "progressing");
     let body = argo("Healthy", "Synced", "Succeeded", "successfully synced");
-    let (code, text) = post_signed(port, "/webhook/argocd", &body).await;
+    let (code, text) = post_signed(addr, "/webhook/argocd", &body).await;
     assert_eq!(code, 200, "{text}");
     assert_eq!(deployment(&server, "shop", "prod").await.0, "deployed");
 
-    let (code, metrics) = get(port, "/metrics").await;
+    let answer = http::get(addr, "/metrics").await;
+    let (code, metrics) = (answer.status, answer.text());
     assert_eq!(code, 200);
     for line in [
         "release_manager_deployment_reports_total{state=\"succeeded\"} 3",
@@ -314,22 +279,6 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     server.stop().await;
 }
 
-async fn get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let code = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, answer)
-}
-
 #[tokio::test]
 async fn without_a_secret_the_routes_refuse_everything() {
     let repo = fixture();
@@ -337,14 +286,14 @@ async fn without_a_secret_the_routes_refuse_everything() {
         config.http_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
-    let port = http_port(&server);
+    let addr = server.http_addr();
     let revision = release(&server, "shop", "dev").await;
     let body =
         serde_json::json!({"environment": "dev", "revision": revision, "state": "succeeded"})
             .to_string();
     for path in ["/webhook/flux", "/webhook/argocd", "/webhook/deployment"] {
         let (code, text) = post(
-            port,
+            addr,
             path,
             &[("Authorization", "Bearer anything".into())],
             &body,
@@ -411,111 +360,39 @@ async fn report_deployment_over_grpc_reaches_watchers_of_the_environment() {
     server.stop().await;
 }
 
-/// The hamctl binary of this build (built if this test run did not).
-fn hamctl_binary() -> PathBuf {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "hamctl", "--bin", "hamctl"])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success());
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("hamctl")
+/// Starts `hamctl release ... --wait` (the real binary) for `service`;
+/// returns once it says it is waiting.
+async fn start_waiting(server: &TestServer, service: &str, timeout: &str) -> RunningCli {
+    let mut waiter = Cli::hamctl().spawn(&[
+        "--server",
+        &server.url,
+        "release",
+        "--service",
+        service,
+        "--env",
+        "dev",
+        "--branch",
+        "master",
+        "--wait",
+        "--timeout",
+        timeout,
+    ]);
+    waiter
+        .err_until(|line| line.starts_with("waiting for dev"))
+        .await;
+    waiter
 }
 
-/// A `hamctl release ... --wait` process, and what it said on stderr.
-struct Waiter {
-    child: tokio::process::Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    said: Vec<String>,
+/// Waits (bounded) for the waiting hamctl to end: its exit code and the
+/// lines it said on stderr.
+async fn exit(waiter: RunningCli) -> (i32, Vec<String>) {
+    let run = waiter.finish(Duration::from_secs(60)).await;
+    (run.code, run.err.lines().map(str::to_string).collect())
 }
 
-impl Waiter {
-    /// Starts it; returns once it says it is waiting.
-    async fn start(server: &TestServer, binary: &PathBuf, service: &str, timeout: &str) -> Waiter {
-        let mut child = tokio::process::Command::new(binary)
-            .args([
-                "--server",
-                &server.url,
-                "release",
-                "--service",
-                service,
-                "--env",
-                "dev",
-                "--branch",
-                "master",
-                "--wait",
-                "--timeout",
-                timeout,
-            ])
-            .env("GIT_COMMITTER_NAME", "Olga Operator")
-            .env("GIT_COMMITTER_EMAIL", "olga@example.com")
-            .env_remove("HAMCTL_AUTH_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("hamctl starts");
-        let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let (send, lines) = tokio::sync::mpsc::unbounded_channel();
-        // Read all along, so the process never blocks on a full pipe.
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = stderr.next_line().await {
-                if send.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut waiter = Waiter {
-            child,
-            lines,
-            said: Vec::new(),
-        };
-        waiter
-            .until(|line| line.starts_with("waiting for dev"))
-            .await;
-        waiter
-    }
-
-    /// Waits for a line `wanted` accepts.
-    async fn until(&mut self, wanted: impl Fn(&str) -> bool) {
-        let found = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = self.lines.recv().await {
-                let found = wanted(&line);
-                self.said.push(line);
-                if found {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .expect("hamctl says it in time");
-        assert!(found, "hamctl ended without saying it: {:?}", self.said);
-    }
-
-    /// Still running?
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Its exit code and everything it said.
-    async fn exit(mut self) -> (i32, Vec<String>) {
-        let code = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("hamctl ends")
-            .unwrap()
-            .code()
-            .unwrap();
-        while let Some(line) = self.lines.recv().await {
-            self.said.push(line);
-        }
-        (code, self.said)
-    }
-}
-
-async fn report(port: u16, revision: &str, state: &str, message: &str) {
+async fn report(addr: SocketAddr, revision: &str, state: &str, message: &str) {
     let body = serde_json::json!({"environment": "dev", "revision": revision, "state": state, "message": message, "source": "test"}).to_string();
-    let (code, text) = post_signed(port, "/webhook/deployment", &body).await;
+    let (code, text) = post_signed(addr, "/webhook/deployment", &body).await;
     assert_eq!(code, 200, "{text}");
 }
 
@@ -523,17 +400,18 @@ async fn report(port: u16, revision: &str, state: &str, message: &str) {
 async fn hamctl_release_wait_exits_by_what_the_cluster_reports() {
     let repo = fixture();
     let server = start(&repo, None).await;
-    let port = http_port(&server);
-    let binary = hamctl_binary();
+    let addr = server.http_addr();
 
     // Progressing keeps it waiting; deployed ends it with exit 0.
-    let mut waiter = Waiter::start(&server, &binary, "shop", "2m").await;
+    let mut waiter = start_waiting(&server, "shop", "2m").await;
     let tip = deployment_revision_to_report(&server, "shop").await;
-    report(port, &tip, "progressing", "rolling out").await;
-    waiter.until(|line| line.contains("dev: progressing")).await;
+    report(addr, &tip, "progressing", "rolling out").await;
+    waiter
+        .err_until(|line| line.contains("dev: progressing"))
+        .await;
     assert!(waiter.running(), "progressing is not the end");
-    report(port, &tip, "succeeded", "").await;
-    let (code, said) = waiter.exit().await;
+    report(addr, &tip, "succeeded", "").await;
+    let (code, said) = exit(waiter).await;
     assert_eq!(code, 0, "{said:?}");
     assert!(
         said.iter()
@@ -542,10 +420,10 @@ async fn hamctl_release_wait_exits_by_what_the_cluster_reports() {
     );
 
     // Failed: exit 1 with the controller's words.
-    let waiter = Waiter::start(&server, &binary, "cart", "2m").await;
+    let waiter = start_waiting(&server, "cart", "2m").await;
     let tip = deployment_revision_to_report(&server, "cart").await;
-    report(port, &tip, "failed", "ImagePullBackOff: cart:2").await;
-    let (code, said) = waiter.exit().await;
+    report(addr, &tip, "failed", "ImagePullBackOff: cart:2").await;
+    let (code, said) = exit(waiter).await;
     assert_eq!(code, 1, "{said:?}");
     assert!(
         said.iter().any(|l| l.starts_with("error: dev failed to deploy") && l.contains("ImagePullBackOff")),
@@ -556,9 +434,9 @@ async fn hamctl_release_wait_exits_by_what_the_cluster_reports() {
     let mut repo = repo;
     repo.add_build("shop", "master", 3);
     repo.push();
-    server.server.as_ref().unwrap().sync().await.unwrap();
-    let waiter = Waiter::start(&server, &binary, "shop", "1s").await;
-    let (code, said) = waiter.exit().await;
+    server.sync().await;
+    let waiter = start_waiting(&server, "shop", "1s").await;
+    let (code, said) = exit(waiter).await;
     assert_eq!(code, 3, "{said:?}");
     assert!(
         said.iter()

@@ -1,10 +1,9 @@
 //! Concurrent writers: parallel releases become one commit each on a linear
-//! history, and commits pushed by someone else meanwhile are kept, with the
-//! server's commits replayed on top of them.
+//! history, commits pushed by someone else meanwhile are kept with the
+//! server's commits replayed on top of them, two replicas share a remote,
+//! and the packs written per batch are merged.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 const SERVICES: usize = 32;
 
@@ -75,8 +74,10 @@ async fn parallel_releases_land_as_one_commit_each_on_a_linear_history() {
             1
         );
     }
-    let stats = &server.server.as_ref().unwrap().stats;
-    let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let commits = server
+        .stats()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(commits, SERVICES as u64);
     server.stop().await;
 }
@@ -142,14 +143,9 @@ async fn pushes_racing_with_parallel_releases_are_all_kept() {
         for _ in 0..50 {
             git(&work, &["fetch", "-q", "origin"]);
             git(&work, &["rebase", "-q", "origin/master"]);
-            let status = std::process::Command::new("git")
-                .args(["push", "-q", "origin", "master"])
-                .current_dir(&work)
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            if status.success() {
+            let pushed =
+                crate::support::git::git_output(&work, &["push", "-q", "origin", "master"]);
+            if pushed.status.success() {
                 return true;
             }
         }
@@ -250,17 +246,11 @@ async fn two_replicas_sharing_one_remote_lose_nothing() {
             .is_some());
     }
     let conflicts = first
-        .server
-        .as_ref()
-        .unwrap()
-        .stats
+        .stats()
         .conflicts
         .load(std::sync::atomic::Ordering::Relaxed)
         + second
-            .server
-            .as_ref()
-            .unwrap()
-            .stats
+            .stats()
             .conflicts
             .load(std::sync::atomic::Ordering::Relaxed);
     assert!(conflicts > 0, "the replicas did contend for the remote");

@@ -2,74 +2,65 @@
 //! driven through its ChromeDriver over the W3C WebDriver protocol. The
 //! client is the few commands the tests use (open a page, run a script,
 //! take a screenshot), spoken as plain HTTP/1.1 on loopback.
+//!
+//! ChromeDriver runs in a process group of its own, and the browser it
+//! starts (with its zygotes, renderers and crash handler) in that group
+//! too: when the test ends, passed or failed, the session is quit and the
+//! whole group killed, so no browser outlives its test.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::http;
+use super::poll::wait_for;
+use super::process::{free_port, ChildGuard};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// A ChromeDriver process and one browser session.
 pub struct Browser {
-    driver: Child,
-    port: u16,
-    session: String,
-    _profile: tempfile::TempDir,
+    /// Declared first: the session is quit before the group is killed and
+    /// the profile removed.
+    session: Session,
+    _driver: ChildGuard,
+    _home: tempfile::TempDir,
 }
 
-impl Drop for Browser {
+/// One WebDriver session, quit when dropped.
+struct Session {
+    driver: SocketAddr,
+    id: String,
+}
+
+impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // A plain blocking request: Drop may run while a test panics, with
+        // or without a runtime.
+        use std::io::{Read, Write};
+        let request = format!(
+            "DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.id, self.driver
+        );
+        if let Ok(mut stream) =
+            std::net::TcpStream::connect_timeout(&self.driver, Duration::from_secs(2))
+        {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = stream.write_all(request.as_bytes());
+            let _ = stream.read(&mut [0u8; 1024]);
+        }
     }
 }
 
-async fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+async fn call(driver: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("chromedriver answers");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    // ChromeDriver may keep the connection open: read the header, then
-    // exactly the body its Content-Length announces.
-    let read = async {
-        let mut response = Vec::new();
-        let mut buffer = [0u8; 8192];
-        loop {
-            if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if response.len() >= end + 4 + length {
-                    return response[end + 4..end + 4 + length].to_vec();
-                }
-            }
-            let n = stream.read(&mut buffer).await.unwrap();
-            if n == 0 {
-                let end = response
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .unwrap_or(0);
-                return response[(end + 4).min(response.len())..].to_vec();
-            }
-            response.extend_from_slice(&buffer[..n]);
-        }
-    };
-    let body = tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("chromedriver answers in time");
-    let text = String::from_utf8_lossy(&body);
+    let headers = [("Content-Type", "application/json".to_string())];
+    let answer = http::request(driver, method, path, &headers, body.as_bytes()).await;
+    let text = answer.text();
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
@@ -83,26 +74,27 @@ impl Browser {
                 "{binary} is missing: apt-get install chromium chromium-driver (.ci/install-deps does)"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let driver = Command::new(CHROMEDRIVER)
+        // The browser's profile, and a home of its own: nothing of the
+        // machine's user (crash reports, caches) is read or written.
+        let home = tempfile::tempdir().expect("temp dir");
+        let profile = home.path().join("profile");
+        let port = free_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
             .arg(format!("--port={port}"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let profile = tempfile::tempdir().unwrap();
+            .stderr(Stdio::null());
+        let driver_process = ChildGuard::spawn(&mut command, "chromedriver");
+        let driver = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for(
+            "chromedriver to listen",
+            Duration::from_secs(30),
+            || async { tokio::net::TcpStream::connect(driver).await.ok().map(drop) },
+        )
+        .await;
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -111,27 +103,27 @@ impl Browser {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1400,900",
-                    format!("--user-data-dir={}", profile.path().display()),
+                    "--disable-component-update", "--disable-sync", "--disable-crash-reporter",
+                    "--window-size=1400,900",
+                    format!("--user-data-dir={}", profile.display()),
                 ]
             }
         }}});
-        let created = http(port, "POST", "/session", Some(&capabilities)).await;
-        let session = created["value"]["sessionId"]
+        let created = call(driver, "POST", "/session", Some(&capabilities)).await;
+        let id = created["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {created}"))
             .to_string();
         Browser {
-            driver,
-            port,
-            session,
-            _profile: profile,
+            session: Session { driver, id },
+            _driver: driver_process,
+            _home: home,
         }
     }
 
     async fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let path = format!("/session/{}{path}", self.session);
-        let answer = http(self.port, method, &path, body.as_ref()).await;
+        let path = format!("/session/{}{path}", self.session.id);
+        let answer = call(self.session.driver, method, &path, body.as_ref()).await;
         if let Some(error) = answer["value"].get("error") {
             panic!("webdriver {path}: {error}: {}", answer["value"]["message"]);
         }
@@ -159,13 +151,11 @@ impl Browser {
     /// returns how long that took.
     pub async fn wait_for(&self, what: &str, timeout: Duration, script: &str) -> Duration {
         let began = Instant::now();
-        loop {
-            if self.run(script, json!([])).await == Value::Bool(true) {
-                return began.elapsed();
-            }
-            assert!(began.elapsed() < timeout, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(what, timeout, || async {
+            (self.run(script, json!([])).await == Value::Bool(true)).then_some(())
+        })
+        .await;
+        began.elapsed()
     }
 
     /// Makes the page see `prefers-color-scheme: dark` (through
@@ -189,11 +179,11 @@ impl Browser {
         let png = self.command("GET", "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(png.as_str().expect("a base64 PNG"))
-            .unwrap();
+            .expect("base64");
         let dir = std::env::temp_dir().join("release-manager-screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("mkdir");
         let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, bytes).unwrap();
+        std::fs::write(&path, bytes).expect("write");
         path
     }
 }

@@ -5,12 +5,10 @@
 //! of the repository is served. Screenshots of the matrix and of a service
 //! page are written where the test prints.
 
-mod common;
-
 use std::time::Duration;
 
-use common::webdriver::Browser;
-use common::*;
+use crate::support::webdriver::Browser;
+use crate::support::*;
 use release_manager::pb;
 use serde_json::{json, Value};
 
@@ -31,9 +29,7 @@ fn fixture() -> ConfigRepo {
 }
 
 async fn releases(server: &TestServer, token: &str) {
-    let mut client = cli_support::release_client(&server.url, token, None)
-        .await
-        .unwrap();
+    let mut client = client_with_token(&server.url, (!token.is_empty()).then_some(token)).await;
     for (service, env, source) in [
         ("cart", "dev", "master"),
         ("cart", "staging", "master"),
@@ -81,9 +77,7 @@ async fn shown(browser: &Browser) -> Value {
 
 /// What the server says runs, as the page should show it.
 async fn running(server: &TestServer, token: &str) -> Value {
-    let mut client = cli_support::release_client(&server.url, token, None)
-        .await
-        .unwrap();
+    let mut client = client_with_token(&server.url, (!token.is_empty()).then_some(token)).await;
     let mut all = serde_json::Map::new();
     for service in SERVICES {
         let status = client
@@ -306,7 +300,6 @@ async fn the_page_recovers_after_the_server_restarts() {
 
 #[tokio::test]
 async fn without_the_token_nothing_of_the_repository_is_served() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let repo = fixture();
     let port = free_port();
     let server = start(&repo, None, port, Some("ops-secret")).await;
@@ -318,13 +311,9 @@ async fn without_the_token_nothing_of_the_repository_is_served() {
         "/fragment/row/cart",
         "/events",
     ] {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let answer = http::get(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path)
             .await
-            .unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.unwrap();
+            .whole();
         let status_line = answer.lines().next().unwrap_or_default().to_string();
         assert!(
             status_line.contains("303") || status_line.contains("401"),

@@ -1,13 +1,11 @@
 //! gRPC over TLS: the server serves a certificate given by file, hamctl
-//! talks `https://` and trusts the CA named by RELEASE_MANAGER_CA_CERT.
-//! (Its own test binary: it sets process-wide environment variables.)
-
-mod common;
+//! talks `https://` and trusts the CA named by RELEASE_MANAGER_CA_CERT (in
+//! its own environment).
 
 use std::process::Command;
 
-use common::*;
-use release_manager_server::TlsFiles;
+use crate::support::server_api::TlsFiles;
+use crate::support::*;
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
     let status = Command::new("openssl")
@@ -109,22 +107,25 @@ async fn hamctl_talks_to_a_tls_server() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach server"), "{err}");
 
-    std::env::set_var(cli_support::CA_CERT_ENV, &ca);
-    let (code, out, err) = hamctl(&[
-        "--server",
-        &https,
-        "release",
-        "--service",
-        "shop",
-        "--env",
-        "dev",
-        "--branch",
-        "master",
-    ])
-    .await;
+    let trusting = Cli::hamctl().env("RELEASE_MANAGER_CA_CERT", &ca);
+    let CliOutput { code, out, err } = trusting
+        .run(&[
+            "--server",
+            &https,
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "dev",
+            "--branch",
+            "master",
+        ])
+        .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&id), "{out}");
-    let (code, out, err) = hamctl(&["--server", &https, "status", "--service", "shop"]).await;
+    let CliOutput { code, out, err } = trusting
+        .run(&["--server", &https, "status", "--service", "shop"])
+        .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&id), "{out}");
 

@@ -1,9 +1,8 @@
-//! Bad input gets the status code of the spec and a message naming the
-//! problem, and leaves the remote unchanged; tokens are enforced.
+//! Input validation: bad names, paths, sources, regexes and uploaded
+//! artifact.json get the status code of the spec and a message naming the
+//! problem, and leave the remote unchanged.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use release_manager::pb;
 use release_manager::pb::release_request::Source;
 use tonic::Code;
@@ -223,72 +222,78 @@ async fn other_calls_validate_names_too() {
 }
 
 #[tokio::test]
-async fn tokens_are_required_and_checked() {
-    let repo = fixture();
-    let server = TestServer::start_with(&repo.remote, |config| {
-        config.auth.hamctl_token = Some("s3cret".into());
-        config.auth.unauthenticated = false;
-    })
-    .await;
-    let head = repo.remote_head();
-    let channel = tonic::transport::Channel::from_shared(server.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let with_token = |token: Option<&'static str>| {
-        release_manager::pb::release_service_client::ReleaseServiceClient::with_interceptor(
-            channel.clone(),
-            move |mut request: tonic::Request<()>| {
-                if let Some(token) = token {
-                    request
-                        .metadata_mut()
-                        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-                }
-                Ok(request)
-            },
-        )
+async fn an_upload_whose_ci_time_is_not_a_time_is_refused() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let spec = spec("shop", "master", "master-1").replace("2026-02-01T10:05:00Z", "yesterday");
+    let build_files = |spec: &str| {
+        chunks(&[
+            ("artifact.json", spec),
+            ("dev/deployment.yaml", "kind: Deployment\n"),
+        ])
     };
-    let missing = with_token(None)
-        .release(release_branch("svc-a", "dev", "master"))
+    let refused = push(&server.url, None, build_files(&spec))
         .await
         .unwrap_err();
-    assert_eq!(missing.code(), Code::Unauthenticated);
-    assert!(missing.message().contains("missing token"));
-    let wrong = with_token(Some("guess"))
-        .release(release_branch("svc-a", "dev", "master"))
-        .await
-        .unwrap_err();
-    assert_eq!(wrong.code(), Code::Unauthenticated);
-    assert!(wrong.message().contains("wrong token"));
-    let status = with_token(Some("guess"))
-        .status(pb::StatusRequest {
-            service: "svc-a".into(),
-            namespace: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
-    assert_eq!(repo.remote_head(), head, "nothing was pushed");
-
-    with_token(Some("s3cret"))
-        .release(release_branch("svc-a", "dev", "master"))
-        .await
-        .expect("the right token works");
-    assert_ne!(repo.remote_head(), head);
-
-    // Health stays open for probes.
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    let serving = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "releasemanager.v1.ReleaseService".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        serving.status(),
-        tonic_health::pb::health_check_response::ServingStatus::Serving
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("ci.end"),
+        "{}",
+        refused.message()
     );
+    // Go's zero time (a job that never called `end`) is fine: unset.
+    let zero = spec.replace("yesterday", "0001-01-01T00:00:00Z");
+    let stored = push(&server.url, None, build_files(&zero)).await.unwrap();
+    assert_eq!(stored.outcome(), pb::Outcome::Applied);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_with_a_file_that_is_also_a_folder_is_refused() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let head = repo.remote_head();
+    let mut client = server.client().await;
+    let spec = spec("shop", "master", "master-1");
+    let refused = client
+        .push_artifact(tokio_stream::iter(chunks(&[
+            ("artifact.json", &spec),
+            ("dev/a", "one"),
+            ("dev/a/b", "two"),
+        ])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("\"dev/a\"") && refused.message().contains("\"dev/a/b\""),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(repo.remote_head(), head);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_branch_regex_with_a_control_character_is_refused() {
+    let repo = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let head = repo.remote_head();
+    let mut policies = server.policy_client().await;
+    let refused = policies
+        .apply_branch_restriction(pb::ApplyBranchRestrictionRequest {
+            service: "shop".into(),
+            environment: "prod".into(),
+            branch_regex: "^master$\n[shop] forged title".into(),
+            committer: alice(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("control characters"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(repo.remote_head(), head);
     server.stop().await;
 }

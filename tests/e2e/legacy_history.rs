@@ -7,13 +7,10 @@
 //! write flow must give the right artifact and files on it, since history
 //! is read from what commits changed, not from their titles.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 use release_manager::pb;
-use release_manager::pb::policy_service_client::PolicyServiceClient;
 
 const SERVICE: &str = "legacy";
 
@@ -376,9 +373,7 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
 
     // Auto-release: a policy, then a later-era build that CI pushes
     // straight to the remote; the next fetch releases it.
-    let mut policies = PolicyServiceClient::connect(server.url.clone())
-        .await
-        .unwrap();
+    let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
             service: SERVICE.into(),
@@ -396,7 +391,7 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
         &format!("[{SERVICE}] artifact {NEWEST} by ci@example.com\n"),
     );
     repo.push();
-    server.server.as_ref().unwrap().sync().await.unwrap();
+    server.sync().await;
     let status = status_of(&mut client).await;
     assert_eq!(running(&status, "dev"), NEWEST, "auto-released");
     let subject = repo.remote_git(&["log", "-1", "--format=%s%n%b", "master"]);
@@ -484,9 +479,7 @@ async fn the_originals_rollback_and_auto_release_titles_carry_their_intent() {
     );
     // The seed build was auto-released by the original: a policy applied now
     // must not release it again when the server looks at that branch.
-    let mut policies = PolicyServiceClient::connect(server.url.clone())
-        .await
-        .unwrap();
+    let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
             service: SERVICE.into(),
@@ -501,7 +494,7 @@ async fn the_originals_rollback_and_auto_release_titles_carry_their_intent() {
     write_build(&work, "master", NEWEST, &later_spec(NEWEST, 3));
     commit(&work, &format!("[{SERVICE}] build tag {SEED}\n"));
     repo.push();
-    server.server.as_ref().unwrap().sync().await.unwrap();
+    server.sync().await;
     let status = status_of(&mut client).await;
     assert_eq!(running(&status, "dev"), NEWEST);
     server.stop().await;

@@ -2,27 +2,23 @@
 //! loopback, a private key file, host keys checked against a known_hosts
 //! file. Needs OpenSSH's server (`sshd`), which `.ci/run` installs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::*;
+use crate::support::poll::wait_until_blocking;
+use crate::support::process::ChildGuard;
+use crate::support::server::{local_config, start_on};
+use crate::support::server_api::{GitCredentials, RemoteLocation, SHIPPED_KNOWN_HOSTS};
+use crate::support::*;
 use release_manager::pb;
-use release_manager_server::{GitCredentials, RemoteLocation};
 
+/// A real sshd on a loopback port, in a folder with its host key, a client
+/// key and the authorized_keys naming it; ended with the test.
 struct Sshd {
-    child: Child,
+    _daemon: ChildGuard,
     port: u16,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn keygen(path: &Path) {
@@ -54,11 +50,7 @@ fn start_sshd() -> Sshd {
     .unwrap();
     // sshd insists on its privilege separation directory.
     let _ = std::fs::create_dir_all("/run/sshd");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nAuthorizedKeysFile {dir}/authorized_keys\n\
          PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nStrictModes no\n\
@@ -67,19 +59,24 @@ fn start_sshd() -> Sshd {
         user = user()
     );
     std::fs::write(dir.path().join("sshd_config"), config).unwrap();
-    let child = Command::new(sshd)
+    let mut command = Command::new(sshd);
+    command
         .args(["-D", "-e", "-f"])
         .arg(dir.path().join("sshd_config"))
+        .env_clear()
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sshd starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
+        .stderr(Stdio::null());
+    let daemon = ChildGuard::spawn(&mut command, "sshd");
+    wait_until_blocking(
+        &format!("sshd to listen on {port}"),
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    Sshd {
+        _daemon: daemon,
+        port,
+        dir,
     }
-    Sshd { child, port, dir }
 }
 
 impl Sshd {
@@ -174,16 +171,14 @@ async fn an_unknown_host_key_is_refused() {
     let url = sshd.url(&repo.remote);
     // known_hosts names another key for this host.
     let credentials = sshd.credentials(sshd.known_hosts("client_key.pub"));
-    let mut config = release_manager_server::ServerConfig::local(
-        &repo.remote,
-        tempfile::tempdir().unwrap().keep(),
-    );
+    let data = tempfile::tempdir().unwrap();
+    let mut config = local_config(&repo.remote, data.path());
     config.config_repo = RemoteLocation::Network(url.clone());
     config.credentials = credentials;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let error = match release_manager_server::start(config, listener).await {
+    let error = match start_on(config, listener).await {
         Ok(_) => panic!("the server must not trust an unknown host key"),
-        Err(e) => release_manager_server::chain(&e),
+        Err(e) => e,
     };
     assert!(
         error.contains("host key") || error.contains("hostkey"),
@@ -193,10 +188,8 @@ async fn an_unknown_host_key_is_refused() {
     // Without a known_hosts file only the shipped keys count: this host is
     // not among them, and is refused (the log says how to add it; libgit2
     // puts its own words in the error).
-    let mut config = release_manager_server::ServerConfig::local(
-        &repo.remote,
-        tempfile::tempdir().unwrap().keep(),
-    );
+    let data = tempfile::tempdir().unwrap();
+    let mut config = local_config(&repo.remote, data.path());
     config.config_repo = RemoteLocation::Network(url);
     config.credentials = GitCredentials {
         ssh_private_key: Some(sshd.dir.path().join("client_key")),
@@ -204,9 +197,9 @@ async fn an_unknown_host_key_is_refused() {
         ..GitCredentials::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let error = match release_manager_server::start(config, listener).await {
+    let error = match start_on(config, listener).await {
         Ok(_) => panic!("no known_hosts: refuse"),
-        Err(e) => release_manager_server::chain(&e),
+        Err(e) => e,
     };
     assert!(error.contains("hostkey"), "{error}");
 }
@@ -222,7 +215,7 @@ async fn with_only_a_key_the_shipped_host_keys_are_checked() {
     repo.push();
     let url = sshd.url(&repo.remote);
     let host_line = std::fs::read_to_string(sshd.known_hosts("host_key.pub")).unwrap();
-    let shipped = release_manager_server::SHIPPED_KNOWN_HOSTS;
+    let shipped = SHIPPED_KNOWN_HOSTS;
     let with_test_host = format!("{shipped}{host_line}");
     let server = TestServer::start_with(&repo.remote, |config| {
         config.config_repo = RemoteLocation::Network(url.clone());
@@ -247,7 +240,7 @@ async fn with_only_a_key_the_shipped_host_keys_are_checked() {
 
 #[test]
 fn the_shipped_host_keys_are_the_published_ones() {
-    let shipped = release_manager_server::SHIPPED_KNOWN_HOSTS;
+    let shipped = SHIPPED_KNOWN_HOSTS;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("known_hosts");
     std::fs::write(&path, shipped).unwrap();

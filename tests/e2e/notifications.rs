@@ -4,8 +4,6 @@
 //! none missing), also across a server restart in between and a journal
 //! that lost its last line.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,10 +11,11 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use common::*;
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
+
+use crate::support::server_api::Notifications;
+use crate::support::signing;
+use crate::support::*;
 
 const SECRET: &str = "ce-secret";
 
@@ -70,7 +69,7 @@ impl Receiver {
     }
 }
 
-fn notifications(port: u16) -> release_manager_server::Notifications {
+fn notifications(port: u16) -> Notifications {
     let text = format!(
         r#"
 slack:
@@ -85,7 +84,7 @@ delivery:
   longest_retry: 200ms
 "#
     );
-    release_manager_server::Notifications::parse(&text, |_| None).unwrap()
+    Notifications::parse(&text, |_| None).unwrap()
 }
 
 async fn start(repo: &ConfigRepo, data: tempfile::TempDir, port: u16) -> TestServer {
@@ -112,20 +111,18 @@ fn delivered(received: &Received) -> (BTreeSet<String>, usize) {
     (events, slack)
 }
 
+/// Waits (bounded) until every commit of `commits` has its CloudEvent and
+/// a Slack message.
 async fn until_delivered(received: &Received, commits: &BTreeSet<String>) {
-    let began = Instant::now();
-    loop {
-        let (events, slack) = delivered(received);
-        if commits.is_subset(&events) && slack >= commits.len() {
-            return;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "missing after 30 s: {:?} (slack messages: {slack})",
-            commits.difference(&events).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "every release to reach the receivers",
+        Duration::from_secs(30),
+        || {
+            let (events, slack) = delivered(received);
+            commits.is_subset(&events) && slack >= commits.len()
+        },
+    )
+    .await;
 }
 
 async fn release(server: &TestServer, service: &str, env: &str) -> String {
@@ -174,11 +171,9 @@ async fn every_release_reaches_the_receivers_at_least_once() {
                 .starts_with(&format!("rm-{first}-")),
             "{event}"
         );
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-        mac.update(event.to_string().as_bytes());
         // The signature covers the bytes sent; serde_json writes them back
         // the same way (no spaces, same key order).
-        let expected_signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let expected_signature = signing::signature(SECRET, event.to_string().as_bytes());
         assert_eq!(signature.as_deref(), Some(expected_signature.as_str()));
     }
 
@@ -239,21 +234,20 @@ async fn every_release_reaches_the_receivers_at_least_once() {
         })
         .await
         .unwrap();
-    let began = Instant::now();
-    while !received.lock().unwrap().iter().any(|(p, _, body)| {
-        p == "slack"
-            && body["text"]
-                .as_str()
-                .unwrap()
-                .contains("failed to deploy in *dev*\nCrashLoopBackOff")
-    }) {
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "no failure message: {:?}",
-            received.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the Slack message of the failed deployment",
+        Duration::from_secs(30),
+        || {
+            received.lock().unwrap().iter().any(|(p, _, body)| {
+                p == "slack"
+                    && body["text"]
+                        .as_str()
+                        .unwrap()
+                        .contains("failed to deploy in *dev*\nCrashLoopBackOff")
+            })
+        },
+    )
+    .await;
     until_delivered(&received, &expected).await;
 
     // The controller says the same at its next reconciliation (in other
@@ -270,15 +264,12 @@ async fn every_release_reaches_the_receivers_at_least_once() {
     };
     // The revision holds shop's and cart's releases in dev: one message
     // each.
-    let began = Instant::now();
-    while failures(&received) < 2 {
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "{:?}",
-            received.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "a failure message for each release in the revision",
+        Duration::from_secs(30),
+        || failures(&received) >= 2,
+    )
+    .await;
     let failures_before = failures(&received);
     client
         .report_deployment(release_manager::pb::ReportDeploymentRequest {
@@ -298,7 +289,7 @@ async fn every_release_reaches_the_receivers_at_least_once() {
         "one message per new state"
     );
 
-    let metrics = metrics(&server).await;
+    let metrics = http::get(server.http_addr(), "/metrics").await.whole();
     for line in [
         "release_manager_notifications_total{destination=\"audit\",outcome=\"delivered\"}",
         "release_manager_notifications_pending{destination=\"slack-1\"}",
@@ -307,20 +298,4 @@ async fn every_release_reaches_the_receivers_at_least_once() {
     }
     server.stop().await;
     receiver.stop().await;
-}
-
-/// The server's /metrics text.
-async fn metrics(server: &TestServer) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let port = server.server.as_ref().unwrap().http_addr.unwrap().port();
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
 }

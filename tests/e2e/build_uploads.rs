@@ -1,10 +1,12 @@
 //! Build uploads through `PushArtifact`: stored as
 //! `builds/<service>/<branch>/` in one build commit; bad uploads refused
-//! with a clear message and the remote unchanged; tokens per role.
+//! with a clear message and the remote unchanged; tokens per role; the
+//! limits (chunk size, memory, stalled uploads) and that uploads never wait
+//! on each other.
 
-mod common;
+use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use release_manager::pb;
 use tonic::Code;
 
@@ -80,9 +82,7 @@ async fn an_uploaded_build_is_stored_and_releasable() {
     assert_eq!(again.commit_sha, stored.commit_sha);
 
     // The new build is known at once: release it by id and by branch.
-    let mut ops = cli_support::release_client(&server.url.clone(), "ops", None)
-        .await
-        .unwrap();
+    let mut ops = client_with_token(&server.url, Some("ops")).await;
     let released = ops
         .release(release_artifact("shop", "prod", "feature-login-2"))
         .await
@@ -239,9 +239,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     assert_eq!(repo.remote_head(), head, "nothing was pushed");
 
     // And the artifact token does not release.
-    let mut ci = cli_support::release_client(&server.url.clone(), "ci", None)
-        .await
-        .unwrap();
+    let mut ci = client_with_token(&server.url, Some("ci")).await;
     let err = ci
         .release(release_branch("shop", "dev", "master"))
         .await
@@ -284,10 +282,8 @@ async fn a_branch_folder_never_swallows_a_nested_branch() {
     // as a build of feature/x, not of feature.
     let nested2 = repo.add_build("shop", "feature/x", 2);
     repo.push();
-    server.server.as_ref().unwrap().sync().await.unwrap();
-    let mut ops = cli_support::release_client(&server.url.clone(), "ops", None)
-        .await
-        .unwrap();
+    server.sync().await;
+    let mut ops = client_with_token(&server.url, Some("ops")).await;
     let released = ops
         .release(release_artifact("shop", "dev", &nested2))
         .await
@@ -304,5 +300,152 @@ async fn a_branch_folder_never_swallows_a_nested_branch() {
         .result
         .unwrap();
     assert_eq!(released.artifact_id, "feature-1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunk_may_carry_a_whole_large_file_and_a_larger_one_is_resource_exhausted() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.uploads.max_bytes = 8 << 20;
+    })
+    .await;
+    let spec = spec("shop", "master", "master-big");
+    let big = "x".repeat(5 << 20);
+    let stored = push(
+        &server.url,
+        None,
+        chunks(&[("artifact.json", &spec), ("dev/configmap.yaml", &big)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        stored.outcome(),
+        pb::Outcome::Applied,
+        "a 5 MiB chunk, over tonic's default 4 MiB"
+    );
+    let huge = "y".repeat(9 << 20);
+    let refused = push(
+        &server.url,
+        None,
+        chunks(&[
+            ("artifact.json", &spec.replace("master-big", "master-huge")),
+            ("dev/configmap.yaml", &huge),
+        ]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("--max-upload-bytes"),
+        "{}",
+        refused.message()
+    );
+    server.stop().await;
+}
+
+/// A small build of `service`: its artifact.json and one manifest.
+fn build_upload(service: &str, id: &str) -> Vec<pb::PushArtifactRequest> {
+    let manifest = format!("kind: ConfigMap\nmetadata:\n  name: {service}\n");
+    chunks(&[
+        ("artifact.json", &spec(service, "master", id)),
+        ("dev/configmap.yaml", &manifest),
+    ])
+}
+
+#[tokio::test]
+async fn uploads_never_wait_on_each_other_and_stalled_ones_are_dropped() {
+    let repo = ConfigRepo::new();
+    let idle = Duration::from_secs(1);
+    let server =
+        TestServer::start_with(&repo.remote, |config| config.uploads.idle_timeout = idle).await;
+    // Every upload below shares one HTTP/2 connection.
+    let client = server.client().await;
+
+    // Eight uploads that send their first chunk and then nothing.
+    let mut stalled = Vec::new();
+    let mut senders = Vec::new();
+    for n in 0..8 {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let first = build_upload(&format!("stalled-{n}"), "master-1").remove(0);
+        tx.send(first).await.unwrap();
+        senders.push(tx);
+        let mut client = client.clone();
+        stalled.push(tokio::spawn(async move {
+            let began = Instant::now();
+            let result = client
+                .push_artifact(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
+            (result, began.elapsed())
+        }));
+    }
+    // Twelve complete uploads meanwhile, all at once: each is stored.
+    let mut complete = Vec::new();
+    for n in 0..12 {
+        let mut client = client.clone();
+        complete.push(tokio::spawn(async move {
+            client
+                .push_artifact(tokio_stream::iter(build_upload(
+                    &format!("svc-{n}"),
+                    "master-1",
+                )))
+                .await
+        }));
+    }
+    for upload in complete {
+        let stored = tokio::time::timeout(Duration::from_secs(30), upload)
+            .await
+            .expect("a complete upload is not held up by stalled ones")
+            .unwrap()
+            .unwrap()
+            .into_inner();
+        assert_eq!(stored.outcome(), pb::Outcome::Applied);
+    }
+    for upload in stalled {
+        let (result, waited) = tokio::time::timeout(Duration::from_secs(30), upload)
+            .await
+            .expect("a stalled upload is dropped")
+            .unwrap();
+        let refused = result.unwrap_err();
+        assert_eq!(refused.code(), Code::DeadlineExceeded, "{refused:?}");
+        assert!(
+            refused.message().contains("--upload-idle-timeout"),
+            "{}",
+            refused.message()
+        );
+        assert!(waited < idle * 10, "{waited:?}");
+    }
+    drop(senders);
+    for n in 0..12 {
+        assert!(
+            repo.remote_file(&format!("builds/svc-{n}/master/dev/configmap.yaml"))
+                .is_some(),
+            "svc-{n} stored"
+        );
+    }
+    assert!(repo
+        .remote_file("builds/stalled-0/master/artifact.json")
+        .is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunk_larger_than_the_upload_memory_is_refused_at_once() {
+    let repo = ConfigRepo::new();
+    let server =
+        TestServer::start_with(&repo.remote, |config| config.uploads.memory_budget = 64).await;
+    let mut client = server.client().await;
+    let began = Instant::now();
+    let refused = client
+        .push_artifact(tokio_stream::iter(build_upload("shop", "master-1")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("--upload-memory"),
+        "{}",
+        refused.message()
+    );
+    assert!(began.elapsed() < Duration::from_secs(5));
     server.stop().await;
 }

@@ -1,9 +1,7 @@
 //! grpcurl and `buf curl` find the services through server reflection
 //! (v1 and v1alpha), without the proto files and without a token.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use tonic_reflection::pb::{v1, v1alpha};
 
 #[tokio::test]

@@ -1,0 +1,775 @@
+//! Every `ErrorReason` of the public schema (errors.proto) that a client
+//! can meet, provoked over real gRPC against the real server, read back
+//! from the `google.rpc.ErrorInfo` in the status details as a client in any
+//! language reads it.
+//!
+//! [`expected`] is the table: for each reason the status code it comes
+//! with, or why no client ever sees it. Its match is exhaustive, so a new
+//! reason in the schema does not compile until it has a row here. The
+//! scenarios below provoke the reasons; the test checks that every reason
+//! of the table was provoked, with its code and its ErrorInfo.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use release_manager::pb;
+use release_manager::pb::ErrorReason;
+use tonic::{Code, Status};
+
+use crate::support::git_daemon::GitDaemon;
+use crate::support::server::{local_config, start_on};
+use crate::support::server_api::{parse_global_restrictions, RemoteLocation, ServerConfig};
+use crate::support::*;
+
+/// The `domain` of every ErrorInfo the server sends.
+const DOMAIN: &str = "releasemanager.v1";
+
+/// The table: the code each reason comes with, or why no client can see it.
+fn expected(reason: ErrorReason) -> Result<Code, &'static str> {
+    use ErrorReason as R;
+    Ok(match reason {
+        R::Unspecified => return Err("the schema's zero value: never sent"),
+        R::ServiceNotFound
+        | R::BranchNotFound
+        | R::ArtifactNotFound
+        | R::NamespaceNotFound
+        | R::ReleaseNotFound
+        | R::CursorNotFound
+        | R::RevisionNotFound => Code::NotFound,
+        R::BranchRestricted
+        | R::NothingToPromote
+        | R::NothingToRollBack
+        | R::ManifestsMissing
+        | R::ArtifactUnreadable
+        | R::PolicyConflict
+        | R::PolicyFileInvalid
+        | R::ServerWidePolicy
+        | R::RevisionNotOnBranch => Code::FailedPrecondition,
+        R::ArtifactExists => Code::AlreadyExists,
+        R::TokenMissing | R::TokenWrong => Code::Unauthenticated,
+        R::RoleNotEnabled => Code::PermissionDenied,
+        R::QueueFull | R::UploadsBusy | R::ChunkTooLarge => Code::ResourceExhausted,
+        R::DiskFull => {
+            return Err(
+                "needs a disk that fills up under the server: a test cannot make one \
+                        without mounting a file system; the mapping of ENOSPC to DISK_FULL is \
+                        unit-tested in the server (error.rs)",
+            )
+        }
+        R::DeadlinePassed => {
+            return Err(
+                "the writer sends it only after the caller's deadline has passed, and by \
+                        then the call is over: the client's own deadline, and tonic's \
+                        grpc-timeout layer in the server, end it at the deadline (the client \
+                        sees CANCELLED or DEADLINE_EXCEEDED with no details): no client ever \
+                        receives DEADLINE_PASSED",
+            )
+        }
+        R::UploadStalled | R::UploadTooSlow => Code::DeadlineExceeded,
+        R::Starting
+        | R::ShuttingDown
+        | R::RemoteUnavailable
+        | R::RemoteTimeout
+        | R::RemoteLocked
+        | R::WriteDenied
+        | R::BatchTimeout => Code::Unavailable,
+        R::PushConflict => Code::Aborted,
+        R::InternalError => Code::Internal,
+    })
+}
+
+/// Every value of the enum, in schema order.
+fn all_reasons() -> Vec<ErrorReason> {
+    (0..=i32::from(u8::MAX))
+        .filter_map(|value| ErrorReason::try_from(value).ok())
+        .collect()
+}
+
+/// What the scenarios provoked: the reason each status was provoked for.
+type Provoked = BTreeMap<i32, Status>;
+
+fn note(
+    provoked: &mut Provoked,
+    reason: ErrorReason,
+    result: Result<impl std::fmt::Debug, Status>,
+) {
+    let status = result.expect_err(&format!("{} was provoked", reason.as_str_name()));
+    provoked.insert(reason as i32, status);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_reason_a_client_can_meet_arrives_in_its_error_info() {
+    let mut provoked = Provoked::new();
+    reasons_of_reads_and_flows(&mut provoked).await;
+    reasons_of_tokens(&mut provoked).await;
+    reasons_of_a_network_remote(&mut provoked).await;
+    reasons_of_pushes_that_keep_being_rejected(&mut provoked).await;
+    reasons_of_a_local_remote_that_refuses_writes(&mut provoked).await;
+    reasons_of_uploads(&mut provoked).await;
+    reason_of_a_rewritten_branch(&mut provoked).await;
+    reason_of_a_broken_mirror(&mut provoked).await;
+    reason_of_a_stopping_server(&mut provoked).await;
+
+    let mut missing = Vec::new();
+    for reason in all_reasons() {
+        let name = reason.as_str_name();
+        match (expected(reason), provoked.get(&(reason as i32))) {
+            (Ok(code), Some(status)) => {
+                assert_eq!(status.code(), code, "{name}: {status:?}");
+                assert_eq!(
+                    error_info(status),
+                    Some((name.to_string(), DOMAIN.to_string())),
+                    "{name}: {status:?}"
+                );
+            }
+            (Ok(_), None) => missing.push(name),
+            (Err(why), Some(status)) => {
+                panic!("{name} was provoked ({status:?}) but the table says: {why}")
+            }
+            (Err(_), None) => {}
+        }
+    }
+    assert!(missing.is_empty(), "never provoked: {missing:?}");
+}
+
+/// A service whose policy file cannot be parsed, one whose artifact.json
+/// cannot be, and one whose build has only dev manifests, beside shop.
+fn repository_with_oddities() -> (ConfigRepo, Vec<String>) {
+    let mut repo = ConfigRepo::new();
+    let ids = vec![
+        repo.add_build("shop", "master", 1),
+        repo.add_build("shop", "master", 2),
+        repo.add_build("shop", "feature/x", 1),
+    ];
+    repo.add_build("strict", "master", 1);
+    repo.commit_files(
+        "policies by hand",
+        &[("policies/strict.json", "this is not json")],
+    );
+    repo.commit_files(
+        "CI: a build whose artifact.json was cut short",
+        &[
+            ("builds/cut/master/artifact.json", "{\"id\": "),
+            (
+                "builds/cut/master/dev/deployment.yaml",
+                "kind: Deployment\n",
+            ),
+        ],
+    );
+    let thin = spec("thin", "master", "master-thin-1");
+    repo.commit_files(
+        "CI: a build with manifests for dev only",
+        &[
+            ("builds/thin/master/artifact.json", &thin),
+            (
+                "builds/thin/master/dev/deployment.yaml",
+                "kind: Deployment\n",
+            ),
+        ],
+    );
+    repo.push();
+    (repo, ids)
+}
+
+/// NOT_FOUND and FAILED_PRECONDITION reasons of reads and release flows,
+/// ALREADY_EXISTS of uploads: one server with a server-wide restriction.
+async fn reasons_of_reads_and_flows(provoked: &mut Provoked) {
+    use ErrorReason as R;
+    let (repo, ids) = repository_with_oddities();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.settings.global_restrictions = parse_global_restrictions("prod=^master$").unwrap();
+    })
+    .await;
+    let mut client = server.client().await;
+    let mut policies = server.policy_client().await;
+    client
+        .release(release_artifact("shop", "dev", &ids[0]))
+        .await
+        .unwrap();
+
+    let status = |service: &str, namespace: &str| pb::StatusRequest {
+        service: service.into(),
+        namespace: namespace.into(),
+    };
+    note(
+        provoked,
+        R::ServiceNotFound,
+        client.status(status("ghost", "")).await,
+    );
+    note(
+        provoked,
+        R::NamespaceNotFound,
+        client.status(status("shop", "nope")).await,
+    );
+    note(
+        provoked,
+        R::BranchNotFound,
+        client.release(release_branch("shop", "dev", "nope")).await,
+    );
+    note(
+        provoked,
+        R::ArtifactNotFound,
+        client
+            .release(release_artifact("shop", "dev", "master-zzz"))
+            .await,
+    );
+    let rollback = |environment: &str, artifact_id: &str| pb::RollbackRequest {
+        service: "shop".into(),
+        environment: environment.into(),
+        artifact_id: artifact_id.into(),
+        committer: alice(),
+        ..Default::default()
+    };
+    note(
+        provoked,
+        R::ReleaseNotFound,
+        client.rollback(rollback("dev", &ids[1])).await,
+    );
+    note(
+        provoked,
+        R::NothingToRollBack,
+        client.rollback(rollback("staging", "")).await,
+    );
+    note(
+        provoked,
+        R::NothingToPromote,
+        client
+            .promote(pb::PromoteRequest {
+                service: "shop".into(),
+                environment: "prod".into(),
+                committer: alice(),
+                ..Default::default()
+            })
+            .await,
+    );
+    note(
+        provoked,
+        R::BranchRestricted,
+        client
+            .release(release_branch("shop", "prod", "feature/x"))
+            .await,
+    );
+    note(
+        provoked,
+        R::ManifestsMissing,
+        client
+            .release(release_branch("thin", "prod", "master"))
+            .await,
+    );
+    note(
+        provoked,
+        R::ArtifactUnreadable,
+        client.release(release_branch("cut", "dev", "master")).await,
+    );
+    note(
+        provoked,
+        R::PolicyFileInvalid,
+        policies
+            .list_policies(pb::ListPoliciesRequest {
+                service: "strict".into(),
+            })
+            .await,
+    );
+    note(
+        provoked,
+        R::PolicyConflict,
+        policies
+            .apply_auto_release(pb::ApplyAutoReleaseRequest {
+                service: "shop".into(),
+                branch: "feature/x".into(),
+                environment: "prod".into(),
+                committer: alice(),
+            })
+            .await,
+    );
+    note(
+        provoked,
+        R::ServerWidePolicy,
+        policies
+            .delete_policies(pb::DeletePoliciesRequest {
+                service: "shop".into(),
+                ids: vec!["branch-restriction-prod".into()],
+                committer: alice(),
+            })
+            .await,
+    );
+    let cursor_of_no_commit = "0123456789abcdef0123456789abcdef01234567.0";
+    note(
+        provoked,
+        R::CursorNotFound,
+        client
+            .watch_events(pb::WatchEventsRequest {
+                since: cursor_of_no_commit.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+    );
+    note(
+        provoked,
+        R::RevisionNotFound,
+        client
+            .report_deployment(pb::ReportDeploymentRequest {
+                environment: "dev".into(),
+                revision: "0123456789abcdef0123456789abcdef01234567".into(),
+                state: pb::DeploymentState::Succeeded as i32,
+                ..Default::default()
+            })
+            .await,
+    );
+    let build = |deployment: &str| {
+        chunks(&[
+            ("artifact.json", &spec("shop", "master", "master-once")),
+            ("dev/deployment.yaml", deployment),
+        ])
+    };
+    push(&server.url, None, build("kind: Deployment\n"))
+        .await
+        .expect("the first upload of the id is stored");
+    note(
+        provoked,
+        R::ArtifactExists,
+        push(&server.url, None, build("kind: Deployment\nreplicas: 2\n")).await,
+    );
+    server.stop().await;
+}
+
+/// UNAUTHENTICATED and PERMISSION_DENIED: a server with a hamctl token and
+/// no artifact token.
+async fn reasons_of_tokens(provoked: &mut Provoked) {
+    use ErrorReason as R;
+    let repo = ConfigRepo::new();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.auth.hamctl_token = Some("ops".into());
+        config.auth.artifact_token = None;
+        config.auth.unauthenticated = false;
+    })
+    .await;
+    let status = pb::StatusRequest {
+        service: "shop".into(),
+        ..Default::default()
+    };
+    note(
+        provoked,
+        R::TokenMissing,
+        client_with_token(&server.url, None)
+            .await
+            .status(status.clone())
+            .await,
+    );
+    note(
+        provoked,
+        R::TokenWrong,
+        client_with_token(&server.url, Some("guess"))
+            .await
+            .status(status)
+            .await,
+    );
+    note(
+        provoked,
+        R::RoleNotEnabled,
+        push(&server.url, Some("ops"), Vec::new()).await,
+    );
+    server.stop().await;
+}
+
+/// UNAVAILABLE and RESOURCE_EXHAUSTED of a network remote (git daemon):
+/// hung while the server starts, hung while the writer waits on it with a
+/// full queue behind, and gone.
+async fn reasons_of_a_network_remote(provoked: &mut Provoked) {
+    use ErrorReason as R;
+    let repo = ConfigRepo::new();
+    let mut daemon = GitDaemon::serve(&repo.remote);
+    let daemon_url = daemon.url.clone();
+    let network = move |config: &mut ServerConfig| {
+        config.config_repo = RemoteLocation::Network(daemon_url.clone());
+    };
+
+    // A start whose first fetch hangs: the port answers, the server is not
+    // ready. (The start then fails with the remote's timeout.)
+    daemon.hang();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = local_config(&repo.remote, data.path());
+    network(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let starting = tokio::spawn(start_on(config, listener));
+    let mut client = wait_for(
+        "the starting server to answer",
+        Duration::from_secs(20),
+        || async {
+            pb::release_service_client::ReleaseServiceClient::connect(url.clone())
+                .await
+                .ok()
+        },
+    )
+    .await;
+    note(
+        provoked,
+        R::Starting,
+        client
+            .release(release_branch("shop", "dev", "master"))
+            .await,
+    );
+    let failed_start = tokio::time::timeout(Duration::from_secs(60), starting)
+        .await
+        .expect("the start gives up on the hung remote")
+        .unwrap();
+    assert!(failed_start.is_err(), "the remote never answered");
+    daemon.resume();
+
+    // The writer waits on the hung remote; one write fits in the queue
+    // behind it, the next is refused at once; the one waiting fails with
+    // the remote's timeout.
+    let server = TestServer::start_with(&repo.remote, |config| {
+        network(config);
+        config.writer.queue_capacity = 1;
+    })
+    .await;
+    let stats = server.stats();
+    let started = stats.batches_started.load(Ordering::SeqCst);
+    daemon.hang();
+    let blocked = spawn_policy_write(&server.url, "dev");
+    wait_until(
+        "the writer to work on the blocked write",
+        Duration::from_secs(20),
+        || stats.batches_started.load(Ordering::SeqCst) > started,
+    )
+    .await;
+    let queued = [
+        spawn_policy_write(&server.url, "staging"),
+        spawn_policy_write(&server.url, "prod"),
+    ];
+    let mut queued_results = Vec::new();
+    for write in queued {
+        queued_results.push(
+            tokio::time::timeout(Duration::from_secs(60), write)
+                .await
+                .expect("answered in time")
+                .unwrap(),
+        );
+    }
+    let full = queued_results
+        .into_iter()
+        .find(|result| matches!(result, Err(status) if status.code() == Code::ResourceExhausted))
+        .expect("one write found the queue full");
+    note(provoked, R::QueueFull, full);
+    let timed_out = tokio::time::timeout(Duration::from_secs(60), blocked)
+        .await
+        .expect("answered in time")
+        .unwrap();
+    note(provoked, R::RemoteTimeout, timed_out);
+    daemon.resume();
+
+    // The remote is gone: its port refuses.
+    daemon.kill();
+    note(
+        provoked,
+        R::RemoteUnavailable,
+        apply_auto_release(&server.url, "dev").await,
+    );
+    server.stop().await;
+}
+
+/// Applies the auto-release of shop's master to `env` (a write that needs
+/// no build).
+async fn apply_auto_release(url: &str, env: &str) -> Result<pb::ApplyAutoReleaseResponse, Status> {
+    pb::policy_service_client::PolicyServiceClient::connect(url.to_string())
+        .await
+        .unwrap()
+        .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            service: "shop".into(),
+            branch: "master".into(),
+            environment: env.into(),
+            committer: alice(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// [`apply_auto_release`] in the background.
+fn spawn_policy_write(
+    url: &str,
+    env: &'static str,
+) -> tokio::task::JoinHandle<Result<pb::ApplyAutoReleaseResponse, Status>> {
+    let url = url.to_string();
+    tokio::spawn(async move { apply_auto_release(&url, env).await })
+}
+
+/// ABORTED and UNAVAILABLE of a writer whose push is rejected because CI
+/// pushed first: out of attempts, or out of time.
+async fn reasons_of_pushes_that_keep_being_rejected(provoked: &mut Provoked) {
+    use ErrorReason as R;
+    for (reason, tweak) in [
+        (
+            R::PushConflict,
+            (|config: &mut ServerConfig| config.writer.max_push_attempts = 1)
+                as fn(&mut ServerConfig),
+        ),
+        (R::BatchTimeout, |config| {
+            config.writer.batch_timeout = Duration::ZERO
+        }),
+    ] {
+        let mut repo = ConfigRepo::new();
+        repo.add_build("shop", "master", 1);
+        repo.push();
+        let server = TestServer::start_with(&repo.remote, tweak).await;
+        // CI pushes; the server has not seen it, so its push is rejected.
+        repo.add_build("cart", "master", 1);
+        repo.push();
+        note(
+            provoked,
+            reason,
+            apply_auto_release(&server.url, "dev").await,
+        );
+        server.stop().await;
+    }
+}
+
+/// UNAVAILABLE of a local remote that cannot be written: a lock file that
+/// stays, and a pack folder nobody may write to.
+async fn reasons_of_a_local_remote_that_refuses_writes(provoked: &mut Provoked) {
+    use ErrorReason as R;
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    std::fs::write(
+        repo.remote.join("refs/heads/master.lock"),
+        b"left by a crashed git",
+    )
+    .unwrap();
+    note(
+        provoked,
+        R::RemoteLocked,
+        apply_auto_release(&server.url, "dev").await,
+    );
+    server.stop().await;
+
+    // The remote's objects stay readable (loose), but its pack folder is
+    // sysfs, where no one may create a file (EACCES, or EROFS where /sys is
+    // mounted read-only).
+    let repo = ConfigRepo::new();
+    let packs = repo.remote.join("objects/pack");
+    let leftover = std::fs::read_dir(&packs)
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(leftover, 0, "the remote's objects are loose");
+    let _ = std::fs::remove_dir(&packs);
+    std::os::unix::fs::symlink("/sys", &packs).unwrap();
+    let server = TestServer::start(&repo.remote).await;
+    note(
+        provoked,
+        R::WriteDenied,
+        apply_auto_release(&server.url, "dev").await,
+    );
+    server.stop().await;
+}
+
+/// RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED of uploads.
+async fn reasons_of_uploads(provoked: &mut Provoked) {
+    use ErrorReason as R;
+    let repo = ConfigRepo::new();
+    let first_chunk = || chunks(&[("artifact.json", &spec("shop", "master", "master-1"))]);
+
+    // One chunk larger than the largest upload (plus its framing).
+    let server =
+        TestServer::start_with(&repo.remote, |config| config.uploads.max_bytes = 1000).await;
+    let big = "x".repeat(200 << 10);
+    note(
+        provoked,
+        R::ChunkTooLarge,
+        push(&server.url, None, chunks(&[("dev/big.yaml", &big)])).await,
+    );
+    server.stop().await;
+
+    // An upload that sends one chunk and then nothing: dropped when idle
+    // for too long, or when it takes too long in all.
+    for (reason, idle, total) in [
+        (
+            R::UploadStalled,
+            Duration::from_secs(1),
+            Duration::from_secs(300),
+        ),
+        (
+            R::UploadTooSlow,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        ),
+    ] {
+        let server = TestServer::start_with(&repo.remote, |config| {
+            config.uploads.idle_timeout = idle;
+            config.uploads.total_timeout = total;
+        })
+        .await;
+        let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel(1);
+        chunks_tx.send(first_chunk().remove(0)).await.unwrap();
+        let mut client = server.client().await;
+        let stalled = tokio::time::timeout(
+            Duration::from_secs(60),
+            client.push_artifact(tokio_stream::wrappers::ReceiverStream::new(chunks_rx)),
+        )
+        .await
+        .expect("the server drops the upload");
+        note(provoked, reason, stalled);
+        drop(chunks_tx);
+        server.stop().await;
+    }
+
+    // Every upload slot taken by uploads that wait: the next is refused at
+    // once. (Slots are taken as their calls arrive: try until one is. The
+    // waiting uploads must not be dropped as idle meanwhile, however slow
+    // the machine.)
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.uploads.idle_timeout = Duration::from_secs(300);
+    })
+    .await;
+    let client = server.client().await;
+    let mut waiting = Vec::new();
+    for _ in 0..64 {
+        let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel(1);
+        chunks_tx.send(first_chunk().remove(0)).await.unwrap();
+        let mut client = client.clone();
+        let call = tokio::spawn(async move {
+            client
+                .push_artifact(tokio_stream::wrappers::ReceiverStream::new(chunks_rx))
+                .await
+        });
+        waiting.push((chunks_tx, call));
+    }
+    let busy = wait_for(
+        "an upload refused for want of a slot",
+        Duration::from_secs(30),
+        || {
+            let mut client = client.clone();
+            async move {
+                let refused = client
+                    .push_artifact(tokio_stream::iter(Vec::<pb::PushArtifactRequest>::new()))
+                    .await
+                    .expect_err("an empty upload is refused");
+                (refused.code() == Code::ResourceExhausted).then_some(refused)
+            }
+        },
+    )
+    .await;
+    note(provoked, R::UploadsBusy, Err::<(), _>(busy));
+    for (chunks_tx, call) in waiting {
+        drop(chunks_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(30), call).await;
+    }
+    server.stop().await;
+}
+
+/// FAILED_PRECONDITION of a deployment report naming a commit the config
+/// branch dropped (an administrator rewound it, then the server wrote on).
+async fn reason_of_a_rewritten_branch(provoked: &mut Provoked) {
+    let mut repo = ConfigRepo::new();
+    let ids: Vec<String> = (1..=3)
+        .map(|n| repo.add_build("shop", "master", n))
+        .collect();
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+    let release = |id: &str| {
+        let request = release_artifact("shop", "dev", id);
+        let mut client = client.clone();
+        async move {
+            client
+                .release(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .result
+                .unwrap()
+                .commit_sha
+        }
+    };
+    let kept = release(&ids[0]).await;
+    let dropped = release(&ids[1]).await;
+    repo.remote_git(&["update-ref", "refs/heads/master", &kept]);
+    server.sync().await;
+    release(&ids[2]).await;
+    note(
+        provoked,
+        ErrorReason::RevisionNotOnBranch,
+        client
+            .report_deployment(pb::ReportDeploymentRequest {
+                environment: "dev".into(),
+                revision: dropped,
+                state: pb::DeploymentState::Succeeded as i32,
+                ..Default::default()
+            })
+            .await,
+    );
+    server.stop().await;
+}
+
+/// INTERNAL: the server's own mirror is broken under it (its HEAD file is
+/// gone), and an upload cannot be stored in it.
+async fn reason_of_a_broken_mirror(provoked: &mut Provoked) {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let mirror = server.data.path().join("mirror.git");
+    std::fs::rename(mirror.join("HEAD"), mirror.join("HEAD.moved")).unwrap();
+    note(
+        provoked,
+        ErrorReason::InternalError,
+        push(
+            &server.url,
+            None,
+            chunks(&[
+                ("artifact.json", &spec("shop", "master", "master-1")),
+                ("dev/deployment.yaml", "kind: Deployment\n"),
+            ]),
+        )
+        .await,
+    );
+    std::fs::rename(mirror.join("HEAD.moved"), mirror.join("HEAD")).unwrap();
+    server.stop().await;
+}
+
+/// UNAVAILABLE of a call that arrives while the server stops. The stop is
+/// held open by an HTTP request whose body never arrives (the HTTP
+/// listener's graceful stop waits for it), so the call is sure to arrive
+/// while the server says it is stopping and still answers.
+async fn reason_of_a_stopping_server(provoked: &mut Provoked) {
+    use tokio::io::AsyncWriteExt;
+    let repo = ConfigRepo::new();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.github_webhook_secret = Some("hook-secret".into());
+    })
+    .await;
+    let client = server.client().await;
+    let mut unfinished = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .unwrap();
+    unfinished
+        .write_all(
+            b"POST /webhook/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let stopping = tokio::spawn(server.stop());
+    let refused = wait_for(
+        "a watch refused while stopping",
+        Duration::from_secs(30),
+        || {
+            let mut client = client.clone();
+            async move {
+                client
+                    .watch_events(pb::WatchEventsRequest::default())
+                    .await
+                    .err()
+            }
+        },
+    )
+    .await;
+    note(provoked, ErrorReason::ShuttingDown, Err::<(), _>(refused));
+    drop(unfinished);
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(60), stopping)
+        .await
+        .expect("the server stops once the request is gone")
+        .unwrap();
+}

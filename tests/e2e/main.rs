@@ -1,0 +1,29 @@
+//! The end-to-end tests of the whole system, in one test binary (one link,
+//! one process): the real server in process on loopback, bare git
+//! repositories as remotes, the real CLIs as child processes, real browsers
+//! and daemons where the feature needs them. Each module names what it
+//! tests; `support` holds what they share.
+
+mod support;
+
+mod api_contract;
+mod artifact_cli;
+mod auth;
+mod auto_release;
+mod bad_input;
+mod build_uploads;
+mod concurrent_writers;
+mod dashboard;
+mod deployments;
+mod error_reasons;
+mod fault_tolerance;
+mod hamctl_cli;
+mod index_snapshot;
+mod legacy_history;
+mod notifications;
+mod policies;
+mod reflection;
+mod release_flows;
+mod ssh_remote;
+mod tls;
+mod watch;
