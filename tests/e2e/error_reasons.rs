@@ -624,33 +624,30 @@ async fn reasons_of_uploads(provoked: &mut Provoked) {
     })
     .await;
     let client = server.client().await;
+    // Uploads that send a first chunk and wait, one more at a time, until
+    // one is refused: however many slots there are, and however long each
+    // waiting upload takes to reach the server.
     let mut waiting = Vec::new();
-    for _ in 0..64 {
+    let mut busy = None;
+    for _ in 0..200 {
         let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel(1);
         chunks_tx.send(first_chunk().remove(0)).await.unwrap();
         let mut client = client.clone();
-        let call = tokio::spawn(async move {
+        let mut call = tokio::spawn(async move {
             client
                 .push_artifact(tokio_stream::wrappers::ReceiverStream::new(chunks_rx))
                 .await
         });
-        waiting.push((chunks_tx, call));
-    }
-    let busy = wait_for(
-        "an upload refused for want of a slot",
-        Duration::from_secs(30),
-        || {
-            let mut client = client.clone();
-            async move {
-                let refused = client
-                    .push_artifact(tokio_stream::iter(Vec::<pb::PushArtifactRequest>::new()))
-                    .await
-                    .expect_err("an empty upload is refused");
-                (refused.code() == Code::ResourceExhausted).then_some(refused)
+        match tokio::time::timeout(Duration::from_millis(100), &mut call).await {
+            Ok(Ok(Err(refused))) if refused.code() == Code::ResourceExhausted => {
+                busy = Some(refused);
+                break;
             }
-        },
-    )
-    .await;
+            Ok(other) => panic!("a waiting upload ended: {other:?}"),
+            Err(_) => waiting.push((chunks_tx, call)),
+        }
+    }
+    let busy = busy.expect("an upload refused for want of a slot within 200 uploads");
     note(provoked, R::UploadsBusy, Err::<(), _>(busy));
     for (chunks_tx, call) in waiting {
         drop(chunks_tx);
