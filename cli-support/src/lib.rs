@@ -20,12 +20,14 @@ mod wording;
 
 pub use crate::address::parse_server_url;
 pub use crate::dial::{
-    connect, policy_client, release_client, AuthInterceptor, ConnectError, PolicyClient,
-    ReleaseClient, CA_CERT_ENV,
+    access_client, connect, policy_client, release_client, AccessClient, AuthInterceptor,
+    ConnectError, PolicyClient, ReleaseClient, CA_CERT_ENV,
 };
 pub use crate::exit::{
     is_broken_pipe, report_clap_error, report_outcome, Colour, EXIT_FAILURE, EXIT_SUCCESS,
     EXIT_USAGE,
 };
 pub use crate::timeout::{parse_request_timeout, time_limit, DEFAULT_REQUEST_TIMEOUT};
-pub use crate::wording::{describe_status, error_chain, keep_lines, one_line};
+pub use crate::wording::{
+    describe_status, describe_status_or_sign_in, error_chain, keep_lines, one_line,
+};

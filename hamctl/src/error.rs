@@ -5,7 +5,7 @@
 //! read as `cli_support` words them (the token hint naming
 //! [`TOKEN_ENV`]). It must not print or pick exit codes: `lib.rs` does that.
 
-use cli_support::{describe_status, ConnectError};
+use cli_support::{describe_status_or_sign_in, ConnectError};
 
 /// The variable that holds the auth token, named when the server refuses a
 /// call as unauthenticated.
@@ -21,8 +21,20 @@ pub(crate) enum CliError {
     Connect(#[from] ConnectError),
 
     /// The server answered with an error status.
-    #[error("{}", describe_status(.0, TOKEN_ENV))]
+    #[error("{}", describe_status_or_sign_in(.0, TOKEN_ENV, Some("hamctl login")))]
     Server(Box<tonic::Status>),
+
+    /// Signing in failed.
+    #[error("sign-in failed: {0}")]
+    SignIn(String),
+
+    /// The kept sign-in expired and could not be renewed.
+    #[error("your sign-in to {server} has expired and could not be renewed: run `hamctl login`")]
+    SignInExpired { server: String },
+
+    /// The kept sign-ins cannot be read or written.
+    #[error("{0}")]
+    Credentials(String),
 
     /// The server's reply lacks something it always sends.
     #[error("unexpected reply from the server: {0}")]
@@ -68,7 +80,7 @@ mod tests {
         let error = CliError::from(tonic::Status::unauthenticated("missing token"));
         assert_eq!(
             error.to_string(),
-            "unauthenticated: missing token (pass --auth-token or set HAMCTL_AUTH_TOKEN)"
+            "unauthenticated: missing token (run `hamctl login`, or pass --auth-token or set HAMCTL_AUTH_TOKEN)"
         );
     }
 
