@@ -118,9 +118,12 @@ pub(crate) fn path_for(server: &str) -> Result<PathBuf, CliError> {
         .join(format!("{readable}-{hash}.json")))
 }
 
-/// The sign-in kept for `server`, if any.
+/// The sign-in kept for `server`, if any (none where there is no config
+/// directory to keep one in).
 pub(crate) fn load(server: &str) -> Result<Option<Stored>, CliError> {
-    let path = path_for(server)?;
+    let Ok(path) = path_for(server) else {
+        return Ok(None);
+    };
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -133,6 +133,8 @@ struct Cache {
     endpoints: Option<Endpoints>,
     keys: Vec<Key>,
     fetched: Option<Instant>,
+    /// Why the last fetch failed, while it is the last word.
+    failure: Option<TokenError>,
 }
 
 struct Issuer {
@@ -180,6 +182,7 @@ impl Issuers {
                         endpoints: None,
                         keys: Vec::new(),
                         fetched: None,
+                        failure: None,
                     }),
                 })
                 .collect(),
@@ -223,9 +226,15 @@ impl Issuers {
     }
 
     /// Fetches the discovery document and the keys of `issuer` into its
-    /// cache.
+    /// cache; a failure is remembered until the next fetch.
     async fn fetch(&self, issuer: &Issuer, cache: &mut Cache) -> Result<(), TokenError> {
         cache.fetched = Some(Instant::now());
+        let fetched = self.fetch_into(issuer, cache).await;
+        cache.failure = fetched.as_ref().err().cloned();
+        fetched
+    }
+
+    async fn fetch_into(&self, issuer: &Issuer, cache: &mut Cache) -> Result<(), TokenError> {
         let url = trimmed(&issuer.trusted.url);
         let discovery = self
             .get_json(&format!("{url}/.well-known/openid-configuration"))
@@ -330,9 +339,16 @@ impl Issuers {
             {
                 self.fetch(issuer, &mut cache).await?;
             }
-            unverified.key_in(&cache.keys).cloned().ok_or_else(|| {
-                TokenError::UnknownKey(unverified.kid.clone().unwrap_or_default())
-            })?
+            match (unverified.key_in(&cache.keys), &cache.failure) {
+                (Some(key), _) => key.clone(),
+                // The keys could not be fetched a moment ago: that is why.
+                (None, Some(failure)) => return Err(failure.clone()),
+                (None, None) => {
+                    return Err(TokenError::UnknownKey(
+                        unverified.kid.clone().unwrap_or_default(),
+                    ))
+                }
+            }
         };
         unverified.verify_signature(&key)?;
         unverified.check_claims(now(), self.leeway, &issuer.trusted.audience)?;
