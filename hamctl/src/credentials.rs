@@ -109,7 +109,13 @@ pub(crate) fn path_for(server: &str) -> Result<PathBuf, CliError> {
         .last()
         .unwrap_or(server)
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     let hash = hex::encode(&Sha256::digest(server.as_bytes())[..6]);
@@ -230,7 +236,10 @@ mod tests {
     #[test]
     fn the_expiry_is_read_from_the_payload() {
         let payload = URL_SAFE_NO_PAD.encode(br#"{"exp": 1700000000, "sub": "x"}"#);
-        assert_eq!(expiry_of(&format!("eyJ.{payload}.sig")), Some(1_700_000_000));
+        assert_eq!(
+            expiry_of(&format!("eyJ.{payload}.sig")),
+            Some(1_700_000_000)
+        );
         assert_eq!(expiry_of("opaque"), None);
     }
 

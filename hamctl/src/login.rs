@@ -47,10 +47,7 @@ pub(crate) async fn login(
 ) -> Result<(), CliError> {
     let timeout = cli_support::time_limit(global.request_timeout);
     let mut access = cli_support::access_client(&global.server, "", timeout).await?;
-    let how = access
-        .get_sign_in(GetSignInRequest {})
-        .await?
-        .into_inner();
+    let how = access.get_sign_in(GetSignInRequest {}).await?.into_inner();
     if how.issuer.is_empty() || how.client_id.is_empty() {
         return Err(CliError::SignIn(format!(
             "{} has no single sign-on: it takes a token (--auth-token or HAMCTL_AUTH_TOKEN)",

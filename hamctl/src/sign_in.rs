@@ -86,8 +86,11 @@ pub(crate) async fn discover(
         .map_err(|e| failed(format!("cannot reach the identity provider at {url}: {e}")))?;
     let (_, document) = json_of(response, "the identity provider's discovery document").await?;
     let endpoint = |name: &str| {
-        text(&document, name)
-            .ok_or_else(|| failed(format!("the identity provider's discovery document has no {name}")))
+        text(&document, name).ok_or_else(|| {
+            failed(format!(
+                "the identity provider's discovery document has no {name}"
+            ))
+        })
     };
     Ok(Provider {
         issuer: issuer.to_string(),
@@ -248,7 +251,12 @@ async fn callback(listener: tokio::net::TcpListener) -> Result<Vec<(String, Stri
         }
         let query = query_of(&target);
         if query.iter().any(|(k, _)| k == "error") {
-            answer(&mut stream, "400 Bad Request", "The sign-in failed; hamctl says why.").await;
+            answer(
+                &mut stream,
+                "400 Bad Request",
+                "The sign-in failed; hamctl says why.",
+            )
+            .await;
         } else {
             answer(
                 &mut stream,
@@ -346,7 +354,9 @@ pub(crate) async fn browser_flow(
     let tokens = tokens_of(status, &body).map_err(failed)?;
     let claims = claims_of(&tokens.id_token);
     if claims.get("nonce").and_then(Value::as_str) != Some(nonce.as_str()) {
-        return Err(failed("the ID token's nonce is not this sign-in's; try again"));
+        return Err(failed(
+            "the ID token's nonce is not this sign-in's; try again",
+        ));
     }
     Ok(tokens)
 }
@@ -373,7 +383,10 @@ pub(crate) async fn device_flow(
     let scope = provider.scopes.join(" ");
     let response = http()?
         .post(endpoint)
-        .form(&[("client_id", provider.client_id.as_str()), ("scope", &scope)])
+        .form(&[
+            ("client_id", provider.client_id.as_str()),
+            ("scope", &scope),
+        ])
         .send()
         .await
         .map_err(|e| failed(format!("cannot reach {endpoint}: {e}")))?;
@@ -385,14 +398,19 @@ pub(crate) async fn device_flow(
         )));
     }
     let field = |name: &str| {
-        text(&body, name).ok_or_else(|| failed(format!("the device authorization answer has no {name}")))
+        text(&body, name)
+            .ok_or_else(|| failed(format!("the device authorization answer has no {name}")))
     };
     let device_code = field("device_code")?;
     let user_code = field("user_code")?;
     let verification = text(&body, "verification_uri_complete")
         .map(Ok)
         .unwrap_or_else(|| field("verification_uri"))?;
-    let mut interval = body.get("interval").and_then(Value::as_u64).unwrap_or(5).max(1);
+    let mut interval = body
+        .get("interval")
+        .and_then(Value::as_u64)
+        .unwrap_or(5)
+        .max(1);
     let expires_in = body
         .get("expires_in")
         .and_then(Value::as_u64)
@@ -403,7 +421,9 @@ pub(crate) async fn device_flow(
     let deadline = std::time::Instant::now() + Duration::from_secs(expires_in);
     loop {
         if std::time::Instant::now() >= deadline {
-            return Err(failed("the code expired before it was confirmed; try again"));
+            return Err(failed(
+                "the code expired before it was confirmed; try again",
+            ));
         }
         tokio::time::sleep(Duration::from_secs(interval)).await;
         let (status, body) = token_request(

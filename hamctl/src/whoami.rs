@@ -141,7 +141,12 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains("developers")));
         let table = environments_table(&who).render(false);
         assert!(table.contains("release, promote"), "{table}");
-        assert!(table.lines().any(|l| l.starts_with("prod") && l.trim_end().ends_with('-')), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("prod") && l.trim_end().ends_with('-')),
+            "{table}"
+        );
         assert_eq!(whoami_json(&who)["kind"], "sign-in");
     }
 }

@@ -107,7 +107,12 @@ pub struct StartArgs {
     /// --oidc-audience, else --oidc-client-id). Give it once per issuer:
     /// the people's provider first (hamctl and the dashboard sign in
     /// there), then CI's (GitHub Actions, GitLab).
-    #[arg(long = "oidc-issuer", env = "RELEASE_MANAGER_OIDC_ISSUER", value_delimiter = ',', value_name = "URL[=AUDIENCE]")]
+    #[arg(
+        long = "oidc-issuer",
+        env = "RELEASE_MANAGER_OIDC_ISSUER",
+        value_delimiter = ',',
+        value_name = "URL[=AUDIENCE]"
+    )]
     pub oidc_issuers: Vec<String>,
     /// The audience of issuers given without one.
     #[arg(long, env = "RELEASE_MANAGER_OIDC_AUDIENCE", value_name = "AUDIENCE")]
@@ -130,11 +135,19 @@ pub struct StartArgs {
     pub signing_key: Option<PathBuf>,
     /// Name of the committer of every commit the server makes [default:
     /// the person releasing]; needs --committer-email.
-    #[arg(long, env = "RELEASE_MANAGER_COMMITTER_NAME", requires = "committer_email")]
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_COMMITTER_NAME",
+        requires = "committer_email"
+    )]
     pub committer_name: Option<String>,
     /// Email of the committer of every commit the server makes; needs
     /// --committer-name.
-    #[arg(long, env = "RELEASE_MANAGER_COMMITTER_EMAIL", requires = "committer_name")]
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_COMMITTER_EMAIL",
+        requires = "committer_name"
+    )]
     pub committer_email: Option<String>,
     /// Log format.
     #[arg(

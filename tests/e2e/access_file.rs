@@ -26,10 +26,25 @@ const DEVELOPERS_EVERYWHERE: &str = "rules:
 
 /// `release-manager start` over `repo` with single sign-on at `issuer`, the
 /// rules of `access`, and `extra` flags.
-fn server(repo: &ConfigRepo, data: &std::path::Path, issuer: &str, access: &std::path::Path, extra: &[&str]) -> RunningCli {
+fn server(
+    repo: &ConfigRepo,
+    data: &std::path::Path,
+    issuer: &str,
+    access: &std::path::Path,
+    extra: &[&str],
+) -> RunningCli {
     let mut args = vec![
-        "start", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-        "--poll-interval", "0", "--oidc-client-id", "hamctl", "--oidc-leeway", "5s",
+        "start",
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--poll-interval",
+        "0",
+        "--oidc-client-id",
+        "hamctl",
+        "--oidc-leeway",
+        "5s",
     ];
     let repo_path = repo.remote.to_str().unwrap().to_string();
     let data = data.to_str().unwrap().to_string();
@@ -51,7 +66,13 @@ async fn address_of(server: &mut RunningCli) -> String {
         .find(|l| l.contains("serving gRPC"))
         .unwrap()
         .to_string();
-    let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
     format!("http://{addr}")
 }
 
@@ -63,10 +84,20 @@ async fn a_bad_access_file_refuses_the_start_and_sighup_reloads_the_rules() {
     let people = Provider::start().await;
     let dir = tempfile::tempdir().unwrap();
     let access = dir.path().join("access.yaml");
-    std::fs::write(&access, "rules:\n  - name: a\n    groups: [x]\n    actions: [deploy]\n").unwrap();
-    let refused = server(&repo, &dir.path().join("data"), &people.issuer, &access, &[])
-        .finish(Duration::from_secs(60))
-        .await;
+    std::fs::write(
+        &access,
+        "rules:\n  - name: a\n    groups: [x]\n    actions: [deploy]\n",
+    )
+    .unwrap();
+    let refused = server(
+        &repo,
+        &dir.path().join("data"),
+        &people.issuer,
+        &access,
+        &[],
+    )
+    .finish(Duration::from_secs(60))
+    .await;
     assert_eq!(refused.code, 1);
     assert!(
         refused.err.contains("deploy") && refused.err.contains("line 4"),
@@ -88,8 +119,12 @@ async fn a_bad_access_file_refuses_the_start_and_sighup_reloads_the_rules() {
         &people.issuer,
         &access,
         &[
-            "--signing-key", key.to_str().unwrap(),
-            "--committer-name", "Release Bot", "--committer-email", "bot@example.com",
+            "--signing-key",
+            key.to_str().unwrap(),
+            "--committer-name",
+            "Release Bot",
+            "--committer-email",
+            "bot@example.com",
         ],
     );
     let url = address_of(&mut running).await;
@@ -108,7 +143,10 @@ async fn a_bad_access_file_refuses_the_start_and_sighup_reloads_the_rules() {
     assert_eq!(commit.committer, "Release Bot <bot@example.com>");
     assert_eq!(commit.author, "Dana Developer <dana@example.com>");
     let signed = repo.remote_git(&["cat-file", "commit", "master"]);
-    assert!(signed.contains("gpgsig -----BEGIN SSH SIGNATURE-----"), "{signed}");
+    assert!(
+        signed.contains("gpgsig -----BEGIN SSH SIGNATURE-----"),
+        "{signed}"
+    );
     let denied = release("prod").await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(denied.message().contains("prod"), "{denied:?}");
@@ -116,12 +154,19 @@ async fn a_bad_access_file_refuses_the_start_and_sighup_reloads_the_rules() {
     // A broken file on SIGHUP keeps the rules in force.
     std::fs::write(&access, "rules: [").unwrap();
     running.signal(libc::SIGHUP);
-    running.err_until(|line| line.contains("access rules not reloaded")).await;
-    assert_eq!(release("prod").await.unwrap_err().code(), Code::PermissionDenied);
+    running
+        .err_until(|line| line.contains("access rules not reloaded"))
+        .await;
+    assert_eq!(
+        release("prod").await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
 
     std::fs::write(&access, DEVELOPERS_EVERYWHERE).unwrap();
     running.signal(libc::SIGHUP);
-    running.err_until(|line| line.contains("access rules reloaded")).await;
+    running
+        .err_until(|line| line.contains("access rules reloaded"))
+        .await;
     release("prod").await.expect("the new rules allow prod");
     running.signal(libc::SIGTERM);
     let stopped = running.finish(Duration::from_secs(30)).await;

@@ -65,7 +65,10 @@ async fn signed_in_as(browser: &Browser) -> String {
         )
         .await;
     browser
-        .run("return document.getElementById('viewer').innerText;", json!([]))
+        .run(
+            "return document.getElementById('viewer').innerText;",
+            json!([]),
+        )
         .await
         .as_str()
         .unwrap()
@@ -75,10 +78,21 @@ async fn signed_in_as(browser: &Browser) -> String {
 /// Signs out with the header's button and checks that the session's
 /// cookie no longer opens a page.
 async fn sign_out(browser: &Browser, addr: SocketAddr) {
-    let session = browser.cookie("rm_dashboard").await.expect("a session cookie");
-    assert_eq!(get_with_session(addr, "/service/cart", &session).await.status, 200);
+    let session = browser
+        .cookie("rm_dashboard")
+        .await
+        .expect("a session cookie");
+    assert_eq!(
+        get_with_session(addr, "/service/cart", &session)
+            .await
+            .status,
+        200
+    );
     browser
-        .run("document.getElementById('sign-out').click(); return true;", json!([]))
+        .run(
+            "document.getElementById('sign-out').click(); return true;",
+            json!([]),
+        )
         .await;
     browser
         .wait_for(
@@ -120,7 +134,10 @@ async fn a_deep_link_survives_the_token_sign_in_and_sign_out_ends_the_session() 
         )
         .await;
     let header = signed_in_as(&browser).await;
-    assert!(header.contains("hamctl token") && header.contains("Sign out"), "{header}");
+    assert!(
+        header.contains("hamctl token") && header.contains("Sign out"),
+        "{header}"
+    );
     sign_out(&browser, addr).await;
     server.stop().await;
 }
@@ -132,7 +149,9 @@ async fn single_sign_on_returns_to_the_deep_link_and_shows_who_is_signed_in() {
     let server = start(&repo, Some(&people)).await;
     let addr = server.http_addr();
     let browser = Browser::start().await;
-    browser.open(&format!("http://{addr}/service/cart?page=0")).await;
+    browser
+        .open(&format!("http://{addr}/service/cart?page=0"))
+        .await;
     browser
         .wait_for(
             "the single sign-on link",
@@ -141,7 +160,10 @@ async fn single_sign_on_returns_to_the_deep_link_and_shows_who_is_signed_in() {
         )
         .await;
     browser
-        .run("document.getElementById('sso').click(); return true;", json!([]))
+        .run(
+            "document.getElementById('sso').click(); return true;",
+            json!([]),
+        )
         .await;
     browser
         .wait_for(
@@ -177,7 +199,10 @@ async fn sign_in_from(source: std::net::Ipv4Addr, addr: SocketAddr, token: &str)
         .expect("an answer in time")
         .unwrap();
     let text = String::from_utf8_lossy(&answer);
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -211,7 +236,11 @@ async fn sixty_wrong_sign_ins_get_429_and_pages_forbid_framing() {
             "{path}: {}",
             answer.head
         );
-        assert!(head.contains("x-frame-options: deny"), "{path}: {}", answer.head);
+        assert!(
+            head.contains("x-frame-options: deny"),
+            "{path}: {}",
+            answer.head
+        );
     }
     server.stop().await;
 }

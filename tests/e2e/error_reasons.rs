@@ -426,7 +426,11 @@ async fn reasons_of_identity_tokens(provoked: &mut Provoked) {
         }
     };
     let dana = people.id_token("dev").await;
-    note(provoked, R::AccessDenied, release(dana.clone(), "prod").await);
+    note(
+        provoked,
+        R::AccessDenied,
+        release(dana.clone(), "prod").await,
+    );
     let mut changed = dana.clone();
     changed.push_str("AA");
     note(provoked, R::TokenInvalid, release(changed, "dev").await);
@@ -443,9 +447,15 @@ async fn reasons_of_identity_tokens(provoked: &mut Provoked) {
         url_safe.encode(claims.to_string()),
         parts[2]
     );
-    note(provoked, R::IssuerUnavailable, release(elsewhere, "dev").await);
+    note(
+        provoked,
+        R::IssuerUnavailable,
+        release(elsewhere, "dev").await,
+    );
     let brief = people.id_token("brief").await;
-    let exp = crate::support::oidc::claims(&brief)["exp"].as_i64().unwrap();
+    let exp = crate::support::oidc::claims(&brief)["exp"]
+        .as_i64()
+        .unwrap();
     wait_until("the brief token to expire", Duration::from_secs(10), || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

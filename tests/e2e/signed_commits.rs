@@ -25,7 +25,11 @@ fn signing_key(dir: &std::path::Path) -> (std::path::PathBuf, String) {
 }
 
 /// `git verify-commit` of `commit` in `repo`, trusting `allowed_signers`.
-fn verify_commit(repo: &std::path::Path, allowed_signers: &std::path::Path, commit: &str) -> std::process::Output {
+fn verify_commit(
+    repo: &std::path::Path,
+    allowed_signers: &std::path::Path,
+    commit: &str,
+) -> std::process::Output {
     git_output(
         repo,
         &[
@@ -51,7 +55,10 @@ async fn git_verify_commit_accepts_every_commit_the_server_makes() {
     let allowed = dir.path().join("allowed_signers");
     std::fs::write(&allowed, format!("release-bot@example.com {public}\n")).unwrap();
     let signer = Arc::new(server_api::CommitSigner::from_file(&key).expect("the key reads"));
-    assert_eq!(signer.public_key().split(' ').nth(1), public.split(' ').nth(1));
+    assert_eq!(
+        signer.public_key().split(' ').nth(1),
+        public.split(' ').nth(1)
+    );
     let server = TestServer::start_with(&repo.remote, |config| {
         config.writer.commits = server_api::CommitIdentity {
             committer: Some(("Release Bot".into(), "release-bot@example.com".into())),
@@ -64,7 +71,14 @@ async fn git_verify_commit_accepts_every_commit_the_server_makes() {
     let hamctl = Cli::hamctl().env("HAMCTL_URL", &server.url);
     let run = hamctl
         .run(&[
-            "policy", "--service", "shop", "apply", "auto-release", "--branch", "master", "--env",
+            "policy",
+            "--service",
+            "shop",
+            "apply",
+            "auto-release",
+            "--branch",
+            "master",
+            "--env",
             "dev",
         ])
         .await;
@@ -81,13 +95,25 @@ async fn git_verify_commit_accepts_every_commit_the_server_makes() {
     .await
     .expect("the build is stored");
     let run = hamctl
-        .run(&["release", "--service", "shop", "--env", "staging", "--branch", "master"])
+        .run(&[
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "staging",
+            "--branch",
+            "master",
+        ])
         .await;
     assert_eq!(run.code, 0, "{}", run.err);
 
     let made = repo.remote_git(&["rev-list", &format!("{fixture_head}..master")]);
     let made: Vec<&str> = made.lines().collect();
-    assert_eq!(made.len(), 4, "policy, build, auto-release, release: {made:?}");
+    assert_eq!(
+        made.len(),
+        4,
+        "policy, build, auto-release, release: {made:?}"
+    );
     for commit in &made {
         let verified = verify_commit(&repo.remote, &allowed, commit);
         assert!(
@@ -107,18 +133,24 @@ async fn git_verify_commit_accepts_every_commit_the_server_makes() {
     assert_eq!(release.subject, "[staging/shop] release master-shop-002");
     assert_eq!(release.author, "Olga Operator <olga@example.com>");
     assert!(
-        release.body.contains("Released-by: Olga Operator <olga@example.com>"),
+        release
+            .body
+            .contains("Released-by: Olga Operator <olga@example.com>"),
         "{}",
         release.body
     );
     // The fixture's own commits are not signed: the check can fail.
-    assert!(!verify_commit(&repo.remote, &allowed, &fixture_head).status.success());
+    assert!(!verify_commit(&repo.remote, &allowed, &fixture_head)
+        .status
+        .success());
     // Nor does a signers file that trusts another key only.
     let other_dir = dir.path().join("other");
     std::fs::create_dir_all(&other_dir).unwrap();
     let (_, stranger) = signing_key(&other_dir);
     let strangers = dir.path().join("other_signers");
     std::fs::write(&strangers, format!("release-bot@example.com {stranger}\n")).unwrap();
-    assert!(!verify_commit(&repo.remote, &strangers, made[0]).status.success());
+    assert!(!verify_commit(&repo.remote, &strangers, made[0])
+        .status
+        .success());
     server.stop().await;
 }

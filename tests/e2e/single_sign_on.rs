@@ -103,7 +103,15 @@ async fn developers_release_to_dev_not_prod_and_the_commit_names_the_token_s_per
     let hamctl = hamctl_as(&server.url, Some(&dana), dir.path());
 
     let run = hamctl
-        .run(&["release", "--service", "shop", "--env", "dev", "--branch", "master"])
+        .run(&[
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "dev",
+            "--branch",
+            "master",
+        ])
         .await;
     assert_eq!(run.code, 0, "{}", run.err);
     let release = commit_info(&repo, "master");
@@ -123,11 +131,23 @@ async fn developers_release_to_dev_not_prod_and_the_commit_names_the_token_s_per
         "{}",
         release.body
     );
-    assert!(!release.body.contains("ceo@example.com"), "{}", release.body);
+    assert!(
+        !release.body.contains("ceo@example.com"),
+        "{}",
+        release.body
+    );
 
     let head = repo.remote_head();
     let refused = hamctl
-        .run(&["release", "--service", "shop", "--env", "prod", "--branch", "master"])
+        .run(&[
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "prod",
+            "--branch",
+            "master",
+        ])
         .await;
     assert_eq!(refused.code, 1);
     assert!(
@@ -161,7 +181,15 @@ async fn developers_release_to_dev_not_prod_and_the_commit_names_the_token_s_per
     // An SRE releases to prod, as themselves.
     let sam = people.id_token("sre").await;
     let run = hamctl_as(&server.url, Some(&sam), dir.path())
-        .run(&["release", "--service", "shop", "--env", "prod", "--branch", "master"])
+        .run(&[
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "prod",
+            "--branch",
+            "master",
+        ])
         .await;
     assert_eq!(run.code, 0, "{}", run.err);
     assert_eq!(
@@ -261,13 +289,30 @@ async fn tokens_that_do_not_fit_are_refused_naming_the_check() {
 async fn build_folder(id: &str) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("dev")).unwrap();
-    std::fs::write(root.path().join("dev/deployment.yaml"), "kind: Deployment\n").unwrap();
+    std::fs::write(
+        root.path().join("dev/deployment.yaml"),
+        "kind: Deployment\n",
+    )
+    .unwrap();
     let at = root.path().to_str().unwrap().to_string();
     for step in [
         vec![
-            "init", "--artifact-id", id, "--service", "shop", "--git-branch", "master",
-            "--git-sha", "abc123", "--git-author-name", "Ci Author", "--git-author-email",
-            "author@example.com", "--git-message", "Faster", "--ci-job-url",
+            "init",
+            "--artifact-id",
+            id,
+            "--service",
+            "shop",
+            "--git-branch",
+            "master",
+            "--git-sha",
+            "abc123",
+            "--git-author-name",
+            "Ci Author",
+            "--git-author-email",
+            "author@example.com",
+            "--git-message",
+            "Faster",
+            "--ci-job-url",
             "https://ci.example.com/1",
         ],
         vec!["end"],
@@ -291,7 +336,15 @@ async fn a_ci_token_with_the_right_claims_pushes_a_build_and_others_are_refused(
         let url = server.url.clone();
         async move {
             Cli::artifact()
-                .run(&["--root", &root, "push", "--server", &url, "--auth-token", &token])
+                .run(&[
+                    "--root",
+                    &root,
+                    "push",
+                    "--server",
+                    &url,
+                    "--auth-token",
+                    &token,
+                ])
                 .await
         }
     };
@@ -371,15 +424,43 @@ async fn hamctl_logs_in_with_a_browser_and_then_needs_no_token() {
 
     let who = hamctl.run(&["whoami"]).await;
     assert_eq!(who.code, 0, "{}", who.err);
-    assert!(who.out.contains("Dana Developer <dana@example.com>"), "{}", who.out);
-    assert!(who.out.contains("dev-team") && who.out.contains("developers"), "{}", who.out);
-    let dev_line = who.out.lines().find(|l| l.starts_with("dev ")).unwrap_or_default();
-    assert!(dev_line.contains("release, promote, rollback"), "{}", who.out);
-    let prod_line = who.out.lines().find(|l| l.starts_with("prod")).unwrap_or_default();
+    assert!(
+        who.out.contains("Dana Developer <dana@example.com>"),
+        "{}",
+        who.out
+    );
+    assert!(
+        who.out.contains("dev-team") && who.out.contains("developers"),
+        "{}",
+        who.out
+    );
+    let dev_line = who
+        .out
+        .lines()
+        .find(|l| l.starts_with("dev "))
+        .unwrap_or_default();
+    assert!(
+        dev_line.contains("release, promote, rollback"),
+        "{}",
+        who.out
+    );
+    let prod_line = who
+        .out
+        .lines()
+        .find(|l| l.starts_with("prod"))
+        .unwrap_or_default();
     assert!(!prod_line.contains("release"), "{}", who.out);
 
     let run = hamctl
-        .run(&["release", "--service", "shop", "--env", "dev", "--branch", "master"])
+        .run(&[
+            "release",
+            "--service",
+            "shop",
+            "--env",
+            "dev",
+            "--branch",
+            "master",
+        ])
         .await;
     assert_eq!(run.code, 0, "{}", run.err);
     assert_eq!(
@@ -409,7 +490,9 @@ async fn hamctl_logs_in_with_the_device_flow_and_refreshes_its_token() {
     let hamctl = hamctl_as(&server.url, None, &config_dir);
 
     let mut login = hamctl.spawn(&["login", "--device"]);
-    login.err_until(|line| line.trim().starts_with("code: ")).await;
+    login
+        .err_until(|line| line.trim().starts_with("code: "))
+        .await;
     let url = login
         .err_read()
         .lines()
@@ -427,11 +510,18 @@ async fn hamctl_logs_in_with_the_device_flow_and_refreshes_its_token() {
         )
         .await;
     browser
-        .run("document.getElementById('continue').click(); return true;", serde_json::json!([]))
+        .run(
+            "document.getElementById('continue').click(); return true;",
+            serde_json::json!([]),
+        )
         .await;
     let done = login.finish(Duration::from_secs(60)).await;
     assert_eq!(done.code, 0, "{}", done.err);
-    assert!(done.out.contains("Bree Brief <bree@example.com>"), "{}", done.out);
+    assert!(
+        done.out.contains("Bree Brief <bree@example.com>"),
+        "{}",
+        done.out
+    );
 
     let kept = std::fs::read_dir(config_dir.join("tokens"))
         .unwrap()
@@ -443,7 +533,9 @@ async fn hamctl_logs_in_with_the_device_flow_and_refreshes_its_token() {
         serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
     // Once the kept token has expired (the server would refuse it), hamctl
     // gets a new one with the refresh token.
-    let exp = claims(first["id_token"].as_str().unwrap())["exp"].as_i64().unwrap();
+    let exp = claims(first["id_token"].as_str().unwrap())["exp"]
+        .as_i64()
+        .unwrap();
     wait_until("the kept token to expire", Duration::from_secs(10), || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -63,8 +63,9 @@ impl AccessService for AccessServiceHandler {
             .await
             .map_err(to_status)?;
         let answer = self.gate.whoami(&who, &self.settings.environments);
-        let names =
-            |actions: &[crate::auth::Action]| actions.iter().map(|a| a.as_str().to_string()).collect();
+        let names = |actions: &[crate::auth::Action]| {
+            actions.iter().map(|a| a.as_str().to_string()).collect()
+        };
         Ok(Response::new(pb::WhoAmIResponse {
             kind: match answer.kind {
                 CredentialKind::Identity => pb::CredentialKind::IdentityToken,

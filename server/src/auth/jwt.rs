@@ -155,7 +155,10 @@ impl Algorithm {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum KeyMaterial {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// The uncompressed point: 0x04 || x || y.
     EcPoint(Vec<u8>),
 }
@@ -176,7 +179,11 @@ impl Key {
                 .and_then(Value::as_str)
                 .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
         };
-        if jwk.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+        if jwk
+            .get("use")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u != "sig")
+        {
             return None;
         }
         let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_string);
@@ -250,8 +257,7 @@ impl Unverified {
 
     /// Checks the signature with `key`.
     pub(crate) fn verify_signature(&self, key: &Key) -> Result<(), TokenError> {
-        if self.algorithm()? != key.alg || !key.verifies(self.signed.as_bytes(), &self.signature)
-        {
+        if self.algorithm()? != key.alg || !key.verifies(self.signed.as_bytes(), &self.signature) {
             return Err(TokenError::Signature);
         }
         Ok(())
@@ -313,9 +319,8 @@ mod tests {
     fn es256() -> (EcdsaKeyPair, Value) {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let point = pair.public_key().as_ref();
         let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
             "x": b64(&point[1..33]), "y": b64(&point[33..65])});
@@ -337,7 +342,11 @@ mod tests {
         let (pair, jwk) = es256();
         let keys = Key::from_jwks(&serde_json::json!({ "keys": [jwk] }));
         let claims = serde_json::json!({"iss": "https://idp", "aud": ["x", "rm"], "exp": 2000});
-        let token = sign(&pair, serde_json::json!({"alg": "ES256", "kid": "k1"}), claims);
+        let token = sign(
+            &pair,
+            serde_json::json!({"alg": "ES256", "kid": "k1"}),
+            claims,
+        );
         assert!(looks_like_jwt(&token));
         let parsed = split(&token).unwrap();
         let key = parsed.key_in(&keys).expect("the key by kid");
@@ -383,11 +392,7 @@ mod tests {
 
     #[test]
     fn other_algorithms_and_shapes_are_refused() {
-        let unsigned = format!(
-            "{}.{}.",
-            b64(br#"{"alg":"none"}"#),
-            b64(br#"{"exp":1}"#)
-        );
+        let unsigned = format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(br#"{"exp":1}"#));
         let parsed = split(&unsigned).unwrap();
         assert_eq!(
             parsed.algorithm(),

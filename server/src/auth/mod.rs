@@ -26,8 +26,8 @@ use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 
 use crate::domain::{FlowError, Reason};
-pub use oidc::{OidcSettings, TrustedIssuer};
 pub(crate) use oidc::Person;
+pub use oidc::{OidcSettings, TrustedIssuer};
 pub(crate) use rules::Action;
 
 /// Which kind of caller a call is for.
@@ -376,7 +376,8 @@ impl Gatekeeper {
     pub(crate) fn whoami(&self, identity: &Identity, environments: &[String]) -> WhoAmI {
         let may = |action: Action, environment: Option<&str>| match identity {
             Identity::Open | Identity::Token(_) => {
-                let open = |role: Role| self.auth.role_open(role) && role.actions().contains(&action);
+                let open =
+                    |role: Role| self.auth.role_open(role) && role.actions().contains(&action);
                 matches!(identity, Identity::Token(role) if role.actions().contains(&action))
                     || open(Role::Operator)
                     || open(Role::ArtifactPusher)
@@ -426,8 +427,7 @@ impl Gatekeeper {
                     .iter()
                     .map(|r| r.name.clone())
                     .collect();
-            } else if let Some(groups) = person.claims.get("groups").and_then(|g| g.as_array())
-            {
+            } else if let Some(groups) = person.claims.get("groups").and_then(|g| g.as_array()) {
                 answer.groups = groups
                     .iter()
                     .filter_map(|g| g.as_str().map(str::to_string))

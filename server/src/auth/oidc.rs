@@ -105,14 +105,25 @@ impl Person {
         let local: String = self
             .subject
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "._-+".contains(c) { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-+".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
         format!("{local}@{host}")
     }
 
     /// How logs name them: email, subject and issuer.
     pub(crate) fn describe(&self) -> String {
-        format!("{} (sub {:?} of {})", self.email(), self.subject, self.issuer)
+        format!(
+            "{} (sub {:?} of {})",
+            self.email(),
+            self.subject,
+            self.issuer
+        )
     }
 }
 
@@ -245,9 +256,7 @@ impl Issuers {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .ok_or_else(|| {
-                    TokenError::IssuerUnavailable(format!(
-                        "its discovery document has no {name}"
-                    ))
+                    TokenError::IssuerUnavailable(format!("its discovery document has no {name}"))
                 })
         };
         let said = text("issuer")?;
@@ -301,7 +310,9 @@ impl Issuers {
             ])
             .send()
             .await
-            .map_err(|e| unavailable(format!("the token endpoint: {}", crate::domain::chain(&e))))?;
+            .map_err(|e| {
+                unavailable(format!("the token endpoint: {}", crate::domain::chain(&e)))
+            })?;
         let status = response.status();
         let body: Value = response
             .json_body()
@@ -333,9 +344,7 @@ impl Issuers {
         let key = {
             let mut cache = issuer.cache.lock().await;
             if unverified.key_in(&cache.keys).is_none()
-                && cache
-                    .fetched
-                    .is_none_or(|at| at.elapsed() >= REFETCH_AFTER)
+                && cache.fetched.is_none_or(|at| at.elapsed() >= REFETCH_AFTER)
             {
                 self.fetch(issuer, &mut cache).await?;
             }
@@ -401,7 +410,10 @@ mod tests {
     #[test]
     fn a_person_is_named_by_their_claims() {
         let full = person(serde_json::json!({"name": "Dana", "email": "dana@example.com"}));
-        assert_eq!((full.name(), full.email().as_str()), ("Dana", "dana@example.com"));
+        assert_eq!(
+            (full.name(), full.email().as_str()),
+            ("Dana", "dana@example.com")
+        );
         let bare = person(serde_json::json!({"preferred_username": "dana"}));
         assert_eq!(bare.name(), "dana");
         assert_eq!(bare.email(), "u-1@idp.example.com");

@@ -228,14 +228,17 @@ impl Rule {
                 || email.is_some_and(|e| self.emails.iter().any(|x| x.eq_ignore_ascii_case(e))))
             && (self.subjects.is_empty()
                 || subject.is_some_and(|s| self.subjects.iter().any(|x| x == s)))
-            && self.claims.iter().all(|(name, pattern)| match claims.get(name) {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(claim_text)
-                    .any(|v| pattern.matches(&v)),
-                Some(value) => claim_text(value).is_some_and(|v| pattern.matches(&v)),
-                None => false,
-            })
+            && self
+                .claims
+                .iter()
+                .all(|(name, pattern)| match claims.get(name) {
+                    Some(Value::Array(items)) => items
+                        .iter()
+                        .filter_map(claim_text)
+                        .any(|v| pattern.matches(&v)),
+                    Some(value) => claim_text(value).is_some_and(|v| pattern.matches(&v)),
+                    None => false,
+                })
     }
 
     fn allows(&self, action: Action, environment: Option<&str>) -> bool {
@@ -322,7 +325,10 @@ impl RulesInForce {
 
     /// The rules now.
     pub(crate) fn get(&self) -> Option<Arc<Rules>> {
-        self.current.read().expect("rules lock not poisoned").clone()
+        self.current
+            .read()
+            .expect("rules lock not poisoned")
+            .clone()
     }
 
     /// Reads the file again; on an error the rules in force stay.
@@ -375,7 +381,9 @@ rules:
                 .map(|r| r.name.as_str()),
             Some("developers")
         );
-        assert!(rules.allowing(&dev, Action::Release, Some("prod")).is_none());
+        assert!(rules
+            .allowing(&dev, Action::Release, Some("prod"))
+            .is_none());
         assert!(rules.allowing(&dev, Action::Policy, Some("dev")).is_none());
         let sre = claims(serde_json::json!({"groups": "sre"}));
         assert!(rules.allowing(&sre, Action::Policy, Some("prod")).is_some());
@@ -386,9 +394,14 @@ rules:
         let other = claims(serde_json::json!({
             "iss": "https://token.actions.githubusercontent.com", "repository_owner": "mallory"}));
         assert!(rules.allowing(&other, Action::PushArtifact, None).is_none());
-        let lead = claims(serde_json::json!({"email": "lead@example.com", "repository": "acme/shop-web"}));
-        assert!(rules.allowing(&lead, Action::Release, Some("prod-eu")).is_some());
-        assert!(rules.allowing(&lead, Action::Release, Some("prod")).is_none());
+        let lead =
+            claims(serde_json::json!({"email": "lead@example.com", "repository": "acme/shop-web"}));
+        assert!(rules
+            .allowing(&lead, Action::Release, Some("prod-eu"))
+            .is_some());
+        assert!(rules
+            .allowing(&lead, Action::Release, Some("prod"))
+            .is_none());
         assert_eq!(rules.groups(&dev), vec!["dev-team", "x"]);
     }
 
@@ -405,12 +418,19 @@ rules:
 
     #[test]
     fn a_bad_file_is_refused_naming_the_line() {
-        let unknown_action = "rules:\n  - name: a\n    groups: [x]\n    actions: [release, deploy]\n";
+        let unknown_action =
+            "rules:\n  - name: a\n    groups: [x]\n    actions: [release, deploy]\n";
         let error = Rules::parse(unknown_action).unwrap_err();
-        assert!(error.contains("deploy") && error.contains("line 4"), "{error}");
+        assert!(
+            error.contains("deploy") && error.contains("line 4"),
+            "{error}"
+        );
         let unknown_field = "rules:\n  - name: a\n    group: [x]\n    actions: [release]\n";
         let error = Rules::parse(unknown_field).unwrap_err();
-        assert!(error.contains("group") && error.contains("line 3"), "{error}");
+        assert!(
+            error.contains("group") && error.contains("line 3"),
+            "{error}"
+        );
         let everyone = "rules:\n  - name: a\n    actions: [release]\n";
         let error = Rules::parse(everyone).unwrap_err();
         assert!(error.contains("matches nobody in particular"), "{error}");

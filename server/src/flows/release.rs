@@ -8,8 +8,8 @@ use release_manager::spec::ArtifactSpec;
 
 use super::{BuildSource, FlowContext, Outcome, ReleaseDone, WriteRequest};
 use crate::domain::{git, FlowError, Reason};
-use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::commits::write_commit;
+use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::message::compose;
 use crate::repo::tree::{blob_at, replace_at, tree_at};
 

@@ -53,7 +53,12 @@ impl CommitSigner {
         // at the first commit.
         signer
             .sign(b"release manager signing key check")
-            .map_err(|e| format!("cannot sign with a {} key: {e} (use ed25519 or ecdsa-sha2-nistp256)", signer.key.algorithm()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot sign with a {} key: {e} (use ed25519 or ecdsa-sha2-nistp256)",
+                    signer.key.algorithm()
+                )
+            })?;
         Ok(signer)
     }
 
@@ -141,7 +146,9 @@ Mv3mqIf/d8tpOirhnH8YAAAAB3Rlc3RrZXkBAgMEBQY=
     fn a_signed_commit_carries_an_ssh_signature_over_its_content() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init_bare(dir.path()).unwrap();
-        let tree = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
+        let tree = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
         let signer = Arc::new(CommitSigner::from_openssh(KEY).unwrap());
         assert!(signer.public_key().starts_with("ssh-ed25519 "));
         let identity = CommitIdentity {
@@ -155,26 +162,46 @@ Mv3mqIf/d8tpOirhnH8YAAAAB3Rlc3RrZXkBAgMEBQY=
         assert_eq!(commit.author().email(), Some("dana@example.com"));
         let (signature, signed) = repo.extract_signature(&oid, None).unwrap();
         let signature = std::str::from_utf8(&signature).unwrap();
-        assert!(signature.starts_with("-----BEGIN SSH SIGNATURE-----"), "{signature}");
+        assert!(
+            signature.starts_with("-----BEGIN SSH SIGNATURE-----"),
+            "{signature}"
+        );
         let parsed: ssh_key::SshSig = signature.parse().unwrap();
         signer
             .key
             .public_key()
             .verify("git", &signed, &parsed)
             .expect("the signature is over the commit's content");
-        assert!(signer.key.public_key().verify("git", b"other", &parsed).is_err());
+        assert!(signer
+            .key
+            .public_key()
+            .verify("git", b"other", &parsed)
+            .is_err());
     }
 
     #[test]
     fn unsigned_without_a_key_and_bad_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init_bare(dir.path()).unwrap();
-        let tree = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
-        let person = git2::Signature::now("Dana", "dana@example.com").unwrap();
-        let oid = write_commit(&repo, &CommitIdentity::default(), &person, &person, "t\n", &tree, &[])
+        let tree = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
             .unwrap();
+        let person = git2::Signature::now("Dana", "dana@example.com").unwrap();
+        let oid = write_commit(
+            &repo,
+            &CommitIdentity::default(),
+            &person,
+            &person,
+            "t\n",
+            &tree,
+            &[],
+        )
+        .unwrap();
         assert!(repo.extract_signature(&oid, None).is_err());
-        assert_eq!(repo.find_commit(oid).unwrap().committer().name(), Some("Dana"));
+        assert_eq!(
+            repo.find_commit(oid).unwrap().committer().name(),
+            Some("Dana")
+        );
         let error = CommitSigner::from_openssh("not a key").unwrap_err();
         assert!(error.contains("OPENSSH PRIVATE KEY"), "{error}");
     }

@@ -86,15 +86,18 @@ impl Provider {
         let answer = http::get(self.addr, &format!("/test/token?user={person}")).await;
         assert_eq!(answer.status, 200, "{}", answer.whole());
         let tokens: serde_json::Value = serde_json::from_str(&answer.text()).expect("JSON");
-        tokens["id_token"].as_str().expect("an ID token").to_string()
+        tokens["id_token"]
+            .as_str()
+            .expect("an ID token")
+            .to_string()
     }
 
     /// A CI pipeline's access token (a JWT for [`CI_AUDIENCE`], with the
     /// pipeline's `repository_owner`), by the client credentials grant.
     pub async fn ci_token(&self, client: &str) -> String {
         use base64::Engine;
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{client}:{client}-secret"));
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{client}:{client}-secret"));
         let answer = http::request(
             self.addr,
             "POST",

@@ -151,7 +151,8 @@ impl Browser {
         let path = format!("/session/{}/cookie", self.session.id);
         let all = call(self.session.driver, "GET", &path, None).await;
         all["value"].as_array()?.iter().find_map(|cookie| {
-            (cookie["name"] == name).then(|| cookie["value"].as_str().unwrap_or_default().to_string())
+            (cookie["name"] == name)
+                .then(|| cookie["value"].as_str().unwrap_or_default().to_string())
         })
     }
 

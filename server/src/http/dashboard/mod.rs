@@ -262,7 +262,11 @@ async fn read_matrix(
     .map_err(|e| read_failure(e, false))
 }
 
-async fn matrix_page(State(state): State<DashboardState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn matrix_page(
+    State(state): State<DashboardState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if let Err(refused) = admitted(&state, &headers, Some(&uri)).await {
         return refused;
     }

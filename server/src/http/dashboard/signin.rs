@@ -146,9 +146,8 @@ fn over_https(headers: &HeaderMap) -> bool {
             .map(str::to_ascii_lowercase)
     };
     said("x-forwarded-proto").is_some_and(|p| p.split(',').next().map(str::trim) == Some("https"))
-        || said("forwarded").is_some_and(|f| {
-            f.split([';', ',']).any(|part| part.trim() == "proto=https")
-        })
+        || said("forwarded")
+            .is_some_and(|f| f.split([';', ',']).any(|part| part.trim() == "proto=https"))
 }
 
 fn cookie(headers: &HeaderMap, value: &str, max_age: u64) -> String {
@@ -177,7 +176,12 @@ fn sso_available(state: &DashboardState) -> bool {
     state.gate.issuers().is_some() && state.gate.auth().oidc.client_id.is_some()
 }
 
-fn login_page(state: &DashboardState, status: StatusCode, problem: Option<&str>, next: &str) -> Response {
+fn login_page(
+    state: &DashboardState,
+    status: StatusCode,
+    problem: Option<&str>,
+    next: &str,
+) -> Response {
     let token_form = state.gate.auth().tokens(Role::Operator).next().is_some();
     (
         status,
@@ -225,7 +229,12 @@ pub(crate) async fn login(
         return response;
     }
     let presented = form_field(&body, "token").unwrap_or_default();
-    if presented.is_empty() || !state.gate.auth().static_token_matches(&presented, Role::Operator) {
+    if presented.is_empty()
+        || !state
+            .gate
+            .auth()
+            .static_token_matches(&presented, Role::Operator)
+    {
         tracing::warn!(client = %peer.ip(), "dashboard sign-in refused: not the hamctl token");
         return login_page(
             &state,
@@ -244,9 +253,10 @@ pub(crate) async fn single_sign_on(
     headers: HeaderMap,
 ) -> Response {
     let next = safe_next(query.get("next").map(String::as_str));
-    let (Some(issuers), Some(client_id)) =
-        (state.gate.issuers(), state.gate.auth().oidc.client_id.clone())
-    else {
+    let (Some(issuers), Some(client_id)) = (
+        state.gate.issuers(),
+        state.gate.auth().oidc.client_id.clone(),
+    ) else {
         return Redirect::to("/login").into_response();
     };
     let endpoints = match issuers.sign_in_endpoints().await {
@@ -264,11 +274,18 @@ pub(crate) async fn single_sign_on(
     let Some(host) = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
     else {
         return (StatusCode::BAD_REQUEST, "no usable Host header\n").into_response();
     };
-    let scheme = if over_https(&headers) { "https" } else { "http" };
+    let scheme = if over_https(&headers) {
+        "https"
+    } else {
+        "http"
+    };
     let verifier = random_id();
     let attempt = Attempt {
         nonce: random_id(),
@@ -291,7 +308,11 @@ pub(crate) async fn single_sign_on(
     .collect::<Vec<_>>()
     .join("&");
     let state_id = state.attempts.start(attempt);
-    let separator = if endpoints.authorization.contains('?') { '&' } else { '?' };
+    let separator = if endpoints.authorization.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     Redirect::to(&format!(
         "{}{separator}{query}&state={state_id}",
         endpoints.authorization
@@ -320,9 +341,10 @@ pub(crate) async fn callback(
     let Some(code) = query.get("code") else {
         return refused(query.get("error").map(String::as_str).unwrap_or("no code"));
     };
-    let (Some(issuers), Some(client_id)) =
-        (state.gate.issuers(), state.gate.auth().oidc.client_id.as_deref())
-    else {
+    let (Some(issuers), Some(client_id)) = (
+        state.gate.issuers(),
+        state.gate.auth().oidc.client_id.as_deref(),
+    ) else {
         return refused("single sign-on is not configured");
     };
     let person = match issuers
@@ -448,7 +470,10 @@ mod tests {
         assert_eq!(form_field(b"x=1&token=t", "token").as_deref(), Some("t"));
         assert_eq!(form_field(b"x=1", "token"), None);
         assert_eq!(form_field(b"token=%zz%", "token").as_deref(), Some("%zz%"));
-        assert_eq!(percent_decode(&percent_encode("/service/a b?x=1&y")), "/service/a b?x=1&y");
+        assert_eq!(
+            percent_decode(&percent_encode("/service/a b?x=1&y")),
+            "/service/a b?x=1&y"
+        );
     }
 
     #[test]
@@ -477,13 +502,18 @@ mod tests {
         forwarded.insert("forwarded", "for=1.2.3.4;proto=https".parse().unwrap());
         assert!(over_https(&forwarded));
         let c = cookie(&HeaderMap::new(), "abc", 60);
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Max-Age=60"));
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Max-Age=60")
+        );
     }
 
     #[test]
     fn the_cookie_is_read_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, format!("a=b; {COOKIE}=xyz; c=d").parse().unwrap());
+        headers.insert(
+            header::COOKIE,
+            format!("a=b; {COOKIE}=xyz; c=d").parse().unwrap(),
+        );
         assert_eq!(session_id(&headers), Some("xyz"));
         assert_eq!(session_id(&HeaderMap::new()), None);
     }
