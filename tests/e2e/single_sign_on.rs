@@ -591,3 +591,51 @@ async fn comma_separated_static_tokens_all_work() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn keys_the_issuer_rotates_are_fetched_again() {
+    let repo = fixture();
+    let before = Provider::start().await;
+    let port = before.port();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&repo, &before, None, dir.path()).await;
+    let status = |token: String| {
+        let url = server.url.clone();
+        async move {
+            client_with_token(&url, Some(&token))
+                .await
+                .status(pb::StatusRequest {
+                    service: "shop".into(),
+                    namespace: String::new(),
+                })
+                .await
+        }
+    };
+    let old = before.id_token("dev").await;
+    status(old.clone())
+        .await
+        .expect("a token of the first keys");
+    // The issuer restarts at the same address with new keys (new key ids).
+    drop(before);
+    let after = Provider::start_on(port).await;
+    let token = after.id_token("dev").await;
+    let kid = |token: &str| {
+        use base64::Engine;
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&header).unwrap()["kid"].clone()
+    };
+    assert_ne!(kid(&token), kid(&old), "the keys were rotated");
+    wait_for(
+        "the server to fetch the new keys",
+        Duration::from_secs(10),
+        || {
+            let token = token.clone();
+            let status = &status;
+            async move { status(token).await.ok() }
+        },
+    )
+    .await;
+    server.stop().await;
+}

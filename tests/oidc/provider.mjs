@@ -11,7 +11,9 @@
 // over HTTP, so a test can hold a person's real ID token without a browser.
 //
 // Usage: node provider.mjs MODULES_DIR   (MODULES_DIR holds oidc-provider)
-// Prints one line `{"issuer": "http://127.0.0.1:PORT"}` once it listens.
+// Listens on OIDC_PORT (default: any free port) and prints one line
+// `{"issuer": "http://127.0.0.1:PORT"}` once it listens. Its key ids are new
+// at every start, as a provider's are after it rotates its keys.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -90,7 +92,12 @@ const configuration = {
   scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
   // The ID token carries the person's claims (it is the bearer token).
   conformIdTokenClaims: false,
-  jwks: { keys: [await key('RS256', 'people-rs256'), await key('ES256', 'ci-es256')] },
+  jwks: {
+    keys: [
+      await key('RS256', `people-rs256-${randomBytes(4).toString('hex')}`),
+      await key('ES256', `ci-es256-${randomBytes(4).toString('hex')}`),
+    ],
+  },
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: false },
@@ -142,7 +149,7 @@ const configuration = {
 };
 
 const server = createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(Number(process.env.OIDC_PORT || 0), '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 const provider = new Provider(issuer, configuration);
 

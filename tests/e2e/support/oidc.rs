@@ -40,6 +40,11 @@ fn modules() -> PathBuf {
 impl Provider {
     /// Starts a provider and waits until it listens.
     pub async fn start() -> Provider {
+        Provider::start_on(0).await
+    }
+
+    /// Starts a provider on loopback port `port` (0: any), with new keys.
+    pub async fn start_on(port: u16) -> Provider {
         let script = workspace_root().join("tests/oidc/provider.mjs");
         let mut command = Command::new("node");
         command
@@ -47,6 +52,7 @@ impl Provider {
             .arg(modules())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("OIDC_PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -78,6 +84,11 @@ impl Provider {
             addr,
             _process: process,
         }
+    }
+
+    /// Its loopback port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// A person's real ID token (audience `hamctl`), got through the
