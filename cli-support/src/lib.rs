@@ -28,6 +28,4 @@ pub use crate::exit::{
     EXIT_USAGE,
 };
 pub use crate::timeout::{parse_request_timeout, time_limit, DEFAULT_REQUEST_TIMEOUT};
-pub use crate::wording::{
-    describe_status, describe_status_or_sign_in, error_chain, keep_lines, one_line,
-};
+pub use crate::wording::{describe_status, error_chain, keep_lines, one_line};

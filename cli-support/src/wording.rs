@@ -8,16 +8,6 @@ use tonic::Code;
 /// `<code word>: <server message>`, on one line. An `Unauthenticated` status
 /// ends with how to pass a token: `--auth-token` or the variable `token_env`.
 pub fn describe_status(status: &tonic::Status, token_env: &str) -> String {
-    describe_status_or_sign_in(status, token_env, None)
-}
-
-/// Like [`describe_status`], where a sign-in (`sign_in`, a command) is
-/// another way to pass the `Unauthenticated` check.
-pub fn describe_status_or_sign_in(
-    status: &tonic::Status,
-    token_env: &str,
-    sign_in: Option<&str>,
-) -> String {
     if status.code() == Code::Cancelled && status.message() == "Timeout expired" {
         // The client's own deadline (--request-timeout), not the server's.
         return "timed out waiting for the server's answer (--request-timeout); \
@@ -35,12 +25,7 @@ pub fn describe_status_or_sign_in(
         format!("{word}: {message}")
     };
     if status.code() == Code::Unauthenticated {
-        match sign_in {
-            Some(command) => text.push_str(&format!(
-                " (run `{command}`, or pass --auth-token or set {token_env})"
-            )),
-            None => text.push_str(&format!(" (pass --auth-token or set {token_env})")),
-        }
+        text.push_str(&format!(" (pass --auth-token or set {token_env})"));
     }
     text
 }

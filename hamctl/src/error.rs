@@ -5,7 +5,7 @@
 //! read as `cli_support` words them (the token hint naming
 //! [`TOKEN_ENV`]). It must not print or pick exit codes: `lib.rs` does that.
 
-use cli_support::{describe_status_or_sign_in, ConnectError};
+use cli_support::{describe_status, ConnectError};
 
 /// The variable that holds the auth token, named when the server refuses a
 /// call as unauthenticated.
@@ -21,7 +21,8 @@ pub(crate) enum CliError {
     Connect(#[from] ConnectError),
 
     /// The server answered with an error status.
-    #[error("{}", describe_status_or_sign_in(.0, TOKEN_ENV, Some("hamctl login")))]
+    // A server with single sign-on names `hamctl login` in its message.
+    #[error("{}", describe_status(.0, TOKEN_ENV))]
     Server(Box<tonic::Status>),
 
     /// Signing in failed.
@@ -80,7 +81,7 @@ mod tests {
         let error = CliError::from(tonic::Status::unauthenticated("missing token"));
         assert_eq!(
             error.to_string(),
-            "unauthenticated: missing token (run `hamctl login`, or pass --auth-token or set HAMCTL_AUTH_TOKEN)"
+            "unauthenticated: missing token (pass --auth-token or set HAMCTL_AUTH_TOKEN)"
         );
     }
 

@@ -30,7 +30,7 @@ pub(crate) enum TokenError {
     #[error("the token's signature does not verify with the issuer's key")]
     Signature,
     /// `exp` is past (beyond the leeway), or missing.
-    #[error("the token expired at {0} (unix time); sign in again")]
+    #[error("the token expired at {0} (unix time); sign in again (`hamctl login`)")]
     Expired(i64),
     /// The token has no `exp`.
     #[error("the token has no expiry (exp)")]
