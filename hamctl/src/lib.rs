@@ -44,6 +44,7 @@ mod release;
 mod request_id;
 mod rollback;
 mod services;
+mod shuttle;
 mod status;
 mod wait;
 mod watch;
@@ -153,6 +154,8 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
         Command::Completions(args) => completions::run(args, Cli::command(), printer),
+        Command::Version => Ok(printer.line(&format!("hamctl {}", env!("CARGO_PKG_VERSION")))?),
+        Command::Login(_) => unreachable!("Cli::parse_checked refuses login"),
     }
 }
 

@@ -219,6 +219,18 @@ impl ReleaseService for ReleaseServiceHandler {
                     service: r.service,
                     environment: known_environment(&self.settings, &r.environment)?,
                     namespace: namespace(r.namespace)?,
+                    from_environment: match r.from_environment.as_str() {
+                        "" => None,
+                        from => Some(known_environment(&self.settings, from).map_err(|_| {
+                            FlowError::invalid(
+                                "from_environment",
+                                format!(
+                                    "unknown environment {from:?} to promote from; known environments: {}",
+                                    self.settings.environments.join(", ")
+                                ),
+                            )
+                        })?),
+                    },
                 },
                 committer: committer(r.committer)?,
                 request_id: request_id(r.request_id)?,

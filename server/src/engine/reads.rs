@@ -165,7 +165,8 @@ impl Reader {
                                 .find(|r| *r.namespace == *ns && *r.artifact_id == *spec.id)
                             {
                                 status.released_at = Some(convert::timestamp(record.time));
-                                let details = ReleaseDetails::read(repo, record.commit)
+                                let folder = format!("{environment}/releases/{ns}/{service}");
+                                let details = ReleaseDetails::read_folder(repo, record.commit, &folder)
                                     .map_err(git("read a release commit"))?;
                                 status.released_by = Some(convert::person(&details.released_by));
                                 status.release_commit_sha = record.commit.to_string();
@@ -321,7 +322,7 @@ impl Reader {
                 return Ok(None);
             }
             let entries = view
-                .releases(environment, service)
+                .release_history(environment, service)
                 .map(|record| (record.commit.to_string(), record.clone()));
             let (records, next_page_token) = paging::take(entries, page, "release")?;
             // Reading the commits can take a while for a long page: the
@@ -330,7 +331,8 @@ impl Reader {
             let mut releases = Vec::with_capacity(records.len());
             for record in &records {
                 // Who released and the title live in the commit, not the index.
-                let details = ReleaseDetails::read(repo, record.commit)
+                let folder = format!("{environment}/releases/{}/{service}", record.namespace);
+                let details = ReleaseDetails::read_folder(repo, record.commit, &folder)
                     .map_err(git("read a release commit"))?;
                 releases.push(convert::release_record(record, &details));
             }

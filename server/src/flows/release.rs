@@ -8,8 +8,8 @@ use release_manager::spec::ArtifactSpec;
 
 use super::{BuildSource, FlowContext, Outcome, ReleaseDone, WriteRequest};
 use crate::domain::{git, FlowError, Reason};
-use crate::repo::index::{ReleaseKind, Signature};
-use crate::repo::message::compose;
+use crate::repo::index::{BuildFolder, ReleaseKind, Signature};
+use crate::repo::message::{compose, compose_release_title, intent_value};
 use crate::repo::tree::{blob_at, replace_at, tree_at};
 
 /// A build found in the repository.
@@ -32,7 +32,16 @@ pub(super) fn release(
     kind: ReleaseKind,
 ) -> Result<ReleaseDone, FlowError> {
     let build = find_build(ctx, service, source)?;
-    release_build(ctx, request, service, environment, &build, namespace, kind)
+    release_build(
+        ctx,
+        request,
+        service,
+        environment,
+        &build,
+        namespace,
+        kind,
+        None,
+    )
 }
 
 /// Finds a build by branch (at the tip) or by artifact id (in history).
@@ -45,8 +54,7 @@ pub(crate) fn find_build<'r>(
     match source {
         BuildSource::Branch(branch) => {
             let root = crate::repo::tree::tree_of(repo, ctx.tip).map_err(git("read the tip"))?;
-            let path = format!("builds/{service}/{branch}");
-            let Some(tree) = tree_at(repo, &root, &path).map_err(git("read a tree"))? else {
+            let Some((path, tree)) = branch_build_folder(ctx, &root, service, branch)? else {
                 return Err(unknown_build(
                     ctx,
                     &root,
@@ -76,7 +84,7 @@ pub(crate) fn find_build<'r>(
             };
             let root = crate::repo::tree::tree_of(repo, record.commit)
                 .map_err(git("read a build commit"))?;
-            let path = format!("builds/{service}/{}", record.branch);
+            let path = format!("{}/{service}/{}", record.folder.name(), record.branch);
             let tree = tree_at(repo, &root, &path)
                 .map_err(git("read a tree"))?
                 .ok_or_else(|| {
@@ -95,6 +103,37 @@ pub(crate) fn find_build<'r>(
     }
 }
 
+/// The folder at the tip holding the latest build of `branch`:
+/// `builds/<service>/<branch>`, or the original's
+/// `artifacts/<service>/<branch>` (April 2019 to mid-2020). When both hold
+/// one, the one built last wins.
+pub(crate) fn branch_build_folder<'r>(
+    ctx: &FlowContext<'r>,
+    root: &Tree<'r>,
+    service: &str,
+    branch: &str,
+) -> Result<Option<(String, Tree<'r>)>, FlowError> {
+    let newest = ctx
+        .view
+        .builds(service)
+        .find(|b| &*b.branch == branch)
+        .map(|b| b.folder);
+    let mut order = BuildFolder::ALL.to_vec();
+    if let Some(newest) = newest {
+        order.retain(|f| *f != newest);
+        order.insert(0, newest);
+    }
+    for folder in order {
+        let path = format!("{}/{service}/{branch}", folder.name());
+        if let Some(tree) = tree_at(ctx.repo, root, &path).map_err(git("read a tree"))? {
+            if tree.get_name("artifact.json").is_some() {
+                return Ok(Some((path, tree)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn unknown_build(
     ctx: &FlowContext<'_>,
     root: &Tree<'_>,
@@ -102,15 +141,22 @@ fn unknown_build(
     reason: Reason,
     what: &str,
 ) -> FlowError {
-    let known_service = tree_at(ctx.repo, root, &format!("builds/{service}"))
-        .ok()
-        .flatten()
-        .is_some();
-    if known_service {
-        FlowError::not_found(reason, format!("{what} for service {service:?}"))
-    } else {
-        crate::domain::catalog::unknown_service_at(ctx.repo, root, service)
+    if ctx.view.builds(service).next().is_some() {
+        return FlowError::not_found(reason, format!("{what} for service {service:?}"));
     }
+    let released_in: std::collections::BTreeSet<String> = ctx
+        .settings
+        .environments
+        .iter()
+        .filter(|e| ctx.view.releases(e, service).next().is_some())
+        .cloned()
+        .collect();
+    if !released_in.is_empty() {
+        // Known by its releases, but none of its builds is in the
+        // repository: never "unknown service" (it runs).
+        return crate::domain::catalog::no_readable_build(service, &released_in);
+    }
+    crate::domain::catalog::unknown_service_at(ctx.repo, root, service)
 }
 
 /// Reads and parses the artifact.json of a build folder.
@@ -145,6 +191,7 @@ pub(crate) fn release_build(
     build: &Build<'_>,
     namespace: Option<&str>,
     kind: ReleaseKind,
+    from_environment: Option<&str>,
 ) -> Result<ReleaseDone, FlowError> {
     let repo = ctx.repo;
     let artifact_id = build.spec.id.clone();
@@ -179,7 +226,6 @@ pub(crate) fn release_build(
         name: build.spec.application.author_name.clone(),
         email: build.spec.application.author_email.clone(),
     };
-    let title = format!("[{environment}/{service}] release {artifact_id}");
     let commit = commit_release_folder(
         ctx,
         request,
@@ -188,11 +234,12 @@ pub(crate) fn release_build(
             environment,
             namespace: &namespace,
             folder,
-            title: &title,
             artifact_id: &artifact_id,
             branch: &build.branch,
             kind,
             author: &author,
+            from_environment,
+            previous_artifact_id: None,
         },
     )?;
     Ok(ReleaseDone {
@@ -222,12 +269,15 @@ pub(crate) struct ReleaseCommit<'a> {
     pub(crate) namespace: &'a str,
     /// The new `<env>/releases/<namespace>/<service>` tree.
     pub(crate) folder: Oid,
-    pub(crate) title: &'a str,
     pub(crate) artifact_id: &'a str,
     pub(crate) branch: &'a str,
     pub(crate) kind: ReleaseKind,
     /// The build's source author; the requester when unknown.
     pub(crate) author: &'a Signature,
+    /// A promotion: the environment the artifact came from.
+    pub(crate) from_environment: Option<&'a str>,
+    /// A rollback: the artifact that ran before.
+    pub(crate) previous_artifact_id: Option<&'a str>,
 }
 
 /// Replaces the release folder and commits on `ctx.tip`; `None` when the
@@ -260,15 +310,49 @@ pub(crate) fn commit_release_folder(
     .expect("a tree with a release folder is not empty");
     let new_root = repo.find_tree(new_root).map_err(git("read a tree"))?;
     let committer_line = format!("{} <{}>", request.committer.name, request.committer.email);
+    let author_line = format!("{} <{}>", release.author.name, release.author.email);
+    // Written for the original release manager too (its
+    // `internal/commitinfo` reads the title, `Artifact-released-by`,
+    // `Artifact-created-by` and `Release-intent` with its detail fields),
+    // then what only this server reads.
+    let title = compose_release_title(
+        release.kind,
+        release.environment,
+        release.service,
+        release.artifact_id,
+        &request.committer.email,
+    );
+    let (detail_key, detail) = match release.kind {
+        ReleaseKind::Branch => ("Release-of-branch", release.branch),
+        ReleaseKind::Promote => (
+            "Promoted-from-environment",
+            release.from_environment.unwrap_or_default(),
+        ),
+        ReleaseKind::Rollback => (
+            "Rollback-of-artifact-id",
+            release.previous_artifact_id.unwrap_or_default(),
+        ),
+        _ => ("", ""),
+    };
     let message = compose(
-        release.title,
+        &title,
         &[
-            ("Artifact-ID", release.artifact_id),
             ("Service", release.service),
             ("Environment", release.environment),
+            ("Artifact-ID", release.artifact_id),
+            ("Artifact-released-by", &committer_line),
+            (
+                "Artifact-created-by",
+                if release.author.email.is_empty() {
+                    ""
+                } else {
+                    &author_line
+                },
+            ),
+            ("Release-intent", intent_value(release.kind)),
+            (detail_key, detail),
             ("Namespace", release.namespace),
             ("Branch", release.branch),
-            ("Release-intent", release.kind.as_str()),
             ("Released-by", &committer_line),
             (
                 "Request-ID",

@@ -428,6 +428,7 @@ fn intent_word(kind: crate::repo::index::ReleaseKind) -> &'static str {
         ReleaseKind::Promote => "promote",
         ReleaseKind::Rollback => "rollback",
         ReleaseKind::AutoRelease => "auto-release",
+        ReleaseKind::Edit => "edit",
     }
 }
 
