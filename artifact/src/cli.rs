@@ -8,7 +8,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::global::GlobalArgs;
-use crate::{add, end, init, push};
+use crate::{add, end, init, outcome, push};
 
 /// artifact: write artifact.json for a build step by step in CI, and push the
 /// finished build to the release manager.
@@ -44,6 +44,10 @@ pub(crate) enum Command {
     Add(add::AddArgs),
     End(end::EndArgs),
     Push(push::PushArgs),
+    Successful(outcome::SuccessfulArgs),
+    Failure(outcome::FailureArgs),
+    /// Print artifact's version (as --version does)
+    Version,
 }
 
 #[cfg(test)]

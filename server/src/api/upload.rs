@@ -470,6 +470,9 @@ mod tests {
         let s = settings();
         check_path("prod/x.yaml", &s).unwrap();
         let err = check_path("staging/x.yaml", &s).unwrap_err();
-        assert!(err.contains("(dev, prod)"), "{err}");
+        assert!(
+            err.contains("(dev, prod)") && err.contains("ARTIFACT_ENVIRONMENTS"),
+            "{err}"
+        );
     }
 }
