@@ -1,10 +1,11 @@
-//! Bearer-token authentication, one token per role, compared in constant
-//! time. Tokens are never logged. Health and reflection stay open so that
+//! Bearer-token authentication, tokens per role (each setting a
+//! comma-separated list, as the original release manager took them, so
+//! that a token can be rotated without a moment when neither works),
+//! compared in constant time. Tokens are never logged. Health and reflection stay open so that
 //! probes and `grpcurl list` work without credentials. Both edges ask here
 //! with the `authorization` value they received; neither knows the rule.
 
 use crate::domain::{FlowError, Reason};
-use subtle::ConstantTimeEq;
 
 /// Who a call must come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +19,9 @@ pub(crate) enum Role {
 /// The configured tokens.
 #[derive(Clone, Default)]
 pub struct Auth {
-    /// Token of hamctl users.
+    /// Tokens of hamctl users, comma-separated.
     pub hamctl_token: Option<String>,
-    /// Token of artifact pushers.
+    /// Tokens of artifact pushers, comma-separated.
     pub artifact_token: Option<String>,
     /// Accept calls without a token where no token is configured.
     pub unauthenticated: bool,
@@ -60,18 +61,42 @@ impl Role {
     }
 }
 
+/// The tokens of a comma-separated setting (spaces around each ignored,
+/// empty entries dropped).
+pub(crate) fn token_list(setting: Option<&str>) -> Vec<&str> {
+    setting
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Whether `presented` is one of `tokens`; every token is compared, in
+/// constant time, whichever matches.
+pub(crate) fn one_of(presented: &str, tokens: &[&str]) -> bool {
+    tokens
+        .iter()
+        .fold(false, |found, token| found | same_secret(presented, token))
+}
+
 impl Auth {
+    /// The tokens of `role`.
+    pub(crate) fn tokens(&self, role: Role) -> Vec<&str> {
+        token_list(match role {
+            Role::Operator => self.hamctl_token.as_deref(),
+            Role::ArtifactPusher => self.artifact_token.as_deref(),
+        })
+    }
+
     /// Checks the `authorization` value of a call (`Bearer <token>`).
     ///
     /// A role with a token needs it. A role without one is open only on an
     /// unauthenticated server; otherwise its calls are refused with
     /// `PERMISSION_DENIED` naming the flag that would allow them.
     pub(crate) fn check(&self, authorization: Option<&str>, role: Role) -> Result<(), FlowError> {
-        let expected = match role {
-            Role::Operator => self.hamctl_token.as_deref(),
-            Role::ArtifactPusher => self.artifact_token.as_deref(),
-        };
-        let Some(expected) = expected.filter(|t| !t.is_empty()) else {
+        let expected = self.tokens(role);
+        if expected.is_empty() {
             return if self.unauthenticated {
                 Ok(())
             } else {
@@ -83,7 +108,7 @@ impl Auth {
                     ),
                 ))
             };
-        };
+        }
         let presented = authorization.and_then(bearer_token);
         match presented {
             None => Err(FlowError::unauthenticated(
@@ -93,7 +118,7 @@ impl Auth {
                     role.token_name()
                 ),
             )),
-            Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+            Some(token) if one_of(token, &expected) => Ok(()),
             Some(_) => Err(FlowError::unauthenticated(
                 Reason::TokenWrong,
                 format!("wrong token: this call needs {}", role.token_name()),

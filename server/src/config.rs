@@ -44,7 +44,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
     /// The config repository: a local path, file://, ssh (git@host:org/repo.git,
-    /// ssh://...) or https URL. Omit it to run the local demo.
+    /// ssh://...) or https URL [also read from CONFIG_REPO, the original
+    /// release manager's variable]. Without any, the local demo runs.
     #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO")]
     pub config_repo: Option<String>,
     /// Where the persistent mirror (and the demo repository) live.
@@ -88,10 +89,12 @@ pub struct StartArgs {
     /// Token for https remotes (sent as the password).
     #[arg(long, env = "RELEASE_MANAGER_GIT_HTTPS_TOKEN", hide_env_values = true)]
     pub git_https_token: Option<String>,
-    /// Token hamctl users must present.
+    /// Token hamctl users must present; several, comma-separated, are
+    /// each accepted (to rotate one without downtime).
     #[arg(long, env = "HAMCTL_AUTH_TOKEN", hide_env_values = true)]
     pub hamctl_auth_token: Option<String>,
-    /// Token artifact pushers (CI) must present.
+    /// Token artifact pushers (CI) must present; several, comma-separated,
+    /// are each accepted.
     #[arg(long, env = "ARTIFACT_AUTH_TOKEN", hide_env_values = true)]
     pub artifact_auth_token: Option<String>,
     /// Accept calls without a token for every role that has no token set
@@ -107,6 +110,19 @@ pub struct StartArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// The original release manager's log level (`debug`, `info`,
+    /// `error`): the level of every log line unless RUST_LOG says more.
+    #[arg(
+        long = "log.level",
+        env = "LOG_LEVEL",
+        hide = true,
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
+    /// The original release manager's human-readable logs: text lines,
+    /// which are the default here.
+    #[arg(long = "log.development", env = "LOG_DEVELOPMENT", hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub log_development: Option<String>,
     /// Writes that may wait in the queue before callers are told to retry.
     #[arg(long, default_value_t = 1024)]
     pub queue_capacity: usize,
@@ -285,11 +301,21 @@ pub struct Resolved {
 /// Turns the flags into a config: checks names, picks the demo or the
 /// configured repository, reads the files the flags name.
 pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>> {
+    resolve_with_env(args, &|key| std::env::var(key).ok())
+}
+
+/// [`resolve`] with the original release manager's variables read from
+/// `env` (tests give it; `resolve` gives the process environment).
+pub fn resolve_with_env(
+    args: &StartArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Resolved, Box<dyn std::error::Error>> {
     for env in &args.environments {
         release_manager::names::check_environment(env)?;
     }
-    let demo = args.config_repo.is_none();
-    let config_repo = match &args.config_repo {
+    let configured = config_repo_setting(args, env)?;
+    let demo = configured.is_none();
+    let config_repo = match &configured {
         Some(url) => RemoteLocation::parse(url),
         None => RemoteLocation::Local(ensure_demo_repo(&args.data_dir)?),
     };
@@ -379,6 +405,29 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
     })
 }
 
+/// The config repository the settings name: `--config-repo`
+/// (`RELEASE_MANAGER_CONFIG_REPO`), else the original's `CONFIG_REPO`;
+/// `None` only when none of them is set, which is the one case the demo
+/// runs. A setting that is present but empty is an error, never the demo.
+fn config_repo_setting(
+    args: &StartArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    let given = match &args.config_repo {
+        Some(url) => Some(("--config-repo (RELEASE_MANAGER_CONFIG_REPO)", url.clone())),
+        None => env(crate::original::CONFIG_REPO_VARIABLE)
+            .map(|url| ("CONFIG_REPO (the original release manager's)", url)),
+    };
+    match given {
+        Some((name, url)) if url.trim().is_empty() => Err(format!(
+            "{name} is set but empty: name the config repository (a path, file://, ssh or \
+             https URL), or unset it to run the local demo"
+        )),
+        Some((_, url)) => Ok(Some(url.trim().to_string())),
+        None => Ok(None),
+    }
+}
+
 /// How the server authenticates, decided from the flags before it starts.
 ///
 /// The rule: a server is either explicitly unauthenticated (`--unauthenticated`,
@@ -387,8 +436,14 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
 /// There is no configuration in which one role is open because another one
 /// has a token.
 pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<Auth, String> {
-    let hamctl_token = args.hamctl_auth_token.clone().filter(|t| !t.is_empty());
-    let artifact_token = args.artifact_auth_token.clone().filter(|t| !t.is_empty());
+    // Each a comma-separated list of tokens, as the original took them.
+    let some_token = |setting: &Option<String>| {
+        setting
+            .clone()
+            .filter(|t| !crate::auth::token_list(Some(t)).is_empty())
+    };
+    let hamctl_token = some_token(&args.hamctl_auth_token);
+    let artifact_token = some_token(&args.artifact_auth_token);
     let no_token = hamctl_token.is_none() && artifact_token.is_none();
     let unauthenticated = args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
     if no_token && !unauthenticated {
@@ -484,6 +539,87 @@ mod tests {
         .unwrap();
         assert!(!open(&auth, Role::Operator));
         assert!(open(&auth, Role::ArtifactPusher));
+    }
+
+    #[test]
+    fn the_originals_config_repo_variable_is_honoured_and_never_the_demo() {
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_str().unwrap();
+        let original =
+            |key: &str| (key == "CONFIG_REPO").then(|| "git@github.com:acme/k8s.git".to_string());
+        let resolved = resolve_with_env(
+            &args(&[
+                "--data-dir",
+                data_dir,
+                "--hamctl-auth-token",
+                "h",
+                "--artifact-auth-token",
+                "a",
+            ]),
+            &original,
+        )
+        .unwrap();
+        assert!(!resolved.demo);
+        assert!(
+            matches!(&resolved.config.config_repo, RemoteLocation::Network(url) if url == "git@github.com:acme/k8s.git"),
+            "{:?}",
+            resolved.config.config_repo
+        );
+        // The flag wins over the original's variable.
+        let resolved = resolve_with_env(
+            &args(&[
+                "--data-dir",
+                data_dir,
+                "--config-repo",
+                "/srv/k8s",
+                "--unauthenticated",
+            ]),
+            &original,
+        )
+        .unwrap();
+        assert!(
+            matches!(&resolved.config.config_repo, RemoteLocation::Local(p) if p.ends_with("k8s"))
+        );
+        // Set but empty: an error, never the demo.
+        let empty = |key: &str| (key == "CONFIG_REPO").then(String::new);
+        let error = resolve_with_env(&args(&["--data-dir", data_dir]), &empty)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("CONFIG_REPO") && error.contains("empty"),
+            "{error}"
+        );
+        // Nothing at all: the demo.
+        let resolved = resolve_with_env(&args(&["--data-dir", data_dir]), &|_| None).unwrap();
+        assert!(resolved.demo);
+    }
+
+    #[test]
+    fn several_comma_separated_tokens_each_open_their_role() {
+        let auth = resolve_auth(
+            &args(&[
+                "--hamctl-auth-token",
+                "old, new",
+                "--artifact-auth-token",
+                "ci",
+            ]),
+            false,
+            everywhere(),
+        )
+        .unwrap();
+        for token in ["old", "new"] {
+            let header = format!("Bearer {token}");
+            assert!(auth.check(Some(&header), Role::Operator).is_ok(), "{token}");
+            assert!(
+                auth.check(Some(&header), Role::ArtifactPusher).is_err(),
+                "{token}"
+            );
+        }
+        assert!(auth.check(Some("Bearer old, new"), Role::Operator).is_err());
+        let error =
+            resolve_auth(&args(&["--hamctl-auth-token", " , "]), false, everywhere()).unwrap_err();
+        assert!(error.contains("no token is set"), "{error}");
     }
 
     #[test]

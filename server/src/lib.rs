@@ -15,6 +15,7 @@ mod engine;
 mod flows;
 mod http;
 mod notify;
+pub mod original;
 mod repo;
 mod start;
 

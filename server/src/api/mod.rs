@@ -2,6 +2,7 @@
 //! read query or the writer, convert the answer. No git here.
 
 pub(crate) mod errors;
+pub(crate) mod ping;
 pub(crate) mod policy_service;
 pub(crate) mod release_service;
 pub(crate) mod starting;

@@ -41,8 +41,8 @@ use crate::repo::index::View;
 pub(crate) enum Access {
     /// Anyone (the server needs no hamctl token).
     Open,
-    /// Whoever has the hamctl token.
-    Token(String),
+    /// Whoever has a hamctl token (one of them).
+    Token(Vec<String>),
     /// Nobody: reads need a hamctl token this server was not given.
     Closed,
 }
@@ -50,10 +50,11 @@ pub(crate) enum Access {
 impl Access {
     /// The dashboard's access under the API's read rule.
     pub(crate) fn of(auth: &crate::auth::Auth) -> Self {
-        match auth.hamctl_token.as_deref().filter(|t| !t.is_empty()) {
-            Some(token) => Access::Token(token.to_string()),
-            None if auth.unauthenticated => Access::Open,
-            None => Access::Closed,
+        let tokens = auth.tokens(crate::auth::Role::Operator);
+        match tokens.as_slice() {
+            [] if auth.unauthenticated => Access::Open,
+            [] => Access::Closed,
+            some => Access::Token(some.iter().map(|t| t.to_string()).collect()),
         }
     }
 }
@@ -136,20 +137,21 @@ fn session_value(token: &str) -> String {
 
 /// Whether the request may see the repository's state.
 fn allowed(access: &Access, headers: &HeaderMap) -> bool {
-    let token = match access {
+    let tokens: Vec<&str> = match access {
         Access::Open => return true,
         Access::Closed => return false,
-        Access::Token(token) => token,
+        Access::Token(tokens) => tokens.iter().map(String::as_str).collect(),
     };
     if crate::http::http_bearer(headers)
-        .is_some_and(|presented| crate::auth::same_secret(presented, token))
+        .is_some_and(|presented| crate::auth::one_of(presented, &tokens))
     {
         return true;
     }
-    let expected = session_value(token);
+    let sessions: Vec<String> = tokens.iter().map(|t| session_value(t)).collect();
+    let sessions: Vec<&str> = sessions.iter().map(String::as_str).collect();
     cookies(headers)
         .get(COOKIE)
-        .is_some_and(|value| crate::auth::same_secret(value, &expected))
+        .is_some_and(|value| crate::auth::one_of(value, &sessions))
 }
 
 fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
@@ -516,18 +518,23 @@ fn percent_decode(text: &str) -> String {
 }
 
 async fn login(State(state): State<DashboardState>, body: Bytes) -> Response {
-    let Access::Token(token) = &*state.access else {
+    let Access::Token(tokens) = &*state.access else {
         return Redirect::to("/").into_response();
     };
     let presented = form_field(&body, "token").unwrap_or_default();
-    if !crate::auth::same_secret(&presented, token) {
+    // Which token was typed decides the session; each is compared.
+    let matching = tokens.iter().fold(None, |found, token| {
+        let same = crate::auth::same_secret(&presented, token);
+        found.or(same.then_some(token))
+    });
+    let Some(token) = matching else {
         tracing::warn!("dashboard sign-in refused: not the hamctl token");
         return (
             StatusCode::UNAUTHORIZED,
             Html(pages::login(true).into_string()),
         )
             .into_response();
-    }
+    };
     let cookie = format!(
         "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000",
         session_value(token)
@@ -589,7 +596,7 @@ mod tests {
 
     #[test]
     fn a_session_is_the_tokens_hmac_and_nothing_else_passes() {
-        let access = Access::Token("secret".into());
+        let access = Access::Token(vec!["secret".into()]);
         let mut headers = HeaderMap::new();
         assert!(!allowed(&access, &headers));
         headers.insert(
