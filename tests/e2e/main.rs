@@ -21,6 +21,7 @@ mod hamctl_cli;
 mod index_snapshot;
 mod legacy_history;
 mod notifications;
+mod original_eras;
 mod policies;
 mod reflection;
 mod release_flows;

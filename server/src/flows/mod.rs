@@ -5,6 +5,7 @@
 
 pub(crate) mod auto_release;
 mod build;
+mod kustomization;
 mod policy_change;
 mod promote;
 mod release;

@@ -209,7 +209,30 @@ pub(crate) fn release_build(
         .get_name("artifact.json")
         .map(|e| e.id())
         .expect("read_spec checked artifact.json exists");
-    let env_tree = repo.find_tree(env_tree).map_err(git("read a tree"))?;
+    let mut env_tree = repo.find_tree(env_tree).map_err(git("read a tree"))?;
+    // A Flux Kustomization among the files goes to clusters/, as the
+    // original moves it (see `kustomization`).
+    let cluster_file =
+        match super::kustomization::find(repo, &env_tree).map_err(git("read the build's files"))? {
+            Some((path, blob)) => {
+                let parts: Vec<&str> = path.split('/').collect();
+                let without =
+                    replace_at(repo, Some(&env_tree), &parts, None).map_err(git("write a tree"))?;
+                env_tree = match without {
+                    Some(oid) => repo.find_tree(oid).map_err(git("read a tree"))?,
+                    // The Kustomization was the only file.
+                    None => {
+                        let empty = repo
+                            .treebuilder(None)
+                            .and_then(|b| b.write())
+                            .map_err(git("write a tree"))?;
+                        repo.find_tree(empty).map_err(git("read a tree"))?
+                    }
+                };
+                Some(blob)
+            }
+            None => None,
+        };
     let mut folder = repo
         .treebuilder(Some(&env_tree))
         .map_err(git("build a tree"))?;
@@ -240,6 +263,7 @@ pub(crate) fn release_build(
             author: &author,
             from_environment,
             previous_artifact_id: None,
+            cluster_file,
         },
     )?;
     Ok(ReleaseDone {
@@ -278,6 +302,9 @@ pub(crate) struct ReleaseCommit<'a> {
     pub(crate) from_environment: Option<&'a str>,
     /// A rollback: the artifact that ran before.
     pub(crate) previous_artifact_id: Option<&'a str>,
+    /// A Flux Kustomization to put at `clusters/<env>/<namespace>/<service>.yaml`;
+    /// `None` leaves that file as it is.
+    pub(crate) cluster_file: Option<Oid>,
 }
 
 /// Replaces the release folder and commits on `ctx.tip`; `None` when the
@@ -297,10 +324,18 @@ pub(crate) fn commit_release_folder(
         release.service,
     ];
     let current = tree_at(repo, &root, &path.join("/")).map_err(git("read a tree"))?;
-    if current.is_some_and(|t| t.id() == release.folder) {
+    let cluster_path =
+        super::kustomization::cluster_path(release.environment, release.namespace, release.service);
+    let cluster_current = crate::repo::tree::entry_at(repo, &root, &cluster_path)
+        .map_err(git("read a tree"))?
+        .map(|(oid, _)| oid);
+    let cluster_unchanged = release
+        .cluster_file
+        .is_none_or(|blob| cluster_current == Some(blob));
+    if current.is_some_and(|t| t.id() == release.folder) && cluster_unchanged {
         return Ok(None);
     }
-    let new_root = replace_at(
+    let mut new_root = replace_at(
         repo,
         Some(&root),
         &path,
@@ -308,6 +343,18 @@ pub(crate) fn commit_release_folder(
     )
     .map_err(git("write a tree"))?
     .expect("a tree with a release folder is not empty");
+    if let Some(blob) = release.cluster_file {
+        let with_cluster = repo.find_tree(new_root).map_err(git("read a tree"))?;
+        let parts: Vec<&str> = cluster_path.split('/').collect();
+        new_root = replace_at(
+            repo,
+            Some(&with_cluster),
+            &parts,
+            Some((blob, FileMode::Blob)),
+        )
+        .map_err(git("write a tree"))?
+        .expect("a tree with a file is not empty");
+    }
     let new_root = repo.find_tree(new_root).map_err(git("read a tree"))?;
     let committer_line = format!("{} <{}>", request.committer.name, request.committer.email);
     let author_line = format!("{} <{}>", release.author.name, release.author.email);

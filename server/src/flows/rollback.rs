@@ -91,6 +91,14 @@ pub(super) fn rollback(
             author: &author,
             from_environment: None,
             previous_artifact_id: Some(current.as_str()).filter(|c| !c.is_empty()),
+            // The Flux Kustomization that release put in clusters/, if any.
+            cluster_file: crate::repo::tree::entry_at(
+                ctx.repo,
+                &then,
+                &super::kustomization::cluster_path(environment, &namespace, service),
+            )
+            .map_err(git("read a tree"))?
+            .map(|(oid, _)| oid),
         },
     )?;
     Ok(ReleaseDone {

@@ -9,6 +9,7 @@ pub mod config_repo;
 pub mod git;
 pub mod git_daemon;
 pub mod http;
+pub mod original_commitinfo;
 pub mod poll;
 pub mod process;
 pub mod server;
