@@ -30,7 +30,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse_from(argv);
-    let Command::Start(args) = cli.command;
+    let args = match cli.command {
+        Command::Start(args) => args,
+        Command::ImportS3(args) => return import_s3(&args),
+    };
     init_logging(args.log_format, args.log_level.as_deref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -89,6 +92,49 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("shutting down: finishing the writes in flight");
     server.shutdown().await;
     Ok(())
+}
+
+/// `release-manager import-s3`: one run of the import, reported on stdout.
+fn import_s3(args: &config::ImportS3Args) -> ExitCode {
+    init_logging(LogFormat::Text, None);
+    let config = match config::resolve_import(args, &|key| std::env::var(key).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dry_run = config.dry_run;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(release_manager_server::import_s3(config)) {
+        Ok(report) => {
+            let verb = if dry_run { "would import" } else { "imported" };
+            for key in &report.imported {
+                println!("{verb} {key}");
+            }
+            for why in &report.skipped {
+                println!("skipped {why}");
+            }
+            println!(
+                "{} objects listed: {} {verb}, {} already in the config repository, {} skipped",
+                report.listed,
+                report.imported.len(),
+                report.already_there,
+                report.skipped.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Says at start which calls no one can make, so a missing token flag is

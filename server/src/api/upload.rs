@@ -358,6 +358,7 @@ async fn receive_all(
         author_name: spec.application.author_name.clone(),
         author_email: spec.application.author_email.clone(),
         files,
+        imported_from: None,
     })
 }
 

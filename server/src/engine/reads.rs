@@ -105,9 +105,10 @@ impl Reader {
             let view = View::published(&published.index);
             let root = crate::repo::tree::tree_of(repo, published.tip)
                 .map_err(git("read the tip"))?;
-            let known_service = tree_at(repo, &root, &format!("builds/{service}"))
-                .map_err(git("read a tree"))?
-                .is_some();
+            let known_service = view.builds(service).next().is_some()
+                || tree_at(repo, &root, &format!("builds/{service}"))
+                    .map_err(git("read a tree"))?
+                    .is_some();
             let mut environments = self.settings.environments.clone();
             for entry in root.iter() {
                 let Some(name) = entry.name() else { continue };
@@ -385,7 +386,11 @@ impl Reader {
             for build in builds {
                 let root = crate::repo::tree::tree_of(repo, build.commit)
                     .map_err(git("read a build commit"))?;
-                let path = format!("builds/{service}/{}/artifact.json", build.branch);
+                let path = format!(
+                    "{}/{service}/{}/artifact.json",
+                    build.folder.name(),
+                    build.branch
+                );
                 let spec = blob_at(repo, &root, &path)
                     .map_err(git("read artifact.json"))?
                     .and_then(|bytes| crate::repo::read_committed_spec(&bytes, &path).ok())
