@@ -25,6 +25,7 @@ mod original_eras;
 mod policies;
 mod reflection;
 mod release_flows;
+mod s3_import;
 mod ssh_remote;
 mod tls;
 mod watch;

@@ -12,6 +12,7 @@ pub mod http;
 pub mod original_commitinfo;
 pub mod poll;
 pub mod process;
+pub mod s3;
 pub mod server;
 pub mod signing;
 pub mod webdriver;
