@@ -21,6 +21,7 @@ mod hamctl_cli;
 mod index_snapshot;
 mod legacy_history;
 mod notifications;
+mod original_cli_lines;
 mod original_eras;
 mod policies;
 mod reflection;
