@@ -123,7 +123,7 @@ where
         // Nothing artifact prints is coloured.
         Err(clap_error) => return report_clap_error(&clap_error, out, err, Colour::default()),
     };
-    if let Some(refused) = push::refused_flags(&cli) {
+    if let Some(refused) = cli::refused_push_flags(&cli) {
         return report_clap_error(&refused, out, err, Colour::default());
     }
     let outcome = dispatch(cli, out, err, clock).await;

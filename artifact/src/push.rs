@@ -121,53 +121,6 @@ pub(crate) struct OriginalPushArgs {
     pub(crate) config_repo: Option<String>,
 }
 
-/// The usage error for a push given the original's flags that mean
-/// nothing here, naming the replacement; `None` when there are none.
-pub(crate) fn refused_flags(cli: &crate::cli::Cli) -> Option<clap::Error> {
-    let crate::cli::Command::Push(args) = &cli.command else {
-        return None;
-    };
-    let given = |flags: &[(&'static str, &Option<String>)]| -> Vec<&'static str> {
-        flags
-            .iter()
-            .filter(|(_, v)| v.is_some())
-            .map(|(name, _)| *name)
-            .collect()
-    };
-    let o = &args.original;
-    let oauth = given(&[
-        ("--idp-url", &o.idp_url),
-        ("--client-id", &o.client_id),
-        ("--client-secret", &o.client_secret),
-        ("--artifact-scope", &o.artifact_scope),
-    ]);
-    let git = given(&[
-        ("--ssh-private-key", &o.ssh_private_key),
-        ("--config-repo", &o.config_repo),
-    ]);
-    let message = if !oauth.is_empty() {
-        format!(
-            "{} (the original's sign-on) {} not supported: this server takes the artifact \
-             token; pass --auth-token or set ARTIFACT_AUTH_TOKEN to the server's \
-             --artifact-auth-token",
-            oauth.join(", "),
-            if oauth.len() == 1 { "is" } else { "are" }
-        )
-    } else if !git.is_empty() {
-        format!(
-            "{}: push no longer commits to the config repository itself; the server does: \
-             pass --server (ARTIFACT_URL) and --auth-token (ARTIFACT_AUTH_TOKEN)",
-            git.join(", ")
-        )
-    } else {
-        return None;
-    };
-    let mut root = <crate::cli::Cli as clap::CommandFactory>::command();
-    root.build();
-    let mut push = root.find_subcommand("push").cloned().unwrap_or_default();
-    Some(push.error(clap::error::ErrorKind::ArgumentConflict, message))
-}
-
 /// One file of the upload, read into memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BuildFile {

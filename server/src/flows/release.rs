@@ -182,7 +182,9 @@ pub(crate) fn read_spec(
     })
 }
 
-/// Releases a found build: graft and commit.
+/// Releases a found build: graft and commit. (Each argument is one fact of
+/// the release; bundling them would only rename them.)
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn release_build(
     ctx: &FlowContext<'_>,
     request: &WriteRequest,
