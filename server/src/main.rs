@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     // The original release manager's settings that mean nothing here stop
     // the start, each named with what replaces it (before clap, which
     // would call them unknown).
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv = original::with_start(std::env::args_os().collect());
     let env = |key: &str| std::env::var(key).ok();
     let configured = original::repository_configured(&argv, &env);
     let refused = original::refusals(&argv, &env, configured);

@@ -87,6 +87,22 @@ pub const REFUSED_VARIABLES: &[(&str, &str)] = &[
 /// neither `--config-repo` nor `RELEASE_MANAGER_CONFIG_REPO` is given.
 pub const CONFIG_REPO_VARIABLE: &str = "CONFIG_REPO";
 
+/// The command line with `start` put first when it begins with a flag:
+/// the original's image ran `server start`, so a Deployment's `args:` are
+/// flags alone; this image's command is `release-manager start` and a
+/// Deployment's `args:` replace the `start`. `--help` and `--version`
+/// stay the program's own.
+pub fn with_start(argv: Vec<OsString>) -> Vec<OsString> {
+    let first = argv.get(1).and_then(|a| a.to_str()).unwrap_or_default();
+    let own = ["-h", "--help", "-V", "--version"].contains(&first);
+    if first.starts_with('-') && !own {
+        let mut with = argv;
+        with.insert(1, OsString::from("start"));
+        return with;
+    }
+    argv
+}
+
 /// One line per refused setting of `argv` (flags) and of the environment
 /// `env` (variables, only when `configured`: a repository is configured);
 /// empty when nothing is refused.
@@ -181,6 +197,24 @@ mod tests {
             "{lines:?}"
         );
         assert!(refusals(&argv(&["start"]), &env, false).is_empty());
+    }
+
+    #[test]
+    fn a_deployments_flags_alone_mean_start() {
+        let given = argv(&["--config-repo", "git@x:y.git"]);
+        assert_eq!(with_start(given)[1], "start");
+        for unchanged in [
+            &["start", "--listen", "x"][..],
+            &["--help"],
+            &["import-s3"],
+            &[],
+        ] {
+            assert_eq!(
+                with_start(argv(unchanged)),
+                argv(unchanged),
+                "{unchanged:?}"
+            );
+        }
     }
 
     #[test]
