@@ -29,7 +29,10 @@ pub use domain::error::chain;
 pub use domain::policy_file::parse_global as parse_global_restrictions;
 pub use engine::writer::stats::WriterStats;
 pub use http::deployment_hooks::Sources as DeploymentSources;
-pub use import::{run as import_s3, ImportBucket, ImportConfig, ImportError, ImportReport};
+pub use import::{
+    resolve_import, run as import_s3, ImportBucket, ImportConfig, ImportError, ImportReport,
+    ImportS3Args,
+};
 pub use notify::config::Notifications;
 pub use repo::remote::{GitCredentials, RemoteLocation, SHIPPED_KNOWN_HOSTS};
 pub use start::{start, RunningServer, StartError, StartReport};

@@ -95,9 +95,10 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `release-manager import-s3`: one run of the import, reported on stdout.
-fn import_s3(args: &config::ImportS3Args) -> ExitCode {
+fn import_s3(args: &release_manager_server::ImportS3Args) -> ExitCode {
     init_logging(LogFormat::Text, None);
-    let config = match config::resolve_import(args, &|key| std::env::var(key).ok()) {
+    let config = match release_manager_server::resolve_import(args, &|key| std::env::var(key).ok())
+    {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");

@@ -78,8 +78,16 @@ struct Head {
     kind: Option<serde_yaml::Value>,
 }
 
+/// The API group every Flux Kustomization names.
+const FLUX_GROUP: &[u8] = b"kustomize.toolkit.fluxcd.io/";
+
 /// Whether the first YAML document of `bytes` is a Flux Kustomization.
 pub(crate) fn is_flux_kustomization(bytes: &[u8]) -> bool {
+    // Every release looks at every file of its build: most are no
+    // Kustomization, and a byte search says so without parsing YAML.
+    if memchr::memmem::find(bytes, FLUX_GROUP).is_none() {
+        return false;
+    }
     let Some(document) = serde_yaml::Deserializer::from_slice(bytes).next() else {
         return false;
     };

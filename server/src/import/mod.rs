@@ -21,6 +21,7 @@
 //! owns only the S3 side (`s3`, `zip`) and the mapping of an object to a
 //! build.
 
+mod args;
 pub(crate) mod s3;
 pub(crate) mod zip;
 
@@ -36,6 +37,7 @@ use crate::repo::index::{Index, Signature, View};
 use crate::repo::mirror::{Mirror, PushOutcome};
 use crate::repo::remote::{GitCredentials, RemoteLocation};
 
+pub use args::{resolve_import, ImportS3Args};
 pub(crate) use s3::{Bucket, Credentials};
 
 /// Builds committed between two pushes.
