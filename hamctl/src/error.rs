@@ -61,6 +61,10 @@ pub(crate) enum CliError {
     #[error("{0}")]
     WaitTimedOut(String),
 
+    /// `--current-branch`: the working directory has no branch checked out.
+    #[error("{0}")]
+    CurrentBranch(String),
+
     /// Writing the result failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),

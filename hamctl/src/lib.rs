@@ -46,6 +46,7 @@ mod release;
 mod request_id;
 mod rollback;
 mod services;
+mod shuttle;
 mod sign_in;
 mod status;
 mod wait;
@@ -160,6 +161,7 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Logout(args) => login::logout(args, global, printer).await,
         Command::Whoami(args) => whoami::run(args, global, printer).await,
         Command::Completions(args) => completions::run(args, Cli::command(), printer),
+        Command::Version => Ok(printer.line(&format!("hamctl {}", env!("CARGO_PKG_VERSION")))?),
     }
 }
 

@@ -26,10 +26,16 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the server. Without --config-repo it serves a local demo config
     /// repository, created once under the data dir, on loopback only.
     Start(StartArgs),
+    /// Copy the builds the original release manager kept in S3 into the
+    /// config repository (builds/<service>/<branch>/, one build commit
+    /// each, oldest first). Builds already in its history are skipped, so
+    /// it can run again to bring in what is new.
+    ImportS3(crate::import::ImportS3Args),
 }
 
 /// Log line format.
@@ -45,7 +51,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
     /// The config repository: a local path, file://, ssh (git@host:org/repo.git,
-    /// ssh://...) or https URL. Omit it to run the local demo.
+    /// ssh://...) or https URL [also read from CONFIG_REPO, the original
+    /// release manager's variable]. Without any, the local demo runs.
     #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO")]
     pub config_repo: Option<String>,
     /// Where the persistent mirror (and the demo repository) live.
@@ -157,6 +164,19 @@ pub struct StartArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// The original release manager's log level (`debug`, `info`,
+    /// `error`): the level of every log line unless RUST_LOG says more.
+    #[arg(
+        long = "log.level",
+        env = "LOG_LEVEL",
+        hide = true,
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
+    /// The original release manager's human-readable logs: text lines,
+    /// which are the default here.
+    #[arg(long = "log.development", env = "LOG_DEVELOPMENT", hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub log_development: Option<String>,
     /// Writes that may wait in the queue before callers are told to retry.
     #[arg(long, default_value_t = 1024)]
     pub queue_capacity: usize,
@@ -335,11 +355,21 @@ pub struct Resolved {
 /// Turns the flags into a config: checks names, picks the demo or the
 /// configured repository, reads the files the flags name.
 pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>> {
+    resolve_with_env(args, &|key| std::env::var(key).ok())
+}
+
+/// [`resolve`] with the original release manager's variables read from
+/// `env` (tests give it; `resolve` gives the process environment).
+pub fn resolve_with_env(
+    args: &StartArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Resolved, Box<dyn std::error::Error>> {
     for env in &args.environments {
         release_manager::names::check_environment(env)?;
     }
-    let demo = args.config_repo.is_none();
-    let config_repo = match &args.config_repo {
+    let configured = config_repo_setting(args, env)?;
+    let demo = configured.is_none();
+    let config_repo = match &configured {
         Some(url) => RemoteLocation::parse(url),
         None => RemoteLocation::Local(ensure_demo_repo(&args.data_dir)?),
     };
@@ -428,6 +458,29 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
         listen,
         demo,
     })
+}
+
+/// The config repository the settings name: `--config-repo`
+/// (`RELEASE_MANAGER_CONFIG_REPO`), else the original's `CONFIG_REPO`;
+/// `None` only when none of them is set, which is the one case the demo
+/// runs. A setting that is present but empty is an error, never the demo.
+fn config_repo_setting(
+    args: &StartArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    let given = match &args.config_repo {
+        Some(url) => Some(("--config-repo (RELEASE_MANAGER_CONFIG_REPO)", url.clone())),
+        None => env(crate::original::CONFIG_REPO_VARIABLE)
+            .map(|url| ("CONFIG_REPO (the original release manager's)", url)),
+    };
+    match given {
+        Some((name, url)) if url.trim().is_empty() => Err(format!(
+            "{name} is set but empty: name the config repository (a path, file://, ssh or \
+             https URL), or unset it to run the local demo"
+        )),
+        Some((_, url)) => Ok(Some(url.trim().to_string())),
+        None => Ok(None),
+    }
 }
 
 /// How the server authenticates, decided from the flags before it starts.
@@ -539,7 +592,9 @@ mod tests {
     fn args(extra: &[&str]) -> StartArgs {
         let mut argv = vec!["release-manager", "start"];
         argv.extend_from_slice(extra);
-        let Command::Start(args) = Cli::try_parse_from(argv).expect("parses").command;
+        let Command::Start(args) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("start");
+        };
         args
     }
 
@@ -601,6 +656,86 @@ mod tests {
         .unwrap();
         assert!(!open(&auth, Role::Operator));
         assert!(open(&auth, Role::ArtifactPusher));
+    }
+
+    #[test]
+    fn the_originals_config_repo_variable_is_honoured_and_never_the_demo() {
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_str().unwrap();
+        let original =
+            |key: &str| (key == "CONFIG_REPO").then(|| "git@github.com:acme/k8s.git".to_string());
+        let resolved = resolve_with_env(
+            &args(&[
+                "--data-dir",
+                data_dir,
+                "--hamctl-auth-token",
+                "h",
+                "--artifact-auth-token",
+                "a",
+            ]),
+            &original,
+        )
+        .unwrap();
+        assert!(!resolved.demo);
+        assert!(
+            matches!(&resolved.config.config_repo, RemoteLocation::Network(url) if url == "git@github.com:acme/k8s.git"),
+            "{:?}",
+            resolved.config.config_repo
+        );
+        // The flag wins over the original's variable.
+        let resolved = resolve_with_env(
+            &args(&[
+                "--data-dir",
+                data_dir,
+                "--config-repo",
+                "/srv/k8s",
+                "--unauthenticated",
+            ]),
+            &original,
+        )
+        .unwrap();
+        assert!(
+            matches!(&resolved.config.config_repo, RemoteLocation::Local(p) if p.ends_with("k8s"))
+        );
+        // Set but empty: an error, never the demo.
+        let empty = |key: &str| (key == "CONFIG_REPO").then(String::new);
+        let error = resolve_with_env(&args(&["--data-dir", data_dir]), &empty)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("CONFIG_REPO") && error.contains("empty"),
+            "{error}"
+        );
+        // Nothing at all: the demo.
+        let resolved = resolve_with_env(&args(&["--data-dir", data_dir]), &|_| None).unwrap();
+        assert!(resolved.demo);
+    }
+
+    #[test]
+    fn several_comma_separated_tokens_each_open_their_role() {
+        let auth = resolve_auth(
+            &args(&[
+                "--hamctl-auth-token",
+                "old, new",
+                "--artifact-auth-token",
+                "ci",
+            ]),
+            false,
+            everywhere(),
+        )
+        .unwrap();
+        for token in ["old", "new"] {
+            assert!(auth.static_token_matches(token, Role::Operator), "{token}");
+            assert!(
+                !auth.static_token_matches(token, Role::ArtifactPusher),
+                "{token}"
+            );
+        }
+        assert!(!auth.static_token_matches("old, new", Role::Operator));
+        let error =
+            resolve_auth(&args(&["--hamctl-auth-token", " , "]), false, everywhere()).unwrap_err();
+        assert!(error.contains("no token is set"), "{error}");
     }
 
     #[test]

@@ -223,6 +223,8 @@ pub async fn start(
     // --protocol grpcweb` reach the API without a proxy.
     let router = builder
         .accept_http1(true)
+        // The original release manager's probes ask `GET /ping` here.
+        .layer(crate::api::ping::PingLayer)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -358,6 +360,9 @@ pub async fn start(
             .await
             .map_err(|e| StartError::Grpc(format!("cannot listen on {listen} (HTTP): {e}")))?;
         http_addr = listener.local_addr().ok();
+        if let Some(http_addr) = http_addr {
+            tracing::info!(%http_addr, "HTTP listener open: dashboard, webhooks, /ping, /metrics");
+        }
         let state = http::HttpState {
             gate: gate.clone(),
             writer: writer.clone(),

@@ -4,6 +4,7 @@
 
 pub(crate) mod access_service;
 pub(crate) mod errors;
+pub(crate) mod ping;
 pub(crate) mod policy_service;
 pub(crate) mod release_service;
 pub(crate) mod starting;

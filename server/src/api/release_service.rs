@@ -256,6 +256,18 @@ impl ReleaseService for ReleaseServiceHandler {
                     service: r.service,
                     environment,
                     namespace: namespace(r.namespace)?,
+                    from_environment: match r.from_environment.as_str() {
+                        "" => None,
+                        from => Some(known_environment(&self.settings, from).map_err(|_| {
+                            FlowError::invalid(
+                                "from_environment",
+                                format!(
+                                    "unknown environment {from:?} to promote from; known environments: {}",
+                                    self.settings.environments.join(", ")
+                                ),
+                            )
+                        })?),
+                    },
                 },
                 committer: releaser(&who, r.committer)?,
                 request_id: request_id(r.request_id)?,

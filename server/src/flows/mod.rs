@@ -5,6 +5,7 @@
 
 pub(crate) mod auto_release;
 mod build;
+mod kustomization;
 mod policy_change;
 mod promote;
 mod release;
@@ -62,6 +63,8 @@ pub(crate) enum Intent {
         environment: String,
         /// Explicit namespace.
         namespace: Option<String>,
+        /// Another environment to promote from than the one before.
+        from_environment: Option<String>,
     },
     /// Store an uploaded build.
     AddBuild(BuildUpload),
@@ -271,7 +274,15 @@ pub(crate) fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<Wri
             service,
             environment,
             namespace,
-        } => promote::promote(ctx, request, service, environment, namespace.as_deref()),
+            from_environment,
+        } => promote::promote(
+            ctx,
+            request,
+            service,
+            environment,
+            namespace.as_deref(),
+            from_environment.as_deref(),
+        ),
         Intent::Rollback {
             service,
             environment,

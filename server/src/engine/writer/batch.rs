@@ -137,7 +137,7 @@ impl Writer {
                     reply,
                     deadline,
                 } => jobs.push(Job {
-                    request,
+                    request: *request,
                     reply: Some(reply),
                     trigger: None,
                     deadline,

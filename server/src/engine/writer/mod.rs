@@ -67,7 +67,8 @@ type WriteResult = Result<WriteDone, FlowError>;
 enum Command {
     /// A write from a caller, answered after its push.
     Write {
-        request: WriteRequest,
+        // Boxed: a build upload's request is large beside a sync.
+        request: Box<WriteRequest>,
         reply: oneshot::Sender<WriteResult>,
         deadline: Option<Instant>,
     },
@@ -124,7 +125,7 @@ impl WriterHandle {
     ) -> Result<WriteDone, FlowError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Write {
-            request,
+            request: Box::new(request),
             reply,
             deadline,
         })?;
