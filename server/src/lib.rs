@@ -13,6 +13,7 @@ mod deployments;
 mod domain;
 mod engine;
 mod flows;
+mod health;
 mod http;
 mod notify;
 mod repo;

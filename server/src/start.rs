@@ -254,6 +254,7 @@ pub async fn start(
         "mirror ready"
     );
     let mirror_path = mirror.path();
+    let remote_lock = mirror.remote_branch_lock();
     let shared = Arc::new(RwLock::new(published));
     let settings = Arc::new(config.settings.clone());
     let auth = Arc::new(config.auth.clone());
@@ -368,6 +369,12 @@ pub async fn start(
         }));
     }
     let stats = writer.stats_arc();
+    // A lock that stays on the remote's branch (not this server's: those
+    // were cleared when the mirror opened) means no write can land.
+    if let Some(lock) = remote_lock.filter(|lock| lock.exists()) {
+        tracing::warn!(lock = %lock.display(), "the remote's branch is locked");
+        stats.note_remote_locked(&lock);
+    }
     let policy = PolicyServiceHandler::new(
         writer.clone(),
         reader.clone(),
@@ -404,6 +411,11 @@ pub async fn start(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    background.push(tokio::spawn(crate::health::follow_remote_lock(
+        health_reporter,
+        stats.clone(),
+        background_stop.subscribe(),
+    )));
     if let Some(dashboard) = dashboard_to_warm {
         tokio::spawn(dashboard.warm());
     }

@@ -12,6 +12,9 @@ use crate::support::server_api::RemoteLocation;
 use crate::support::*;
 use release_manager::pb;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 /// A config repository with builds 1..=n of `shop` on master, pushed.
 fn repo_with_builds(n: usize) -> (ConfigRepo, Vec<String>) {
@@ -204,14 +207,23 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(error_info(&refused).unwrap().0, "REMOTE_LOCKED");
+    // The lock's place in the repository, never the server's path to it.
     assert!(
-        refused.message().contains(&lock.display().to_string())
-            && refused
+        refused.message().contains("(refs/heads/master.lock)")
+            && refused.message().contains("if none is running, remove")
+            && !refused
                 .message()
-                .contains("if no git process is running, remove it"),
+                .contains(&repo.remote.display().to_string()),
         "{}",
         refused.message()
     );
+    // A probe says the server cannot write, until the lock is gone.
+    wait_for("health to say NOT_SERVING", Duration::from_secs(10), || {
+        let url = server.url.clone();
+        async move { (health(&url).await == ServingStatus::NotServing).then_some(()) }
+    })
+    .await;
     assert_eq!(
         server.stats().conflicts.load(Ordering::SeqCst),
         0,
@@ -223,11 +235,35 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
         "nothing written to the locked remote"
     );
     std::fs::remove_file(&lock).unwrap();
+    wait_for(
+        "health to say SERVING again",
+        Duration::from_secs(10),
+        || {
+            let url = server.url.clone();
+            async move { (health(&url).await == ServingStatus::Serving).then_some(()) }
+        },
+    )
+    .await;
     client
         .release(release("shop", "dev", &ids[0]))
         .await
         .unwrap();
     server.stop().await;
+}
+
+/// What the whole server's health says.
+async fn health(url: &str) -> ServingStatus {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
 }
 
 #[tokio::test]

@@ -175,6 +175,18 @@ fn unavailable_message(error: &RepoError) -> String {
         RepoError::Remote { remote, action, .. } => format!(
             "the config repository {remote} cannot be reached: cannot {action}; try again later"
         ),
+        // The lock's place inside the repository, never the server's path
+        // to it (logged instead).
+        RepoError::RemoteLocked { path } => {
+            let in_repository = path
+                .to_string_lossy()
+                .rsplit_once("/refs/")
+                .map(|(_, tail)| format!("refs/{tail}"))
+                .unwrap_or_else(|| "the branch's .lock file".to_string());
+            format!(
+                "the config repository's branch is locked ({in_repository}): a git process is updating it, or one that crashed left the lock; if none is running, remove that file from the repository"
+            )
+        }
         other => other.to_string(),
     }
 }

@@ -114,6 +114,9 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %chain(&e), "push failed");
+                    if let RepoError::RemoteLocked { path } = &e {
+                        self.stats.note_remote_locked(path);
+                    }
                     return fail_all(batch, e.into());
                 }
             }
