@@ -19,7 +19,7 @@ use crate::engine::events::{EventBus, Signal};
 use crate::engine::prepare::Prepared;
 use crate::engine::reads::Reader;
 use crate::engine::writer::{self, WriterStats};
-use crate::{api, deployments, domain, engine, http, notify, repo};
+use crate::{api, deployments, domain, engine, http, listen, notify, repo};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -198,19 +198,32 @@ pub async fn start(
     }
     // gRPC-Web on the same port (HTTP/1.1 too): browsers and `buf curl
     // --protocol grpcweb` reach the API without a proxy.
+    // Every connection bounded and timed (listen/): keepalive pings find
+    // peers that went away; the guard marks requests and times bodies.
+    let limits = config.connections;
+    let rebox: fn(listen::TimedBody<tonic::body::Body>) -> tonic::body::Body =
+        tonic::body::Body::new;
     let router = builder
         .accept_http1(true)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .layer(listen::GuardLayer::new(limits.body_timeout, rebox))
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(release_gate.clone())
         .add_service(policy_gate.clone());
-    // Small request/response exchanges must not wait for Nagle's algorithm.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = listen::Listener::new(listener, "grpc", limits);
     let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
     }));
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs_f64(),
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        "connections bounded, on each port"
+    );
     tracing::info!(%addr, "gRPC port open; NOT_SERVING until the mirror and its index are ready");
 
     let prepared = {
@@ -357,16 +370,14 @@ pub async fn start(
             .merge(http::deployment_hooks::router(hooks))
             .merge(http::dashboard::router(dashboard));
         let mut stop = background_stop.subscribe();
-        background.push(tokio::spawn(async move {
-            let served = axum::serve(listener, routes)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP listener stopped");
-            }
-        }));
+        let listener = listen::Listener::new(listener, "http", config.connections);
+        background.push(tokio::spawn(listen::serve_http1(
+            listener,
+            routes,
+            async move {
+                let _ = stop.changed().await;
+            },
+        )));
     }
     let stats = writer.stats_arc();
     // A lock that stays on the remote's branch (not this server's: those
@@ -418,6 +429,9 @@ pub async fn start(
     )));
     if let Some(dashboard) = dashboard_to_warm {
         tokio::spawn(dashboard.warm());
+    }
+    if let Some(http) = http_addr {
+        tracing::info!(addr = %http, "serving HTTP (dashboard, webhooks, metrics)");
     }
     tracing::info!(elapsed_ms = began.elapsed().as_millis() as u64, %addr, "serving gRPC");
     Ok(RunningServer {

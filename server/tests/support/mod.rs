@@ -77,6 +77,24 @@ impl Server {
     pub fn logged(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
     }
+
+    /// The address of its HTTP port, as its log says (logged before it
+    /// serves gRPC).
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let log = self.log.lock().unwrap();
+        let line = log
+            .iter()
+            .find(|l| l.contains("serving HTTP"))
+            .unwrap_or_else(|| panic!("no HTTP port in the log: {log:?}"));
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        addr.parse().unwrap()
+    }
 }
 
 /// Starts the server binary on `remote` and `data`, crashing at `crash_at`
@@ -93,7 +111,38 @@ pub fn start(remote: &Path, data: &Path, crash_at: Option<&str>) -> Server {
 /// `PATH`); waits (bounded) for a log line containing `wait_for` and naming
 /// its address.
 pub fn launch(remote: &Path, data: &Path, env: &[(&str, &str)], wait_for: &str) -> Server {
+    launch_with(remote, data, env, &[], None, wait_for)
+}
+
+/// [`launch`] with more flags, and at most `open_files` open files (soft
+/// and hard limit) when given.
+pub fn launch_with(
+    remote: &Path,
+    data: &Path,
+    env: &[(&str, &str)],
+    flags: &[&str],
+    open_files: Option<u64>,
+    wait_for: &str,
+) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_release-manager"));
+    if let Some(limit) = open_files {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
     command
         .args(["start", "--unauthenticated", "--listen", "127.0.0.1:0"])
         .args(["--http-listen", "127.0.0.1:0", "--poll-interval", "0"])
@@ -101,6 +150,7 @@ pub fn launch(remote: &Path, data: &Path, env: &[(&str, &str)], wait_for: &str) 
         .arg(remote)
         .arg("--data-dir")
         .arg(data)
+        .args(flags)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("NO_COLOR", "1")
