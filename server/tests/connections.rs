@@ -70,7 +70,7 @@ async fn more_half_open_connections_than_files_do_not_stop_releases() {
     let mut open = held;
     let began = Instant::now();
     while !open.is_empty() {
-        open.retain(|stream| still_open(stream));
+        open.retain(still_open);
         assert!(
             began.elapsed() < deadline,
             "{} connections still open after {:?}",
