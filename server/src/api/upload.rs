@@ -326,11 +326,11 @@ async fn receive_all(
     ] {
         if value
             .chars()
-            .any(|c| c.is_control() || c == '<' || c == '>')
+            .any(|c| names::is_forbidden_char(c) || c == '<' || c == '>')
             || value.len() > 200
         {
             return Err(crate::api::errors::invalid(&format!("artifact.json.{field}"), format!(
-                "artifact.json: {field} must be at most 200 characters, without '<', '>' or control characters (it becomes a commit's author)"
+                "artifact.json: {field} must be at most 200 characters, without '<', '>', control or bidirectional-control characters (it becomes a commit's author)"
             )));
         }
     }
