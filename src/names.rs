@@ -319,7 +319,10 @@ mod tests {
         let name = |bytes: usize| format!("dev/{}.yaml", "a".repeat(bytes - 5));
         check_upload_path(&name(MAX_PATH_SEGMENT), &envs).unwrap();
         let err = check_upload_path(&name(MAX_PATH_SEGMENT + 1), &envs).unwrap_err();
-        assert!(err.contains("256 bytes") && err.contains("at most 255"), "{err}");
+        assert!(
+            err.contains("256 bytes") && err.contains("at most 255"),
+            "{err}"
+        );
         let err = check_upload_path(&name(300), &envs).unwrap_err();
         assert!(err.contains("300 bytes"), "{err}");
         // Multi-byte names count in bytes: 100 × 3 bytes.
@@ -327,7 +330,10 @@ mod tests {
         let deep = |levels: usize| format!("dev/{}x.yaml", "d/".repeat(levels - 2));
         check_upload_path(&deep(MAX_PATH_DEPTH), &envs).unwrap();
         let err = check_upload_path(&deep(MAX_PATH_DEPTH + 1), &envs).unwrap_err();
-        assert!(err.contains("33 levels deep") && err.contains("at most 32"), "{err}");
+        assert!(
+            err.contains("33 levels deep") && err.contains("at most 32"),
+            "{err}"
+        );
         assert!(check_upload_path(&deep(200), &envs).is_err());
     }
 

@@ -117,12 +117,19 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let argv: Vec<String> = args
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         // Nothing artifact prints is coloured.
         Err(clap_error) => return report_clap_error(&clap_error, out, err, Colour::default()),
     };
-    let outcome = dispatch(cli, out, clock).await;
+    let outcome = dispatch(cli, out, clock)
+        .await
+        .map_err(|error| error.with_command_line(&argv));
     report_outcome(
         outcome,
         |error| matches!(error, CliError::Output(io) if is_broken_pipe(io)),

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::error::CliError;
 use crate::global::GlobalArgs;
 use crate::output::{OutputFormat, Printer};
-use crate::{client, identity, present, request_id};
+use crate::{client, identity, present, retry};
 
 /// Release the latest build of a branch, or one artifact, to an environment
 ///
@@ -46,6 +46,9 @@ pub(crate) struct ReleaseArgs {
 
     #[command(flatten)]
     pub(crate) wait: crate::wait::WaitArgs,
+
+    #[command(flatten)]
+    pub(crate) retry: retry::RetryArgs,
 }
 
 pub(crate) async fn run(
@@ -54,6 +57,7 @@ pub(crate) async fn run(
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
     let wait = args.wait.clone();
+    let request_id = args.retry.id();
     let request = ReleaseRequest {
         service: args.service,
         environment: args.env,
@@ -63,11 +67,15 @@ pub(crate) async fn run(
             (None, artifact) => artifact.map(Source::ArtifactId),
         },
         namespace: args.namespace.unwrap_or_default(),
-        request_id: request_id::new_request_id(),
+        request_id: request_id.clone(),
         committer: Some(identity::resolve_committer()?),
     };
     let mut client = client::release_client(global).await?;
-    let response = client.release(request).await?.into_inner();
+    let response = client
+        .release(request)
+        .await
+        .map_err(|status| retry::write_failed(status, &request_id))?
+        .into_inner();
     let result = present::require_result(response.result)?;
     match printer.format() {
         OutputFormat::Json => printer.json(&json!({

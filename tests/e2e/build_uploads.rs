@@ -36,6 +36,7 @@ async fn an_uploaded_build_is_stored_and_releasable() {
     requests.push(pb::PushArtifactRequest {
         path: "dev/deployment.yaml".into(),
         data: b"metadata: {name: shop}\n".to_vec(),
+        ..Default::default()
     });
     requests.extend(chunks(&[(
         "prod/deployment.yaml",
@@ -447,5 +448,42 @@ async fn a_chunk_larger_than_the_upload_memory_is_refused_at_once() {
         refused.message()
     );
     assert!(began.elapsed() < Duration::from_secs(5));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_retried_with_its_request_id_answers_as_the_first_did() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let with_id = |service: &str, request_id: &str| {
+        let mut upload = build_upload(service, "master-1");
+        upload[0].request_id = request_id.into();
+        upload
+    };
+    let first = push(&server.url, None, with_id("shop", "ci-run-7"))
+        .await
+        .unwrap();
+    assert_eq!(first.outcome(), pb::Outcome::Applied);
+    let head = repo.remote_head();
+    assert!(commit_info(&repo, &head)
+        .body
+        .contains("Request-ID: ci-run-7"));
+    // The retry of a push whose answer was lost: the same commit, applied.
+    let retried = push(&server.url, None, with_id("shop", "ci-run-7"))
+        .await
+        .unwrap();
+    assert_eq!(retried.outcome(), pb::Outcome::Applied);
+    assert_eq!(retried.commit_sha, first.commit_sha);
+    assert_eq!(repo.remote_head(), head, "nothing new");
+    // The same id for another build is refused.
+    let reused = push(&server.url, None, with_id("cart", "ci-run-7"))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
+    assert!(
+        reused.message().contains("request_id"),
+        "{}",
+        reused.message()
+    );
     server.stop().await;
 }

@@ -338,6 +338,63 @@ async fn a_force_push_on_the_remote_is_followed() {
 }
 
 #[tokio::test]
+async fn a_replay_is_never_answered_with_a_commit_a_force_push_removed() {
+    let (repo, ids) = repo_with_builds(3);
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+    let with_id = |id: &str, request_id: &str| {
+        let mut request = release_artifact("shop", "dev", id);
+        request.request_id = request_id.into();
+        tonic::Request::new(request)
+    };
+    client.release(with_id(&ids[0], "kept")).await.unwrap();
+    let good = repo.remote_head();
+    let dropped = client
+        .release(with_id(&ids[1], "dropped"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap()
+        .commit_sha;
+    // The remote loses the release; the server has not fetched since.
+    repo.remote_git(&["update-ref", "refs/heads/master", &good]);
+    let retried = client
+        .release(with_id(&ids[1], "dropped"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    let history = repo.remote_git(&["rev-list", "master"]);
+    assert!(
+        history.contains(&retried.commit_sha),
+        "answered with {} ({}), which the remote does not have",
+        retried.commit_sha,
+        if retried.commit_sha == dropped {
+            "the dropped commit"
+        } else {
+            "another commit"
+        }
+    );
+    assert_eq!(retried.outcome(), pb::Outcome::Applied);
+    assert!(!retried.replayed, "applied afresh, not replayed");
+    // An id whose commit is still there is answered from it, checked.
+    let kept = client
+        .release(with_id(&ids[0], "kept"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert!(kept.replayed, "{kept:?}");
+    assert!(repo
+        .remote_git(&["rev-list", "master"])
+        .contains(&kept.commit_sha));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn builds_in_a_rewritten_history_are_auto_released() {
     let (mut repo, ids) = repo_with_builds(1);
     let server = TestServer::start(&repo.remote).await;

@@ -116,7 +116,11 @@ fn namespace(value: String) -> Result<Option<String>, FlowError> {
 fn request_id(value: String) -> Result<Option<String>, FlowError> {
     let value = optional(value);
     if let Some(id) = &value {
-        if id.len() > 128 || id.chars().any(|c| names::is_forbidden_char(c) || c.is_whitespace()) {
+        if id.len() > 128
+            || id
+                .chars()
+                .any(|c| names::is_forbidden_char(c) || c.is_whitespace())
+        {
             return Err(FlowError::invalid(
                 "request_id",
                 "invalid request_id: at most 128 characters, no spaces or control characters",
@@ -335,14 +339,14 @@ impl ReleaseService for ReleaseServiceHandler {
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
         super::authorize(&self.auth, &request, Role::ArtifactPusher)?;
         let deadline = super::deadline_of(&request);
-        let upload = self
+        let (upload, request_id) = self
             .uploads
             .receive(request.into_inner(), &self.settings)
             .await?;
         let write = WriteRequest {
             intent: Intent::AddBuild(upload),
             committer: Signature::default(),
-            request_id: None,
+            request_id: self::request_id(request_id)?,
         };
         let WriteDone::Build(done) = self.write(write, deadline).await? else {
             return Err(crate::api::errors::failure(

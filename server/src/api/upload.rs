@@ -125,12 +125,13 @@ impl UploadIntake {
         }
     }
 
-    /// Reads, stores and validates one upload.
+    /// Reads, stores and validates one upload; returns it with the request
+    /// id its first chunk carries, if any.
     pub(crate) async fn receive(
         &self,
         stream: Streaming<pb::PushArtifactRequest>,
         settings: &Settings,
-    ) -> Result<BuildUpload, Status> {
+    ) -> Result<(BuildUpload, String), Status> {
         let _slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             crate::api::errors::failure(tonic::Code::ResourceExhausted, Reason::UploadsBusy, format!(
                 "the server is receiving {MAX_CONCURRENT_UPLOADS} uploads already; try again shortly"
@@ -171,7 +172,7 @@ async fn receive(
     limits: &UploadLimits,
     budget: &UploadBudget,
     mirror: PathBuf,
-) -> Result<BuildUpload, Status> {
+) -> Result<(BuildUpload, String), Status> {
     let total = limits.total_timeout;
     tokio::time::timeout(total, receive_all(stream, settings, limits, budget, mirror))
         .await
@@ -193,12 +194,13 @@ async fn receive_all(
     limits: &UploadLimits,
     budget: &UploadBudget,
     mirror: PathBuf,
-) -> Result<BuildUpload, Status> {
+) -> Result<(BuildUpload, String), Status> {
     let (pieces, queue) = mpsc::channel::<Piece>(8);
     let storing = tokio::task::spawn_blocking(move || store_files(&mirror, queue));
     let received = async {
         let mut paths: Vec<String> = Vec::new();
         let mut spec_bytes: Option<Vec<u8>> = None;
+        let mut request_id: Option<String> = None;
         let mut total = 0usize;
         loop {
             let next = tokio::time::timeout(limits.idle_timeout, stream.message())
@@ -214,7 +216,10 @@ async fn receive_all(
                     )
                 })?
                 .map_err(|e| too_large_chunk(e, limits))?;
-            let Some(chunk) = next else { break };
+            let Some(mut chunk) = next else { break };
+            if request_id.is_none() {
+                request_id = Some(std::mem::take(&mut chunk.request_id));
+            }
             total += chunk.data.len();
             if total > limits.max_bytes {
                 return Err(crate::api::errors::invalid(
@@ -273,7 +278,7 @@ async fn receive_all(
                 break;
             }
         }
-        Ok((paths, spec_bytes))
+        Ok((paths, spec_bytes, request_id.unwrap_or_default()))
     }
     .await;
     drop(pieces);
@@ -284,7 +289,7 @@ async fn receive_all(
             "storing the upload failed",
         )
     })?;
-    let (paths, spec_bytes) = received?;
+    let (paths, spec_bytes, request_id) = received?;
     let files = stored?;
     debug_assert_eq!(files.len(), paths.len());
     check_no_file_is_a_folder(&paths)?;
@@ -351,14 +356,15 @@ async fn receive_all(
             "the upload has no manifests: expected files under at least one environment folder",
         ));
     }
-    Ok(BuildUpload {
+    let upload = BuildUpload {
         service: spec.service.clone(),
         branch: spec.application.branch.clone(),
         artifact_id: spec.id.clone(),
         author_name: spec.application.author_name.clone(),
         author_email: spec.application.author_email.clone(),
         files,
-    })
+    };
+    Ok((upload, request_id))
 }
 
 /// Writes the pieces of an upload into the object database of the mirror
