@@ -182,6 +182,10 @@ pub struct StartArgs {
     /// Longest one upload may take.
     #[arg(long, env = "RELEASE_MANAGER_UPLOAD_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub upload_timeout: std::time::Duration,
+    /// Least average rate of an upload, in bytes per second, after its
+    /// first 15 s; a slower one is dropped (0: no least rate).
+    #[arg(long, env = "RELEASE_MANAGER_UPLOAD_MIN_RATE", default_value_t = 32 << 10)]
+    pub upload_min_rate: u64,
     /// Most connections open at once on each port; at the bound a new one
     /// takes the place of the longest idle, or is refused when none is
     /// idle [default: from the open-file limit: (limit - 256) / 2].
@@ -363,6 +367,8 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
             memory_budget: args.upload_memory,
             idle_timeout: args.upload_idle_timeout,
             total_timeout: args.upload_timeout,
+            min_rate: args.upload_min_rate,
+            ..UploadLimits::default()
         },
         poll_interval: args.poll_interval,
         remote_timeout: args.remote_timeout,

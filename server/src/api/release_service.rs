@@ -339,9 +339,14 @@ impl ReleaseService for ReleaseServiceHandler {
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
         super::authorize(&self.auth, &request, Role::ArtifactPusher)?;
         let deadline = super::deadline_of(&request);
+        // Told apart by address, callers share the upload slots fairly.
+        let caller = request
+            .extensions()
+            .get::<std::net::SocketAddr>()
+            .map(|peer| peer.ip());
         let (upload, request_id) = self
             .uploads
-            .receive(request.into_inner(), &self.settings)
+            .receive(request.into_inner(), &self.settings, caller)
             .await?;
         let write = WriteRequest {
             intent: Intent::AddBuild(upload),

@@ -239,29 +239,29 @@ impl From<release_manager::names::NameError> for FlowError {
     }
 }
 
+/// Where a write that a full or read-only disk stopped was going, as a
+/// person knows it: never a path on the server (the log has it).
+const THE_DATA_DIR: &str = "the server's data dir";
+/// See [`THE_DATA_DIR`].
+const THE_REMOTE: &str = "the config repository";
+
 /// What an OS error while writing means for the person who asked, when it
 /// is one they can act on.
 fn storage_failure(error: &RepoError) -> Option<FlowError> {
     let (place, kind, text) = match error {
-        RepoError::Io { path, source } => (
-            path.display().to_string(),
-            Some(source.kind()),
-            String::new(),
-        ),
-        RepoError::Git { source, .. } => {
-            ("the mirror".to_string(), None, source.message().to_string())
-        }
-        RepoError::Remote { remote, source, .. } => {
-            (remote.clone(), None, source.message().to_string())
-        }
+        RepoError::Io { source, .. } => (THE_DATA_DIR, Some(source.kind()), source.to_string()),
+        RepoError::Git { source, .. } => (THE_DATA_DIR, None, source.message().to_string()),
+        RepoError::Remote { source, .. } => (THE_REMOTE, None, source.message().to_string()),
         _ => return None,
     };
+    let place = place.to_string();
     let full =
         kind == Some(std::io::ErrorKind::StorageFull) || text.contains("No space left on device");
     let denied = matches!(
         kind,
         Some(std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
     ) || text.contains("Permission denied")
+        || text.contains("Operation not permitted")
         || text.contains("Read-only file system");
     if full {
         Some(FlowError::DiskFull { place })
@@ -321,22 +321,33 @@ mod tests {
         assert!(matches!(full, FlowError::DiskFull { .. }), "{full:?}");
         assert_eq!(
             full.to_string(),
-            "disk full writing /srv/config.git; free some space, the write was not made"
+            "disk full writing the server's data dir; free some space, the write was not made"
         );
         let denied = FlowError::from(io(std::io::ErrorKind::PermissionDenied));
         assert_eq!(
             denied.to_string(),
-            "permission denied writing /srv/config.git; the write was not made"
+            "permission denied writing the server's data dir; the write was not made"
         );
+        // The words of the OS, whatever the kind says.
+        let from_git = RepoError::Git {
+            action: "store an uploaded file",
+            source: git2::Error::from_str("failed to write: No space left on device"),
+        };
+        assert!(matches!(
+            FlowError::from(from_git),
+            FlowError::DiskFull { .. }
+        ));
         let remote = RepoError::Remote {
             remote: "/srv/config.git".into(),
             action: "write an object",
             source: git2::Error::from_str("failed to make directory: Read-only file system"),
         };
-        assert!(matches!(
-            FlowError::from(remote),
-            FlowError::NotPermitted { .. }
-        ));
+        let refused = FlowError::from(remote);
+        assert!(matches!(refused, FlowError::NotPermitted { .. }));
+        assert_eq!(
+            refused.to_string(),
+            "permission denied writing the config repository; the write was not made"
+        );
         let other = FlowError::from(io(std::io::ErrorKind::InvalidData));
         assert!(matches!(other, FlowError::Internal(_)));
     }

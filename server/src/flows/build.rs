@@ -32,6 +32,9 @@ pub(crate) struct BuildUpload {
     pub(crate) author_name: String,
     /// The build's source author's email.
     pub(crate) author_email: String,
+    /// Where the files' objects wait until the writer links them into the
+    /// mirror (see [`crate::repo::staging`]).
+    pub(crate) staged: std::sync::Arc<crate::repo::staging::StagedObjects>,
 }
 
 /// `new` plus every subfolder of `old` that is not an environment folder

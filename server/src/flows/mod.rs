@@ -85,6 +85,15 @@ pub(crate) enum Intent {
 }
 
 impl Intent {
+    /// The staged objects of an uploaded build, which must be in the
+    /// mirror while it is applied.
+    pub(crate) fn staged(&self) -> Option<&crate::repo::staging::StagedObjects> {
+        match self {
+            Intent::AddBuild(upload) => Some(&upload.staged),
+            _ => None,
+        }
+    }
+
     /// A one-line description for logs (never file contents).
     pub(crate) fn summary(&self) -> String {
         match self {

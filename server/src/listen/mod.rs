@@ -162,7 +162,7 @@ impl Registry {
             let shed = open
                 .values()
                 .filter(|state| state.is_idle())
-                .min_by_key(|state| (state.has_seen_request(), state.idle_since_ms()))
+                .min_by_key(|state| (state.has_seen_request(), state.idle_since_ms(), state.id))
                 .map(|state| state.id);
             match shed {
                 Some(id) => {

@@ -137,7 +137,7 @@ impl Writer {
                     reply,
                     deadline,
                 } => jobs.push(Job {
-                    request,
+                    request: *request,
                     reply: Some(reply),
                     trigger: None,
                     deadline,
@@ -287,7 +287,7 @@ impl Writer {
                 settings: &self.settings,
                 tip,
             };
-            let mut result = flows::apply(&ctx, &command.request);
+            let mut result = self.apply_one(&ctx, &command.request);
             if let Ok(done) = &result {
                 if done.created() {
                     tip = done.commit();
@@ -304,6 +304,30 @@ impl Writer {
         }
         let new_commits = (tip != base).then_some((tip, pending));
         (base, results, new_commits)
+    }
+
+    /// Runs one request's flow. An uploaded build's objects join the mirror
+    /// for it, and leave again when it makes no commit (refused, or the
+    /// same build already there), so that nothing of it stays behind.
+    fn apply_one(
+        &self,
+        ctx: &FlowContext<'_>,
+        request: &flows::WriteRequest,
+    ) -> Result<WriteDone, FlowError> {
+        let Some(staged) = request.intent.staged() else {
+            return flows::apply(ctx, request);
+        };
+        if let Err(e) = staged.link_into(&self.mirror.path()) {
+            return Err(FlowError::from(crate::repo::RepoError::Io {
+                path: self.mirror.path(),
+                source: e,
+            }));
+        }
+        let result = flows::apply(ctx, request);
+        if !result.as_ref().is_ok_and(WriteDone::created) {
+            staged.unlink_from_mirror();
+        }
+        result
     }
 
     fn index_new(&self, pending: &mut Index, commit: Oid) {

@@ -60,7 +60,8 @@ type WriteResult = Result<WriteDone, FlowError>;
 enum Command {
     /// A write from a caller, answered after its push.
     Write {
-        request: WriteRequest,
+        /// Boxed: an upload's request is large, a queue slot need not be.
+        request: Box<WriteRequest>,
         reply: oneshot::Sender<WriteResult>,
         deadline: Option<Instant>,
     },
@@ -117,7 +118,7 @@ impl WriterHandle {
     ) -> Result<WriteDone, FlowError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Write {
-            request,
+            request: Box::new(request),
             reply,
             deadline,
         })?;

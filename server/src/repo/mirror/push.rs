@@ -92,12 +92,12 @@ impl Mirror {
                         .map_err(RepoError::remote(location, "write an object"))
                 })?
             }
-            Some(pack) => {
-                pack::store(remote.path(), pack, "remote").map_err(|source| RepoError::Io {
-                    path: remote.path().to_path_buf(),
-                    source,
-                })?
-            }
+            Some(pack) => pack::store(remote.path(), pack, "remote").map_err(|e| {
+                // The remote's, not the server's own disk.
+                RepoError::remote(&self.location, "store the pack in the remote")(
+                    git2::Error::from_str(&e.to_string()),
+                )
+            })?,
         }
         // Recorded first, so that a crash inside git's lock is known at the
         // next start as this server's own (see `ref_record`).
