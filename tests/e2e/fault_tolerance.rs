@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::support::git_daemon::GitDaemon;
-use crate::support::server::{local_config, start_on};
+use crate::support::server::{local_config, start_on, REMOTE_TIMEOUT};
 use crate::support::server_api::RemoteLocation;
 use crate::support::*;
 use release_manager::pb;
@@ -126,6 +126,61 @@ async fn a_hung_remote_fails_writes_in_time_and_nothing_late_is_applied() {
         "skipped, not applied"
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_queued_behind_a_hung_push_is_answered_with_it() {
+    let (repo, ids) = repo_with_builds(2);
+    let daemon = GitDaemon::serve(&repo.remote);
+    let url = daemon.url.clone();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.config_repo = RemoteLocation::Network(url.clone());
+    })
+    .await;
+    daemon.hang();
+    let stats = server.stats();
+    let started = stats.batches_started.load(Ordering::SeqCst);
+    let mut first = server.client().await;
+    let hung = tokio::spawn(async move {
+        let answer = first
+            .release(release("shop", "dev", &artifact_id("shop", "master", 1)))
+            .await;
+        (answer, Instant::now())
+    });
+    wait_until(
+        "the writer pushes the first write",
+        Duration::from_secs(10),
+        || stats.batches_started.load(Ordering::SeqCst) > started,
+    )
+    .await;
+    let mut second = server.client().await;
+    let queued = second.release(release("shop", "staging", &ids[1])).await;
+    let queued_at = Instant::now();
+    let (hung, hung_at) = hung.await.unwrap();
+    assert_eq!(hung.unwrap_err().code(), Code::Unavailable);
+    let queued = queued.unwrap_err();
+    assert_eq!(queued.code(), Code::Unavailable, "{queued:?}");
+    assert_eq!(error_info(&queued).unwrap().0, "REMOTE_TIMEOUT");
+    // At once after the write it queued behind, not one more
+    // --remote-timeout later.
+    assert!(
+        queued_at < hung_at + REMOTE_TIMEOUT / 2,
+        "{:?} after the hung write",
+        queued_at.saturating_duration_since(hung_at)
+    );
+    // A write after that tries the remote again.
+    daemon.resume();
+    client_release_works(&server, &ids[1]).await;
+    server.stop().await;
+}
+
+async fn client_release_works(server: &TestServer, id: &str) {
+    server
+        .client()
+        .await
+        .release(release("shop", "dev", id))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

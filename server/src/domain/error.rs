@@ -292,13 +292,18 @@ pub(crate) fn git(action: &'static str) -> impl Fn(git2::Error) -> FlowError {
     move |source| FlowError::Internal(Arc::new(RepoError::Git { action, source }))
 }
 
-/// An error and all its sources on one line, for logs.
+/// An error and all its sources on one line, for logs; a source that
+/// says what is already said (an error that shows its cause's words) is
+/// left out, so that no line reads "X: X".
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text
@@ -313,6 +318,25 @@ mod tests {
             path: "/srv/config.git".into(),
             source: std::io::Error::from(kind),
         }
+    }
+
+    #[test]
+    fn a_logged_chain_never_repeats_itself() {
+        let error = FlowError::RemoteUnavailable(Arc::new(RepoError::NoBranch {
+            branch: "main".into(),
+        }));
+        assert_eq!(
+            chain(&error),
+            "the config repository has no branch \"main\""
+        );
+        let error = FlowError::Internal(Arc::new(RepoError::Git {
+            action: "read a tree",
+            source: git2::Error::from_str("object not found"),
+        }));
+        assert_eq!(
+            chain(&error),
+            "internal error; the server log has the details: git: cannot read a tree: object not found"
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ enum Command {
         request: Box<WriteRequest>,
         reply: oneshot::Sender<WriteResult>,
         deadline: Option<Instant>,
+        queued: Instant,
     },
     /// Fetch the remote, publish what others pushed, and run the
     /// auto-releases due for new builds (and for `builds`, as
@@ -71,7 +72,17 @@ enum Command {
     Sync {
         builds: Vec<NewBuild>,
         reply: Option<oneshot::Sender<Result<(), FlowError>>>,
+        queued: Instant,
     },
+}
+
+impl Command {
+    /// When it was queued.
+    fn queued(&self) -> Instant {
+        match self {
+            Command::Write { queued, .. } | Command::Sync { queued, .. } => *queued,
+        }
+    }
 }
 
 /// A build that arrived: `(service, branch)`.
@@ -121,6 +132,7 @@ impl WriterHandle {
             request: Box::new(request),
             reply,
             deadline,
+            queued: Instant::now(),
         })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
     }
@@ -132,6 +144,7 @@ impl WriterHandle {
         self.send(Command::Sync {
             builds,
             reply: None,
+            queued: Instant::now(),
         })
     }
 
@@ -142,6 +155,7 @@ impl WriterHandle {
         self.send(Command::Sync {
             builds,
             reply: Some(reply),
+            queued: Instant::now(),
         })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
     }
@@ -182,6 +196,8 @@ pub(crate) fn spawn(
         config,
         stats: stats.clone(),
         events,
+        remote_hung: std::cell::RefCell::new(None),
+        carried: std::cell::RefCell::new(None),
     };
     let thread = std::thread::Builder::new()
         .name("release-writer".into())
