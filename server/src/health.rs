@@ -1,6 +1,10 @@
 //! What `grpc.health.v1` says once the server is ready: SERVING, except
-//! while the remote's branch is locked by a lock that stays (no write can
-//! land then, and a probe should say so), until the lock is gone.
+//! that the two services (`releasemanager.v1.ReleaseService`,
+//! `PolicyService`: what readiness probes ask) say NOT_SERVING while the
+//! remote's branch is locked by a lock that stays (no write can land
+//! then), until the lock is gone. The server's overall health (`""`, what
+//! liveness probes ask) stays SERVING: a restart would not remove a lock
+//! the server did not make.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +18,11 @@ use crate::api::policy_service::PolicyServiceHandler;
 use crate::api::release_service::ReleaseServiceHandler;
 use crate::engine::writer::WriterStats;
 
-/// Sets the whole server (`""`) and both services to `status`.
-pub(crate) async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
+/// How often a known lock is looked at again.
+const LOCK_CHECK: Duration = Duration::from_millis(500);
+
+/// Sets both services to `status`, leaving the overall health as it is.
+async fn set_services(reporter: &HealthReporter, status: ServingStatus) {
     reporter
         .set_service_status(
             <ReleaseServiceServer<ReleaseServiceHandler> as tonic::server::NamedService>::NAME,
@@ -28,14 +35,11 @@ pub(crate) async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
             status,
         )
         .await;
-    reporter.set_service_status("", status).await;
 }
 
-/// How often a known lock is looked at again.
-const LOCK_CHECK: Duration = Duration::from_millis(500);
-
-/// Says NOT_SERVING while the writer reports the remote's branch locked,
-/// and SERVING again once the lock is gone; until `stop`.
+/// Says NOT_SERVING (for both services) while the writer reports the
+/// remote's branch locked, and SERVING again once the lock is gone; until
+/// `stop`.
 pub(crate) async fn follow_remote_lock(
     reporter: HealthReporter,
     stats: Arc<WriterStats>,
@@ -54,10 +58,10 @@ pub(crate) async fn follow_remote_lock(
             serving = !locked;
             if locked {
                 tracing::warn!("health: NOT_SERVING while the remote's branch is locked");
-                set_all(&reporter, ServingStatus::NotServing).await;
+                set_services(&reporter, ServingStatus::NotServing).await;
             } else {
                 tracing::info!("health: SERVING; the remote's branch is no longer locked");
-                set_all(&reporter, ServingStatus::Serving).await;
+                set_services(&reporter, ServingStatus::Serving).await;
             }
         }
     }

@@ -147,7 +147,8 @@ async fn a_lock_of_someone_else_stays_and_health_says_so() {
     release(&server.url, "master-shop-1").await.unwrap();
 }
 
-/// The whole server's health status (1 SERVING, 2 NOT_SERVING).
+/// What health says of the release service, as readiness probes ask (1
+/// SERVING, 2 NOT_SERVING).
 async fn health(url: &str) -> i32 {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())
         .unwrap()
@@ -155,7 +156,9 @@ async fn health(url: &str) -> i32 {
         .await
         .unwrap();
     tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest::default())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "releasemanager.v1.ReleaseService".into(),
+        })
         .await
         .unwrap()
         .into_inner()

@@ -273,12 +273,15 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
         "{}",
         refused.message()
     );
-    // A probe says the server cannot write, until the lock is gone.
+    // A readiness probe says the server cannot write, until the lock is
+    // gone; liveness (the overall health) stays SERVING: a restart would
+    // not remove a lock the server did not make.
     wait_for("health to say NOT_SERVING", Duration::from_secs(10), || {
         let url = server.url.clone();
-        async move { (health(&url).await == ServingStatus::NotServing).then_some(()) }
+        async move { (health(&url, RELEASES).await == ServingStatus::NotServing).then_some(()) }
     })
     .await;
+    assert_eq!(health(&server.url, "").await, ServingStatus::Serving);
     assert_eq!(
         server.stats().conflicts.load(Ordering::SeqCst),
         0,
@@ -295,7 +298,7 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
         Duration::from_secs(10),
         || {
             let url = server.url.clone();
-            async move { (health(&url).await == ServingStatus::Serving).then_some(()) }
+            async move { (health(&url, RELEASES).await == ServingStatus::Serving).then_some(()) }
         },
     )
     .await;
@@ -306,15 +309,20 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
     server.stop().await;
 }
 
-/// What the whole server's health says.
-async fn health(url: &str) -> ServingStatus {
+/// The service readiness probes ask about.
+const RELEASES: &str = "releasemanager.v1.ReleaseService";
+
+/// What health says of `service` (`""`: the whole server).
+async fn health(url: &str, service: &str) -> ServingStatus {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())
         .unwrap()
         .connect()
         .await
         .unwrap();
     HealthClient::new(channel)
-        .check(HealthCheckRequest::default())
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
         .await
         .unwrap()
         .into_inner()
