@@ -634,6 +634,10 @@ async fn refused_and_abandoned_large_uploads_leave_nothing_behind() {
         grown(after),
         disk_bytes(&mirror)
     );
+    eprintln!(
+        "three refused or abandoned uploads of 30 MiB left {} bytes",
+        grown(after)
+    );
     // Nor after a restart.
     let data = server.stop().await;
     let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
