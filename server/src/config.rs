@@ -12,6 +12,7 @@ use crate::demo::ensure_demo_repo;
 use crate::domain::duration::parse as parse_duration;
 use crate::domain::Settings;
 use crate::engine::writer::WriterConfig;
+use crate::listen::ConnectionLimits;
 use crate::repo::commits::{CommitIdentity, CommitSigner};
 use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 
@@ -251,6 +252,31 @@ pub struct StartArgs {
     /// Longest one upload may take.
     #[arg(long, env = "RELEASE_MANAGER_UPLOAD_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub upload_timeout: std::time::Duration,
+    /// Least average rate of an upload, in bytes per second, after its
+    /// first 15 s; a slower one is dropped (0: no least rate).
+    #[arg(long, env = "RELEASE_MANAGER_UPLOAD_MIN_RATE", default_value_t = 32 << 10)]
+    pub upload_min_rate: u64,
+    /// Most connections open at once on each port; at the bound a new one
+    /// takes the place of the longest idle, or is refused when none is
+    /// idle [default: from the open-file limit: (limit - 256) / 2].
+    #[arg(long, env = "RELEASE_MANAGER_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Longest time from accepting a connection to its first request's
+    /// headers (HTTP/1.1: to each request's headers).
+    #[arg(long, env = "RELEASE_MANAGER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// Longest silence while a request's body is being read.
+    #[arg(long, env = "RELEASE_MANAGER_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// How long a connection with no request in progress stays open.
+    #[arg(long, env = "RELEASE_MANAGER_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// How often the gRPC port pings an HTTP/2 connection.
+    #[arg(long, env = "RELEASE_MANAGER_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub keepalive_interval: std::time::Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "RELEASE_MANAGER_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub keepalive_timeout: std::time::Duration,
 }
 
 /// Everything the server needs, typed.
@@ -291,6 +317,8 @@ pub struct ServerConfig {
     pub notifications: Option<crate::notify::config::Notifications>,
     /// PEM certificate and key to serve gRPC over TLS.
     pub tls: Option<TlsFiles>,
+    /// Bounds on both ports' connections.
+    pub connections: ConnectionLimits,
 }
 
 /// The contents of the TLS certificate and key files.
@@ -337,6 +365,7 @@ impl ServerConfig {
             deployment_sources: Default::default(),
             notifications: None,
             tls: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -419,6 +448,8 @@ pub fn resolve_with_env(
             memory_budget: args.upload_memory,
             idle_timeout: args.upload_idle_timeout,
             total_timeout: args.upload_timeout,
+            min_rate: args.upload_min_rate,
+            ..UploadLimits::default()
         },
         poll_interval: args.poll_interval,
         remote_timeout: args.remote_timeout,
@@ -452,6 +483,7 @@ pub fn resolve_with_env(
             }),
             _ => None,
         },
+        connections: connection_limits(args)?,
     };
     Ok(Resolved {
         config,
@@ -491,8 +523,15 @@ fn config_repo_setting(
 /// There is no configuration in which one role is open because another one
 /// has a token.
 pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<Auth, String> {
-    let hamctl_token = args.hamctl_auth_token.clone().filter(|t| !t.is_empty());
-    let artifact_token = args.artifact_auth_token.clone().filter(|t| !t.is_empty());
+    // Each a comma-separated list of tokens, as the original took them: a
+    // list of nothing but separators is no token.
+    let some_token = |setting: &Option<String>| {
+        setting
+            .clone()
+            .filter(|t| t.split(',').any(|token| !token.trim().is_empty()))
+    };
+    let hamctl_token = some_token(&args.hamctl_auth_token);
+    let artifact_token = some_token(&args.artifact_auth_token);
     let oidc = resolve_oidc(args)?;
     let no_token = hamctl_token.is_none() && artifact_token.is_none() && oidc.issuers.is_empty();
     let unauthenticated = args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
@@ -578,6 +617,35 @@ fn resolve_commits(args: &StartArgs) -> Result<CommitIdentity, String> {
         None => None,
     };
     Ok(CommitIdentity { committer, signer })
+}
+
+/// The bounds on both ports' connections; zero durations are refused (a
+/// zero would close every connection at once).
+fn connection_limits(args: &StartArgs) -> Result<ConnectionLimits, String> {
+    for (flag, value) in [
+        ("--header-timeout", args.header_timeout),
+        ("--body-timeout", args.body_timeout),
+        ("--idle-timeout", args.idle_timeout),
+        ("--keepalive-interval", args.keepalive_interval),
+        ("--keepalive-timeout", args.keepalive_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(format!("{flag} must be longer than 0"));
+        }
+    }
+    if args.max_connections == Some(0) {
+        return Err("--max-connections must be at least 1".into());
+    }
+    Ok(ConnectionLimits {
+        max_connections: args.max_connections.unwrap_or_else(|| {
+            crate::listen::max_connections_for(crate::listen::open_file_limit())
+        }),
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        idle_timeout: args.idle_timeout,
+        keepalive_interval: args.keepalive_interval,
+        keepalive_timeout: args.keepalive_timeout,
+    })
 }
 
 fn parse_sources(text: &str) -> Result<crate::http::deployment_hooks::Sources, String> {

@@ -13,8 +13,10 @@ mod deployments;
 mod domain;
 mod engine;
 mod flows;
+mod health;
 mod http;
 mod import;
+mod listen;
 mod notify;
 pub mod original;
 mod repo;
@@ -33,6 +35,7 @@ pub use import::{
     resolve_import, run as import_s3, ImportBucket, ImportConfig, ImportError, ImportReport,
     ImportS3Args,
 };
+pub use listen::{raise_open_file_limit, ConnectionLimits};
 pub use notify::config::Notifications;
 pub use repo::commits::{CommitIdentity, CommitSigner};
 pub use repo::remote::{GitCredentials, RemoteLocation, SHIPPED_KNOWN_HOSTS};

@@ -9,6 +9,7 @@ pub(crate) mod policy_service;
 pub(crate) mod release_service;
 pub(crate) mod starting;
 pub(crate) mod upload;
+mod upload_slots;
 mod watch;
 
 use std::time::{Duration, Instant};

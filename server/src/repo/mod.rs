@@ -10,6 +10,7 @@ pub(crate) mod pack;
 pub(crate) mod raw_tree;
 pub(crate) mod remote;
 pub(crate) mod snapshot;
+pub(crate) mod staging;
 pub(crate) mod tree;
 
 use std::path::PathBuf;
