@@ -12,7 +12,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::global::GlobalArgs;
-use crate::{describe, policy, promote, release, rollback, status, watch};
+use crate::{describe, diff, policy, promote, release, rollback, status, watch};
 
 /// hamctl: release, promote and roll back builds of services managed by the
 /// release manager, see what runs where, manage release policies and watch
@@ -73,6 +73,7 @@ pub(crate) enum Command {
     Status(status::StatusArgs),
     Services(crate::services::ServicesArgs),
     Describe(describe::DescribeArgs),
+    Diff(diff::DiffArgs),
     Policy(policy::PolicyArgs),
     Watch(watch::WatchArgs),
     Completions(crate::completions::CompletionsArgs),

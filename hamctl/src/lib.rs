@@ -32,6 +32,7 @@ mod cli;
 mod client;
 mod completions;
 mod describe;
+mod diff;
 mod error;
 mod global;
 mod identity;
@@ -150,6 +151,7 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Status(args) => status::run(args, global, printer).await,
         Command::Services(args) => services::run(args, global, printer).await,
         Command::Describe(args) => describe::run(args, global, printer).await,
+        Command::Diff(args) => diff::run(args, global, printer).await,
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
         Command::Completions(args) => completions::run(args, Cli::command(), printer),

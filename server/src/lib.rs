@@ -26,6 +26,7 @@ pub use demo::DEMO_SERVICES;
 pub use domain::error::chain;
 pub use domain::policy_file::parse_global as parse_global_restrictions;
 pub use engine::writer::stats::WriterStats;
+pub use http::dashboard::values::CommitLinks;
 pub use http::deployment_hooks::Sources as DeploymentSources;
 pub use notify::config::Notifications;
 pub use repo::remote::{GitCredentials, RemoteLocation, SHIPPED_KNOWN_HOSTS};

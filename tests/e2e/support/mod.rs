@@ -12,6 +12,7 @@ pub mod http;
 pub mod poll;
 pub mod process;
 pub mod server;
+pub mod shop;
 pub mod signing;
 pub mod webdriver;
 
