@@ -132,8 +132,10 @@ async function copy(text) {
 }
 
 document.addEventListener("click", (event) => {
-  const button = event.target.closest("button.copy");
-  if (button) copy(button.dataset.copy).catch(() => toast("Could not copy " + button.dataset.copy));
+  const button = event.target.closest("button.id");
+  if (!button) return;
+  const id = button.textContent;
+  copy(id).catch(() => toast("Could not copy " + id));
 });
 
 // A time's exact value, on focus (hovering shows its title).
@@ -143,9 +145,9 @@ tip.hidden = true;
 document.body.appendChild(tip);
 document.addEventListener("focusin", (event) => {
   const target = event.target;
-  const time = target.matches?.("time[data-absolute]") ? target : target.querySelector?.("time[data-absolute]");
+  const time = target.matches?.("time[title]") ? target : target.querySelector?.("time[title]");
   if (!time) return;
-  tip.textContent = time.dataset.absolute;
+  tip.textContent = time.title;
   tip.hidden = false;
   const box = target.getBoundingClientRect();
   tip.style.top = Math.min(box.bottom + 4, innerHeight - tip.offsetHeight - 4) + "px";
@@ -248,8 +250,8 @@ function follow() {
 // Ages ("3 h ago") go on counting without a reload.
 function tickAges() {
   const now = Date.now() / 1000;
-  for (const element of document.querySelectorAll("[data-time]")) {
-    const seconds = Number(element.dataset.time);
+  for (const element of document.querySelectorAll("time[datetime]")) {
+    const seconds = Date.parse(element.getAttribute("datetime")) / 1000;
     if (!seconds) continue;
     const elapsed = Math.max(0, now - seconds);
     element.textContent =

@@ -1,10 +1,12 @@
-//! States at a glance on the matrix: per environment, how many services
-//! are deployed, progressing, failed, pending (released, no report covers
-//! the release yet) and promotable; the environment's reconciliation error
-//! when its controller reports one; and the filter by state that the URL
-//! keeps (`?q=<name>&state=<state>&env=<environment>`), so a view can be
-//! shared. The page script applies the same filter and recounts the same
-//! way from the cells when rows change (`dashboard.js`).
+//! States at a glance on the matrix: what the cluster reported, joined to
+//! the cells of the environments whose controller reports; per
+//! environment, how many services are deployed, progressing, failed,
+//! pending (released, no report covers the release yet) and promotable;
+//! the environment's reconciliation error when its controller reports one;
+//! and the filter by state that the URL keeps
+//! (`?q=<name>&state=<state>&env=<environment>`), so a view can be shared.
+//! The page script applies the same filter and recounts the same way from
+//! the cells when rows change (`dashboard.js`).
 
 use std::collections::HashMap;
 
@@ -155,8 +157,12 @@ impl Filter {
 
     /// Whether `row` is shown.
     pub(crate) fn matches(&self, row: &Row, environments: &[String]) -> bool {
-        let name = self.name.to_lowercase();
-        if !row.service.to_lowercase().contains(&name) {
+        if !self.name.is_empty()
+            && !row
+                .service
+                .to_lowercase()
+                .contains(&self.name.to_lowercase())
+        {
             return false;
         }
         let Some(state) = self.state else {

@@ -63,13 +63,9 @@ fn cell(cell: &Cell, at: Column<'_>, service: &str, cx: &Context<'_>) -> Markup 
     if cell.off_default_branch {
         classes.push("branch");
     }
-    let state = cell
-        .deployment
-        .as_ref()
-        .map(|(word, _)| *word)
-        .unwrap_or("");
+    let state = cell.deployment.as_ref().map(|(word, _)| *word);
     html! {
-        td class=(classes.join(" ")) data-artifact=(cell.artifact_id) data-state=(state) data-environment=(at.environment) {
+        td class=(classes.join(" ")) data-artifact=(cell.artifact_id) data-state=[state] data-environment=(at.environment) {
             span.env { (at.environment) }
             @if cell.artifact_id.is_empty() {
                 span.line.first {
@@ -91,7 +87,7 @@ fn cell(cell: &Cell, at: Column<'_>, service: &str, cx: &Context<'_>) -> Markup 
                 }
                 span.line {
                     @if cell.off_default_branch { (values::branch_mark(at.default_branch)) }
-                    span.branch-name { (cell.branch) }
+                    span { (cell.branch) }
                     @if let Some((high, medium, low)) = cell.vulnerabilities {
                         span class=(if high > 0 { "vuln high" } else { "vuln" }) {
                             "vulns " (high) "H " (medium) "M " (low) "L"
@@ -99,7 +95,7 @@ fn cell(cell: &Cell, at: Column<'_>, service: &str, cx: &Context<'_>) -> Markup 
                     }
                 }
                 span.line {
-                    span.by { (cell.released_by) }
+                    span { (cell.released_by) }
                     (values::release_when(cell.released_at, &cell.release_commit, cx))
                 }
             }
@@ -162,9 +158,9 @@ pub(crate) fn matrix(
     let body = html! {
         (glance::controls(filter, &matrix.environments))
         p.legend {
-            span.key { "Each cell: artifact (" (values::legend_icon("copy")) " copies it) and what the cluster reports; branch, vulnerabilities (high, medium, low); released by, when." }
-            span.key { span.swatch.promotable {} span.mark.promotable { (values::legend_icon("promotable")) } " differs from the environment before: promotable (opens the comparison)" }
-            span.key { span.swatch.branch {} span.mark.branch { (values::legend_icon("branch")) } " not the default branch (" (matrix.default_branch) ")" }
+            span.key { "Each cell: artifact (a click copies it) and what the cluster reports; branch, vulnerabilities (high, medium, low); released by, when." }
+            span.key { span.swatch.promotable {} span.mark.promotable aria-hidden="true" {} " differs from the environment before: promotable (opens the comparison)" }
+            span.key { span.swatch.branch {} span.mark.branch aria-hidden="true" {} " not the default branch (" (matrix.default_branch) ")" }
         }
         table #matrix {
             thead {

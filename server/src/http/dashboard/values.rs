@@ -1,12 +1,12 @@
 //! Exact values on the dashboard's pages: every age is a `<time>` with its
 //! absolute time (on hover, and on focus through the page script), every
 //! artifact id is whole in the page (shortened only by the stylesheet,
-//! keeping its distinctive end) with a button that copies it, the marks
-//! that colour also says (promotable, another branch) carry an icon with a
-//! label, and a release links to its config repository commit when
+//! keeping its distinctive end) and a button that copies it, the marks
+//! that colour also says (promotable, another branch) carry an icon (drawn
+//! by the stylesheet, so a thousand cells do not repeat it) with a label, and a release links to its config repository commit when
 //! `--config-repo-web-url` gives the URL's shape. Markup only; no reads.
 
-use maud::{html, Markup, PreEscaped};
+use maud::{html, Markup};
 
 use super::pages::age;
 
@@ -60,16 +60,40 @@ impl Context<'_> {
     }
 }
 
-/// `seconds` since the epoch as people read it, in UTC.
-pub(crate) fn absolute(seconds: i64) -> String {
-    chrono::DateTime::from_timestamp(seconds, 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
+/// `seconds` since the epoch as a UTC date and time: (year, month, day,
+/// hour, minute, second). Computed by hand (days to a civil date, as in
+/// Howard Hinnant's `civil_from_days`): a matrix formats thousands of
+/// times, and a general formatter costs more than the rest of the page.
+fn civil(seconds: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let rest = rest as u32;
+    (year, month, day, rest / 3600, rest / 60 % 60, rest % 60)
 }
 
-/// An age ("3 h ago") as a `<time>` with its exact time: in `datetime`, in
-/// the title shown on hover, and in `data-absolute` that the page script
-/// shows on focus. Nothing for an unknown time (0).
+/// `seconds` since the epoch as people read it, in UTC.
+pub(crate) fn absolute(seconds: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(seconds);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+}
+
+/// `seconds` since the epoch in RFC 3339, as `<time datetime>` takes it.
+fn rfc3339(seconds: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(seconds);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// An age ("3 h ago") as a `<time>` with its exact time: in `datetime`, and
+/// in the title shown on hover (and by the page script on focus). Nothing
+/// for an unknown time (0).
 pub(crate) fn when(seconds: i64, now: i64) -> Markup {
     time_element(seconds, now, true)
 }
@@ -91,13 +115,8 @@ fn time_element(seconds: i64, now: i64, focusable: bool) -> Markup {
     if seconds == 0 {
         return html! {};
     }
-    let exact = absolute(seconds);
-    let machine = chrono::DateTime::from_timestamp(seconds, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default();
     html! {
-        time.age datetime=(machine) title=(exact) data-absolute=(exact) data-time=(seconds)
-            tabindex=[focusable.then_some("0")] {
+        time.age datetime=(rfc3339(seconds)) title=(absolute(seconds)) tabindex=[focusable.then_some("0")] {
             (age(seconds, now))
         }
     }
@@ -127,24 +146,14 @@ fn split_id(id: &str) -> (&str, &str) {
 
 /// A whole artifact id (what screen readers read), whose start the
 /// stylesheet may shorten with an ellipsis in a narrow cell while its end
-/// stays; followed by a button that copies it.
+/// stays. It is a button: one click (or Enter) copies it, through the page
+/// script; its title says so and shows it whole.
 pub(crate) fn artifact_id(id: &str) -> Markup {
     let (head, tail) = split_id(id);
     html! {
-        span.id title=(id) {
+        button.id type="button" title={ "Copy " (id) } {
             @if !head.is_empty() { span.head { (head) } }
             span.tail { (tail) }
-        }
-        (copy_button(id))
-    }
-}
-
-/// A button that copies `id` (the page script does; without it, the id is
-/// still selectable text).
-pub(crate) fn copy_button(id: &str) -> Markup {
-    html! {
-        button.copy type="button" data-copy=(id) aria-label={ "Copy artifact id " (id) } title="Copy the artifact id" {
-            (icon(COPY_ICON))
         }
     }
 }
@@ -157,8 +166,8 @@ pub(crate) fn promotable_mark(service: &str, from: &str, to: &str) -> Markup {
         a.mark.promotable
             href={ "/service/" (service) "/compare?from=" (from) "&to=" (to) }
             aria-label={ "promotable from " (from) ": compare " (from) " with " (to) }
-            title={ "Differs from " (from) ": promotable. Compare " (from) " with " (to) } {
-            (icon(PROMOTABLE_ICON)) span.mark-text { "promotable" }
+            title={ "promotable: compare with " (from) } {
+            span.mark-text { "promotable" }
         }
     }
 }
@@ -167,36 +176,9 @@ pub(crate) fn promotable_mark(service: &str, from: &str, to: &str) -> Markup {
 pub(crate) fn branch_mark(default_branch: &str) -> Markup {
     let label = format!("not the default branch ({default_branch})");
     html! {
-        span.mark.branch role="img" aria-label=(label) title=(label) {
-            (icon(BRANCH_ICON))
-        }
+        span.mark.branch role="img" aria-label=(label) title=(label) {}
     }
 }
-
-/// The icon of a mark or button for the legend that explains it
-/// (`copy`, `promotable` or `branch`).
-pub(crate) fn legend_icon(which: &str) -> Markup {
-    icon(match which {
-        "copy" => COPY_ICON,
-        "promotable" => PROMOTABLE_ICON,
-        _ => BRANCH_ICON,
-    })
-}
-
-fn icon(path: &str) -> Markup {
-    html! {
-        svg.icon viewBox="0 0 16 16" width="14" height="14" aria-hidden="true" focusable="false" {
-            (PreEscaped(path))
-        }
-    }
-}
-
-/// Two overlapping sheets.
-const COPY_ICON: &str = r#"<path fill="none" stroke="currentColor" stroke-width="1.6" d="M5.5 5.5h8v8h-8z M10.5 5.5v-3h-8v8h3"/>"#;
-/// An arrow up from a bar.
-const PROMOTABLE_ICON: &str = r#"<path fill="none" stroke="currentColor" stroke-width="2" d="M8 13V3 M3.5 7.5 8 3l4.5 4.5"/>"#;
-/// A fork: two branches from one stem.
-const BRANCH_ICON: &str = r#"<g fill="none" stroke="currentColor" stroke-width="1.6"><circle cx="4.5" cy="3.5" r="1.7"/><circle cx="4.5" cy="12.5" r="1.7"/><circle cx="11.5" cy="5" r="1.7"/><path d="M4.5 5.2v5.6 M11.5 6.7c0 3-7 2.5-7 4.1"/></g>"#;
 
 #[cfg(test)]
 mod tests {
@@ -217,6 +199,28 @@ mod tests {
         assert!(error.contains("{commit}"), "{error}");
         let error = CommitLinks::parse("javascript:{commit}").unwrap_err();
         assert!(error.contains("http(s)"), "{error}");
+    }
+
+    #[test]
+    fn dates_are_chronos() {
+        for seconds in [
+            0,
+            951_782_400,
+            1_700_000_000,
+            4_102_444_799,
+            -86_400,
+            1_709_164_800,
+        ] {
+            let expected = chrono::DateTime::from_timestamp(seconds, 0).unwrap();
+            assert_eq!(
+                absolute(seconds),
+                expected.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+            );
+            assert_eq!(
+                rfc3339(seconds),
+                expected.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            );
+        }
     }
 
     #[test]
@@ -242,7 +246,9 @@ mod tests {
         );
         assert_eq!(split_id("master-1"), ("", "master-1"));
         let html = artifact_id("master-1a2b3c4d5e-6f7a8b9c0d").into_string();
-        assert!(html.contains(r#"aria-label="Copy artifact id master-1a2b3c4d5e-6f7a8b9c0d""#));
-        assert!(html.contains(">master-</span><span class=\"tail\">1a2b3c4d5e-6f7a8b9c0d<"));
+        assert_eq!(
+            html,
+            r#"<button class="id" type="button" title="Copy master-1a2b3c4d5e-6f7a8b9c0d"><span class="head">master-</span><span class="tail">1a2b3c4d5e-6f7a8b9c0d</span></button>"#
+        );
     }
 }
