@@ -33,6 +33,7 @@ mod client;
 mod completions;
 mod credentials;
 mod describe;
+mod diff;
 mod error;
 mod global;
 mod identity;
@@ -162,6 +163,7 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Status(args) => status::run(args, global, printer).await,
         Command::Services(args) => services::run(args, global, printer).await,
         Command::Describe(args) => describe::run(args, global, printer).await,
+        Command::Diff(args) => diff::run(args, global, printer).await,
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
         Command::Login(args) => login::login(args, global, printer).await,

@@ -211,6 +211,12 @@ pub struct StartArgs {
     /// [default: 0.0.0.0:8081; the demo: 127.0.0.1:8081].
     #[arg(long, env = "RELEASE_MANAGER_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// The config repository's commit page on the web, with `{commit}`
+    /// where the sha goes (e.g.
+    /// `https://github.com/acme/k8s-config/commit/{commit}`): the dashboard
+    /// links every release to its commit.
+    #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO_WEB_URL", value_name = "URL", value_parser = parse_commit_links)]
+    pub config_repo_web_url: Option<crate::http::dashboard::values::CommitLinks>,
     /// Secret of the GitHub push webhook (HMAC-SHA256 of X-Hub-Signature-256).
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
@@ -307,6 +313,8 @@ pub struct ServerConfig {
     pub fsync: bool,
     /// HTTP listener for the dashboard, webhooks and metrics, if any.
     pub http_listen: Option<SocketAddr>,
+    /// The config repository's commit pages, for the dashboard's links.
+    pub config_repo_web_url: Option<crate::http::dashboard::values::CommitLinks>,
     /// Secret of the GitHub push webhook.
     pub github_webhook_secret: Option<String>,
     /// Secret of the deployment routes.
@@ -360,6 +368,7 @@ impl ServerConfig {
             remote_timeout: std::time::Duration::from_secs(30),
             fsync: true,
             http_listen: None,
+            config_repo_web_url: None,
             github_webhook_secret: None,
             deployment_webhook_secret: None,
             deployment_sources: Default::default(),
@@ -462,6 +471,7 @@ pub fn resolve_with_env(
             };
             default.parse().expect("a valid default address")
         })),
+        config_repo_web_url: args.config_repo_web_url.clone(),
         github_webhook_secret: args.github_webhook_secret.clone().filter(|s| !s.is_empty()),
         deployment_webhook_secret: args
             .deployment_webhook_secret
@@ -648,6 +658,10 @@ fn connection_limits(args: &StartArgs) -> Result<ConnectionLimits, String> {
     })
 }
 
+fn parse_commit_links(text: &str) -> Result<crate::http::dashboard::values::CommitLinks, String> {
+    crate::http::dashboard::values::CommitLinks::parse(text)
+}
+
 fn parse_sources(text: &str) -> Result<crate::http::deployment_hooks::Sources, String> {
     crate::http::deployment_hooks::Sources::parse(text)
 }
@@ -811,5 +825,28 @@ mod tests {
         let error =
             resolve_auth(&args(&["--hamctl-auth-token", ""]), false, everywhere()).unwrap_err();
         assert!(error.contains("no token is set"), "{error}");
+    }
+
+    #[test]
+    fn a_config_repo_web_url_needs_the_commit_placeholder() {
+        let parsed = args(&[
+            "--config-repo-web-url",
+            "https://gitlab.com/acme/k8s/-/commit/{commit}",
+        ]);
+        let links = parsed.config_repo_web_url.expect("a template");
+        assert_eq!(
+            links.url("abc123").as_deref(),
+            Some("https://gitlab.com/acme/k8s/-/commit/abc123")
+        );
+        let error = Cli::try_parse_from([
+            "release-manager",
+            "start",
+            "--config-repo-web-url",
+            "https://gitlab.com/acme/k8s/-/commit/",
+        ])
+        .expect_err("refused")
+        .to_string();
+        assert!(error.contains("--config-repo-web-url"), "{error}");
+        assert!(error.contains("{commit}"), "{error}");
     }
 }

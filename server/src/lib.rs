@@ -30,6 +30,7 @@ pub use demo::DEMO_SERVICES;
 pub use domain::error::chain;
 pub use domain::policy_file::parse_global as parse_global_restrictions;
 pub use engine::writer::stats::WriterStats;
+pub use http::dashboard::values::CommitLinks;
 pub use http::deployment_hooks::Sources as DeploymentSources;
 pub use import::{
     resolve_import, run as import_s3, ImportBucket, ImportConfig, ImportError, ImportReport,

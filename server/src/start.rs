@@ -396,7 +396,8 @@ pub async fn start(
             events.clone(),
             gate.clone(),
             deployments.clone(),
-        );
+        )
+        .with_commit_links(config.config_repo_web_url.clone());
         dashboard_to_warm = Some(dashboard.clone());
         let routes = http::router(state)
             .merge(http::deployment_hooks::router(hooks))

@@ -437,6 +437,40 @@ impl ReleaseService for ReleaseServiceHandler {
         Ok(Response::new(response))
     }
 
+    async fn compare_environments(
+        &self,
+        request: Request<pb::CompareEnvironmentsRequest>,
+    ) -> Result<Response<pb::CompareEnvironmentsResponse>, Status> {
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
+        let r = request.into_inner();
+        let namespace = optional(r.namespace);
+        let comparison = self
+            .read(move |reader| {
+                reader.compare(
+                    &r.service,
+                    &r.from_environment,
+                    &r.to_environment,
+                    namespace.as_deref(),
+                )
+            })
+            .await?;
+        let mut response = convert::comparison(&comparison);
+        // What the cluster reported, joined as status joins it.
+        for side in [&mut response.from_environment, &mut response.to_environment]
+            .into_iter()
+            .flatten()
+            .filter(|side| side.artifact.is_some())
+        {
+            let reported = self.deployments.of(
+                &side.environment,
+                &response.service,
+                &side.release_commit_sha,
+            );
+            side.deployment = Some(convert::deployment(reported.as_ref()));
+        }
+        Ok(Response::new(response))
+    }
+
     async fn report_deployment(
         &self,
         request: Request<pb::ReportDeploymentRequest>,

@@ -2,6 +2,7 @@
 //! commit messages, and the index of builds and releases read from history.
 
 pub(crate) mod commits;
+pub(crate) mod diff;
 pub(crate) mod history;
 pub(crate) mod index;
 pub(crate) mod message;
