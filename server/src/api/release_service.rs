@@ -275,13 +275,23 @@ impl ReleaseService for ReleaseServiceHandler {
             .await?;
         for environment in &mut response.environments {
             if environment.artifact.is_some() {
-                let reported = self.deployments.of(
-                    &environment.environment,
-                    &response.service,
-                    &environment.release_commit_sha,
-                );
-                environment.deployment = Some(convert::deployment(reported.as_ref()));
+                environment.deployment = Some(if self.deployments.takes_reports() {
+                    let reported = self.deployments.of(
+                        &environment.environment,
+                        &response.service,
+                        &environment.release_commit_sha,
+                    );
+                    convert::deployment(reported.as_ref())
+                } else {
+                    convert::not_reported()
+                });
             }
+            environment.reconciliation_errors = self
+                .deployments
+                .errors_of(&environment.environment)
+                .iter()
+                .map(|error| convert::reconciliation_error(&environment.environment, error))
+                .collect();
         }
         Ok(Response::new(response))
     }
@@ -389,7 +399,27 @@ impl ReleaseService for ReleaseServiceHandler {
                 )))
             }
         };
-        let covered = self
+        let about = if r.service.is_empty() {
+            if !r.namespace.is_empty() {
+                return Err(to_status(FlowError::invalid(
+                    "namespace",
+                    "namespace is given without service",
+                )));
+            }
+            crate::deployments::About::Everything
+        } else {
+            names::check_service(&r.service).map_err(FlowError::from)?;
+            crate::deployments::About::Service {
+                namespace: namespace(r.namespace)?,
+                name: r.service,
+            }
+        };
+        let observed_at = r.observed_at.map(|t| {
+            t.seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.nanos))
+        });
+        let done = self
             .deployments
             .report(crate::deployments::Report {
                 environment: r.environment,
@@ -397,10 +427,17 @@ impl ReleaseService for ReleaseServiceHandler {
                 state,
                 message: r.message,
                 source: r.source,
+                about,
+                observed_at,
             })
             .await?;
         Ok(Response::new(pb::ReportDeploymentResponse {
-            covered: covered.iter().map(convert::deployment_reported).collect(),
+            covered: done
+                .covered
+                .iter()
+                .map(convert::deployment_reported)
+                .collect(),
+            ignored_as_older: done.ignored_as_older,
         }))
     }
 
@@ -431,12 +468,38 @@ impl ReleaseService for ReleaseServiceHandler {
                 "the server is shutting down",
             ));
         }
+        // The reports' place is read before history: a report taken in
+        // between comes live, and is not lost.
+        let reports_at = match since {
+            Some(cursor) if cursor.reports != crate::engine::events::ReportsAt::Unknown => {
+                cursor.reports
+            }
+            _ => self.deployments.place(),
+        };
         let (replay, tip) = self.read(move |reader| reader.events_since(since)).await?;
+        let (reports, report_commits) = match since {
+            Some(cursor) if cursor.reports != crate::engine::events::ReportsAt::Unknown => {
+                self.deployments.since(cursor.reports).await?
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        let reports_end = match report_commits.last() {
+            Some(last) => crate::engine::events::ReportsAt::At {
+                commit: *last,
+                after: None,
+            },
+            None => reports_at,
+        };
         Ok(Response::new(super::watch::stream(
             receiver,
-            replay,
+            super::watch::Replayed {
+                commits: replay,
+                reports,
+                report_commits,
+            },
             tip,
             since,
+            reports_end,
             r.service,
             r.environment,
         )))

@@ -8,6 +8,7 @@ pub(crate) mod mirror;
 pub(crate) mod pack;
 pub(crate) mod raw_tree;
 pub(crate) mod remote;
+pub(crate) mod shared_ref;
 pub(crate) mod snapshot;
 pub(crate) mod tree;
 

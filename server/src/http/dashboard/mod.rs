@@ -234,6 +234,17 @@ fn with_deployments(
     for row in &mut matrix.rows {
         join_deployments(row, &matrix.environments, deployments);
     }
+    matrix.reconciliation_errors = matrix
+        .environments
+        .iter()
+        .map(|environment| {
+            deployments
+                .errors_of(environment)
+                .into_iter()
+                .map(|error| (error.source, error.message))
+                .collect()
+        })
+        .collect();
     matrix
 }
 
@@ -463,6 +474,7 @@ async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Resp
             What::Released(r) => ("release", r.service.clone(), r.environment.clone()),
             What::PolicyChanged { service, .. } => ("policy", service.clone(), String::new()),
             What::DeploymentReported(d) => ("deployment", d.service.clone(), d.environment.clone()),
+            What::ReconciliationError(e) => ("environment", String::new(), e.environment.clone()),
         };
         let data =
             serde_json::json!({"kind": kind, "service": service, "environment": environment});

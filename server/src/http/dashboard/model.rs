@@ -68,6 +68,9 @@ pub(crate) struct Matrix {
     pub(crate) rows: Vec<Row>,
     /// The tip it was read at.
     pub(crate) tip: Oid,
+    /// Per environment (in promotion order), the reconciliation errors its
+    /// controllers reported that named no service: (source, message).
+    pub(crate) reconciliation_errors: Vec<Vec<(String, String)>>,
 }
 
 /// What a release folder holds, as a cell shows it.
@@ -131,6 +134,7 @@ impl Models {
             environments: settings.environments.clone(),
             rows,
             tip,
+            reconciliation_errors: vec![Vec::new(); settings.environments.len()],
         })
     }
 

@@ -126,7 +126,16 @@ pub(crate) fn matrix(matrix: &Matrix, now: i64) -> Markup {
             thead {
                 tr {
                     th scope="col" { "service" }
-                    @for environment in &matrix.environments { th scope="col" { (environment) } }
+                    @for (environment, errors) in matrix.environments.iter().zip(&matrix.reconciliation_errors) {
+                        th scope="col" data-environment=(environment) {
+                            (environment)
+                            // A controller failed to reconcile the whole
+                            // environment, naming no service.
+                            @for (source, message) in errors {
+                                " " span.deploy.failed.reconciliation title={ (source) ": " (message) } { "reconciliation failed" }
+                            }
+                        }
+                    }
                 }
             }
             tbody #rows { (rows(matrix, now)) }
