@@ -102,7 +102,7 @@ fn delivered(received: &Received) -> (BTreeSet<String>, usize) {
     let events: BTreeSet<String> = received
         .iter()
         .filter(|(path, _, _)| path == "events")
-        .map(|(_, _, body)| body["data"]["commit"].as_str().unwrap().to_string())
+        .map(|(_, _, body)| body["data"]["commitSha"].as_str().unwrap().to_string())
         .collect();
     let slack = received
         .iter()
@@ -231,6 +231,7 @@ async fn every_release_reaches_the_receivers_at_least_once() {
             state: release_manager::pb::DeploymentState::Failed as i32,
             message: "CrashLoopBackOff".into(),
             source: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -278,6 +279,7 @@ async fn every_release_reaches_the_receivers_at_least_once() {
             state: release_manager::pb::DeploymentState::Failed as i32,
             message: "CrashLoopBackOff (again)".into(),
             source: "test".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

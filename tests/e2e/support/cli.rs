@@ -215,6 +215,22 @@ impl RunningCli {
         }
     }
 
+    /// Sends `signal` to it (`SIGSTOP` freezes it, `SIGCONT` resumes it).
+    pub fn signal(&self, signal: libc::c_int) {
+        self.guard.signal(signal);
+    }
+
+    /// The next line it prints on stderr, if it prints one within
+    /// `timeout`.
+    pub async fn next_err_line(&mut self, timeout: Duration) -> Option<String> {
+        let line = tokio::time::timeout(timeout, self.err.recv())
+            .await
+            .ok()
+            .flatten()?;
+        self.err_read.push_str(&line);
+        Some(line.trim_end_matches('\n').to_string())
+    }
+
     /// Whether it still runs.
     pub fn running(&mut self) -> bool {
         self.guard.try_wait().is_none()
