@@ -156,6 +156,10 @@ pub(crate) async fn if_asked(
                 // The stream ends here: subscribe again from where it
                 // stopped, then ask (a report in between comes on the new
                 // stream).
+                printer.note(&format!(
+                    "fell behind the server's events ({} missed); catching up from where the stream stopped",
+                    dropped.missed
+                ))?;
                 events = subscribe(global, &service, &environment, dropped.resume_from).await?;
                 match ours.judge(&ours.status(&mut client).await?) {
                     Judged::Settled(done) => return finish(done, printer),

@@ -14,6 +14,7 @@ mod bad_input;
 mod build_uploads;
 mod concurrent_writers;
 mod dashboard;
+mod deployment_events;
 mod deployments;
 mod error_reasons;
 mod fault_tolerance;

@@ -228,9 +228,17 @@ impl Deployments {
     /// The report events after `at` (from the record's history), and the
     /// record's commits they came from. NOT_FOUND when `at` is not in the
     /// record's history.
-    pub(crate) async fn since(&self, at: ReportsAt) -> Result<(Vec<Event>, Vec<Oid>), FlowError> {
-        let _reads = self.reporting.lock().await;
-        let recorded = self.recorded_since(at).map_err(|e| match e {
+    pub(crate) async fn since(
+        self: &Arc<Self>,
+        at: ReportsAt,
+    ) -> Result<(Vec<Event>, Vec<Oid>), FlowError> {
+        // The record's commits never change: no lock is needed to read
+        // them, only the head known (a report taken meanwhile comes live).
+        let this = self.clone();
+        let recorded = tokio::task::spawn_blocking(move || this.recorded_since(at))
+            .await
+            .map_err(stopped)?;
+        let recorded = recorded.map_err(|e| match e {
             crate::repo::RepoError::Git {
                 action: shared::REPLAY_ACTION,
                 source,

@@ -18,7 +18,7 @@
 //! dir alone: a new data dir reads the states back from the remote.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use git2::{FileMode, Oid, Repository};
 
@@ -40,7 +40,7 @@ pub(crate) struct Recorded {
     /// The commit.
     pub(crate) commit: Oid,
     /// Its changes, in path order: change `k` is at `<commit>.<k>`.
-    pub(crate) changes: Vec<Change>,
+    pub(crate) changes: Arc<Vec<Change>>,
 }
 
 /// What the replica knows: the record's head as last read or written, and
@@ -54,7 +54,13 @@ struct Known {
 pub(crate) struct Store {
     shared: SharedRef,
     known: Mutex<Known>,
+    /// What commits of the record changed, read once: watchers that
+    /// resume, and replicas, read the same commits again and again.
+    changes: Mutex<std::collections::HashMap<Oid, Arc<Vec<Change>>>>,
 }
+
+/// Most commits whose changes are kept read.
+const MOST_KEPT: usize = 4096;
 
 /// Most commits of the record read again for one replay.
 pub(crate) const MAX_REPLAY: usize = 10_000;
@@ -79,6 +85,7 @@ impl Store {
         Ok(Store {
             shared,
             known: Mutex::new(Known { head, states }),
+            changes: Mutex::new(Default::default()),
         })
     }
 
@@ -131,9 +138,9 @@ impl Store {
                 None => false,
             };
             if descends {
-                commits_between(repo, before, after, usize::MAX)
+                self.commits_between(repo, before, after, usize::MAX)
             } else {
-                let changes = diff(repo, before, after)?;
+                let changes = Arc::new(diff(repo, before, after)?);
                 Ok(vec![Recorded {
                     commit: after,
                     changes,
@@ -142,7 +149,7 @@ impl Store {
         })?;
         let mut known = self.known.lock().expect("deployment states lock");
         for commit in &recorded {
-            for change in &commit.changes {
+            for change in commit.changes.iter() {
                 known.states.apply(change);
             }
         }
@@ -168,9 +175,11 @@ impl Store {
             PushOutcome::Pushed => {
                 // Read back from the commit, so the changes (and their
                 // places) are exactly what a replay tells.
-                let changes = self.shared.with_mirror(|repo| diff(repo, head, commit))?;
+                let changes = self
+                    .shared
+                    .with_mirror(|repo| self.changes_of(repo, commit))?;
                 let mut known = self.known.lock().expect("deployment states lock");
-                for change in &changes {
+                for change in changes.iter() {
                     known.states.apply(change);
                 }
                 known.head = Some(commit);
@@ -182,16 +191,71 @@ impl Store {
     /// One commit of the record, with its changes.
     pub(crate) fn commit(&self, commit: Oid) -> Result<Recorded, RepoError> {
         self.shared.with_mirror(|repo| {
-            let parent = repo
-                .find_commit(commit)
-                .map_err(RepoError::git("read the deployment record"))?
-                .parent_ids()
-                .next();
             Ok(Recorded {
                 commit,
-                changes: diff(repo, parent, commit)?,
+                changes: self.changes_of(repo, commit)?,
             })
         })
+    }
+
+    /// What the record's `commit` changed (its diff with its parent), read
+    /// once.
+    fn changes_of(&self, repo: &Repository, commit: Oid) -> Result<Arc<Vec<Change>>, RepoError> {
+        if let Some(known) = self.changes.lock().expect("changes lock").get(&commit) {
+            return Ok(known.clone());
+        }
+        let parent = repo
+            .find_commit(commit)
+            .map_err(RepoError::git("read the deployment record"))?
+            .parent_ids()
+            .next();
+        let changes = Arc::new(diff(repo, parent, commit)?);
+        let mut kept = self.changes.lock().expect("changes lock");
+        if kept.len() >= MOST_KEPT {
+            kept.clear();
+        }
+        kept.insert(commit, changes.clone());
+        Ok(changes)
+    }
+
+    /// The commits of `(from, to]`, each with its changes, oldest first; at
+    /// most `most` (an error past it).
+    fn commits_between(
+        &self,
+        repo: &Repository,
+        from: Option<Oid>,
+        to: Oid,
+        most: usize,
+    ) -> Result<Vec<Recorded>, RepoError> {
+        let git = RepoError::git("walk the deployment record");
+        let mut walk = repo.revwalk().map_err(&git)?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+            .map_err(&git)?;
+        walk.push(to).map_err(&git)?;
+        if let Some(from) = from {
+            walk.hide(from).map_err(&git)?;
+        }
+        let commits: Vec<Oid> = walk
+            .take(most.saturating_add(1))
+            .collect::<Result<_, _>>()
+            .map_err(&git)?;
+        if commits.len() > most {
+            return Err(RepoError::Git {
+                action: REPLAY_ACTION,
+                source: git2::Error::from_str(&format!(
+                    "more than {most} reports were recorded after the cursor"
+                )),
+            });
+        }
+        commits
+            .into_iter()
+            .map(|commit| {
+                Ok(Recorded {
+                    commit,
+                    changes: self.changes_of(repo, commit)?,
+                })
+            })
+            .collect()
     }
 
     /// The commits after `after` (`None`: from the first) up to the head
@@ -212,49 +276,10 @@ impl Store {
                     return Ok(None);
                 }
             }
-            commits_between(repo, after, head, MAX_REPLAY).map(Some)
+            self.commits_between(repo, after, head, MAX_REPLAY)
+                .map(Some)
         })
     }
-}
-
-/// The commits of `(from, to]`, each with its changes, oldest first; at
-/// most `most` (an error past it).
-fn commits_between(
-    repo: &Repository,
-    from: Option<Oid>,
-    to: Oid,
-    most: usize,
-) -> Result<Vec<Recorded>, RepoError> {
-    let git = RepoError::git("walk the deployment record");
-    let mut walk = repo.revwalk().map_err(&git)?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
-        .map_err(&git)?;
-    walk.push(to).map_err(&git)?;
-    if let Some(from) = from {
-        walk.hide(from).map_err(&git)?;
-    }
-    let commits: Vec<Oid> = walk
-        .take(most.saturating_add(1))
-        .collect::<Result<_, _>>()
-        .map_err(&git)?;
-    if commits.len() > most {
-        return Err(RepoError::Git {
-            action: REPLAY_ACTION,
-            source: git2::Error::from_str(&format!(
-                "more than {most} reports were recorded after the cursor"
-            )),
-        });
-    }
-    commits
-        .into_iter()
-        .map(|commit| {
-            let parent = repo.find_commit(commit).map_err(&git)?.parent_ids().next();
-            Ok(Recorded {
-                commit,
-                changes: diff(repo, parent, commit)?,
-            })
-        })
-        .collect()
 }
 
 /// The changes from the record at `from` (none: empty) to the one at `to`,
