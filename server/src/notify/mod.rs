@@ -403,16 +403,22 @@ fn enrich(reader: &Reader, entry: &mut Entry, path: &str) {
     let Ok(commit) = git2::Oid::from_str(&entry.commit) else {
         return;
     };
-    let read = reader.with_published(|repo, _, _| {
+    let read = reader.with_published(|repo, published, _| {
         let details = crate::repo::index::ReleaseDetails::read(repo, commit).ok();
         let spec = crate::repo::tree::tree_of(repo, commit)
             .ok()
             .and_then(|tree| crate::repo::tree::blob_at(repo, &tree, path).ok().flatten())
             .and_then(|bytes| release_manager::spec::ArtifactSpec::parse_committed(&bytes).ok())
             .map(|(spec, _)| spec);
-        Ok((details, spec))
+        // The build's branch folder, for an artifact.json that names none.
+        let branch = crate::repo::index::View::published(&published.index)
+            .build(&entry.service, &entry.artifact_id)
+            .map(|build| build.branch.to_string());
+        Ok((details, spec, branch))
     });
-    let Ok((details, spec)) = read else { return };
+    let Ok((details, spec, branch)) = read else {
+        return;
+    };
     if let Some(details) = details {
         entry.actor = if details.released_by.name.is_empty() {
             details.released_by.email
@@ -423,6 +429,9 @@ fn enrich(reader: &Reader, entry: &mut Entry, path: &str) {
     if let Some(spec) = spec {
         if entry.branch.is_empty() {
             entry.branch = spec.application.branch.clone();
+        }
+        if entry.branch.is_empty() {
+            entry.branch = branch.unwrap_or_default();
         }
         entry.author = spec.application.author_name;
         entry.build_url = spec.ci.job_url;
