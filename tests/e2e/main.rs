@@ -25,6 +25,7 @@ mod notifications;
 mod policies;
 mod reflection;
 mod release_flows;
+mod replicas;
 mod ssh_remote;
 mod tls;
 mod watch;

@@ -102,13 +102,6 @@ impl ConfigRepo {
         self.write_build(service, branch, n, &manifests, "")
     }
 
-    /// A build whose commit message (`application.message`) is `message`.
-    pub fn add_build_with_message(&mut self, service: &str, n: usize, message: &str) -> String {
-        let id = artifact_id(service, "master", n);
-        let manifests = vec![("deployment.yaml".to_string(), format!("artifact: {id}\n"))];
-        self.write_build(service, "master", n, &manifests, message)
-    }
-
     /// Writes (and commits, not pushed) build `n` of `service`/`branch`
     /// with `manifests` (name, content) in every environment's folder.
     fn write_build(
@@ -180,12 +173,6 @@ impl ConfigRepo {
             &base.join("artifact.json"),
             &(serde_json::to_string_pretty(&spec).expect("JSON") + "\n"),
         );
-    }
-
-    /// Commits what is staged (not pushed).
-    pub fn commit_all(&self, message: &str) {
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "-m", message]);
     }
 
     /// A build with the usual two manifests.
