@@ -125,7 +125,7 @@ impl ConfigRepo {
     /// Writes the files of build `n` of `service`/`branch` without
     /// committing them (several builds then go in one commit); `{env}` in a
     /// manifest is its environment.
-    pub fn stage_build(
+    fn stage_build(
         &mut self,
         service: &str,
         branch: &str,
