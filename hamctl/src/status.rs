@@ -184,6 +184,7 @@ mod tests {
                 state: release_manager::pb::DeploymentState::Pending as i32,
                 ..Default::default()
             }),
+            reconciliation_errors: Vec::new(),
         }
     }
 

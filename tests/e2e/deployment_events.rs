@@ -222,11 +222,7 @@ async fn a_resume_from_a_deployment_events_cursor_loses_nothing() {
 
     // A bare commit (or an older server's cursor) says nothing of reports:
     // commit events only.
-    let (replayed, _, _) = replay(
-        &mut client,
-        &first[0].1.split('.').next().unwrap().to_string(),
-    )
-    .await;
+    let (replayed, _, _) = replay(&mut client, first[0].1.split('.').next().unwrap()).await;
     assert!(
         replayed.iter().all(|(t, _)| t.starts_with("released")),
         "{replayed:?}"

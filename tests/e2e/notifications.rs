@@ -304,9 +304,12 @@ async fn every_release_reaches_the_receivers_at_least_once() {
 /// A receiver whose answers the test scripts: each request to a path gets
 /// the next (status, Retry-After) of that path's script, then 200 for
 /// good; what it was sent and when is kept.
+/// What a path answers next: (status, Retry-After), in order.
+type Script = std::collections::VecDeque<(u16, Option<&'static str>)>;
+
 #[derive(Clone, Default)]
 struct Scripted {
-    script: Arc<Mutex<HashMap<String, std::collections::VecDeque<(u16, Option<&'static str>)>>>>,
+    script: Arc<Mutex<HashMap<String, Script>>>,
     got: Arc<Mutex<Vec<(String, Instant, Value)>>>,
 }
 

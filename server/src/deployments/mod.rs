@@ -25,29 +25,30 @@
 //! watchers and notifications, in the record's order, with a place a
 //! watcher can resume from.
 
+mod decide;
 pub(crate) mod manifests;
 mod named;
+mod record;
 pub(crate) mod shared;
+mod startup;
 pub(crate) mod state;
+mod whom;
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use git2::{Oid, Repository};
-use serde::Deserialize;
+use git2::Oid;
 
 pub(crate) use crate::domain::deployment::State;
 use crate::domain::deployment::{Deployment, ReconciliationError};
 use crate::domain::{FlowError, Reason};
-use crate::engine::events::{
-    DeploymentReported, Event, EventBus, ReconciliationErrorChanged, ReportsAt, Signal, What,
-};
+use crate::engine::events::{DeploymentReported, Event, EventBus, ReportsAt, Signal};
 use crate::engine::reads::Reader;
 use crate::engine::writer::WriterHandle;
 use shared::{Recorded, Store};
-use state::{Change, ServiceState, Verdict};
+use state::{Change, ServiceState};
+use whom::Targets;
 
 /// What a report is about.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,21 +106,6 @@ const SOURCE_LIMIT: usize = 200;
 /// Most compare-and-swap attempts for one report.
 const MOST_ATTEMPTS: u32 = 8;
 
-/// A current release a report is about.
-struct Target {
-    service: String,
-    release_commit: Oid,
-    artifact_id: String,
-    namespace: String,
-}
-
-/// What a report is about, read at the published tip.
-struct Targets {
-    releases: Vec<Target>,
-    /// The report names objects or folders, none of which is a service's.
-    named_nobody: bool,
-}
-
 /// The deployment states, shared by the routes, the RPCs and status.
 pub(crate) struct Deployments {
     store: Store,
@@ -164,7 +150,7 @@ impl Deployments {
             writer,
             events,
         };
-        deployments.migrate(&data_dir.join(LEGACY_FILE));
+        deployments.migrate(&data_dir.join(startup::LEGACY_FILE));
         deployments.catch_up_journal();
         deployments
     }
@@ -291,6 +277,47 @@ impl Deployments {
         Ok(Some(recorded))
     }
 
+    /// Whom a report is about, at the published tip.
+    async fn targets(&self, revision: Oid, report: Arc<Report>) -> Result<Targets, FlowError> {
+        let reader = self.reader.clone();
+        let named = match report.about {
+            About::Named => Some(named::named_in(&report.message)),
+            _ => None,
+        };
+        let manifests = self.manifests.clone();
+        tokio::task::spawn_blocking(move || {
+            reader.with_published(|repo, published, _| {
+                whom::targets_at(
+                    repo,
+                    published,
+                    &report,
+                    revision,
+                    named.as_ref(),
+                    &manifests,
+                )
+            })
+        })
+        .await
+        .map_err(stopped)?
+    }
+
+    /// What a report changes, judged against the states known (blocking:
+    /// history decides the order of reports without times).
+    fn decide(
+        &self,
+        report: &Report,
+        revision: Oid,
+        targets: &Targets,
+        now: i64,
+    ) -> Result<(Answer, Vec<Change>), FlowError> {
+        self.reader.with_published(|repo, _, _| {
+            let history = |a: &str, b: &str| decide::place_in_history(repo, a, b);
+            Ok(self.store.with_states(|states| {
+                decide::decide(states, report, revision, targets, now, &history)
+            }))
+        })
+    }
+
     /// Reads the remote's record: what other replicas took since is told
     /// to watchers and journaled, as this server's own reports are.
     pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), FlowError> {
@@ -328,7 +355,7 @@ impl Deployments {
                 ),
             ));
         }
-        let revision = parse_revision(&report.revision)?;
+        let revision = whom::parse_revision(&report.revision)?;
         let mut report = report;
         report.message = report.message.trim().to_string();
         truncate(&mut report.message, MESSAGE_LIMIT);
@@ -366,7 +393,7 @@ impl Deployments {
                 if changes.is_empty() {
                     return Ok::<_, FlowError>(Some((answer, None)));
                 }
-                let message = record_message(&report, &changes);
+                let message = record::record_message(&report, &changes);
                 match this.store.publish(&changes, &message)? {
                     Some(recorded) => Ok(Some((answer, Some(recorded)))),
                     None => Ok(None),
@@ -435,425 +462,9 @@ impl Deployments {
             .iter()
             .enumerate()
             .skip(from)
-            .map(|(k, change)| event_of(recorded.commit, k, change))
+            .map(|(k, change)| record::event_of(recorded.commit, k, change))
             .collect()
     }
-
-    /// Whom a report is about, at the published tip.
-    async fn targets(&self, revision: Oid, report: Arc<Report>) -> Result<Targets, FlowError> {
-        let reader = self.reader.clone();
-        let named = match report.about {
-            About::Named => Some(named::named_in(&report.message)),
-            _ => None,
-        };
-        let manifests = self.manifests.clone();
-        tokio::task::spawn_blocking(move || {
-            reader.with_published(|repo, published, _| {
-                let pending = not_in(repo, published.tip, revision)?;
-                let environment = report.environment.as_str();
-                let current = |service: &str, namespace: Option<&str>| {
-                    published.index.services.get(service).and_then(|history| {
-                        history
-                            .releases
-                            .get(environment)
-                            .and_then(|r| r.iter().rev().find(|r| namespace.is_none_or(|ns| *r.namespace == *ns)))
-                            .cloned()
-                    })
-                };
-                let mut wanted: Vec<String> = Vec::new();
-                let mut named_nobody = false;
-                match &report.about {
-                    About::Everything => {
-                        for service in published.index.services.keys() {
-                            wanted.push(service.to_string());
-                        }
-                    }
-                    About::Service { name, namespace } => {
-                        if current(name, namespace.as_deref()).is_none() {
-                            return Err(FlowError::not_found(
-                                Reason::ReleaseNotFound,
-                                match namespace {
-                                    Some(ns) => format!("service {name:?} has no release in namespace {ns:?} of {environment}"),
-                                    None => format!("service {name:?} has no release in {environment}"),
-                                },
-                            ));
-                        }
-                        wanted.push(name.clone());
-                    }
-                    About::Named => {
-                        let named = named.as_ref().expect("named words were read");
-                        let root = crate::repo::tree::tree_of(repo, published.tip)
-                            .map_err(crate::domain::git("read the tip"))?;
-                        let services = manifests
-                            .services_named(repo, &root, environment, named)
-                            .map_err(crate::domain::git("read the manifests"))?;
-                        named_nobody = services.is_empty();
-                        wanted.extend(services);
-                    }
-                }
-                let mut releases = Vec::new();
-                for service in wanted {
-                    let namespace = match &report.about {
-                        About::Service { namespace, .. } => namespace.as_deref(),
-                        _ => None,
-                    };
-                    let Some(latest) = current(&service, namespace) else { continue };
-                    if pending.contains(&latest.commit) {
-                        continue;
-                    }
-                    releases.push(Target {
-                        service,
-                        release_commit: latest.commit,
-                        artifact_id: latest.artifact_id.to_string(),
-                        namespace: latest.namespace.to_string(),
-                    });
-                }
-                releases.sort_by(|a, b| a.service.cmp(&b.service));
-                Ok(Targets {
-                    releases,
-                    named_nobody,
-                })
-            })
-        })
-        .await
-        .map_err(stopped)?
-    }
-
-    /// What a report changes, judged against the states known (blocking:
-    /// history decides the order of reports without times).
-    fn decide(
-        &self,
-        report: &Report,
-        revision: Oid,
-        targets: &Targets,
-        now: i64,
-    ) -> Result<(Answer, Vec<Change>), FlowError> {
-        self.reader.with_published(|repo, _, _| {
-            let history = |a: &str, b: &str| place_in_history(repo, a, b);
-            self.store.with_states(|states| {
-                let mut answer = Answer::default();
-                let mut changes = Vec::new();
-                let environment = &report.environment;
-                // A report of the whole environment (or naming objects)
-                // that is not a success leaves releases that had their
-                // final word alone; if that leaves nobody, and it is a
-                // failure, the failure is the environment's.
-                let particular = match report.about {
-                    About::Service { .. } => true,
-                    // A failure that names a service is about it, whatever
-                    // it said before.
-                    About::Named => report.state == State::Failed,
-                    About::Everything => false,
-                };
-                let candidates: Vec<_> = targets
-                    .releases
-                    .iter()
-                    .map(|target| (target, states.service(environment, &target.service)))
-                    .filter(|(target, kept)| {
-                        report.state == State::Succeeded
-                            || particular
-                            || !state::settled_release(*kept, &target.release_commit.to_string())
-                    })
-                    .collect();
-                let environment_failure = report.state == State::Failed
-                    && match report.about {
-                        About::Named => targets.named_nobody,
-                        About::Everything => candidates.is_empty(),
-                        About::Service { .. } => false,
-                    };
-                for (target, kept) in candidates {
-                    let candidate = ServiceState {
-                        release_commit: target.release_commit.to_string(),
-                        artifact_id: target.artifact_id.clone(),
-                        namespace: target.namespace.clone(),
-                        state: report.state,
-                        message: report.message.clone(),
-                        revision: revision.to_string(),
-                        reported_at: now,
-                        observed_at: report.observed_at,
-                        source: report.source.clone(),
-                    };
-                    let shown = match state::judge(kept, &candidate, &history) {
-                        Verdict::Older => {
-                            answer.ignored_as_older.push(target.service.clone());
-                            continue;
-                        }
-                        Verdict::Repeat => kept.cloned().unwrap_or(candidate),
-                        Verdict::Apply => {
-                            changes.push(Change::Service {
-                                environment: environment.clone(),
-                                service: target.service.clone(),
-                                state: candidate.clone(),
-                            });
-                            candidate
-                        }
-                    };
-                    answer.covered.push(DeploymentReported {
-                        environment: environment.clone(),
-                        service: target.service.clone(),
-                        artifact_id: shown.artifact_id.clone(),
-                        release_commit: shown.release_commit.clone(),
-                        namespace: shown.namespace.clone(),
-                        deployment: shown.deployment(),
-                    });
-                }
-                // The source's own reconciliation error: set by a failure
-                // that named nobody, cleared by any newer word from it.
-                let kept_error = states
-                    .errors
-                    .get(&(environment.clone(), report.source.clone()));
-                let newer_than_error = kept_error.is_none_or(|kept| {
-                    state::place(
-                        report.observed_at,
-                        &revision.to_string(),
-                        kept.observed_at,
-                        &kept.revision,
-                        &history,
-                    ) != state::Place::Older
-                });
-                if environment_failure {
-                    answer.environment_error = true;
-                    if kept_error.is_none() {
-                        changes.push(Change::ErrorSet {
-                            environment: environment.clone(),
-                            error: ReconciliationError {
-                                source: report.source.clone(),
-                                message: report.message.clone(),
-                                revision: revision.to_string(),
-                                reported_at: now,
-                                observed_at: report.observed_at,
-                            },
-                        });
-                    }
-                } else if let (Some(kept), true) = (kept_error, newer_than_error) {
-                    changes.push(Change::ErrorCleared {
-                        environment: environment.clone(),
-                        error: kept.clone(),
-                    });
-                }
-                Ok((answer, changes))
-            })
-        })
-    }
-
-    /// Writes the states an earlier version kept in the data dir to the
-    /// remote, when the remote has none yet; the file is removed once they
-    /// are there.
-    fn migrate(&self, path: &std::path::Path) {
-        let Ok(bytes) = std::fs::read(path) else {
-            return;
-        };
-        if self.store.head().is_some() {
-            tracing::info!(path = %path.display(), "the remote holds the deployment states; the data dir's copy is no longer read");
-            let _ = std::fs::remove_file(path);
-            return;
-        }
-        let legacy = match serde_json::from_slice::<Legacy>(&bytes) {
-            Ok(legacy) if legacy.version == 1 => legacy,
-            Ok(_) | Err(_) => {
-                tracing::warn!(path = %path.display(), "unreadable deployment states in the data dir; not carried over");
-                return;
-            }
-        };
-        let mut changes = Vec::new();
-        for (environment, services) in legacy.environments {
-            for (service, state) in services {
-                changes.push(Change::Service {
-                    environment: environment.clone(),
-                    service,
-                    state,
-                });
-            }
-        }
-        match self.store.publish(&changes, "deployment states carried over from the data dir") {
-            Ok(Some(_)) => {
-                tracing::info!(path = %path.display(), states = changes.len(), "deployment states carried over to the remote");
-                let _ = std::fs::remove_file(path);
-            }
-            Ok(None) => tracing::info!("another replica wrote the deployment states first; the data dir's copy is not carried over"),
-            Err(e) => tracing::warn!(error = %crate::domain::chain(&e), "cannot carry the deployment states over to the remote; trying at the next start"),
-        }
-    }
-
-    /// Journals the reports recorded after the journal's last one (taken
-    /// by another replica while this one was down).
-    fn catch_up_journal(&self) {
-        let Some(journal) = &self.journal else { return };
-        let Some(cursor) = journal.last_report_cursor() else {
-            return;
-        };
-        let Some(at) = ReportsAt::parse(&cursor) else {
-            tracing::warn!(%cursor, "the notification journal's last report is unreadable; notifying reports from now on");
-            return;
-        };
-        let recorded = match self.recorded_since(at) {
-            Ok(Some(recorded)) => recorded,
-            Ok(None) => {
-                tracing::warn!(%cursor, "the notification journal's last report is not in the deployment record; notifying reports from now on");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(%cursor, error = %crate::domain::chain(&e), "cannot read the deployment record; notifying reports from now on");
-                return;
-            }
-        };
-        let mut told = 0;
-        for (commit, from) in &recorded {
-            for event in self.events_of(commit, *from) {
-                crate::notify::journal_report(journal, &self.reader, &event);
-                told += 1;
-            }
-        }
-        if told > 0 {
-            tracing::info!(
-                reports = told,
-                "notifications catching up with the deployment record"
-            );
-        }
-    }
-}
-
-/// The file an earlier version kept the states in.
-const LEGACY_FILE: &str = "deployments.json";
-
-/// That file's contents.
-#[derive(Deserialize)]
-struct Legacy {
-    version: u32,
-    environments: BTreeMap<String, BTreeMap<String, ServiceState>>,
-}
-
-/// The event of change `k` of the record's commit `commit`.
-fn event_of(commit: Oid, k: usize, change: &Change) -> Event {
-    let cursor = format!("{commit}.{k}");
-    match change {
-        Change::Service {
-            environment,
-            service,
-            state,
-        } => Event {
-            cursor,
-            commit: state.revision.clone(),
-            time: state.reported_at,
-            what: What::DeploymentReported(DeploymentReported {
-                environment: environment.clone(),
-                service: service.clone(),
-                artifact_id: state.artifact_id.clone(),
-                release_commit: state.release_commit.clone(),
-                namespace: state.namespace.clone(),
-                deployment: state.deployment(),
-            }),
-        },
-        Change::ErrorSet { environment, error } | Change::ErrorCleared { environment, error } => {
-            Event {
-                cursor,
-                commit: error.revision.clone(),
-                time: error.reported_at,
-                what: What::ReconciliationError(ReconciliationErrorChanged {
-                    environment: environment.clone(),
-                    error: error.clone(),
-                    cleared: matches!(change, Change::ErrorCleared { .. }),
-                }),
-            }
-        }
-    }
-}
-
-/// The record commit's message: what changed, for people reading it.
-fn record_message(report: &Report, changes: &[Change]) -> String {
-    let mut message = format!(
-        "[{}] {} reported by {}\n\n",
-        report.environment,
-        report.state.as_str(),
-        if report.source.is_empty() {
-            "-"
-        } else {
-            &report.source
-        }
-    );
-    for change in changes {
-        let line = match change {
-            Change::Service { service, state, .. } => {
-                format!(
-                    "{service}: {} ({})\n",
-                    state.state.as_str(),
-                    state.artifact_id
-                )
-            }
-            Change::ErrorSet { .. } => "reconciliation error set\n".to_string(),
-            Change::ErrorCleared { .. } => "reconciliation error cleared\n".to_string(),
-        };
-        message.push_str(&line);
-    }
-    message
-}
-
-/// What history says of two revisions (see [`state::History`]).
-fn place_in_history(repo: &Repository, a: &str, b: &str) -> Option<Ordering> {
-    let (a, b) = (Oid::from_str(a).ok()?, Oid::from_str(b).ok()?);
-    if a == b {
-        return Some(Ordering::Equal);
-    }
-    if repo.graph_descendant_of(b, a).ok()? {
-        Some(Ordering::Less)
-    } else if repo.graph_descendant_of(a, b).ok()? {
-        Some(Ordering::Greater)
-    } else {
-        None
-    }
-}
-
-/// The commit a controller names: a full sha, alone or after `@sha1:` (Flux
-/// 2), `/` (Flux before 2.0) or `:`.
-fn parse_revision(text: &str) -> Result<Oid, FlowError> {
-    let text = text.trim();
-    let sha = text.rsplit(['@', '/', ':']).next().unwrap_or(text);
-    let sha = sha.strip_prefix("sha1:").unwrap_or(sha);
-    if sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        if let Ok(oid) = Oid::from_str(sha) {
-            return Ok(oid);
-        }
-    }
-    Err(FlowError::invalid(
-        "revision",
-        format!("{text:?} is not a config repository commit (a full 40-hex sha, or <branch>@sha1:<sha>)"),
-    ))
-}
-
-/// Commits of the tip's history that `revision` does not hold; NOT_FOUND
-/// when the mirror lacks `revision`, FAILED_PRECONDITION when it is not in
-/// the tip's history.
-fn not_in(
-    repo: &Repository,
-    tip: Oid,
-    revision: Oid,
-) -> Result<std::collections::HashSet<Oid>, FlowError> {
-    if repo.find_commit(revision).is_err() {
-        return Err(FlowError::not_found(
-            Reason::RevisionNotFound,
-            format!("revision {revision} is not in the config repository"),
-        ));
-    }
-    if revision == tip {
-        return Ok(Default::default());
-    }
-    let git = crate::domain::git("walk the history a revision lacks");
-    if !repo.graph_descendant_of(tip, revision).map_err(&git)? {
-        if repo.graph_descendant_of(revision, tip).map_err(&git)? {
-            return Err(FlowError::not_found(
-                Reason::RevisionNotFound,
-                format!("revision {revision} is newer than the config branch the server has"),
-            ));
-        }
-        return Err(FlowError::precondition(
-            Reason::RevisionNotOnBranch,
-            format!("revision {revision} is not in the history of the config branch (a rewritten or other branch?)"),
-        ));
-    }
-    let mut walk = repo.revwalk().map_err(&git)?;
-    walk.push(tip).map_err(&git)?;
-    walk.hide(revision).map_err(&git)?;
-    walk.map(|oid| oid.map_err(&git)).collect()
 }
 
 /// A blocking task that did not finish (it panicked, or the runtime is
@@ -878,28 +489,6 @@ fn truncate(text: &mut String, limit: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn revisions_as_controllers_write_them() {
-        let sha = "0123456789abcdef0123456789abcdef01234567";
-        for text in [
-            sha.to_string(),
-            format!("main@sha1:{sha}"),
-            format!("main/{sha}"),
-            format!(" {sha}\n"),
-        ] {
-            assert_eq!(parse_revision(&text).unwrap().to_string(), sha, "{text}");
-        }
-        for bad in [
-            "",
-            "main",
-            "main@sha1:0123",
-            "sha256:abc",
-            "zz23456789abcdef0123456789abcdef01234567",
-        ] {
-            assert!(parse_revision(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn states_by_name() {
