@@ -241,8 +241,8 @@ impl Ours<'_> {
         if deployment.state == DeploymentState::NotReported as i32 {
             return Judged::Settled(Settled::NotReported(format!(
                 "this server takes no deployment reports, so {} of {} will never be reported \
-                 deployed in {}: it has no --deployment-webhook-secret and no token ReportDeployment \
-                 accepts (docs/controllers.md: Deployment status)",
+                 deployed in {}: it has no --deployment-webhook-secret and ReportDeployment \
+                 accepts no credential (docs/controllers.md: Deployment status)",
                 self.artifact_id, self.service, self.environment
             )));
         }

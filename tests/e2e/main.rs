@@ -6,6 +6,7 @@
 
 mod support;
 
+mod access_file;
 mod api_contract;
 mod artifact_cli;
 mod auth;
@@ -14,6 +15,7 @@ mod bad_input;
 mod build_uploads;
 mod concurrent_writers;
 mod dashboard;
+mod dashboard_sign_in;
 mod deployment_events;
 mod deployments;
 mod error_reasons;
@@ -26,6 +28,8 @@ mod policies;
 mod reflection;
 mod release_flows;
 mod replicas;
+mod signed_commits;
+mod single_sign_on;
 mod ssh_remote;
 mod tls;
 mod watch;

@@ -215,7 +215,13 @@ impl RunningCli {
         }
     }
 
-    /// Sends `signal` to it (`SIGSTOP` freezes it, `SIGCONT` resumes it).
+    /// What it printed on stderr so far, as far as the test has read it.
+    pub fn err_read(&self) -> &str {
+        &self.err_read
+    }
+
+    /// Sends `signal` to it (SIGHUP, say; `SIGSTOP` freezes it, `SIGCONT`
+    /// resumes it).
     pub fn signal(&self, signal: libc::c_int) {
         self.guard.signal(signal);
     }

@@ -10,6 +10,7 @@ pub mod controllers;
 pub mod git;
 pub mod git_daemon;
 pub mod http;
+pub mod oidc;
 pub mod poll;
 pub mod process;
 pub mod server;
