@@ -918,3 +918,52 @@ async fn the_states_outlive_the_process_and_its_data_dir() {
     assert!(record.contains("services/dev/svc-0008.json"), "{record}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_controllers_page_configures_what_the_tests_send() {
+    // The Flux Provider signs the body (generic-hmac): what `post_signed`
+    // sends; its Alert names the Kustomization the tests post for, and
+    // carries the environment the metadata test reads.
+    let alert = controllers::flux_alert();
+    assert_eq!(alert["spec"]["eventSources"][0]["kind"], "Kustomization");
+    assert_eq!(alert["spec"]["eventSources"][0]["name"], "apps");
+    let page = controllers::controllers_page();
+    assert!(page.contains("type: generic-hmac"), "the Provider signs");
+    // Every --deployment-sources the page shows is one the server takes.
+    let examples: Vec<&str> = page
+        .split("--deployment-sources ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['`', ' ', '\n']).next())
+        .map(|value| value.trim_matches('\''))
+        .filter(|value| value.contains('='))
+        .collect();
+    assert!(examples.len() >= 3, "{examples:?}");
+    for example in examples {
+        assert!(DeploymentSources::parse(example).is_ok(), "{example}");
+    }
+    // The Argo CD template renders to the body the route reads (the other
+    // tests post it).
+    let body = controllers::argocd_body(&Application {
+        name: "svc-0007-prod",
+        namespace: "argocd",
+        revision: "0123456789abcdef0123456789abcdef01234567",
+        sync: "Synced",
+        health: "Healthy",
+        phase: Some("Succeeded"),
+        message: "successfully synced (all tasks run)",
+        now: "2026-08-01T13:00:00.000000000Z",
+    });
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for key in [
+        "application",
+        "namespace",
+        "revision",
+        "sync",
+        "health",
+        "phase",
+        "message",
+        "time",
+    ] {
+        assert!(body.get(key).is_some(), "{key} in {body}");
+    }
+}
