@@ -33,6 +33,7 @@ mod client;
 mod completions;
 mod describe;
 mod error;
+mod git_config;
 mod global;
 mod identity;
 mod obsolete;

@@ -22,6 +22,7 @@ mod index_snapshot;
 mod legacy_history;
 mod notifications;
 mod policies;
+mod push_pipeline;
 mod reflection;
 mod release_flows;
 mod ssh_remote;

@@ -14,6 +14,10 @@
 //! with the persisted index, restart after 1,000 commits by others), peak
 //! RSS of each, and release and status latency once serving.
 //!
+//! The `remote` tier (`--size remote`, also part of the default run) serves
+//! the large repository through `git daemon` behind a delay of 20 ms each
+//! way, beside the git command line's push through the same delay.
+//!
 //! It prints latencies, throughput, batch sizes, start-up time, peak RSS and
 //! the ratios against each baseline. Figures are measurements, not
 //! assertions: nothing here fails on a slow machine.
@@ -21,6 +25,7 @@
 mod baseline;
 mod generator;
 mod packgen;
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -144,7 +149,7 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn spawn(remote: &Path, data: &Path, log: &Path) -> Self {
+    fn spawn(remote: impl AsRef<std::ffi::OsStr>, data: &Path, log: &Path) -> Self {
         let port = free_port();
         // BENCH_SERVER_BIN measures another build of the server (an
         // earlier commit's, say) against the same repositories.
@@ -931,6 +936,10 @@ fn main() {
         }
         reports.push(runtime.block_on(run_size(name, shape, &plan, scratch.path())));
     }
+    let remote_report = only
+        .as_deref()
+        .is_none_or(|o| o == "remote")
+        .then(|| runtime.block_on(remote::run(&plan, sizes[1].1, scratch.path())));
     for report in &mut reports {
         run_baselines(report, &plan, scratch.path());
     }
@@ -944,6 +953,11 @@ fn main() {
     for report in &reports {
         print_report(report);
     }
-    print_targets(&reports);
+    if !reports.is_empty() {
+        print_targets(&reports);
+    }
+    if let Some(report) = &remote_report {
+        remote::print(report);
+    }
     println!("\n(total {:.0?})", began.elapsed());
 }

@@ -18,6 +18,7 @@ use crate::flows::{WriteDone, WriteRequest};
 use crate::repo::mirror::Mirror;
 
 mod batch;
+mod flight;
 mod owed;
 mod publish;
 pub(crate) mod stats;

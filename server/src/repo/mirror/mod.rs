@@ -15,6 +15,8 @@ mod debris;
 mod local;
 mod push;
 
+pub(crate) use push::{Attempt, Pusher};
+
 /// The mirror's record of the last tip whose builds all had their
 /// auto-releases.
 const CAUGHT_UP_REF: &str = "refs/release-manager/caught-up";
