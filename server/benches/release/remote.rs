@@ -34,9 +34,12 @@ pub struct RemoteReport {
     seq: Vec<Duration>,
     throughput: f64,
     batches: Vec<usize>,
-    git_push: Vec<Duration>,
-    ls_remote: Vec<Duration>,
-    peak_rss_kb: u64,
+    /// Through the delay.
+    git: GitTimes,
+    /// Straight to the daemon: what the remote and git's processes cost
+    /// without the network.
+    git_direct: GitTimes,
+    memory: super::extras::Memory,
 }
 
 /// `git daemon` serving the folder `base`, ended when dropped.
@@ -174,15 +177,10 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The git command line through the proxy: `runs` pushes of one commit
-/// each (a new file), from a bare clone of `served` whose origin is `url`,
-/// and as many `git ls-remote`. Only the push and the ls-remote are timed.
-fn git_baseline(
-    served: &Path,
-    url: &str,
-    runs: usize,
-    scratch: &Path,
-) -> (Vec<Duration>, Vec<Duration>) {
+/// The git command line: `runs` pushes of one commit each (a new file) to
+/// each of `urls` in turn, from a bare clone of `served`, and as many `git
+/// ls-remote`. Only the push and the ls-remote are timed.
+fn git_baseline(served: &Path, urls: [&str; 2], runs: usize, scratch: &Path) -> [GitTimes; 2] {
     let clone = scratch.join("remote-baseline-clone.git");
     git(
         scratch,
@@ -194,13 +192,14 @@ fn git_baseline(
             clone.to_str().expect("utf-8 path"),
         ],
     );
-    git(&clone, &["remote", "set-url", "origin", url]);
-    let mut pushes = Vec::with_capacity(runs);
-    let mut listings = Vec::with_capacity(runs);
-    for i in 0..runs {
+    let mut times = [GitTimes::default(), GitTimes::default()];
+    // Through the delay and straight to the daemon, in turn.
+    for i in 0..2 * runs {
+        let which = i % 2;
+        let url = urls[which];
         let began = Instant::now();
-        git(&clone, &["ls-remote", "origin", "refs/heads/master"]);
-        listings.push(began.elapsed());
+        git(&clone, &["ls-remote", url, "refs/heads/master"]);
+        times[which].ls_remote.push(began.elapsed());
         // A commit that adds one small file at the root.
         let tree = git(&clone, &["rev-parse", "master^{tree}"]);
         let listing = git(&clone, &["ls-tree", &tree]);
@@ -217,11 +216,20 @@ fn git_baseline(
         );
         git(&clone, &["update-ref", "refs/heads/master", &commit]);
         let began = Instant::now();
-        git(&clone, &["push", "-q", "origin", "master"]);
-        pushes.push(began.elapsed());
+        git(&clone, &["push", "-q", url, "master"]);
+        times[which].push.push(began.elapsed());
     }
     let _ = std::fs::remove_dir_all(&clone);
-    (pushes, listings)
+    times
+}
+
+/// The git command line's times against one address.
+#[derive(Default)]
+struct GitTimes {
+    /// `git push` of one commit.
+    push: Vec<Duration>,
+    /// `git ls-remote`: one connection and the ref advertisement.
+    ls_remote: Vec<Duration>,
 }
 
 /// `git args` with `input` on its standard input; its output, trimmed.
@@ -265,13 +273,16 @@ pub async fn run(plan: &Plan, shape: Shape, scratch: &Path) -> RemoteReport {
 
     let runs = if plan.quick { 10 } else { 30 };
     eprintln!("[remote] git push of one commit through the delay x {runs} ...");
-    let url = format!("git://{proxy}/large-git.git");
-    let (git_push, ls_remote) = {
+    let delayed = format!("git://{proxy}/large-git.git");
+    let direct = format!("git://{}/large-git.git", daemon.addr);
+    let [git, git_direct] = {
         let served = for_git.clone();
         let scratch = scratch.to_path_buf();
-        tokio::task::spawn_blocking(move || git_baseline(&served, &url, runs, &scratch))
-            .await
-            .expect("baseline runs")
+        tokio::task::spawn_blocking(move || {
+            git_baseline(&served, [&delayed, &direct], runs, &scratch)
+        })
+        .await
+        .expect("baseline runs")
     };
 
     let url = format!("git://{proxy}/large.git");
@@ -347,7 +358,7 @@ pub async fn run(plan: &Plan, shape: Shape, scratch: &Path) -> RemoteReport {
     .unwrap_or(0);
     assert_eq!(added, total, "every release is its own commit");
     let batches = batch_sizes(&served, reflog_before);
-    let peak_rss_kb = server.peak_rss_kb();
+    let memory = server.memory.take();
     server.stop();
     drop(daemon);
     let _ = std::fs::remove_dir_all(&served_dir);
@@ -358,9 +369,9 @@ pub async fn run(plan: &Plan, shape: Shape, scratch: &Path) -> RemoteReport {
         seq,
         throughput,
         batches,
-        git_push,
-        ls_remote,
-        peak_rss_kb,
+        git,
+        git_direct,
+        memory,
     }
 }
 
@@ -380,18 +391,20 @@ pub fn print(r: &RemoteReport) {
         ms(percentile(&r.seq, 50.0)),
         ms(percentile(&r.seq, 99.0))
     );
-    println!(
-        "| baseline: git push of one commit ({}) | {} | {} |",
-        r.git_push.len(),
-        ms(percentile(&r.git_push, 50.0)),
-        ms(percentile(&r.git_push, 99.0))
-    );
-    println!(
-        "| bare round trip: git ls-remote ({}) | {} | {} |",
-        r.ls_remote.len(),
-        ms(percentile(&r.ls_remote, 50.0)),
-        ms(percentile(&r.ls_remote, 99.0))
-    );
+    for (what, times) in [("", &r.git), (", no delay", &r.git_direct)] {
+        println!(
+            "| baseline: git push of one commit{what} ({}) | {} | {} |",
+            times.push.len(),
+            ms(percentile(&times.push, 50.0)),
+            ms(percentile(&times.push, 99.0))
+        );
+        println!(
+            "| bare round trip: git ls-remote{what} ({}) | {} | {} |",
+            times.ls_remote.len(),
+            ms(percentile(&times.ls_remote, 50.0)),
+            ms(percentile(&times.ls_remote, 99.0))
+        );
+    }
     println!();
     let mean = if r.batches.is_empty() {
         0.0
@@ -406,12 +419,12 @@ pub fn print(r: &RemoteReport) {
         r.batches.iter().max().copied().unwrap_or(0)
     );
     println!(
-        "- first start (clone through the delay): {}; peak RSS {:.1} MB",
+        "- first start (clone through the delay): {}; peak RSS {}",
         ms(r.first_start),
-        r.peak_rss_kb as f64 / 1024.0
+        r.memory.describe()
     );
     let p50 = percentile(&r.seq, 50.0).as_secs_f64();
-    let push = percentile(&r.git_push, 50.0).as_secs_f64();
+    let push = percentile(&r.git.push, 50.0).as_secs_f64();
     println!();
     println!("| target (remote) | measured | |");
     println!("|---|---|---|");

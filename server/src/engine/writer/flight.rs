@@ -94,6 +94,8 @@ struct Order {
     new: Oid,
     expected: Oid,
     pack: Option<Pack>,
+    /// The mirror's pack generation (see [`Pusher::push`]).
+    generation: u64,
     reply: oneshot::Sender<Result<Attempt, RepoError>>,
 }
 
@@ -118,7 +120,12 @@ impl Line {
             .name("release-pusher".into())
             .spawn(move || {
                 for order in inbox {
-                    let attempt = pusher.push(order.new, order.expected, order.pack.as_ref());
+                    let attempt = pusher.push(
+                        order.new,
+                        order.expected,
+                        order.pack.as_ref(),
+                        order.generation,
+                    );
                     let _ = order.reply.send(attempt);
                 }
             })
@@ -196,6 +203,11 @@ impl Writer {
             new: batch.tip,
             expected: batch.base,
             pack,
+            generation: self
+                .shared
+                .read()
+                .expect("writer lock not poisoned")
+                .generation,
             reply,
         };
         if let Some(orders) = &line.orders {

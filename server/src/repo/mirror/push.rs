@@ -35,6 +35,7 @@ impl Mirror {
             branch: self.branch.clone(),
             credentials: self.credentials.clone(),
             remote_repo: None,
+            mirror_repo: None,
         }
     }
 
@@ -86,26 +87,44 @@ pub(crate) struct Pusher {
     credentials: GitCredentials,
     /// Handle on a local remote, opened once.
     remote_repo: Option<Repository>,
+    /// Handle on the mirror, with the generation of its packs it was opened
+    /// for: kept across pushes, since its object cache holds the large
+    /// trees every push walks (a fresh handle reads them again).
+    mirror_repo: Option<(u64, Repository)>,
 }
 
 impl Pusher {
     /// Offers `new` to the remote in place of `expected`. Never forces.
+    /// `generation` counts the merges of the mirror's packs: a handle
+    /// opened before the last one is opened anew.
     pub(crate) fn push(
         &mut self,
         new: Oid,
         expected: Oid,
         pack: Option<&Pack>,
+        generation: u64,
     ) -> Result<Attempt, RepoError> {
+        if self
+            .mirror_repo
+            .as_ref()
+            .is_some_and(|(opened_for, _)| *opened_for != generation)
+        {
+            self.mirror_repo = None;
+            self.remote_repo = None;
+        }
+        if self.mirror_repo.is_none() {
+            let mirror =
+                Repository::open_bare(&self.mirror).map_err(RepoError::git("open the mirror"))?;
+            self.mirror_repo = Some((generation, mirror));
+        }
         match self.location.clone() {
             RemoteLocation::Local(path) => self.push_local(&path, new, expected, pack),
             RemoteLocation::Network(url) => self.push_network(&url, new, expected),
         }
     }
 
-    /// The mirror, opened for this push (a handle kept across pushes would
-    /// keep packs that a merge removed).
-    fn open_mirror(&self) -> Result<Repository, RepoError> {
-        Repository::open_bare(&self.mirror).map_err(RepoError::git("open the mirror"))
+    fn mirror(&self) -> &Repository {
+        &self.mirror_repo.as_ref().expect("opened by push").1
     }
 
     /// A local remote is updated directly: store the pack of new objects,
@@ -157,19 +176,19 @@ impl Pusher {
                     .odb()
                     .map_err(RepoError::remote(&self.location, "open the remote odb"))?;
                 let location = &self.location;
-                let mirror = self.open_mirror()?;
-                super::local::copy_new_objects(&mirror, &dst, new, &|_, object| {
+                super::local::copy_new_objects(self.mirror(), &dst, new, &|_, object| {
                     dst.write(object.kind(), object.data())
                         .map(|_| ())
                         .map_err(RepoError::remote(location, "write an object"))
                 })?
             }
-            Some(pack) => {
-                pack::store(remote.path(), pack, "remote").map_err(|source| RepoError::Io {
+            // The mirror holds the same pack, flushed: linked, not copied.
+            Some(pack) => pack::store_linked(&self.mirror, remote.path(), pack, "remote").map_err(
+                |source| RepoError::Io {
                     path: remote.path().to_path_buf(),
                     source,
-                })?
-            }
+                },
+            )?,
         }
         let updated = remote
             .reference_matching(&branch_ref, new, true, expected, "release-manager push")
@@ -194,8 +213,8 @@ impl Pusher {
     /// would also accept a remote that was reset to an ancestor, bringing
     /// back what someone removed).
     fn push_network(&self, url: &str, new: Oid, expected: Oid) -> Result<Attempt, RepoError> {
-        let mirror = self.open_mirror()?;
-        let mut remote = mirror
+        let mut remote = self
+            .mirror()
             .remote_anonymous(url)
             .map_err(RepoError::remote(&self.location, "open the remote"))?;
         let moved = std::cell::Cell::new(false);
