@@ -227,3 +227,35 @@ pub async fn uploads(url: &str, services: &[String]) -> Duration {
     }
     began.elapsed()
 }
+
+/// What one flush to disk costs here: `runs` times a new 4 KiB file in
+/// `dir`, written and flushed (`fsync`), then its folder flushed, as a
+/// durable write does. Every release flushes several files (docs/
+/// performance.md counts them), so this bounds release latency from below.
+pub fn flush_cost(dir: &std::path::Path, runs: usize) -> Vec<Duration> {
+    use std::io::Write;
+    let folder = dir.join("flush-cost");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let began = Instant::now();
+        let path = folder.join(format!("f{i}"));
+        let mut file = std::fs::File::create(&path).expect("create");
+        file.write_all(&[b'x'; 4096]).expect("write");
+        file.sync_all().expect("fsync");
+        std::fs::File::open(&folder)
+            .and_then(|d| d.sync_all())
+            .expect("fsync the folder");
+        times.push(began.elapsed() / 2);
+    }
+    let _ = std::fs::remove_dir_all(&folder);
+    times
+}
+
+pub fn describe_flushes(times: &[Duration]) -> String {
+    format!(
+        "one flush (fsync of a new 4 KiB file, then of its folder, halved): p50 {}, p90 {}",
+        ms(percentile(times, 50.0)),
+        ms(percentile(times, 90.0))
+    )
+}

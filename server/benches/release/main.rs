@@ -978,6 +978,10 @@ fn main() {
             "# Release benchmark, xl tier{}",
             if plan.quick { " (--quick)" } else { "" }
         );
+        println!(
+            "\nDisk: {}",
+            extras::describe_flushes(&extras::flush_cost(scratch.path(), 50))
+        );
         print_xl(&report);
         println!("\n(total {:.0?})", began.elapsed());
         return;
@@ -1002,6 +1006,10 @@ fn main() {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
+    );
+    println!(
+        "\nDisk: {}",
+        extras::describe_flushes(&extras::flush_cost(scratch.path(), 50))
     );
     for report in &reports {
         print_report(report);

@@ -324,8 +324,11 @@ impl Writer {
             let before = self.published_tip();
             let (replies, result) = self.run_syncs(held, owed);
             if self.published_tip() != before {
-                let staged = self.drop_staged(line, mempack);
-                self.restart(staged, line, mempack, owed);
+                // Others pushed: the batch built on top of the landed push
+                // is built again on what they pushed (and pushed below).
+                if let Some(staged) = self.drop_staged(line, mempack) {
+                    line.staged = Some(self.rebuilt(staged));
+                }
             }
             synced = Some((replies, result));
         }
@@ -380,15 +383,20 @@ impl Writer {
         mempack: Option<&Mempack<'_>>,
         owed: &mut Owed,
     ) {
-        let Some(staged) = staged else {
-            return;
-        };
+        if let Some(staged) = staged {
+            let batch = self.rebuilt(staged);
+            self.launch(batch, line, mempack, owed);
+        }
+    }
+
+    /// `staged`'s jobs built anew on the published tip, as a first attempt.
+    fn rebuilt(&self, staged: Batch) -> Batch {
         let mut batch = Batch::new(self.published_tip(), 1, Instant::now());
         batch.sync_replies = staged.sync_replies;
         batch.sync_result = staged.sync_result;
         batch.after_sync = staged.after_sync;
         self.extend(&mut batch, staged.jobs, None);
-        self.launch(batch, line, mempack, owed);
+        batch
     }
 
     /// Takes the batch built on top of the push in flight, dropping its
