@@ -5,6 +5,10 @@
 //! replays the batch's intents on the new tip, a bounded number of times.
 //! Callers are answered only after the push that carries their commit, and
 //! the published index and tip are updated before that answer.
+//!
+//! Here: the queue's API (`WriterHandle`) and the thread's start. The loop
+//! is `batch`, publishing (push, replay, the one publish point) `publish`,
+//! the counters `stats`, and the auto-releases still owed `owed`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
