@@ -31,6 +31,9 @@ pub(super) struct Writer {
     pub(super) events: EventBus,
 }
 
+/// A caller waiting for a fetch and the auto-releases it made due.
+pub(super) type SyncReply = tokio::sync::oneshot::Sender<Result<(), FlowError>>;
+
 /// What the loop wakes up for.
 enum Event {
     /// Commands taken from the queue.
@@ -213,12 +216,11 @@ impl Writer {
                 sync @ Command::Sync { .. } => syncs.push(sync),
             }
         }
-        if line.flight.is_some() {
+        if let Some(flight) = &line.flight {
             line.held_syncs.extend(syncs);
             if jobs.is_empty() {
                 return;
             }
-            let flight = line.flight.as_ref().expect("a push in flight");
             let staged = line.staged.get_or_insert_with(|| {
                 self.count_batch();
                 Batch::new(flight.batch.tip, 1, Instant::now())
@@ -257,10 +259,7 @@ impl Writer {
         &self,
         syncs: Vec<Command>,
         owed: &mut Owed,
-    ) -> (
-        Vec<tokio::sync::oneshot::Sender<Result<(), FlowError>>>,
-        Result<(), FlowError>,
-    ) {
+    ) -> (Vec<SyncReply>, Result<(), FlowError>) {
         let mut replies = Vec::new();
         let mut builds = Vec::new();
         for sync in syncs {
