@@ -73,8 +73,9 @@ proto-check:
 	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
 	else echo "proto-check: no earlier commit to compare the schema with"; fi
 
-# The release benchmark against the git command-line baselines (~2 min;
-# bench-quick ~1 min). Never part of the tests.
+# The release benchmark (small, large, and remote: git daemon behind a
+# 20 ms delay) against the git command-line baselines (a few minutes;
+# bench-quick about half). Never part of the tests.
 bench:
 	cargo bench -p release-manager-server --bench release
 

@@ -3,7 +3,7 @@
 //! driven through the real gRPC client, side by side with the git
 //! command-line baselines on copies of the same repositories.
 //!
-//!   cargo bench -p release-manager-server --bench release [-- --quick] [-- --size small|large]
+//!   cargo bench -p release-manager-server --bench release [-- --quick] [-- --size small|large|remote]
 //!   cargo bench -p release-manager-server --bench release -- --size xl
 //!
 //! `BENCH_SERVER_BIN=path` runs another build of the server instead of
