@@ -26,9 +26,14 @@ run: build
 
 # Installs missing test prerequisites (git, OpenSSH's sshd, ...) when it
 # can, then runs every test. The tests build in the dev profile: that is
-# faster from scratch than an optimised build of the test binaries.
+# faster from scratch than an optimised build of the test binaries. The
+# single sign-on tests run a real OpenID Connect provider (npm's
+# oidc-provider), installed from npm into .tools/ as buf is.
+OIDC_PROVIDER_VERSION ?= 9.13.3
 test:
 	bash .ci/install-deps
+	@[ -d .tools/node_modules/oidc-provider ] \
+	  || npm install --prefix .tools --no-audit --no-fund --loglevel=error oidc-provider@$(OIDC_PROVIDER_VERSION)
 	cargo test --workspace --locked
 
 # A client in Python generated from proto/ (grpcio-tools), against the

@@ -75,6 +75,9 @@ pub(crate) enum Command {
     Describe(describe::DescribeArgs),
     Policy(policy::PolicyArgs),
     Watch(watch::WatchArgs),
+    Login(crate::login::LoginArgs),
+    Logout(crate::login::LogoutArgs),
+    Whoami(crate::whoami::WhoamiArgs),
     Completions(crate::completions::CompletionsArgs),
 }
 

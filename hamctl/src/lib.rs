@@ -31,11 +31,13 @@
 mod cli;
 mod client;
 mod completions;
+mod credentials;
 mod describe;
 mod error;
 mod git_config;
 mod global;
 mod identity;
+mod login;
 mod obsolete;
 mod output;
 mod policy;
@@ -45,9 +47,11 @@ mod release;
 mod request_id;
 mod rollback;
 mod services;
+mod sign_in;
 mod status;
 mod wait;
 mod watch;
+mod whoami;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -153,6 +157,9 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Describe(args) => describe::run(args, global, printer).await,
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
+        Command::Login(args) => login::login(args, global, printer).await,
+        Command::Logout(args) => login::logout(args, global, printer).await,
+        Command::Whoami(args) => whoami::run(args, global, printer).await,
         Command::Completions(args) => completions::run(args, Cli::command(), printer),
     }
 }

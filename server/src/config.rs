@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api::upload::UploadLimits;
-use crate::auth::Auth;
+use crate::auth::{Auth, OidcSettings, TrustedIssuer};
 use crate::demo::ensure_demo_repo;
 use crate::domain::duration::parse as parse_duration;
 use crate::domain::Settings;
 use crate::engine::writer::WriterConfig;
+use crate::repo::commits::{CommitIdentity, CommitSigner};
 use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 
 /// The release manager server.
@@ -88,17 +89,66 @@ pub struct StartArgs {
     /// Token for https remotes (sent as the password).
     #[arg(long, env = "RELEASE_MANAGER_GIT_HTTPS_TOKEN", hide_env_values = true)]
     pub git_https_token: Option<String>,
-    /// Token hamctl users must present.
+    /// Token hamctl users must present; a comma-separated list accepts each
+    /// of its tokens (to rotate one without a gap).
     #[arg(long, env = "HAMCTL_AUTH_TOKEN", hide_env_values = true)]
     pub hamctl_auth_token: Option<String>,
-    /// Token artifact pushers (CI) must present.
+    /// Token artifact pushers (CI) must present; a comma-separated list
+    /// accepts each of its tokens.
     #[arg(long, env = "ARTIFACT_AUTH_TOKEN", hide_env_values = true)]
     pub artifact_auth_token: Option<String>,
-    /// Accept calls without a token for every role that has no token set
-    /// (the demo on loopback implies it when no token is set). Without it,
-    /// every role needs its token: calls of a role with none are refused.
+    /// Accept calls without a token for every role that has no credential
+    /// (no token, no identity provider); the demo on loopback implies it
+    /// when none is set. Without it, calls of a role with none are refused.
     #[arg(long)]
     pub unauthenticated: bool,
+    /// An OpenID Connect issuer whose identity tokens are accepted, as
+    /// `URL` or `URL=AUDIENCE` (the `aud` its tokens must name; default
+    /// --oidc-audience, else --oidc-client-id). Give it once per issuer:
+    /// the people's provider first (hamctl and the dashboard sign in
+    /// there), then CI's (GitHub Actions, GitLab).
+    #[arg(
+        long = "oidc-issuer",
+        env = "RELEASE_MANAGER_OIDC_ISSUER",
+        value_delimiter = ',',
+        value_name = "URL[=AUDIENCE]"
+    )]
+    pub oidc_issuers: Vec<String>,
+    /// The audience of issuers given without one.
+    #[arg(long, env = "RELEASE_MANAGER_OIDC_AUDIENCE", value_name = "AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The public client (PKCE, no secret) hamctl and the dashboard sign in
+    /// with at the first issuer; the server tells hamctl about it.
+    #[arg(long, env = "RELEASE_MANAGER_OIDC_CLIENT_ID", value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+    /// Clock skew allowed on identity tokens' `exp` and `nbf`.
+    #[arg(long, env = "RELEASE_MANAGER_OIDC_LEEWAY", default_value = "60s", value_parser = parse_duration)]
+    pub oidc_leeway: std::time::Duration,
+    /// Access rules for identity tokens (YAML): which claims may do which
+    /// actions in which environments. Checked at start, read again on
+    /// SIGHUP. Without it identities may only read.
+    #[arg(long, env = "RELEASE_MANAGER_ACCESS", value_name = "FILE")]
+    pub access: Option<PathBuf>,
+    /// SSH private key (ed25519 or ECDSA P-256, no passphrase) that signs
+    /// every commit the server makes, in git's SSH signature format.
+    #[arg(long, env = "RELEASE_MANAGER_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Name of the committer of every commit the server makes [default:
+    /// the person releasing]; needs --committer-email.
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_COMMITTER_NAME",
+        requires = "committer_email"
+    )]
+    pub committer_name: Option<String>,
+    /// Email of the committer of every commit the server makes; needs
+    /// --committer-name.
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_COMMITTER_EMAIL",
+        requires = "committer_name"
+    )]
+    pub committer_email: Option<String>,
     /// Log format.
     #[arg(
         long,
@@ -330,6 +380,7 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
             queue_capacity: args.queue_capacity,
             max_push_attempts: args.max_push_attempts,
             batch_timeout: args.batch_timeout,
+            commits: resolve_commits(args)?,
             ..WriterConfig::default()
         },
         uploads: UploadLimits {
@@ -389,7 +440,8 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
 pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<Auth, String> {
     let hamctl_token = args.hamctl_auth_token.clone().filter(|t| !t.is_empty());
     let artifact_token = args.artifact_auth_token.clone().filter(|t| !t.is_empty());
-    let no_token = hamctl_token.is_none() && artifact_token.is_none();
+    let oidc = resolve_oidc(args)?;
+    let no_token = hamctl_token.is_none() && artifact_token.is_none() && oidc.issuers.is_empty();
     let unauthenticated = args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
     if no_token && !unauthenticated {
         let why = if demo {
@@ -399,15 +451,80 @@ pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<
         };
         return Err(format!(
             "{why}: give --hamctl-auth-token (HAMCTL_AUTH_TOKEN) and \
-             --artifact-auth-token (ARTIFACT_AUTH_TOKEN), or --unauthenticated to accept \
-             calls without a token"
+             --artifact-auth-token (ARTIFACT_AUTH_TOKEN), or --oidc-issuer, or \
+             --unauthenticated to accept calls without a token"
         ));
+    }
+    if args.access.is_some() && oidc.issuers.is_empty() {
+        return Err("--access needs --oidc-issuer: its rules are for identity tokens".into());
+    }
+    if let Some(path) = &args.access {
+        crate::auth::rules::Rules::load(path)?;
     }
     Ok(Auth {
         hamctl_token,
         artifact_token,
         unauthenticated,
+        oidc,
+        access_file: args.access.clone(),
     })
+}
+
+/// The trusted issuers of `--oidc-issuer URL[=AUDIENCE]`.
+fn resolve_oidc(args: &StartArgs) -> Result<OidcSettings, String> {
+    let default_audience = args
+        .oidc_audience
+        .clone()
+        .or_else(|| args.oidc_client_id.clone())
+        .filter(|a| !a.is_empty());
+    let mut issuers = Vec::new();
+    for given in args.oidc_issuers.iter().filter(|i| !i.trim().is_empty()) {
+        let (url, audience) = match given.split_once('=') {
+            Some((url, audience)) => (url.trim(), Some(audience.trim().to_string())),
+            None => (given.trim(), default_audience.clone()),
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(format!(
+                "--oidc-issuer {url:?}: an issuer is an http(s) URL, exactly as its tokens' iss says"
+            ));
+        }
+        let audience = audience.filter(|a| !a.is_empty()).ok_or_else(|| {
+            format!(
+                "--oidc-issuer {url}: give the audience its tokens must name \
+                 ({url}=AUDIENCE, --oidc-audience or --oidc-client-id)"
+            )
+        })?;
+        issuers.push(TrustedIssuer {
+            url: url.to_string(),
+            audience,
+        });
+    }
+    if args.oidc_client_id.is_some() && issuers.is_empty() {
+        return Err("--oidc-client-id needs --oidc-issuer".into());
+    }
+    Ok(OidcSettings {
+        issuers,
+        client_id: args.oidc_client_id.clone().filter(|c| !c.is_empty()),
+        leeway: args.oidc_leeway,
+    })
+}
+
+/// The committer and signing key of `--committer-*` and `--signing-key`.
+fn resolve_commits(args: &StartArgs) -> Result<CommitIdentity, String> {
+    let committer = match (&args.committer_name, &args.committer_email) {
+        (Some(name), Some(email)) => {
+            git2::Signature::now(name, email).map_err(|_| {
+                format!("--committer-name {name:?} / --committer-email {email:?} is not a valid git identity")
+            })?;
+            Some((name.clone(), email.clone()))
+        }
+        _ => None,
+    };
+    let signer = match &args.signing_key {
+        Some(path) => Some(std::sync::Arc::new(CommitSigner::from_file(path)?)),
+        None => None,
+    };
+    Ok(CommitIdentity { committer, signer })
 }
 
 fn parse_sources(text: &str) -> Result<crate::http::deployment_hooks::Sources, String> {
@@ -436,7 +553,7 @@ mod tests {
 
     /// Whether a call of `role` without any token is accepted.
     fn open(auth: &Auth, role: Role) -> bool {
-        auth.check(None, role).is_ok()
+        auth.role_open(role)
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod start;
 
 // The facade: what `main`, the tests and the benchmark use. Everything
 // else is crate-private, so the compiler reports what nothing uses.
-pub use auth::Auth;
+pub use auth::{Auth, OidcSettings, TrustedIssuer};
 pub use config::{ServerConfig, TlsFiles};
 pub use demo::DEMO_SERVICES;
 pub use domain::error::chain;
@@ -28,6 +28,7 @@ pub use domain::policy_file::parse_global as parse_global_restrictions;
 pub use engine::writer::stats::WriterStats;
 pub use http::deployment_hooks::Sources as DeploymentSources;
 pub use notify::config::Notifications;
+pub use repo::commits::{CommitIdentity, CommitSigner};
 pub use repo::remote::{GitCredentials, RemoteLocation, SHIPPED_KNOWN_HOSTS};
 pub use start::{start, RunningServer, StartError, StartReport};
 

@@ -63,7 +63,7 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     if demo {
         print_demo_help(server.addr, server.http_addr, &auth);
     }
-    shutdown_signal().await;
+    shutdown_signal(&server).await;
     tracing::info!("shutting down: finishing the writes in flight");
     server.shutdown().await;
     Ok(())
@@ -79,6 +79,12 @@ fn warn_about_closed_roles(auth: &Auth, listen: SocketAddr) {
             tracing::info!("no authentication: loopback only");
         } else {
             tracing::warn!(%listen, "no authentication: anyone who reaches this address can release");
+        }
+        return;
+    }
+    if auth.has_oidc() {
+        if auth.access_file.is_none() {
+            tracing::warn!("no --access: identity tokens may only read");
         }
         return;
     }
@@ -175,24 +181,33 @@ fn sibling_command(name: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGINT or SIGTERM; on SIGHUP in the meantime, reads the
+/// access rules again.
+async fn shutdown_signal(server: &release_manager_server::RunningServer) {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hangup.recv() => {
+                    // Logged by the server: the count, or why the old rules stay.
+                    let _ = server.reload_access();
                 }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = server;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod access_file;
 mod api_contract;
 mod artifact_cli;
 mod auth;
@@ -14,6 +15,7 @@ mod bad_input;
 mod build_uploads;
 mod concurrent_writers;
 mod dashboard;
+mod dashboard_sign_in;
 mod deployments;
 mod error_reasons;
 mod fault_tolerance;
@@ -25,6 +27,8 @@ mod policies;
 mod push_pipeline;
 mod reflection;
 mod release_flows;
+mod signed_commits;
+mod single_sign_on;
 mod ssh_remote;
 mod tls;
 mod watch;

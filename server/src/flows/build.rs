@@ -185,8 +185,15 @@ pub(super) fn add_build(
         .map_err(git("make a signature"))?;
     let author = git2::Signature::new(&upload.author_name, &upload.author_email, &committer.when())
         .unwrap_or_else(|_| committer.clone());
-    let oid = repo
-        .commit(None, &author, &committer, &message, &new_root, &[&parent])
-        .map_err(git("write a commit"))?;
+    let oid = crate::repo::commits::write_commit(
+        repo,
+        ctx.commits,
+        &author,
+        &committer,
+        &message,
+        &new_root,
+        &[&parent],
+    )
+    .map_err(git("write a commit"))?;
     Ok(done(Outcome::Applied, oid, true))
 }

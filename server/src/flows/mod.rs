@@ -16,6 +16,7 @@ pub(crate) use build::BuildUpload;
 pub(crate) use policy_change::{read_policies, PolicyChange, PolicyDone};
 
 use crate::domain::{git, FlowError, Settings};
+use crate::repo::commits::CommitIdentity;
 use crate::repo::index::{ReleaseKind, Signature, View};
 use crate::repo::message::trailer;
 
@@ -228,6 +229,8 @@ pub(crate) struct FlowContext<'a> {
     pub(crate) settings: &'a Settings,
     /// The commit to build on.
     pub(crate) tip: Oid,
+    /// Who commits, and what signs.
+    pub(crate) commits: &'a CommitIdentity,
 }
 
 /// Runs one write request on `ctx.tip`. `Ok` with `outcome == Applied`

@@ -8,6 +8,7 @@ use release_manager::spec::ArtifactSpec;
 
 use super::{BuildSource, FlowContext, Outcome, ReleaseDone, WriteRequest};
 use crate::domain::{git, FlowError, Reason};
+use crate::repo::commits::write_commit;
 use crate::repo::index::{ReleaseKind, Signature};
 use crate::repo::message::compose;
 use crate::repo::tree::{blob_at, replace_at, tree_at};
@@ -270,6 +271,9 @@ pub(crate) fn commit_release_folder(
             ("Branch", release.branch),
             ("Release-intent", release.kind.as_str()),
             ("Released-by", &committer_line),
+            // The original release manager's name for it, which its
+            // readers (and older dashboards) look for.
+            ("Artifact-released-by", &committer_line),
             (
                 "Request-ID",
                 request.request_id.as_deref().unwrap_or_default(),
@@ -283,7 +287,12 @@ pub(crate) fn commit_release_folder(
                 format!("committer {committer_line:?} is not a valid git identity"),
             )
         })?;
-    let author = if release.author.name.is_empty() || release.author.email.is_empty() {
+    // With a committer of the server's own, the person releasing is the
+    // author, so that git's own fields still name them.
+    let author = if ctx.commits.fixed_committer()
+        || release.author.name.is_empty()
+        || release.author.email.is_empty()
+    {
         committer.clone()
     } else {
         git2::Signature::new(
@@ -293,8 +302,15 @@ pub(crate) fn commit_release_folder(
         )
         .unwrap_or_else(|_| committer.clone())
     };
-    let oid = repo
-        .commit(None, &author, &committer, &message, &new_root, &[&parent])
-        .map_err(git("write a commit"))?;
+    let oid = write_commit(
+        repo,
+        ctx.commits,
+        &author,
+        &committer,
+        &message,
+        &new_root,
+        &[&parent],
+    )
+    .map_err(git("write a commit"))?;
     Ok(Some(oid))
 }

@@ -215,6 +215,16 @@ impl RunningCli {
         }
     }
 
+    /// What it printed on stderr so far, as far as the test has read it.
+    pub fn err_read(&self) -> &str {
+        &self.err_read
+    }
+
+    /// Sends `signal` to it (SIGHUP, say).
+    pub fn signal(&self, signal: libc::c_int) {
+        self.guard.signal(signal);
+    }
+
     /// Whether it still runs.
     pub fn running(&mut self) -> bool {
         self.guard.try_wait().is_none()

@@ -9,6 +9,7 @@ pub mod config_repo;
 pub mod git;
 pub mod git_daemon;
 pub mod http;
+pub mod oidc;
 pub mod poll;
 pub mod process;
 pub mod server;

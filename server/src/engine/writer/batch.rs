@@ -342,6 +342,7 @@ impl Writer {
                 in_flight: None,
             },
             settings: &self.settings,
+            commits: &self.config.commits,
             tip,
         };
         let mut due = Vec::new();
@@ -388,6 +389,7 @@ impl Writer {
                     in_flight,
                 },
                 settings: &self.settings,
+                commits: &self.config.commits,
                 tip: batch.tip,
             };
             let mut result = flows::apply(&ctx, &job.request);
@@ -432,6 +434,7 @@ impl Writer {
                 in_flight,
             },
             settings: &self.settings,
+            commits: &self.config.commits,
             tip: *tip,
         };
         let due = match flows::auto_release::due_releases(&ctx, &build.service, &build.branch) {
@@ -450,6 +453,7 @@ impl Writer {
                     in_flight,
                 },
                 settings: &self.settings,
+                commits: &self.config.commits,
                 tip: *tip,
             };
             match flows::apply(&ctx, &request) {

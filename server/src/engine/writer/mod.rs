@@ -49,6 +49,8 @@ pub struct WriterConfig {
     /// Longest one batch may take, replays after rejected pushes included;
     /// past it the batch's writes fail with UNAVAILABLE.
     pub batch_timeout: Duration,
+    /// Who commits, and the key that signs every commit.
+    pub commits: crate::repo::commits::CommitIdentity,
 }
 
 impl Default for WriterConfig {
@@ -59,6 +61,7 @@ impl Default for WriterConfig {
             max_push_attempts: 8,
             packs_between_merges: 32,
             batch_timeout: Duration::from_secs(60),
+            commits: Default::default(),
         }
     }
 }
