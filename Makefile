@@ -8,7 +8,7 @@ ARGS ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test lint layers proto-check python-client-test run readme-test bench bench-quick build_server_docker push_server_docker
+.PHONY: build build_server test test-tools lint layers proto-check deploy-check python-client-test run readme-test bench bench-quick bench-upload-memory build_server_docker push_server_docker
 
 # One optimised build of the server, hamctl and artifact, copied to dist/
 # (about 5 minutes the first time on 2 cores, seconds after that).
@@ -32,9 +32,19 @@ run: build
 OIDC_PROVIDER_VERSION ?= 9.13.3
 test:
 	bash .ci/install-deps
+	$(MAKE) test-tools
+	cargo test --workspace --locked
+
+# What the tests run beside the Rust code, into .tools/: the OpenID Connect
+# provider from npm, and moto's S3 server from PyPI (the import of the
+# original release manager's S3 builds is tested against it, on loopback).
+MOTO_ENV := .tools/moto
+MOTO_VERSION ?= 5.2.6
+test-tools:
 	@[ -d .tools/node_modules/oidc-provider ] \
 	  || npm install --prefix .tools --no-audit --no-fund --loglevel=error oidc-provider@$(OIDC_PROVIDER_VERSION)
-	cargo test --workspace --locked
+	[ -x $(MOTO_ENV)/bin/python ] || python3 -m venv $(MOTO_ENV)
+	[ -x $(MOTO_ENV)/bin/moto_server ] || $(MOTO_ENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
 
 # A client in Python generated from proto/ (grpcio-tools), against the
 # real server: every RPC, error details, paging, resumed event streams.
@@ -78,11 +88,26 @@ proto-check:
 	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
 	else echo "proto-check: no earlier commit to compare the schema with"; fi
 
+# deploy/, the kustomize base, against Kubernetes' schemas (PyPI's
+# kubernetes-validate, offline) and the installation's promises
+# (.ci/deploy_check.py).
+KUBEVAL_ENV := .tools/kubeval
+KUBERNETES_VALIDATE_VERSION ?= 1.37.0
+deploy-check:
+	[ -x $(KUBEVAL_ENV)/bin/python ] || python3 -m venv $(KUBEVAL_ENV)
+	[ -x $(KUBEVAL_ENV)/bin/kubernetes-validate ] || $(KUBEVAL_ENV)/bin/pip install --quiet --disable-pip-version-check 'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)'
+	$(KUBEVAL_ENV)/bin/python .ci/deploy_check.py
+
 # The release benchmark (small, large, and remote: git daemon behind a
 # 20 ms delay) against the git command-line baselines (a few minutes;
 # bench-quick about half). Never part of the tests.
 bench:
 	cargo bench -p release-manager-server --bench release
+
+# The server's peak memory while 8 uploads of 31 MiB arrive at once (the
+# figure in docs/operations.md). Never part of the tests.
+bench-upload-memory: build
+	DIST=$(DIST) server/benches/upload_memory.sh
 
 bench-quick:
 	cargo bench -p release-manager-server --bench release -- --quick

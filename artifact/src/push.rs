@@ -46,7 +46,9 @@ pub(crate) struct PushArgs {
         env = "ARTIFACT_URL",
         hide_env_values = true,
         value_name = "URL",
-        value_parser = parse_server_url
+        value_parser = parse_server_url,
+        // The original artifact CLI's name for it (2020 on).
+        alias = "http-base-url"
     )]
     pub(crate) server: String,
 
@@ -66,9 +68,16 @@ pub(crate) struct PushArgs {
         long,
         env = "ARTIFACT_AUTH_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        // The original artifact CLI's name for it (2020 to 2023).
+        alias = "http-auth-token"
     )]
     pub(crate) auth_token: Option<String>,
+
+    /// The original CLI's push flags that have no meaning here: refused,
+    /// naming what replaces them (see `refused_flags`).
+    #[command(flatten)]
+    pub(crate) original: OriginalPushArgs,
 
     /// The build's service, when `artifact init` was not told.
     #[arg(long)]
@@ -90,6 +99,32 @@ pub(crate) struct PushArgs {
         value_parser = cli_support::parse_request_timeout
     )]
     pub(crate) request_timeout: std::time::Duration,
+
+    /// The upload's request id: an upload whose id the server has seen
+    /// answers as the first did, so a timed-out push can be run again
+    /// safely with the id it printed [default: a new id].
+    #[arg(long, value_name = "ID", value_parser = cli_support::parse_request_id)]
+    pub(crate) request_id: Option<String>,
+}
+
+/// Push flags of the original artifact CLI with no meaning here: its
+/// sign-on (2023 on: a client-credentials token from an identity
+/// provider; this server takes a bearer token) and its direct commits to
+/// the config repository (2019: the server commits builds now).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct OriginalPushArgs {
+    #[arg(long, hide = true, value_name = "URL")]
+    pub(crate) idp_url: Option<String>,
+    #[arg(long, hide = true, value_name = "ID")]
+    pub(crate) client_id: Option<String>,
+    #[arg(long, hide = true, value_name = "SECRET")]
+    pub(crate) client_secret: Option<String>,
+    #[arg(long, hide = true, value_name = "SCOPE")]
+    pub(crate) artifact_scope: Option<String>,
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub(crate) ssh_private_key: Option<String>,
+    #[arg(long, hide = true, value_name = "URL")]
+    pub(crate) config_repo: Option<String>,
 }
 
 /// One file of the upload, read into memory.
@@ -110,6 +145,7 @@ impl BuildFile {
             return vec![PushArtifactRequest {
                 path: self.path,
                 data: self.data,
+                ..PushArtifactRequest::default()
             }];
         }
         self.data
@@ -117,6 +153,7 @@ impl BuildFile {
             .map(|chunk| PushArtifactRequest {
                 path: self.path.clone(),
                 data: chunk.to_vec(),
+                ..PushArtifactRequest::default()
             })
             .collect()
     }
@@ -177,10 +214,25 @@ pub(crate) async fn run(
         cli_support::time_limit(args.request_timeout),
     )
     .await?;
-    let messages = files.into_iter().flat_map(BuildFile::into_messages);
+    let request_id = args
+        .request_id
+        .clone()
+        .unwrap_or_else(cli_support::new_request_id);
+    let first_id = request_id.clone();
+    let messages = files
+        .into_iter()
+        .flat_map(BuildFile::into_messages)
+        .enumerate()
+        .map(move |(n, mut message)| {
+            if n == 0 {
+                message.request_id = first_id.clone();
+            }
+            message
+        });
     let response = client
         .push_artifact(tokio_stream::iter(messages))
-        .await?
+        .await
+        .map_err(|status| CliError::upload_failed(status, &request_id))?
         .into_inner();
     for line in report(&response, &spec)? {
         writeln!(out, "{line}")?;

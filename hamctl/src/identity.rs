@@ -20,11 +20,16 @@ const KEYS: [&str; 4] = [
     "user.email",
 ];
 
-/// The committer of a write, from the process environment and git config.
-pub(crate) fn resolve_committer() -> Result<Person, CliError> {
-    let env = |name: &str| std::env::var(name).ok();
+/// The committer of a write, from the process environment and git config;
+/// `email` (the original hamctl's `--user-email`) wins over both.
+pub(crate) fn resolve_committer(email: Option<&str>) -> Result<Person, CliError> {
+    let email = email.map(str::trim).filter(|e| !e.is_empty());
+    let env = |name: &str| match (name, email) {
+        ("GIT_COMMITTER_EMAIL", Some(email)) => Some(email.to_owned()),
+        _ => std::env::var(name).ok(),
+    };
     let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
-    // With both variables set (CI), no file needs reading.
+    // With both the name and the email given (CI), no file needs reading.
     let config = if set("GIT_COMMITTER_NAME") && set("GIT_COMMITTER_EMAIL") {
         GitConfig::default()
     } else {

@@ -102,6 +102,7 @@ pub(crate) fn intent_word(intent: ReleaseIntent) -> &'static str {
         ReleaseIntent::Promote => "promote",
         ReleaseIntent::Rollback => "rollback",
         ReleaseIntent::AutoRelease => "auto-release",
+        ReleaseIntent::Edit => "edit",
     }
 }
 
@@ -114,6 +115,7 @@ pub(crate) fn intent_json(intent: ReleaseIntent) -> &'static str {
         ReleaseIntent::Promote => "promote",
         ReleaseIntent::Rollback => "rollback",
         ReleaseIntent::AutoRelease => "auto_release",
+        ReleaseIntent::Edit => "edit",
     }
 }
 

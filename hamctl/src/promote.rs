@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::error::CliError;
 use crate::global::GlobalArgs;
 use crate::output::{OutputFormat, Printer};
-use crate::{client, identity, present, request_id};
+use crate::{client, identity, present, retry};
 
 /// Release to an environment what runs in the environment before it
 ///
@@ -20,21 +20,30 @@ use crate::{client, identity, present, request_id};
 /// the default branch). The commit's committer is you, as git knows you.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PromoteArgs {
-    /// Service to promote, e.g. product-api.
-    #[arg(long)]
+    /// Filled in from the global `--service` (or shuttle.yaml) by
+    /// `Cli::parse_checked`.
+    #[arg(skip)]
     pub(crate) service: String,
 
     /// Environment to promote to, e.g. staging.
-    #[arg(long)]
+    #[arg(long, short = 'e')]
     pub(crate) env: String,
 
-    /// Namespace folder to read from and release into [default: as for
-    /// release].
-    #[arg(long)]
+    /// Promote what runs in this environment instead of the one before
+    /// --env in the promotion order.
+    #[arg(long, value_name = "ENV")]
+    pub(crate) from_env: Option<String>,
+
+    /// Namespace folder to read from and release into [default:
+    /// `vars.k8s.namespace` of shuttle.yaml, else as for release].
+    #[arg(long, short = 'n')]
     pub(crate) namespace: Option<String>,
 
     #[command(flatten)]
     pub(crate) wait: crate::wait::WaitArgs,
+
+    #[command(flatten)]
+    pub(crate) retry: retry::RetryArgs,
 
     #[command(flatten)]
     pub(crate) obsolete: crate::obsolete::ObsoleteArgs,
@@ -46,16 +55,22 @@ pub(crate) async fn run(
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
     let wait = args.wait.clone();
+    let request_id = args.retry.id();
     args.obsolete.warn(printer)?;
     let request = PromoteRequest {
         service: args.service,
         environment: args.env,
         namespace: args.namespace.unwrap_or_default(),
-        request_id: request_id::new_request_id(),
-        committer: Some(identity::resolve_committer()?),
+        from_environment: args.from_env.unwrap_or_default(),
+        request_id: request_id.clone(),
+        committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
     };
     let mut client = client::release_client(global).await?;
-    let response = client.promote(request).await?.into_inner();
+    let response = client
+        .promote(request)
+        .await
+        .map_err(|status| retry::write_failed(status, &request_id))?
+        .into_inner();
     let result = present::require_result(response.result)?;
     match printer.format() {
         OutputFormat::Json => printer.json(&json!({

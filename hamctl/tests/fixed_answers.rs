@@ -111,6 +111,13 @@ impl ReleaseService for ScriptedServer {
         Err(scripted_only())
     }
 
+    async fn compare_environments(
+        &self,
+        _: Request<release_manager::pb::CompareEnvironmentsRequest>,
+    ) -> Result<Response<release_manager::pb::CompareEnvironmentsResponse>, Status> {
+        Err(scripted_only())
+    }
+
     /// One environment running a build released at a fixed time, one
     /// running nothing.
     async fn status(
@@ -170,6 +177,7 @@ impl ReleaseService for ScriptedServer {
                 author: person("Jane Doe", "jane@example.com"),
                 commit_sha: "abcdef0123456789".into(),
                 title: "[prod/product-api] release".into(),
+                edited_by: None,
             })
             .collect();
         Ok(Response::new(DescribeReleaseResponse {

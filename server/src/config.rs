@@ -12,6 +12,7 @@ use crate::demo::ensure_demo_repo;
 use crate::domain::duration::parse as parse_duration;
 use crate::domain::Settings;
 use crate::engine::writer::WriterConfig;
+use crate::listen::ConnectionLimits;
 use crate::repo::commits::{CommitIdentity, CommitSigner};
 use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 
@@ -26,10 +27,16 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the server. Without --config-repo it serves a local demo config
     /// repository, created once under the data dir, on loopback only.
     Start(StartArgs),
+    /// Copy the builds the original release manager kept in S3 into the
+    /// config repository (builds/<service>/<branch>/, one build commit
+    /// each, oldest first). Builds already in its history are skipped, so
+    /// it can run again to bring in what is new.
+    ImportS3(crate::import::ImportS3Args),
 }
 
 /// Log line format.
@@ -45,7 +52,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
     /// The config repository: a local path, file://, ssh (git@host:org/repo.git,
-    /// ssh://...) or https URL. Omit it to run the local demo.
+    /// ssh://...) or https URL [also read from CONFIG_REPO, the original
+    /// release manager's variable]. Without any, the local demo runs.
     #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO")]
     pub config_repo: Option<String>,
     /// Where the persistent mirror (and the demo repository) live.
@@ -157,6 +165,19 @@ pub struct StartArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// The original release manager's log level (`debug`, `info`,
+    /// `error`): the level of every log line unless RUST_LOG says more.
+    #[arg(
+        long = "log.level",
+        env = "LOG_LEVEL",
+        hide = true,
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
+    /// The original release manager's human-readable logs: text lines,
+    /// which are the default here.
+    #[arg(long = "log.development", env = "LOG_DEVELOPMENT", hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub log_development: Option<String>,
     /// Writes that may wait in the queue before callers are told to retry.
     #[arg(long, default_value_t = 1024)]
     pub queue_capacity: usize,
@@ -190,6 +211,12 @@ pub struct StartArgs {
     /// [default: 0.0.0.0:8081; the demo: 127.0.0.1:8081].
     #[arg(long, env = "RELEASE_MANAGER_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// The config repository's commit page on the web, with `{commit}`
+    /// where the sha goes (e.g.
+    /// `https://github.com/acme/k8s-config/commit/{commit}`): the dashboard
+    /// links every release to its commit.
+    #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO_WEB_URL", value_name = "URL", value_parser = parse_commit_links)]
+    pub config_repo_web_url: Option<crate::http::dashboard::values::CommitLinks>,
     /// Secret of the GitHub push webhook (HMAC-SHA256 of X-Hub-Signature-256).
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
@@ -231,6 +258,31 @@ pub struct StartArgs {
     /// Longest one upload may take.
     #[arg(long, env = "RELEASE_MANAGER_UPLOAD_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub upload_timeout: std::time::Duration,
+    /// Least average rate of an upload, in bytes per second, after its
+    /// first 15 s; a slower one is dropped (0: no least rate).
+    #[arg(long, env = "RELEASE_MANAGER_UPLOAD_MIN_RATE", default_value_t = 32 << 10)]
+    pub upload_min_rate: u64,
+    /// Most connections open at once on each port; at the bound a new one
+    /// takes the place of the longest idle, or is refused when none is
+    /// idle [default: from the open-file limit: (limit - 256) / 2].
+    #[arg(long, env = "RELEASE_MANAGER_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Longest time from accepting a connection to its first request's
+    /// headers (HTTP/1.1: to each request's headers).
+    #[arg(long, env = "RELEASE_MANAGER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// Longest silence while a request's body is being read.
+    #[arg(long, env = "RELEASE_MANAGER_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// How long a connection with no request in progress stays open.
+    #[arg(long, env = "RELEASE_MANAGER_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// How often the gRPC port pings an HTTP/2 connection.
+    #[arg(long, env = "RELEASE_MANAGER_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub keepalive_interval: std::time::Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "RELEASE_MANAGER_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub keepalive_timeout: std::time::Duration,
 }
 
 /// Everything the server needs, typed.
@@ -261,6 +313,8 @@ pub struct ServerConfig {
     pub fsync: bool,
     /// HTTP listener for the dashboard, webhooks and metrics, if any.
     pub http_listen: Option<SocketAddr>,
+    /// The config repository's commit pages, for the dashboard's links.
+    pub config_repo_web_url: Option<crate::http::dashboard::values::CommitLinks>,
     /// Secret of the GitHub push webhook.
     pub github_webhook_secret: Option<String>,
     /// Secret of the deployment routes.
@@ -271,6 +325,8 @@ pub struct ServerConfig {
     pub notifications: Option<crate::notify::config::Notifications>,
     /// PEM certificate and key to serve gRPC over TLS.
     pub tls: Option<TlsFiles>,
+    /// Bounds on both ports' connections.
+    pub connections: ConnectionLimits,
 }
 
 /// The contents of the TLS certificate and key files.
@@ -312,11 +368,13 @@ impl ServerConfig {
             remote_timeout: std::time::Duration::from_secs(30),
             fsync: true,
             http_listen: None,
+            config_repo_web_url: None,
             github_webhook_secret: None,
             deployment_webhook_secret: None,
             deployment_sources: Default::default(),
             notifications: None,
             tls: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -335,11 +393,21 @@ pub struct Resolved {
 /// Turns the flags into a config: checks names, picks the demo or the
 /// configured repository, reads the files the flags name.
 pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>> {
+    resolve_with_env(args, &|key| std::env::var(key).ok())
+}
+
+/// [`resolve`] with the original release manager's variables read from
+/// `env` (tests give it; `resolve` gives the process environment).
+pub fn resolve_with_env(
+    args: &StartArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Resolved, Box<dyn std::error::Error>> {
     for env in &args.environments {
         release_manager::names::check_environment(env)?;
     }
-    let demo = args.config_repo.is_none();
-    let config_repo = match &args.config_repo {
+    let configured = config_repo_setting(args, env)?;
+    let demo = configured.is_none();
+    let config_repo = match &configured {
         Some(url) => RemoteLocation::parse(url),
         None => RemoteLocation::Local(ensure_demo_repo(&args.data_dir)?),
     };
@@ -389,6 +457,8 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
             memory_budget: args.upload_memory,
             idle_timeout: args.upload_idle_timeout,
             total_timeout: args.upload_timeout,
+            min_rate: args.upload_min_rate,
+            ..UploadLimits::default()
         },
         poll_interval: args.poll_interval,
         remote_timeout: args.remote_timeout,
@@ -401,6 +471,7 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
             };
             default.parse().expect("a valid default address")
         })),
+        config_repo_web_url: args.config_repo_web_url.clone(),
         github_webhook_secret: args.github_webhook_secret.clone().filter(|s| !s.is_empty()),
         deployment_webhook_secret: args
             .deployment_webhook_secret
@@ -422,12 +493,36 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
             }),
             _ => None,
         },
+        connections: connection_limits(args)?,
     };
     Ok(Resolved {
         config,
         listen,
         demo,
     })
+}
+
+/// The config repository the settings name: `--config-repo`
+/// (`RELEASE_MANAGER_CONFIG_REPO`), else the original's `CONFIG_REPO`;
+/// `None` only when none of them is set, which is the one case the demo
+/// runs. A setting that is present but empty is an error, never the demo.
+fn config_repo_setting(
+    args: &StartArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    let given = match &args.config_repo {
+        Some(url) => Some(("--config-repo (RELEASE_MANAGER_CONFIG_REPO)", url.clone())),
+        None => env(crate::original::CONFIG_REPO_VARIABLE)
+            .map(|url| ("CONFIG_REPO (the original release manager's)", url)),
+    };
+    match given {
+        Some((name, url)) if url.trim().is_empty() => Err(format!(
+            "{name} is set but empty: name the config repository (a path, file://, ssh or \
+             https URL), or unset it to run the local demo"
+        )),
+        Some((_, url)) => Ok(Some(url.trim().to_string())),
+        None => Ok(None),
+    }
 }
 
 /// How the server authenticates, decided from the flags before it starts.
@@ -438,8 +533,15 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
 /// There is no configuration in which one role is open because another one
 /// has a token.
 pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<Auth, String> {
-    let hamctl_token = args.hamctl_auth_token.clone().filter(|t| !t.is_empty());
-    let artifact_token = args.artifact_auth_token.clone().filter(|t| !t.is_empty());
+    // Each a comma-separated list of tokens, as the original took them: a
+    // list of nothing but separators is no token.
+    let some_token = |setting: &Option<String>| {
+        setting
+            .clone()
+            .filter(|t| t.split(',').any(|token| !token.trim().is_empty()))
+    };
+    let hamctl_token = some_token(&args.hamctl_auth_token);
+    let artifact_token = some_token(&args.artifact_auth_token);
     let oidc = resolve_oidc(args)?;
     let no_token = hamctl_token.is_none() && artifact_token.is_none() && oidc.issuers.is_empty();
     let unauthenticated = args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
@@ -527,6 +629,39 @@ fn resolve_commits(args: &StartArgs) -> Result<CommitIdentity, String> {
     Ok(CommitIdentity { committer, signer })
 }
 
+/// The bounds on both ports' connections; zero durations are refused (a
+/// zero would close every connection at once).
+fn connection_limits(args: &StartArgs) -> Result<ConnectionLimits, String> {
+    for (flag, value) in [
+        ("--header-timeout", args.header_timeout),
+        ("--body-timeout", args.body_timeout),
+        ("--idle-timeout", args.idle_timeout),
+        ("--keepalive-interval", args.keepalive_interval),
+        ("--keepalive-timeout", args.keepalive_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(format!("{flag} must be longer than 0"));
+        }
+    }
+    if args.max_connections == Some(0) {
+        return Err("--max-connections must be at least 1".into());
+    }
+    Ok(ConnectionLimits {
+        max_connections: args.max_connections.unwrap_or_else(|| {
+            crate::listen::max_connections_for(crate::listen::open_file_limit())
+        }),
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        idle_timeout: args.idle_timeout,
+        keepalive_interval: args.keepalive_interval,
+        keepalive_timeout: args.keepalive_timeout,
+    })
+}
+
+fn parse_commit_links(text: &str) -> Result<crate::http::dashboard::values::CommitLinks, String> {
+    crate::http::dashboard::values::CommitLinks::parse(text)
+}
+
 fn parse_sources(text: &str) -> Result<crate::http::deployment_hooks::Sources, String> {
     crate::http::deployment_hooks::Sources::parse(text)
 }
@@ -539,7 +674,9 @@ mod tests {
     fn args(extra: &[&str]) -> StartArgs {
         let mut argv = vec!["release-manager", "start"];
         argv.extend_from_slice(extra);
-        let Command::Start(args) = Cli::try_parse_from(argv).expect("parses").command;
+        let Command::Start(args) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("start");
+        };
         args
     }
 
@@ -604,9 +741,112 @@ mod tests {
     }
 
     #[test]
+    fn the_originals_config_repo_variable_is_honoured_and_never_the_demo() {
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_str().unwrap();
+        let original =
+            |key: &str| (key == "CONFIG_REPO").then(|| "git@github.com:acme/k8s.git".to_string());
+        let resolved = resolve_with_env(
+            &args(&[
+                "--data-dir",
+                data_dir,
+                "--hamctl-auth-token",
+                "h",
+                "--artifact-auth-token",
+                "a",
+            ]),
+            &original,
+        )
+        .unwrap();
+        assert!(!resolved.demo);
+        assert!(
+            matches!(&resolved.config.config_repo, RemoteLocation::Network(url) if url == "git@github.com:acme/k8s.git"),
+            "{:?}",
+            resolved.config.config_repo
+        );
+        // The flag wins over the original's variable.
+        let resolved = resolve_with_env(
+            &args(&[
+                "--data-dir",
+                data_dir,
+                "--config-repo",
+                "/srv/k8s",
+                "--unauthenticated",
+            ]),
+            &original,
+        )
+        .unwrap();
+        assert!(
+            matches!(&resolved.config.config_repo, RemoteLocation::Local(p) if p.ends_with("k8s"))
+        );
+        // Set but empty: an error, never the demo.
+        let empty = |key: &str| (key == "CONFIG_REPO").then(String::new);
+        let error = resolve_with_env(&args(&["--data-dir", data_dir]), &empty)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("CONFIG_REPO") && error.contains("empty"),
+            "{error}"
+        );
+        // Nothing at all: the demo.
+        let resolved = resolve_with_env(&args(&["--data-dir", data_dir]), &|_| None).unwrap();
+        assert!(resolved.demo);
+    }
+
+    #[test]
+    fn several_comma_separated_tokens_each_open_their_role() {
+        let auth = resolve_auth(
+            &args(&[
+                "--hamctl-auth-token",
+                "old, new",
+                "--artifact-auth-token",
+                "ci",
+            ]),
+            false,
+            everywhere(),
+        )
+        .unwrap();
+        for token in ["old", "new"] {
+            assert!(auth.static_token_matches(token, Role::Operator), "{token}");
+            assert!(
+                !auth.static_token_matches(token, Role::ArtifactPusher),
+                "{token}"
+            );
+        }
+        assert!(!auth.static_token_matches("old, new", Role::Operator));
+        let error =
+            resolve_auth(&args(&["--hamctl-auth-token", " , "]), false, everywhere()).unwrap_err();
+        assert!(error.contains("no token is set"), "{error}");
+    }
+
+    #[test]
     fn empty_tokens_count_as_none() {
         let error =
             resolve_auth(&args(&["--hamctl-auth-token", ""]), false, everywhere()).unwrap_err();
         assert!(error.contains("no token is set"), "{error}");
+    }
+
+    #[test]
+    fn a_config_repo_web_url_needs_the_commit_placeholder() {
+        let parsed = args(&[
+            "--config-repo-web-url",
+            "https://gitlab.com/acme/k8s/-/commit/{commit}",
+        ]);
+        let links = parsed.config_repo_web_url.expect("a template");
+        assert_eq!(
+            links.url("abc123").as_deref(),
+            Some("https://gitlab.com/acme/k8s/-/commit/abc123")
+        );
+        let error = Cli::try_parse_from([
+            "release-manager",
+            "start",
+            "--config-repo-web-url",
+            "https://gitlab.com/acme/k8s/-/commit/",
+        ])
+        .expect_err("refused")
+        .to_string();
+        assert!(error.contains("--config-repo-web-url"), "{error}");
+        assert!(error.contains("{commit}"), "{error}");
     }
 }

@@ -130,7 +130,10 @@ async fn git_verify_commit_accepts_every_commit_the_server_makes() {
     }
     // The person releasing is the author, and in the trailer.
     let release = commit_info(&repo, made[0]);
-    assert_eq!(release.subject, "[staging/shop] release master-shop-002");
+    assert_eq!(
+        release.subject,
+        "[staging/shop] release master-shop-002 by olga@example.com"
+    );
     assert_eq!(release.author, "Olga Operator <olga@example.com>");
     assert!(
         release

@@ -115,7 +115,10 @@ async fn developers_release_to_dev_not_prod_and_the_commit_names_the_token_s_per
         .await;
     assert_eq!(run.code, 0, "{}", run.err);
     let release = commit_info(&repo, "master");
-    assert_eq!(release.subject, "[dev/shop] release master-shop-001");
+    assert_eq!(
+        release.subject,
+        "[dev/shop] release master-shop-001 by dana@example.com"
+    );
     assert_eq!(release.committer, "Dana Developer <dana@example.com>");
     assert!(
         release

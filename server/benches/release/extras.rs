@@ -202,6 +202,7 @@ pub async fn uploads(url: &str, services: &[String]) -> Duration {
             let mut requests = vec![pb::PushArtifactRequest {
                 path: "artifact.json".into(),
                 data: serde_json::to_vec_pretty(&spec).expect("JSON"),
+                ..Default::default()
             }];
             for file in 0..UPLOAD_MIB {
                 let data = noise((n * 1000 + file) as u64, 1 << 20);
@@ -209,6 +210,7 @@ pub async fn uploads(url: &str, services: &[String]) -> Duration {
                     requests.push(pb::PushArtifactRequest {
                         path: format!("dev/large-{file:02}.yaml"),
                         data: chunk.to_vec(),
+                        ..Default::default()
                     });
                 }
             }

@@ -116,7 +116,11 @@ fn namespace(value: String) -> Result<Option<String>, FlowError> {
 fn request_id(value: String) -> Result<Option<String>, FlowError> {
     let value = optional(value);
     if let Some(id) = &value {
-        if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if id.len() > 128
+            || id
+                .chars()
+                .any(|c| names::is_forbidden_char(c) || c.is_whitespace())
+        {
             return Err(FlowError::invalid(
                 "request_id",
                 "invalid request_id: at most 128 characters, no spaces or control characters",
@@ -142,7 +146,10 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
     if person.name.trim().is_empty() {
         return Err(bad("committer.name", "name is missing"));
     }
-    let forbidden = |s: &str| s.chars().any(|c| c.is_control() || c == '<' || c == '>');
+    let forbidden = |s: &str| {
+        s.chars()
+            .any(|c| names::is_forbidden_char(c) || c == '<' || c == '>')
+    };
     if forbidden(&person.name)
         || forbidden(&person.email)
         || person.name.len() > 200
@@ -150,7 +157,7 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
     {
         return Err(bad(
             "committer",
-            "name and email must be at most 200 characters, without '<', '>' or control characters",
+            "name and email must be at most 200 characters, without '<', '>', control or bidirectional-control characters",
         ));
     }
     Ok(Signature {
@@ -256,6 +263,18 @@ impl ReleaseService for ReleaseServiceHandler {
                     service: r.service,
                     environment,
                     namespace: namespace(r.namespace)?,
+                    from_environment: match r.from_environment.as_str() {
+                        "" => None,
+                        from => Some(known_environment(&self.settings, from).map_err(|_| {
+                            FlowError::invalid(
+                                "from_environment",
+                                format!(
+                                    "unknown environment {from:?} to promote from; known environments: {}",
+                                    self.settings.environments.join(", ")
+                                ),
+                            )
+                        })?),
+                    },
                 },
                 committer: releaser(&who, r.committer)?,
                 request_id: request_id(r.request_id)?,
@@ -373,14 +392,19 @@ impl ReleaseService for ReleaseServiceHandler {
         let who = super::authenticate(&self.gate, &request, Role::ArtifactPusher).await?;
         super::permit(&self.gate, &who, Action::PushArtifact, None)?;
         let deadline = super::deadline_of(&request);
-        let upload = self
+        // Told apart by address, callers share the upload slots fairly.
+        let caller = request
+            .extensions()
+            .get::<std::net::SocketAddr>()
+            .map(|peer| peer.ip());
+        let (upload, request_id) = self
             .uploads
-            .receive(request.into_inner(), &self.settings)
+            .receive(request.into_inner(), &self.settings, caller)
             .await?;
         let write = WriteRequest {
             intent: Intent::AddBuild(upload),
             committer: Signature::default(),
-            request_id: None,
+            request_id: self::request_id(request_id)?,
         };
         let WriteDone::Build(done) = self.write(write, deadline).await? else {
             return Err(crate::api::errors::failure(
@@ -410,6 +434,40 @@ impl ReleaseService for ReleaseServiceHandler {
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
         super::authenticate(&self.gate, &request, Role::Operator).await?;
         let response = self.read(|reader| reader.list_services()).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn compare_environments(
+        &self,
+        request: Request<pb::CompareEnvironmentsRequest>,
+    ) -> Result<Response<pb::CompareEnvironmentsResponse>, Status> {
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
+        let r = request.into_inner();
+        let namespace = optional(r.namespace);
+        let comparison = self
+            .read(move |reader| {
+                reader.compare(
+                    &r.service,
+                    &r.from_environment,
+                    &r.to_environment,
+                    namespace.as_deref(),
+                )
+            })
+            .await?;
+        let mut response = convert::comparison(&comparison);
+        // What the cluster reported, joined as status joins it.
+        for side in [&mut response.from_environment, &mut response.to_environment]
+            .into_iter()
+            .flatten()
+            .filter(|side| side.artifact.is_some())
+        {
+            let reported = self.deployments.of(
+                &side.environment,
+                &response.service,
+                &side.release_commit_sha,
+            );
+            side.deployment = Some(convert::deployment(reported.as_ref()));
+        }
         Ok(Response::new(response))
     }
 

@@ -46,6 +46,7 @@ pub(crate) fn intent(kind: ReleaseKind) -> pb::ReleaseIntent {
         ReleaseKind::Promote => pb::ReleaseIntent::Promote,
         ReleaseKind::Rollback => pb::ReleaseIntent::Rollback,
         ReleaseKind::AutoRelease => pb::ReleaseIntent::AutoRelease,
+        ReleaseKind::Edit => pb::ReleaseIntent::Edit,
     }
 }
 
@@ -125,7 +126,9 @@ pub(crate) fn release_record(
         namespace: record.namespace.to_string(),
         intent: intent(record.kind) as i32,
         released_at: Some(timestamp(record.time)),
-        released_by: Some(person(&details.released_by)),
+        // An edit names who edited, never a releaser.
+        released_by: (record.kind != ReleaseKind::Edit).then(|| person(&details.released_by)),
+        edited_by: (record.kind == ReleaseKind::Edit).then(|| person(&details.released_by)),
         author: Some(person(&details.author)),
         commit_sha: record.commit.to_string(),
         title: details.title.clone(),
@@ -201,5 +204,92 @@ pub(crate) fn event(event: &Event) -> pb::WatchEventsResponse {
         time: Some(timestamp(event.time)),
         event: Some(sent),
         cursor: event.cursor.clone(),
+    }
+}
+
+/// One side of a comparison as an `EnvironmentStatus` (without what the
+/// cluster reported: the edge joins that, as for status).
+fn compared_side(service: &str, side: &crate::engine::compare::Side) -> pb::EnvironmentStatus {
+    let running = side.running.as_ref();
+    pb::EnvironmentStatus {
+        environment: side.environment.clone(),
+        namespace: side.namespace.clone(),
+        artifact: running.map(|r| artifact_summary(&r.spec, service, &r.branch, r.build_commit)),
+        released_at: running
+            .filter(|r| r.released_at != 0)
+            .map(|r| timestamp(r.released_at)),
+        released_by: running.and_then(|r| r.released_by.as_ref()).map(person),
+        release_commit_sha: running
+            .and_then(|r| r.release_commit)
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        deployment: None,
+    }
+}
+
+/// A comparison of two environments as `CompareEnvironments` answers it.
+pub(crate) fn comparison(
+    comparison: &crate::engine::compare::Comparison,
+) -> pb::CompareEnvironmentsResponse {
+    use crate::engine::compare::Newer;
+    use crate::repo::diff::{Change, LineKind};
+    let service = &comparison.service;
+    let manifest_diff = comparison
+        .files
+        .iter()
+        .map(|file| pb::ManifestFileDiff {
+            path: file.path.clone(),
+            old_path: file.old_path.clone(),
+            change: match file.change {
+                Change::Added => pb::FileChange::Added,
+                Change::Deleted => pb::FileChange::Deleted,
+                Change::Modified => pb::FileChange::Modified,
+                Change::Renamed => pb::FileChange::Renamed,
+            } as i32,
+            binary: file.binary,
+            hunks: file
+                .hunks
+                .iter()
+                .map(|hunk| pb::DiffHunk {
+                    header: hunk.header.clone(),
+                    lines: hunk
+                        .lines
+                        .iter()
+                        .map(|line| pb::DiffLine {
+                            kind: match line.kind {
+                                LineKind::Context => pb::DiffLineKind::Context,
+                                LineKind::Added => pb::DiffLineKind::Added,
+                                LineKind::Removed => pb::DiffLineKind::Removed,
+                            } as i32,
+                            text: line.text.clone(),
+                            old_line: line.old_line,
+                            new_line: line.new_line,
+                            beyond_artifact_id: line.notable,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    pb::CompareEnvironmentsResponse {
+        service: service.clone(),
+        from_environment: Some(compared_side(service, &comparison.from)),
+        to_environment: Some(compared_side(service, &comparison.to)),
+        newer: match comparison.newer {
+            Newer::Unknown => pb::NewerEnvironment::Unspecified,
+            Newer::From => pb::NewerEnvironment::From,
+            Newer::To => pb::NewerEnvironment::To,
+            Newer::Same => pb::NewerEnvironment::Same,
+        } as i32,
+        builds: comparison
+            .builds
+            .iter()
+            .map(|b| artifact_summary(&b.spec, service, &b.branch, Some(b.commit)))
+            .collect(),
+        builds_truncated: comparison.builds_truncated,
+        source_compare_url: comparison.source_compare_url.clone().unwrap_or_default(),
+        manifest_diff,
+        manifest_diff_truncated: comparison.diff_truncated,
+        lines_beyond_artifact_id: comparison.lines_beyond_artifact_id as u32,
     }
 }

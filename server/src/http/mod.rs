@@ -49,6 +49,8 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/webhook/github", post(github_webhook))
         .route("/webhook/gitlab", post(gitlab_webhook))
         .route("/metrics", get(metrics))
+        // The original release manager's liveness and readiness probe.
+        .route("/ping", get(|| async { "pong" }))
         .with_state(state)
 }
 

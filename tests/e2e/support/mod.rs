@@ -10,9 +10,12 @@ pub mod git;
 pub mod git_daemon;
 pub mod http;
 pub mod oidc;
+pub mod original_commitinfo;
 pub mod poll;
 pub mod process;
+pub mod s3;
 pub mod server;
+pub mod shop;
 pub mod signing;
 pub mod webdriver;
 

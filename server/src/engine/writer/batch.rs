@@ -120,6 +120,9 @@ impl Writer {
                     }
                 }
             }
+            if line.hang.is_some() {
+                self.fail_fast_behind_a_hung_remote(rx, line, owed);
+            }
             if merging.is_none() && packs_written >= self.config.packs_between_merges.max(1) {
                 *merging = Some(self.mirror.spawn_merge());
                 packs_written = 0;
@@ -152,6 +155,9 @@ impl Writer {
             Event::Commands(commands)
         };
         if line.flight.is_none() {
+            if let Some(first) = line.carried.take() {
+                return take_more(first, rx);
+            }
             if line.closed {
                 return Event::Stopped;
             }
@@ -173,6 +179,9 @@ impl Writer {
         if full {
             return Event::Landed(waiter.block_on(line.landing()));
         }
+        if let Some(first) = line.carried.take() {
+            return take_more(first, rx);
+        }
         waiter.block_on(async {
             tokio::select! {
                 biased;
@@ -192,7 +201,7 @@ impl Writer {
     /// Takes commands: writes are built on the newest tip (on top of the
     /// push in flight, if any) and pushed, or staged until it lands;
     /// fetches run first, or once the push in flight landed.
-    fn take(
+    pub(super) fn take(
         &self,
         commands: Vec<Command>,
         line: &mut Line,
@@ -207,8 +216,9 @@ impl Writer {
                     request,
                     reply,
                     deadline,
+                    ..
                 } => jobs.push(Job {
-                    request,
+                    request: *request,
                     reply: Some(reply),
                     trigger: None,
                     deadline,
@@ -266,6 +276,7 @@ impl Writer {
             if let Command::Sync {
                 builds: named,
                 reply,
+                ..
             } = sync
             {
                 builds.extend(named);
@@ -392,7 +403,7 @@ impl Writer {
                 commits: &self.config.commits,
                 tip: batch.tip,
             };
-            let mut result = flows::apply(&ctx, &job.request);
+            let mut result = self.apply_one(&ctx, &job.request);
             if let Ok(done) = &result {
                 if done.created() {
                     batch.tip = done.commit();
@@ -409,6 +420,30 @@ impl Writer {
             batch.results.push(result);
             batch.jobs.push(job);
         }
+    }
+
+    /// Runs one request's flow. An uploaded build's objects join the mirror
+    /// for it, and leave again when it makes no commit (refused, or the
+    /// same build already there), so that nothing of it stays behind.
+    fn apply_one(
+        &self,
+        ctx: &FlowContext<'_>,
+        request: &flows::WriteRequest,
+    ) -> Result<WriteDone, FlowError> {
+        let Some(staged) = request.intent.staged() else {
+            return flows::apply(ctx, request);
+        };
+        if let Err(e) = staged.link_into(&self.mirror.path()) {
+            return Err(FlowError::from(crate::repo::RepoError::Io {
+                path: self.mirror.path(),
+                source: e,
+            }));
+        }
+        let result = flows::apply(ctx, request);
+        if !result.as_ref().is_ok_and(WriteDone::created) {
+            staged.unlink_from_mirror();
+        }
+        result
     }
 
     fn index_new(&self, pending: &mut Index, commit: Oid) {

@@ -10,15 +10,17 @@ use git2::{Mempack, Oid};
 use tokio::sync::oneshot;
 
 use crate::domain::{chain, FlowError};
+use crate::flows::WriteDone;
 use crate::repo::index::Index;
 use crate::repo::mirror::{Attempt, PushOutcome, Pusher};
 use crate::repo::pack::Pack;
 use crate::repo::RepoError;
 
 use super::batch::Writer;
+use super::hang::Hang;
 use super::owed::Owed;
 use super::publish::{backoff, chain_of, Update};
-use super::{Job, WriteResult};
+use super::{Command, Job, WriteResult};
 
 /// A batch of jobs applied on a tip: what they made, and what the remote
 /// must still hold for it to land.
@@ -75,6 +77,26 @@ impl Batch {
         self.results = self.jobs.iter().map(|_| Err(error.clone())).collect();
     }
 
+    /// Whether an answer claims a commit from history (a request id seen
+    /// before) that no push of this batch proves is on the remote.
+    fn answers_from_history(&self) -> bool {
+        self.tip == self.base
+            && self
+                .results
+                .iter()
+                .any(|r| r.as_ref().is_ok_and(WriteDone::replayed))
+    }
+
+    /// Every answer from history fails with `error`: nothing may say a
+    /// commit is on the remote that could not be checked.
+    fn fail_replays(&mut self, error: FlowError) {
+        for result in &mut self.results {
+            if result.as_ref().is_ok_and(WriteDone::replayed) {
+                *result = Err(error.clone());
+            }
+        }
+    }
+
     /// Whether a caller of this batch stopped waiting.
     fn has_abandoned(&self) -> bool {
         self.jobs.iter().any(Job::abandoned)
@@ -100,16 +122,21 @@ struct Order {
 }
 
 /// The pipeline's state: the push in flight, the batch built on top of it,
-/// and fetches asked for meanwhile.
+/// fetches asked for meanwhile, and a remote that did not answer in time.
 pub(super) struct Line {
     orders: Option<std::sync::mpsc::Sender<Order>>,
     pusher: Option<std::thread::JoinHandle<()>>,
     pub(super) flight: Option<Flight>,
     pub(super) staged: Option<Batch>,
     /// Fetches asked for while a push was in flight: `(builds, reply)`.
-    pub(super) held_syncs: Vec<super::Command>,
+    pub(super) held_syncs: Vec<Command>,
     /// The queue closed: take nothing more, finish what is in the air.
     pub(super) closed: bool,
+    /// A batch was just answered with a remote that did not answer in
+    /// time: what was queued behind it gets that answer (see `hang`).
+    pub(super) hang: Option<Hang>,
+    /// A command taken from the queue early, for the next batch.
+    pub(super) carried: Option<Command>,
 }
 
 impl Line {
@@ -137,6 +164,8 @@ impl Line {
             staged: None,
             held_syncs: Vec::new(),
             closed: false,
+            hang: None,
+            carried: None,
         }
     }
 
@@ -176,8 +205,26 @@ impl Writer {
         owed: &mut Owed,
     ) {
         debug_assert!(line.flight.is_none());
+        if batch.answers_from_history() {
+            // A request id answered from history claims a commit that no
+            // push just proved is on the remote: fetch first, and apply it
+            // afresh on a rewritten history.
+            match self.remote_still_has(batch.base, owed) {
+                Ok(true) => {}
+                Ok(false) if batch.attempt < self.config.max_push_attempts => {
+                    let mut replay = batch.into_replay(self.published_tip());
+                    let jobs = std::mem::take(&mut replay.jobs);
+                    self.extend(&mut replay, jobs, None);
+                    return self.launch(replay, line, mempack, owed);
+                }
+                Ok(false) => batch.fail(FlowError::Conflict {
+                    attempts: batch.attempt,
+                }),
+                Err(e) => batch.fail_replays(e),
+            }
+        }
         if batch.tip == batch.base {
-            self.answer(batch, owed);
+            self.answer(batch, line, owed);
             return;
         }
         let created = match chain_of(self.mirror.repo(), batch.base, batch.tip) {
@@ -185,7 +232,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %chain(&e), "cannot list the batch's commits");
                 batch.fail(e.into());
-                self.answer(batch, owed);
+                self.answer(batch, line, owed);
                 return;
             }
         };
@@ -194,7 +241,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %chain(&e), "cannot store the batch's objects");
                 batch.fail(e.into());
-                self.answer(batch, owed);
+                self.answer(batch, line, owed);
                 return;
             }
         };
@@ -253,7 +300,7 @@ impl Writer {
                 let tip = batch.tip;
                 let pending = std::mem::take(&mut batch.pending);
                 self.publish(tip, Update::Extend(pending), &flight.created);
-                self.answer(batch, owed);
+                self.answer(batch, line, owed);
                 self.after_landing(line, mempack, owed);
                 true
             }
@@ -289,7 +336,7 @@ impl Writer {
                 match refused {
                     Some(error) => {
                         batch.fail(error);
-                        self.answer(batch, owed);
+                        self.answer(batch, line, owed);
                         self.restart(staged, line, mempack, owed);
                     }
                     None => {
@@ -305,9 +352,12 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %chain(&e), "push failed");
+                if let RepoError::RemoteLocked { path } = &e {
+                    self.stats.note_remote_locked(path);
+                }
                 let staged = self.drop_staged(line, mempack);
                 batch.fail(e.into());
-                self.answer(batch, owed);
+                self.answer(batch, line, owed);
                 self.restart(staged, line, mempack, owed);
                 false
             }
@@ -374,8 +424,10 @@ impl Writer {
         self.launch(batch, line, mempack, owed);
     }
 
-    /// Builds `staged`'s jobs anew on the published tip (after the push
-    /// under them failed) and pushes them.
+    /// After the push under it failed: builds `staged`'s jobs anew on the
+    /// published tip and pushes them, and runs the fetches held meanwhile.
+    /// Behind a remote that did not answer in time they get that answer
+    /// instead, at once (see `hang`).
     fn restart(
         &self,
         staged: Option<Batch>,
@@ -383,9 +435,21 @@ impl Writer {
         mempack: Option<&Mempack<'_>>,
         owed: &mut Owed,
     ) {
+        if let Some(hang) = &line.hang {
+            if let Some(staged) = staged {
+                self.fail_staged_behind(staged, &hang.error, owed);
+            }
+            return;
+        }
         if let Some(staged) = staged {
             let batch = self.rebuilt(staged);
             self.launch(batch, line, mempack, owed);
+        }
+        // Fetches held for the landing that failed: they run now, or wait
+        // again for the push just launched.
+        let held = std::mem::take(&mut line.held_syncs);
+        if !held.is_empty() {
+            self.take(held, line, mempack, owed);
         }
     }
 
@@ -411,8 +475,12 @@ impl Writer {
         staged
     }
 
-    /// Answers every job of a finished batch, and the fetches it carried.
-    pub(super) fn answer(&self, batch: Batch, owed: &mut Owed) {
+    /// Answers every job of a finished batch, and the fetches it carried;
+    /// notes in `line` a remote that did not answer in time.
+    pub(super) fn answer(&self, batch: Batch, line: &mut Line, owed: &mut Owed) {
+        if line.hang.is_none() {
+            line.hang = Hang::shown_by(&batch.results, &batch.sync_result);
+        }
         self.stats.count_releases(&batch.results);
         for (job, result) in batch.jobs.into_iter().zip(batch.results) {
             match job.reply {

@@ -12,6 +12,7 @@
 //! Here: the queue's API (`WriterHandle`) and the thread's start. The loop
 //! is `batch`, the push pipeline (landing, replay, the pusher thread)
 //! `flight`, publishing (packing, fetch, the one publish point) `publish`,
+//! the answer at once behind a remote that did not answer in time `hang`,
 //! the counters `stats`, and the auto-releases still owed `owed`.
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::repo::mirror::Mirror;
 
 mod batch;
 mod flight;
+mod hang;
 mod owed;
 mod publish;
 pub(crate) mod stats;
@@ -72,9 +74,11 @@ type WriteResult = Result<WriteDone, FlowError>;
 enum Command {
     /// A write from a caller, answered after its push.
     Write {
-        request: WriteRequest,
+        // Boxed: a build upload's request is large beside a sync.
+        request: Box<WriteRequest>,
         reply: oneshot::Sender<WriteResult>,
         deadline: Option<Instant>,
+        queued: Instant,
     },
     /// Fetch the remote, publish what others pushed, and run the
     /// auto-releases due for new builds (and for `builds`, as
@@ -82,7 +86,17 @@ enum Command {
     Sync {
         builds: Vec<NewBuild>,
         reply: Option<oneshot::Sender<Result<(), FlowError>>>,
+        queued: Instant,
     },
+}
+
+impl Command {
+    /// When it was queued.
+    fn queued(&self) -> Instant {
+        match self {
+            Command::Write { queued, .. } | Command::Sync { queued, .. } => *queued,
+        }
+    }
 }
 
 /// A build that arrived: `(service, branch)`.
@@ -129,9 +143,10 @@ impl WriterHandle {
     ) -> Result<WriteDone, FlowError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Write {
-            request,
+            request: Box::new(request),
             reply,
             deadline,
+            queued: Instant::now(),
         })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
     }
@@ -143,6 +158,7 @@ impl WriterHandle {
         self.send(Command::Sync {
             builds,
             reply: None,
+            queued: Instant::now(),
         })
     }
 
@@ -153,6 +169,7 @@ impl WriterHandle {
         self.send(Command::Sync {
             builds,
             reply: Some(reply),
+            queued: Instant::now(),
         })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
     }

@@ -15,6 +15,7 @@ use crate::repo::pack;
 use crate::repo::RepoError;
 
 use super::batch::Writer;
+use super::owed::Owed;
 use super::NewBuild;
 
 /// How a publish changes the index.
@@ -98,6 +99,15 @@ impl Writer {
         };
         self.publish(new, Update::Extend(fresh), &news);
         Ok(arrived)
+    }
+
+    /// Fetches the remote and tells whether its history still holds `base`
+    /// (the tip a batch was answered on), as it does unless someone
+    /// rewrote it.
+    pub(super) fn remote_still_has(&self, base: Oid, owed: &mut Owed) -> Result<bool, FlowError> {
+        owed.extend(self.sync()?);
+        let tip = self.shared.read().expect("writer lock not poisoned").tip;
+        Ok(tip == base || self.descends(tip, base))
     }
 
     /// The one point where readers see a new tip: the index and the tip

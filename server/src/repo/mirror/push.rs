@@ -39,6 +39,19 @@ impl Mirror {
         }
     }
 
+    /// One push from the calling thread, settled at once (the S3 import's):
+    /// `new` becomes the remote branch if, and only if, it is still
+    /// `expected`. Never forces.
+    pub(crate) fn push(
+        &self,
+        new: Oid,
+        expected: Oid,
+        pack: Option<&Pack>,
+    ) -> Result<PushOutcome, RepoError> {
+        let attempt = self.pusher().push(new, expected, pack, 0)?;
+        self.settle(new, expected, attempt)
+    }
+
     /// Turns what the remote said into the outcome, recording a landed
     /// push as the remote's tip; a refusal counts as a lost race only if
     /// the remote branch moved.
@@ -183,16 +196,32 @@ impl Pusher {
                 })?
             }
             // The mirror holds the same pack, flushed: linked, not copied.
-            Some(pack) => pack::store_linked(&self.mirror, remote.path(), pack, "remote").map_err(
-                |source| RepoError::Io {
-                    path: remote.path().to_path_buf(),
-                    source,
-                },
-            )?,
+            // A failure is the remote's, not the server's own disk.
+            Some(pack) => {
+                pack::store_linked(&self.mirror, remote.path(), pack, "remote").map_err(|e| {
+                    RepoError::remote(&self.location, "store the pack in the remote")(
+                        git2::Error::from_str(&e.to_string()),
+                    )
+                })?
+            }
         }
+        // Recorded first, so that a crash inside git's lock is known at the
+        // next start as this server's own (see `ref_record`).
+        let mirror_dir = self.mirror.as_path();
+        let update = super::ref_record::RefUpdate {
+            remote: remote.path().to_path_buf(),
+            refname: branch_ref.clone(),
+            new,
+        };
+        super::ref_record::write(mirror_dir, &update).map_err(|source| RepoError::Io {
+            path: mirror_dir.to_path_buf(),
+            source,
+        })?;
+        crate::repo::crash_point("remote-ref-update-recorded");
         let updated = remote
             .reference_matching(&branch_ref, new, true, expected, "release-manager push")
             .map(|_| ());
+        super::ref_record::clear(mirror_dir);
         match updated {
             Ok(()) => Ok(Attempt::Landed),
             Err(e) if e.code() == ErrorCode::Locked => {
@@ -251,15 +280,11 @@ impl Pusher {
     }
 }
 
-/// How long a lock on the remote's branch may stay before it counts as left
-/// behind rather than held.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Waits (briefly) for `lock` to go away; fails if it stays.
 fn wait_for_lock(lock: &Path) -> Result<(), RepoError> {
     let began = std::time::Instant::now();
     while lock.exists() {
-        if began.elapsed() >= LOCK_PATIENCE {
+        if began.elapsed() >= super::ref_record::LOCK_PATIENCE {
             return Err(RepoError::RemoteLocked {
                 path: lock.to_path_buf(),
             });
