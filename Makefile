@@ -98,8 +98,9 @@ deploy-check:
 	[ -x $(KUBEVAL_ENV)/bin/kubernetes-validate ] || $(KUBEVAL_ENV)/bin/pip install --quiet --disable-pip-version-check 'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)'
 	$(KUBEVAL_ENV)/bin/python .ci/deploy_check.py
 
-# The release benchmark against the git command-line baselines (~2 min;
-# bench-quick ~1 min). Never part of the tests.
+# The release benchmark (small, large, and remote: git daemon behind a
+# 20 ms delay) against the git command-line baselines (a few minutes;
+# bench-quick about half). Never part of the tests.
 bench:
 	cargo bench -p release-manager-server --bench release
 

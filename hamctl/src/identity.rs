@@ -2,28 +2,44 @@
 //!
 //! It resolves the identity the way git resolves a committer:
 //! `GIT_COMMITTER_NAME` / `GIT_COMMITTER_EMAIL` first, then the
-//! `committer.*` and `user.*` settings of `git config` (run as a
-//! subprocess, so repository, global and system config all count), then
-//! `EMAIL` for the email. It must
-//! not link libgit2 or guess an identity git would not use.
-
-use std::process::{Command, Stdio};
+//! `committer.*` and `user.*` settings of git's configuration (repository,
+//! global and system files all count; read directly, see `git_config`),
+//! then `EMAIL` for the email. It must not link libgit2 or guess an
+//! identity git would not use.
 
 use release_manager::pb::Person;
 
 use crate::error::CliError;
+use crate::git_config::GitConfig;
+
+/// The configuration keys a committer comes from.
+const KEYS: [&str; 4] = [
+    "committer.name",
+    "committer.email",
+    "user.name",
+    "user.email",
+];
 
 /// The committer of a write, from the process environment and git config;
 /// `email` (the original hamctl's `--user-email`) wins over both.
 pub(crate) fn resolve_committer(email: Option<&str>) -> Result<Person, CliError> {
     let email = email.map(str::trim).filter(|e| !e.is_empty());
-    resolve_with(
-        |name| match (name, email) {
-            ("GIT_COMMITTER_EMAIL", Some(email)) => Some(email.to_owned()),
-            _ => std::env::var(name).ok(),
-        },
-        git_config,
-    )
+    let env = |name: &str| match (name, email) {
+        ("GIT_COMMITTER_EMAIL", Some(email)) => Some(email.to_owned()),
+        _ => std::env::var(name).ok(),
+    };
+    let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
+    // With both the name and the email given (CI), no file needs reading.
+    let config = if set("GIT_COMMITTER_NAME") && set("GIT_COMMITTER_EMAIL") {
+        GitConfig::default()
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        GitConfig::load(&KEYS, &env, &cwd)
+    };
+    resolve_with(env, |key| {
+        let value = config.get(key)?.trim();
+        (!value.is_empty()).then(|| value.to_owned())
+    })
 }
 
 /// [`resolve_committer`] over injected lookups, so the precedence rules can
@@ -58,22 +74,6 @@ fn resolve_with(
         },
     )?;
     Ok(Person { name, email })
-}
-
-/// `git config --get <key>`; `None` when git is missing or the key unset.
-fn git_config(key: &str) -> Option<String> {
-    let output = Command::new("git")
-        .args(["config", "--get", key])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let value = String::from_utf8(output.stdout).ok()?;
-    let value = value.trim();
-    (!value.is_empty()).then(|| value.to_owned())
 }
 
 #[cfg(test)]

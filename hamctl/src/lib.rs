@@ -36,6 +36,7 @@ mod credentials;
 mod describe;
 mod diff;
 mod error;
+mod git_config;
 mod global;
 mod identity;
 mod login;

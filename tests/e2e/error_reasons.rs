@@ -513,12 +513,14 @@ async fn reasons_of_a_network_remote(provoked: &mut Provoked) {
     assert!(failed_start.is_err(), "the remote never answered");
     daemon.resume();
 
-    // The writer waits on the hung remote; one write fits in the queue
-    // behind it, the next is refused at once; the one waiting fails with
-    // the remote's timeout.
+    // The writer waits on the hung remote with one write in flight; one
+    // write waits on top of it (batches of one here), one more fits in the
+    // queue, the next is refused at once; the one in flight fails with the
+    // remote's timeout.
     let server = TestServer::start_with(&repo.remote, |config| {
         network(config);
         config.writer.queue_capacity = 1;
+        config.writer.max_batch = 1;
     })
     .await;
     let stats = server.stats();
@@ -533,6 +535,7 @@ async fn reasons_of_a_network_remote(provoked: &mut Provoked) {
     .await;
     let queued = [
         spawn_policy_write(&server.url, "staging"),
+        spawn_policy_write(&server.url, "prod"),
         spawn_policy_write(&server.url, "prod"),
     ];
     let mut queued_results = Vec::new();

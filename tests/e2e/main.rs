@@ -30,6 +30,7 @@ mod notifications;
 mod original_cli_lines;
 mod original_eras;
 mod policies;
+mod push_pipeline;
 mod reflection;
 mod release_flows;
 mod replicas;

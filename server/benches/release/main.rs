@@ -3,7 +3,7 @@
 //! driven through the real gRPC client, side by side with the git
 //! command-line baselines on copies of the same repositories.
 //!
-//!   cargo bench -p release-manager-server --bench release [-- --quick] [-- --size small|large]
+//!   cargo bench -p release-manager-server --bench release [-- --quick] [-- --size small|large|remote]
 //!   cargo bench -p release-manager-server --bench release -- --size xl
 //!
 //! `BENCH_SERVER_BIN=path` runs another build of the server instead of
@@ -14,13 +14,19 @@
 //! with the persisted index, restart after 1,000 commits by others), peak
 //! RSS of each, and release and status latency once serving.
 //!
+//! The `remote` tier (`--size remote`, also part of the default run) serves
+//! the large repository through `git daemon` behind a delay of 20 ms each
+//! way, beside the git command line's push through the same delay.
+//!
 //! It prints latencies, throughput, batch sizes, start-up time, peak RSS and
 //! the ratios against each baseline. Figures are measurements, not
 //! assertions: nothing here fails on a slow machine.
 
 mod baseline;
+mod extras;
 mod generator;
 mod packgen;
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,6 +98,11 @@ struct Report {
     cold_start: Duration,
     warm_start: Duration,
     peak_rss_kb: u64,
+    /// Peaks of both parts of memory over the whole run.
+    memory: extras::Memory,
+    dashboard: Option<extras::Dashboard>,
+    /// 8 uploads of 31 MiB at once: how long, and memory meanwhile.
+    uploads: Option<(Duration, extras::Memory)>,
     baselines: Vec<(baseline::Mode, Vec<Duration>)>,
 }
 
@@ -141,11 +152,16 @@ fn free_port() -> u16 {
 struct ServerProcess {
     child: Child,
     url: String,
+    /// The dashboard and the other HTTP routes.
+    http_url: String,
+    /// Memory, by part, every 20 ms.
+    memory: extras::Sampler,
 }
 
 impl ServerProcess {
-    fn spawn(remote: &Path, data: &Path, log: &Path) -> Self {
+    fn spawn(remote: impl AsRef<std::ffi::OsStr>, data: &Path, log: &Path) -> Self {
         let port = free_port();
+        let http_port = free_port();
         // BENCH_SERVER_BIN measures another build of the server (an
         // earlier commit's, say) against the same repositories.
         let binary = std::env::var_os("BENCH_SERVER_BIN")
@@ -155,7 +171,7 @@ impl ServerProcess {
                 "start",
                 "--unauthenticated",
                 "--http-listen",
-                "127.0.0.1:0",
+                &format!("127.0.0.1:{http_port}"),
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--config-repo",
@@ -177,9 +193,12 @@ impl ServerProcess {
             )
             .spawn()
             .expect("server starts");
+        let memory = extras::Sampler::start(child.id());
         ServerProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            http_url: format!("http://127.0.0.1:{http_port}"),
+            memory,
         }
     }
 
@@ -477,6 +496,19 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
     );
     assert_eq!(merges.trim(), "0", "history stays linear");
     report.batches = batch_sizes(&remote, reflog_before);
+    eprintln!("[{name}] dashboard ...");
+    report.dashboard = Some(extras::dashboard(&server.http_url, 20).await);
+    report.memory = server.memory.take();
+    if name == "small" {
+        eprintln!(
+            "[{name}] {} uploads of {} MiB at once ...",
+            extras::UPLOADS,
+            extras::UPLOAD_MIB
+        );
+        let services: Vec<String> = (0..extras::UPLOADS).map(service_name).collect();
+        let took = extras::uploads(&url, &services).await;
+        report.uploads = Some((took, server.memory.take()));
+    }
     report.peak_rss_kb = server.peak_rss_kb();
     server.stop();
 
@@ -486,6 +518,7 @@ async fn run_size(name: &str, shape: Shape, plan: &Plan, scratch: &Path) -> Repo
     server.wait_ready().await;
     report.warm_start = began.elapsed();
     report.peak_rss_kb = report.peak_rss_kb.max(server.peak_rss_kb());
+    report.memory = report.memory.max(server.memory.take());
     server.stop();
     let _ = std::fs::remove_dir_all(&remote);
     let _ = std::fs::remove_dir_all(&data);
@@ -583,9 +616,26 @@ fn print_report(r: &Report) {
         ms(r.warm_start)
     );
     println!(
-        "- peak RSS of the server: {:.1} MB",
-        r.peak_rss_kb as f64 / 1024.0
+        "- peak RSS of the server: {:.1} MB; sampled every 20 ms: {}",
+        r.peak_rss_kb as f64 / 1024.0,
+        r.memory.describe()
     );
+    if let Some(dashboard) = &r.dashboard {
+        println!(
+            "- dashboard matrix ({} services x 3 environments): {}",
+            r.services,
+            dashboard.describe()
+        );
+    }
+    if let Some((took, memory)) = &r.uploads {
+        println!(
+            "- {} uploads of {} MiB at once: {}; peak memory meanwhile {}",
+            extras::UPLOADS,
+            extras::UPLOAD_MIB,
+            ms(*took),
+            memory.describe()
+        );
+    }
     let p50 = percentile(&r.seq, 50.0);
     for (mode, times) in &r.baselines {
         let base = percentile(times, 50.0);
@@ -701,12 +751,18 @@ fn print_targets(reports: &[Report]) {
 struct XlReport {
     commits: usize,
     generated_in: Duration,
-    /// Each start: what it was, time to SERVING, peak RSS (kB).
-    starts: Vec<(&'static str, Duration, u64)>,
+    /// Each start: what it was, time to SERVING, peak memory of the start
+    /// and the few seconds after it (sampled).
+    starts: Vec<(&'static str, Duration, extras::Memory)>,
     seq: Vec<Duration>,
     status: Vec<Duration>,
-    serving_rss_kb: u64,
+    /// Peak memory while serving the releases and status reads.
+    serving: extras::Memory,
 }
+
+/// What follows a start on its own (auto-releases a restart owes, the
+/// snapshot): sampled for this long after SERVING.
+const AFTER_START: Duration = Duration::from_secs(3);
 
 /// Starts the server on `remote`/`data` and waits until it is SERVING.
 async fn timed_start(remote: &Path, data: &Path, log: &Path) -> (ServerProcess, Duration) {
@@ -746,15 +802,16 @@ async fn run_xl(plan: &Plan, scratch: &Path) -> XlReport {
         starts: Vec::new(),
         seq: Vec::new(),
         status: Vec::new(),
-        serving_rss_kb: 0,
+        serving: extras::Memory::default(),
     };
 
     eprintln!("[xl] first start (clone, whole history) ...");
     let (server, took) = timed_start(&remote, &data, &log).await;
+    tokio::time::sleep(AFTER_START).await;
     report.starts.push((
         "first start: clone + whole history",
         took,
-        server.peak_rss_kb(),
+        server.memory.take(),
     ));
     let mut c = client(&server.url).await;
     for i in 0..plan.sequential {
@@ -774,23 +831,25 @@ async fn run_xl(plan: &Plan, scratch: &Path) -> XlReport {
             .status
             .push(status(&mut c, service_name(i % shape.services)).await);
     }
-    report.serving_rss_kb = server.peak_rss_kb();
+    report.serving = server.memory.take();
     server.stop();
 
     eprintln!("[xl] restart with the mirror and the snapshot ...");
     let (server, took) = timed_start(&remote, &data, &log).await;
+    tokio::time::sleep(AFTER_START).await;
     report
         .starts
-        .push(("restart: mirror + snapshot", took, server.peak_rss_kb()));
+        .push(("restart: mirror + snapshot", took, server.memory.take()));
     server.stop();
 
     eprintln!("[xl] 1,000 commits by others, then a restart ...");
     generator::append_builds(&remote, shape.services, shape.builds, 1000).expect("append");
     let (server, took) = timed_start(&remote, &data, &log).await;
+    tokio::time::sleep(AFTER_START).await;
     report.starts.push((
         "restart after 1,000 commits by others",
         took,
-        server.peak_rss_kb(),
+        server.memory.take(),
     ));
     server.stop();
     let _ = std::fs::remove_dir_all(&data);
@@ -806,14 +865,13 @@ fn print_xl(r: &XlReport) {
         ms(r.generated_in)
     );
     println!();
-    println!("| start | to SERVING | peak RSS |");
+    println!(
+        "| start | to SERVING | peak RSS, sampled every 20 ms until {} s after |",
+        AFTER_START.as_secs()
+    );
     println!("|---|---|---|");
-    for (what, took, rss) in &r.starts {
-        println!(
-            "| {what} | {} | {:.1} MB |",
-            ms(*took),
-            *rss as f64 / 1024.0
-        );
+    for (what, took, memory) in &r.starts {
+        println!("| {what} | {} | {} |", ms(*took), memory.describe());
     }
     println!();
     println!("| once serving | p50 | p99 |");
@@ -831,8 +889,8 @@ fn print_xl(r: &XlReport) {
         ms(percentile(&r.status, 99.0))
     );
     println!(
-        "\n- peak RSS of the first server after its releases: {:.1} MB",
-        r.serving_rss_kb as f64 / 1024.0
+        "\n- peak RSS while serving those releases and reads: {}",
+        r.serving.describe()
     );
 }
 
@@ -920,6 +978,10 @@ fn main() {
             "# Release benchmark, xl tier{}",
             if plan.quick { " (--quick)" } else { "" }
         );
+        println!(
+            "\nDisk: {}",
+            extras::describe_flushes(&extras::flush_cost(scratch.path(), 50))
+        );
         print_xl(&report);
         println!("\n(total {:.0?})", began.elapsed());
         return;
@@ -931,6 +993,10 @@ fn main() {
         }
         reports.push(runtime.block_on(run_size(name, shape, &plan, scratch.path())));
     }
+    let remote_report = only
+        .as_deref()
+        .is_none_or(|o| o == "remote")
+        .then(|| runtime.block_on(remote::run(&plan, sizes[1].1, scratch.path())));
     for report in &mut reports {
         run_baselines(report, &plan, scratch.path());
     }
@@ -941,9 +1007,18 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    println!(
+        "\nDisk: {}",
+        extras::describe_flushes(&extras::flush_cost(scratch.path(), 50))
+    );
     for report in &reports {
         print_report(report);
     }
-    print_targets(&reports);
+    if !reports.is_empty() {
+        print_targets(&reports);
+    }
+    if let Some(report) = &remote_report {
+        remote::print(report);
+    }
     println!("\n(total {:.0?})", began.elapsed());
 }

@@ -407,6 +407,9 @@ pub(crate) struct View<'a> {
     pub(crate) base: &'a Index,
     /// Commits of the batch in progress, if any.
     pub(crate) pending: Option<&'a Index>,
+    /// Commits of a batch whose push is in flight, under the one in
+    /// progress, if any.
+    pub(crate) in_flight: Option<&'a Index>,
 }
 
 impl<'a> View<'a> {
@@ -415,11 +418,15 @@ impl<'a> View<'a> {
         View {
             base,
             pending: None,
+            in_flight: None,
         }
     }
 
     fn layers(&self) -> impl Iterator<Item = &'a Index> {
-        self.pending.into_iter().chain(std::iter::once(self.base))
+        self.pending
+            .into_iter()
+            .chain(self.in_flight)
+            .chain(std::iter::once(self.base))
     }
 
     /// The build commit of an artifact (its latest, if built twice).

@@ -349,6 +349,44 @@ pub(crate) fn store(git_dir: &std::path::Path, pack: &Pack, place: &str) -> std:
     Ok(())
 }
 
+/// Stores `pack` in the repository at `git_dir` as [`store`] does, but by
+/// linking the files the mirror at `mirror_dir` already holds (written and
+/// flushed there) instead of writing them again: the same bytes, one
+/// flush fewer per file. Where linking fails (another file system), the
+/// pack is written.
+pub(crate) fn store_linked(
+    mirror_dir: &std::path::Path,
+    git_dir: &std::path::Path,
+    pack: &Pack,
+    place: &str,
+) -> std::io::Result<()> {
+    let durable = DURABLE.load(std::sync::atomic::Ordering::Relaxed);
+    let from = mirror_dir.join("objects").join("pack");
+    let dir = git_dir.join("objects").join("pack");
+    let final_index = dir.join(format!("pack-{}.idx", pack.name));
+    if final_index.exists() {
+        return Ok(());
+    }
+    for kind in ["pack", "idx"] {
+        let name = format!("pack-{}.{kind}", pack.name);
+        let linked = match std::fs::hard_link(from.join(&name), dir.join(&name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        };
+        if linked.is_err() {
+            return store(git_dir, pack, place);
+        }
+        let step = if kind == "pack" { "pack" } else { "index" };
+        super::crash_point(&format!("{place}-{step}-renamed"));
+    }
+    if durable {
+        // The new names.
+        std::fs::File::open(&dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 fn write_file(path: &std::path::Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     use std::io::Write;
     let mut file = std::fs::File::create(path)?;

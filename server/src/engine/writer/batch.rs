@@ -1,9 +1,12 @@
 //! The writer's loop: take what is queued as one batch, fetch first when
-//! asked, run every write's flow on the published tip (a new build's
-//! auto-releases in the same batch), and answer each caller once the batch
-//! is published. Merging the mirror's packs runs beside it.
+//! asked, run every write's flow on the newest tip (a new build's
+//! auto-releases in the same batch), and hand the batch's push to the
+//! pusher thread; while it is in flight the next batch is built on top of
+//! it (`flight`). Callers are answered once their batch landed. Merging
+//! the mirror's packs runs beside it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use git2::{Mempack, Oid};
 use tokio::sync::mpsc;
@@ -15,6 +18,7 @@ use crate::flows::{self, FlowContext, WriteDone};
 use crate::repo::index::{Index, View};
 use crate::repo::mirror::Mirror;
 
+use super::flight::{Batch, Line};
 use super::owed::Owed;
 use super::{Command, Job, NewBuild, WriteResult, WriterConfig, WriterStats};
 
@@ -25,22 +29,35 @@ pub(super) struct Writer {
     pub(super) config: WriterConfig,
     pub(super) stats: Arc<WriterStats>,
     pub(super) events: EventBus,
-    /// The last batch's remote did not answer in time: its answer, and
-    /// when that was known.
-    pub(super) remote_hung: std::cell::RefCell<Option<(FlowError, std::time::Instant)>>,
-    /// A command taken from the queue early, for the next batch.
-    pub(super) carried: std::cell::RefCell<Option<Command>>,
+}
+
+/// A caller waiting for a fetch and the auto-releases it made due.
+pub(super) type SyncReply = tokio::sync::oneshot::Sender<Result<(), FlowError>>;
+
+/// What the loop wakes up for.
+enum Event {
+    /// Commands taken from the queue.
+    Commands(Vec<Command>),
+    /// The answer to the push in flight.
+    Landed(Result<crate::repo::mirror::Attempt, crate::repo::RepoError>),
+    /// The queue closed and nothing is in the air.
+    Stopped,
 }
 
 impl Writer {
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut merging = None;
         let mut owed = Owed::default();
+        let mut line = Line::start(self.mirror.pusher());
+        // Waits for the queue and the push in flight at once.
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime without I/O can be built");
         loop {
-            if self
-                .serve_until_merged(&mut rx, &mut merging, &mut owed)
-                .is_break()
-            {
+            let served =
+                self.serve_until_merged(&mut rx, &mut line, &waiter, &mut merging, &mut owed);
+            if served.is_break() {
+                line.stop();
                 if let Some(merge) = merging.take() {
                     let _ = merge.join();
                 }
@@ -53,11 +70,13 @@ impl Writer {
 
     /// Applies batches. Every `packs_between_merges` batches (each writes a
     /// pack) it starts merging packs in the background; returns `Continue`
-    /// once a merge finished (the mirror must then be reopened) and `Break`
-    /// when the queue closed.
+    /// once a merge finished and nothing is in the air (the mirror must
+    /// then be reopened) and `Break` when the queue closed.
     fn serve_until_merged(
         &self,
         rx: &mut mpsc::Receiver<Command>,
+        line: &mut Line,
+        waiter: &tokio::runtime::Runtime,
         merging: &mut Option<std::thread::JoinHandle<()>>,
         owed: &mut Owed,
     ) -> std::ops::ControlFlow<()> {
@@ -80,34 +99,202 @@ impl Writer {
                     None
                 }
             });
+        let mempack = mempack.as_ref();
         let mut packs_written = 0;
         loop {
-            let carried = self.carried.borrow_mut().take();
-            let Some(first) = carried.or_else(|| rx.blocking_recv()) else {
-                return std::ops::ControlFlow::Break(());
-            };
-            let mut commands = vec![first];
-            while commands.len() < self.config.max_batch {
-                match rx.try_recv() {
-                    Ok(command) => commands.push(command),
-                    Err(_) => break,
-                }
-            }
-            if self.run_commands(commands, mempack.as_ref(), owed) {
-                packs_written += 1;
-            }
-            self.fail_fast_behind_a_hung_remote(rx, owed);
-            if merging.is_none() && packs_written >= self.config.packs_between_merges.max(1) {
-                *merging = Some(self.mirror.spawn_merge());
-                packs_written = 0;
-            }
-            if merging.as_ref().is_some_and(|merge| merge.is_finished()) {
+            // A finished merge waits until nothing is in the air: the
+            // mirror is reopened then, and the batch in memory with it.
+            let merged = merging.as_ref().is_some_and(|merge| merge.is_finished());
+            if merged && line.idle() {
                 if let Some(merge) = merging.take() {
                     let _ = merge.join();
                 }
                 return std::ops::ControlFlow::Continue(());
             }
+            match self.next_event(rx, line, waiter, merged) {
+                Event::Stopped => return std::ops::ControlFlow::Break(()),
+                Event::Commands(commands) => self.take(commands, line, mempack, owed),
+                Event::Landed(attempt) => {
+                    if self.land(attempt, line, mempack, owed) {
+                        packs_written += 1;
+                    }
+                }
+            }
+            if line.hang.is_some() {
+                self.fail_fast_behind_a_hung_remote(rx, line, owed);
+            }
+            if merging.is_none() && packs_written >= self.config.packs_between_merges.max(1) {
+                *merging = Some(self.mirror.spawn_merge());
+                packs_written = 0;
+            }
         }
+    }
+
+    /// Waits for commands, or for the push in flight to be answered,
+    /// whichever comes first. With `draining`, only for the push.
+    fn next_event(
+        &self,
+        rx: &mut mpsc::Receiver<Command>,
+        line: &mut Line,
+        waiter: &tokio::runtime::Runtime,
+        draining: bool,
+    ) -> Event {
+        let room = self
+            .config
+            .max_batch
+            .saturating_sub(line.staged.as_ref().map_or(0, |s| s.jobs.len()))
+            .max(1);
+        let take_more = |first: Command, rx: &mut mpsc::Receiver<Command>| {
+            let mut commands = vec![first];
+            while commands.len() < room {
+                match rx.try_recv() {
+                    Ok(command) => commands.push(command),
+                    Err(_) => break,
+                }
+            }
+            Event::Commands(commands)
+        };
+        if line.flight.is_none() {
+            if let Some(first) = line.carried.take() {
+                return take_more(first, rx);
+            }
+            if line.closed {
+                return Event::Stopped;
+            }
+            return match rx.blocking_recv() {
+                Some(first) => take_more(first, rx),
+                None => {
+                    line.closed = true;
+                    Event::Stopped
+                }
+            };
+        }
+        if line.closed || draining {
+            return Event::Landed(waiter.block_on(line.landing()));
+        }
+        let full = line
+            .staged
+            .as_ref()
+            .is_some_and(|s| s.jobs.len() >= self.config.max_batch);
+        if full {
+            return Event::Landed(waiter.block_on(line.landing()));
+        }
+        if let Some(first) = line.carried.take() {
+            return take_more(first, rx);
+        }
+        waiter.block_on(async {
+            tokio::select! {
+                biased;
+                landed = line.landing() => Event::Landed(landed),
+                command = rx.recv() => match command {
+                    Some(first) => take_more(first, rx),
+                    None => {
+                        line.closed = true;
+                        // Nothing taken: the next wait is for the landing.
+                        Event::Commands(Vec::new())
+                    }
+                },
+            }
+        })
+    }
+
+    /// Takes commands: writes are built on the newest tip (on top of the
+    /// push in flight, if any) and pushed, or staged until it lands;
+    /// fetches run first, or once the push in flight landed.
+    pub(super) fn take(
+        &self,
+        commands: Vec<Command>,
+        line: &mut Line,
+        mempack: Option<&Mempack<'_>>,
+        owed: &mut Owed,
+    ) {
+        let mut jobs = Vec::with_capacity(commands.len());
+        let mut syncs = Vec::new();
+        for command in commands {
+            match command {
+                Command::Write {
+                    request,
+                    reply,
+                    deadline,
+                    ..
+                } => jobs.push(Job {
+                    request: *request,
+                    reply: Some(reply),
+                    trigger: None,
+                    deadline,
+                }),
+                sync @ Command::Sync { .. } => syncs.push(sync),
+            }
+        }
+        if let Some(flight) = &line.flight {
+            line.held_syncs.extend(syncs);
+            if jobs.is_empty() {
+                return;
+            }
+            let staged = line.staged.get_or_insert_with(|| {
+                self.count_batch();
+                Batch::new(flight.batch.tip, 1, Instant::now())
+            });
+            self.extend(staged, jobs, Some(&flight.batch.pending));
+            return;
+        }
+        let mut batch = Batch::new(self.published_tip(), 1, Instant::now());
+        if !syncs.is_empty() {
+            let (replies, result) = self.run_syncs(syncs, owed);
+            batch.base = self.published_tip();
+            batch.tip = batch.base;
+            batch.sync_replies = replies;
+            batch.sync_result = result;
+            batch.after_sync = true;
+        }
+        // Derived writes go first: they are older news.
+        let due = self.due_auto_releases(&owed.take(), None, batch.base);
+        if !jobs.is_empty() || !due.is_empty() {
+            self.count_batch();
+        }
+        self.extend(&mut batch, due.into_iter().chain(jobs), None);
+        self.launch(batch, line, mempack, owed);
+    }
+
+    fn count_batch(&self) {
+        self.stats
+            .batches_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Runs fetches asked for: the builds they name, and those others
+    /// pushed, become owed auto-releases. Returns the callers to answer
+    /// once those are pushed, and the fetch's result.
+    pub(super) fn run_syncs(
+        &self,
+        syncs: Vec<Command>,
+        owed: &mut Owed,
+    ) -> (Vec<SyncReply>, Result<(), FlowError>) {
+        let mut replies = Vec::new();
+        let mut builds = Vec::new();
+        for sync in syncs {
+            if let Command::Sync {
+                builds: named,
+                reply,
+                ..
+            } = sync
+            {
+                builds.extend(named);
+                replies.extend(reply);
+            }
+        }
+        owed.extend(builds);
+        let result = match self.sync() {
+            Ok(new_builds) => {
+                owed.extend(new_builds);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "fetch failed");
+                Err(e)
+            }
+        };
+        (replies, result)
     }
 
     /// After packs were merged, reopen the mirror so libgit2 forgets the
@@ -124,172 +311,8 @@ impl Writer {
             .generation += 1;
     }
 
-    /// Runs one batch of commands: a fetch first when any asked for one
-    /// (adding the auto-releases it makes due, and those still owed from
-    /// earlier), then every write, pushed together. Answers everyone;
-    /// returns whether a pack was written.
-    fn run_commands(
-        &self,
-        commands: Vec<Command>,
-        mempack: Option<&Mempack<'_>>,
-        owed: &mut Owed,
-    ) -> bool {
-        let mut jobs = Vec::with_capacity(commands.len());
-        let mut sync_replies = Vec::new();
-        let mut sync_builds: Option<Vec<NewBuild>> = None;
-        for command in commands {
-            match command {
-                Command::Write {
-                    request,
-                    reply,
-                    deadline,
-                    ..
-                } => jobs.push(Job {
-                    request: *request,
-                    reply: Some(reply),
-                    trigger: None,
-                    deadline,
-                }),
-                Command::Sync { builds, reply, .. } => {
-                    sync_builds.get_or_insert_with(Vec::new).extend(builds);
-                    sync_replies.extend(reply);
-                }
-            }
-        }
-        let mut sync_result = Ok(());
-        let synced = sync_builds.is_some();
-        if let Some(builds) = sync_builds {
-            match self.sync() {
-                Ok(new_builds) => {
-                    owed.extend(builds);
-                    owed.extend(new_builds);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), "fetch failed");
-                    owed.extend(builds);
-                    sync_result = Err(e);
-                }
-            }
-        }
-        // Derived writes go first: they are older news.
-        let due = self.due_auto_releases(&owed.take());
-        jobs.splice(0..0, due);
-        let results = if jobs.is_empty() {
-            Vec::new()
-        } else {
-            self.apply_batch(&jobs, mempack, owed)
-        };
-        let wrote = results
-            .iter()
-            .any(|r| r.as_ref().is_ok_and(|d| d.created()));
-        self.note_hung_remote(
-            results
-                .iter()
-                .filter_map(|r| r.as_ref().err())
-                .chain(sync_result.as_ref().err()),
-        );
-        self.stats.count_releases(&results);
-        for (job, result) in jobs.into_iter().zip(results) {
-            match job.reply {
-                // A caller that went away no longer needs the answer.
-                Some(reply) => {
-                    let _ = reply.send(result);
-                }
-                None => self.derived_done(&job, result, owed),
-            }
-        }
-        // Builds that others pushed while this batch was being replayed.
-        let due = self.due_auto_releases(&owed.take());
-        if !due.is_empty() {
-            let results = self.apply_batch(&due, mempack, owed);
-            self.stats.count_releases(&results);
-            for (job, result) in due.iter().zip(results) {
-                self.derived_done(job, result, owed);
-            }
-        }
-        if synced && sync_result.is_ok() && owed.is_empty() {
-            // Every build up to here had its auto-releases: a restart need
-            // not look further back than this.
-            let tip = self.shared.read().expect("writer lock not poisoned").tip;
-            if let Err(e) = self.mirror.mark_caught_up(tip) {
-                tracing::warn!(error = %chain(&e), "cannot record the caught-up tip");
-            }
-        }
-        for reply in sync_replies {
-            let _ = reply.send(sync_result.clone());
-        }
-        wrote
-    }
-
-    /// After a batch that the remote did not answer in time, the writes that
-    /// queued up behind it get the same answer at once: they would meet the
-    /// same remote, and each would wait another `--remote-timeout`, so a
-    /// write could wait twice that (racing its caller's own deadline).
-    /// Writes that arrive afterwards try the remote again.
-    fn fail_fast_behind_a_hung_remote(&self, rx: &mut mpsc::Receiver<Command>, owed: &mut Owed) {
-        let Some((error, known)) = self.remote_hung.borrow_mut().take() else {
-            return;
-        };
-        let mut answered = 0;
-        while let Ok(command) = rx.try_recv() {
-            if command.queued() >= known {
-                // Sent once the failure was answered: it tries again.
-                *self.carried.borrow_mut() = Some(command);
-                break;
-            }
-            answered += 1;
-            match command {
-                Command::Write {
-                    request,
-                    reply,
-                    deadline,
-                    ..
-                } => {
-                    let job = Job {
-                        request: *request,
-                        reply: Some(reply),
-                        trigger: None,
-                        deadline,
-                    };
-                    if job.abandoned() {
-                        self.stats
-                            .abandoned
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    } else if let Some(reply) = job.reply {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                }
-                Command::Sync { builds, reply, .. } => {
-                    owed.extend(builds);
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                }
-            }
-        }
-        if answered > 0 {
-            tracing::warn!(
-                answered,
-                "the remote did not answer in time: the writes queued behind it get that answer at once"
-            );
-        }
-    }
-
-    /// Notes, from a batch's answers, whether the remote did not answer in
-    /// time.
-    fn note_hung_remote<'r>(&self, errors: impl IntoIterator<Item = &'r FlowError>) {
-        for error in errors {
-            if let FlowError::RemoteUnavailable(cause) = error {
-                if cause.timed_out() {
-                    *self.remote_hung.borrow_mut() =
-                        Some((error.clone(), std::time::Instant::now()));
-                }
-            }
-        }
-    }
-
     /// Logs what a derived write did; one the remote did not take stays owed.
-    fn derived_done(&self, job: &Job, result: WriteResult, owed: &mut Owed) {
+    pub(super) fn derived_done(&self, job: &Job, result: WriteResult, owed: &mut Owed) {
         match result {
             Ok(done) => {
                 tracing::info!(intent = %job.request.intent.summary(), commit = %done.commit(), created = done.created(), "auto-release done")
@@ -310,18 +333,28 @@ impl Writer {
         }
     }
 
-    /// The auto-releases due for new builds at the published tip.
-    fn due_auto_releases(&self, builds: &[NewBuild]) -> Vec<Job> {
+    /// The auto-releases due for new builds at `tip`, whose commits past
+    /// the published ones are indexed in `pending`.
+    pub(super) fn due_auto_releases(
+        &self,
+        builds: &[NewBuild],
+        pending: Option<&Index>,
+        tip: Oid,
+    ) -> Vec<Job> {
         if builds.is_empty() {
             return Vec::new();
         }
         let published = self.shared.read().expect("writer lock not poisoned");
         let ctx = FlowContext {
             repo: self.mirror.repo(),
-            view: View::published(&published.index),
+            view: View {
+                base: &published.index,
+                pending,
+                in_flight: None,
+            },
             settings: &self.settings,
             commits: &self.config.commits,
-            tip: published.tip,
+            tip,
         };
         let mut due = Vec::new();
         for (service, branch) in builds {
@@ -340,53 +373,53 @@ impl Writer {
         due
     }
 
-    /// Runs every command on the published tip, chaining new commits.
-    /// Returns the base tip, the per-command results, and the new tip with
-    /// the index of the new commits (`None` when the batch made no commit).
-    pub(super) fn apply_on_tip(
+    /// Runs `jobs` on the batch's tip, chaining new commits onto it; a
+    /// batch on top of a push in flight sees that push's commits through
+    /// `in_flight`. A job whose caller stopped waiting is not applied.
+    pub(super) fn extend(
         &self,
-        batch: &[Job],
-    ) -> (Oid, Vec<WriteResult>, Option<(Oid, Index)>) {
+        batch: &mut Batch,
+        jobs: impl IntoIterator<Item = Job>,
+        in_flight: Option<&Index>,
+    ) {
         let published = self.shared.read().expect("writer lock not poisoned");
-        let base = published.tip;
-        let mut tip = base;
-        let mut pending = Index::default();
-        let mut results = Vec::with_capacity(batch.len());
-        for command in batch {
-            if command.abandoned() {
+        for job in jobs {
+            if job.abandoned() {
                 self.stats
                     .abandoned
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                results.push(Err(FlowError::DeadlineExceeded));
+                batch.results.push(Err(FlowError::DeadlineExceeded));
+                batch.jobs.push(job);
                 continue;
             }
             let ctx = FlowContext {
                 repo: self.mirror.repo(),
                 view: View {
                     base: &published.index,
-                    pending: Some(&pending),
+                    pending: Some(&batch.pending),
+                    in_flight,
                 },
                 settings: &self.settings,
                 commits: &self.config.commits,
-                tip,
+                tip: batch.tip,
             };
-            let mut result = self.apply_one(&ctx, &command.request);
+            let mut result = self.apply_one(&ctx, &job.request);
             if let Ok(done) = &result {
                 if done.created() {
-                    tip = done.commit();
-                    self.index_new(&mut pending, tip);
+                    batch.tip = done.commit();
+                    self.index_new(&mut batch.pending, batch.tip);
                 }
             }
             // A new build triggers its auto-releases in the same batch.
             if let Ok(WriteDone::Build(build)) = &mut result {
                 if build.created {
-                    self.auto_release_build(&published.index, &mut pending, &mut tip, build);
+                    let layers = (&published.index, in_flight);
+                    self.auto_release_build(layers, &mut batch.pending, &mut batch.tip, build);
                 }
             }
-            results.push(result);
+            batch.results.push(result);
+            batch.jobs.push(job);
         }
-        let new_commits = (tip != base).then_some((tip, pending));
-        (base, results, new_commits)
     }
 
     /// Runs one request's flow. An uploaded build's objects join the mirror
@@ -423,7 +456,7 @@ impl Writer {
     /// a failing one is logged and does not stop the others.
     fn auto_release_build(
         &self,
-        base: &Index,
+        (base, in_flight): (&Index, Option<&Index>),
         pending: &mut Index,
         tip: &mut Oid,
         build: &mut flows::BuildDone,
@@ -433,6 +466,7 @@ impl Writer {
             view: View {
                 base,
                 pending: Some(pending),
+                in_flight,
             },
             settings: &self.settings,
             commits: &self.config.commits,
@@ -451,6 +485,7 @@ impl Writer {
                 view: View {
                     base,
                     pending: Some(pending),
+                    in_flight,
                 },
                 settings: &self.settings,
                 commits: &self.config.commits,

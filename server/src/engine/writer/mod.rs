@@ -1,13 +1,18 @@
 //! The single writer: one thread owns the mirror and applies every write.
 //! Requests arrive on a bounded queue; everything queued when the writer
 //! wakes becomes one batch of consecutive commits and one compare-and-swap
-//! push (group commit). When the push is rejected the writer fetches and
-//! replays the batch's intents on the new tip, a bounded number of times.
-//! Callers are answered only after the push that carries their commit, and
-//! the published index and tip are updated before that answer.
+//! push (group commit). Pushes run on a thread of their own: while one is
+//! in flight the next batch is built on top of it and pushed once it
+//! landed. When a push is rejected the writer fetches and replays the
+//! batch's intents (and those built on top) on the new tip, a bounded
+//! number of times. Callers are answered only after the push that carries
+//! their commit, and the published index and tip are updated before that
+//! answer.
 //!
 //! Here: the queue's API (`WriterHandle`) and the thread's start. The loop
-//! is `batch`, publishing (push, replay, the one publish point) `publish`,
+//! is `batch`, the push pipeline (landing, replay, the pusher thread)
+//! `flight`, publishing (packing, fetch, the one publish point) `publish`,
+//! the answer at once behind a remote that did not answer in time `hang`,
 //! the counters `stats`, and the auto-releases still owed `owed`.
 
 use std::sync::Arc;
@@ -22,6 +27,8 @@ use crate::flows::{WriteDone, WriteRequest};
 use crate::repo::mirror::Mirror;
 
 mod batch;
+mod flight;
+mod hang;
 mod owed;
 mod publish;
 pub(crate) mod stats;
@@ -203,8 +210,6 @@ pub(crate) fn spawn(
         config,
         stats: stats.clone(),
         events,
-        remote_hung: std::cell::RefCell::new(None),
-        carried: std::cell::RefCell::new(None),
     };
     let thread = std::thread::Builder::new()
         .name("release-writer".into())

@@ -16,6 +16,8 @@ pub(crate) mod local;
 mod push;
 mod ref_record;
 
+pub(crate) use push::{Attempt, Pusher};
+
 /// The mirror's record of the last tip whose builds all had their
 /// auto-releases.
 const CAUGHT_UP_REF: &str = "refs/release-manager/caught-up";
