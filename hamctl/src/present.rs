@@ -191,8 +191,9 @@ pub(crate) fn release_result_json(result: &ReleaseResult) -> Value {
     })
 }
 
-/// A deployment state as one word: `pending`, `progressing`, `deployed`,
-/// `failed` (`unknown` for a state newer than this hamctl).
+/// A deployment state as one word (or two): `pending`, `progressing`,
+/// `deployed`, `failed`, `not reported` (`unknown` for a state newer than
+/// this hamctl).
 pub(crate) fn deployment_word(state: i32) -> &'static str {
     use release_manager::pb::DeploymentState;
     match DeploymentState::try_from(state) {
@@ -200,8 +201,36 @@ pub(crate) fn deployment_word(state: i32) -> &'static str {
         Ok(DeploymentState::Progressing) => "progressing",
         Ok(DeploymentState::Succeeded) => "deployed",
         Ok(DeploymentState::Failed) => "failed",
+        Ok(DeploymentState::NotReported) => "not reported",
         _ => "unknown",
     }
+}
+
+/// An environment's reconciliation error as one line: `dev: reconciliation
+/// failed (flux:flux-system/apps): <message>`.
+pub(crate) fn reconciliation_error_line(
+    error: &release_manager::pb::ReconciliationError,
+) -> String {
+    let mut line = format!("{}: reconciliation failed", error.environment);
+    if !error.source.is_empty() {
+        line.push_str(&format!(" ({})", error.source));
+    }
+    if !error.message.is_empty() {
+        line.push_str(&format!(": {}", message_cell(&error.message, 120)));
+    }
+    line
+}
+
+/// An environment's reconciliation error as JSON.
+pub(crate) fn reconciliation_error_json(error: &release_manager::pb::ReconciliationError) -> Value {
+    json!({
+        "environment": error.environment,
+        "source": error.source,
+        "message": error.message,
+        "revision": error.revision,
+        "reportedAt": timestamp_json(error.reported_at.as_ref()),
+        "observedAt": timestamp_json(error.observed_at.as_ref()),
+    })
 }
 
 /// A deployment in the status table: its word, and a failure's reason.
@@ -227,6 +256,7 @@ pub(crate) fn deployment_json(deployment: Option<&release_manager::pb::Deploymen
         "message": deployment.message,
         "revision": deployment.revision,
         "reportedAt": timestamp_json(deployment.reported_at.as_ref()),
+        "observedAt": timestamp_json(deployment.observed_at.as_ref()),
         "source": deployment.source,
     })
 }

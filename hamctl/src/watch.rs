@@ -269,6 +269,15 @@ fn event_line(event: &WatchEventsResponse) -> String {
             }
             ("deploy", report.service.as_str(), detail)
         }
+        Some(Event::ReconciliationError(changed)) => {
+            let error = changed.error.clone().unwrap_or_default();
+            let detail = if changed.cleared {
+                format!("reconciled again (by {})", error.source)
+            } else {
+                present::reconciliation_error_line(&error)
+            };
+            ("env", "-", detail)
+        }
         // Stream markers are handled before printing; an event kind newer
         // than this hamctl has no line of its own.
         Some(Event::Live(_) | Event::Dropped(_)) | None => (
@@ -304,6 +313,16 @@ fn event_json(event: &WatchEventsResponse) -> Value {
                 "deployment": present::deployment_json(report.deployment.as_ref()),
             }),
         ),
+        Some(Event::ReconciliationError(changed)) => {
+            let mut body = changed
+                .error
+                .as_ref()
+                .map_or(Value::Null, present::reconciliation_error_json);
+            if let Some(object) = body.as_object_mut() {
+                object.insert("cleared".into(), changed.cleared.into());
+            }
+            ("reconciliationError", body)
+        }
         Some(Event::Live(_) | Event::Dropped(_)) | None => ("unknown", Value::Null),
     };
     let mut value = json!({

@@ -150,6 +150,7 @@ impl ReleaseService for ScriptedServer {
                     released_by: person("Ops Bot", "ops@example.com"),
                     release_commit_sha: "1a2b3c4d".into(),
                     deployment: None,
+                    reconciliation_errors: Vec::new(),
                 },
                 EnvironmentStatus {
                     environment: "prod".into(),
