@@ -3,7 +3,8 @@
 //!
 //! It is wiring: it imports the command modules, and none of them imports
 //! it. It owns the refusal of the original CLI's push flags that mean
-//! nothing here (a usage error naming the replacement). It must not read
+//! nothing here (a usage error naming the replacement) and of an
+//! incomplete or doubled sign-on. It must not read
 //! files, connect or print: each command's own arguments live in that
 //! command's module.
 
@@ -27,7 +28,9 @@ use crate::{add, end, init, outcome, push};
         ARTIFACT_FIXED_TIME  Record this RFC 3339 time (e.g. 2026-01-02T03:04:05Z) instead of the\n                       \
         current time in `init` and `end`; for tests and reproducible builds.\n  \
         ARTIFACT_URL         Default for `push --server`.\n  \
-        ARTIFACT_AUTH_TOKEN  Default for `push --auth-token`.",
+        ARTIFACT_AUTH_TOKEN  Default for `push --auth-token`.\n  \
+        ARTIFACT_IDP_URL, ARTIFACT_CLIENT_ID, ARTIFACT_CLIENT_SECRET, ARTIFACT_SCOPE\n                       \
+        Defaults for `push --idp-url`, `--client-id`, `--client-secret`, `--artifact-scope`.",
     after_help = "Set ARTIFACT_FIXED_TIME (RFC 3339) to record a fixed time in `init` and `end`; see --help."
 )]
 pub(crate) struct Cli {
@@ -53,43 +56,30 @@ pub(crate) enum Command {
 }
 
 /// The usage error for a push given the original's flags that mean
-/// nothing here, naming the replacement; `None` when there are none.
+/// nothing here (naming the replacement), or an incomplete or doubled
+/// way of signing on; `None` when there is none.
 pub(crate) fn refused_push_flags(cli: &Cli) -> Option<clap::Error> {
     let Command::Push(args) = &cli.command else {
         return None;
     };
-    let given = |flags: &[(&'static str, &Option<String>)]| -> Vec<&'static str> {
-        flags
-            .iter()
-            .filter(|(_, v)| v.is_some())
-            .map(|(name, _)| *name)
-            .collect()
-    };
     let o = &args.original;
-    let oauth = given(&[
-        ("--idp-url", &o.idp_url),
-        ("--client-id", &o.client_id),
-        ("--client-secret", &o.client_secret),
-        ("--artifact-scope", &o.artifact_scope),
-    ]);
-    let git = given(&[
+    let git: Vec<&str> = [
         ("--ssh-private-key", &o.ssh_private_key),
         ("--config-repo", &o.config_repo),
-    ]);
-    let message = if !oauth.is_empty() {
-        format!(
-            "{} (the original's sign-on) {} not supported: this server takes the artifact \
-             token; pass --auth-token or set ARTIFACT_AUTH_TOKEN to the server's \
-             --artifact-auth-token",
-            oauth.join(", "),
-            if oauth.len() == 1 { "is" } else { "are" }
-        )
-    } else if !git.is_empty() {
+    ]
+    .iter()
+    .filter(|(_, v)| v.is_some())
+    .map(|(name, _)| *name)
+    .collect();
+    let message = if !git.is_empty() {
         format!(
             "{}: push no longer commits to the config repository itself; the server does: \
-             pass --server (ARTIFACT_URL) and --auth-token (ARTIFACT_AUTH_TOKEN)",
+             pass --server (ARTIFACT_URL) and --auth-token (ARTIFACT_AUTH_TOKEN), or the \
+             client credentials (--idp-url, --client-id, --client-secret)",
             git.join(", ")
         )
+    } else if let Err(message) = args.client.resolve(args.auth_token.is_some()) {
+        message
     } else {
         return None;
     };

@@ -42,6 +42,22 @@ pub(crate) enum CliError {
     #[error("{0}")]
     Unresolved(String),
 
+    /// No token came by the client-credentials grant.
+    #[error("cannot get a token with the client credentials: {0}")]
+    ClientCredentials(crate::client_credentials::TokenError),
+
+    /// The server did not take the token the client's credentials got.
+    #[error(
+        "{} (the token of client {client_id:?} from {idp_url}: the server must trust that \
+         issuer, with the audience of its tokens: --oidc-issuer ISSUER=AUDIENCE)",
+        describe_status_without_hint(status)
+    )]
+    TokenRefused {
+        status: Box<tonic::Status>,
+        client_id: String,
+        idp_url: String,
+    },
+
     /// The server could not be dialled (unreachable, or an unusable token).
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -110,6 +126,14 @@ impl From<tonic::Status> for CliError {
     fn from(status: tonic::Status) -> Self {
         CliError::Server(Box::new(status))
     }
+}
+
+/// A status as `describe_status` words it, without its hint about the
+/// static token (which a token of the client's credentials does not use).
+fn describe_status_without_hint(status: &tonic::Status) -> String {
+    let text = describe_status(status, TOKEN_ENV);
+    let hint = format!(" (pass --auth-token or set {TOKEN_ENV})");
+    text.strip_suffix(&hint).map(str::to_owned).unwrap_or(text)
 }
 
 /// A path as it appears in a message: as given (so `./artifact.json` stays

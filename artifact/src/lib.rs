@@ -30,6 +30,7 @@
 
 mod add;
 mod cli;
+mod client_credentials;
 mod clock;
 mod end;
 mod error;

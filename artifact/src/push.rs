@@ -7,7 +7,9 @@
 //! dialled so a bad folder never produces a partial upload), the chunking of
 //! files and the wording of the result. Only the folders named by
 //! `--environments` are sent, and every path is checked with the server's
-//! own rules before the server is dialled.
+//! own rules before the server is dialled. The bearer token is
+//! `--auth-token`, or one got with the client's credentials
+//! (`client_credentials`) once the build folder has been read.
 
 use std::fs;
 use std::io::Write;
@@ -18,6 +20,7 @@ use cli_support::{self, parse_server_url};
 use release_manager::pb::{Outcome, PushArtifactRequest, PushArtifactResponse, ReleaseResult};
 use release_manager::spec::ArtifactSpec;
 
+use crate::client_credentials::{self, ClientCredentialsArgs};
 use crate::error::{show_path, CliError};
 use crate::global::GlobalArgs;
 use crate::identity;
@@ -63,7 +66,9 @@ pub(crate) struct PushArgs {
     )]
     pub(crate) environments: Vec<String>,
 
-    /// Bearer token of an artifact pusher, sent with the upload.
+    /// Bearer token of an artifact pusher, sent with the upload: the
+    /// server's artifact token, or an identity token of an issuer it
+    /// trusts (see also the client credentials below).
     #[arg(
         long,
         env = "ARTIFACT_AUTH_TOKEN",
@@ -74,8 +79,13 @@ pub(crate) struct PushArgs {
     )]
     pub(crate) auth_token: Option<String>,
 
+    /// The original CLI's sign-on: a token by the client-credentials
+    /// grant, sent instead of --auth-token.
+    #[command(flatten)]
+    pub(crate) client: ClientCredentialsArgs,
+
     /// The original CLI's push flags that have no meaning here: refused,
-    /// naming what replaces them (see `refused_flags`).
+    /// naming what replaces them (see `cli::refused_push_flags`).
     #[command(flatten)]
     pub(crate) original: OriginalPushArgs,
 
@@ -108,19 +118,10 @@ pub(crate) struct PushArgs {
 }
 
 /// Push flags of the original artifact CLI with no meaning here: its
-/// sign-on (2023 on: a client-credentials token from an identity
-/// provider; this server takes a bearer token) and its direct commits to
-/// the config repository (2019: the server commits builds now).
+/// direct commits to the config repository (2019: the server commits
+/// builds now).
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct OriginalPushArgs {
-    #[arg(long, hide = true, value_name = "URL")]
-    pub(crate) idp_url: Option<String>,
-    #[arg(long, hide = true, value_name = "ID")]
-    pub(crate) client_id: Option<String>,
-    #[arg(long, hide = true, value_name = "SECRET")]
-    pub(crate) client_secret: Option<String>,
-    #[arg(long, hide = true, value_name = "SCOPE")]
-    pub(crate) artifact_scope: Option<String>,
     #[arg(long, hide = true, value_name = "PATH")]
     pub(crate) ssh_private_key: Option<String>,
     #[arg(long, hide = true, value_name = "URL")]
@@ -207,10 +208,19 @@ pub(crate) async fn run(
     });
     files.extend(manifests);
 
-    let token = args.auth_token.as_deref().unwrap_or_default();
+    let credentials = args
+        .client
+        .resolve(args.auth_token.is_some())
+        .map_err(CliError::Unresolved)?;
+    let token = match &credentials {
+        Some(credentials) => client_credentials::access_token(credentials)
+            .await
+            .map_err(CliError::ClientCredentials)?,
+        None => args.auth_token.clone().unwrap_or_default(),
+    };
     let mut client = cli_support::release_client(
         &args.server,
-        token,
+        &token,
         cli_support::time_limit(args.request_timeout),
     )
     .await?;
@@ -232,7 +242,16 @@ pub(crate) async fn run(
     let response = client
         .push_artifact(tokio_stream::iter(messages))
         .await
-        .map_err(|status| CliError::upload_failed(status, &request_id))?
+        .map_err(|status| match &credentials {
+            Some(credentials) if status.code() == tonic::Code::Unauthenticated => {
+                CliError::TokenRefused {
+                    status: Box::new(status),
+                    client_id: credentials.client_id.clone(),
+                    idp_url: credentials.idp_url.clone(),
+                }
+            }
+            _ => CliError::upload_failed(status, &request_id),
+        })?
         .into_inner();
     for line in report(&response, &spec)? {
         writeln!(out, "{line}")?;

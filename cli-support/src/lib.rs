@@ -2,8 +2,9 @@
 //! the server address, dialling the server with the bearer token attached to
 //! every call, the one-line wording of a failed call (`tonic::Status` and
 //! transport errors), and the exit-code contract (clap's help, version and
-//! usage errors; a closed stdout; the final `error: ...` line), and request
-//! ids: making them, and the safe retry of a write that may have landed.
+//! usage errors; a closed stdout; the final `error: ...` line), request
+//! ids: making them, and the safe retry of a write that may have landed,
+//! and the identity provider's HTTP endpoints, where both get tokens.
 //!
 //! It owns only the parts that read the same in both programs; where they
 //! differ (the environment variable that holds the token, colour) the caller
@@ -16,6 +17,7 @@
 mod address;
 mod dial;
 mod exit;
+mod identity_provider;
 mod request_id;
 mod timeout;
 mod wording;
@@ -28,6 +30,9 @@ pub use crate::dial::{
 pub use crate::exit::{
     is_broken_pipe, report_clap_error, report_outcome, Colour, EXIT_FAILURE, EXIT_SUCCESS,
     EXIT_USAGE,
+};
+pub use crate::identity_provider::{
+    discovery_document, discovery_url, percent_encode, post_form, ClientAuth, IdpAnswer, IdpError,
 };
 pub use crate::request_id::{
     may_have_been_applied, new_request_id, parse_request_id, retry_command,

@@ -94,8 +94,17 @@ pub fn may_have_been_applied(status: &tonic::Status) -> bool {
     }
 }
 
+/// Flags whose values are credentials: never printed in a retry command.
+const SECRET_FLAGS: [&str; 3] = ["--auth-token", "--http-auth-token", "--client-secret"];
+
+/// What a credential given on the command line reads as in a retry
+/// command.
+const HIDDEN: &str = "<hidden>";
+
 /// The command line `argv` (program name first) with `--request-id id`,
 /// quoted for a POSIX shell: the command that retries a write safely.
+/// Credentials given as flags (`--auth-token`, `--client-secret`) read as
+/// `<hidden>`.
 pub fn retry_command(argv: &[String], id: &str) -> String {
     let mut words: Vec<String> = Vec::with_capacity(argv.len() + 2);
     let mut given = false;
@@ -108,13 +117,27 @@ pub fn retry_command(argv: &[String], id: &str) -> String {
         words.push(name);
     }
     let mut replace_next = false;
+    let mut hide_next = false;
     for arg in args {
         if replace_next {
             words.push(id.to_owned());
             replace_next = false;
             continue;
         }
-        if arg == "--request-id" {
+        if hide_next {
+            words.push(HIDDEN.to_owned());
+            hide_next = false;
+            continue;
+        }
+        let flag = arg.split_once('=').map_or(arg.as_str(), |(flag, _)| flag);
+        if SECRET_FLAGS.contains(&flag) {
+            if flag == arg {
+                hide_next = true;
+                words.push(arg.clone());
+            } else {
+                words.push(format!("{flag}={HIDDEN}"));
+            }
+        } else if arg == "--request-id" {
             given = true;
             replace_next = true;
             words.push(arg.clone());
@@ -179,6 +202,28 @@ mod tests {
         assert_eq!(
             retry_command(&argv(&["artifact", "push", "--request-id=it's"]), "it's"),
             "artifact push '--request-id=it'\\''s'"
+        );
+    }
+
+    #[test]
+    fn the_retry_command_never_shows_a_credential() {
+        let argv = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let shown = retry_command(
+            &argv(&[
+                "artifact",
+                "push",
+                "--client-secret",
+                "hunter2",
+                "--auth-token=t0ken",
+                "--http-auth-token",
+                "t1",
+            ]),
+            "abc",
+        );
+        assert_eq!(
+            shown,
+            "artifact push --client-secret '<hidden>' '--auth-token=<hidden>' \
+             --http-auth-token '<hidden>' --request-id abc"
         );
     }
 

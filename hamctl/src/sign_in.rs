@@ -6,13 +6,15 @@
 //! browser, and refreshing tokens.
 //!
 //! It owns the provider's protocol only: which server, issuer and client
-//! come from `login` (the server says them), and where tokens are kept is
-//! `credentials`'.
+//! come from `login` (the server says them), where tokens are kept is
+//! `credentials`', and the HTTP to the provider is `cli_support`'s
+//! (shared with artifact's client credentials).
 
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use cli_support::{percent_encode, ClientAuth, IdpAnswer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,8 +24,6 @@ use crate::output::Printer;
 
 /// How long a person has to finish signing in.
 const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
-/// Longest wait for one answer of the provider.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The provider's endpoints, and who hamctl is there.
 #[derive(Debug, Clone)]
@@ -47,24 +47,6 @@ fn failed(why: impl Into<String>) -> CliError {
     CliError::SignIn(why.into())
 }
 
-fn http() -> Result<reqwest::Client, CliError> {
-    reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .map_err(|e| failed(format!("cannot make an HTTP client: {e}")))
-}
-
-async fn json_of(response: reqwest::Response, what: &str) -> Result<(u16, Value), CliError> {
-    let status = response.status().as_u16();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| failed(format!("{what}: {e}")))?;
-    let value = serde_json::from_slice(&bytes)
-        .map_err(|_| failed(format!("{what} did not answer JSON (HTTP {status})")))?;
-    Ok((status, value))
-}
-
 fn text(value: &Value, name: &str) -> Option<String> {
     value.get(name).and_then(Value::as_str).map(str::to_string)
 }
@@ -75,16 +57,17 @@ pub(crate) async fn discover(
     client_id: &str,
     scopes: &[String],
 ) -> Result<Provider, CliError> {
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    );
-    let response = http()?
-        .get(&url)
-        .send()
+    let answer = cli_support::discovery_document(issuer)
         .await
-        .map_err(|e| failed(format!("cannot reach the identity provider at {url}: {e}")))?;
-    let (_, document) = json_of(response, "the identity provider's discovery document").await?;
+        .map_err(|e| failed(e.0))?;
+    if answer.status != 200 {
+        return Err(failed(format!(
+            "the identity provider has no discovery document at {} (HTTP {})",
+            cli_support::discovery_url(issuer),
+            answer.status
+        )));
+    }
+    let document = answer.body;
     let endpoint = |name: &str| {
         text(&document, name).ok_or_else(|| {
             failed(format!(
@@ -103,28 +86,23 @@ pub(crate) async fn discover(
 }
 
 /// The tokens of a successful token endpoint answer, or why it failed.
-fn tokens_of(status: u16, body: &Value) -> Result<Tokens, String> {
-    if status != 200 {
-        let error = text(body, "error").unwrap_or_else(|| format!("HTTP {status}"));
-        let description = text(body, "error_description")
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        return Err(format!("{error}{description}"));
+fn tokens_of(answer: &IdpAnswer) -> Result<Tokens, String> {
+    if let Some(refusal) = answer.refusal() {
+        return Err(refusal);
     }
     Ok(Tokens {
-        id_token: text(body, "id_token").ok_or("the answer has no ID token")?,
-        refresh_token: text(body, "refresh_token"),
+        id_token: answer
+            .text("id_token")
+            .ok_or("the answer has no ID token")?,
+        refresh_token: answer.text("refresh_token"),
     })
 }
 
-async fn token_request(endpoint: &str, form: &[(&str, &str)]) -> Result<(u16, Value), CliError> {
-    let response = http()?
-        .post(endpoint)
-        .form(form)
-        .send()
+/// Posts to the token endpoint as hamctl, a public client.
+async fn token_request(endpoint: &str, form: &[(&str, &str)]) -> Result<IdpAnswer, CliError> {
+    cli_support::post_form(endpoint, form, ClientAuth::None, "the token endpoint")
         .await
-        .map_err(|e| failed(format!("cannot reach the token endpoint {endpoint}: {e}")))?;
-    json_of(response, "the token endpoint").await
+        .map_err(|e| failed(e.0))
 }
 
 /// A fresh ID token for a refresh token.
@@ -133,7 +111,7 @@ pub(crate) async fn refresh(
     client_id: &str,
     refresh_token: &str,
 ) -> Result<Tokens, CliError> {
-    let (status, body) = token_request(
+    let answer = token_request(
         token_endpoint,
         &[
             ("grant_type", "refresh_token"),
@@ -142,22 +120,11 @@ pub(crate) async fn refresh(
         ],
     )
     .await?;
-    tokens_of(status, &body).map_err(failed)
+    tokens_of(&answer).map_err(failed)
 }
 
 fn random_text() -> String {
     URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn percent_decode(text: &str) -> String {
@@ -340,7 +307,7 @@ pub(crate) async fn browser_flow(
         ));
     }
     let code = value("code").ok_or_else(|| failed("the redirect carries no code"))?;
-    let (status, body) = token_request(
+    let answer = token_request(
         &provider.token_endpoint,
         &[
             ("grant_type", "authorization_code"),
@@ -351,7 +318,7 @@ pub(crate) async fn browser_flow(
         ],
     )
     .await?;
-    let tokens = tokens_of(status, &body).map_err(failed)?;
+    let tokens = tokens_of(&answer).map_err(failed)?;
     let claims = claims_of(&tokens.id_token);
     if claims.get("nonce").and_then(Value::as_str) != Some(nonce.as_str()) {
         return Err(failed(
@@ -381,22 +348,23 @@ pub(crate) async fn device_flow(
         failed("the identity provider does not offer the device flow; use `hamctl login` without --device")
     })?;
     let scope = provider.scopes.join(" ");
-    let response = http()?
-        .post(endpoint)
-        .form(&[
+    let answer = cli_support::post_form(
+        endpoint,
+        &[
             ("client_id", provider.client_id.as_str()),
             ("scope", &scope),
-        ])
-        .send()
-        .await
-        .map_err(|e| failed(format!("cannot reach {endpoint}: {e}")))?;
-    let (status, body) = json_of(response, "the device authorization endpoint").await?;
-    if status != 200 {
+        ],
+        ClientAuth::None,
+        "the device authorization endpoint",
+    )
+    .await
+    .map_err(|e| failed(e.0))?;
+    if let Some(refusal) = answer.refusal() {
         return Err(failed(format!(
-            "the device authorization endpoint refused: {}",
-            text(&body, "error").unwrap_or_else(|| format!("HTTP {status}"))
+            "the device authorization endpoint refused: {refusal}"
         )));
     }
+    let body = answer.body;
     let field = |name: &str| {
         text(&body, name)
             .ok_or_else(|| failed(format!("the device authorization answer has no {name}")))
@@ -426,7 +394,7 @@ pub(crate) async fn device_flow(
             ));
         }
         tokio::time::sleep(Duration::from_secs(interval)).await;
-        let (status, body) = token_request(
+        let answer = token_request(
             &provider.token_endpoint,
             &[
                 ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
@@ -435,10 +403,10 @@ pub(crate) async fn device_flow(
             ],
         )
         .await?;
-        match text(&body, "error").as_deref() {
+        match answer.text("error").as_deref() {
             Some("authorization_pending") => continue,
             Some("slow_down") => interval += 5,
-            _ => return tokens_of(status, &body).map_err(failed),
+            _ => return tokens_of(&answer).map_err(failed),
         }
     }
 }
@@ -463,12 +431,16 @@ mod tests {
 
     #[test]
     fn token_answers_read_as_tokens_or_the_reason() {
+        let answer = |status, body| IdpAnswer { status, body };
         let ok = serde_json::json!({"id_token": "a.b.c", "refresh_token": "r"});
-        let tokens = tokens_of(200, &ok).unwrap();
+        let tokens = tokens_of(&answer(200, ok)).unwrap();
         assert_eq!(tokens.id_token, "a.b.c");
         assert_eq!(tokens.refresh_token.as_deref(), Some("r"));
         let refused = serde_json::json!({"error": "invalid_grant", "error_description": "gone"});
-        assert_eq!(tokens_of(400, &refused).unwrap_err(), "invalid_grant: gone");
-        assert!(tokens_of(200, &serde_json::json!({})).is_err());
+        assert_eq!(
+            tokens_of(&answer(400, refused)).unwrap_err(),
+            "invalid_grant: gone"
+        );
+        assert!(tokens_of(&answer(200, serde_json::json!({}))).is_err());
     }
 }

@@ -8,12 +8,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api::upload::UploadLimits;
 use crate::auth::{Auth, OidcSettings, TrustedIssuer};
+use crate::commit_flags::{resolve_commits, CommitArgs};
 use crate::demo::ensure_demo_repo;
 use crate::domain::duration::parse as parse_duration;
 use crate::domain::Settings;
 use crate::engine::writer::WriterConfig;
 use crate::listen::ConnectionLimits;
-use crate::repo::commits::{CommitIdentity, CommitSigner};
 use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 
 /// The release manager server.
@@ -137,26 +137,10 @@ pub struct StartArgs {
     /// SIGHUP. Without it identities may only read.
     #[arg(long, env = "RELEASE_MANAGER_ACCESS", value_name = "FILE")]
     pub access: Option<PathBuf>,
-    /// SSH private key (ed25519 or ECDSA P-256, no passphrase) that signs
-    /// every commit the server makes, in git's SSH signature format.
-    #[arg(long, env = "RELEASE_MANAGER_SIGNING_KEY", value_name = "FILE")]
-    pub signing_key: Option<PathBuf>,
-    /// Name of the committer of every commit the server makes [default:
-    /// the person releasing]; needs --committer-email.
-    #[arg(
-        long,
-        env = "RELEASE_MANAGER_COMMITTER_NAME",
-        requires = "committer_email"
-    )]
-    pub committer_name: Option<String>,
-    /// Email of the committer of every commit the server makes; needs
-    /// --committer-name.
-    #[arg(
-        long,
-        env = "RELEASE_MANAGER_COMMITTER_EMAIL",
-        requires = "committer_name"
-    )]
-    pub committer_email: Option<String>,
+    /// Who commits, and what signs (--signing-key, --committer-name,
+    /// --committer-email).
+    #[command(flatten)]
+    pub commits: CommitArgs,
     /// Log format.
     #[arg(
         long,
@@ -457,7 +441,7 @@ pub fn resolve_with_env(
             queue_capacity: args.queue_capacity,
             max_push_attempts: args.max_push_attempts,
             batch_timeout: args.batch_timeout,
-            commits: resolve_commits(args)?,
+            commits: resolve_commits(&args.commits)?,
             ..WriterConfig::default()
         },
         uploads: UploadLimits {
@@ -619,24 +603,6 @@ fn resolve_oidc(args: &StartArgs) -> Result<OidcSettings, String> {
         client_id: args.oidc_client_id.clone().filter(|c| !c.is_empty()),
         leeway: args.oidc_leeway,
     })
-}
-
-/// The committer and signing key of `--committer-*` and `--signing-key`.
-fn resolve_commits(args: &StartArgs) -> Result<CommitIdentity, String> {
-    let committer = match (&args.committer_name, &args.committer_email) {
-        (Some(name), Some(email)) => {
-            git2::Signature::now(name, email).map_err(|_| {
-                format!("--committer-name {name:?} / --committer-email {email:?} is not a valid git identity")
-            })?;
-            Some((name.clone(), email.clone()))
-        }
-        _ => None,
-    };
-    let signer = match &args.signing_key {
-        Some(path) => Some(std::sync::Arc::new(CommitSigner::from_file(path)?)),
-        None => None,
-    };
-    Ok(CommitIdentity { committer, signer })
 }
 
 /// The bounds on both ports' connections; zero durations are refused (a

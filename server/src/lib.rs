@@ -7,6 +7,7 @@
 
 mod api;
 mod auth;
+mod commit_flags;
 pub mod config;
 mod demo;
 mod deployments;

@@ -13,6 +13,7 @@ mod auth;
 mod auto_release;
 mod bad_input;
 mod build_uploads;
+mod ci_client_credentials;
 mod concurrent_writers;
 mod dashboard;
 mod dashboard_compare;

@@ -6,9 +6,10 @@
 //! aliases, `completion`, `version`, `--user-email`, its
 //! `--http-base-url` / `--http-auth-token`) and the artifact CLI's
 //! (`successful`, `failure --error-message`, `push --http-base-url
-//! --http-auth-token`). Lines with no meaning here (`--template`, `login`,
-//! the OAuth and direct-commit push flags) are refused with exit 2 and
-//! the new spelling; docs/migration.md lists every line and its fate.
+//! --http-auth-token`; its OAuth push flags are `ci_client_credentials`').
+//! Lines with no meaning here (`--template`, `login`, the direct-commit
+//! push flags) are refused with exit 2 and the new spelling;
+//! docs/migration.md lists every line and its fate.
 
 use crate::support::*;
 use release_manager::pb;
@@ -371,19 +372,12 @@ async fn the_originals_ci_lines_run_unchanged() {
         vec!["artifact.json", "dev", "prod"]
     );
 
-    // Its sign-on (2023 on) and direct commits (2019): refused, naming
-    // the replacement.
+    // Its sign-on (2023 on) without the secret, and its direct commits
+    // (2019): refused, naming what is missing or the replacement.
     for (extra, named) in [
         (
-            &[
-                "--idp-url",
-                "https://idp.example.com",
-                "--client-id",
-                "ci",
-                "--client-secret",
-                "s",
-            ][..],
-            "ARTIFACT_AUTH_TOKEN",
+            &["--idp-url", "https://idp.example.com", "--client-id", "ci"][..],
+            "--client-secret (ARTIFACT_CLIENT_SECRET)",
         ),
         (
             &[

@@ -3,12 +3,15 @@
 //! held only releases. `release-manager import-s3` copies them into the
 //! repository from a real S3 API on loopback (moto), after which status,
 //! describe, release by id, promote and rollback work on them; imported
-//! builds are history, so no auto-release fires for them; and running the
-//! import again brings nothing twice.
+//! builds are history, so no auto-release fires for them; running the
+//! import again brings nothing twice; and with `start`'s `--signing-key`
+//! and `--committer-*` the build commits are signed, as a repository
+//! requiring signed commits needs.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::commit_signing::{signing_key, verify_commit};
 use crate::support::process::{workspace_binary, ChildGuard};
 use crate::support::s3::{go_zip, S3Server};
 use crate::support::*;
@@ -74,6 +77,16 @@ fn original_release(repo: &ConfigRepo, env: &str, id: &str, branch: &str) {
 /// Runs `release-manager import-s3` (the binary) and returns its exit
 /// code and output.
 fn import(s3: &S3Server, repo: &ConfigRepo, data: &std::path::Path) -> (i32, String, String) {
+    import_with(s3, repo, data, &[])
+}
+
+/// [`import`] with `extra` flags.
+fn import_with(
+    s3: &S3Server,
+    repo: &ConfigRepo,
+    data: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> (i32, String, String) {
     let mut command = Command::new(workspace_binary("release-manager"));
     command
         .args([
@@ -83,6 +96,7 @@ fn import(s3: &S3Server, repo: &ConfigRepo, data: &std::path::Path) -> (i32, Str
             "--endpoint",
             &s3.endpoint(),
         ])
+        .args(extra)
         .arg("--config-repo")
         .arg(&repo.remote)
         .arg("--data-dir")
@@ -263,4 +277,74 @@ async fn builds_kept_in_s3_are_imported_and_then_work_as_any_other() {
     );
     assert_eq!(repo.remote_head(), before);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn imported_build_commits_are_signed_with_start_s_signing_flags() {
+    let s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    for (id, branch) in [(OLDER, "master"), (FEATURE, "feature/x")] {
+        s3.put(BUCKET, &format!("checkout/{id}"), &build_zip(id, branch))
+            .await;
+    }
+    let repo = ConfigRepo::new();
+    original_release(&repo, "dev", OLDER, "master");
+    repo.push();
+    let before = repo.remote_head();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = signing_key(dir.path());
+    let allowed = dir.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("release-bot@example.com {public}\n")).unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let (code, out, err) = import_with(
+        &s3,
+        &repo,
+        data.path(),
+        &[
+            "--signing-key".as_ref(),
+            key.as_os_str(),
+            "--committer-name".as_ref(),
+            "Release Bot".as_ref(),
+            "--committer-email".as_ref(),
+            "release-bot@example.com".as_ref(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let made = repo.remote_git(&["rev-list", &format!("{before}..master")]);
+    let made: Vec<&str> = made.lines().collect();
+    assert_eq!(made.len(), 2, "one build commit each: {made:?}");
+    for commit in &made {
+        let verified = verify_commit(&repo.remote, &allowed, commit);
+        let said = String::from_utf8_lossy(&verified.stderr);
+        assert!(verified.status.success(), "{commit}: {said}");
+        assert!(said.contains("Good \"git\" signature"), "{said}");
+        let info = commit_info(&repo, commit);
+        assert!(
+            info.subject.starts_with("[checkout] build tag "),
+            "{}",
+            info.subject
+        );
+        assert_eq!(info.committer, "Release Bot <release-bot@example.com>");
+    }
+    // The check can fail: the original's release commit is not signed.
+    assert!(!verify_commit(&repo.remote, &allowed, &before)
+        .status
+        .success());
+
+    // A key that does not read stops the import before anything is
+    // committed, naming the file.
+    let other = tempfile::tempdir().unwrap();
+    let bad_key = other.path().join("not-a-key");
+    std::fs::write(&bad_key, "not a key\n").unwrap();
+    let head = repo.remote_head();
+    let (code, out, err) = import_with(
+        &s3,
+        &repo,
+        other.path(),
+        &["--signing-key".as_ref(), bad_key.as_os_str()],
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("not-a-key"), "{err}");
+    assert_eq!(repo.remote_head(), head);
 }

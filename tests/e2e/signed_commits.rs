@@ -6,43 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::support::git::git_output;
+use crate::support::commit_signing::{signing_key, verify_commit};
 use crate::support::*;
-
-/// A fresh ed25519 key pair made by ssh-keygen; the private key's path and
-/// the public key's line.
-fn signing_key(dir: &std::path::Path) -> (std::path::PathBuf, String) {
-    let key = dir.join("signing-key");
-    let made = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "release-bot", "-f"])
-        .arg(&key)
-        .env_clear()
-        .output()
-        .expect("ssh-keygen runs (openssh-client)");
-    assert!(made.status.success(), "{made:?}");
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
-
-/// `git verify-commit` of `commit` in `repo`, trusting `allowed_signers`.
-fn verify_commit(
-    repo: &std::path::Path,
-    allowed_signers: &std::path::Path,
-    commit: &str,
-) -> std::process::Output {
-    git_output(
-        repo,
-        &[
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            &format!("gpg.ssh.allowedSignersFile={}", allowed_signers.display()),
-            "verify-commit",
-            "--verbose",
-            commit,
-        ],
-    )
-}
 
 #[tokio::test]
 async fn git_verify_commit_accepts_every_commit_the_server_makes() {

@@ -60,11 +60,18 @@ const configuration = {
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/callback', 'http://127.0.0.1/login/callback'],
     },
-    // Two CI pipelines with tokens of their own (client credentials), as
-    // GitHub Actions' are: one of acme's repositories, and another owner's.
-    ...[['ci-acme', 'acme'], ['ci-other', 'mallory']].map(([id, owner]) => ({
+    // CI pipelines with tokens of their own (client credentials), as
+    // GitHub Actions' are: one of acme's repositories, and another owner's;
+    // and one of acme's that sends its secret as form fields only
+    // (client_secret_post), as some providers' clients must.
+    ...[
+      ['ci-acme', 'acme'],
+      ['ci-other', 'mallory'],
+      ['ci-acme-post', 'acme', 'client_secret_post'],
+    ].map(([id, owner, auth = 'client_secret_basic']) => ({
       client_id: id,
       client_secret: `${id}-secret`,
+      token_endpoint_auth_method: auth,
       grant_types: ['client_credentials'],
       response_types: [],
       redirect_uris: [],
@@ -118,8 +125,9 @@ const configuration = {
       enabled: true,
       defaultResource: (ctx, client) => (client.grantTypeAllowed('client_credentials') ? ciAudience : undefined),
       useGrantedResource: () => true,
+      // `release_artifact`: the scope the original artifact CLI asks for.
       getResourceServerInfo: () => ({
-        scope: 'push',
+        scope: 'push release_artifact',
         audience: ciAudience,
         accessTokenFormat: 'jwt',
         jwt: { sign: { alg: 'ES256' } },

@@ -1,10 +1,12 @@
 //! The flags of `release-manager import-s3` and the configuration they
 //! make, with AWS's variables (credentials, region, endpoint) and the
 //! original release manager's `CONFIG_REPO`, read from an injected lookup
-//! so tests give their own.
+//! so tests give their own; the committer and signing key are read as
+//! `start` reads them (`commit_flags`).
 
 use std::path::PathBuf;
 
+use crate::commit_flags::{resolve_commits, CommitArgs};
 use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 
 /// Flags of `release-manager import-s3`. AWS credentials come from
@@ -63,6 +65,12 @@ pub struct ImportS3Args {
     /// Token for https remotes.
     #[arg(long, env = "RELEASE_MANAGER_GIT_HTTPS_TOKEN", hide_env_values = true)]
     pub git_https_token: Option<String>,
+    /// Who commits the imported builds and what signs them, as for
+    /// `start` (a repository that requires signed commits needs
+    /// --signing-key) [default committer: "Release Manager (import)",
+    /// unsigned].
+    #[command(flatten)]
+    pub commits: CommitArgs,
 }
 
 /// The import's configuration from its flags and the environment `env`
@@ -89,6 +97,7 @@ pub fn resolve_import(
     if !service.is_empty() {
         release_manager::names::check_service(&service).map_err(|e| e.to_string())?;
     }
+    let commits = resolve_commits(&args.commits)?;
     Ok(super::ImportConfig {
         config_repo: RemoteLocation::parse(config_repo.trim()),
         config_branch: args.config_branch.clone(),
@@ -126,6 +135,7 @@ pub fn resolve_import(
             format!("{service}/")
         },
         dry_run: args.dry_run,
+        commits,
     })
 }
 
@@ -179,6 +189,31 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.contains("--config-repo"), "{error}");
+    }
+
+    #[test]
+    fn the_committer_and_signing_key_are_read_as_start_reads_them() {
+        let base = ["--bucket", "b", "--config-repo", "/r"];
+        let config = resolve_import(&args(&base), &env_without_repo).unwrap();
+        assert!(config.commits.committer.is_none() && config.commits.signer.is_none());
+        let mut named = base.to_vec();
+        named.extend([
+            "--committer-name",
+            "Release Bot",
+            "--committer-email",
+            "bot@acme.com",
+        ]);
+        let config = resolve_import(&args(&named), &env_without_repo).unwrap();
+        assert_eq!(
+            config.commits.committer,
+            Some(("Release Bot".to_string(), "bot@acme.com".to_string()))
+        );
+        let mut missing = base.to_vec();
+        missing.extend(["--signing-key", "/nonexistent/signing-key"]);
+        let error = resolve_import(&args(&missing), &env_without_repo)
+            .err()
+            .unwrap();
+        assert!(error.contains("/nonexistent/signing-key"), "{error}");
     }
 
     fn env_without_repo(key: &str) -> Option<String> {

@@ -15,7 +15,10 @@
 //! Each build commit carries `Imported-from: s3://<bucket>/<key>`: the
 //! server reads such builds as history, never as news to auto-release.
 //! The commits are pushed compare-and-swap, in batches, never forced; a
-//! batch whose push lost a race is made again on the new tip.
+//! batch whose push lost a race is made again on the new tip. They are
+//! committed and signed as `start`'s flags say (`--committer-*`,
+//! `--signing-key`), so a repository that requires signed commits takes
+//! them.
 //!
 //! It is wiring: it drives the mirror, the index and the build flow, and
 //! owns only the S3 side (`s3`, `zip`) and the mapping of an object to a
@@ -33,6 +36,7 @@ use release_manager::names;
 
 use crate::domain::Settings;
 use crate::flows::{self, BuildUpload, FlowContext, Intent, WriteDone, WriteRequest};
+use crate::repo::commits::CommitIdentity;
 use crate::repo::index::{Index, Signature, View};
 use crate::repo::mirror::{Mirror, PushOutcome};
 use crate::repo::remote::{GitCredentials, RemoteLocation};
@@ -64,6 +68,10 @@ pub struct ImportConfig {
     pub prefix: String,
     /// List what would be imported, commit nothing.
     pub dry_run: bool,
+    /// The committer and signing key of the build commits (`start`'s
+    /// `--committer-*` and `--signing-key`); the default: the importer's
+    /// name, unsigned.
+    pub commits: CommitIdentity,
 }
 
 /// The bucket, as the import is given it.
@@ -169,8 +177,7 @@ pub async fn run(config: ImportConfig) -> Result<ImportReport, ImportError> {
         default_branch: "master".into(),
         global_restrictions: Vec::new(),
     };
-    // Imported build commits are the importer's, unsigned.
-    let commits = crate::repo::commits::CommitIdentity::default();
+    let commits = &config.commits;
     let mut pending = objects.as_slice();
     while !pending.is_empty() {
         let mut attempt = 0;
@@ -243,7 +250,7 @@ pub async fn run(config: ImportConfig) -> Result<ImportReport, ImportError> {
                     view: View::published(&index),
                     settings: &settings,
                     tip: new_tip,
-                    commits: &commits,
+                    commits,
                 };
                 let request = WriteRequest {
                     intent: Intent::AddBuild(upload),

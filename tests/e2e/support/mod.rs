@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod commit_signing;
 pub mod config_repo;
 pub mod controllers;
 pub mod git;

@@ -1,8 +1,11 @@
 //! A real OpenID Connect provider for a test: npm's `oidc-provider` (OpenID
 //! certified), run by node from `tests/oidc/provider.mjs` on a loopback
 //! port, with its fixture people (dev, sre, nobody, brief), the public
-//! client `hamctl` and two CI clients (`ci-acme`, `ci-other`). It signs real
-//! tokens with keys it makes at start; nothing here makes or checks a token.
+//! client `hamctl` and CI clients (`ci-acme`, `ci-other`, and
+//! `ci-acme-post`, which sends its secret as form fields; each one's
+//! secret is `<id>-secret`) whose tokens may carry the scope
+//! `release_artifact`. It signs real tokens with keys it makes at start;
+//! nothing here makes or checks a token.
 //!
 //! The provider is installed from npm into `.tools/` by `make test` (as
 //! `buf` is); the test says how when it is missing. It is killed with its
