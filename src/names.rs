@@ -229,8 +229,8 @@ pub fn branch_folder(branch: &str, environments: &[String]) -> String {
         if index > 0 {
             folder.push(b'/');
         }
-        let collides = index > 0
-            && (segment == "artifact.json" || environments.iter().any(|e| e == segment));
+        let collides =
+            index > 0 && (segment == "artifact.json" || environments.iter().any(|e| e == segment));
         let last = segment.len().saturating_sub(1);
         for (at, byte) in segment.bytes().enumerate() {
             if encoded_in_folder(byte) || (collides && at == 0) || (at == last && byte == b'.') {
@@ -398,7 +398,13 @@ mod tests {
     /// What the proto and docs/config-repository.md promise is accepted.
     #[test]
     fn the_documented_names_are_accepted() {
-        for ok in ["product-api", "a", "svc-1", "0", &"a".repeat(MAX_SIMPLE_NAME)] {
+        for ok in [
+            "product-api",
+            "a",
+            "svc-1",
+            "0",
+            &"a".repeat(MAX_SIMPLE_NAME),
+        ] {
             check_service(ok).unwrap();
             check_environment(ok).unwrap();
             check_namespace(ok).unwrap();
@@ -512,11 +518,53 @@ mod tests {
     #[test]
     fn branches_follow_git_check_ref_format() {
         let corpus = [
-            "master", "HEAD", "@", "-x", "a/.b", "a..b", "a/b.", "a./b", "a.lock/b", "a@{b",
-            "a b", "a~b", "fix#42", "renovate/@types-node-20.x", "feature/JIRA-123+fix", "a//b",
-            "/a", "a/", "a\"b", "a<b>|c", "é", "a%b", "@a", "a@", "{x}", ".a", "a/.lock",
-            "a.lock", "x.locks", "a;b", "a'b", "a$b", "a`b", "a&b", "a!b", "a\tb", "a:b",
-            "a?b", "a*b", "a[b", "a]b", "a\\b", "@{-1}", "a/@", "a.b.c", "a/-b", "a\u{7f}",
+            "master",
+            "HEAD",
+            "@",
+            "-x",
+            "a/.b",
+            "a..b",
+            "a/b.",
+            "a./b",
+            "a.lock/b",
+            "a@{b",
+            "a b",
+            "a~b",
+            "fix#42",
+            "renovate/@types-node-20.x",
+            "feature/JIRA-123+fix",
+            "a//b",
+            "/a",
+            "a/",
+            "a\"b",
+            "a<b>|c",
+            "é",
+            "a%b",
+            "@a",
+            "a@",
+            "{x}",
+            ".a",
+            "a/.lock",
+            "a.lock",
+            "x.locks",
+            "a;b",
+            "a'b",
+            "a$b",
+            "a`b",
+            "a&b",
+            "a!b",
+            "a\tb",
+            "a:b",
+            "a?b",
+            "a*b",
+            "a[b",
+            "a]b",
+            "a\\b",
+            "@{-1}",
+            "a/@",
+            "a.b.c",
+            "a/-b",
+            "a\u{7f}",
         ];
         for name in corpus {
             let git = std::process::Command::new("git")
