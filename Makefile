@@ -8,7 +8,7 @@ ARGS ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test lint layers proto-check python-client-test run readme-test bench bench-quick build_server_docker push_server_docker
+.PHONY: build build_server test lint layers proto-check artifact-schema python-client-test node-client-test run readme-test bench bench-quick build_server_docker push_server_docker
 
 # One optimised build of the server, hamctl and artifact, copied to dist/
 # (about 5 minutes the first time on 2 cores, seconds after that).
@@ -61,17 +61,22 @@ layers:
 	  python3 .ci/module_cycles.py $$crate || exit 1; \
 	done
 
-# The public schema: buf lint (STANDARD) and buf breaking (wire and JSON
-# compatibility) against the schema of the commit before this one.
+# The public schema: buf lint (STANDARD), buf format, and buf breaking
+# (FILE rules) against the last release tag (the committed baseline
+# .ci/proto-baseline.json until there is one) and the commit before, with a
+# self-test that deleting or renaming an RPC fails it (.ci/proto-breaking.sh).
 BUF := PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" buf
 proto-check:
 	@command -v buf >/dev/null || [ -x .tools/node_modules/.bin/buf ] \
 	  || npm install --prefix .tools --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
-	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
-	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
-	else echo "proto-check: no earlier commit to compare the schema with"; fi
+	BUF='$(BUF)' bash .ci/proto-breaking.sh
+
+# Writes docs/artifact.schema.json anew from the artifact.json types
+# (src/spec.rs); a test fails while the two differ.
+artifact-schema:
+	RELEASE_MANAGER_WRITE_SCHEMA=1 cargo test --locked -p release-manager --lib spec::tests::the_published_schema_matches_the_types
 
 # The release benchmark against the git command-line baselines (~2 min;
 # bench-quick ~1 min). Never part of the tests.
