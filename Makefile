@@ -71,7 +71,7 @@ proto-check:
 	  || npm install --prefix .tools --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
-	BUF='$(BUF)' bash .ci/proto-breaking.sh
+	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" bash .ci/proto-breaking.sh
 
 # Writes docs/artifact.schema.json anew from the artifact.json types
 # (src/spec.rs); a test fails while the two differ.

@@ -3,7 +3,7 @@
 # with buf.yaml's rules (FILE) against the last release and against the
 # commit before, then a self-test proving the rules catch what would break
 # clients (a deleted RPC, a renamed RPC, a changed go_package) and let an
-# added field through. BUF names the buf command.
+# added field through. BUF names the buf command (default: buf on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUF=${BUF:-buf}
