@@ -452,7 +452,7 @@ impl ArtifactSpec {
             field: field.to_string(),
             message,
         };
-        let name = |field: &str, error: crate::names::NameError| bad(field, error.reason);
+        let name = |field: &str, error: crate::names::NameError| bad(field, error.to_string());
         if spec.service.is_empty() {
             return Err(bad("service", "is missing".into()));
         }

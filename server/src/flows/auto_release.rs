@@ -33,10 +33,14 @@ pub(crate) fn due_releases(
         .map_err(crate::domain::git("read the tip"))?;
     let mut due = Vec::new();
     for policy in &policies.auto_releases {
-        if policy.branch != branch {
+        // `branch` is the folder of the build; policies name branches as
+        // git does.
+        let folder =
+            release_manager::names::branch_folder(&policy.branch, &ctx.settings.environments);
+        if folder != branch {
             continue;
         }
-        let path = format!("builds/{service}/{}", policy.branch);
+        let path = format!("builds/{service}/{folder}");
         let Some(build) =
             tree_at(ctx.repo, &root, &path).map_err(crate::domain::git("read a tree"))?
         else {

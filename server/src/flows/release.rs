@@ -148,7 +148,12 @@ pub(crate) fn release_build(
 ) -> Result<ReleaseDone, FlowError> {
     let repo = ctx.repo;
     let artifact_id = build.spec.id.clone();
-    super::policy_change::check_branch_allowed(ctx, service, environment, &build.branch)?;
+    super::policy_change::check_branch_allowed(
+        ctx,
+        service,
+        environment,
+        &release_manager::names::branch_of_folder(&build.branch),
+    )?;
     let env_tree = match build.tree.get_name(environment) {
         Some(entry) if entry.kind() == Some(git2::ObjectType::Tree) => entry.id(),
         _ => {
@@ -190,11 +195,13 @@ pub(crate) fn release_build(
             folder,
             title: &title,
             artifact_id: &artifact_id,
-            branch: &build.branch,
+            branch: &release_manager::names::branch_of_folder(&build.branch),
             kind,
             author: &author,
         },
     )?;
+    let commit_sha = commit
+        .unwrap_or_else(|| holding_commit(ctx, environment, &namespace, service, &artifact_id));
     Ok(ReleaseDone {
         outcome: if commit.is_some() {
             Outcome::Applied
@@ -205,10 +212,10 @@ pub(crate) fn release_build(
         environment: environment.to_string(),
         namespace,
         artifact_id,
-        branch: build.branch.clone(),
+        branch: release_manager::names::branch_of_folder(&build.branch),
         created: commit.is_some(),
         replayed: false,
-        commit: commit.unwrap_or(ctx.tip),
+        commit: commit_sha,
         kind,
         from_environment: None,
         previous_artifact_id: None,
@@ -228,6 +235,23 @@ pub(crate) struct ReleaseCommit<'a> {
     pub(crate) kind: ReleaseKind,
     /// The build's source author; the requester when unknown.
     pub(crate) author: &'a Signature,
+}
+
+/// The release commit that put `artifact_id` into the release folder of
+/// `service` in `environment`/`namespace`, which already holds it: what an
+/// ALREADY_UP_TO_DATE reply names (the tip when history does not say, as
+/// for a folder written by hand).
+pub(crate) fn holding_commit(
+    ctx: &FlowContext<'_>,
+    environment: &str,
+    namespace: &str,
+    service: &str,
+    artifact_id: &str,
+) -> Oid {
+    ctx.view
+        .releases(environment, service)
+        .find(|r| *r.namespace == *namespace && *r.artifact_id == *artifact_id)
+        .map_or(ctx.tip, |r| r.commit)
 }
 
 /// Replaces the release folder and commits on `ctx.tip`; `None` when the
