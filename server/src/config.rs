@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api::upload::UploadLimits;
+pub use crate::api::web::CorsPolicy;
 use crate::auth::Auth;
 use crate::demo::ensure_demo_repo;
 use crate::domain::duration::parse as parse_duration;
@@ -181,6 +182,15 @@ pub struct StartArgs {
     /// Longest one upload may take.
     #[arg(long, env = "RELEASE_MANAGER_UPLOAD_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub upload_timeout: std::time::Duration,
+    /// Origins whose browser pages may call the gRPC port (gRPC-Web):
+    /// `https://app.example.com,http://localhost:3000`, or `*` for any
+    /// [default: none, so browsers refuse cross-origin calls].
+    #[arg(long, env = "RELEASE_MANAGER_CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub cors_allowed_origins: String,
+    /// Let those pages send credentials (cookies, client certificates); not
+    /// with `*`. The API's token is a header and needs none.
+    #[arg(long, env = "RELEASE_MANAGER_CORS_ALLOW_CREDENTIALS")]
+    pub cors_allow_credentials: bool,
 }
 
 /// Everything the server needs, typed.
@@ -221,6 +231,8 @@ pub struct ServerConfig {
     pub notifications: Option<crate::notify::config::Notifications>,
     /// PEM certificate and key to serve gRPC over TLS.
     pub tls: Option<TlsFiles>,
+    /// Which browser origins may call the gRPC port.
+    pub cors: CorsPolicy,
 }
 
 /// The contents of the TLS certificate and key files.
@@ -267,6 +279,7 @@ impl ServerConfig {
             deployment_sources: Default::default(),
             notifications: None,
             tls: None,
+            cors: CorsPolicy::default(),
         }
     }
 }
@@ -371,6 +384,7 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
             }),
             _ => None,
         },
+        cors: CorsPolicy::parse(&args.cors_allowed_origins, args.cors_allow_credentials)?,
     };
     Ok(Resolved {
         config,

@@ -3,10 +3,12 @@
 
 pub(crate) mod errors;
 pub(crate) mod policy_service;
+pub(crate) mod reflection;
 pub(crate) mod release_service;
 pub(crate) mod starting;
 pub(crate) mod upload;
 mod watch;
+pub(crate) mod web;
 
 use std::time::{Duration, Instant};
 
