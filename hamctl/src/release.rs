@@ -7,7 +7,6 @@
 use clap::{ArgGroup, Args};
 use release_manager::pb::release_request::Source;
 use release_manager::pb::ReleaseRequest;
-use serde_json::json;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -68,11 +67,10 @@ pub(crate) async fn run(
     };
     let mut client = client::release_client(global).await?;
     let response = client.release(request).await?.into_inner();
+    let api_json = present::api_json(&response);
     let result = present::require_result(response.result)?;
     match printer.format() {
-        OutputFormat::Json => printer.json(&json!({
-            "result": present::release_result_json(&result),
-        }))?,
+        OutputFormat::Json => printer.json(&api_json)?,
         OutputFormat::Table if present::is_no_change(&result) => {
             printer.line(&present::no_change_line(&result))?;
         }

@@ -6,7 +6,6 @@
 
 use clap::Args;
 use release_manager::pb::RollbackRequest;
-use serde_json::json;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -57,12 +56,10 @@ pub(crate) async fn run(
     };
     let mut client = client::release_client(global).await?;
     let response = client.rollback(request).await?.into_inner();
+    let api_json = present::api_json(&response);
     let result = present::require_result(response.result)?;
     match printer.format() {
-        OutputFormat::Json => printer.json(&json!({
-            "result": present::release_result_json(&result),
-            "previousArtifactId": response.previous_artifact_id,
-        }))?,
+        OutputFormat::Json => printer.json(&api_json)?,
         OutputFormat::Table if present::is_no_change(&result) => {
             printer.line(&present::no_change_line(&result))?;
         }
