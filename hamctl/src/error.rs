@@ -21,7 +21,7 @@ pub(crate) enum CliError {
     Connect(#[from] ConnectError),
 
     /// The server answered with an error status.
-    #[error("{}", describe_status(.0, TOKEN_ENV))]
+    #[error("{}", describe_server_error(.0))]
     Server(Box<tonic::Status>),
 
     /// The server's reply lacks something it always sends.
@@ -53,6 +53,18 @@ pub(crate) enum CliError {
     Output(#[from] std::io::Error),
 }
 
+/// The server's words, and what hamctl adds: the server speaks to every
+/// API client, hamctl knows where it took what the server refused.
+fn describe_server_error(status: &tonic::Status) -> String {
+    let mut text = describe_status(status, TOKEN_ENV);
+    if status.code() == tonic::Code::InvalidArgument
+        && status.message().starts_with("invalid committer")
+    {
+        text.push_str(" (hamctl takes it from `git config user.name` and `user.email`)");
+    }
+    text
+}
+
 impl From<tonic::Status> for CliError {
     fn from(status: tonic::Status) -> Self {
         CliError::Server(Box::new(status))
@@ -69,6 +81,17 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "unauthenticated: missing token (pass --auth-token or set HAMCTL_AUTH_TOKEN)"
+        );
+    }
+
+    #[test]
+    fn a_refused_committer_says_where_hamctl_took_it() {
+        let error = CliError::from(tonic::Status::invalid_argument(
+            "invalid committer: email is missing",
+        ));
+        assert_eq!(
+            error.to_string(),
+            "invalid argument: invalid committer: email is missing (hamctl takes it from `git config user.name` and `user.email`)"
         );
     }
 

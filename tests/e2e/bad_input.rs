@@ -281,6 +281,7 @@ async fn a_branch_regex_with_a_control_character_is_refused() {
     let mut policies = server.policy_client().await;
     let refused = policies
         .apply_branch_restriction(pb::ApplyBranchRestrictionRequest {
+            request_id: String::new(),
             service: "shop".into(),
             environment: "prod".into(),
             branch_regex: "^master$\n[shop] forged title".into(),

@@ -100,7 +100,7 @@ async fn deployment(server: &TestServer, service: &str, env: &str) -> (String, S
     let word = match pb::DeploymentState::try_from(d.state).unwrap() {
         pb::DeploymentState::Pending => "pending",
         pb::DeploymentState::Progressing => "progressing",
-        pb::DeploymentState::Succeeded => "deployed",
+        pb::DeploymentState::Deployed => "deployed",
         pb::DeploymentState::Failed => "failed",
         pb::DeploymentState::Unspecified => "unspecified",
     };
@@ -334,7 +334,7 @@ async fn report_deployment_over_grpc_reaches_watchers_of_the_environment() {
         .report_deployment(pb::ReportDeploymentRequest {
             environment: "staging".into(),
             revision: revision.clone(),
-            state: pb::DeploymentState::Succeeded as i32,
+            state: pb::DeploymentState::Deployed as i32,
             message: "rolled out".into(),
             source: "deploy-bot".into(),
         })
