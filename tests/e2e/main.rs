@@ -17,6 +17,7 @@ mod dashboard;
 mod deployments;
 mod error_reasons;
 mod fault_tolerance;
+mod grpc_web;
 mod hamctl_cli;
 mod index_snapshot;
 mod legacy_history;
