@@ -423,7 +423,12 @@ impl ArtifactSpec {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let spec: ArtifactSpec =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|error| SpecError {
-                field: field_path(error.path()),
+                // A syntax error is the file's, whatever key it stopped in.
+                field: if error.inner().is_data() {
+                    field_path(error.path())
+                } else {
+                    String::new()
+                },
                 message: error.inner().to_string(),
             })?;
         deserializer.end().map_err(|error| SpecError {

@@ -264,7 +264,7 @@ async fn flux_and_argocd_reports_mark_releases_deployed_or_failed() {
     let (code, metrics) = (answer.status, answer.text());
     assert_eq!(code, 200);
     for line in [
-        "release_manager_deployment_reports_total{state=\"succeeded\"} 3",
+        "release_manager_deployment_reports_total{state=\"deployed\"} 3",
         "release_manager_deployment_reports_total{state=\"failed\"} 2",
         "release_manager_deployment_reports_total{state=\"progressing\"} 1",
     ] {

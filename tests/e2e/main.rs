@@ -21,6 +21,7 @@ mod grpc_web;
 mod hamctl_cli;
 mod index_snapshot;
 mod legacy_history;
+mod names;
 mod notifications;
 mod policies;
 mod reflection;
