@@ -231,8 +231,11 @@ pub struct ScanStageData {
     pub vulnerabilities: VulnerabilityCounts,
 }
 
+/// Makes the schema of one kind of stage data.
+type DataSchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
 /// The schema of `data` for each stage id this version knows.
-const STAGE_KINDS: &[(&str, fn(&mut schemars::SchemaGenerator) -> schemars::Schema)] = &[
+const STAGE_KINDS: &[(&str, DataSchema)] = &[
     ("build", |g| g.subschema_for::<DockerStageData>()),
     ("push", |g| g.subschema_for::<DockerStageData>()),
     ("test", |g| g.subschema_for::<TestStageData>()),

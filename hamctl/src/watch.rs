@@ -281,10 +281,6 @@ fn event_line(event: &WatchEventsResponse) -> String {
     ))
 }
 
-/// One event as a JSON object: `commit_sha`, `time`, `type` (`build_added`,
-/// `released`, `policy_changed` or `unknown`) and the event itself under
-/// the key its type names.
-
 #[cfg(test)]
 mod tests {
     use prost_types::Timestamp;
