@@ -8,7 +8,7 @@ ARGS ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test lint layers proto-check artifact-schema python-client-test node-client-test browser-example run readme-test bench bench-quick build_server_docker push_server_docker
+.PHONY: build build_server test test-tools lint layers proto-check artifact-schema deploy-check python-client-test node-client-test browser-example run readme-test bench bench-quick build_server_docker push_server_docker
 
 # One optimised build of the server, hamctl and artifact, copied to dist/
 # (about 5 minutes the first time on 2 cores, seconds after that).
@@ -26,10 +26,25 @@ run: build
 
 # Installs missing test prerequisites (git, OpenSSH's sshd, ...) when it
 # can, then runs every test. The tests build in the dev profile: that is
-# faster from scratch than an optimised build of the test binaries.
+# faster from scratch than an optimised build of the test binaries. The
+# single sign-on tests run a real OpenID Connect provider (npm's
+# oidc-provider), installed from npm into .tools/ as buf is.
+OIDC_PROVIDER_VERSION ?= 9.13.3
 test:
 	bash .ci/install-deps
+	$(MAKE) test-tools
 	cargo test --workspace --locked
+
+# What the tests run beside the Rust code, into .tools/: the OpenID Connect
+# provider from npm, and moto's S3 server from PyPI (the import of the
+# original release manager's S3 builds is tested against it, on loopback).
+MOTO_ENV := .tools/moto
+MOTO_VERSION ?= 5.2.6
+test-tools:
+	@[ -d .tools/node_modules/oidc-provider ] \
+	  || npm install --prefix .tools --no-audit --no-fund --loglevel=error oidc-provider@$(OIDC_PROVIDER_VERSION)
+	[ -x $(MOTO_ENV)/bin/python ] || python3 -m venv $(MOTO_ENV)
+	[ -x $(MOTO_ENV)/bin/moto_server ] || $(MOTO_ENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
 
 # A client in Python generated from proto/ (grpcio-tools), against the
 # real server: every RPC, error details, paging, resumed event streams; and
@@ -107,6 +122,16 @@ proto-check:
 # (src/spec.rs); a test fails while the two differ.
 artifact-schema:
 	RELEASE_MANAGER_WRITE_SCHEMA=1 cargo test --locked -p release-manager --lib spec::tests::the_published_schema_matches_the_types
+
+# deploy/, the kustomize base, against Kubernetes' schemas (PyPI's
+# kubernetes-validate, offline) and the installation's promises
+# (.ci/deploy_check.py).
+KUBEVAL_ENV := .tools/kubeval
+KUBERNETES_VALIDATE_VERSION ?= 1.37.0
+deploy-check:
+	[ -x $(KUBEVAL_ENV)/bin/python ] || python3 -m venv $(KUBEVAL_ENV)
+	[ -x $(KUBEVAL_ENV)/bin/kubernetes-validate ] || $(KUBEVAL_ENV)/bin/pip install --quiet --disable-pip-version-check 'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)'
+	$(KUBEVAL_ENV)/bin/python .ci/deploy_check.py
 
 # The release benchmark against the git command-line baselines (~2 min;
 # bench-quick ~1 min). Never part of the tests.

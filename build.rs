@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/releasemanager/v1/errors.proto",
         "proto/releasemanager/v1/release_service.proto",
         "proto/releasemanager/v1/policy_service.proto",
+        "proto/releasemanager/v1/access_service.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

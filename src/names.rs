@@ -346,10 +346,23 @@ pub fn check_upload_path(path: &str, environments: &[String]) -> Result<(), Stri
             return Err(format!("path {path:?} must not contain a {part:?} segment"));
         }
     }
-    if parts.len() < 2 || !environments.iter().any(|e| e == parts[0]) {
+    if parts.len() < 2 {
         return Err(format!(
             "path {path:?} is outside the build's environment folders ({}) and is not artifact.json",
             environments.join(", ")
+        ));
+    }
+    if !environments.iter().any(|e| e == parts[0]) {
+        // The usual cause: `artifact push` uploads the folders its
+        // ARTIFACT_ENVIRONMENTS names (dev,staging,prod unless set), and
+        // the server promotes through fewer.
+        return Err(format!(
+            "path {path:?}: {:?} is not one of the server's environments ({}); `artifact push` \
+             uploads the folders named by ARTIFACT_ENVIRONMENTS (or --environments): set it to \
+             {}",
+            parts[0],
+            environments.join(", "),
+            environments.join(",")
         ));
     }
     Ok(())
@@ -389,6 +402,13 @@ mod tests {
         let long = format!("dev/{}", "€".repeat(300));
         let err = check_upload_path(&long, &envs).unwrap_err();
         assert!(err.contains("longer than"), "{err}");
+        // A folder of an environment the server does not promote through
+        // names the CLI setting that sent it.
+        let err = check_upload_path("staging/x.yaml", &envs).unwrap_err();
+        assert!(
+            err.contains("ARTIFACT_ENVIRONMENTS") && err.contains("set it to dev,prod"),
+            "{err}"
+        );
     }
 
     fn envs() -> Vec<String> {

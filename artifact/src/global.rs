@@ -31,7 +31,9 @@ pub(crate) struct GlobalArgs {
     pub(crate) file: PathBuf,
 
     /// The original release manager's Slack settings: accepted so its
-    /// pipelines run unchanged, and ignored (this CLI posts to no Slack).
+    /// pipelines run unchanged, and ignored (this CLI posts to no Slack),
+    /// but for --message-file, where `successful` and `failure` record the
+    /// outcome as the original did.
     #[command(flatten)]
     pub(crate) slack: SlackArgs,
 }

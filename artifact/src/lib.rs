@@ -36,6 +36,7 @@ mod error;
 mod global;
 mod identity;
 mod init;
+mod outcome;
 mod push;
 mod spec_file;
 
@@ -122,7 +123,10 @@ where
         // Nothing artifact prints is coloured.
         Err(clap_error) => return report_clap_error(&clap_error, out, err, Colour::default()),
     };
-    let outcome = dispatch(cli, out, clock).await;
+    if let Some(refused) = cli::refused_push_flags(&cli) {
+        return report_clap_error(&refused, out, err, Colour::default());
+    }
+    let outcome = dispatch(cli, out, err, clock).await;
     report_outcome(
         outcome,
         |error| matches!(error, CliError::Output(io) if is_broken_pipe(io)),
@@ -133,10 +137,28 @@ where
 async fn dispatch(
     cli: Cli,
     out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
     clock: Option<&Clock>,
 ) -> Result<(), CliError> {
     let file = spec_file::SpecFile::new(&cli.global.root, &cli.global.file);
+    let message_file = cli.global.root.join(
+        cli.global
+            .slack
+            .message_file
+            .as_deref()
+            .unwrap_or(outcome::DEFAULT_MESSAGE_FILE),
+    );
     match cli.command {
+        Command::Version => Ok(writeln!(out, "artifact {}", env!("CARGO_PKG_VERSION"))?),
+        Command::Successful(_) => {
+            outcome::run(outcome::Outcome::Succeeded, &message_file, out, err)
+        }
+        Command::Failure(args) => outcome::run(
+            outcome::Outcome::Failed(args.error_message),
+            &message_file,
+            out,
+            err,
+        ),
         Command::Init(args) => init::run(*args, &file, &resolve_clock(clock)?, out),
         Command::Add(args) => add::run(args, &file, out),
         Command::End(args) => end::run(args, &file, &resolve_clock(clock)?, out),

@@ -46,7 +46,9 @@ pub(crate) struct PushArgs {
         env = "ARTIFACT_URL",
         hide_env_values = true,
         value_name = "URL",
-        value_parser = parse_server_url
+        value_parser = parse_server_url,
+        // The original artifact CLI's name for it (2020 on).
+        alias = "http-base-url"
     )]
     pub(crate) server: String,
 
@@ -66,9 +68,16 @@ pub(crate) struct PushArgs {
         long,
         env = "ARTIFACT_AUTH_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        // The original artifact CLI's name for it (2020 to 2023).
+        alias = "http-auth-token"
     )]
     pub(crate) auth_token: Option<String>,
+
+    /// The original CLI's push flags that have no meaning here: refused,
+    /// naming what replaces them (see `refused_flags`).
+    #[command(flatten)]
+    pub(crate) original: OriginalPushArgs,
 
     /// The build's service, when `artifact init` was not told.
     #[arg(long)]
@@ -90,6 +99,26 @@ pub(crate) struct PushArgs {
         value_parser = cli_support::parse_request_timeout
     )]
     pub(crate) request_timeout: std::time::Duration,
+}
+
+/// Push flags of the original artifact CLI with no meaning here: its
+/// sign-on (2023 on: a client-credentials token from an identity
+/// provider; this server takes a bearer token) and its direct commits to
+/// the config repository (2019: the server commits builds now).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct OriginalPushArgs {
+    #[arg(long, hide = true, value_name = "URL")]
+    pub(crate) idp_url: Option<String>,
+    #[arg(long, hide = true, value_name = "ID")]
+    pub(crate) client_id: Option<String>,
+    #[arg(long, hide = true, value_name = "SECRET")]
+    pub(crate) client_secret: Option<String>,
+    #[arg(long, hide = true, value_name = "SCOPE")]
+    pub(crate) artifact_scope: Option<String>,
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub(crate) ssh_private_key: Option<String>,
+    #[arg(long, hide = true, value_name = "URL")]
+    pub(crate) config_repo: Option<String>,
 }
 
 /// One file of the upload, read into memory.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use release_manager::pb::access_service_client::AccessServiceClient;
 use release_manager::pb::policy_service_client::PolicyServiceClient;
 use release_manager::pb::release_service_client::ReleaseServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -21,6 +22,10 @@ pub type ReleaseClient = ReleaseServiceClient<InterceptedService<Channel, AuthIn
 
 /// The policy service client, with the token interceptor.
 pub type PolicyClient = PolicyServiceClient<InterceptedService<Channel, AuthInterceptor>>;
+
+/// The access service client (sign-in settings, who am I), with the token
+/// interceptor.
+pub type AccessClient = AccessServiceClient<InterceptedService<Channel, AuthInterceptor>>;
 
 /// Why the server could not be dialled.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +164,16 @@ pub async fn policy_client(
 ) -> Result<PolicyClient, ConnectError> {
     let (channel, interceptor) = connect(url, token, timeout).await?;
     Ok(PolicyServiceClient::with_interceptor(channel, interceptor))
+}
+
+/// A connected [`AccessClient`]; see [`connect`].
+pub async fn access_client(
+    url: &str,
+    token: &str,
+    timeout: Option<Duration>,
+) -> Result<AccessClient, ConnectError> {
+    let (channel, interceptor) = connect(url, token, timeout).await?;
+    Ok(AccessServiceClient::with_interceptor(channel, interceptor))
 }
 
 #[cfg(test)]

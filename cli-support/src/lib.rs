@@ -20,8 +20,8 @@ mod wording;
 
 pub use crate::address::parse_server_url;
 pub use crate::dial::{
-    connect, policy_client, release_client, AuthInterceptor, ConnectError, PolicyClient,
-    ReleaseClient, CA_CERT_ENV,
+    access_client, connect, policy_client, release_client, AccessClient, AuthInterceptor,
+    ConnectError, PolicyClient, ReleaseClient, CA_CERT_ENV,
 };
 pub use crate::exit::{
     is_broken_pipe, report_clap_error, report_outcome, Colour, EXIT_FAILURE, EXIT_SUCCESS,

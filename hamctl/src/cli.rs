@@ -2,15 +2,19 @@
 //! (`global`) and the list of subcommands.
 //!
 //! It is wiring: it imports the command modules, and none of them imports
-//! it. It owns the checks clap cannot express (a `policy` command without
-//! `--service`). It must not connect, resolve identities or print: each
-//! command's own arguments live in that command's module.
+//! it. It owns what clap cannot express: the global `--service`, handed to
+//! the command that needs it, else taken from `shuttle.yaml` (with its
+//! namespace), else a usage error; and the original hamctl's lines that
+//! have another spelling here, refused naming it. It must not connect,
+//! resolve identities or print: each command's own arguments live in that
+//! command's module.
 
 use std::ffi::OsString;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::describe::DescribeCommand;
 use crate::global::GlobalArgs;
 use crate::{describe, policy, promote, release, rollback, status, watch};
 
@@ -35,32 +39,110 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args)?;
-        cli.check()?;
+        let mut cli = Cli::try_parse_from(args)?;
+        cli.resolve(crate::shuttle::ShuttleDefaults::read)?;
         Ok(cli)
     }
 
-    /// `policy --service` is global to the policy subcommands so that it may
-    /// come before or after them, and clap cannot require a global
-    /// argument: a missing one is reported here, as clap would.
-    fn check(&self) -> Result<(), clap::Error> {
-        if let Command::Policy(policy) = &self.command {
-            if policy.service.as_deref().is_none_or(str::is_empty) {
-                let mut root = Cli::command();
-                // Builds the subcommands' usage lines ("hamctl policy ...").
-                root.build();
-                let mut policy_command = root
-                    .find_subcommand_mut("policy")
-                    .cloned()
-                    .unwrap_or_default();
-                return Err(policy_command.error(
-                    ErrorKind::MissingRequiredArgument,
-                    "the following required arguments were not provided:\n  --service <SERVICE>",
-                ));
+    /// Hands the global `--service` (else shuttle.yaml's `vars.service`) to
+    /// the command, and shuttle.yaml's namespace where the original hamctl
+    /// took it; refuses `--template`, naming what replaces it. clap cannot require a global argument: a missing one is
+    /// reported here, as clap would.
+    fn resolve(
+        &mut self,
+        shuttle: impl FnOnce() -> crate::shuttle::ShuttleDefaults,
+    ) -> Result<(), clap::Error> {
+        let given = self.global.service.clone().filter(|s| !s.trim().is_empty());
+        let needs_defaults = !matches!(
+            self.command,
+            Command::Services(_)
+                | Command::Watch(_)
+                | Command::Completions(_)
+                | Command::Version
+                | Command::Login(_)
+                | Command::Logout(_)
+                | Command::Whoami(_)
+        );
+        let defaults = if needs_defaults {
+            shuttle()
+        } else {
+            Default::default()
+        };
+        let service = given.or(defaults.service);
+        let need = |path: &[&str]| {
+            service.clone().ok_or_else(|| {
+                usage_error(path, ErrorKind::MissingRequiredArgument, MISSING_SERVICE)
+            })
+        };
+        let namespace = |flag: &mut Option<String>| {
+            if flag.is_none() {
+                flag.clone_from(&defaults.namespace);
             }
+        };
+        match &mut self.command {
+            Command::Release(args) => args.service = need(&["release"])?,
+            Command::Promote(args) => {
+                args.service = need(&["promote"])?;
+                namespace(&mut args.namespace);
+            }
+            Command::Rollback(args) => {
+                args.service = need(&["rollback"])?;
+                namespace(&mut args.namespace);
+            }
+            Command::Status(args) => {
+                args.service = need(&["status"])?;
+                namespace(&mut args.namespace);
+            }
+            Command::Describe(describe) => match &mut describe.what {
+                DescribeCommand::Release(args) => {
+                    refuse_template(&args.template, &["describe", "release"])?;
+                    args.service = need(&["describe", "release"])?;
+                }
+                DescribeCommand::Artifact(args) => {
+                    refuse_template(&args.template, &["describe", "artifact"])?;
+                    args.service = need(&["describe", "artifact"])?;
+                }
+            },
+            Command::Policy(args) => args.service = need(&["policy"])?,
+            Command::Watch(args) => args.service = self.global.service.clone(),
+            Command::Services(_)
+            | Command::Completions(_)
+            | Command::Version
+            | Command::Login(_)
+            | Command::Logout(_)
+            | Command::Whoami(_) => {}
         }
         Ok(())
     }
+}
+
+const MISSING_SERVICE: &str = "the following required arguments were not provided:\n  \
+     --service <SERVICE>\n\n(or run it where shuttle.yaml names the service in vars.service)";
+
+fn refuse_template(
+    template: &crate::shuttle::TemplateArgs,
+    path: &[&str],
+) -> Result<(), clap::Error> {
+    match template.template {
+        Some(_) => Err(usage_error(
+            path,
+            ErrorKind::ArgumentConflict,
+            crate::shuttle::TEMPLATE_REFUSED,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A usage error of the subcommand at `path`, as clap words its own.
+fn usage_error(path: &[&str], kind: ErrorKind, message: &str) -> clap::Error {
+    let mut root = Cli::command();
+    // Builds the subcommands' usage lines ("hamctl policy ...").
+    root.build();
+    let mut command = root;
+    for name in path {
+        command = command.find_subcommand(name).cloned().unwrap_or_default();
+    }
+    command.error(kind, message)
 }
 
 // The subcommands. Each one's help text is the doc comment of its `Args`
@@ -75,7 +157,14 @@ pub(crate) enum Command {
     Describe(describe::DescribeArgs),
     Policy(policy::PolicyArgs),
     Watch(watch::WatchArgs),
+    Login(crate::login::LoginArgs),
+    Logout(crate::login::LogoutArgs),
+    Whoami(crate::whoami::WhoamiArgs),
+    // The original hamctl's `completion` is the same command.
+    #[command(alias = "completion")]
     Completions(crate::completions::CompletionsArgs),
+    /// Print hamctl's version (as --version does)
+    Version,
 }
 
 #[cfg(test)]
@@ -338,7 +427,7 @@ mod tests {
             &["policy", "list", "--service", "shop"][..],
         ] {
             let policy = policy(args);
-            assert_eq!(policy.service.as_deref(), Some("shop"), "{args:?}");
+            assert_eq!(policy.service, "shop", "{args:?}");
             assert!(matches!(policy.what, PolicyCommand::List(_)), "{args:?}");
         }
     }
@@ -356,7 +445,7 @@ mod tests {
             "--env",
             "dev",
         ]);
-        assert_eq!(policy.service.as_deref(), Some("shop"));
+        assert_eq!(policy.service, "shop");
         let PolicyCommand::Apply(apply) = policy.what else {
             panic!("not apply");
         };
@@ -379,7 +468,7 @@ mod tests {
             "--service",
             "shop",
         ]);
-        assert_eq!(policy.service.as_deref(), Some("shop"));
+        assert_eq!(policy.service, "shop");
         let PolicyCommand::Apply(apply) = policy.what else {
             panic!("not apply");
         };
@@ -486,5 +575,174 @@ mod tests {
         let text = help.to_string();
         assert!(text.contains("--env"), "{text}");
         assert!(!text.contains("max-events"), "{text}");
+    }
+
+    /// Parses as `parse_checked` does, with `shuttle.yaml` holding `defaults`.
+    fn parse_with_shuttle(
+        args: &[&str],
+        defaults: crate::shuttle::ShuttleDefaults,
+    ) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::try_parse_from(std::iter::once("hamctl").chain(args.iter().copied()))?;
+        cli.resolve(|| defaults)?;
+        Ok(cli)
+    }
+
+    #[test]
+    fn the_originals_global_service_goes_anywhere() {
+        for args in [
+            &["--service", "gateway", "status"][..],
+            &["status", "--service", "gateway"][..],
+            &["--service", "gateway", "describe", "release", "-e", "dev"][..],
+        ] {
+            let cli = parse(args).expect("parses");
+            let service = match cli.command {
+                Command::Status(s) => s.service,
+                Command::Describe(d) => match d.what {
+                    DescribeCommand::Release(r) => r.service,
+                    DescribeCommand::Artifact(a) => a.service,
+                },
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(service, "gateway", "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_originals_short_flags_and_several_environments() {
+        let cli = parse(&[
+            "release",
+            "--service",
+            "s",
+            "-e",
+            "dev,staging",
+            "-b",
+            "master",
+            "-n",
+            "edge",
+        ])
+        .expect("parses");
+        let Command::Release(args) = cli.command else {
+            panic!("release");
+        };
+        assert_eq!(args.env, vec!["dev", "staging"]);
+        assert_eq!(args.branch.as_deref(), Some("master"));
+        assert_eq!(args.namespace.as_deref(), Some("edge"));
+        let cli = parse(&["release", "--service", "s", "-e", "dev", "-c"]).expect("parses");
+        let Command::Release(args) = cli.command else {
+            panic!("release");
+        };
+        assert!(args.current_branch);
+        let error = parse(&["release", "--service", "s", "-e", "dev", "-c", "-b", "x"])
+            .expect_err("exclusive");
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+        let cli = parse(&[
+            "describe",
+            "releases",
+            "--service",
+            "s",
+            "-e",
+            "prod",
+            "-c",
+            "3",
+        ])
+        .expect("parses");
+        let Command::Describe(describe) = cli.command else {
+            panic!("describe");
+        };
+        let DescribeCommand::Release(release) = describe.what else {
+            panic!("describe release");
+        };
+        assert_eq!(release.count, Some(3));
+        parse(&["describe", "artifacts", "--service", "s"]).expect("plural alias");
+        parse(&[
+            "policy",
+            "--service",
+            "s",
+            "apply",
+            "auto-release",
+            "-b",
+            "master",
+            "-e",
+            "dev",
+        ])
+        .expect("policy short flags");
+        let cli = parse(&[
+            "promote",
+            "--service",
+            "s",
+            "-e",
+            "prod",
+            "--from-env",
+            "dev",
+        ])
+        .expect("parses");
+        let Command::Promote(promote) = cli.command else {
+            panic!("promote");
+        };
+        assert_eq!(promote.from_env.as_deref(), Some("dev"));
+        parse(&["rollback", "--service", "s", "-e", "prod", "--length", "5"]).expect("length");
+        parse(&["completion", "bash"]).expect("the original's completion");
+        assert!(matches!(
+            parse(&["version"]).expect("version").command,
+            Command::Version
+        ));
+    }
+
+    #[test]
+    fn service_and_namespace_from_shuttle_yaml() {
+        let defaults = crate::shuttle::ShuttleDefaults {
+            service: Some("gateway".into()),
+            namespace: Some("edge".into()),
+        };
+        let cli = parse_with_shuttle(&["promote", "-e", "prod"], defaults.clone()).expect("parses");
+        let Command::Promote(args) = cli.command else {
+            panic!("promote");
+        };
+        assert_eq!(args.service, "gateway");
+        assert_eq!(args.namespace.as_deref(), Some("edge"));
+        // Flags win over the file.
+        let cli = parse_with_shuttle(
+            &["--service", "api", "status", "-n", "team"],
+            defaults.clone(),
+        )
+        .expect("parses");
+        let Command::Status(args) = cli.command else {
+            panic!("status");
+        };
+        assert_eq!(
+            (args.service.as_str(), args.namespace.as_deref()),
+            ("api", Some("team"))
+        );
+        // Release took no namespace from the file in the original.
+        let cli =
+            parse_with_shuttle(&["release", "-e", "dev", "-b", "m"], defaults).expect("parses");
+        let Command::Release(args) = cli.command else {
+            panic!("release");
+        };
+        assert_eq!((args.service.as_str(), args.namespace), ("gateway", None));
+        let error = parse_with_shuttle(&["status"], Default::default()).expect_err("no service");
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(error.to_string().contains("shuttle.yaml"), "{error}");
+    }
+
+    #[test]
+    fn template_is_refused_naming_the_replacement() {
+        let error = parse(&[
+            "describe",
+            "release",
+            "--service",
+            "s",
+            "-e",
+            "dev",
+            "--template",
+            "{{ .Service }}",
+        ])
+        .expect_err("refused");
+        assert_eq!(error.exit_code(), 2);
+        let text = error.to_string();
+        assert!(
+            text.contains("--output json") && text.contains("jq"),
+            "{text}"
+        );
     }
 }

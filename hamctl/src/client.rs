@@ -1,11 +1,14 @@
 //! The connection to the server, as the global flags name it: the gRPC
-//! clients the commands use (release and policy service), dialled by
-//! `cli_support` with the bearer token attached.
+//! clients the commands use (release, policy and access service), dialled
+//! by `cli_support` with the bearer token attached (the given token, or the
+//! sign-in `credentials` keeps).
 //!
 //! It must not build requests or interpret responses; the command modules
 //! do.
 
-use cli_support::{self, PolicyClient, ReleaseClient};
+use cli_support::{self, AccessClient, PolicyClient, ReleaseClient};
+
+use crate::credentials;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -14,7 +17,8 @@ use crate::global::GlobalArgs;
 /// `--request-timeout`.
 pub(crate) async fn release_client(global: &GlobalArgs) -> Result<ReleaseClient, CliError> {
     let timeout = cli_support::time_limit(global.request_timeout);
-    Ok(cli_support::release_client(&global.server, token(global), timeout).await?)
+    let token = credentials::token(global).await?;
+    Ok(cli_support::release_client(&global.server, &token, timeout).await?)
 }
 
 /// A connected [`ReleaseClient`] for a stream that runs until stopped: only
@@ -22,17 +26,22 @@ pub(crate) async fn release_client(global: &GlobalArgs) -> Result<ReleaseClient,
 pub(crate) async fn streaming_release_client(
     global: &GlobalArgs,
 ) -> Result<ReleaseClient, CliError> {
-    Ok(cli_support::release_client(&global.server, token(global), None).await?)
+    let token = credentials::token(global).await?;
+    Ok(cli_support::release_client(&global.server, &token, None).await?)
 }
 
 /// A connected [`PolicyClient`] whose calls give up after
 /// `--request-timeout`.
 pub(crate) async fn policy_client(global: &GlobalArgs) -> Result<PolicyClient, CliError> {
     let timeout = cli_support::time_limit(global.request_timeout);
-    Ok(cli_support::policy_client(&global.server, token(global), timeout).await?)
+    let token = credentials::token(global).await?;
+    Ok(cli_support::policy_client(&global.server, &token, timeout).await?)
 }
 
-/// The token the global flags give; empty when none.
-fn token(global: &GlobalArgs) -> &str {
-    global.auth_token.as_deref().unwrap_or_default()
+/// A connected [`AccessClient`] whose calls give up after
+/// `--request-timeout`.
+pub(crate) async fn access_client(global: &GlobalArgs) -> Result<AccessClient, CliError> {
+    let timeout = cli_support::time_limit(global.request_timeout);
+    let token = credentials::token(global).await?;
+    Ok(cli_support::access_client(&global.server, &token, timeout).await?)
 }

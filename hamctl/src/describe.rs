@@ -26,27 +26,41 @@ pub(crate) struct DescribeArgs {
 // comment of their `Args` structs (a doc comment here would override it).
 #[derive(Debug, Clone, Subcommand)]
 pub(crate) enum DescribeCommand {
+    #[command(alias = "releases")]
     Release(DescribeReleaseArgs),
+    #[command(alias = "artifacts")]
     Artifact(DescribeArtifactArgs),
 }
 
 /// List the releases of a service in an environment, newest first
 ///
 /// Shows what was released, why (release-branch, release-artifact, promote,
-/// rollback, auto-release), when, by whom, and the release commit.
+/// rollback, auto-release), when, by whom, and the release commit. Changes
+/// of the release folder that kept its artifact (hand edits, reverts of
+/// them) are listed as `edit`, with who edited.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct DescribeReleaseArgs {
-    /// Service to describe, e.g. product-api.
-    #[arg(long)]
+    /// Filled in from the global `--service` (or shuttle.yaml) by
+    /// `Cli::parse_checked`.
+    #[arg(skip)]
     pub(crate) service: String,
 
     /// Environment whose history to show, e.g. prod.
-    #[arg(long)]
+    #[arg(long, short = 'e')]
     pub(crate) env: String,
 
     /// How many releases to show [default: 5].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, short = 'c', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) count: Option<u32>,
+
+    /// The original hamctl's namespace flag: the history of an environment
+    /// covers every namespace, so it is accepted and changes nothing.
+    #[arg(long, short = 'n', hide = true)]
+    pub(crate) namespace: Option<String>,
+
+    /// The original hamctl's Go template: refused, naming `--output json`.
+    #[command(flatten)]
+    pub(crate) template: crate::shuttle::TemplateArgs,
 }
 
 /// List the builds of a service, newest first
@@ -54,17 +68,22 @@ pub(crate) struct DescribeReleaseArgs {
 /// All branches, or only --branch.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct DescribeArtifactArgs {
-    /// Service to describe, e.g. product-api.
-    #[arg(long)]
+    /// Filled in from the global `--service` (or shuttle.yaml) by
+    /// `Cli::parse_checked`.
+    #[arg(skip)]
     pub(crate) service: String,
 
     /// Only builds of this branch [default: all branches].
-    #[arg(long)]
+    #[arg(long, short = 'b')]
     pub(crate) branch: Option<String>,
 
     /// How many builds to show [default: 5].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) count: Option<u32>,
+
+    /// The original hamctl's Go template: refused, naming `--output json`.
+    #[command(flatten)]
+    pub(crate) template: crate::shuttle::TemplateArgs,
 }
 
 /// Entries shown when `--count` is not given.
@@ -155,7 +174,8 @@ fn releases_table(response: &DescribeReleaseResponse) -> Table {
         row.extend([
             present::intent_word(release.intent()).to_owned(),
             present::time_cell(release.released_at.as_ref()),
-            present::person_cell(release.released_by.as_ref()),
+            // An edit names who edited, in the same column.
+            present::person_cell(release.released_by.as_ref().or(release.edited_by.as_ref())),
             present::person_cell(release.author.as_ref()),
             present::short_sha(&release.commit_sha).to_owned(),
         ]);
@@ -213,6 +233,7 @@ mod tests {
             author: person("Jane Doe"),
             commit_sha: "0123456789abcdef".into(),
             title: format!("[prod/product-api] release {artifact}"),
+            edited_by: None,
         }
     }
 

@@ -21,8 +21,21 @@ pub(crate) enum CliError {
     Connect(#[from] ConnectError),
 
     /// The server answered with an error status.
+    // A server with single sign-on names `hamctl login` in its message.
     #[error("{}", describe_server_error(.0))]
     Server(Box<tonic::Status>),
+
+    /// Signing in failed.
+    #[error("sign-in failed: {0}")]
+    SignIn(String),
+
+    /// The kept sign-in expired and could not be renewed.
+    #[error("your sign-in to {server} has expired and could not be renewed: run `hamctl login`")]
+    SignInExpired { server: String },
+
+    /// The kept sign-ins cannot be read or written.
+    #[error("{0}")]
+    Credentials(String),
 
     /// The server's reply lacks something it always sends.
     #[error("unexpected reply from the server: {0}")]
@@ -47,6 +60,10 @@ pub(crate) enum CliError {
     /// `--wait`: no report settled the release in time (exit code 3).
     #[error("{0}")]
     WaitTimedOut(String),
+
+    /// `--current-branch`: the working directory has no branch checked out.
+    #[error("{0}")]
+    CurrentBranch(String),
 
     /// Writing the result failed.
     #[error("cannot write output: {0}")]

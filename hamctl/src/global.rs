@@ -1,7 +1,9 @@
 //! The flags every command accepts, before or after the subcommand: where
 //! the server is (`--server`, `HAMCTL_URL`), the token, the output format
 //! and how long one call may take. The original hamctl's names are kept as
-//! aliases so old scripts keep working.
+//! aliases so old scripts keep working, and its `--service` is global as
+//! it was there (`hamctl --service gateway status`), read from
+//! `shuttle.yaml` when not given (see `shuttle`).
 //!
 //! It owns their defaults and the checks that need no server (the address
 //! form, by `cli_support`); it must not connect or print.
@@ -25,8 +27,9 @@ pub(crate) struct GlobalArgs {
         default_value = DEFAULT_SERVER,
         value_name = "URL",
         value_parser = server_url,
-        // The original release manager's hamctl called it this.
-        alias = "http-base-url",
+        // The original release manager's hamctl called it this (and,
+        // in its first weeks, `--grpc-address`).
+        aliases = ["http-base-url", "grpc-address"],
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) server: String,
@@ -63,10 +66,20 @@ pub(crate) struct GlobalArgs {
         default_value = cli_support::DEFAULT_REQUEST_TIMEOUT,
         value_name = "DURATION",
         value_parser = cli_support::parse_request_timeout,
-        alias = "http-timeout",
+        aliases = ["http-timeout", "grpc-timeout"],
         help_heading = GLOBAL_HEADING
     )]
     pub(crate) request_timeout: std::time::Duration,
+
+    /// Service to act on, e.g. product-api [default: `vars.service` of
+    /// shuttle.yaml in the working directory].
+    #[arg(long, global = true, help_heading = GLOBAL_HEADING)]
+    pub(crate) service: Option<String>,
+
+    /// The committer's email for writes, instead of git's (the original
+    /// hamctl's flag; GIT_COMMITTER_EMAIL does the same).
+    #[arg(long, global = true, hide = true, value_name = "EMAIL")]
+    pub(crate) user_email: Option<String>,
 }
 
 /// Where `--help` lists the flags every command accepts.

@@ -13,9 +13,17 @@ use release_manager::pb::Person;
 
 use crate::error::CliError;
 
-/// The committer of a write, from the process environment and git config.
-pub(crate) fn resolve_committer() -> Result<Person, CliError> {
-    resolve_with(|name| std::env::var(name).ok(), git_config)
+/// The committer of a write, from the process environment and git config;
+/// `email` (the original hamctl's `--user-email`) wins over both.
+pub(crate) fn resolve_committer(email: Option<&str>) -> Result<Person, CliError> {
+    let email = email.map(str::trim).filter(|e| !e.is_empty());
+    resolve_with(
+        |name| match (name, email) {
+            ("GIT_COMMITTER_EMAIL", Some(email)) => Some(email.to_owned()),
+            _ => std::env::var(name).ok(),
+        },
+        git_config,
+    )
 }
 
 /// [`resolve_committer`] over injected lookups, so the precedence rules can

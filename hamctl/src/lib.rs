@@ -31,10 +31,12 @@
 mod cli;
 mod client;
 mod completions;
+mod credentials;
 mod describe;
 mod error;
 mod global;
 mod identity;
+mod login;
 mod obsolete;
 mod output;
 mod policy;
@@ -44,9 +46,12 @@ mod release;
 mod request_id;
 mod rollback;
 mod services;
+mod shuttle;
+mod sign_in;
 mod status;
 mod wait;
 mod watch;
+mod whoami;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -152,7 +157,11 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Describe(args) => describe::run(args, global, printer).await,
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
+        Command::Login(args) => login::login(args, global, printer).await,
+        Command::Logout(args) => login::logout(args, global, printer).await,
+        Command::Whoami(args) => whoami::run(args, global, printer).await,
         Command::Completions(args) => completions::run(args, Cli::command(), printer),
+        Command::Version => Ok(printer.line(&format!("hamctl {}", env!("CARGO_PKG_VERSION")))?),
     }
 }
 

@@ -27,12 +27,10 @@ use crate::{client, identity, present};
 /// with you as committer, as git knows you.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PolicyArgs {
-    /// Service whose policies to manage, e.g. product-api (required; also
-    /// accepted after the subcommand).
-    // Optional to clap only because a global argument cannot be required:
-    // `Cli::check` rejects a missing one as a usage error.
-    #[arg(long, global = true)]
-    pub(crate) service: Option<String>,
+    /// Filled in from the global `--service` (or shuttle.yaml) by
+    /// `Cli::parse_checked`.
+    #[arg(skip)]
+    pub(crate) service: String,
 
     #[command(subcommand)]
     pub(crate) what: PolicyCommand,
@@ -72,11 +70,11 @@ pub(crate) enum ApplyCommand {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct AutoReleaseArgs {
     /// Branch whose new builds are released, e.g. master.
-    #[arg(long)]
+    #[arg(long, short = 'b')]
     pub(crate) branch: String,
 
     /// Environment they are released to, e.g. dev.
-    #[arg(long)]
+    #[arg(long, short = 'e')]
     pub(crate) env: String,
 }
 
@@ -88,7 +86,7 @@ pub(crate) struct AutoReleaseArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct BranchRestrictionArgs {
     /// Environment to restrict, e.g. prod.
-    #[arg(long)]
+    #[arg(long, short = 'e')]
     pub(crate) env: String,
 
     /// Regex a branch must match to be released there, e.g. '^master$'.
@@ -112,8 +110,8 @@ pub(crate) async fn run(
     global: &GlobalArgs,
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
-    // `Cli::check` has rejected a missing --service already.
-    let service = args.service.unwrap_or_default();
+    // `Cli::parse_checked` has rejected a missing --service already.
+    let service = args.service;
     match args.what {
         PolicyCommand::List(_) => run_list(service, global, printer).await,
         PolicyCommand::Apply(apply) => match apply.what {
@@ -160,7 +158,7 @@ async fn run_auto_release(
         service,
         branch: args.branch,
         environment: args.env,
-        committer: Some(identity::resolve_committer()?),
+        committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
         request_id: crate::request_id::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;
@@ -185,7 +183,7 @@ async fn run_branch_restriction(
         service,
         environment: args.env,
         branch_regex: args.branch_regex,
-        committer: Some(identity::resolve_committer()?),
+        committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
         request_id: crate::request_id::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;
@@ -209,7 +207,7 @@ async fn run_delete(
     let request = DeletePoliciesRequest {
         service,
         ids: args.ids,
-        committer: Some(identity::resolve_committer()?),
+        committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
         request_id: crate::request_id::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;

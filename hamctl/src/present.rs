@@ -105,6 +105,7 @@ pub(crate) fn intent_word(intent: ReleaseIntent) -> &'static str {
         ReleaseIntent::Promote => "promote",
         ReleaseIntent::Rollback => "rollback",
         ReleaseIntent::AutoRelease => "auto-release",
+        ReleaseIntent::Edit => "edit",
     }
 }
 

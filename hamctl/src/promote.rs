@@ -19,17 +19,23 @@ use crate::{client, identity, present, request_id};
 /// the default branch). The commit's committer is you, as git knows you.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct PromoteArgs {
-    /// Service to promote, e.g. product-api.
-    #[arg(long)]
+    /// Filled in from the global `--service` (or shuttle.yaml) by
+    /// `Cli::parse_checked`.
+    #[arg(skip)]
     pub(crate) service: String,
 
     /// Environment to promote to, e.g. staging.
-    #[arg(long)]
+    #[arg(long, short = 'e')]
     pub(crate) env: String,
 
-    /// Namespace folder to read from and release into [default: as for
-    /// release].
-    #[arg(long)]
+    /// Promote what runs in this environment instead of the one before
+    /// --env in the promotion order.
+    #[arg(long, value_name = "ENV")]
+    pub(crate) from_env: Option<String>,
+
+    /// Namespace folder to read from and release into [default:
+    /// `vars.k8s.namespace` of shuttle.yaml, else as for release].
+    #[arg(long, short = 'n')]
     pub(crate) namespace: Option<String>,
 
     #[command(flatten)]
@@ -50,8 +56,9 @@ pub(crate) async fn run(
         service: args.service,
         environment: args.env,
         namespace: args.namespace.unwrap_or_default(),
+        from_environment: args.from_env.unwrap_or_default(),
         request_id: request_id::new_request_id(),
-        committer: Some(identity::resolve_committer()?),
+        committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
     };
     let mut client = client::release_client(global).await?;
     let response = client.promote(request).await?.into_inner();

@@ -15,32 +15,50 @@ use crate::{client, identity, present, request_id};
 
 /// Release the latest build of a branch, or one artifact, to an environment
 ///
-/// Give exactly one of --branch (its latest build) or --artifact (that
-/// build, also one that is no longer the latest of its branch). The release
+/// Give exactly one of --branch (its latest build), --current-branch (the
+/// latest build of the branch checked out here) or --artifact (that build,
+/// also one that is no longer the latest of its branch). The release
 /// commit's committer is you, as git knows you: GIT_COMMITTER_NAME and
 /// GIT_COMMITTER_EMAIL, else `git config user.name` and `user.email`.
 #[derive(Debug, Clone, Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["branch", "artifact"])))]
+#[command(group(
+    ArgGroup::new("source")
+        .required(true)
+        .args(["branch", "artifact", "current_branch"])
+))]
 pub(crate) struct ReleaseArgs {
-    /// Service to release, e.g. product-api.
-    #[arg(long)]
+    /// Filled in from the global `--service` (or shuttle.yaml) by
+    /// `Cli::parse_checked`.
+    #[arg(skip)]
     pub(crate) service: String,
 
-    /// Environment to release to, e.g. dev.
-    #[arg(long)]
-    pub(crate) env: String,
+    /// Environment to release to, e.g. dev; several comma-separated
+    /// (`dev,staging`) release to each in turn.
+    #[arg(
+        long,
+        short = 'e',
+        required = true,
+        value_delimiter = ',',
+        value_name = "ENV"
+    )]
+    pub(crate) env: Vec<String>,
 
     /// Release the latest build of this branch.
-    #[arg(long)]
+    #[arg(long, short = 'b')]
     pub(crate) branch: Option<String>,
 
     /// Release this artifact id, e.g. master-1a2b3c4d5e-6f7a8b9c0d.
     #[arg(long, value_name = "ID")]
     pub(crate) artifact: Option<String>,
 
+    /// Release the latest build of the branch checked out in the working
+    /// directory's git repository.
+    #[arg(long, short = 'c')]
+    pub(crate) current_branch: bool,
+
     /// Namespace folder to release into [default: the build's namespace, else
     /// the environment name].
-    #[arg(long)]
+    #[arg(long, short = 'n')]
     pub(crate) namespace: Option<String>,
 
     #[command(flatten)]
@@ -53,35 +71,44 @@ pub(crate) async fn run(
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
     let wait = args.wait.clone();
-    let request = ReleaseRequest {
-        service: args.service,
-        environment: args.env,
-        // clap makes the two flags exclusive and one of them required.
-        source: match (args.branch, args.artifact) {
-            (Some(branch), _) => Some(Source::Branch(branch)),
-            (None, artifact) => artifact.map(Source::ArtifactId),
-        },
-        namespace: args.namespace.unwrap_or_default(),
-        request_id: request_id::new_request_id(),
-        committer: Some(identity::resolve_committer()?),
+    // clap makes the three flags exclusive and one of them required.
+    let source = match (args.branch, args.artifact, args.current_branch) {
+        (Some(branch), _, _) => Source::Branch(branch),
+        (None, Some(artifact), _) => Source::ArtifactId(artifact),
+        (None, None, _) => Source::Branch(crate::shuttle::current_branch()?),
     };
+    let committer = identity::resolve_committer(global.user_email.as_deref())?;
     let mut client = client::release_client(global).await?;
-    let response = client.release(request).await?.into_inner();
-    let api_json = present::api_json(&response);
-    let result = present::require_result(response.result)?;
-    match printer.format() {
-        OutputFormat::Json => printer.json(&api_json)?,
-        OutputFormat::Table if present::is_no_change(&result) => {
-            printer.line(&present::no_change_line(&result))?;
+    let several = args.env.len() > 1;
+    for environment in args.env {
+        let request = ReleaseRequest {
+            service: args.service.clone(),
+            environment,
+            source: Some(source.clone()),
+            namespace: args.namespace.clone().unwrap_or_default(),
+            request_id: request_id::new_request_id(),
+            committer: Some(committer.clone()),
+        };
+        let response = client.release(request).await?.into_inner();
+        let api_json = present::api_json(&response);
+        let result = present::require_result(response.result)?;
+        match printer.format() {
+            // The API's JSON of each answer: one document, or with several
+            // environments one ReleaseResponse per line, as `watch` prints.
+            OutputFormat::Json if several => printer.json_line(&api_json)?,
+            OutputFormat::Json => printer.json(&api_json)?,
+            OutputFormat::Table if present::is_no_change(&result) => {
+                printer.line(&present::no_change_line(&result))?;
+            }
+            OutputFormat::Table => printer.line(&format!(
+                "Released {} of {} to {}{}",
+                result.artifact_id,
+                result.service,
+                result.environment,
+                present::where_suffix(&result)
+            ))?,
         }
-        OutputFormat::Table => printer.line(&format!(
-            "Released {} of {} to {}{}",
-            result.artifact_id,
-            result.service,
-            result.environment,
-            present::where_suffix(&result)
-        ))?,
+        crate::wait::if_asked(&wait, &result, global, printer).await?;
     }
-    crate::wait::if_asked(&wait, &result, global, printer).await?;
     Ok(())
 }

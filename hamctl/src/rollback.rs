@@ -19,12 +19,13 @@ use crate::{client, identity, present, request_id};
 /// knows you.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RollbackArgs {
-    /// Service to roll back, e.g. product-api.
-    #[arg(long)]
+    /// Filled in from the global `--service` (or shuttle.yaml) by
+    /// `Cli::parse_checked`.
+    #[arg(skip)]
     pub(crate) service: String,
 
     /// Environment to roll back, e.g. prod.
-    #[arg(long)]
+    #[arg(long, short = 'e')]
     pub(crate) env: String,
 
     /// The earlier artifact id to put back [default: the release before the
@@ -32,9 +33,16 @@ pub(crate) struct RollbackArgs {
     #[arg(long, value_name = "ID")]
     pub(crate) artifact: Option<String>,
 
-    /// Namespace folder [default: the namespace of the current release].
-    #[arg(long)]
+    /// Namespace folder [default: `vars.k8s.namespace` of shuttle.yaml,
+    /// else the namespace of the current release].
+    #[arg(long, short = 'n')]
     pub(crate) namespace: Option<String>,
+
+    /// The original hamctl's length of its interactive list: accepted and
+    /// ignored (without --artifact the release before the current one
+    /// comes back; --artifact names any earlier one).
+    #[arg(long, hide = true, value_name = "N")]
+    pub(crate) length: Option<u32>,
 
     #[command(flatten)]
     pub(crate) wait: crate::wait::WaitArgs,
@@ -46,13 +54,19 @@ pub(crate) async fn run(
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
     let wait = args.wait.clone();
+    if args.length.is_some() {
+        printer.note(
+            "warning: --length is ignored: rollback puts back the release before the current \
+             one, or the one --artifact names (see `hamctl describe release --count N`)",
+        )?;
+    }
     let request = RollbackRequest {
         service: args.service,
         environment: args.env,
         artifact_id: args.artifact.unwrap_or_default(),
         namespace: args.namespace.unwrap_or_default(),
         request_id: request_id::new_request_id(),
-        committer: Some(identity::resolve_committer()?),
+        committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
     };
     let mut client = client::release_client(global).await?;
     let response = client.rollback(request).await?.into_inner();

@@ -19,13 +19,15 @@ use crate::{client, present};
 /// (high/medium/low) and, when the cluster reports, whether it is deployed.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StatusArgs {
-    /// Service to show, e.g. product-api.
-    #[arg(long)]
+    /// Filled in from the global `--service` (or shuttle.yaml) by
+    /// `Cli::parse_checked`.
+    #[arg(skip)]
     pub(crate) service: String,
 
-    /// Namespace to look in [default: each environment's own namespace, else
-    /// wherever the service is released].
-    #[arg(long)]
+    /// Namespace to look in [default: `vars.k8s.namespace` of
+    /// shuttle.yaml, else each environment's own namespace, else wherever
+    /// the service is released].
+    #[arg(long, short = 'n')]
     pub(crate) namespace: Option<String>,
 
     #[command(flatten)]

@@ -30,8 +30,9 @@ use crate::{client, present};
 /// event it printed, so that nothing committed meanwhile is missed.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct WatchArgs {
-    /// Only events of this service [default: all services].
-    #[arg(long)]
+    /// Only events of this service: the global `--service` [default: all
+    /// services; shuttle.yaml is not read for watch].
+    #[arg(skip)]
     pub(crate) service: Option<String>,
 
     /// Only releases to this environment (builds and policy changes, which
@@ -428,6 +429,8 @@ mod tests {
             auth_token: None,
             output: OutputFormat::Table,
             request_timeout: std::time::Duration::ZERO,
+            service: None,
+            user_email: None,
         };
         let args = WatchArgs {
             service: None,

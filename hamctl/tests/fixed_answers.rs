@@ -171,6 +171,7 @@ impl ReleaseService for ScriptedServer {
                 author: person("Jane Doe", "jane@example.com"),
                 commit_sha: "abcdef0123456789".into(),
                 title: "[prod/product-api] release".into(),
+                edited_by: None,
             })
             .collect();
         Ok(Response::new(DescribeReleaseResponse {

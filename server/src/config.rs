@@ -8,11 +8,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api::upload::UploadLimits;
 pub use crate::api::web::CorsPolicy;
-use crate::auth::Auth;
+use crate::auth::{Auth, OidcSettings, TrustedIssuer};
 use crate::demo::ensure_demo_repo;
 use crate::domain::duration::parse as parse_duration;
 use crate::domain::Settings;
 use crate::engine::writer::WriterConfig;
+use crate::repo::commits::{CommitIdentity, CommitSigner};
 use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 
 /// The release manager server.
@@ -26,10 +27,16 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the server. Without --config-repo it serves a local demo config
     /// repository, created once under the data dir, on loopback only.
     Start(StartArgs),
+    /// Copy the builds the original release manager kept in S3 into the
+    /// config repository (builds/<service>/<branch>/, one build commit
+    /// each, oldest first). Builds already in its history are skipped, so
+    /// it can run again to bring in what is new.
+    ImportS3(crate::import::ImportS3Args),
 }
 
 /// Log line format.
@@ -45,7 +52,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
     /// The config repository: a local path, file://, ssh (git@host:org/repo.git,
-    /// ssh://...) or https URL. Omit it to run the local demo.
+    /// ssh://...) or https URL [also read from CONFIG_REPO, the original
+    /// release manager's variable]. Without any, the local demo runs.
     #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO")]
     pub config_repo: Option<String>,
     /// Where the persistent mirror (and the demo repository) live.
@@ -89,17 +97,66 @@ pub struct StartArgs {
     /// Token for https remotes (sent as the password).
     #[arg(long, env = "RELEASE_MANAGER_GIT_HTTPS_TOKEN", hide_env_values = true)]
     pub git_https_token: Option<String>,
-    /// Token hamctl users must present.
+    /// Token hamctl users must present; a comma-separated list accepts each
+    /// of its tokens (to rotate one without a gap).
     #[arg(long, env = "HAMCTL_AUTH_TOKEN", hide_env_values = true)]
     pub hamctl_auth_token: Option<String>,
-    /// Token artifact pushers (CI) must present.
+    /// Token artifact pushers (CI) must present; a comma-separated list
+    /// accepts each of its tokens.
     #[arg(long, env = "ARTIFACT_AUTH_TOKEN", hide_env_values = true)]
     pub artifact_auth_token: Option<String>,
-    /// Accept calls without a token for every role that has no token set
-    /// (the demo on loopback implies it when no token is set). Without it,
-    /// every role needs its token: calls of a role with none are refused.
+    /// Accept calls without a token for every role that has no credential
+    /// (no token, no identity provider); the demo on loopback implies it
+    /// when none is set. Without it, calls of a role with none are refused.
     #[arg(long)]
     pub unauthenticated: bool,
+    /// An OpenID Connect issuer whose identity tokens are accepted, as
+    /// `URL` or `URL=AUDIENCE` (the `aud` its tokens must name; default
+    /// --oidc-audience, else --oidc-client-id). Give it once per issuer:
+    /// the people's provider first (hamctl and the dashboard sign in
+    /// there), then CI's (GitHub Actions, GitLab).
+    #[arg(
+        long = "oidc-issuer",
+        env = "RELEASE_MANAGER_OIDC_ISSUER",
+        value_delimiter = ',',
+        value_name = "URL[=AUDIENCE]"
+    )]
+    pub oidc_issuers: Vec<String>,
+    /// The audience of issuers given without one.
+    #[arg(long, env = "RELEASE_MANAGER_OIDC_AUDIENCE", value_name = "AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The public client (PKCE, no secret) hamctl and the dashboard sign in
+    /// with at the first issuer; the server tells hamctl about it.
+    #[arg(long, env = "RELEASE_MANAGER_OIDC_CLIENT_ID", value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+    /// Clock skew allowed on identity tokens' `exp` and `nbf`.
+    #[arg(long, env = "RELEASE_MANAGER_OIDC_LEEWAY", default_value = "60s", value_parser = parse_duration)]
+    pub oidc_leeway: std::time::Duration,
+    /// Access rules for identity tokens (YAML): which claims may do which
+    /// actions in which environments. Checked at start, read again on
+    /// SIGHUP. Without it identities may only read.
+    #[arg(long, env = "RELEASE_MANAGER_ACCESS", value_name = "FILE")]
+    pub access: Option<PathBuf>,
+    /// SSH private key (ed25519 or ECDSA P-256, no passphrase) that signs
+    /// every commit the server makes, in git's SSH signature format.
+    #[arg(long, env = "RELEASE_MANAGER_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Name of the committer of every commit the server makes [default:
+    /// the person releasing]; needs --committer-email.
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_COMMITTER_NAME",
+        requires = "committer_email"
+    )]
+    pub committer_name: Option<String>,
+    /// Email of the committer of every commit the server makes; needs
+    /// --committer-name.
+    #[arg(
+        long,
+        env = "RELEASE_MANAGER_COMMITTER_EMAIL",
+        requires = "committer_name"
+    )]
+    pub committer_email: Option<String>,
     /// Log format.
     #[arg(
         long,
@@ -108,6 +165,19 @@ pub struct StartArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// The original release manager's log level (`debug`, `info`,
+    /// `error`): the level of every log line unless RUST_LOG says more.
+    #[arg(
+        long = "log.level",
+        env = "LOG_LEVEL",
+        hide = true,
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
+    /// The original release manager's human-readable logs: text lines,
+    /// which are the default here.
+    #[arg(long = "log.development", env = "LOG_DEVELOPMENT", hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub log_development: Option<String>,
     /// Writes that may wait in the queue before callers are told to retry.
     #[arg(long, default_value_t = 1024)]
     pub queue_capacity: usize,
@@ -298,11 +368,21 @@ pub struct Resolved {
 /// Turns the flags into a config: checks names, picks the demo or the
 /// configured repository, reads the files the flags name.
 pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>> {
+    resolve_with_env(args, &|key| std::env::var(key).ok())
+}
+
+/// [`resolve`] with the original release manager's variables read from
+/// `env` (tests give it; `resolve` gives the process environment).
+pub fn resolve_with_env(
+    args: &StartArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Resolved, Box<dyn std::error::Error>> {
     for env in &args.environments {
         release_manager::names::check_environment(env)?;
     }
-    let demo = args.config_repo.is_none();
-    let config_repo = match &args.config_repo {
+    let configured = config_repo_setting(args, env)?;
+    let demo = configured.is_none();
+    let config_repo = match &configured {
         Some(url) => RemoteLocation::parse(url),
         None => RemoteLocation::Local(ensure_demo_repo(&args.data_dir)?),
     };
@@ -343,6 +423,7 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
             queue_capacity: args.queue_capacity,
             max_push_attempts: args.max_push_attempts,
             batch_timeout: args.batch_timeout,
+            commits: resolve_commits(args)?,
             ..WriterConfig::default()
         },
         uploads: UploadLimits {
@@ -393,6 +474,29 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
     })
 }
 
+/// The config repository the settings name: `--config-repo`
+/// (`RELEASE_MANAGER_CONFIG_REPO`), else the original's `CONFIG_REPO`;
+/// `None` only when none of them is set, which is the one case the demo
+/// runs. A setting that is present but empty is an error, never the demo.
+fn config_repo_setting(
+    args: &StartArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    let given = match &args.config_repo {
+        Some(url) => Some(("--config-repo (RELEASE_MANAGER_CONFIG_REPO)", url.clone())),
+        None => env(crate::original::CONFIG_REPO_VARIABLE)
+            .map(|url| ("CONFIG_REPO (the original release manager's)", url)),
+    };
+    match given {
+        Some((name, url)) if url.trim().is_empty() => Err(format!(
+            "{name} is set but empty: name the config repository (a path, file://, ssh or \
+             https URL), or unset it to run the local demo"
+        )),
+        Some((_, url)) => Ok(Some(url.trim().to_string())),
+        None => Ok(None),
+    }
+}
+
 /// How the server authenticates, decided from the flags before it starts.
 ///
 /// The rule: a server is either explicitly unauthenticated (`--unauthenticated`,
@@ -403,7 +507,8 @@ pub fn resolve(args: &StartArgs) -> Result<Resolved, Box<dyn std::error::Error>>
 pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<Auth, String> {
     let hamctl_token = args.hamctl_auth_token.clone().filter(|t| !t.is_empty());
     let artifact_token = args.artifact_auth_token.clone().filter(|t| !t.is_empty());
-    let no_token = hamctl_token.is_none() && artifact_token.is_none();
+    let oidc = resolve_oidc(args)?;
+    let no_token = hamctl_token.is_none() && artifact_token.is_none() && oidc.issuers.is_empty();
     let unauthenticated = args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
     if no_token && !unauthenticated {
         let why = if demo {
@@ -413,15 +518,80 @@ pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<
         };
         return Err(format!(
             "{why}: give --hamctl-auth-token (HAMCTL_AUTH_TOKEN) and \
-             --artifact-auth-token (ARTIFACT_AUTH_TOKEN), or --unauthenticated to accept \
-             calls without a token"
+             --artifact-auth-token (ARTIFACT_AUTH_TOKEN), or --oidc-issuer, or \
+             --unauthenticated to accept calls without a token"
         ));
+    }
+    if args.access.is_some() && oidc.issuers.is_empty() {
+        return Err("--access needs --oidc-issuer: its rules are for identity tokens".into());
+    }
+    if let Some(path) = &args.access {
+        crate::auth::rules::Rules::load(path)?;
     }
     Ok(Auth {
         hamctl_token,
         artifact_token,
         unauthenticated,
+        oidc,
+        access_file: args.access.clone(),
     })
+}
+
+/// The trusted issuers of `--oidc-issuer URL[=AUDIENCE]`.
+fn resolve_oidc(args: &StartArgs) -> Result<OidcSettings, String> {
+    let default_audience = args
+        .oidc_audience
+        .clone()
+        .or_else(|| args.oidc_client_id.clone())
+        .filter(|a| !a.is_empty());
+    let mut issuers = Vec::new();
+    for given in args.oidc_issuers.iter().filter(|i| !i.trim().is_empty()) {
+        let (url, audience) = match given.split_once('=') {
+            Some((url, audience)) => (url.trim(), Some(audience.trim().to_string())),
+            None => (given.trim(), default_audience.clone()),
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(format!(
+                "--oidc-issuer {url:?}: an issuer is an http(s) URL, exactly as its tokens' iss says"
+            ));
+        }
+        let audience = audience.filter(|a| !a.is_empty()).ok_or_else(|| {
+            format!(
+                "--oidc-issuer {url}: give the audience its tokens must name \
+                 ({url}=AUDIENCE, --oidc-audience or --oidc-client-id)"
+            )
+        })?;
+        issuers.push(TrustedIssuer {
+            url: url.to_string(),
+            audience,
+        });
+    }
+    if args.oidc_client_id.is_some() && issuers.is_empty() {
+        return Err("--oidc-client-id needs --oidc-issuer".into());
+    }
+    Ok(OidcSettings {
+        issuers,
+        client_id: args.oidc_client_id.clone().filter(|c| !c.is_empty()),
+        leeway: args.oidc_leeway,
+    })
+}
+
+/// The committer and signing key of `--committer-*` and `--signing-key`.
+fn resolve_commits(args: &StartArgs) -> Result<CommitIdentity, String> {
+    let committer = match (&args.committer_name, &args.committer_email) {
+        (Some(name), Some(email)) => {
+            git2::Signature::now(name, email).map_err(|_| {
+                format!("--committer-name {name:?} / --committer-email {email:?} is not a valid git identity")
+            })?;
+            Some((name.clone(), email.clone()))
+        }
+        _ => None,
+    };
+    let signer = match &args.signing_key {
+        Some(path) => Some(std::sync::Arc::new(CommitSigner::from_file(path)?)),
+        None => None,
+    };
+    Ok(CommitIdentity { committer, signer })
 }
 
 fn parse_sources(text: &str) -> Result<crate::http::deployment_hooks::Sources, String> {
@@ -436,7 +606,9 @@ mod tests {
     fn args(extra: &[&str]) -> StartArgs {
         let mut argv = vec!["release-manager", "start"];
         argv.extend_from_slice(extra);
-        let Command::Start(args) = Cli::try_parse_from(argv).expect("parses").command;
+        let Command::Start(args) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("start");
+        };
         args
     }
 
@@ -450,7 +622,7 @@ mod tests {
 
     /// Whether a call of `role` without any token is accepted.
     fn open(auth: &Auth, role: Role) -> bool {
-        auth.check(None, role).is_ok()
+        auth.role_open(role)
     }
 
     #[test]
@@ -498,6 +670,86 @@ mod tests {
         .unwrap();
         assert!(!open(&auth, Role::Operator));
         assert!(open(&auth, Role::ArtifactPusher));
+    }
+
+    #[test]
+    fn the_originals_config_repo_variable_is_honoured_and_never_the_demo() {
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_str().unwrap();
+        let original =
+            |key: &str| (key == "CONFIG_REPO").then(|| "git@github.com:acme/k8s.git".to_string());
+        let resolved = resolve_with_env(
+            &args(&[
+                "--data-dir",
+                data_dir,
+                "--hamctl-auth-token",
+                "h",
+                "--artifact-auth-token",
+                "a",
+            ]),
+            &original,
+        )
+        .unwrap();
+        assert!(!resolved.demo);
+        assert!(
+            matches!(&resolved.config.config_repo, RemoteLocation::Network(url) if url == "git@github.com:acme/k8s.git"),
+            "{:?}",
+            resolved.config.config_repo
+        );
+        // The flag wins over the original's variable.
+        let resolved = resolve_with_env(
+            &args(&[
+                "--data-dir",
+                data_dir,
+                "--config-repo",
+                "/srv/k8s",
+                "--unauthenticated",
+            ]),
+            &original,
+        )
+        .unwrap();
+        assert!(
+            matches!(&resolved.config.config_repo, RemoteLocation::Local(p) if p.ends_with("k8s"))
+        );
+        // Set but empty: an error, never the demo.
+        let empty = |key: &str| (key == "CONFIG_REPO").then(String::new);
+        let error = resolve_with_env(&args(&["--data-dir", data_dir]), &empty)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("CONFIG_REPO") && error.contains("empty"),
+            "{error}"
+        );
+        // Nothing at all: the demo.
+        let resolved = resolve_with_env(&args(&["--data-dir", data_dir]), &|_| None).unwrap();
+        assert!(resolved.demo);
+    }
+
+    #[test]
+    fn several_comma_separated_tokens_each_open_their_role() {
+        let auth = resolve_auth(
+            &args(&[
+                "--hamctl-auth-token",
+                "old, new",
+                "--artifact-auth-token",
+                "ci",
+            ]),
+            false,
+            everywhere(),
+        )
+        .unwrap();
+        for token in ["old", "new"] {
+            assert!(auth.static_token_matches(token, Role::Operator), "{token}");
+            assert!(
+                !auth.static_token_matches(token, Role::ArtifactPusher),
+                "{token}"
+            );
+        }
+        assert!(!auth.static_token_matches("old, new", Role::Operator));
+        let error =
+            resolve_auth(&args(&["--hamctl-auth-token", " , "]), false, everywhere()).unwrap_err();
+        assert!(error.contains("no token is set"), "{error}");
     }
 
     #[test]

@@ -14,20 +14,27 @@ mod domain;
 mod engine;
 mod flows;
 mod http;
+mod import;
 mod notify;
+pub mod original;
 mod repo;
 mod start;
 
 // The facade: what `main`, the tests and the benchmark use. Everything
 // else is crate-private, so the compiler reports what nothing uses.
-pub use auth::Auth;
+pub use auth::{Auth, OidcSettings, TrustedIssuer};
 pub use config::{CorsPolicy, ServerConfig, TlsFiles};
 pub use demo::DEMO_SERVICES;
 pub use domain::error::chain;
 pub use domain::policy_file::parse_global as parse_global_restrictions;
 pub use engine::writer::stats::WriterStats;
 pub use http::deployment_hooks::Sources as DeploymentSources;
+pub use import::{
+    resolve_import, run as import_s3, ImportBucket, ImportConfig, ImportError, ImportReport,
+    ImportS3Args,
+};
 pub use notify::config::Notifications;
+pub use repo::commits::{CommitIdentity, CommitSigner};
 pub use repo::remote::{GitCredentials, RemoteLocation, SHIPPED_KNOWN_HOSTS};
 pub use start::{start, RunningServer, StartError, StartReport};
 

@@ -9,12 +9,32 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use release_manager_server::config::{self, Cli, Command, LogFormat, Resolved, StartArgs};
-use release_manager_server::{chain, Auth, DEMO_SERVICES};
+use release_manager_server::{chain, original, Auth, DEMO_SERVICES};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Start(args) = cli.command;
-    init_logging(args.log_format);
+    // The original release manager's settings that mean nothing here stop
+    // the start, each named with what replaces it (before clap, which
+    // would call them unknown).
+    let argv = original::with_start(std::env::args_os().collect());
+    let env = |key: &str| std::env::var(key).ok();
+    let configured = original::repository_configured(&argv, &env);
+    let refused = original::refusals(&argv, &env, configured);
+    if !refused.is_empty() {
+        eprintln!(
+            "error: settings of the original release manager that this server does not take:"
+        );
+        for line in &refused {
+            eprintln!("  {line}");
+        }
+        eprintln!("(docs/migration.md maps each of them)");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(argv);
+    let args = match cli.command {
+        Command::Start(args) => args,
+        Command::ImportS3(args) => return import_s3(&args),
+    };
+    init_logging(args.log_format, args.log_level.as_deref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -31,9 +51,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, original_level: Option<&str>) {
+    // RUST_LOG, else the original's --log.level / LOG_LEVEL, else info.
+    let level = original_level
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .unwrap_or("info");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Logs go to stderr; stdout carries only the demo's instructions.
     // Colour only for a person at a terminal (see <https://no-color.org>).
     let colour = std::io::stderr().is_terminal()
@@ -63,10 +88,54 @@ async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     if demo {
         print_demo_help(server.addr, server.http_addr, &auth);
     }
-    shutdown_signal().await;
+    shutdown_signal(&server).await;
     tracing::info!("shutting down: finishing the writes in flight");
     server.shutdown().await;
     Ok(())
+}
+
+/// `release-manager import-s3`: one run of the import, reported on stdout.
+fn import_s3(args: &release_manager_server::ImportS3Args) -> ExitCode {
+    init_logging(LogFormat::Text, None);
+    let config = match release_manager_server::resolve_import(args, &|key| std::env::var(key).ok())
+    {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dry_run = config.dry_run;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(release_manager_server::import_s3(config)) {
+        Ok(report) => {
+            let verb = if dry_run { "would import" } else { "imported" };
+            for key in &report.imported {
+                println!("{verb} {key}");
+            }
+            for why in &report.skipped {
+                println!("skipped {why}");
+            }
+            println!(
+                "{} objects listed: {} {verb}, {} already in the config repository, {} skipped",
+                report.listed,
+                report.imported.len(),
+                report.already_there,
+                report.skipped.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Says at start which calls no one can make, so a missing token flag is
@@ -79,6 +148,12 @@ fn warn_about_closed_roles(auth: &Auth, listen: SocketAddr) {
             tracing::info!("no authentication: loopback only");
         } else {
             tracing::warn!(%listen, "no authentication: anyone who reaches this address can release");
+        }
+        return;
+    }
+    if auth.has_oidc() {
+        if auth.access_file.is_none() {
+            tracing::warn!("no --access: identity tokens may only read");
         }
         return;
     }
@@ -119,6 +194,7 @@ fn print_demo_help(addr: SocketAddr, http_addr: Option<SocketAddr>, auth: &Auth)
         format!(
             "Release manager demo: serving a local demo config repository on {url} ({scope}, {auth_line})."
         ),
+        "No config repository is configured (--config-repo, RELEASE_MANAGER_CONFIG_REPO or CONFIG_REPO), so this is the demo.".to_string(),
         "Try, in another terminal:".to_string(),
         String::new(),
         format!("  export HAMCTL_URL={url}"),
@@ -175,24 +251,33 @@ fn sibling_command(name: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGINT or SIGTERM; on SIGHUP in the meantime, reads the
+/// access rules again.
+async fn shutdown_signal(server: &release_manager_server::RunningServer) {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hangup.recv() => {
+                    // Logged by the server: the count, or why the old rules stay.
+                    let _ = server.reload_access();
                 }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = server;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

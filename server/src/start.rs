@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use release_manager::pb::access_service_server::AccessServiceServer;
 use release_manager::pb::policy_service_server::PolicyServiceServer;
 use release_manager::pb::release_service_server::ReleaseServiceServer;
 use tokio::sync::oneshot;
 
+use crate::api::access_service::AccessServiceHandler;
 use crate::api::policy_service::PolicyServiceHandler;
 use crate::api::release_service::ReleaseServiceHandler;
 use crate::config::ServerConfig;
@@ -18,7 +20,7 @@ use crate::engine::events::{EventBus, Signal};
 use crate::engine::prepare::Prepared;
 use crate::engine::reads::Reader;
 use crate::engine::writer::{self, WriterStats};
-use crate::{api, deployments, domain, engine, http, notify, repo};
+use crate::{api, auth, deployments, domain, engine, http, notify, repo};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,9 @@ pub enum StartError {
     /// The data dir is held by another server or cannot be used.
     #[error(transparent)]
     DataDir(#[from] engine::data_dir::DataDirError),
+    /// The access rules cannot be read.
+    #[error("{0}")]
+    Access(String),
 }
 
 /// How the index was built at start.
@@ -69,9 +74,22 @@ pub struct RunningServer {
     snapshots: Arc<engine::snapshots::SnapshotKeeper>,
     /// The data dir's lock, released when the server is dropped.
     _data_dir_lock: std::fs::File,
+    /// Who may call, with the access rules in force.
+    gate: Arc<auth::Gatekeeper>,
 }
 
 impl RunningServer {
+    /// Reads the access file again (what `main` does on SIGHUP): returns
+    /// how many rules are now in force; on an error the old rules stay.
+    pub fn reload_access(&self) -> Result<usize, String> {
+        let reloaded = self.gate.reload_rules();
+        match &reloaded {
+            Ok(rules) => tracing::info!(rules, "access rules reloaded"),
+            Err(e) => tracing::error!(error = %e, "access rules not reloaded; the old ones stay"),
+        }
+        reloaded
+    }
+
     /// Fetches the remote now and runs the auto-releases that makes due;
     /// returns once they are pushed. Writes queued before are done too.
     pub async fn sync(&self) -> Result<(), domain::FlowError> {
@@ -158,6 +176,7 @@ pub async fn start(
         .local_addr()
         .map_err(|e| StartError::Grpc(e.to_string()))?;
     let began = Instant::now();
+    let gate = Arc::new(auth::Gatekeeper::new(&config.auth).map_err(StartError::Access)?);
     let data_dir_lock = engine::data_dir::lock(&config.data_dir).await?;
     repo::set_remote_timeout(config.remote_timeout);
     repo::pack::set_durable(config.fsync);
@@ -172,10 +191,14 @@ pub async fn start(
         .set_not_serving::<PolicyServiceServer<PolicyServiceHandler>>()
         .await;
     health_reporter
+        .set_not_serving::<AccessServiceServer<AccessServiceHandler>>()
+        .await;
+    health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let release_gate = api::starting::Gate::closed();
     let policy_gate = api::starting::Gate::closed();
+    let access_gate = api::starting::Gate::closed();
     // Reflection serves the error details' files too, so generic tools
     // decode the ErrorInfo every error carries.
     let reflection =
@@ -197,13 +220,16 @@ pub async fn start(
     let router = builder
         .accept_http1(true)
         .layer(tower::util::option_layer(config.cors.layer()))
+        // The original release manager's probes ask `GET /ping` here.
+        .layer(crate::api::ping::PingLayer)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(api::web::GrpcMessageLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(release_gate.clone())
-        .add_service(policy_gate.clone());
+        .add_service(policy_gate.clone())
+        .add_service(access_gate.clone());
     // Small request/response exchanges must not wait for Nagle's algorithm.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
@@ -254,7 +280,9 @@ pub async fn start(
     let mirror_path = mirror.path();
     let shared = Arc::new(RwLock::new(published));
     let settings = Arc::new(config.settings.clone());
-    let auth = Arc::new(config.auth.clone());
+    if let Some(issuers) = gate.issuers() {
+        tracing::info!(issuers = ?issuers.describe(), "identity tokens accepted");
+    }
     let (events, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
     let (writer, writer_thread) = writer::spawn(
         mirror,
@@ -330,7 +358,11 @@ pub async fn start(
             .await
             .map_err(|e| StartError::Grpc(format!("cannot listen on {listen} (HTTP): {e}")))?;
         http_addr = listener.local_addr().ok();
+        if let Some(http_addr) = http_addr {
+            tracing::info!(%http_addr, "HTTP listener open: dashboard, webhooks, /ping, /metrics");
+        }
         let state = http::HttpState {
+            gate: gate.clone(),
             writer: writer.clone(),
             stats: writer.stats_arc(),
             webhook_secret: config.github_webhook_secret.clone().map(Arc::new),
@@ -346,7 +378,7 @@ pub async fn start(
         let dashboard = http::dashboard::DashboardState::new(
             reader.clone(),
             events.clone(),
-            http::dashboard::Access::of(&config.auth),
+            gate.clone(),
             deployments.clone(),
         );
         dashboard_to_warm = Some(dashboard.clone());
@@ -355,6 +387,8 @@ pub async fn start(
             .merge(http::dashboard::router(dashboard));
         let mut stop = background_stop.subscribe();
         background.push(tokio::spawn(async move {
+            // The peer's address, for the sign-in limit per client.
+            let routes = routes.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, routes)
                 .with_graceful_shutdown(async move {
                     let _ = stop.changed().await;
@@ -370,7 +404,7 @@ pub async fn start(
         writer.clone(),
         reader.clone(),
         settings.clone(),
-        auth.clone(),
+        gate.clone(),
     );
     let writer_handle = writer.clone();
     let upload_limits = config.uploads;
@@ -378,7 +412,7 @@ pub async fn start(
     let release = ReleaseServiceHandler::new(
         writer,
         reader,
-        auth.clone(),
+        gate.clone(),
         api::upload::UploadIntake::new(upload_limits, mirror_path),
         events.clone(),
         stopping.clone(),
@@ -393,11 +427,26 @@ pub async fn start(
             .max_decoding_message_size(api::upload::max_chunk_bytes(&upload_limits)),
     );
     policy_gate.open(PolicyServiceServer::new(policy));
+    access_gate.open(AccessServiceServer::new(AccessServiceHandler::new(
+        gate.clone(),
+        settings.clone(),
+    )));
+    if gate.issuers().is_some() {
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            if let Some(issuers) = gate.issuers() {
+                issuers.warm().await;
+            }
+        });
+    }
     health_reporter
         .set_serving::<ReleaseServiceServer<ReleaseServiceHandler>>()
         .await;
     health_reporter
         .set_serving::<PolicyServiceServer<PolicyServiceHandler>>()
+        .await;
+    health_reporter
+        .set_serving::<AccessServiceServer<AccessServiceHandler>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -424,5 +473,6 @@ pub async fn start(
         writer: writer_thread,
         snapshots,
         _data_dir_lock: data_dir_lock,
+        gate,
     })
 }

@@ -177,8 +177,11 @@ async fn a_ci_pipeline_pushes_a_build_that_is_auto_released() {
         written
     );
     let release = commit_info(&repo, "master");
-    assert_eq!(release.subject, "[dev/checkout] release master-abc-2");
-    assert!(release.body.contains("Release-intent: auto-release"));
+    assert_eq!(
+        release.subject,
+        "[dev/checkout] auto release master-abc-2 by release-manager@localhost"
+    );
+    assert!(release.body.contains("Release-intent: AutoRelease"));
     assert_eq!(
         repo.remote_file("dev/releases/dev/checkout/deployment.yaml")
             .unwrap(),

@@ -20,8 +20,12 @@ fn fixture() -> ConfigRepo {
 
 /// How many commits release build `id` of shop to `env`.
 fn released(repo: &ConfigRepo, env: &str, id: &str) -> usize {
-    let wanted = format!("[{env}/shop] release {id}");
-    subjects(repo).iter().filter(|s| **s == wanted).count()
+    // Titled as the original release manager titles auto-releases.
+    let wanted = format!("[{env}/shop] auto release {id} by ");
+    subjects(repo)
+        .iter()
+        .filter(|s| s.starts_with(&wanted))
+        .count()
 }
 
 const SECRET: &str = "hook-secret";
@@ -117,14 +121,14 @@ async fn builds_pushed_by_ci_are_auto_released_once() {
             "-1",
             "--format=%H",
             "--grep",
-            &format!("release {build2}"),
+            &format!("auto release {build2}"),
             "master",
         ])
         .trim()
         .to_string();
     let info = commit_info(&repo, &release);
     assert!(
-        info.body.contains("Release-intent: auto-release"),
+        info.body.contains("Release-intent: AutoRelease"),
         "{}",
         info.body
     );

@@ -140,7 +140,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
         (
             "unknown env folder",
             chunks(&[("artifact.json", &good), ("qa/x.yaml", "x")]),
-            "outside",
+            "ARTIFACT_ENVIRONMENTS",
         ),
         (
             "no artifact.json",

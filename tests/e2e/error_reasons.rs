@@ -48,8 +48,12 @@ fn expected(reason: ErrorReason) -> Result<Code, &'static str> {
         | R::ServerWidePolicy
         | R::RevisionNotOnBranch => Code::FailedPrecondition,
         R::ArtifactExists => Code::AlreadyExists,
-        R::TokenMissing | R::TokenWrong => Code::Unauthenticated,
-        R::RoleNotEnabled => Code::PermissionDenied,
+        R::TokenMissing
+        | R::TokenWrong
+        | R::TokenInvalid
+        | R::TokenExpired
+        | R::IssuerUnavailable => Code::Unauthenticated,
+        R::RoleNotEnabled | R::AccessDenied => Code::PermissionDenied,
         R::QueueFull | R::UploadsBusy | R::ChunkTooLarge | R::UploadTooLarge | R::TooManyFiles => {
             Code::ResourceExhausted
         }
@@ -106,6 +110,7 @@ async fn every_error_reason_a_client_can_meet_arrives_in_its_error_info() {
     let mut provoked = Provoked::new();
     reasons_of_reads_and_flows(&mut provoked).await;
     reasons_of_tokens(&mut provoked).await;
+    reasons_of_identity_tokens(&mut provoked).await;
     reasons_of_a_network_remote(&mut provoked).await;
     reasons_of_pushes_that_keep_being_rejected(&mut provoked).await;
     reasons_of_a_local_remote_that_refuses_writes(&mut provoked).await;
@@ -402,6 +407,95 @@ async fn reasons_of_tokens(provoked: &mut Provoked) {
         R::RoleNotEnabled,
         push(&server.url, Some("ops"), Vec::new()).await,
     );
+    server.stop().await;
+}
+
+/// UNAUTHENTICATED and PERMISSION_DENIED of identity tokens, from a real
+/// OpenID Connect provider: a changed token, an expired one, one of a
+/// trusted issuer that cannot be reached, and a person no rule allows.
+async fn reasons_of_identity_tokens(provoked: &mut Provoked) {
+    use ErrorReason as R;
+    let mut repo = ConfigRepo::new();
+    repo.add_build("shop", "master", 1);
+    repo.push();
+    let people = crate::support::oidc::Provider::start().await;
+    let unreachable = format!("http://127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("access.yaml");
+    std::fs::write(
+        &access,
+        "rules:\n  - name: developers\n    groups: [dev-team]\n    environments: [dev]\n    actions: [release]\n",
+    )
+    .unwrap();
+    let issuers = vec![
+        crate::support::server_api::TrustedIssuer {
+            url: people.issuer.clone(),
+            audience: "hamctl".into(),
+        },
+        crate::support::server_api::TrustedIssuer {
+            url: unreachable.clone(),
+            audience: "hamctl".into(),
+        },
+    ];
+    let server = TestServer::start_with(&repo.remote, move |config| {
+        config.auth.unauthenticated = false;
+        config.auth.oidc = crate::support::server_api::OidcSettings {
+            issuers,
+            client_id: Some("hamctl".into()),
+            leeway: Duration::ZERO,
+        };
+        config.auth.access_file = Some(access);
+    })
+    .await;
+    let release = |token: String, env: &'static str| {
+        let url = server.url.clone();
+        async move {
+            client_with_token(&url, Some(&token))
+                .await
+                .release(release_branch("shop", env, "master"))
+                .await
+        }
+    };
+    let dana = people.id_token("dev").await;
+    note(
+        provoked,
+        R::AccessDenied,
+        release(dana.clone(), "prod").await,
+    );
+    let mut changed = dana.clone();
+    changed.push_str("AA");
+    note(provoked, R::TokenInvalid, release(changed, "dev").await);
+    // The same token, but naming the trusted issuer nobody answers for.
+    use base64::Engine;
+    let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = dana.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&url_safe.decode(parts[1]).unwrap()).unwrap();
+    claims["iss"] = unreachable.clone().into();
+    let elsewhere = format!(
+        "{}.{}.{}",
+        parts[0],
+        url_safe.encode(claims.to_string()),
+        parts[2]
+    );
+    note(
+        provoked,
+        R::IssuerUnavailable,
+        release(elsewhere, "dev").await,
+    );
+    let brief = people.id_token("brief").await;
+    let exp = crate::support::oidc::claims(&brief)["exp"]
+        .as_i64()
+        .unwrap();
+    wait_until("the brief token to expire", Duration::from_secs(10), || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            > exp
+    })
+    .await;
+    note(provoked, R::TokenExpired, release(brief, "dev").await);
     server.stop().await;
 }
 

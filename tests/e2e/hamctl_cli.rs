@@ -548,7 +548,7 @@ async fn a_release_prints_one_line_and_commits_as_the_operator_with_its_own_requ
     let info = commit_info(&repo, "master");
     assert_eq!(info.committer, format!("{OPERATOR} <{OPERATOR_EMAIL}>"));
     assert!(
-        info.body.contains("Release-intent: release-branch"),
+        info.body.contains("Release-intent: ReleaseBranch"),
         "released by branch: {}",
         info.body
     );

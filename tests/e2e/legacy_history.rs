@@ -396,10 +396,7 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
     let status = status_of(&mut client).await;
     assert_eq!(running(&status, "dev"), NEWEST, "auto-released");
     let subject = repo.remote_git(&["log", "-1", "--format=%s%n%b", "master"]);
-    assert!(
-        subject.contains("Release-intent: auto-release"),
-        "{subject}"
-    );
+    assert!(subject.contains("Release-intent: AutoRelease"), "{subject}");
 
     // The whole dev history now mixes every era, ours on top.
     let history = client

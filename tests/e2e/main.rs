@@ -6,6 +6,7 @@
 
 mod support;
 
+mod access_file;
 mod api_contract;
 mod artifact_cli;
 mod auth;
@@ -14,6 +15,7 @@ mod bad_input;
 mod build_uploads;
 mod concurrent_writers;
 mod dashboard;
+mod dashboard_sign_in;
 mod deployments;
 mod error_reasons;
 mod fault_tolerance;
@@ -23,9 +25,14 @@ mod index_snapshot;
 mod legacy_history;
 mod names;
 mod notifications;
+mod original_cli_lines;
+mod original_eras;
 mod policies;
 mod reflection;
 mod release_flows;
+mod s3_import;
+mod signed_commits;
+mod single_sign_on;
 mod ssh_remote;
 mod tls;
 mod watch;

@@ -44,7 +44,10 @@ async fn release_by_branch_writes_one_checked_commit() {
     );
 
     let info = commit_info(&repo, "master");
-    assert_eq!(info.subject, format!("[dev/svc-a] release {}", ids[2]));
+    assert_eq!(
+        info.subject,
+        format!("[dev/svc-a] release {} by alice@example.com", ids[2])
+    );
     assert_eq!(
         info.author, "Dev 0 <dev0@example.com>",
         "author is the build's source author"
@@ -56,8 +59,11 @@ async fn release_by_branch_writes_one_checked_commit() {
         "Service: svc-a".into(),
         "Environment: dev".into(),
         "Namespace: dev".into(),
-        "Release-intent: release-branch".into(),
+        "Release-intent: ReleaseBranch".into(),
+        "Release-of-branch: master".into(),
         "Released-by: Alice Operator <alice@example.com>".into(),
+        "Artifact-released-by: Alice Operator <alice@example.com>".into(),
+        "Artifact-created-by: Dev 0 <dev0@example.com>".into(),
     ] {
         assert!(
             info.body.contains(&trailer),
@@ -118,8 +124,11 @@ async fn release_of_a_feature_branch_and_an_old_artifact_by_id() {
     assert!(deployed.contains(&ids[0]), "{deployed}");
     assert!(deployed.contains("in staging"));
     let info = commit_info(&repo, "master");
-    assert_eq!(info.subject, format!("[staging/svc-a] release {}", ids[0]));
-    assert!(info.body.contains("Release-intent: release-artifact"));
+    assert_eq!(
+        info.subject,
+        format!("[staging/svc-a] release {} by alice@example.com", ids[0])
+    );
+    assert!(info.body.contains("Release-intent: ReleaseArtifact"));
     server.stop().await;
 }
 
@@ -163,8 +172,12 @@ async fn promote_carries_the_same_artifact_and_its_own_manifests() {
     );
     assert!(!manifest.contains(&newer));
     let info = commit_info(&repo, "master");
-    assert_eq!(info.subject, format!("[prod/svc-a] release {}", ids[2]));
-    assert!(info.body.contains("Release-intent: promote"));
+    assert_eq!(
+        info.subject,
+        format!("[prod/svc-a] release {} by alice@example.com", ids[2])
+    );
+    assert!(info.body.contains("Release-intent: Promote"));
+    assert!(info.body.contains("Promoted-from-environment: staging"));
     assert!(repo
         .remote_file("builds/svc-a/master/artifact.json")
         .unwrap()
@@ -220,8 +233,12 @@ async fn rollback_puts_back_the_previous_release() {
     assert_eq!(result.artifact_id, ids[1]);
     assert_eq!(result.intent(), pb::ReleaseIntent::Rollback);
     let info = commit_info(&repo, "master");
-    assert_eq!(info.subject, format!("[prod/svc-a] rollback {}", ids[1]));
-    assert!(info.body.contains("Release-intent: rollback"));
+    assert_eq!(
+        info.subject,
+        format!("[prod/svc-a] rollback {} by alice@example.com", ids[1])
+    );
+    assert!(info.body.contains("Release-intent: Rollback"));
+    assert!(info.body.contains("Rollback-of-artifact-id: "));
     assert!(repo
         .remote_file("prod/releases/prod/svc-a/deployment.yaml")
         .unwrap()

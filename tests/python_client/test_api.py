@@ -1,5 +1,5 @@
 """The API as a client in another language sees it: Python stubs generated
-from proto/ with grpcio-tools call every RPC of both services against the
+from proto/ with grpcio-tools call every RPC of the three services against the
 real server binary (on a loopback port, over a bare config repository in a
 temporary folder), and check the structured error details, resumable event
 streams, paging and replays that the proto's comments promise.
@@ -56,6 +56,8 @@ def generate_stubs():
 
 generate_stubs()
 
+from releasemanager.v1 import access_service_pb2 as access_pb2  # noqa: E402
+from releasemanager.v1 import access_service_pb2_grpc as access_grpc  # noqa: E402
 from releasemanager.v1 import common_pb2  # noqa: E402
 from releasemanager.v1 import errors_pb2  # noqa: E402
 from releasemanager.v1 import policy_service_pb2 as policy_pb2  # noqa: E402
@@ -155,6 +157,7 @@ class Server:
         self.channel = grpc.insecure_channel(self.address)
         self.release = release_grpc.ReleaseServiceStub(self.channel)
         self.policy = policy_grpc.PolicyServiceStub(self.channel)
+        self.access = access_grpc.AccessServiceStub(self.channel)
 
     def stop(self):
         self.channel.close()
@@ -213,6 +216,13 @@ class ApiTest(unittest.TestCase):
         self.assertEqual([b.artifact_id for b in builds.artifacts], ["feature-x-1", "master-3", "master-2", "master-1"])
         policies = self.server.policy.ListPolicies(policy_pb2.ListPoliciesRequest(service="shop"), metadata=OPS, timeout=TIMEOUT)
         self.assertEqual(len(policies.auto_releases), 0)
+        # No single sign-on here: GetSignIn names no issuer, and needs no token.
+        sign_in = self.server.access.GetSignIn(access_pb2.GetSignInRequest(), timeout=TIMEOUT)
+        self.assertEqual(sign_in.issuer, "")
+        who = self.server.access.WhoAmI(access_pb2.WhoAmIRequest(), metadata=OPS, timeout=TIMEOUT)
+        self.assertEqual(who.kind, access_pb2.CREDENTIAL_KIND_STATIC_TOKEN)
+        self.assertEqual([e.environment for e in who.environments], ["dev", "staging", "prod"])
+        self.assertEqual(list(who.environments[2].actions), ["release", "promote", "rollback", "policy"])
 
     def test_02_writes_and_replays(self):
         first = self.server.release.Release(
@@ -488,6 +498,10 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(len(events), 2)
         for event in events:
             self.assert_canonical(event, release_pb2.WatchEventsResponse)
+        self.assert_canonical(
+            self.hamctl_json("whoami"), access_pb2.WhoAmIResponse,
+            self.server.access.WhoAmI(access_pb2.WhoAmIRequest(), **call),
+        )
 
 
 if __name__ == "__main__":

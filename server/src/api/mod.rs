@@ -1,7 +1,10 @@
-//! tonic handlers: check the token, validate and convert the request, call a
-//! read query or the writer, convert the answer. No git here.
+//! tonic handlers: authenticate the caller, validate and convert the
+//! request, check that the caller may do it there, call a read query or the
+//! writer, convert the answer. No git here.
 
+pub(crate) mod access_service;
 pub(crate) mod errors;
+pub(crate) mod ping;
 pub(crate) mod policy_service;
 pub(crate) mod reflection;
 pub(crate) mod release_service;
@@ -16,21 +19,38 @@ use tonic::Status;
 use tracing::Instrument;
 
 use crate::api::errors::to_status;
-use crate::auth::{Auth, Role};
+use crate::auth::{Action, Gatekeeper, Identity, Role};
 use crate::engine::writer::WriterHandle;
 use crate::flows::{WriteDone, WriteRequest};
 
-/// Checks that a call comes from `role`, by its `authorization` metadata.
-pub(crate) fn authorize<T>(
-    auth: &Auth,
-    request: &tonic::Request<T>,
-    role: Role,
-) -> Result<(), Status> {
-    let header = request
+/// The `authorization` metadata of a call, if it is text.
+pub(crate) fn authorization<T>(request: &tonic::Request<T>) -> Option<String> {
+    request
         .metadata()
         .get("authorization")
-        .and_then(|value| value.to_str().ok());
-    auth.check(header, role).map_err(to_status)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Who a call of `role` comes from, by its `authorization` metadata.
+pub(crate) async fn authenticate<T>(
+    gate: &Gatekeeper,
+    request: &tonic::Request<T>,
+    role: Role,
+) -> Result<Identity, Status> {
+    gate.authenticate(authorization(request).as_deref(), role)
+        .await
+        .map_err(to_status)
+}
+
+/// Whether `who` may do `action` in `environment`.
+pub(crate) fn permit(
+    gate: &Gatekeeper,
+    who: &Identity,
+    action: Action,
+    environment: Option<&str>,
+) -> Result<(), Status> {
+    gate.permit(who, action, environment).map_err(to_status)
 }
 
 /// When the caller stops waiting: now plus the `grpc-timeout` it sent, if

@@ -9,20 +9,19 @@ use release_manager::pb;
 use release_manager::pb::policy_service_server::PolicyService;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Auth, Role};
+use crate::auth::{Action, Gatekeeper, Identity, Role};
 use crate::domain::{FlowError, Settings};
 use crate::engine::reads::Reader;
 use crate::engine::wire as convert;
 use crate::engine::writer::WriterHandle;
 use crate::flows::{known_environment, Intent, PolicyChange, PolicyDone, WriteDone, WriteRequest};
-use crate::repo::index::Signature;
 
 /// Serves `releasemanager.v1.PolicyService`.
 pub(crate) struct PolicyServiceHandler {
     writer: WriterHandle,
     reader: Arc<Reader>,
     settings: Arc<Settings>,
-    auth: Arc<Auth>,
+    gate: Arc<Gatekeeper>,
 }
 
 impl PolicyServiceHandler {
@@ -31,18 +30,19 @@ impl PolicyServiceHandler {
         writer: WriterHandle,
         reader: Arc<Reader>,
         settings: Arc<Settings>,
-        auth: Arc<Auth>,
+        gate: Arc<Gatekeeper>,
     ) -> Self {
         PolicyServiceHandler {
             writer,
             reader,
             settings,
-            auth,
+            gate,
         }
     }
 
     async fn change(
         &self,
+        who: &Identity,
         service: String,
         change: PolicyChange,
         committer: Option<pb::Person>,
@@ -51,7 +51,7 @@ impl PolicyServiceHandler {
     ) -> Result<PolicyDone, Status> {
         let request = WriteRequest {
             intent: Intent::Policy { service, change },
-            committer: committer_of(committer)?,
+            committer: super::release_service::releaser(who, committer)?,
             request_id: super::release_service::request_id(request_id)?,
         };
         match super::write(&self.writer, request, deadline).await? {
@@ -65,8 +65,16 @@ impl PolicyServiceHandler {
     }
 }
 
-fn committer_of(person: Option<pb::Person>) -> Result<Signature, FlowError> {
-    super::release_service::committer(person)
+/// The environment a policy id is about (`auto-release-<branch>-<env>`,
+/// `branch-restriction-<env>`): the longest configured environment it ends
+/// with.
+fn environment_of_id<'s>(settings: &'s Settings, id: &str) -> Option<&'s str> {
+    settings
+        .environments
+        .iter()
+        .filter(|e| id.ends_with(&format!("-{e}")))
+        .max_by_key(|e| e.len())
+        .map(String::as_str)
 }
 
 #[tonic::async_trait]
@@ -75,7 +83,7 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::ListPoliciesRequest>,
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
         let service = request.into_inner().service;
         names::check_service(&service).map_err(FlowError::from)?;
         let reader = self.reader.clone();
@@ -126,19 +134,21 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::ApplyAutoReleaseRequest>,
     ) -> Result<Response<pb::ApplyAutoReleaseResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        let who = super::authenticate(&self.gate, &request, Role::Operator).await?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let change = (|| {
             names::check_service(&r.service)?;
             names::check_branch(&r.branch, &self.settings.environments)?;
+            let environment = known_environment(&self.settings, &r.environment)?;
+            self.gate.permit(&who, Action::Policy, Some(&environment))?;
             Ok::<_, FlowError>(PolicyChange::AutoRelease {
                 branch: r.branch.clone(),
-                environment: known_environment(&self.settings, &r.environment)?,
+                environment,
             })
         })()?;
         let done = self
-            .change(r.service, change, r.committer, r.request_id, deadline)
+            .change(&who, r.service, change, r.committer, r.request_id, deadline)
             .await?;
         Ok(Response::new(pb::ApplyAutoReleaseResponse {
             id: done.id,
@@ -151,11 +161,13 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::ApplyBranchRestrictionRequest>,
     ) -> Result<Response<pb::ApplyBranchRestrictionResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        let who = super::authenticate(&self.gate, &request, Role::Operator).await?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let change = (|| {
             names::check_service(&r.service)?;
+            let environment = known_environment(&self.settings, &r.environment)?;
+            self.gate.permit(&who, Action::Policy, Some(&environment))?;
             if r.branch_regex.is_empty() || r.branch_regex.len() > 500 {
                 return Err(FlowError::invalid(
                     "branch_regex",
@@ -171,12 +183,12 @@ impl PolicyService for PolicyServiceHandler {
             crate::domain::policy_file::compile(&r.branch_regex)
                 .map_err(|message| FlowError::invalid("branch_regex", message))?;
             Ok(PolicyChange::BranchRestriction {
-                environment: known_environment(&self.settings, &r.environment)?,
+                environment,
                 regex: r.branch_regex.clone(),
             })
         })()?;
         let done = self
-            .change(r.service, change, r.committer, r.request_id, deadline)
+            .change(&who, r.service, change, r.committer, r.request_id, deadline)
             .await?;
         Ok(Response::new(pb::ApplyBranchRestrictionResponse {
             id: done.id,
@@ -189,7 +201,7 @@ impl PolicyService for PolicyServiceHandler {
         &self,
         request: Request<pb::DeletePoliciesRequest>,
     ) -> Result<Response<pb::DeletePoliciesResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        let who = super::authenticate(&self.gate, &request, Role::Operator).await?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         names::check_service(&r.service).map_err(FlowError::from)?;
@@ -211,8 +223,23 @@ impl PolicyService for PolicyServiceHandler {
                 format!("invalid policy id {bad:?}: an id is at most 300 bytes, without whitespace or control characters (hamctl policy list shows them)"),
             ));
         }
+        // Deleting a policy is changing that environment's policies; an id
+        // that names no configured environment needs them everywhere.
+        for id in &r.ids {
+            match environment_of_id(&self.settings, id) {
+                Some(environment) => {
+                    super::permit(&self.gate, &who, Action::Policy, Some(environment))?
+                }
+                None => {
+                    for environment in &self.settings.environments {
+                        super::permit(&self.gate, &who, Action::Policy, Some(environment))?;
+                    }
+                }
+            }
+        }
         let done = self
             .change(
+                &who,
                 r.service,
                 PolicyChange::Delete { ids: r.ids },
                 r.committer,

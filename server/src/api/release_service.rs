@@ -12,7 +12,7 @@ use release_manager::pb::release_service_server::ReleaseService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::errors::to_status;
-use crate::auth::{Auth, Role};
+use crate::auth::{Action, Gatekeeper, Identity, Role};
 use crate::domain::{FlowError, Settings};
 use crate::engine::events::EventBus;
 use crate::engine::paging::Page;
@@ -32,7 +32,7 @@ pub(crate) struct ReleaseServiceHandler {
     writer: WriterHandle,
     reader: Arc<Reader>,
     settings: Arc<Settings>,
-    auth: Arc<Auth>,
+    gate: Arc<Gatekeeper>,
     /// What the cluster reported, joined to status answers.
     deployments: Arc<crate::deployments::Deployments>,
 }
@@ -42,7 +42,7 @@ impl ReleaseServiceHandler {
     pub(crate) fn new(
         writer: WriterHandle,
         reader: Arc<Reader>,
-        auth: Arc<Auth>,
+        gate: Arc<Gatekeeper>,
         uploads: super::upload::UploadIntake,
         events: EventBus,
         stopping: Arc<std::sync::atomic::AtomicBool>,
@@ -56,7 +56,7 @@ impl ReleaseServiceHandler {
             writer,
             settings: Arc::new(reader.settings().clone()),
             reader,
-            auth,
+            gate,
         }
     }
 
@@ -153,18 +153,52 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
     })
 }
 
+/// Who a write is recorded as: the person an identity token names,
+/// whatever the request says, else the committer the request names (static
+/// tokens, as before).
+pub(super) fn releaser(who: &Identity, person: Option<pb::Person>) -> Result<Signature, FlowError> {
+    let Some(verified) = who.person() else {
+        return committer(person);
+    };
+    // What git cannot hold in a name or email is left out.
+    let clean = |text: &str| -> String {
+        let kept: String = text
+            .chars()
+            .filter(|c| !c.is_control() && *c != '<' && *c != '>')
+            .take(200)
+            .collect();
+        kept.trim().to_string()
+    };
+    let signature = Signature {
+        name: clean(verified.name()),
+        email: clean(&verified.email()),
+    };
+    if let Some(claimed) = person.filter(|p| {
+        !p.email.trim().is_empty() && !p.email.trim().eq_ignore_ascii_case(&signature.email)
+    }) {
+        tracing::info!(
+            claimed = %claimed.email,
+            recorded = %signature.email,
+            "the request's committer is ignored: the identity token names who releases"
+        );
+    }
+    Ok(signature)
+}
+
 #[tonic::async_trait]
 impl ReleaseService for ReleaseServiceHandler {
     async fn release(
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        let who = super::authenticate(&self.gate, &request, Role::Operator).await?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
             names::check_service(&r.service)?;
             let environment = known_environment(&self.settings, &r.environment)?;
+            self.gate
+                .permit(&who, Action::Release, Some(&environment))?;
             let (source, kind) = match r.source {
                 None => {
                     return Err(FlowError::invalid(
@@ -191,7 +225,7 @@ impl ReleaseService for ReleaseServiceHandler {
                     namespace: namespace(r.namespace)?,
                     kind,
                 },
-                committer: committer(r.committer)?,
+                committer: releaser(&who, r.committer)?,
                 request_id: request_id(r.request_id)?,
             })
         })()?;
@@ -205,18 +239,33 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::PromoteResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        let who = super::authenticate(&self.gate, &request, Role::Operator).await?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
             names::check_service(&r.service)?;
+            let environment = known_environment(&self.settings, &r.environment)?;
+            self.gate
+                .permit(&who, Action::Promote, Some(&environment))?;
             Ok::<_, FlowError>(WriteRequest {
                 intent: Intent::Promote {
                     service: r.service,
-                    environment: known_environment(&self.settings, &r.environment)?,
+                    environment,
                     namespace: namespace(r.namespace)?,
+                    from_environment: match r.from_environment.as_str() {
+                        "" => None,
+                        from => Some(known_environment(&self.settings, from).map_err(|_| {
+                            FlowError::invalid(
+                                "from_environment",
+                                format!(
+                                    "unknown environment {from:?} to promote from; known environments: {}",
+                                    self.settings.environments.join(", ")
+                                ),
+                            )
+                        })?),
+                    },
                 },
-                committer: committer(r.committer)?,
+                committer: releaser(&who, r.committer)?,
                 request_id: request_id(r.request_id)?,
             })
         })()?;
@@ -231,7 +280,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RollbackResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        let who = super::authenticate(&self.gate, &request, Role::Operator).await?;
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         let write = (|| {
@@ -240,14 +289,17 @@ impl ReleaseService for ReleaseServiceHandler {
             if let Some(id) = &artifact_id {
                 names::check_artifact_id(id)?;
             }
+            let environment = known_environment(&self.settings, &r.environment)?;
+            self.gate
+                .permit(&who, Action::Rollback, Some(&environment))?;
             Ok::<_, FlowError>(WriteRequest {
                 intent: Intent::Rollback {
                     service: r.service,
-                    environment: known_environment(&self.settings, &r.environment)?,
+                    environment,
                     artifact_id,
                     namespace: namespace(r.namespace)?,
                 },
-                committer: committer(r.committer)?,
+                committer: releaser(&who, r.committer)?,
                 request_id: request_id(r.request_id)?,
             })
         })()?;
@@ -262,7 +314,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
         let r = request.into_inner();
         names::check_service(&r.service).map_err(FlowError::from)?;
         let ns = namespace(r.namespace)?;
@@ -296,7 +348,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::DescribeReleaseRequest>,
     ) -> Result<Response<pb::DescribeReleaseResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
         let r = request.into_inner();
         let environment = (|| {
             names::check_service(&r.service)?;
@@ -315,7 +367,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::DescribeArtifactRequest>,
     ) -> Result<Response<pb::DescribeArtifactResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
         let r = request.into_inner();
         let branch = (|| {
             names::check_service(&r.service)?;
@@ -341,7 +393,8 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<Streaming<pb::PushArtifactRequest>>,
     ) -> Result<Response<pb::PushArtifactResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::ArtifactPusher)?;
+        let who = super::authenticate(&self.gate, &request, Role::ArtifactPusher).await?;
+        super::permit(&self.gate, &who, Action::PushArtifact, None)?;
         let deadline = super::deadline_of(&request);
         let (upload, warnings) = self
             .uploads
@@ -379,7 +432,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
         let r = request.into_inner();
         // 100 by default: a service is small, and most repositories fit in
         // one page.
@@ -393,8 +446,14 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::ReportDeploymentRequest>,
     ) -> Result<Response<pb::ReportDeploymentResponse>, Status> {
-        super::authorize(&self.auth, &request, Role::ArtifactPusher)?;
+        let who = super::authenticate(&self.gate, &request, Role::ArtifactPusher).await?;
         let r = request.into_inner();
+        super::permit(
+            &self.gate,
+            &who,
+            Action::ReportDeployment,
+            Some(&r.environment),
+        )?;
         let state = match pb::DeploymentState::try_from(r.state) {
             Ok(pb::DeploymentState::Progressing) => crate::deployments::State::Progressing,
             Ok(pb::DeploymentState::Deployed) => crate::deployments::State::Succeeded,
@@ -427,7 +486,7 @@ impl ReleaseService for ReleaseServiceHandler {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        super::authorize(&self.auth, &request, Role::Operator)?;
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
         let r = request.into_inner();
         if !r.service.is_empty() {
             names::check_service(&r.service).map_err(FlowError::from)?;

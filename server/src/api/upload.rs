@@ -335,6 +335,7 @@ async fn receive_all(
         author_name: spec.application.author_name.clone(),
         author_email: spec.application.author_email.clone(),
         files,
+        imported_from: None,
     };
     Ok((upload, warnings))
 }
@@ -448,6 +449,9 @@ mod tests {
         let s = settings();
         check_path("prod/x.yaml", &s).unwrap();
         let err = check_path("staging/x.yaml", &s).unwrap_err();
-        assert!(err.contains("(dev, prod)"), "{err}");
+        assert!(
+            err.contains("(dev, prod)") && err.contains("ARTIFACT_ENVIRONMENTS"),
+            "{err}"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! builds, where each runs, and the "did you mean" hint for a service name
 //! that is not among them.
 //!
-//! It owns the layout knowledge of "what is a service" (`builds/<service>/`
-//! and `<env>/releases/<namespace>/<service>/artifact.json`) for listing and
+//! It owns the layout knowledge of "what is a service" (`builds/<service>/`,
+//! the original's `artifacts/<service>/`, and
+//! `<env>/releases/<namespace>/<service>/artifact.json`) for listing and
 //! suggestions. It must not decide whether a request may go on; callers do.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,10 @@ use git2::{ObjectType, Repository, Tree};
 
 use crate::domain::FlowError;
 use crate::repo::tree::tree_at;
+
+/// The top-level folders builds are stored under: ours, and the original
+/// release manager's from April 2019 to mid-2020.
+const BUILD_FOLDERS: [&str; 2] = ["builds", "artifacts"];
 
 /// Services and the environments each one runs in.
 #[derive(Debug, Default)]
@@ -22,14 +27,16 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     /// Reads the services of the tree `root`: the folders under `builds/`
-    /// and every service folder with an `artifact.json` under a top-level
-    /// `<env>/releases/<namespace>/`.
+    /// (and the original's `artifacts/`) and every service folder with an
+    /// `artifact.json` under a top-level `<env>/releases/<namespace>/`.
     pub(crate) fn read(repo: &Repository, root: &Tree<'_>) -> Result<Self, git2::Error> {
         let mut catalog = Catalog::default();
-        if let Some(builds) = tree_at(repo, root, "builds")? {
-            for entry in builds.iter() {
-                if let (Some(name), Some(ObjectType::Tree)) = (entry.name(), entry.kind()) {
-                    catalog.services.entry(name.to_string()).or_default();
+        for folder in BUILD_FOLDERS {
+            if let Some(builds) = tree_at(repo, root, folder)? {
+                for entry in builds.iter() {
+                    if let (Some(name), Some(ObjectType::Tree)) = (entry.name(), entry.kind()) {
+                        catalog.services.entry(name.to_string()).or_default();
+                    }
                 }
             }
         }
@@ -37,7 +44,7 @@ impl Catalog {
             let (Some(environment), Some(ObjectType::Tree)) = (top.name(), top.kind()) else {
                 continue;
             };
-            if environment == "builds" || environment == "policies" {
+            if BUILD_FOLDERS.contains(&environment) || environment == "policies" {
                 continue;
             }
             let Some(releases) = tree_at(repo, root, &format!("{environment}/releases"))? else {
@@ -77,7 +84,8 @@ pub(crate) fn unknown_service<'a>(
     let mut text = format!(
         "unknown service {service:?}: no builds and no releases of it in the config repository"
     );
-    let suggestions = closest(service, known);
+    // Never "did you mean" the very name asked for.
+    let suggestions = closest(service, known.into_iter().filter(|k| *k != service));
     match suggestions.as_slice() {
         [] => {}
         [one] => text.push_str(&format!("; did you mean {one:?}?")),
@@ -131,9 +139,29 @@ pub(crate) fn unknown_service_at(
     service: &str,
 ) -> FlowError {
     match Catalog::read(repo, root) {
-        Ok(catalog) => unknown_service(service, catalog.services.keys().map(String::as_str)),
+        Ok(catalog) => match catalog.services.get(service) {
+            // It runs somewhere: known, only its builds are missing.
+            Some(running) if !running.is_empty() => no_readable_build(service, running),
+            _ => unknown_service(service, catalog.services.keys().map(String::as_str)),
+        },
         Err(_) => unknown_service(service, []),
     }
+}
+
+/// The NOT_FOUND error for a service that has releases but none of whose
+/// builds the repository holds (its builds were kept elsewhere, such as
+/// the original release manager's S3 bucket).
+pub(crate) fn no_readable_build(service: &str, running: &BTreeSet<String>) -> FlowError {
+    FlowError::not_found(
+        crate::domain::Reason::ArtifactNotFound,
+        format!(
+            "service {service:?} has releases (in {}) but no readable build in builds/ or \
+             artifacts/ of the config repository; builds the original release manager kept \
+             in S3 can be brought in with `release-manager import-s3` (docs/migration.md), \
+             or built again",
+            running.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -158,6 +186,12 @@ mod tests {
         assert!(text.contains("\"product-api\""), "{text}");
         assert!(text.contains("\"product-worker\""), "{text}");
         assert!(!text.contains("checkout-web"), "{text}");
+    }
+
+    #[test]
+    fn the_name_asked_for_is_never_suggested() {
+        let text = unknown_service("search", KNOWN.iter().copied()).to_string();
+        assert!(!text.contains("did you mean"), "{text}");
     }
 
     #[test]

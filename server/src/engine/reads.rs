@@ -116,9 +116,10 @@ impl Reader {
             let view = View::published(&published.index);
             let root = crate::repo::tree::tree_of(repo, published.tip)
                 .map_err(git("read the tip"))?;
-            let known_service = tree_at(repo, &root, &format!("builds/{service}"))
-                .map_err(git("read a tree"))?
-                .is_some();
+            let known_service = view.builds(service).next().is_some()
+                || tree_at(repo, &root, &format!("builds/{service}"))
+                    .map_err(git("read a tree"))?
+                    .is_some();
             let mut environments = self.settings.environments.clone();
             for entry in root.iter() {
                 let Some(name) = entry.name() else { continue };
@@ -350,7 +351,7 @@ impl Reader {
                 return Ok(None);
             }
             let entries = view
-                .releases(environment, service)
+                .release_history(environment, service)
                 .map(|record| (record.commit.to_string(), record.clone()));
             let query = release_query(service, environment);
             let (records, next_page_token) =
@@ -361,7 +362,8 @@ impl Reader {
             let mut releases = Vec::with_capacity(records.len());
             for record in &records {
                 // Who released and the title live in the commit, not the index.
-                let details = ReleaseDetails::read(repo, record.commit)
+                let folder = format!("{environment}/releases/{}/{service}", record.namespace);
+                let details = ReleaseDetails::read_folder(repo, record.commit, &folder)
                     .map_err(git("read a release commit"))?;
                 releases.push(convert::release_record(record, &details));
             }
@@ -418,7 +420,11 @@ impl Reader {
             for build in builds {
                 let root = crate::repo::tree::tree_of(repo, build.commit)
                     .map_err(git("read a build commit"))?;
-                let path = format!("builds/{service}/{}/artifact.json", build.branch);
+                let path = format!(
+                    "{}/{service}/{}/artifact.json",
+                    build.folder.name(),
+                    build.branch
+                );
                 let spec = blob_at(repo, &root, &path)
                     .map_err(git("read artifact.json"))?
                     .and_then(|bytes| crate::repo::read_committed_spec(&bytes, &path).ok())
@@ -475,7 +481,8 @@ fn namespace_status(
                 .find(|r| *r.namespace == *namespace && *r.artifact_id == *spec.id)
             {
                 status.released_at = Some(convert::timestamp(record.time));
-                let details = ReleaseDetails::read(repo, record.commit)
+                let folder = format!("{environment}/releases/{namespace}/{service}");
+                let details = ReleaseDetails::read_folder(repo, record.commit, &folder)
                     .map_err(git("read a release commit"))?;
                 status.released_by = Some(convert::person(&details.released_by));
                 status.release_commit_sha = record.commit.to_string();

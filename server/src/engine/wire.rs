@@ -46,6 +46,7 @@ pub(crate) fn intent(kind: ReleaseKind) -> pb::ReleaseIntent {
         ReleaseKind::Promote => pb::ReleaseIntent::Promote,
         ReleaseKind::Rollback => pb::ReleaseIntent::Rollback,
         ReleaseKind::AutoRelease => pb::ReleaseIntent::AutoRelease,
+        ReleaseKind::Edit => pb::ReleaseIntent::Edit,
     }
 }
 
@@ -129,7 +130,9 @@ pub(crate) fn release_record(
         namespace: record.namespace.to_string(),
         intent: intent(record.kind) as i32,
         released_at: Some(timestamp(record.time)),
-        released_by: Some(person(&details.released_by)),
+        // An edit names who edited, never a releaser.
+        released_by: (record.kind != ReleaseKind::Edit).then(|| person(&details.released_by)),
+        edited_by: (record.kind == ReleaseKind::Edit).then(|| person(&details.released_by)),
         author: Some(person(&details.author)),
         commit_sha: record.commit.to_string(),
         title: details.title.clone(),

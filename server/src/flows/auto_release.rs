@@ -9,7 +9,6 @@ use super::{BuildSource, FlowContext, Intent, WriteRequest};
 use crate::domain::FlowError;
 use crate::flows::release::read_spec;
 use crate::repo::index::{ReleaseKind, Signature};
-use crate::repo::tree::tree_at;
 
 /// The committer of auto-releases: the server, acting for the policy.
 pub(crate) fn committer() -> Signature {
@@ -40,9 +39,8 @@ pub(crate) fn due_releases(
         if folder != branch {
             continue;
         }
-        let path = format!("builds/{service}/{folder}");
-        let Some(build) =
-            tree_at(ctx.repo, &root, &path).map_err(crate::domain::git("read a tree"))?
+        let Some((path, build)) =
+            super::release::branch_build_folder(ctx, &root, service, &folder)?
         else {
             continue;
         };

@@ -32,6 +32,10 @@ pub(crate) struct BuildUpload {
     pub(crate) author_name: String,
     /// The build's source author's email.
     pub(crate) author_email: String,
+    /// Where an imported build came from (`s3://bucket/key`): written as
+    /// the `Imported-from` trailer, which tells later readers that the
+    /// build is history brought in, not news to auto-release.
+    pub(crate) imported_from: Option<String>,
 }
 
 /// `new` plus every subfolder of `old` that is not an environment folder
@@ -102,7 +106,12 @@ fn existing_build(
     let stored = tree_at(
         repo,
         &root,
-        &format!("builds/{}/{}", upload.service, record.branch),
+        &format!(
+            "{}/{}/{}",
+            record.folder.name(),
+            upload.service,
+            record.branch
+        ),
     )
     .map_err(git("read a tree"))?;
     let uploaded = repo.find_tree(uploaded).map_err(git("read a tree"))?;
@@ -182,14 +191,25 @@ pub(super) fn add_build(
                 "Request-ID",
                 request.request_id.as_deref().unwrap_or_default(),
             ),
+            (
+                "Imported-from",
+                upload.imported_from.as_deref().unwrap_or_default(),
+            ),
         ],
     );
     let committer = git2::Signature::now(BUILD_COMMITTER.0, BUILD_COMMITTER.1)
         .map_err(git("make a signature"))?;
     let author = git2::Signature::new(&upload.author_name, &upload.author_email, &committer.when())
         .unwrap_or_else(|_| committer.clone());
-    let oid = repo
-        .commit(None, &author, &committer, &message, &new_root, &[&parent])
-        .map_err(git("write a commit"))?;
+    let oid = crate::repo::commits::write_commit(
+        repo,
+        ctx.commits,
+        &author,
+        &committer,
+        &message,
+        &new_root,
+        &[&parent],
+    )
+    .map_err(git("write a commit"))?;
     Ok(done(Outcome::Applied, oid, true))
 }

@@ -5,6 +5,7 @@
 
 pub(crate) mod auto_release;
 mod build;
+mod kustomization;
 mod policy_change;
 mod promote;
 mod release;
@@ -16,6 +17,7 @@ pub(crate) use build::BuildUpload;
 pub(crate) use policy_change::{read_policies, PolicyChange, PolicyDone};
 
 use crate::domain::{git, FlowError, Settings};
+use crate::repo::commits::CommitIdentity;
 use crate::repo::index::{ReleaseKind, Signature, View};
 use crate::repo::message::trailer;
 
@@ -61,6 +63,8 @@ pub(crate) enum Intent {
         environment: String,
         /// Explicit namespace.
         namespace: Option<String>,
+        /// Another environment to promote from than the one before.
+        from_environment: Option<String>,
     },
     /// Store an uploaded build.
     AddBuild(BuildUpload),
@@ -228,6 +232,8 @@ pub(crate) struct FlowContext<'a> {
     pub(crate) settings: &'a Settings,
     /// The commit to build on.
     pub(crate) tip: Oid,
+    /// Who commits, and what signs.
+    pub(crate) commits: &'a CommitIdentity,
 }
 
 /// Runs one write request on `ctx.tip`. `Ok` with `outcome == Applied`
@@ -268,7 +274,15 @@ pub(crate) fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<Wri
             service,
             environment,
             namespace,
-        } => promote::promote(ctx, request, service, environment, namespace.as_deref()),
+            from_environment,
+        } => promote::promote(
+            ctx,
+            request,
+            service,
+            environment,
+            namespace.as_deref(),
+            from_environment.as_deref(),
+        ),
         Intent::Rollback {
             service,
             environment,

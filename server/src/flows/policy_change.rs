@@ -221,16 +221,16 @@ pub(super) fn change_policies(
                 format!("committer {who:?} is not a valid git identity"),
             )
         })?;
-    let oid = repo
-        .commit(
-            None,
-            &signature,
-            &signature,
-            &message,
-            &new_root,
-            &[&parent],
-        )
-        .map_err(git("write a commit"))?;
+    let oid = crate::repo::commits::write_commit(
+        repo,
+        ctx.commits,
+        &signature,
+        &signature,
+        &message,
+        &new_root,
+        &[&parent],
+    )
+    .map_err(git("write a commit"))?;
     Ok(PolicyDone {
         outcome: Outcome::Applied,
         id,

@@ -14,6 +14,7 @@ pub(super) fn promote(
     service: &str,
     environment: &str,
     namespace: Option<&str>,
+    from_environment: Option<&str>,
 ) -> Result<ReleaseDone, FlowError> {
     let position = ctx
         .settings
@@ -21,9 +22,12 @@ pub(super) fn promote(
         .iter()
         .position(|e| e == environment)
         .expect("the handler checked the environment is configured");
-    if position == 0 {
+    if position == 0 && from_environment.is_none() {
         let source = BuildSource::Branch(ctx.settings.default_branch.clone());
         let build = find_build(ctx, service, &source)?;
+        // The original writes the branch as where a first environment's
+        // promotion comes from.
+        let from = ctx.settings.default_branch.as_str();
         return release_build(
             ctx,
             request,
@@ -32,9 +36,20 @@ pub(super) fn promote(
             &build,
             namespace,
             ReleaseKind::Promote,
+            Some(from),
         );
     }
-    let from = &ctx.settings.environments[position - 1];
+    let from = match from_environment {
+        Some(from) if from == environment => {
+            return Err(FlowError::invalid(
+                "from_environment",
+                format!("cannot promote {environment} from itself"),
+            ))
+        }
+        Some(from) => from,
+        None => ctx.settings.environments[position - 1].as_str(),
+    };
+    let from = &from.to_string();
     let from_namespace = namespace
         .map(str::to_string)
         .or_else(|| {
@@ -61,6 +76,7 @@ pub(super) fn promote(
         &build,
         namespace,
         ReleaseKind::Promote,
+        Some(from),
     )?;
     done.from_environment = Some(from.clone());
     Ok(done)

@@ -77,7 +77,6 @@ pub(super) fn rollback(
         name: spec.application.author_name.clone(),
         email: spec.application.author_email.clone(),
     };
-    let title = format!("[{environment}/{service}] rollback {}", spec.id);
     let commit = commit_release_folder(
         ctx,
         request,
@@ -86,11 +85,20 @@ pub(super) fn rollback(
             environment,
             namespace: &namespace,
             folder: folder.id(),
-            title: &title,
             artifact_id: &spec.id,
             branch: &branch,
             kind: ReleaseKind::Rollback,
             author: &author,
+            from_environment: None,
+            previous_artifact_id: Some(current.as_str()).filter(|c| !c.is_empty()),
+            // The Flux Kustomization that release put in clusters/, if any.
+            cluster_file: crate::repo::tree::entry_at(
+                ctx.repo,
+                &then,
+                &super::kustomization::cluster_path(environment, &namespace, service),
+            )
+            .map_err(git("read a tree"))?
+            .map(|(oid, _)| oid),
         },
     )?;
     let commit_sha = commit.unwrap_or_else(|| {

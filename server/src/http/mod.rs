@@ -29,6 +29,8 @@ use crate::engine::writer::{WriterHandle, WriterStats};
 /// What the handlers need.
 #[derive(Clone)]
 pub(crate) struct HttpState {
+    /// Refused and denied calls, counted in the metrics.
+    pub(crate) gate: Arc<crate::auth::Gatekeeper>,
     /// To ask for a fetch.
     pub(crate) writer: WriterHandle,
     /// Writer counters for metrics.
@@ -47,6 +49,8 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/webhook/github", post(github_webhook))
         .route("/webhook/gitlab", post(gitlab_webhook))
         .route("/metrics", get(metrics))
+        // The original release manager's liveness and readiness probe.
+        .route("/ping", get(|| async { "pong" }))
         .with_state(state)
 }
 
@@ -204,6 +208,21 @@ async fn metrics(State(state): State<HttpState>) -> String {
         text.push_str(&format!(
             "release_manager_deployment_reports_total{{state=\"{deployment_state}\"}} {count}\n"
         ));
+    }
+    {
+        let refusals = state.gate.refusals();
+        text.push_str("# HELP release_manager_auth_refused_total Calls refused for want of a valid credential, by reason.\n# TYPE release_manager_auth_refused_total counter\n");
+        for (reason, count) in &refusals.unauthenticated {
+            text.push_str(&format!(
+                "release_manager_auth_refused_total{{reason=\"{reason}\"}} {count}\n"
+            ));
+        }
+        text.push_str("# HELP release_manager_access_denied_total Calls of verified identities that no access rule allows, by action and environment.\n# TYPE release_manager_access_denied_total counter\n");
+        for ((action, environment), count) in &refusals.denied {
+            text.push_str(&format!(
+                "release_manager_access_denied_total{{action=\"{action}\",environment=\"{environment}\"}} {count}\n"
+            ));
+        }
     }
     if let Some(notifications) = &state.notifications {
         text.push_str("# HELP release_manager_notifications_total Notification attempts by destination and outcome (delivered, failed, gave_up).\n# TYPE release_manager_notifications_total counter\n");

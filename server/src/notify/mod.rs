@@ -284,7 +284,7 @@ fn intent_word(kind: ReleaseKind) -> &'static str {
         ReleaseKind::Promote => "promotion",
         ReleaseKind::Rollback => "rollback",
         ReleaseKind::AutoRelease => "auto-release",
-        ReleaseKind::Unknown => "",
+        ReleaseKind::Unknown | ReleaseKind::Edit => "",
     }
 }
 

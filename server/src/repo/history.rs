@@ -1,10 +1,16 @@
 //! The one reader of history: what a commit *is*, decided from what it
 //! changed, never from its title. A commit that changes
-//! `builds/<service>/<branch>/artifact.json` is a build of the id in that
-//! file; one that changes a release folder
-//! `<env>/releases/<namespace>/<service>/` holding an artifact.json is a
-//! release of the id in that file; one that changes
-//! `policies/<service>.json` changes that service's policies. That holds for
+//! `builds/<service>/<branch>/artifact.json` (or, as the original release
+//! manager stored builds from April 2019 to mid-2020,
+//! `artifacts/<service>/<branch>/artifact.json`) is a build of the id in
+//! that file; one that changes a release folder
+//! `<env>/releases/<namespace>/<service>/` so that it holds another
+//! artifact is a release of the id in its artifact.json; one that changes
+//! the folder and leaves its artifact as it was (a hand edit such as
+//! scaling replicas, or a revert of one) is an edit of that release, not a
+//! release, unless its message says it releases that artifact (a
+//! re-release after an edit); one that changes `policies/<service>.json`
+//! changes that service's policies. That holds for
 //! commits of this server, of the original release manager in any era, of
 //! CI jobs and of people editing by hand alike. Messages only enrich (see
 //! `message`).
@@ -21,10 +27,54 @@ use git2::{Commit, ObjectType, Oid, Repository};
 
 use super::raw_tree::{changes, Change, RawTree};
 
+/// The top-level folder a build is stored under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum BuildFolder {
+    /// `builds/`: this server, and the original release manager until
+    /// April 2019.
+    Builds,
+    /// `artifacts/`: the original release manager from April 2019 until it
+    /// moved builds to S3 in mid-2020.
+    Artifacts,
+}
+
+impl BuildFolder {
+    /// Both, newest convention first.
+    pub(crate) const ALL: [BuildFolder; 2] = [BuildFolder::Builds, BuildFolder::Artifacts];
+
+    /// The folder's name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            BuildFolder::Builds => "builds",
+            BuildFolder::Artifacts => "artifacts",
+        }
+    }
+
+    /// The folder of a top-level name, if it holds builds.
+    fn of(name: &str) -> Option<Self> {
+        BuildFolder::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// A compact code, for the snapshot.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            BuildFolder::Builds => 0,
+            BuildFolder::Artifacts => 1,
+        }
+    }
+
+    /// The folder of a [`BuildFolder::code`].
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        BuildFolder::ALL.into_iter().find(|f| f.code() == code)
+    }
+}
+
 /// A build a commit added or replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BuildFact {
-    /// Service (the folder under `builds/`).
+    /// Where it is stored.
+    pub(crate) folder: BuildFolder,
+    /// Service (the folder under `builds/` or `artifacts/`).
     pub(crate) service: String,
     /// Branch (the folder path below the service, `feature/x` nested).
     pub(crate) branch: String,
@@ -56,6 +106,8 @@ pub(crate) struct CommitFacts {
     pub(crate) builds: Vec<BuildFact>,
     /// Releases made.
     pub(crate) releases: Vec<ReleaseFact>,
+    /// Release folders changed with their artifact left as it was.
+    pub(crate) edits: Vec<ReleaseFact>,
     /// Services whose policy file was added, changed or removed.
     pub(crate) policies: Vec<String>,
 }
@@ -63,7 +115,10 @@ pub(crate) struct CommitFacts {
 impl CommitFacts {
     /// Whether the commit changed nothing the release manager follows.
     pub(crate) fn is_empty(&self) -> bool {
-        self.builds.is_empty() && self.releases.is_empty() && self.policies.is_empty()
+        self.builds.is_empty()
+            && self.releases.is_empty()
+            && self.edits.is_empty()
+            && self.policies.is_empty()
     }
 }
 
@@ -107,6 +162,20 @@ impl<'r> HistoryReader<'r> {
         self.diff_root(old_root.as_ref(), &new_root, &mut facts)?;
         if commit.parent_count() > 1 && !facts.is_empty() {
             self.drop_merged(commit, &mut facts)?;
+        }
+        if !facts.edits.is_empty() {
+            let message = String::from_utf8_lossy(commit.message_bytes());
+            let (releases, edits): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut facts.edits).into_iter().partition(|e| {
+                    super::message::names_release(
+                        &message,
+                        &e.environment,
+                        &e.service,
+                        &e.artifact_id,
+                    )
+                });
+            facts.releases.extend(releases);
+            facts.edits = edits;
         }
         Ok(facts)
     }
@@ -155,10 +224,11 @@ impl<'r> HistoryReader<'r> {
                 continue;
             };
             match name {
-                "builds" => {
+                "builds" | "artifacts" => {
+                    let folder = BuildFolder::of(name).expect("a build folder");
                     let old = self.subtree(change.old)?;
                     if let Some(new) = self.subtree(change.new)? {
-                        self.diff_builds(old.as_ref(), &new, facts)?;
+                        self.diff_builds(folder, old.as_ref(), &new, facts)?;
                     }
                 }
                 "policies" => {
@@ -179,6 +249,7 @@ impl<'r> HistoryReader<'r> {
 
     fn diff_builds(
         &mut self,
+        folder: BuildFolder,
         old: Option<&RawTree>,
         new: &RawTree,
         facts: &mut CommitFacts,
@@ -187,18 +258,19 @@ impl<'r> HistoryReader<'r> {
             let Some(service) = change.name else { continue };
             let old = self.subtree(change.old)?;
             if let Some(new) = self.subtree(change.new)? {
-                self.diff_branches(&service, "", old.as_ref(), &new, facts)?;
+                self.diff_branches(folder, &service, "", old.as_ref(), &new, facts)?;
             }
         }
         Ok(())
     }
 
-    /// Below `builds/<service>/<prefix>`: a folder whose artifact.json is new
+    /// Below `builds/<service>/<prefix>` (or `artifacts/`): a folder whose artifact.json is new
     /// or changed is a build of the branch named by its path. The search goes
     /// on below such a folder too, since branch `feature` may hold the folder
     /// of branch `feature/x`.
     fn diff_branches(
         &mut self,
+        folder: BuildFolder,
         service: &str,
         prefix: &str,
         old: Option<&RawTree>,
@@ -209,6 +281,7 @@ impl<'r> HistoryReader<'r> {
             if let Some(spec) = changed_spec(old, new) {
                 if let Some(artifact_id) = self.artifact_id(spec)? {
                     facts.builds.push(BuildFact {
+                        folder,
                         service: service.to_string(),
                         branch: prefix.to_string(),
                         artifact_id,
@@ -228,7 +301,7 @@ impl<'r> HistoryReader<'r> {
             } else {
                 format!("{prefix}/{name}")
             };
-            self.diff_branches(service, &path, old_sub.as_ref(), &new_sub, facts)?;
+            self.diff_branches(folder, service, &path, old_sub.as_ref(), &new_sub, facts)?;
         }
         Ok(())
     }
@@ -266,9 +339,6 @@ impl<'r> HistoryReader<'r> {
                 let Some(new_folder) = self.subtree(service.new)? else {
                     continue;
                 };
-                // Any change of the folder is a release of what it holds: a
-                // re-release into a folder edited by hand changes manifests
-                // and keeps artifact.json.
                 let Some(spec) = new_folder
                     .get("artifact.json")
                     .filter(|e| !e.is_tree)
@@ -276,14 +346,35 @@ impl<'r> HistoryReader<'r> {
                 else {
                     continue;
                 };
-                if let Some(artifact_id) = self.artifact_id(spec)? {
-                    facts.releases.push(ReleaseFact {
-                        environment: environment.to_string(),
-                        namespace: namespace_name.clone(),
-                        service: service_name,
-                        artifact_id,
-                        spec,
-                    });
+                let Some(artifact_id) = self.artifact_id(spec)? else {
+                    continue;
+                };
+                // The artifact the folder held before: the same one means
+                // the commit edited the release (or re-released it, which
+                // its message says; see `read`).
+                let before = match self.subtree(service.old)? {
+                    Some(old_folder) => match old_folder
+                        .get("artifact.json")
+                        .filter(|e| !e.is_tree)
+                        .map(|e| e.id)
+                    {
+                        Some(old_spec) if old_spec == spec => Some(artifact_id.clone()),
+                        Some(old_spec) => self.artifact_id(old_spec)?,
+                        None => None,
+                    },
+                    None => None,
+                };
+                let fact = ReleaseFact {
+                    environment: environment.to_string(),
+                    namespace: namespace_name.clone(),
+                    service: service_name,
+                    artifact_id,
+                    spec,
+                };
+                if before.as_deref() == Some(fact.artifact_id.as_str()) {
+                    facts.edits.push(fact);
+                } else {
+                    facts.releases.push(fact);
                 }
             }
         }
@@ -318,22 +409,35 @@ impl<'r> HistoryReader<'r> {
         };
         facts.builds.retain(|b| {
             !had(
-                &format!("builds/{}/{}/artifact.json", b.service, b.branch),
+                &format!(
+                    "{}/{}/{}/artifact.json",
+                    b.folder.name(),
+                    b.service,
+                    b.branch
+                ),
                 b.spec,
             )
         });
-        facts.releases.retain(|r| {
-            !had(
-                &format!(
-                    "{}/releases/{}/{}/artifact.json",
-                    r.environment, r.namespace, r.service
-                ),
-                r.spec,
-            )
+        let release_path =
+            |r: &ReleaseFact| format!("{}/releases/{}/{}", r.environment, r.namespace, r.service);
+        facts
+            .releases
+            .retain(|r| !had(&format!("{}/artifact.json", release_path(r)), r.spec));
+        // An edit a parent already had came from that side: the folder as
+        // the merge has it is that parent's.
+        let ours = commit.tree()?;
+        let folder = |tree: &git2::Tree<'_>, path: &str| {
+            tree.get_path(std::path::Path::new(path))
+                .ok()
+                .map(|e| e.id())
+        };
+        facts.edits.retain(|e| {
+            let path = release_path(e);
+            let now = folder(&ours, &path);
+            !others.iter().any(|tree| folder(tree, &path) == now)
         });
         // A policy file as the merge has it (or its absence) that another
         // parent already had came from that side.
-        let ours = commit.tree()?;
         let policy = |tree: &git2::Tree<'_>, service: &str| {
             tree.get_path(std::path::Path::new(&format!("policies/{service}.json")))
                 .ok()
@@ -404,6 +508,16 @@ mod tests {
 
         /// Commits `files` (path, content; `None` removes) on `parent`.
         fn commit(&self, parents: &[Oid], files: &[(&str, Option<&str>)]) -> Oid {
+            self.commit_saying(parents, files, "whatever the title says")
+        }
+
+        /// [`Fixture::commit`] with a message.
+        fn commit_saying(
+            &self,
+            parents: &[Oid],
+            files: &[(&str, Option<&str>)],
+            message: &str,
+        ) -> Oid {
             let parent_commits: Vec<Commit<'_>> = parents
                 .iter()
                 .map(|p| self.repo.find_commit(*p).unwrap())
@@ -424,7 +538,7 @@ mod tests {
             let sig = Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
             let refs: Vec<&Commit<'_>> = parent_commits.iter().collect();
             self.repo
-                .commit(None, &sig, &sig, "whatever the title says", &tree, &refs)
+                .commit(None, &sig, &sig, message, &tree, &refs)
                 .unwrap()
         }
 
@@ -527,16 +641,92 @@ mod tests {
         let facts = f.facts(other_ns);
         assert_eq!(facts.releases[0].environment, "prod");
         assert_eq!(facts.releases[0].namespace, "payments");
-        // A manifest edited in a release folder re-releases what it holds.
+        // A manifest edited in a release folder (replicas scaled by hand)
+        // leaves its artifact in place: an edit, not a release.
         let edited = f.commit(
             &[other_ns],
             &[("prod/releases/payments/svc/d.yaml", Some("e"))],
         );
-        assert_eq!(f.facts(edited).releases[0].artifact_id, "m-1");
+        let facts = f.facts(edited);
+        assert!(facts.releases.is_empty(), "{facts:?}");
+        assert_eq!(facts.edits[0].artifact_id, "m-1");
+        assert_eq!(facts.edits[0].namespace, "payments");
         let other_ns = edited;
         // Removing a release folder releases nothing.
         let removed = f.commit(&[other_ns], &[("dev/releases/dev/svc/artifact.json", None)]);
         assert!(f.facts(removed).releases.is_empty());
+    }
+
+    #[test]
+    fn a_re_release_after_an_edit_is_a_release_when_its_message_says_so() {
+        let f = Fixture::new();
+        let release = f.commit(
+            &[],
+            &[
+                ("dev/releases/dev/svc/artifact.json", Some(&spec("m-1"))),
+                ("dev/releases/dev/svc/d.yaml", Some("replicas: 1")),
+            ],
+        );
+        let edit = f.commit(
+            &[release],
+            &[("dev/releases/dev/svc/d.yaml", Some("replicas: 3"))],
+        );
+        assert_eq!(f.facts(edit).edits.len(), 1);
+        // Ours: the Artifact-ID trailer names the artifact.
+        let ours = f.commit_saying(
+            &[edit],
+            &[("dev/releases/dev/svc/d.yaml", Some("replicas: 1"))],
+            "[dev/svc] release m-1 by olga@example.com\n\nService: svc\nEnvironment: dev\nArtifact-ID: m-1\n",
+        );
+        let facts = f.facts(ours);
+        assert_eq!(facts.releases.len(), 1, "{facts:?}");
+        assert!(facts.edits.is_empty());
+        // A trailer naming another service is not about this folder.
+        let other = f.commit_saying(
+            &[ours],
+            &[("dev/releases/dev/svc/d.yaml", Some("replicas: 2"))],
+            "x\n\nService: other\nArtifact-ID: m-1\n",
+        );
+        assert_eq!(f.facts(other).edits.len(), 1);
+        // A revert of the edit is an edit too.
+        let revert = f.commit_saying(
+            &[other],
+            &[("dev/releases/dev/svc/d.yaml", Some("replicas: 1"))],
+            "Revert \"scale up\"\n\nThis reverts commit 0123.\n",
+        );
+        assert_eq!(f.facts(revert).edits.len(), 1);
+        // Putting another artifact in the folder by hand is a release.
+        let by_hand = f.commit(
+            &[revert],
+            &[("dev/releases/dev/svc/artifact.json", Some(&spec("m-2")))],
+        );
+        assert_eq!(f.facts(by_hand).releases[0].artifact_id, "m-2");
+        // The same id rewritten (another formatting) is still an edit.
+        let reformatted = f.commit(
+            &[by_hand],
+            &[(
+                "dev/releases/dev/svc/artifact.json",
+                Some("{\"id\": \"m-2\"}"),
+            )],
+        );
+        assert_eq!(f.facts(reformatted).edits.len(), 1);
+    }
+
+    #[test]
+    fn builds_under_the_originals_artifacts_folder_are_builds() {
+        let f = Fixture::new();
+        let build = f.commit(
+            &[],
+            &[
+                ("artifacts/svc/feature/x/artifact.json", Some(&spec("fx-1"))),
+                ("artifacts/svc/feature/x/dev/d.yaml", Some("d")),
+            ],
+        );
+        let facts = f.facts(build);
+        assert_eq!(facts.builds.len(), 1);
+        assert_eq!(facts.builds[0].folder, BuildFolder::Artifacts);
+        assert_eq!(facts.builds[0].branch, "feature/x");
+        assert!(facts.releases.is_empty(), "artifacts/ is no environment");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use git2::{Oid, Repository, Sort};
 
+pub(crate) use super::history::BuildFolder;
 use super::history::{CommitFacts, HistoryReader};
 use super::message;
 use super::RepoError;
@@ -37,21 +38,13 @@ pub(crate) enum ReleaseKind {
     Rollback,
     /// An auto-release policy.
     AutoRelease,
+    /// Not a release: a change of a release folder that left its artifact
+    /// in place (a hand edit, a revert of one). Listed in the release
+    /// history as what it is, never taken for who released what runs.
+    Edit,
 }
 
 impl ReleaseKind {
-    /// The trailer value we write.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ReleaseKind::Unknown => "unknown",
-            ReleaseKind::Branch => "release-branch",
-            ReleaseKind::Artifact => "release-artifact",
-            ReleaseKind::Promote => "promote",
-            ReleaseKind::Rollback => "rollback",
-            ReleaseKind::AutoRelease => "auto-release",
-        }
-    }
-
     /// A compact code, for the snapshot.
     pub(crate) fn code(self) -> u8 {
         match self {
@@ -61,6 +54,7 @@ impl ReleaseKind {
             ReleaseKind::Promote => 3,
             ReleaseKind::Rollback => 4,
             ReleaseKind::AutoRelease => 5,
+            ReleaseKind::Edit => 6,
         }
     }
 
@@ -72,6 +66,7 @@ impl ReleaseKind {
             3 => ReleaseKind::Promote,
             4 => ReleaseKind::Rollback,
             5 => ReleaseKind::AutoRelease,
+            6 => ReleaseKind::Edit,
             _ => ReleaseKind::Unknown,
         }
     }
@@ -101,6 +96,8 @@ impl Signature {
 pub(crate) struct BuildRecord {
     /// Artifact id.
     pub(crate) artifact_id: Arc<str>,
+    /// The top-level folder it is stored under.
+    pub(crate) folder: BuildFolder,
     /// Branch folder the build was stored in.
     pub(crate) branch: Arc<str>,
     /// The build commit.
@@ -141,6 +138,11 @@ pub(crate) struct Index {
     pub(crate) services: HashMap<Arc<str>, ServiceHistory>,
     pub(crate) requests: HashMap<Box<str>, Oid>,
     pub(crate) commits: u64,
+    /// Commits that imported builds from elsewhere (an `Imported-from`
+    /// trailer): their builds are history, not news for auto-releases.
+    /// Only the indexes of newly arrived commits need it, so snapshots
+    /// leave it out.
+    pub(crate) imports: HashSet<Oid>,
     /// Shares the text of names and ids that recur (a branch, a namespace,
     /// the id a build and its releases have in common).
     strings: HashSet<Arc<str>>,
@@ -279,9 +281,13 @@ impl Index {
         if let Some(request_id) = message::trailer(message, "Request-ID") {
             self.requests.insert(request_id.into(), oid);
         }
+        if !facts.builds.is_empty() && message::trailer(message, "Imported-from").is_some() {
+            self.imports.insert(oid);
+        }
         for build in &facts.builds {
             let record = BuildRecord {
                 artifact_id: self.intern(&build.artifact_id),
+                folder: build.folder,
                 branch: self.intern(&build.branch),
                 commit: oid,
                 time,
@@ -289,11 +295,13 @@ impl Index {
             let service = self.intern(&build.service);
             self.add_build(service, record);
         }
-        if facts.releases.is_empty() {
+        if facts.releases.is_empty() && facts.edits.is_empty() {
             return;
         }
         let kind = message::release_kind(message);
-        for release in &facts.releases {
+        let releases = facts.releases.iter().map(|r| (r, kind));
+        let edits = facts.edits.iter().map(|e| (e, ReleaseKind::Edit));
+        for (release, kind) in releases.chain(edits) {
             let record = ReleaseRecord {
                 artifact_id: self.intern(&release.artifact_id),
                 namespace: self.intern(&release.namespace),
@@ -355,9 +363,12 @@ impl Index {
         }
         self.requests.extend(pending.requests);
         self.commits += pending.commits;
+        self.imports.extend(pending.imports);
     }
 
-    /// The `(service, branch)` pairs that have builds in this index.
+    /// The `(service, branch)` pairs that have builds in this index, but
+    /// for builds imported from elsewhere (old builds brought in, not new
+    /// ones).
     pub(crate) fn new_builds(&self) -> Vec<(String, String)> {
         let mut pairs: Vec<(String, String)> = self
             .services
@@ -366,6 +377,7 @@ impl Index {
                 history
                     .builds
                     .iter()
+                    .filter(|b| !self.imports.contains(&b.commit))
                     .map(move |b| (service.to_string(), b.branch.to_string()))
             })
             .collect();
@@ -431,8 +443,20 @@ impl<'a> View<'a> {
         })
     }
 
-    /// Releases of a service to an environment, newest first.
+    /// Releases of a service to an environment, newest first; edits of a
+    /// release folder are not releases and are left out.
     pub(crate) fn releases(
+        &self,
+        environment: &str,
+        service: &str,
+    ) -> impl Iterator<Item = &'a ReleaseRecord> {
+        self.release_history(environment, service)
+            .filter(|r| r.kind != ReleaseKind::Edit)
+    }
+
+    /// Releases and edits of a service's release folders in an
+    /// environment, newest first: what `describe release` lists.
+    pub(crate) fn release_history(
         &self,
         environment: &str,
         service: &str,
@@ -463,7 +487,10 @@ pub(crate) struct ReleaseDetails {
     /// `Artifact-released-by`, or `by <email>` in its title), else the
     /// committer.
     pub(crate) released_by: Signature,
-    /// The commit's author: the build's source author.
+    /// The build's source author: from the released artifact.json when
+    /// read with [`ReleaseDetails::read_folder`] and it names one, else the
+    /// commit's author (which is the same for releases this server and the
+    /// original made, and not for hand-made ones).
     pub(crate) author: Signature,
     /// Commit title.
     pub(crate) title: String,
@@ -488,5 +515,34 @@ impl ReleaseDetails {
             author,
             title: message::title(&text).to_string(),
         })
+    }
+
+    /// The details of release commit `commit` of the release folder at
+    /// `folder` (`<env>/releases/<namespace>/<service>`), its author read
+    /// from the artifact.json it released, as status reads it.
+    pub(crate) fn read_folder(
+        repo: &Repository,
+        commit: Oid,
+        folder: &str,
+    ) -> Result<Self, git2::Error> {
+        let mut details = ReleaseDetails::read(repo, commit)?;
+        let path = format!("{folder}/artifact.json");
+        let tree = repo.find_commit(commit)?.tree()?;
+        let spec = match tree.get_path(std::path::Path::new(&path)) {
+            Ok(entry) => repo
+                .find_blob(entry.id())
+                .ok()
+                .and_then(|blob| super::read_committed_spec(blob.content(), &path).ok()),
+            Err(_) => None,
+        };
+        if let Some(app) = spec.map(|s| s.application) {
+            if !app.author_email.is_empty() || !app.author_name.is_empty() {
+                details.author = Signature {
+                    name: app.author_name,
+                    email: app.author_email,
+                };
+            }
+        }
+        Ok(details)
     }
 }

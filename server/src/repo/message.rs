@@ -7,14 +7,24 @@
 
 use super::index::{ReleaseKind, Signature};
 
-/// The value of trailer `key` in the last paragraph of `message`.
+/// The value of trailer `key`: the `Key: value` lines that end a message,
+/// after its title. They follow a blank line in most eras, but the
+/// original release manager wrote them right after the title for a while
+/// (2020: `<title>\nArtifact-created-by: ...`), and its own parser reads
+/// both: the block of `Key: value` lines at the end, whatever precedes it.
 pub(crate) fn trailer<'m>(message: &'m str, key: &str) -> Option<&'m str> {
-    // Trailers follow the title and a blank line; a one-paragraph message
-    // has none.
-    let (_, last) = message.trim_end().rsplit_once("\n\n")?;
-    last.lines().find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        (k.trim().eq_ignore_ascii_case(key)).then_some(v.trim())
+    trailer_lines(message).find_map(|(k, v)| k.eq_ignore_ascii_case(key).then_some(v))
+}
+
+/// The trailers of a message, last first.
+fn trailer_lines(message: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut lines = message.trim_end().lines();
+    // The title is never a trailer.
+    lines.next();
+    lines.rev().map_while(|line| {
+        let (key, value) = line.split_once(':')?;
+        let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        is_key.then(|| (key, value.trim()))
     })
 }
 
@@ -31,6 +41,68 @@ pub(crate) fn compose(title: &str, trailers: &[(&str, &str)]) -> String {
         message.push('\n');
     }
     message
+}
+
+/// The `Release-intent` value written for `kind`, spelled as the original
+/// release manager spells it (`ReleaseBranch`, `Promote`, ...), so that it
+/// reads the intent of our releases; [`release_kind`] reads this spelling
+/// and ours (`release-branch`) alike.
+pub(crate) fn intent_value(kind: ReleaseKind) -> &'static str {
+    match kind {
+        ReleaseKind::Branch => "ReleaseBranch",
+        // The original has no "unknown": an unexplained release is one of
+        // an artifact to it.
+        ReleaseKind::Artifact | ReleaseKind::Unknown | ReleaseKind::Edit => "ReleaseArtifact",
+        ReleaseKind::Promote => "Promote",
+        ReleaseKind::Rollback => "Rollback",
+        ReleaseKind::AutoRelease => "AutoRelease",
+    }
+}
+
+/// A release commit's title as the original release manager writes it
+/// (`internal/commitinfo`): `[<env>/<service>] <verb> <artifact-id> by
+/// <email>`, the verb `rollback`, `auto release` or `release`.
+pub(crate) fn compose_release_title(
+    kind: ReleaseKind,
+    environment: &str,
+    service: &str,
+    artifact_id: &str,
+    releaser_email: &str,
+) -> String {
+    let verb = match kind {
+        ReleaseKind::Rollback => "rollback",
+        ReleaseKind::AutoRelease => "auto release",
+        _ => "release",
+    };
+    format!("[{environment}/{service}] {verb} {artifact_id} by {releaser_email}")
+}
+
+/// Whether `message` says it releases `artifact_id` of `service` to
+/// `environment`: by its `Artifact-ID` trailer (with `Service` and
+/// `Environment`, when present, agreeing), or by a release title naming
+/// it. A commit that leaves a release folder's artifact in place is a
+/// release only when its message says so (re-releasing after a hand
+/// edit); otherwise it is an edit.
+pub(crate) fn names_release(
+    message: &str,
+    environment: &str,
+    service: &str,
+    artifact_id: &str,
+) -> bool {
+    let agrees = |key: &str, wanted: &str| trailer(message, key).is_none_or(|v| v == wanted);
+    if trailer(message, "Artifact-ID") == Some(artifact_id)
+        && agrees("Service", service)
+        && agrees("Environment", environment)
+    {
+        return true;
+    }
+    let line = title(message);
+    let Some((scope, _)) = line.strip_prefix('[').and_then(|l| l.split_once("] ")) else {
+        return false;
+    };
+    scope == format!("{environment}/{service}")
+        && release_title(message)
+            .is_some_and(|(_, rest)| rest.split(' ').next() == Some(artifact_id))
 }
 
 /// The first line of a message.
@@ -137,6 +209,43 @@ mod tests {
         assert_eq!(trailer(&m, "Namespace"), Some("dev"));
         assert_eq!(trailer(&m, "Request-ID"), None);
         assert_eq!(trailer("[dev/s] release a", "Namespace"), None);
+    }
+
+    #[test]
+    fn trailers_right_after_the_title_are_read() {
+        // The original release manager's 2020 releases: no blank line.
+        let m = "[dev/s] release a by bob@example.com\nArtifact-created-by: Dev <dev@example.com>\nArtifact-released-by: Bob <bob@example.com>";
+        assert_eq!(
+            trailer(m, "Artifact-released-by"),
+            Some("Bob <bob@example.com>")
+        );
+        assert_eq!(released_by(m).unwrap().name, "Bob");
+        // A body that is prose keeps its last paragraph's trailers only.
+        let m = "title\n\nSome text: with a colon in prose.\nmore prose\n\nKey: v\n";
+        assert_eq!(trailer(m, "Key"), Some("v"));
+        assert_eq!(trailer(m, "Some text"), None);
+    }
+
+    #[test]
+    fn we_write_the_originals_title_and_intents() {
+        assert_eq!(
+            compose_release_title(ReleaseKind::AutoRelease, "dev", "s", "a-1", "x@example.com"),
+            "[dev/s] auto release a-1 by x@example.com"
+        );
+        assert_eq!(
+            compose_release_title(ReleaseKind::Rollback, "dev", "s", "a-1", "x@example.com"),
+            "[dev/s] rollback a-1 by x@example.com"
+        );
+        for kind in [
+            ReleaseKind::Branch,
+            ReleaseKind::Artifact,
+            ReleaseKind::Promote,
+            ReleaseKind::Rollback,
+            ReleaseKind::AutoRelease,
+        ] {
+            let message = format!("t\n\nRelease-intent: {}\n", intent_value(kind));
+            assert_eq!(release_kind(&message), kind, "{message}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Everything that touches git: the mirror and its remote, tree surgery,
 //! commit messages, and the index of builds and releases read from history.
 
+pub(crate) mod commits;
 pub(crate) mod history;
 pub(crate) mod index;
 pub(crate) mod message;

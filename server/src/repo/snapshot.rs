@@ -21,14 +21,17 @@ use std::sync::Arc;
 
 use git2::Oid;
 
-use super::index::{BuildRecord, Index, ReleaseKind, ReleaseRecord};
+use super::index::{BuildFolder, BuildRecord, Index, ReleaseKind, ReleaseRecord};
 
 /// The snapshot's file name in the data dir.
 pub(crate) const FILE_NAME: &str = "index.snapshot";
 const MAGIC: &[u8; 8] = b"RMINDEX\0";
 /// Bumped whenever the body's layout or meaning changes; an older file is
 /// then read as "another format" and rebuilt from history.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// 2: builds record the folder they are stored under (`builds/` or
+/// `artifacts/`), and release folders changed without changing their
+/// artifact are edits, not releases.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
 /// Which repository a snapshot describes.
@@ -205,6 +208,7 @@ fn encode(origin: &Origin, tip: Oid, index: &Index) -> Vec<u8> {
         for build in &history.builds {
             put_u32(&mut records, table.position(&build.artifact_id));
             put_u32(&mut records, table.position(&build.branch));
+            records.push(build.folder.code());
             records.extend_from_slice(build.commit.as_bytes());
             records.extend_from_slice(&build.time.to_le_bytes());
         }
@@ -271,6 +275,7 @@ fn decode(r: &mut Reader<'_>, origin: &Origin) -> Option<Result<Snapshot, Snapsh
             let record = BuildRecord {
                 artifact_id: string(r)?,
                 branch: string(r)?,
+                folder: BuildFolder::from_code(r.u8()?)?,
                 commit: r.oid()?,
                 time: r.i64()?,
             };
@@ -380,6 +385,11 @@ mod tests {
                 let record = BuildRecord {
                     artifact_id: index.intern(&format!("master-{service}-{b}")),
                     branch: index.intern(if b == 2 { "feature/x" } else { "master" }),
+                    folder: if b == 1 {
+                        BuildFolder::Artifacts
+                    } else {
+                        BuildFolder::Builds
+                    },
                     commit: oid(10 * n as u8 + b),
                     time: 1_000 + b as i64,
                 };
@@ -387,9 +397,13 @@ mod tests {
             }
             for environment in ["dev", "prod"] {
                 let environment = index.intern(environment);
-                for (b, kind) in [ReleaseKind::Branch, ReleaseKind::Rollback]
-                    .into_iter()
-                    .enumerate()
+                for (b, kind) in [
+                    ReleaseKind::Branch,
+                    ReleaseKind::Rollback,
+                    ReleaseKind::Edit,
+                ]
+                .into_iter()
+                .enumerate()
                 {
                     let record = ReleaseRecord {
                         artifact_id: index.intern(&format!("master-{service}-{b}")),

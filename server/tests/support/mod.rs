@@ -93,12 +93,24 @@ pub fn start(remote: &Path, data: &Path, crash_at: Option<&str>) -> Server {
 /// `PATH`); waits (bounded) for a log line containing `wait_for` and naming
 /// its address.
 pub fn launch(remote: &Path, data: &Path, env: &[(&str, &str)], wait_for: &str) -> Server {
+    let remote = remote.to_str().expect("a UTF-8 path");
+    launch_with(
+        &["--unauthenticated", "--config-repo", remote],
+        data,
+        env,
+        wait_for,
+    )
+}
+
+/// Starts the server binary on loopback with `args` after `start` (and the
+/// data dir), exactly the environment `env` (and `PATH`); waits (bounded)
+/// for a log line containing `wait_for` and naming its address.
+pub fn launch_with(args: &[&str], data: &Path, env: &[(&str, &str)], wait_for: &str) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_release-manager"));
     command
-        .args(["start", "--unauthenticated", "--listen", "127.0.0.1:0"])
+        .args(["start", "--listen", "127.0.0.1:0"])
         .args(["--http-listen", "127.0.0.1:0", "--poll-interval", "0"])
-        .arg("--config-repo")
-        .arg(remote)
+        .args(args)
         .arg("--data-dir")
         .arg(data)
         .env_clear()

@@ -29,6 +29,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cli {
     program: PathBuf,
     envs: Vec<(String, String)>,
+    dir: Option<PathBuf>,
 }
 
 /// What one finished run printed and returned.
@@ -47,7 +48,17 @@ impl Cli {
         if let Ok(path) = std::env::var("PATH") {
             envs.push(("PATH".to_string(), path));
         }
-        Cli { program, envs }
+        Cli {
+            program,
+            envs,
+            dir: None,
+        }
+    }
+
+    /// Runs it in `dir` (a service's repository with its shuttle.yaml).
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Cli {
+        self.dir = Some(dir.to_path_buf());
+        self
     }
 
     /// hamctl, committing as [`OPERATOR_NAME`], with no git configuration
@@ -90,6 +101,9 @@ impl Cli {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.program);
         command.args(args).env_clear();
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
         for (key, value) in &self.envs {
             command.env(key, value);
         }
@@ -213,6 +227,16 @@ impl RunningCli {
             Ok(false) => panic!("{} ended without saying it: {}", self.what, self.err_read),
             Err(_) => panic!("{} did not say it in time: {}", self.what, self.err_read),
         }
+    }
+
+    /// What it printed on stderr so far, as far as the test has read it.
+    pub fn err_read(&self) -> &str {
+        &self.err_read
+    }
+
+    /// Sends `signal` to it (SIGHUP, say).
+    pub fn signal(&self, signal: libc::c_int) {
+        self.guard.signal(signal);
     }
 
     /// Whether it still runs.

@@ -19,9 +19,9 @@ use tonic::transport::Channel;
 pub mod server_api {
     pub use release_manager_server::chain as error_chain;
     pub use release_manager_server::{
-        parse_global_restrictions, start, CorsPolicy, DeploymentSources, GitCredentials,
-        Notifications, RemoteLocation, RunningServer, ServerConfig, TlsFiles, WriterStats,
-        SHIPPED_KNOWN_HOSTS,
+        parse_global_restrictions, start, CommitIdentity, CommitSigner, CorsPolicy,
+        DeploymentSources, GitCredentials, Notifications, OidcSettings, RemoteLocation,
+        RunningServer, ServerConfig, TlsFiles, TrustedIssuer, WriterStats, SHIPPED_KNOWN_HOSTS,
     };
 }
 

@@ -136,6 +136,26 @@ impl Browser {
             .await;
     }
 
+    /// The URL of the page the browser shows.
+    pub async fn url(&self) -> String {
+        self.command("GET", "/url", None)
+            .await
+            .as_str()
+            .expect("a URL")
+            .to_string()
+    }
+
+    /// The value of cookie `name` of the current page's site (HttpOnly
+    /// ones too), if it has one.
+    pub async fn cookie(&self, name: &str) -> Option<String> {
+        let path = format!("/session/{}/cookie", self.session.id);
+        let all = call(self.session.driver, "GET", &path, None).await;
+        all["value"].as_array()?.iter().find_map(|cookie| {
+            (cookie["name"] == name)
+                .then(|| cookie["value"].as_str().unwrap_or_default().to_string())
+        })
+    }
+
     /// Runs `script` (a function body; `arguments` are `args`) in the page
     /// and returns what it returns.
     pub async fn run(&self, script: &str, args: Value) -> Value {

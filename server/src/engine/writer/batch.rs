@@ -137,7 +137,7 @@ impl Writer {
                     reply,
                     deadline,
                 } => jobs.push(Job {
-                    request,
+                    request: *request,
                     reply: Some(reply),
                     trigger: None,
                     deadline,
@@ -239,6 +239,7 @@ impl Writer {
             repo: self.mirror.repo(),
             view: View::published(&published.index),
             settings: &self.settings,
+            commits: &self.config.commits,
             tip: published.tip,
         };
         let mut due = Vec::new();
@@ -285,6 +286,7 @@ impl Writer {
                     pending: Some(&pending),
                 },
                 settings: &self.settings,
+                commits: &self.config.commits,
                 tip,
             };
             let mut result = flows::apply(&ctx, &command.request);
@@ -328,6 +330,7 @@ impl Writer {
                 pending: Some(pending),
             },
             settings: &self.settings,
+            commits: &self.config.commits,
             tip: *tip,
         };
         let due = match flows::auto_release::due_releases(&ctx, &build.service, &build.branch) {
@@ -345,6 +348,7 @@ impl Writer {
                     pending: Some(pending),
                 },
                 settings: &self.settings,
+                commits: &self.config.commits,
                 tip: *tip,
             };
             match flows::apply(&ctx, &request) {

@@ -44,6 +44,8 @@ pub struct WriterConfig {
     /// Longest one batch may take, replays after rejected pushes included;
     /// past it the batch's writes fail with UNAVAILABLE.
     pub batch_timeout: Duration,
+    /// Who commits, and the key that signs every commit.
+    pub commits: crate::repo::commits::CommitIdentity,
 }
 
 impl Default for WriterConfig {
@@ -54,6 +56,7 @@ impl Default for WriterConfig {
             max_push_attempts: 8,
             packs_between_merges: 32,
             batch_timeout: Duration::from_secs(60),
+            commits: Default::default(),
         }
     }
 }
@@ -64,7 +67,8 @@ type WriteResult = Result<WriteDone, FlowError>;
 enum Command {
     /// A write from a caller, answered after its push.
     Write {
-        request: WriteRequest,
+        // Boxed: a build upload's request is large beside a sync.
+        request: Box<WriteRequest>,
         reply: oneshot::Sender<WriteResult>,
         deadline: Option<Instant>,
     },
@@ -121,7 +125,7 @@ impl WriterHandle {
     ) -> Result<WriteDone, FlowError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Write {
-            request,
+            request: Box::new(request),
             reply,
             deadline,
         })?;

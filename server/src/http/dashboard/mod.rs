@@ -7,28 +7,27 @@
 //! event names the service whose row (or page) the script fetches again.
 //!
 //! Access follows the read rule of the API. A server that needs no hamctl
-//! token serves the dashboard to anyone; otherwise it takes the hamctl
-//! token, from the sign-in form (kept as an HttpOnly, SameSite=Strict
-//! cookie holding an HMAC of the token, never the token itself) or an
-//! `Authorization: Bearer` header. Without it no page or event carries
-//! anything of the repository. There are no write actions here.
+//! token serves the dashboard to anyone; otherwise a person signs in
+//! (`signin`: the hamctl token, or the identity provider) and gets a
+//! session held by the server, or sends an `Authorization: Bearer` header
+//! the API would accept. Without it no page or event carries anything of
+//! the repository. There are no write actions here.
 
 pub(crate) mod model;
 pub(crate) mod pages;
+mod sessions;
+mod signin;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::domain::deployment::State as Deployed;
 use crate::domain::FlowError;
@@ -36,34 +35,19 @@ use crate::engine::events::{EventBus, Signal, What};
 use crate::engine::reads::Reader;
 use crate::repo::index::View;
 
-/// Who may see the dashboard.
-#[derive(Debug, Clone)]
-pub(crate) enum Access {
-    /// Anyone (the server needs no hamctl token).
-    Open,
-    /// Whoever has the hamctl token.
-    Token(String),
-    /// Nobody: reads need a hamctl token this server was not given.
-    Closed,
-}
-
-impl Access {
-    /// The dashboard's access under the API's read rule.
-    pub(crate) fn of(auth: &crate::auth::Auth) -> Self {
-        match auth.hamctl_token.as_deref().filter(|t| !t.is_empty()) {
-            Some(token) => Access::Token(token.to_string()),
-            None if auth.unauthenticated => Access::Open,
-            None => Access::Closed,
-        }
-    }
-}
-
 /// What the dashboard's handlers share.
 #[derive(Clone)]
 pub(crate) struct DashboardState {
     reader: Arc<Reader>,
     events: EventBus,
-    access: Arc<Access>,
+    /// Who may read, as the API decides it.
+    gate: Arc<crate::auth::Gatekeeper>,
+    /// Signed-in sessions.
+    sessions: Arc<sessions::Sessions>,
+    /// Single sign-on attempts under way.
+    attempts: Arc<sessions::Attempts>,
+    /// Sign-in attempts per client address.
+    limit: Arc<sessions::SignInLimit>,
     models: Arc<model::Models>,
     deployments: Arc<crate::deployments::Deployments>,
 }
@@ -73,14 +57,17 @@ impl DashboardState {
     pub(crate) fn new(
         reader: Arc<Reader>,
         events: EventBus,
-        access: Access,
+        gate: Arc<crate::auth::Gatekeeper>,
         deployments: Arc<crate::deployments::Deployments>,
     ) -> Self {
         DashboardState {
             deployments,
             reader,
             events,
-            access: Arc::new(access),
+            gate,
+            sessions: Arc::new(sessions::Sessions::new()),
+            attempts: Arc::new(sessions::Attempts::new()),
+            limit: Arc::new(sessions::SignInLimit::new()),
             models: Arc::new(model::Models::default()),
         }
     }
@@ -112,74 +99,57 @@ pub(crate) fn router(state: DashboardState) -> Router {
         .route("/fragment/row/{service}", get(row_fragment))
         .route("/fragment/service/{service}", get(service_fragment))
         .route("/events", get(events))
-        .route("/login", get(login_form).post(login))
-        .route("/logout", axum::routing::post(logout))
+        .route("/login", get(signin::login_form).post(signin::login))
+        .route("/login/sso", get(signin::single_sign_on))
+        .route("/login/callback", get(signin::callback))
+        .route("/logout", axum::routing::post(signin::logout))
+        .route("/session", get(signin::session))
         .route("/static/dashboard.css", get(stylesheet))
         .route("/static/dashboard.js", get(script))
+        .route("/static/signin.js", get(signin::script))
         .with_state(state)
+        // Every answer, pages and refusals alike, forbids framing.
+        .layer(axum::middleware::from_fn(signin::security_headers))
         // Pages and fragments gzipped for browsers that take it (all do);
         // the event stream is left as it is (the default predicate skips
         // text/event-stream, which must not be buffered).
         .layer(tower_http::compression::CompressionLayer::new())
 }
 
-const COOKIE: &str = "rm_dashboard";
-
-/// The cookie value for `token`: an HMAC of it, so the browser never holds
-/// the token itself.
-fn session_value(token: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(b"release-manager dashboard session");
-    hex::encode(mac.finalize().into_bytes())
+/// The page of a server nobody can read.
+fn closed_page() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(
+            pages::unavailable(
+                "This server was started without --hamctl-auth-token, an identity provider or --unauthenticated: nothing can read its state.",
+            )
+            .into_string(),
+        ),
+    )
+        .into_response()
 }
 
-/// Whether the request may see the repository's state.
-fn allowed(access: &Access, headers: &HeaderMap) -> bool {
-    let token = match access {
-        Access::Open => return true,
-        Access::Closed => return false,
-        Access::Token(token) => token,
-    };
-    if crate::http::http_bearer(headers)
-        .is_some_and(|presented| crate::auth::same_secret(presented, token))
-    {
-        return true;
+/// Whether the request may see the repository's state; if not, what it
+/// gets: the sign-in form (returning to `uri`) for a page, 401 for a
+/// fragment or the event stream.
+async fn admitted(
+    state: &DashboardState,
+    headers: &HeaderMap,
+    page: Option<&Uri>,
+) -> Result<(), Response> {
+    if signin::viewer(state, headers).await.is_some() {
+        return Ok(());
     }
-    let expected = session_value(token);
-    cookies(headers)
-        .get(COOKIE)
-        .is_some_and(|value| crate::auth::same_secret(value, &expected))
-}
-
-fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// What a request that may not see the state gets: the sign-in form for a
-/// page, 401 for a fragment or the event stream.
-fn refused(access: &Access, page: bool) -> Response {
-    match (access, page) {
-        (Access::Closed, _) => (
-            StatusCode::FORBIDDEN,
-            Html(
-                pages::unavailable(
-                    "This server was started without --hamctl-auth-token and not --unauthenticated: nothing can read its state.",
-                )
-                .into_string(),
-            ),
-        )
-            .into_response(),
-        (_, true) => Redirect::to("/login").into_response(),
-        (_, false) => (StatusCode::UNAUTHORIZED, "sign in at /login\n").into_response(),
-    }
+    Err(match page {
+        _ if signin::closed(state) => closed_page(),
+        Some(uri) => signin::to_sign_in(
+            uri.path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or_else(|| uri.path()),
+        ),
+        None => (StatusCode::UNAUTHORIZED, "sign in at /login\n").into_response(),
+    })
 }
 
 fn now() -> i64 {
@@ -292,9 +262,13 @@ async fn read_matrix(
     .map_err(|e| read_failure(e, false))
 }
 
-async fn matrix_page(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
-    if !allowed(&state.access, &headers) {
-        return refused(&state.access, true);
+async fn matrix_page(
+    State(state): State<DashboardState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = admitted(&state, &headers, Some(&uri)).await {
+        return refused;
     }
     match read_matrix(&state, None).await {
         Ok(matrix) => {
@@ -312,8 +286,8 @@ async fn matrix_page(State(state): State<DashboardState>, headers: HeaderMap) ->
 }
 
 async fn rows_fragment(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
-    if !allowed(&state.access, &headers) {
-        return refused(&state.access, false);
+    if let Err(refused) = admitted(&state, &headers, None).await {
+        return refused;
     }
     match read_matrix(&state, None).await {
         Ok(matrix) => fresh(pages::rows(&matrix, now()).into_string()),
@@ -326,8 +300,8 @@ async fn row_fragment(
     Path(service): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !allowed(&state.access, &headers) {
-        return refused(&state.access, false);
+    if let Err(refused) = admitted(&state, &headers, None).await {
+        return refused;
     }
     match read_matrix(&state, Some(service)).await {
         Ok(matrix) => match matrix.rows.first() {
@@ -405,9 +379,10 @@ async fn service_page(
     State(state): State<DashboardState>,
     Path(service): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    service_view(&state, service, &query, &headers, true).await
+    service_view(&state, service, &query, &headers, Some(&uri)).await
 }
 
 async fn service_fragment(
@@ -416,7 +391,7 @@ async fn service_fragment(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    service_view(&state, service, &query, &headers, false).await
+    service_view(&state, service, &query, &headers, None).await
 }
 
 /// A service's page (`whole`), or the sections the script swaps in.
@@ -425,11 +400,12 @@ async fn service_view(
     service: String,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-    whole: bool,
+    whole: Option<&Uri>,
 ) -> Response {
-    if !allowed(&state.access, headers) {
-        return refused(&state.access, whole);
+    if let Err(refused) = admitted(state, headers, whole).await {
+        return refused;
     }
+    let whole = whole.is_some();
     let page = page_number(query);
     match read_service(state, service, page).await {
         Ok(data) if whole => fresh(pages::service(&data, page, now()).into_string()),
@@ -442,8 +418,8 @@ async fn service_view(
 /// `kind`) for every published event, a `resync` when this stream fell
 /// behind (the page then fetches everything again).
 async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
-    if !allowed(&state.access, &headers) {
-        return refused(&state.access, false);
+    if let Err(refused) = admitted(&state, &headers, None).await {
+        return refused;
     }
     let receiver = state.events.subscribe();
     let stream = tokio_stream::wrappers::BroadcastStream::new(receiver);
@@ -476,86 +452,6 @@ async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Resp
         .into_response()
 }
 
-async fn login_form(State(state): State<DashboardState>) -> Response {
-    match &*state.access {
-        Access::Open => Redirect::to("/").into_response(),
-        Access::Closed => refused(&state.access, true),
-        Access::Token(_) => fresh(pages::login(false).into_string()),
-    }
-}
-
-/// The `token` field of a form body (`application/x-www-form-urlencoded`).
-fn form_field(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_decode(value))
-    })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[i], escaped) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 2;
-            }
-            (byte, _) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn login(State(state): State<DashboardState>, body: Bytes) -> Response {
-    let Access::Token(token) = &*state.access else {
-        return Redirect::to("/").into_response();
-    };
-    let presented = form_field(&body, "token").unwrap_or_default();
-    if !crate::auth::same_secret(&presented, token) {
-        tracing::warn!("dashboard sign-in refused: not the hamctl token");
-        return (
-            StatusCode::UNAUTHORIZED,
-            Html(pages::login(true).into_string()),
-        )
-            .into_response();
-    }
-    let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000",
-        session_value(token)
-    );
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::SET_COOKIE, cookie),
-            (header::LOCATION, "/".to_string()),
-        ],
-    )
-        .into_response()
-}
-
-async fn logout() -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (
-                header::SET_COOKIE,
-                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-            ),
-            (header::LOCATION, "/login".to_string()),
-        ],
-    )
-        .into_response()
-}
-
 async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
@@ -570,48 +466,4 @@ async fn script() -> Response {
         include_str!("dashboard.js"),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forms_decode() {
-        assert_eq!(
-            form_field(b"token=a%2Bb%20c+d", "token").as_deref(),
-            Some("a+b c d")
-        );
-        assert_eq!(form_field(b"x=1&token=t", "token").as_deref(), Some("t"));
-        assert_eq!(form_field(b"x=1", "token"), None);
-        assert_eq!(form_field(b"token=%zz%", "token").as_deref(), Some("%zz%"));
-    }
-
-    #[test]
-    fn a_session_is_the_tokens_hmac_and_nothing_else_passes() {
-        let access = Access::Token("secret".into());
-        let mut headers = HeaderMap::new();
-        assert!(!allowed(&access, &headers));
-        headers.insert(
-            header::COOKIE,
-            format!("a=b; {COOKIE}={}", session_value("secret"))
-                .parse()
-                .unwrap(),
-        );
-        assert!(allowed(&access, &headers));
-        let mut wrong = HeaderMap::new();
-        wrong.insert(
-            header::COOKIE,
-            format!("{COOKIE}={}", session_value("other"))
-                .parse()
-                .unwrap(),
-        );
-        assert!(!allowed(&access, &wrong));
-        let mut bearer = HeaderMap::new();
-        bearer.insert(header::AUTHORIZATION, "bearer secret".parse().unwrap());
-        assert!(allowed(&access, &bearer));
-        assert!(!session_value("secret").contains("secret"));
-        assert!(allowed(&Access::Open, &HeaderMap::new()));
-        assert!(!allowed(&Access::Closed, &bearer));
-    }
 }

@@ -376,7 +376,11 @@ impl Models {
             let spec = blob_at(
                 repo,
                 &root,
-                &format!("builds/{service}/{}/artifact.json", build.branch),
+                &format!(
+                    "{}/{service}/{}/artifact.json",
+                    build.folder.name(),
+                    build.branch
+                ),
             )
             .map_err(git("read artifact.json"))?
             .and_then(|bytes| ArtifactSpec::parse_committed(&bytes).ok())
@@ -430,6 +434,7 @@ fn intent_word(kind: crate::repo::index::ReleaseKind) -> &'static str {
         ReleaseKind::Promote => "promote",
         ReleaseKind::Rollback => "rollback",
         ReleaseKind::AutoRelease => "auto-release",
+        ReleaseKind::Edit => "edit",
     }
 }
 

@@ -43,6 +43,7 @@ fn page(title: &str, live: &str, body: Markup) -> Markup {
                 title { (title) " · release manager" }
                 link rel="stylesheet" href="/static/dashboard.css";
                 script src="/static/dashboard.js" defer {}
+                script src="/static/signin.js" defer {}
             }
             body data-live=(live) {
                 header {
@@ -248,19 +249,39 @@ pub(crate) fn service(page_data: &ServicePage, history_page: usize, now: i64) ->
     page(&page_data.service, "service", body)
 }
 
-/// The login form (no data of the repository on it).
-pub(crate) fn login(failed: bool) -> Markup {
+/// The sign-in page (no data of the repository on it): the hamctl token
+/// form where the server has one, the identity provider's link where it
+/// trusts one; both return to `next`.
+pub(crate) fn login(problem: Option<&str>, next: &str, token_form: bool, sso: bool) -> Markup {
     let body = html! {
         form.login method="post" action="/login" {
             h1 { "Sign in" }
-            p { "This server needs the hamctl token to show what runs where." }
-            @if failed { p.error role="alert" { "That is not the hamctl token." } }
-            label for="token" { "hamctl token" }
-            input #token name="token" type="password" autocomplete="current-password" required autofocus;
-            button type="submit" { "Sign in" }
+            @if let Some(problem) = problem { p.error role="alert" { (problem) } }
+            @if sso {
+                a.sso #sso href={ "/login/sso?next=" (percent(next)) } { "Sign in with single sign-on" }
+            }
+            @if sso && token_form { p.or { "or" } }
+            @if token_form {
+                label for="token" { "hamctl token" }
+                input #token name="token" type="password" autocomplete="current-password" required autofocus[!sso];
+                input type="hidden" name="next" value=(next);
+                button type="submit" { "Sign in" }
+            }
         }
     };
     page("sign in", "none", body)
+}
+
+/// Percent-encodes a path for a query value.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A page that says the dashboard is not available, and why.
