@@ -8,7 +8,7 @@ ARGS ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test test-tools lint layers proto-check artifact-schema deploy-check python-client-test node-client-test browser-example run readme-test bench bench-quick build_server_docker push_server_docker
+.PHONY: build build_server test test-tools lint layers proto-check artifact-schema deploy-check python-client-test node-client-test browser-example run readme-test bench bench-quick bench-upload-memory build_server_docker push_server_docker
 
 # One optimised build of the server, hamctl and artifact, copied to dist/
 # (about 5 minutes the first time on 2 cores, seconds after that).
@@ -137,6 +137,11 @@ deploy-check:
 # bench-quick ~1 min). Never part of the tests.
 bench:
 	cargo bench -p release-manager-server --bench release
+
+# The server's peak memory while 8 uploads of 31 MiB arrive at once (the
+# figure in docs/operations.md). Never part of the tests.
+bench-upload-memory: build
+	DIST=$(DIST) server/benches/upload_memory.sh
 
 bench-quick:
 	cargo bench -p release-manager-server --bench release -- --quick

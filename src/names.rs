@@ -183,6 +183,10 @@ fn git_branch_problem(name: &str) -> Option<String> {
     if name.contains("@{") {
         return Some("must not contain \"@{\"".into());
     }
+    // Git allows them, but they make a name read as another one.
+    if name.chars().any(is_bidi_control) {
+        return Some("must not contain bidirectional-control characters".into());
+    }
     if let Some(c) = name.chars().find(|c| {
         c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
     }) {
@@ -287,7 +291,7 @@ pub fn check_artifact_id(value: &str) -> Result<(), NameError> {
     }
     if let Some(c) = value
         .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '\\'))
+        .find(|c| c.is_whitespace() || is_forbidden_char(*c) || matches!(c, '/' | '\\'))
     {
         let what = if c.is_control() {
             "control characters".to_string()
@@ -309,11 +313,31 @@ pub fn check_artifact_id(value: &str) -> Result<(), NameError> {
 
 /// Longest path of a file inside a build folder.
 pub const MAX_UPLOAD_PATH: usize = 512;
+/// Longest file or folder name in an upload path: what every file system
+/// a checkout lands on holds (ext4, XFS, APFS, NTFS: 255).
+pub const MAX_PATH_SEGMENT: usize = 255;
+/// Most segments (folders and the file) of an upload path.
+pub const MAX_PATH_DEPTH: usize = 32;
+
+/// The characters that reorder how text is shown (Unicode bidirectional
+/// controls: U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069):
+/// a name holding one can read as another (the "Trojan Source" trick).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// What names, paths, regexes and people's names must not hold: control
+/// characters, and bidirectional controls (see [`is_bidi_control`]).
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
 
 /// Checks one path of a build upload, relative to the build folder:
 /// `artifact.json`, or a file under one of the `environments` folders, with
 /// plain segments only (no `..`, `.`, empty or `.git` segments, no control
-/// characters, no backslashes). The error says what is wrong.
+/// or bidirectional-control characters, no backslashes), each at most
+/// [`MAX_PATH_SEGMENT`] bytes, at most [`MAX_PATH_DEPTH`] deep, so that
+/// every checkout can hold it. The error says what is wrong.
 pub fn check_upload_path(path: &str, environments: &[String]) -> Result<(), String> {
     if path == "artifact.json" {
         return Ok(());
@@ -333,14 +357,31 @@ pub fn check_upload_path(path: &str, environments: &[String]) -> Result<(), Stri
         ));
     }
     let parts: Vec<&str> = path.split('/').collect();
+    if parts.len() > MAX_PATH_DEPTH {
+        let start: String = path.chars().take(40).collect();
+        return Err(format!(
+            "path {start:?}... is {} levels deep; at most {MAX_PATH_DEPTH} allowed",
+            parts.len()
+        ));
+    }
     for part in &parts {
+        if part.len() > MAX_PATH_SEGMENT {
+            let start: String = part.chars().take(40).collect();
+            return Err(format!(
+                "path {:?} has a name of {} bytes ({start:?}...); at most {MAX_PATH_SEGMENT} allowed, as file systems hold",
+                path.chars().take(40).collect::<String>(),
+                part.len()
+            ));
+        }
         if part.is_empty() || *part == "." || *part == ".." {
             return Err(format!(
                 "path {path:?} must not contain empty, '.' or '..' segments"
             ));
         }
-        if part.chars().any(|c| c.is_control()) {
-            return Err(format!("path {path:?} must not contain control characters"));
+        if part.chars().any(is_forbidden_char) {
+            return Err(format!(
+                "path {path:?} must not contain control or bidirectional-control characters"
+            ));
         }
         if part.to_ascii_lowercase().starts_with(".git") {
             return Err(format!("path {path:?} must not contain a {part:?} segment"));
@@ -409,6 +450,41 @@ mod tests {
             err.contains("ARTIFACT_ENVIRONMENTS") && err.contains("set it to dev,prod"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn upload_paths_fit_every_checkout() {
+        let envs = vec!["dev".to_string()];
+        let name = |bytes: usize| format!("dev/{}.yaml", "a".repeat(bytes - 5));
+        check_upload_path(&name(MAX_PATH_SEGMENT), &envs).unwrap();
+        let err = check_upload_path(&name(MAX_PATH_SEGMENT + 1), &envs).unwrap_err();
+        assert!(
+            err.contains("256 bytes") && err.contains("at most 255"),
+            "{err}"
+        );
+        let err = check_upload_path(&name(300), &envs).unwrap_err();
+        assert!(err.contains("300 bytes"), "{err}");
+        // Multi-byte names count in bytes: 100 × 3 bytes.
+        assert!(check_upload_path(&format!("dev/{}", "€".repeat(100)), &envs).is_err());
+        let deep = |levels: usize| format!("dev/{}x.yaml", "d/".repeat(levels - 2));
+        check_upload_path(&deep(MAX_PATH_DEPTH), &envs).unwrap();
+        let err = check_upload_path(&deep(MAX_PATH_DEPTH + 1), &envs).unwrap_err();
+        assert!(
+            err.contains("33 levels deep") && err.contains("at most 32"),
+            "{err}"
+        );
+        assert!(check_upload_path(&deep(200), &envs).is_err());
+    }
+
+    #[test]
+    fn bidirectional_controls_are_refused_like_control_characters() {
+        let envs = vec!["dev".to_string()];
+        for c in ['\u{202E}', '\u{2066}', '\u{200F}', '\u{061C}'] {
+            let err = check_upload_path(&format!("dev/a{c}lmy.yaml"), &envs).unwrap_err();
+            assert!(err.contains("bidirectional"), "{err}");
+            assert!(is_forbidden_char(c));
+        }
+        assert!(!is_forbidden_char('é') && !is_forbidden_char('€'));
     }
 
     fn envs() -> Vec<String> {

@@ -480,7 +480,7 @@ impl ArtifactSpec {
         ] {
             if value
                 .chars()
-                .any(|c| c.is_control() || c == '<' || c == '>')
+                .any(|c| crate::names::is_forbidden_char(c) || c == '<' || c == '>')
                 || value.len() > 200
             {
                 return Err(bad(

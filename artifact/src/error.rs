@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use cli_support::{describe_status, ConnectError};
+use cli_support::{describe_status, describe_unsure_write, ConnectError};
 
 /// The variable that holds the auth token, named when the server refuses a
 /// call as unauthenticated.
@@ -50,6 +50,17 @@ pub(crate) enum CliError {
     #[error("{}", describe_status(.0, TOKEN_ENV))]
     Server(Box<tonic::Status>),
 
+    /// The upload failed in a way that may still have stored the build (no
+    /// answer came, or the remote stopped answering mid-push).
+    #[error("{}", describe_unsure_write(status, TOKEN_ENV, "build", request_id, retry.as_deref()))]
+    MaybeApplied {
+        status: Box<tonic::Status>,
+        /// The id the upload was sent with.
+        request_id: String,
+        /// The command that retries it safely, once known.
+        retry: Option<String>,
+    },
+
     /// The server's reply lacks something it always sends.
     #[error("unexpected reply from the server: {0}")]
     BadResponse(&'static str),
@@ -57,6 +68,42 @@ pub(crate) enum CliError {
     /// Writing the result failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The failure of an upload sent with `request_id`: one that may have
+    /// stored the build says so.
+    pub(crate) fn upload_failed(status: tonic::Status, request_id: &str) -> Self {
+        if cli_support::may_have_been_applied(&status) {
+            CliError::MaybeApplied {
+                status: Box::new(status),
+                request_id: request_id.to_owned(),
+                retry: None,
+            }
+        } else {
+            CliError::Server(Box::new(status))
+        }
+    }
+
+    /// Names, in an upload that may have been applied, the command that
+    /// retries it: `argv` (the command line as given) with its request id.
+    pub(crate) fn with_command_line(self, argv: &[String]) -> Self {
+        match self {
+            CliError::MaybeApplied {
+                status,
+                request_id,
+                retry: None,
+            } => {
+                let retry = Some(cli_support::retry_command(argv, &request_id));
+                CliError::MaybeApplied {
+                    status,
+                    request_id,
+                    retry,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 impl From<tonic::Status> for CliError {

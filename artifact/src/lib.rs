@@ -118,6 +118,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let argv: Vec<String> = args
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         // Nothing artifact prints is coloured.
@@ -126,7 +131,9 @@ where
     if let Some(refused) = cli::refused_push_flags(&cli) {
         return report_clap_error(&refused, out, err, Colour::default());
     }
-    let outcome = dispatch(cli, out, err, clock).await;
+    let outcome = dispatch(cli, out, err, clock)
+        .await
+        .map_err(|error| error.with_command_line(&argv));
     report_outcome(
         outcome,
         |error| matches!(error, CliError::Output(io) if is_broken_pipe(io)),

@@ -99,6 +99,12 @@ pub(crate) struct PushArgs {
         value_parser = cli_support::parse_request_timeout
     )]
     pub(crate) request_timeout: std::time::Duration,
+
+    /// The upload's request id: an upload whose id the server has seen
+    /// answers as the first did, so a timed-out push can be run again
+    /// safely with the id it printed [default: a new id].
+    #[arg(long, value_name = "ID", value_parser = cli_support::parse_request_id)]
+    pub(crate) request_id: Option<String>,
 }
 
 /// Push flags of the original artifact CLI with no meaning here: its
@@ -139,6 +145,7 @@ impl BuildFile {
             return vec![PushArtifactRequest {
                 path: self.path,
                 data: self.data,
+                ..PushArtifactRequest::default()
             }];
         }
         self.data
@@ -146,6 +153,7 @@ impl BuildFile {
             .map(|chunk| PushArtifactRequest {
                 path: self.path.clone(),
                 data: chunk.to_vec(),
+                ..PushArtifactRequest::default()
             })
             .collect()
     }
@@ -206,10 +214,25 @@ pub(crate) async fn run(
         cli_support::time_limit(args.request_timeout),
     )
     .await?;
-    let messages = files.into_iter().flat_map(BuildFile::into_messages);
+    let request_id = args
+        .request_id
+        .clone()
+        .unwrap_or_else(cli_support::new_request_id);
+    let first_id = request_id.clone();
+    let messages = files
+        .into_iter()
+        .flat_map(BuildFile::into_messages)
+        .enumerate()
+        .map(move |(n, mut message)| {
+            if n == 0 {
+                message.request_id = first_id.clone();
+            }
+            message
+        });
     let response = client
         .push_artifact(tokio_stream::iter(messages))
-        .await?
+        .await
+        .map_err(|status| CliError::upload_failed(status, &request_id))?
         .into_inner();
     for line in report(&response, &spec)? {
         writeln!(out, "{line}")?;

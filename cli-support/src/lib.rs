@@ -2,7 +2,8 @@
 //! the server address, dialling the server with the bearer token attached to
 //! every call, the one-line wording of a failed call (`tonic::Status` and
 //! transport errors), and the exit-code contract (clap's help, version and
-//! usage errors; a closed stdout; the final `error: ...` line).
+//! usage errors; a closed stdout; the final `error: ...` line), and request
+//! ids: making them, and the safe retry of a write that may have landed.
 //!
 //! It owns only the parts that read the same in both programs; where they
 //! differ (the environment variable that holds the token, colour) the caller
@@ -15,6 +16,7 @@
 mod address;
 mod dial;
 mod exit;
+mod request_id;
 mod timeout;
 mod wording;
 
@@ -27,5 +29,10 @@ pub use crate::exit::{
     is_broken_pipe, report_clap_error, report_outcome, Colour, EXIT_FAILURE, EXIT_SUCCESS,
     EXIT_USAGE,
 };
+pub use crate::request_id::{
+    may_have_been_applied, new_request_id, parse_request_id, retry_command,
+};
 pub use crate::timeout::{parse_request_timeout, time_limit, DEFAULT_REQUEST_TIMEOUT};
-pub use crate::wording::{describe_status, error_chain, keep_lines, one_line};
+pub use crate::wording::{
+    describe_status, describe_unsure_write, error_chain, keep_lines, one_line,
+};

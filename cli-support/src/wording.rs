@@ -10,9 +10,7 @@ use tonic::Code;
 pub fn describe_status(status: &tonic::Status, token_env: &str) -> String {
     if status.code() == Code::Cancelled && status.message() == "Timeout expired" {
         // The client's own deadline (--request-timeout), not the server's.
-        return "timed out waiting for the server's answer (--request-timeout); \
-                a write may still have been applied: check before trying again"
-            .to_owned();
+        return format!("{CLIENT_TIMEOUT}{CHECK_FIRST}");
     }
     let word = code_word(status.code());
     let message = keep_lines(status.message());
@@ -83,6 +81,32 @@ pub fn connect_hint(reason: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// The client's own deadline passed.
+const CLIENT_TIMEOUT: &str = "timed out waiting for the server's answer (--request-timeout)";
+/// What a person should know after a call that may have written something.
+const CHECK_FIRST: &str = "; a write may still have been applied: check before trying again";
+
+/// A write sent with `request_id` that failed in a way that may still have
+/// applied it: the failure, the id, and `retry`, the command that retries
+/// it safely (see [`crate::retry_command`]).
+pub fn describe_unsure_write(
+    status: &tonic::Status,
+    token_env: &str,
+    what: &str,
+    request_id: &str,
+    retry: Option<&str>,
+) -> String {
+    let failure = describe_status(status, token_env);
+    let failure = failure.strip_suffix(CHECK_FIRST).unwrap_or(&failure);
+    let retry = retry.map_or_else(
+        || format!("run the same command with --request-id {request_id}"),
+        |command| format!("run: {command}"),
+    );
+    format!(
+        "{failure}; the {what} may have been applied (request id {request_id}): to retry it safely (it lands once), {retry}"
+    )
 }
 
 /// A short word for each status code; the server's message carries the detail.
@@ -179,6 +203,23 @@ mod tests {
                 .is_some_and(|h| h.contains("RELEASE_MANAGER_CA_CERT"))
         );
         assert_eq!(connect_hint("Connection refused"), None);
+    }
+
+    #[test]
+    fn an_unsure_write_says_how_to_retry_it() {
+        let text = describe_unsure_write(
+            &tonic::Status::cancelled("Timeout expired"),
+            "HAMCTL_AUTH_TOKEN",
+            "release",
+            "id-1",
+            Some("hamctl release --request-id id-1"),
+        );
+        assert_eq!(
+            text,
+            "timed out waiting for the server's answer (--request-timeout); the release may have \
+             been applied (request id id-1): to retry it safely (it lands once), run: hamctl \
+             release --request-id id-1"
+        );
     }
 
     #[test]

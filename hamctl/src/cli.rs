@@ -16,7 +16,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::describe::DescribeCommand;
 use crate::global::GlobalArgs;
-use crate::{describe, policy, promote, release, rollback, status, watch};
+use crate::{describe, diff, policy, promote, release, rollback, status, watch};
 
 /// hamctl: release, promote and roll back builds of services managed by the
 /// release manager, see what runs where, manage release policies and watch
@@ -93,6 +93,7 @@ impl Cli {
                 args.service = need(&["status"])?;
                 namespace(&mut args.namespace);
             }
+            Command::Diff(args) => args.service = need(&["diff"])?,
             Command::Describe(describe) => match &mut describe.what {
                 DescribeCommand::Release(args) => {
                     refuse_template(&args.template, &["describe", "release"])?;
@@ -155,6 +156,7 @@ pub(crate) enum Command {
     Status(status::StatusArgs),
     Services(crate::services::ServicesArgs),
     Describe(describe::DescribeArgs),
+    Diff(diff::DiffArgs),
     Policy(policy::PolicyArgs),
     Watch(watch::WatchArgs),
     Login(crate::login::LoginArgs),

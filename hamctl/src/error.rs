@@ -5,7 +5,7 @@
 //! read as `cli_support` words them (the token hint naming
 //! [`TOKEN_ENV`]). It must not print or pick exit codes: `lib.rs` does that.
 
-use cli_support::{describe_status, ConnectError};
+use cli_support::{describe_status, describe_unsure_write, ConnectError};
 
 /// The variable that holds the auth token, named when the server refuses a
 /// call as unauthenticated.
@@ -36,6 +36,16 @@ pub(crate) enum CliError {
     /// The kept sign-ins cannot be read or written.
     #[error("{0}")]
     Credentials(String),
+    /// A write failed in a way that may still have applied it (no answer
+    /// came, or the remote stopped answering mid-push).
+    #[error("{}", describe_unsure_write(status, TOKEN_ENV, "write", request_id, retry.as_deref()))]
+    MaybeApplied {
+        status: Box<tonic::Status>,
+        /// The id the write was sent with.
+        request_id: String,
+        /// The command that retries it safely, once known.
+        retry: Option<String>,
+    },
 
     /// The server's reply lacks something it always sends.
     #[error("unexpected reply from the server: {0}")]
@@ -80,6 +90,28 @@ fn describe_server_error(status: &tonic::Status) -> String {
         text.push_str(" (hamctl takes it from `git config user.name` and `user.email`)");
     }
     text
+}
+
+impl CliError {
+    /// Names, in a write that may have been applied, the command that
+    /// retries it: `argv` (the command line as given) with its request id.
+    pub(crate) fn with_command_line(self, argv: &[String]) -> Self {
+        match self {
+            CliError::MaybeApplied {
+                status,
+                request_id,
+                retry: None,
+            } => {
+                let retry = Some(cli_support::retry_command(argv, &request_id));
+                CliError::MaybeApplied {
+                    status,
+                    request_id,
+                    retry,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 impl From<tonic::Status> for CliError {

@@ -33,6 +33,7 @@ mod client;
 mod completions;
 mod credentials;
 mod describe;
+mod diff;
 mod error;
 mod global;
 mod identity;
@@ -43,7 +44,7 @@ mod policy;
 mod present;
 mod promote;
 mod release;
-mod request_id;
+mod retry;
 mod rollback;
 mod services;
 mod shuttle;
@@ -126,6 +127,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let argv: Vec<String> = args
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
     let cli = match Cli::parse_checked(args) {
         Ok(cli) => cli,
         Err(clap_error) => return report_clap_error(&clap_error, out, err, style),
@@ -133,7 +139,9 @@ where
     let outcome = {
         let format = cli.global.output;
         let mut printer = Printer::new(out, format, style.out).with_notes(err);
-        dispatch(cli, &mut printer).await
+        dispatch(cli, &mut printer)
+            .await
+            .map_err(|error| error.with_command_line(&argv))
     };
     if let Err(CliError::WaitTimedOut(why)) = &outcome {
         let _ = writeln!(err, "error: {why}");
@@ -155,6 +163,7 @@ async fn dispatch(cli: Cli, printer: &mut Printer<'_>) -> Result<(), CliError> {
         Command::Status(args) => status::run(args, global, printer).await,
         Command::Services(args) => services::run(args, global, printer).await,
         Command::Describe(args) => describe::run(args, global, printer).await,
+        Command::Diff(args) => diff::run(args, global, printer).await,
         Command::Policy(args) => policy::run(args, global, printer).await,
         Command::Watch(args) => watch::run(args, global, printer).await,
         Command::Login(args) => login::login(args, global, printer).await,

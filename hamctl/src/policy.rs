@@ -159,7 +159,7 @@ async fn run_auto_release(
         branch: args.branch,
         environment: args.env,
         committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
-        request_id: crate::request_id::new_request_id(),
+        request_id: cli_support::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;
     let response = client
@@ -184,7 +184,7 @@ async fn run_branch_restriction(
         environment: args.env,
         branch_regex: args.branch_regex,
         committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
-        request_id: crate::request_id::new_request_id(),
+        request_id: cli_support::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;
     let response = client
@@ -208,7 +208,7 @@ async fn run_delete(
         service,
         ids: args.ids,
         committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
-        request_id: crate::request_id::new_request_id(),
+        request_id: cli_support::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;
     let response = client.delete_policies(request.clone()).await?.into_inner();

@@ -10,7 +10,7 @@ use release_manager::pb::PromoteRequest;
 use crate::error::CliError;
 use crate::global::GlobalArgs;
 use crate::output::{OutputFormat, Printer};
-use crate::{client, identity, present, request_id};
+use crate::{client, identity, present, retry};
 
 /// Release to an environment what runs in the environment before it
 ///
@@ -42,6 +42,9 @@ pub(crate) struct PromoteArgs {
     pub(crate) wait: crate::wait::WaitArgs,
 
     #[command(flatten)]
+    pub(crate) retry: retry::RetryArgs,
+
+    #[command(flatten)]
     pub(crate) obsolete: crate::obsolete::ObsoleteArgs,
 }
 
@@ -51,17 +54,22 @@ pub(crate) async fn run(
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
     let wait = args.wait.clone();
+    let request_id = args.retry.id();
     args.obsolete.warn(printer)?;
     let request = PromoteRequest {
         service: args.service,
         environment: args.env,
         namespace: args.namespace.unwrap_or_default(),
         from_environment: args.from_env.unwrap_or_default(),
-        request_id: request_id::new_request_id(),
+        request_id: request_id.clone(),
         committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
     };
     let mut client = client::release_client(global).await?;
-    let response = client.promote(request).await?.into_inner();
+    let response = client
+        .promote(request)
+        .await
+        .map_err(|status| retry::write_failed(status, &request_id))?
+        .into_inner();
     let api_json = present::api_json(&response);
     let result = present::require_result(response.result)?;
     match printer.format() {

@@ -11,7 +11,7 @@ use release_manager::pb::ReleaseRequest;
 use crate::error::CliError;
 use crate::global::GlobalArgs;
 use crate::output::{OutputFormat, Printer};
-use crate::{client, identity, present, request_id};
+use crate::{client, identity, present, retry};
 
 /// Release the latest build of a branch, or one artifact, to an environment
 ///
@@ -63,6 +63,9 @@ pub(crate) struct ReleaseArgs {
 
     #[command(flatten)]
     pub(crate) wait: crate::wait::WaitArgs,
+
+    #[command(flatten)]
+    pub(crate) retry: retry::RetryArgs,
 }
 
 pub(crate) async fn run(
@@ -78,18 +81,30 @@ pub(crate) async fn run(
         (None, None, _) => Source::Branch(crate::shuttle::current_branch()?),
     };
     let committer = identity::resolve_committer(global.user_email.as_deref())?;
+    let request_id = args.retry.id();
     let mut client = client::release_client(global).await?;
     let several = args.env.len() > 1;
     for environment in args.env {
+        // One write per environment, each with its own id: retried with
+        // the same --request-id, each lands once.
+        let request_id = if several {
+            format!("{request_id}-{environment}")
+        } else {
+            request_id.clone()
+        };
         let request = ReleaseRequest {
             service: args.service.clone(),
             environment,
             source: Some(source.clone()),
             namespace: args.namespace.clone().unwrap_or_default(),
-            request_id: request_id::new_request_id(),
+            request_id: request_id.clone(),
             committer: Some(committer.clone()),
         };
-        let response = client.release(request).await?.into_inner();
+        let response = client
+            .release(request)
+            .await
+            .map_err(|status| retry::write_failed(status, &request_id))?
+            .into_inner();
         let api_json = present::api_json(&response);
         let result = present::require_result(response.result)?;
         match printer.format() {

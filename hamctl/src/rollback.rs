@@ -10,7 +10,7 @@ use release_manager::pb::RollbackRequest;
 use crate::error::CliError;
 use crate::global::GlobalArgs;
 use crate::output::{OutputFormat, Printer};
-use crate::{client, identity, present, request_id};
+use crate::{client, identity, present, retry};
 
 /// Put back the release before the current one, or a named earlier one
 ///
@@ -46,6 +46,9 @@ pub(crate) struct RollbackArgs {
 
     #[command(flatten)]
     pub(crate) wait: crate::wait::WaitArgs,
+
+    #[command(flatten)]
+    pub(crate) retry: retry::RetryArgs,
 }
 
 pub(crate) async fn run(
@@ -60,16 +63,21 @@ pub(crate) async fn run(
              one, or the one --artifact names (see `hamctl describe release --count N`)",
         )?;
     }
+    let request_id = args.retry.id();
     let request = RollbackRequest {
         service: args.service,
         environment: args.env,
         artifact_id: args.artifact.unwrap_or_default(),
         namespace: args.namespace.unwrap_or_default(),
-        request_id: request_id::new_request_id(),
+        request_id: request_id.clone(),
         committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
     };
     let mut client = client::release_client(global).await?;
-    let response = client.rollback(request).await?.into_inner();
+    let response = client
+        .rollback(request)
+        .await
+        .map_err(|status| retry::write_failed(status, &request_id))?
+        .into_inner();
     let api_json = present::api_json(&response);
     let result = present::require_result(response.result)?;
     match printer.format() {

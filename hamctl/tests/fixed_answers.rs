@@ -111,6 +111,13 @@ impl ReleaseService for ScriptedServer {
         Err(scripted_only())
     }
 
+    async fn compare_environments(
+        &self,
+        _: Request<release_manager::pb::CompareEnvironmentsRequest>,
+    ) -> Result<Response<release_manager::pb::CompareEnvironmentsResponse>, Status> {
+        Err(scripted_only())
+    }
+
     /// One environment running a build released at a fixed time, one
     /// running nothing.
     async fn status(

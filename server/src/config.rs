@@ -13,6 +13,7 @@ use crate::demo::ensure_demo_repo;
 use crate::domain::duration::parse as parse_duration;
 use crate::domain::Settings;
 use crate::engine::writer::WriterConfig;
+use crate::listen::ConnectionLimits;
 use crate::repo::commits::{CommitIdentity, CommitSigner};
 use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
 
@@ -211,6 +212,12 @@ pub struct StartArgs {
     /// [default: 0.0.0.0:8081; the demo: 127.0.0.1:8081].
     #[arg(long, env = "RELEASE_MANAGER_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// The config repository's commit page on the web, with `{commit}`
+    /// where the sha goes (e.g.
+    /// `https://github.com/acme/k8s-config/commit/{commit}`): the dashboard
+    /// links every release to its commit.
+    #[arg(long, env = "RELEASE_MANAGER_CONFIG_REPO_WEB_URL", value_name = "URL", value_parser = parse_commit_links)]
+    pub config_repo_web_url: Option<crate::http::dashboard::values::CommitLinks>,
     /// Secret of the GitHub push webhook (HMAC-SHA256 of X-Hub-Signature-256).
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
@@ -261,6 +268,31 @@ pub struct StartArgs {
     /// with `*`. The API's token is a header and needs none.
     #[arg(long, env = "RELEASE_MANAGER_CORS_ALLOW_CREDENTIALS")]
     pub cors_allow_credentials: bool,
+    /// Least average rate of an upload, in bytes per second, after its
+    /// first 15 s; a slower one is dropped (0: no least rate).
+    #[arg(long, env = "RELEASE_MANAGER_UPLOAD_MIN_RATE", default_value_t = 32 << 10)]
+    pub upload_min_rate: u64,
+    /// Most connections open at once on each port; at the bound a new one
+    /// takes the place of the longest idle, or is refused when none is
+    /// idle [default: from the open-file limit: (limit - 256) / 2].
+    #[arg(long, env = "RELEASE_MANAGER_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Longest time from accepting a connection to its first request's
+    /// headers (HTTP/1.1: to each request's headers).
+    #[arg(long, env = "RELEASE_MANAGER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// Longest silence while a request's body is being read.
+    #[arg(long, env = "RELEASE_MANAGER_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// How long a connection with no request in progress stays open.
+    #[arg(long, env = "RELEASE_MANAGER_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// How often the gRPC port pings an HTTP/2 connection.
+    #[arg(long, env = "RELEASE_MANAGER_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub keepalive_interval: std::time::Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "RELEASE_MANAGER_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub keepalive_timeout: std::time::Duration,
 }
 
 /// Everything the server needs, typed.
@@ -291,6 +323,8 @@ pub struct ServerConfig {
     pub fsync: bool,
     /// HTTP listener for the dashboard, webhooks and metrics, if any.
     pub http_listen: Option<SocketAddr>,
+    /// The config repository's commit pages, for the dashboard's links.
+    pub config_repo_web_url: Option<crate::http::dashboard::values::CommitLinks>,
     /// Secret of the GitHub push webhook.
     pub github_webhook_secret: Option<String>,
     /// Secret of the deployment routes.
@@ -303,6 +337,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Which browser origins may call the gRPC port.
     pub cors: CorsPolicy,
+    /// Bounds on both ports' connections.
+    pub connections: ConnectionLimits,
 }
 
 /// The contents of the TLS certificate and key files.
@@ -344,12 +380,14 @@ impl ServerConfig {
             remote_timeout: std::time::Duration::from_secs(30),
             fsync: true,
             http_listen: None,
+            config_repo_web_url: None,
             github_webhook_secret: None,
             deployment_webhook_secret: None,
             deployment_sources: Default::default(),
             notifications: None,
             tls: None,
             cors: CorsPolicy::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -432,6 +470,8 @@ pub fn resolve_with_env(
             memory_budget: args.upload_memory,
             idle_timeout: args.upload_idle_timeout,
             total_timeout: args.upload_timeout,
+            min_rate: args.upload_min_rate,
+            ..UploadLimits::default()
         },
         poll_interval: args.poll_interval,
         remote_timeout: args.remote_timeout,
@@ -444,6 +484,7 @@ pub fn resolve_with_env(
             };
             default.parse().expect("a valid default address")
         })),
+        config_repo_web_url: args.config_repo_web_url.clone(),
         github_webhook_secret: args.github_webhook_secret.clone().filter(|s| !s.is_empty()),
         deployment_webhook_secret: args
             .deployment_webhook_secret
@@ -466,6 +507,7 @@ pub fn resolve_with_env(
             _ => None,
         },
         cors: CorsPolicy::parse(&args.cors_allowed_origins, args.cors_allow_credentials)?,
+        connections: connection_limits(args)?,
     };
     Ok(Resolved {
         config,
@@ -505,8 +547,15 @@ fn config_repo_setting(
 /// There is no configuration in which one role is open because another one
 /// has a token.
 pub fn resolve_auth(args: &StartArgs, demo: bool, listen: SocketAddr) -> Result<Auth, String> {
-    let hamctl_token = args.hamctl_auth_token.clone().filter(|t| !t.is_empty());
-    let artifact_token = args.artifact_auth_token.clone().filter(|t| !t.is_empty());
+    // Each a comma-separated list of tokens, as the original took them: a
+    // list of nothing but separators is no token.
+    let some_token = |setting: &Option<String>| {
+        setting
+            .clone()
+            .filter(|t| t.split(',').any(|token| !token.trim().is_empty()))
+    };
+    let hamctl_token = some_token(&args.hamctl_auth_token);
+    let artifact_token = some_token(&args.artifact_auth_token);
     let oidc = resolve_oidc(args)?;
     let no_token = hamctl_token.is_none() && artifact_token.is_none() && oidc.issuers.is_empty();
     let unauthenticated = args.unauthenticated || (demo && no_token && listen.ip().is_loopback());
@@ -592,6 +641,39 @@ fn resolve_commits(args: &StartArgs) -> Result<CommitIdentity, String> {
         None => None,
     };
     Ok(CommitIdentity { committer, signer })
+}
+
+/// The bounds on both ports' connections; zero durations are refused (a
+/// zero would close every connection at once).
+fn connection_limits(args: &StartArgs) -> Result<ConnectionLimits, String> {
+    for (flag, value) in [
+        ("--header-timeout", args.header_timeout),
+        ("--body-timeout", args.body_timeout),
+        ("--idle-timeout", args.idle_timeout),
+        ("--keepalive-interval", args.keepalive_interval),
+        ("--keepalive-timeout", args.keepalive_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(format!("{flag} must be longer than 0"));
+        }
+    }
+    if args.max_connections == Some(0) {
+        return Err("--max-connections must be at least 1".into());
+    }
+    Ok(ConnectionLimits {
+        max_connections: args.max_connections.unwrap_or_else(|| {
+            crate::listen::max_connections_for(crate::listen::open_file_limit())
+        }),
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        idle_timeout: args.idle_timeout,
+        keepalive_interval: args.keepalive_interval,
+        keepalive_timeout: args.keepalive_timeout,
+    })
+}
+
+fn parse_commit_links(text: &str) -> Result<crate::http::dashboard::values::CommitLinks, String> {
+    crate::http::dashboard::values::CommitLinks::parse(text)
 }
 
 fn parse_sources(text: &str) -> Result<crate::http::deployment_hooks::Sources, String> {
@@ -757,5 +839,28 @@ mod tests {
         let error =
             resolve_auth(&args(&["--hamctl-auth-token", ""]), false, everywhere()).unwrap_err();
         assert!(error.contains("no token is set"), "{error}");
+    }
+
+    #[test]
+    fn a_config_repo_web_url_needs_the_commit_placeholder() {
+        let parsed = args(&[
+            "--config-repo-web-url",
+            "https://gitlab.com/acme/k8s/-/commit/{commit}",
+        ]);
+        let links = parsed.config_repo_web_url.expect("a template");
+        assert_eq!(
+            links.url("abc123").as_deref(),
+            Some("https://gitlab.com/acme/k8s/-/commit/abc123")
+        );
+        let error = Cli::try_parse_from([
+            "release-manager",
+            "start",
+            "--config-repo-web-url",
+            "https://gitlab.com/acme/k8s/-/commit/",
+        ])
+        .expect_err("refused")
+        .to_string();
+        assert!(error.contains("--config-repo-web-url"), "{error}");
+        assert!(error.contains("{commit}"), "{error}");
     }
 }

@@ -13,8 +13,10 @@ mod deployments;
 mod domain;
 mod engine;
 mod flows;
+mod health;
 mod http;
 mod import;
+mod listen;
 mod notify;
 pub mod original;
 mod repo;
@@ -28,11 +30,13 @@ pub use demo::DEMO_SERVICES;
 pub use domain::error::chain;
 pub use domain::policy_file::parse_global as parse_global_restrictions;
 pub use engine::writer::stats::WriterStats;
+pub use http::dashboard::values::CommitLinks;
 pub use http::deployment_hooks::Sources as DeploymentSources;
 pub use import::{
     resolve_import, run as import_s3, ImportBucket, ImportConfig, ImportError, ImportReport,
     ImportS3Args,
 };
+pub use listen::{raise_open_file_limit, ConnectionLimits};
 pub use notify::config::Notifications;
 pub use repo::commits::{CommitIdentity, CommitSigner};
 pub use repo::remote::{GitCredentials, RemoteLocation, SHIPPED_KNOWN_HOSTS};

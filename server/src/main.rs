@@ -74,6 +74,10 @@ fn init_logging(format: LogFormat, original_level: Option<&str>) {
 }
 
 async fn run(args: StartArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // Every connection holds a file; the default bound on connections
+    // follows what the system allows.
+    let open_files = release_manager_server::raise_open_file_limit();
+    tracing::debug!(open_files, "open-file limit");
     let Resolved {
         config,
         listen,

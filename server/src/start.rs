@@ -20,7 +20,7 @@ use crate::engine::events::{EventBus, Signal};
 use crate::engine::prepare::Prepared;
 use crate::engine::reads::Reader;
 use crate::engine::writer::{self, WriterStats};
-use crate::{api, auth, deployments, domain, engine, http, notify, repo};
+use crate::{api, auth, deployments, domain, engine, http, listen, notify, repo};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -214,11 +214,19 @@ pub async fn start(
             .map_err(|e| StartError::Grpc(format!("TLS: {e}")))?;
     }
     // gRPC-Web on the same port (HTTP/1.1 too): browsers and `buf curl
-    // --protocol grpcweb` reach the API without a proxy; CORS (outermost)
-    // lets pages of the allowed origins call it; grpc-message is encoded as
-    // the gRPC spec says (innermost, before gRPC-Web frames the trailers).
+    // --protocol grpcweb` reach the API without a proxy; CORS lets pages of
+    // the allowed origins call it; grpc-message is encoded as the gRPC spec
+    // says (innermost, before gRPC-Web frames the trailers).
+    // Every connection bounded and timed (listen/): keepalive pings find
+    // peers that went away; the guard marks requests and times bodies.
+    let limits = config.connections;
+    let rebox: fn(listen::TimedBody<tonic::body::Body>) -> tonic::body::Body =
+        tonic::body::Body::new;
     let router = builder
         .accept_http1(true)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .layer(listen::GuardLayer::new(limits.body_timeout, rebox))
         .layer(tower::util::option_layer(config.cors.layer()))
         // The original release manager's probes ask `GET /ping` here.
         .layer(crate::api::ping::PingLayer)
@@ -230,11 +238,16 @@ pub async fn start(
         .add_service(release_gate.clone())
         .add_service(policy_gate.clone())
         .add_service(access_gate.clone());
-    // Small request/response exchanges must not wait for Nagle's algorithm.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = listen::Listener::new(listener, "grpc", limits);
     let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
     }));
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs_f64(),
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        "connections bounded, on each port"
+    );
     tracing::info!(%addr, "gRPC port open; NOT_SERVING until the mirror and its index are ready");
 
     let prepared = {
@@ -278,6 +291,7 @@ pub async fn start(
         "mirror ready"
     );
     let mirror_path = mirror.path();
+    let remote_lock = mirror.remote_branch_lock();
     let shared = Arc::new(RwLock::new(published));
     let settings = Arc::new(config.settings.clone());
     if let Some(issuers) = gate.issuers() {
@@ -380,26 +394,29 @@ pub async fn start(
             events.clone(),
             gate.clone(),
             deployments.clone(),
-        );
+        )
+        .with_commit_links(config.config_repo_web_url.clone());
         dashboard_to_warm = Some(dashboard.clone());
         let routes = http::router(state)
             .merge(http::deployment_hooks::router(hooks))
             .merge(http::dashboard::router(dashboard));
         let mut stop = background_stop.subscribe();
-        background.push(tokio::spawn(async move {
-            // The peer's address, for the sign-in limit per client.
-            let routes = routes.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, routes)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP listener stopped");
-            }
-        }));
+        let listener = listen::Listener::new(listener, "http", config.connections);
+        background.push(tokio::spawn(listen::serve_http1(
+            listener,
+            routes,
+            async move {
+                let _ = stop.changed().await;
+            },
+        )));
     }
     let stats = writer.stats_arc();
+    // A lock that stays on the remote's branch (not this server's: those
+    // were cleared when the mirror opened) means no write can land.
+    if let Some(lock) = remote_lock.filter(|lock| lock.exists()) {
+        tracing::warn!(lock = %lock.display(), "the remote's branch is locked");
+        stats.note_remote_locked(&lock);
+    }
     let policy = PolicyServiceHandler::new(
         writer.clone(),
         reader.clone(),
@@ -451,8 +468,16 @@ pub async fn start(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    background.push(tokio::spawn(crate::health::follow_remote_lock(
+        health_reporter,
+        stats.clone(),
+        background_stop.subscribe(),
+    )));
     if let Some(dashboard) = dashboard_to_warm {
         tokio::spawn(dashboard.warm());
+    }
+    if let Some(http) = http_addr {
+        tracing::info!(addr = %http, "serving HTTP (dashboard, webhooks, metrics)");
     }
     tracing::info!(elapsed_ms = began.elapsed().as_millis() as u64, %addr, "serving gRPC");
     Ok(RunningServer {

@@ -81,6 +81,7 @@ async fn the_originals_deployment_environment_serves_its_repository() {
             ("HAMCTL_AUTH_TOKEN", "old-token,new-token"),
             ("ARTIFACT_AUTH_TOKEN", "ci-token"),
         ],
+        None,
         "serving gRPC",
     );
     // `shop` lives in that repository, not in the demo's.

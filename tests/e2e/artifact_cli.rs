@@ -274,3 +274,39 @@ async fn push_resolves_the_service_and_branch_init_was_not_told() {
     assert_eq!(spec["application"]["branch"], "feature/compat");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn push_refuses_a_path_no_checkout_can_hold_before_dialling() {
+    let root = tempfile::tempdir().unwrap();
+    let (code, _, err) = artifact(
+        root.path(),
+        &[
+            "init",
+            "--artifact-id",
+            "master-1",
+            "--service",
+            "shop",
+            "--git-branch",
+            "master",
+            "--git-sha",
+            "abc123",
+            "--git-author-name",
+            "Ada Lovelace",
+            "--git-author-email",
+            "ada@example.com",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    // 33 levels: one more than any checkout is promised.
+    let deep = root.path().join("dev").join("d/".repeat(31));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("x.yaml"), "kind: Deployment\n").unwrap();
+    // Nothing listens on port 1: an attempt to dial would say so instead.
+    let (code, _, err) = artifact(root.path(), &["push", "--server", "127.0.0.1:1"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("33 levels deep") && err.contains("at most 32"),
+        "{err}"
+    );
+}

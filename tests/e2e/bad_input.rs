@@ -300,3 +300,68 @@ async fn a_branch_regex_with_a_control_character_is_refused() {
     assert_eq!(repo.remote_head(), head);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_name_no_checkout_can_hold_is_refused_and_the_repository_still_checks_out() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let head = repo.remote_head();
+    let spec = spec("shop", "master", "master-1");
+    let long_name = format!("dev/{}.yaml", "n".repeat(295));
+    let deep = format!("dev/{}x.yaml", "d/".repeat(199));
+    let bidi = "dev/invoice\u{202E}lmy.yaml".to_string();
+    for (path, says) in [
+        (&long_name, "a name of 300 bytes"),
+        (&deep, "201 levels deep"),
+        (&bidi, "bidirectional-control"),
+    ] {
+        let refused = push(
+            &server.url,
+            None,
+            chunks(&[("artifact.json", &spec), (path, "kind: Deployment\n")]),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{path}");
+        assert!(
+            refused.message().contains(says),
+            "{path}: {}",
+            refused.message()
+        );
+    }
+    assert_eq!(repo.remote_head(), head, "nothing was pushed");
+    // Every checkout of the repository still works.
+    let checkout = tempfile::tempdir().unwrap();
+    git(
+        checkout.path(),
+        &["clone", "-q", repo.remote.to_str().unwrap(), "config"],
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_branch_regex_with_a_bidirectional_control_is_refused() {
+    let repo = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    let head = repo.remote_head();
+    let mut policies = server.policy_client().await;
+    let refused = policies
+        .apply_branch_restriction(pb::ApplyBranchRestrictionRequest {
+            request_id: String::new(),
+            service: "svc-a".into(),
+            environment: "prod".into(),
+            // Reads as "^master$" with the override, matches otherwise.
+            branch_regex: "^\u{202E}retsam$|.*".into(),
+            committer: alice(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("bidirectional-control"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(repo.remote_head(), head);
+    server.stop().await;
+}

@@ -36,6 +36,7 @@ async fn an_uploaded_build_is_stored_and_releasable() {
     requests.push(pb::PushArtifactRequest {
         path: "dev/deployment.yaml".into(),
         data: b"metadata: {name: shop}\n".to_vec(),
+        ..Default::default()
     });
     requests.extend(chunks(&[(
         "prod/deployment.yaml",
@@ -477,5 +478,325 @@ async fn a_chunk_larger_than_the_upload_memory_is_refused_at_once() {
         refused.message()
     );
     assert!(began.elapsed() < Duration::from_secs(5));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_retried_with_its_request_id_answers_as_the_first_did() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let with_id = |service: &str, request_id: &str| {
+        let mut upload = build_upload(service, "master-1");
+        upload[0].request_id = request_id.into();
+        upload
+    };
+    let first = push(&server.url, None, with_id("shop", "ci-run-7"))
+        .await
+        .unwrap();
+    assert_eq!(first.outcome(), pb::Outcome::Applied);
+    let head = repo.remote_head();
+    assert!(commit_info(&repo, &head)
+        .body
+        .contains("Request-ID: ci-run-7"));
+    // The retry of a push whose answer was lost: the same commit, applied.
+    let retried = push(&server.url, None, with_id("shop", "ci-run-7"))
+        .await
+        .unwrap();
+    assert_eq!(retried.outcome(), pb::Outcome::Applied);
+    assert_eq!(retried.commit_sha, first.commit_sha);
+    assert_eq!(repo.remote_head(), head, "nothing new");
+    // The same id for another build is refused.
+    let reused = push(&server.url, None, with_id("cart", "ci-run-7"))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
+    assert!(
+        reused.message().contains("request_id"),
+        "{}",
+        reused.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_on_a_read_only_disk_says_so_without_a_server_path() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    // Where uploads are staged is sysfs, where no one may create a file
+    // (EACCES, or EROFS where /sys is mounted read-only).
+    let staging = server.data.path().join("upload-staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::os::unix::fs::symlink("/sys", &staging).unwrap();
+    let refused = push(&server.url, None, build_upload("shop", "master-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(error_info(&refused).unwrap().0, "WRITE_DENIED");
+    assert!(
+        refused
+            .message()
+            .contains("permission denied writing the server's data dir")
+            && !refused
+                .message()
+                .contains(&server.data.path().display().to_string()),
+        "{}",
+        refused.message()
+    );
+    std::fs::remove_file(&staging).unwrap();
+    let stored = push(&server.url, None, build_upload("shop", "master-1"))
+        .await
+        .unwrap();
+    assert_eq!(stored.outcome(), pb::Outcome::Applied);
+    server.stop().await;
+}
+
+/// `len` bytes that no compression shrinks (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// An upload of `files`, each file in chunks of 1 MiB as artifact sends.
+fn upload_of(files: Vec<(&str, Vec<u8>)>) -> Vec<pb::PushArtifactRequest> {
+    let mut requests = Vec::new();
+    for (path, data) in files {
+        for chunk in data.chunks(1 << 20) {
+            requests.push(pb::PushArtifactRequest {
+                path: path.into(),
+                data: chunk.to_vec(),
+                ..Default::default()
+            });
+        }
+    }
+    requests
+}
+
+/// Bytes of every file under `dir`.
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut visit = vec![dir.to_path_buf()];
+    while let Some(folder) = visit.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let metadata = entry.metadata().unwrap();
+            if metadata.is_dir() {
+                visit.push(entry.path());
+            } else {
+                total += metadata.len();
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test]
+async fn refused_and_abandoned_large_uploads_leave_nothing_behind() {
+    let mut repo = ConfigRepo::new();
+    repo.add_build("shop", "master", 1);
+    repo.push();
+    let existing = spec("shop", "master", &artifact_id("shop", "master", 1));
+    let server = TestServer::start(&repo.remote).await;
+    let mirror = server.data.path().join("mirror.git");
+    let before = disk_bytes(server.data.path()) + disk_bytes(&repo.remote);
+    const LARGE: usize = 30 << 20;
+
+    // Refused once received: no artifact.json.
+    let refused = push(
+        &server.url,
+        None,
+        upload_of(vec![("dev/big.bin", noise(LARGE, 1))]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    // Refused by the writer: an artifact id already stored, with other
+    // manifests.
+    let refused = push(
+        &server.url,
+        None,
+        upload_of(vec![
+            ("artifact.json", existing.clone().into_bytes()),
+            ("dev/big.bin", noise(LARGE, 2)),
+        ]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    // Abandoned half way: the client goes away.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut client = server.client().await;
+    let abandoned = tokio::spawn(async move {
+        client
+            .push_artifact(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let half = upload_of(vec![
+        (
+            "artifact.json",
+            spec("shop", "master", "master-big").into_bytes(),
+        ),
+        ("dev/big.bin", noise(LARGE, 3)),
+    ]);
+    for request in half.into_iter().take(16) {
+        tx.send(request).await.unwrap();
+    }
+    abandoned.abort();
+    let staging = server.data.path().join("upload-staging");
+    wait_until(
+        "the abandoned upload's files to go",
+        Duration::from_secs(30),
+        || disk_bytes(&staging) == 0,
+    )
+    .await;
+
+    let grown = |now: u64| now.saturating_sub(before);
+    let after = disk_bytes(server.data.path()) + disk_bytes(&repo.remote);
+    assert!(
+        grown(after) < 5 << 20,
+        "{} bytes left behind (mirror {} bytes)",
+        grown(after),
+        disk_bytes(&mirror)
+    );
+    eprintln!(
+        "three refused or abandoned uploads of 30 MiB left {} bytes",
+        grown(after)
+    );
+    // Nor after a restart.
+    let data = server.stop().await;
+    let server = TestServer::start_in(&repo.remote, data, |_| {}).await;
+    let after = disk_bytes(server.data.path()) + disk_bytes(&repo.remote);
+    assert!(
+        grown(after) < 5 << 20,
+        "{} bytes after a restart",
+        grown(after)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_that_trickles_is_dropped_after_its_warm_up() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.uploads.idle_timeout = Duration::from_secs(5);
+        config.uploads.min_rate = 1 << 20;
+        config.uploads.rate_warm_up = Duration::from_secs(1);
+    })
+    .await;
+    let mut client = server.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    // A few bytes every 200 ms: never idle, never anywhere near the rate.
+    let trickle = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            ticks.tick().await;
+            let chunk = pb::PushArtifactRequest {
+                path: "dev/slow.yaml".into(),
+                data: b"# x\n".to_vec(),
+                ..Default::default()
+            };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let began = Instant::now();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.push_artifact(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("dropped by the server")
+    .unwrap_err();
+    trickle.abort();
+    assert_eq!(refused.code(), Code::DeadlineExceeded, "{refused:?}");
+    assert_eq!(error_info(&refused).unwrap().0, "UPLOAD_TOO_SLOW");
+    assert!(
+        refused.message().contains("--upload-min-rate"),
+        "{}",
+        refused.message()
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_every_upload_slot() {
+    let repo = ConfigRepo::new();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.uploads.idle_timeout = Duration::from_secs(60);
+        config.uploads.min_rate = 0;
+    })
+    .await;
+    let from = |ip: [u8; 4]| {
+        let url = server.url.clone();
+        async move {
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .local_address(Some(std::net::IpAddr::from(ip)))
+                .connect()
+                .await
+                .unwrap();
+            release_manager::pb::release_service_client::ReleaseServiceClient::new(channel)
+        }
+    };
+    // One client opens 40 uploads and sends nothing after their first
+    // chunk: 32 (half the 64 slots, as the only client) stay open, the
+    // rest are refused at once.
+    let hog = from([127, 0, 0, 1]).await;
+    let mut uploads = Vec::new();
+    for n in 0..40 {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(build_upload(&format!("hog-{n}"), "master-1").remove(0))
+            .await
+            .unwrap();
+        let mut client = hog.clone();
+        let upload = tokio::spawn(async move {
+            client
+                .push_artifact(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        uploads.push((tx, upload));
+    }
+    wait_until("8 uploads refused", Duration::from_secs(30), || {
+        uploads.iter().filter(|(_, u)| u.is_finished()).count() >= 8
+    })
+    .await;
+    let mut open = Vec::new();
+    for (tx, upload) in uploads {
+        if upload.is_finished() {
+            let refused = upload.await.unwrap().unwrap_err();
+            assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+            assert!(
+                refused.message().contains("its share"),
+                "{}",
+                refused.message()
+            );
+        } else {
+            open.push((tx, upload));
+        }
+    }
+    assert_eq!(open.len(), 32, "half the slots for the only client");
+    // Another client is not held up.
+    let mut other = from([127, 0, 0, 2]).await;
+    let stored = other
+        .push_artifact(tokio_stream::iter(build_upload("other", "master-1")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.outcome(), pb::Outcome::Applied);
+    for (_, upload) in open {
+        upload.abort();
+    }
     server.stop().await;
 }

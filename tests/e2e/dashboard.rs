@@ -1,7 +1,8 @@
 //! The web dashboard in a real browser (Debian's headless Chromium, through
 //! ChromeDriver) against the real server: the matrix shows what runs in
 //! every cell, a release made with hamctl appears without a reload, the
-//! page recovers after the server restarts, and without the token nothing
+//! page recovers after the server restarts (dimmed, saying since when,
+//! while it is away), and without the token nothing
 //! of the repository is served. Screenshots of the matrix and of a service
 //! page are written where the test prints.
 
@@ -282,11 +283,46 @@ async fn the_page_recovers_after_the_server_restarts() {
             "return document.getElementById('connection').dataset.state === 'disconnected';",
         )
         .await;
+    // What it shows may be stale: dimmed (it fades), and it says since when.
+    browser
+        .wait_for(
+            "the page to dim",
+            Duration::from_secs(5),
+            "return Number(getComputedStyle(document.querySelector('main')).opacity) < 0.5;",
+        )
+        .await;
+    let stale = browser
+        .run(
+            "return [document.body.classList.contains('stale'), \
+             document.getElementById('connection').textContent];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(stale[0], json!(true), "{stale}");
+    assert!(
+        stale[1]
+            .as_str()
+            .unwrap()
+            .starts_with("disconnected since "),
+        "{stale}"
+    );
+    let shot = browser.screenshot("dashboard-disconnected").await;
+    println!("screenshot while disconnected: {}", shot.display());
     let server = start(&repo, Some(data), port, None).await;
     releases(&server, "").await;
     browser
         .wait_for("the page to reconnect", Duration::from_secs(20), LIVE)
         .await;
+    assert_eq!(
+        browser
+            .run(
+                "return document.body.classList.contains('stale');",
+                json!([])
+            )
+            .await,
+        json!(false),
+        "no longer dimmed"
+    );
     browser
         .wait_for(
             "what changed while it was away",

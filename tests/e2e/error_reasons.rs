@@ -116,7 +116,7 @@ async fn every_error_reason_a_client_can_meet_arrives_in_its_error_info() {
     reasons_of_a_local_remote_that_refuses_writes(&mut provoked).await;
     reasons_of_uploads(&mut provoked).await;
     reason_of_a_rewritten_branch(&mut provoked).await;
-    reason_of_a_broken_mirror(&mut provoked).await;
+    reason_of_a_broken_data_dir(&mut provoked).await;
     reason_of_a_stopping_server(&mut provoked).await;
 
     let mut missing = Vec::new();
@@ -856,13 +856,16 @@ async fn reason_of_a_rewritten_branch(provoked: &mut Provoked) {
     server.stop().await;
 }
 
-/// INTERNAL: the server's own mirror is broken under it (its HEAD file is
-/// gone), and an upload cannot be stored in it.
-async fn reason_of_a_broken_mirror(provoked: &mut Provoked) {
+/// INTERNAL: the server's own data dir is broken under it (where uploads
+/// are staged is a file), and an upload cannot be stored.
+async fn reason_of_a_broken_data_dir(provoked: &mut Provoked) {
     let repo = ConfigRepo::new();
     let server = TestServer::start(&repo.remote).await;
-    let mirror = server.data.path().join("mirror.git");
-    std::fs::rename(mirror.join("HEAD"), mirror.join("HEAD.moved")).unwrap();
+    // Where uploads are staged is a file, not a folder: no OS error a
+    // person can act on (a full or read-only disk), so an internal one.
+    let staging = server.data.path().join("upload-staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::write(&staging, b"not a folder").unwrap();
     note(
         provoked,
         ErrorReason::InternalError,
@@ -876,7 +879,7 @@ async fn reason_of_a_broken_mirror(provoked: &mut Provoked) {
         )
         .await,
     );
-    std::fs::rename(mirror.join("HEAD.moved"), mirror.join("HEAD")).unwrap();
+    std::fs::remove_file(&staging).unwrap();
     server.stop().await;
 }
 

@@ -7,11 +7,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::support::git_daemon::GitDaemon;
-use crate::support::server::{local_config, start_on};
+use crate::support::server::{local_config, start_on, REMOTE_TIMEOUT};
 use crate::support::server_api::RemoteLocation;
 use crate::support::*;
 use release_manager::pb;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 /// A config repository with builds 1..=n of `shop` on master, pushed.
 fn repo_with_builds(n: usize) -> (ConfigRepo, Vec<String>) {
@@ -126,6 +129,61 @@ async fn a_hung_remote_fails_writes_in_time_and_nothing_late_is_applied() {
 }
 
 #[tokio::test]
+async fn a_write_queued_behind_a_hung_push_is_answered_with_it() {
+    let (repo, ids) = repo_with_builds(2);
+    let daemon = GitDaemon::serve(&repo.remote);
+    let url = daemon.url.clone();
+    let server = TestServer::start_with(&repo.remote, |config| {
+        config.config_repo = RemoteLocation::Network(url.clone());
+    })
+    .await;
+    daemon.hang();
+    let stats = server.stats();
+    let started = stats.batches_started.load(Ordering::SeqCst);
+    let mut first = server.client().await;
+    let hung = tokio::spawn(async move {
+        let answer = first
+            .release(release("shop", "dev", &artifact_id("shop", "master", 1)))
+            .await;
+        (answer, Instant::now())
+    });
+    wait_until(
+        "the writer pushes the first write",
+        Duration::from_secs(10),
+        || stats.batches_started.load(Ordering::SeqCst) > started,
+    )
+    .await;
+    let mut second = server.client().await;
+    let queued = second.release(release("shop", "staging", &ids[1])).await;
+    let queued_at = Instant::now();
+    let (hung, hung_at) = hung.await.unwrap();
+    assert_eq!(hung.unwrap_err().code(), Code::Unavailable);
+    let queued = queued.unwrap_err();
+    assert_eq!(queued.code(), Code::Unavailable, "{queued:?}");
+    assert_eq!(error_info(&queued).unwrap().0, "REMOTE_TIMEOUT");
+    // At once after the write it queued behind, not one more
+    // --remote-timeout later.
+    assert!(
+        queued_at < hung_at + REMOTE_TIMEOUT / 2,
+        "{:?} after the hung write",
+        queued_at.saturating_duration_since(hung_at)
+    );
+    // A write after that tries the remote again.
+    daemon.resume();
+    client_release_works(&server, &ids[1]).await;
+    server.stop().await;
+}
+
+async fn client_release_works(server: &TestServer, id: &str) {
+    server
+        .client()
+        .await
+        .release(release("shop", "dev", id))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_second_server_on_the_same_data_dir_is_refused() {
     let (repo, _) = repo_with_builds(1);
     let first = TestServer::start(&repo.remote).await;
@@ -204,14 +262,26 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(error_info(&refused).unwrap().0, "REMOTE_LOCKED");
+    // The lock's place in the repository, never the server's path to it.
     assert!(
-        refused.message().contains(&lock.display().to_string())
-            && refused
+        refused.message().contains("(refs/heads/master.lock)")
+            && refused.message().contains("if none is running, remove")
+            && !refused
                 .message()
-                .contains("if no git process is running, remove it"),
+                .contains(&repo.remote.display().to_string()),
         "{}",
         refused.message()
     );
+    // A readiness probe says the server cannot write, until the lock is
+    // gone; liveness (the overall health) stays SERVING: a restart would
+    // not remove a lock the server did not make.
+    wait_for("health to say NOT_SERVING", Duration::from_secs(10), || {
+        let url = server.url.clone();
+        async move { (health(&url, RELEASES).await == ServingStatus::NotServing).then_some(()) }
+    })
+    .await;
+    assert_eq!(health(&server.url, "").await, ServingStatus::Serving);
     assert_eq!(
         server.stats().conflicts.load(Ordering::SeqCst),
         0,
@@ -223,11 +293,40 @@ async fn a_lock_left_on_the_remote_is_reported_not_retried() {
         "nothing written to the locked remote"
     );
     std::fs::remove_file(&lock).unwrap();
+    wait_for(
+        "health to say SERVING again",
+        Duration::from_secs(10),
+        || {
+            let url = server.url.clone();
+            async move { (health(&url, RELEASES).await == ServingStatus::Serving).then_some(()) }
+        },
+    )
+    .await;
     client
         .release(release("shop", "dev", &ids[0]))
         .await
         .unwrap();
     server.stop().await;
+}
+
+/// The service readiness probes ask about.
+const RELEASES: &str = "releasemanager.v1.ReleaseService";
+
+/// What health says of `service` (`""`: the whole server).
+async fn health(url: &str, service: &str) -> ServingStatus {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
 }
 
 #[tokio::test]
@@ -298,6 +397,63 @@ async fn a_force_push_on_the_remote_is_followed() {
         .unwrap()
         .into_inner();
     assert_eq!(rolled.result.unwrap().artifact_id, ids[0]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_is_never_answered_with_a_commit_a_force_push_removed() {
+    let (repo, ids) = repo_with_builds(3);
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+    let with_id = |id: &str, request_id: &str| {
+        let mut request = release_artifact("shop", "dev", id);
+        request.request_id = request_id.into();
+        tonic::Request::new(request)
+    };
+    client.release(with_id(&ids[0], "kept")).await.unwrap();
+    let good = repo.remote_head();
+    let dropped = client
+        .release(with_id(&ids[1], "dropped"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap()
+        .commit_sha;
+    // The remote loses the release; the server has not fetched since.
+    repo.remote_git(&["update-ref", "refs/heads/master", &good]);
+    let retried = client
+        .release(with_id(&ids[1], "dropped"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    let history = repo.remote_git(&["rev-list", "master"]);
+    assert!(
+        history.contains(&retried.commit_sha),
+        "answered with {} ({}), which the remote does not have",
+        retried.commit_sha,
+        if retried.commit_sha == dropped {
+            "the dropped commit"
+        } else {
+            "another commit"
+        }
+    );
+    assert_eq!(retried.outcome(), pb::Outcome::Applied);
+    assert!(!retried.replayed, "applied afresh, not replayed");
+    // An id whose commit is still there is answered from it, checked.
+    let kept = client
+        .release(with_id(&ids[0], "kept"))
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert!(kept.replayed, "{kept:?}");
+    assert!(repo
+        .remote_git(&["rev-list", "master"])
+        .contains(&kept.commit_sha));
     server.stop().await;
 }
 

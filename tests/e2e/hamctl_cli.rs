@@ -974,3 +974,73 @@ async fn deleting_policies_says_how_many_went() {
     assert_eq!(out, "No policies deleted\n");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_release_without_an_answer_prints_how_to_retry_it_and_the_retry_lands_once() {
+    let (repo, ids) = fixture();
+    let server = TestServer::start(&repo.remote).await;
+    // No answer: a port that accepts and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let args = [
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--artifact",
+        &ids[0],
+    ];
+    let mut first = vec!["--server", &silent_url, "--request-timeout", "1s"];
+    first.extend(args);
+    let (code, _, err) = hamctl(&first).await;
+    held.abort();
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let id = err
+        .split("(request id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no request id in {err:?}"))
+        .to_string();
+    let retry = err
+        .split("run: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in {err:?}"))
+        .trim();
+    let mut expected = vec!["hamctl"];
+    expected.extend(first.iter().copied());
+    expected.extend(["--request-id", &id]);
+    assert_eq!(retry, expected.join(" "), "the same command, with the id");
+
+    // That command, against the server that is there now, lands once however
+    // often it is run.
+    let mut again = vec!["--server", server.url.as_str(), "--output", "json"];
+    again.extend(args);
+    again.extend(["--request-id", &id]);
+    let (code, landed, err) = hamctl(&again).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, replayed, err) = hamctl(&again).await;
+    assert_eq!(code, 0, "{err}");
+    let landed: serde_json::Value = serde_json::from_str(&landed).unwrap();
+    let replayed: serde_json::Value = serde_json::from_str(&replayed).unwrap();
+    assert_eq!(
+        landed["result"]["commitSha"], replayed["result"]["commitSha"],
+        "{replayed}"
+    );
+    assert_eq!(replayed["result"]["replayed"], true, "{replayed}");
+    let carrying = repo.remote_git(&[
+        "log",
+        "--format=%H",
+        &format!("--grep=^Request-ID: {id}$"),
+        "master",
+    ]);
+    assert_eq!(carrying.lines().count(), 1, "{carrying}");
+    server.stop().await;
+}

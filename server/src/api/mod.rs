@@ -10,6 +10,7 @@ pub(crate) mod reflection;
 pub(crate) mod release_service;
 pub(crate) mod starting;
 pub(crate) mod upload;
+mod upload_slots;
 mod watch;
 pub(crate) mod web;
 

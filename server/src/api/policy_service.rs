@@ -174,10 +174,10 @@ impl PolicyService for PolicyServiceHandler {
                     "invalid branch_regex: give a regex of at most 500 characters",
                 ));
             }
-            if r.branch_regex.chars().any(char::is_control) {
+            if r.branch_regex.chars().any(names::is_forbidden_char) {
                 return Err(FlowError::invalid(
                     "branch_regex",
-                    "invalid branch_regex: it must not contain control characters (it goes into a commit title; match a newline with \\n)",
+                    "invalid branch_regex: it must not contain control or bidirectional-control characters (it goes into a commit title; match a newline with \\n)",
                 ));
             }
             crate::domain::policy_file::compile(&r.branch_regex)

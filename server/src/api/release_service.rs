@@ -116,7 +116,11 @@ fn namespace(value: String) -> Result<Option<String>, FlowError> {
 pub(super) fn request_id(value: String) -> Result<Option<String>, FlowError> {
     let value = optional(value);
     if let Some(id) = &value {
-        if id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if id.len() > 128
+            || id
+                .chars()
+                .any(|c| names::is_forbidden_char(c) || c.is_whitespace())
+        {
             return Err(FlowError::invalid(
                 "request_id",
                 "invalid request_id: at most 128 characters, no spaces or control characters",
@@ -136,7 +140,10 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
     if person.name.trim().is_empty() {
         return Err(bad("committer.name", "name is missing"));
     }
-    let forbidden = |s: &str| s.chars().any(|c| c.is_control() || c == '<' || c == '>');
+    let forbidden = |s: &str| {
+        s.chars()
+            .any(|c| names::is_forbidden_char(c) || c == '<' || c == '>')
+    };
     if forbidden(&person.name)
         || forbidden(&person.email)
         || person.name.len() > 200
@@ -144,7 +151,7 @@ pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowErr
     {
         return Err(bad(
             "committer",
-            "name and email must be at most 200 characters, without '<', '>' or control characters",
+            "name and email must be at most 200 characters, without '<', '>', control or bidirectional-control characters",
         ));
     }
     Ok(Signature {
@@ -396,14 +403,19 @@ impl ReleaseService for ReleaseServiceHandler {
         let who = super::authenticate(&self.gate, &request, Role::ArtifactPusher).await?;
         super::permit(&self.gate, &who, Action::PushArtifact, None)?;
         let deadline = super::deadline_of(&request);
-        let (upload, warnings) = self
+        // Told apart by address, callers share the upload slots fairly.
+        let caller = request
+            .extensions()
+            .get::<std::net::SocketAddr>()
+            .map(|peer| peer.ip());
+        let (upload, request_id, warnings) = self
             .uploads
-            .receive(request.into_inner(), &self.settings)
+            .receive(request.into_inner(), &self.settings, caller)
             .await?;
         let write = WriteRequest {
             intent: Intent::AddBuild(upload),
             committer: Signature::default(),
-            request_id: None,
+            request_id: self::request_id(request_id)?,
         };
         let WriteDone::Build(done) = self.write(write, deadline).await? else {
             return Err(crate::api::errors::failure(
@@ -439,6 +451,40 @@ impl ReleaseService for ReleaseServiceHandler {
         let size = if r.page_size == 0 { 100 } else { r.page_size };
         let page = Page::of(size, 0, &r.page_token, "service")?;
         let response = self.read(move |reader| reader.list_services(&page)).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn compare_environments(
+        &self,
+        request: Request<pb::CompareEnvironmentsRequest>,
+    ) -> Result<Response<pb::CompareEnvironmentsResponse>, Status> {
+        super::authenticate(&self.gate, &request, Role::Operator).await?;
+        let r = request.into_inner();
+        let namespace = optional(r.namespace);
+        let comparison = self
+            .read(move |reader| {
+                reader.compare(
+                    &r.service,
+                    &r.from_environment,
+                    &r.to_environment,
+                    namespace.as_deref(),
+                )
+            })
+            .await?;
+        let mut response = convert::comparison(&comparison);
+        // What the cluster reported, joined as status joins it.
+        for side in [&mut response.from_environment, &mut response.to_environment]
+            .into_iter()
+            .flatten()
+            .filter(|side| side.artifact.is_some())
+        {
+            let reported = self.deployments.of(
+                &side.environment,
+                &response.service,
+                &side.release_commit_sha,
+            );
+            side.deployment = Some(convert::deployment(reported.as_ref()));
+        }
         Ok(Response::new(response))
     }
 

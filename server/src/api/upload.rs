@@ -8,9 +8,13 @@
 //!
 //! An upload never waits for a turn: the bytes in flight (received, not yet
 //! on disk) of all uploads share one memory budget, and a chunk that does
-//! not fit is refused at once with RESOURCE_EXHAUSTED. A stream that stops
-//! sending is dropped after the idle timeout, and every upload has a total
-//! deadline, so no stream can hold anything for good.
+//! not fit is refused at once with RESOURCE_EXHAUSTED; the slots of uploads
+//! at once are shared fairly between callers (`upload_slots`). A stream
+//! that stops sending is dropped after the idle timeout, one that sends
+//! too slowly after its warm-up, and every upload has a total deadline, so
+//! no stream can hold anything for good. Files wait in a staging
+//! repository of the upload's own (`repo::staging`) until the writer
+//! takes them, so a refused or abandoned upload leaves nothing behind.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,6 +27,10 @@ use release_manager::names;
 use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use super::upload_slots::{UploadSlots, MAX_CONCURRENT_UPLOADS};
+use crate::repo::staging::{self, StagedObjects};
+use std::net::IpAddr;
 use tonic::{Status, Streaming};
 
 use crate::domain::Settings;
@@ -41,6 +49,11 @@ pub struct UploadLimits {
     pub idle_timeout: Duration,
     /// Longest one upload may take.
     pub total_timeout: Duration,
+    /// Least average rate, in bytes per second, once the warm-up is over
+    /// (0: none).
+    pub min_rate: u64,
+    /// How long an upload may send less than `min_rate` at first.
+    pub rate_warm_up: Duration,
 }
 
 /// The decoder refuses a message over the limit with OUT_OF_RANGE; for a
@@ -71,6 +84,8 @@ impl Default for UploadLimits {
             memory_budget: 256 << 20,
             idle_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(300),
+            min_rate: 32 << 10,
+            rate_warm_up: Duration::from_secs(15),
         }
     }
 }
@@ -109,43 +124,42 @@ pub(crate) struct UploadIntake {
     limits: UploadLimits,
     budget: UploadBudget,
     /// Uploads being received: each holds a thread that writes its files.
-    slots: Arc<Semaphore>,
-    mirror: PathBuf,
+    slots: Arc<UploadSlots>,
+    /// Where each upload's staging repository goes.
+    staging: PathBuf,
 }
 
-/// Uploads received at once. Each holds a blocking thread (shared with
-/// reads) for as long as it lasts; more are refused at once, not queued.
-const MAX_CONCURRENT_UPLOADS: usize = 64;
-
 impl UploadIntake {
-    /// Uploads into the mirror at `mirror`, within `limits`.
+    /// Uploads for the mirror at `mirror` (staged beside it), within
+    /// `limits`. What an earlier run left staged is removed.
     pub(crate) fn new(limits: UploadLimits, mirror: PathBuf) -> Self {
+        let staging = staging::staging_root(&mirror);
+        staging::clear_leftovers(&staging);
         UploadIntake {
             budget: UploadBudget::new(limits.memory_budget),
-            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS)),
+            slots: UploadSlots::new(MAX_CONCURRENT_UPLOADS),
             limits,
-            mirror,
+            staging,
         }
     }
 
-    /// Reads, stores and validates one upload; also what the client should
-    /// be warned of (keys of artifact.json this server does not know).
+    /// Reads, stores and validates one upload from `caller` (its address,
+    /// when known); returns it with the request id its first chunk
+    /// carries, if any, and what the client should be warned of (keys of
+    /// artifact.json this server does not know).
     pub(crate) async fn receive(
         &self,
         stream: Streaming<pb::PushArtifactRequest>,
         settings: &Settings,
-    ) -> Result<(BuildUpload, Vec<String>), Status> {
-        let _slot = self.slots.clone().try_acquire_owned().map_err(|_| {
-            crate::api::errors::limit_reached(Reason::UploadsBusy, MAX_CONCURRENT_UPLOADS, format!(
-                "the server is receiving {MAX_CONCURRENT_UPLOADS} uploads already; try again shortly"
-            ))
-        })?;
+        caller: Option<IpAddr>,
+    ) -> Result<(BuildUpload, String, Vec<String>), Status> {
+        let _slot = self.slots.take(caller)?;
         receive(
             stream,
             settings,
             &self.limits,
             &self.budget,
-            self.mirror.clone(),
+            self.staging.clone(),
         )
         .await
     }
@@ -174,22 +188,25 @@ async fn receive(
     settings: &Settings,
     limits: &UploadLimits,
     budget: &UploadBudget,
-    mirror: PathBuf,
-) -> Result<(BuildUpload, Vec<String>), Status> {
+    staging: PathBuf,
+) -> Result<(BuildUpload, String, Vec<String>), Status> {
     let total = limits.total_timeout;
-    tokio::time::timeout(total, receive_all(stream, settings, limits, budget, mirror))
-        .await
-        .map_err(|_| {
-            crate::api::errors::failure_with(
-                tonic::Code::DeadlineExceeded,
-                Reason::UploadTooSlow,
-                format!(
-                    "the upload took longer than {} s (--upload-timeout)",
-                    total.as_secs()
-                ),
-                &[("limit", total.as_secs().to_string())],
-            )
-        })?
+    tokio::time::timeout(
+        total,
+        receive_all(stream, settings, limits, budget, staging),
+    )
+    .await
+    .map_err(|_| {
+        crate::api::errors::failure_with(
+            tonic::Code::DeadlineExceeded,
+            Reason::UploadTooSlow,
+            format!(
+                "the upload took longer than {} s (--upload-timeout)",
+                total.as_secs()
+            ),
+            &[("limit", total.as_secs().to_string())],
+        )
+    })?
 }
 
 async fn receive_all(
@@ -197,30 +214,24 @@ async fn receive_all(
     settings: &Settings,
     limits: &UploadLimits,
     budget: &UploadBudget,
-    mirror: PathBuf,
-) -> Result<(BuildUpload, Vec<String>), Status> {
+    staging: PathBuf,
+) -> Result<(BuildUpload, String, Vec<String>), Status> {
     let (pieces, queue) = mpsc::channel::<Piece>(8);
-    let storing = tokio::task::spawn_blocking(move || store_files(&mirror, queue));
+    let storing = tokio::task::spawn_blocking(move || store_files(&staging, queue));
     let received = async {
         let mut paths: Vec<String> = Vec::new();
         let mut spec_bytes: Option<Vec<u8>> = None;
+        let mut request_id: Option<String> = None;
         let mut total = 0usize;
+        let began = tokio::time::Instant::now();
         loop {
-            let next = tokio::time::timeout(limits.idle_timeout, stream.message())
-                .await
-                .map_err(|_| {
-                    crate::api::errors::failure_with(
-                        tonic::Code::DeadlineExceeded,
-                        Reason::UploadStalled,
-                        format!(
-                            "the upload sent nothing for {} s (--upload-idle-timeout)",
-                            limits.idle_timeout.as_secs()
-                        ),
-                        &[("limit", limits.idle_timeout.as_secs().to_string())],
-                    )
-                })?
+            let next = next_chunk(&mut stream, limits, began, total)
+                .await?
                 .map_err(|e| too_large_chunk(e, limits))?;
-            let Some(chunk) = next else { break };
+            let Some(mut chunk) = next else { break };
+            if request_id.is_none() {
+                request_id = Some(std::mem::take(&mut chunk.request_id));
+            }
             total += chunk.data.len();
             if total > limits.max_bytes {
                 return Err(crate::api::errors::limit_reached(
@@ -289,7 +300,7 @@ async fn receive_all(
                 break;
             }
         }
-        Ok((paths, spec_bytes))
+        Ok((paths, spec_bytes, request_id.unwrap_or_default()))
     }
     .await;
     drop(pieces);
@@ -300,8 +311,8 @@ async fn receive_all(
             "storing the upload failed",
         )
     })?;
-    let (paths, spec_bytes) = received?;
-    let files = stored?;
+    let (paths, spec_bytes, request_id) = received?;
+    let (files, staged) = stored?;
     debug_assert_eq!(files.len(), paths.len());
     check_no_file_is_a_folder(&paths)?;
     let spec_bytes = spec_bytes
@@ -336,27 +347,78 @@ async fn receive_all(
         author_email: spec.application.author_email.clone(),
         files,
         imported_from: None,
+        staged: Some(staged),
     };
-    Ok((upload, warnings))
+    Ok((upload, request_id, warnings))
 }
 
-/// Writes the pieces of an upload into the object database of the mirror
-/// at `mirror`, one blob per file, streamed (a file is never held in memory
-/// whole). Returns each file's path and blob, in order.
+/// The next chunk of `stream`, which must come within the idle timeout,
+/// and, once the warm-up is over, soon enough that the upload keeps its
+/// least average rate (`total` bytes since `began` so far).
+async fn next_chunk(
+    stream: &mut Streaming<pb::PushArtifactRequest>,
+    limits: &UploadLimits,
+    began: tokio::time::Instant,
+    total: usize,
+) -> Result<Result<Option<pb::PushArtifactRequest>, Status>, Status> {
+    let idle = tokio::time::Instant::now() + limits.idle_timeout;
+    // The latest moment by which `total` bytes still make the rate.
+    let slow = (limits.min_rate > 0).then(|| {
+        began + limits.rate_warm_up + Duration::from_secs_f64(total as f64 / limits.min_rate as f64)
+    });
+    let until = slow.map_or(idle, |slow| slow.min(idle));
+    match tokio::time::timeout_at(until, stream.message()).await {
+        Ok(next) => Ok(next),
+        Err(_) if slow.is_some_and(|slow| slow < idle) => Err(crate::api::errors::failure_with(
+            tonic::Code::DeadlineExceeded,
+            Reason::UploadTooSlow,
+            format!(
+                "the upload sent less than {} bytes/s on average after its first {} s (--upload-min-rate)",
+                limits.min_rate,
+                limits.rate_warm_up.as_secs()
+            ),
+            &[("limit", limits.min_rate.to_string())],
+        )),
+        Err(_) => Err(crate::api::errors::failure_with(
+            tonic::Code::DeadlineExceeded,
+            Reason::UploadStalled,
+            format!(
+                "the upload sent nothing for {} s (--upload-idle-timeout)",
+                limits.idle_timeout.as_secs()
+            ),
+            &[("limit", limits.idle_timeout.as_secs().to_string())],
+        )),
+    }
+}
+
+/// Each file of an upload, with its blob, in the order sent.
+type StoredFiles = Vec<(String, Oid)>;
+
+/// Writes the pieces of an upload into a staging repository of its own
+/// under `staging`, one blob per file, streamed (a file is never held in
+/// memory whole). Returns each file's path and blob, in order, and the
+/// staging repository.
 fn store_files(
-    mirror: &std::path::Path,
+    staging: &std::path::Path,
     mut queue: mpsc::Receiver<Piece>,
-) -> Result<Vec<(String, Oid)>, Status> {
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "cannot {what}");
-        crate::api::errors::failure(
-            tonic::Code::Internal,
-            Reason::InternalError,
-            format!("cannot {what}; the server log has the details"),
+) -> Result<(StoredFiles, Arc<StagedObjects>), Status> {
+    // A full or read-only disk is said so (DISK_FULL, WRITE_DENIED), like
+    // the writer's; anything else is internal. The log has the path.
+    let failed = |action: &'static str, e: git2::Error| {
+        crate::api::errors::to_status(crate::domain::FlowError::from(
+            crate::repo::RepoError::Git { action, source: e },
+        ))
+    };
+    let written = |e: std::io::Error| {
+        failed(
+            "store an uploaded file",
+            git2::Error::from_str(&e.to_string()),
         )
     };
-    let repo = git2::Repository::open_bare(mirror)
-        .map_err(|e| failed("open the mirror to store an upload", &e))?;
+    let staged = StagedObjects::create(staging)
+        .map_err(|e| failed("make a staging repository for an upload", e))?;
+    let repo = git2::Repository::open_bare(staged.path())
+        .map_err(|e| failed("open the staging repository of an upload", e))?;
     let mut files = Vec::new();
     let mut current: Option<(String, git2::BlobWriter<'_>)> = None;
     while let Some(piece) = queue.blocking_recv() {
@@ -364,27 +426,25 @@ fn store_files(
             if let Some((done, writer)) = current.take() {
                 let oid = writer
                     .commit()
-                    .map_err(|e| failed("store an uploaded file", &e))?;
+                    .map_err(|e| failed("store an uploaded file", e))?;
                 files.push((done, oid));
             }
             let writer = repo
                 .blob_writer(None)
-                .map_err(|e| failed("store an uploaded file", &e))?;
+                .map_err(|e| failed("store an uploaded file", e))?;
             current = Some((path, writer));
         }
         if let Some((_, writer)) = current.as_mut() {
-            writer
-                .write_all(&piece.data)
-                .map_err(|e| failed("store an uploaded file", &e))?;
+            writer.write_all(&piece.data).map_err(written)?;
         }
     }
     if let Some((done, writer)) = current.take() {
         let oid = writer
             .commit()
-            .map_err(|e| failed("store an uploaded file", &e))?;
+            .map_err(|e| failed("store an uploaded file", e))?;
         files.push((done, oid));
     }
-    Ok(files)
+    Ok((files, Arc::new(staged)))
 }
 
 /// Refuses an upload where one file's path is a folder of another's

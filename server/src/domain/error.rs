@@ -191,6 +191,18 @@ fn unavailable_message(error: &RepoError) -> String {
         RepoError::Remote { remote, action, .. } => format!(
             "the config repository {remote} cannot be reached: cannot {action}; try again later"
         ),
+        // The lock's place inside the repository, never the server's path
+        // to it (logged instead).
+        RepoError::RemoteLocked { path } => {
+            let in_repository = path
+                .to_string_lossy()
+                .rsplit_once("/refs/")
+                .map(|(_, tail)| format!("refs/{tail}"))
+                .unwrap_or_else(|| "the branch's .lock file".to_string());
+            format!(
+                "the config repository's branch is locked ({in_repository}): a git process is updating it, or one that crashed left the lock; if none is running, remove that file from the repository"
+            )
+        }
         other => other.to_string(),
     }
 }
@@ -256,29 +268,29 @@ impl From<release_manager::names::NameError> for FlowError {
     }
 }
 
+/// Where a write that a full or read-only disk stopped was going, as a
+/// person knows it: never a path on the server (the log has it).
+const THE_DATA_DIR: &str = "the server's data dir";
+/// See [`THE_DATA_DIR`].
+const THE_REMOTE: &str = "the config repository";
+
 /// What an OS error while writing means for the person who asked, when it
 /// is one they can act on.
 fn storage_failure(error: &RepoError) -> Option<FlowError> {
     let (place, kind, text) = match error {
-        RepoError::Io { path, source } => (
-            path.display().to_string(),
-            Some(source.kind()),
-            String::new(),
-        ),
-        RepoError::Git { source, .. } => {
-            ("the mirror".to_string(), None, source.message().to_string())
-        }
-        RepoError::Remote { remote, source, .. } => {
-            (remote.clone(), None, source.message().to_string())
-        }
+        RepoError::Io { source, .. } => (THE_DATA_DIR, Some(source.kind()), source.to_string()),
+        RepoError::Git { source, .. } => (THE_DATA_DIR, None, source.message().to_string()),
+        RepoError::Remote { source, .. } => (THE_REMOTE, None, source.message().to_string()),
         _ => return None,
     };
+    let place = place.to_string();
     let full =
         kind == Some(std::io::ErrorKind::StorageFull) || text.contains("No space left on device");
     let denied = matches!(
         kind,
         Some(std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
     ) || text.contains("Permission denied")
+        || text.contains("Operation not permitted")
         || text.contains("Read-only file system");
     if full {
         Some(FlowError::DiskFull { place })
@@ -309,13 +321,18 @@ pub(crate) fn git(action: &'static str) -> impl Fn(git2::Error) -> FlowError {
     move |source| FlowError::Internal(Arc::new(RepoError::Git { action, source }))
 }
 
-/// An error and all its sources on one line, for logs.
+/// An error and all its sources on one line, for logs; a source that
+/// says what is already said (an error that shows its cause's words) is
+/// left out, so that no line reads "X: X".
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text
@@ -333,27 +350,57 @@ mod tests {
     }
 
     #[test]
+    fn a_logged_chain_never_repeats_itself() {
+        let error = FlowError::RemoteUnavailable(Arc::new(RepoError::NoBranch {
+            branch: "main".into(),
+        }));
+        assert_eq!(
+            chain(&error),
+            "the config repository has no branch \"main\""
+        );
+        let error = FlowError::Internal(Arc::new(RepoError::Git {
+            action: "read a tree",
+            source: git2::Error::from_str("object not found"),
+        }));
+        assert_eq!(
+            chain(&error),
+            "internal error; the server log has the details: git: cannot read a tree: object not found"
+        );
+    }
+
+    #[test]
     fn a_full_disk_and_a_read_only_remote_say_so() {
         let full = FlowError::from(io(std::io::ErrorKind::StorageFull));
         assert!(matches!(full, FlowError::DiskFull { .. }), "{full:?}");
         assert_eq!(
             full.to_string(),
-            "disk full writing /srv/config.git; free some space, the write was not made"
+            "disk full writing the server's data dir; free some space, the write was not made"
         );
         let denied = FlowError::from(io(std::io::ErrorKind::PermissionDenied));
         assert_eq!(
             denied.to_string(),
-            "permission denied writing /srv/config.git; the write was not made"
+            "permission denied writing the server's data dir; the write was not made"
         );
+        // The words of the OS, whatever the kind says.
+        let from_git = RepoError::Git {
+            action: "store an uploaded file",
+            source: git2::Error::from_str("failed to write: No space left on device"),
+        };
+        assert!(matches!(
+            FlowError::from(from_git),
+            FlowError::DiskFull { .. }
+        ));
         let remote = RepoError::Remote {
             remote: "/srv/config.git".into(),
             action: "write an object",
             source: git2::Error::from_str("failed to make directory: Read-only file system"),
         };
-        assert!(matches!(
-            FlowError::from(remote),
-            FlowError::NotPermitted { .. }
-        ));
+        let refused = FlowError::from(remote);
+        assert!(matches!(refused, FlowError::NotPermitted { .. }));
+        assert_eq!(
+            refused.to_string(),
+            "permission denied writing the config repository; the write was not made"
+        );
         let other = FlowError::from(io(std::io::ErrorKind::InvalidData));
         assert!(matches!(other, FlowError::Internal(_)));
     }

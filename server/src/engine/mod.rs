@@ -3,6 +3,7 @@
 //! history, events, paging), and the persisted index. It runs flows and
 //! speaks git through `repo`; it never knows how a request arrived.
 
+pub(crate) mod compare;
 pub(crate) mod data_dir;
 pub(crate) mod events;
 pub(crate) mod paging;

@@ -210,3 +210,92 @@ pub(crate) fn event(event: &Event) -> pb::WatchEventsResponse {
         cursor: event.cursor.clone(),
     }
 }
+
+/// One side of a comparison as an `EnvironmentStatus` (without what the
+/// cluster reported: the edge joins that, as for status).
+fn compared_side(service: &str, side: &crate::engine::compare::Side) -> pb::EnvironmentStatus {
+    let running = side.running.as_ref();
+    pb::EnvironmentStatus {
+        environment: side.environment.clone(),
+        namespace: side.namespace.clone(),
+        artifact: running.map(|r| artifact_summary(&r.spec, service, &r.branch, r.build_commit)),
+        released_at: running
+            .filter(|r| r.released_at != 0)
+            .map(|r| timestamp(r.released_at)),
+        released_by: running.and_then(|r| r.released_by.as_ref()).map(person),
+        release_commit_sha: running
+            .and_then(|r| r.release_commit)
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        deployment: None,
+        // One namespace is compared: the one described above.
+        namespaces: Vec::new(),
+    }
+}
+
+/// A comparison of two environments as `CompareEnvironments` answers it.
+pub(crate) fn comparison(
+    comparison: &crate::engine::compare::Comparison,
+) -> pb::CompareEnvironmentsResponse {
+    use crate::engine::compare::Newer;
+    use crate::repo::diff::{Change, LineKind};
+    let service = &comparison.service;
+    let manifest_diff = comparison
+        .files
+        .iter()
+        .map(|file| pb::ManifestFileDiff {
+            path: file.path.clone(),
+            old_path: file.old_path.clone(),
+            change: match file.change {
+                Change::Added => pb::FileChange::Added,
+                Change::Deleted => pb::FileChange::Deleted,
+                Change::Modified => pb::FileChange::Modified,
+                Change::Renamed => pb::FileChange::Renamed,
+            } as i32,
+            binary: file.binary,
+            hunks: file
+                .hunks
+                .iter()
+                .map(|hunk| pb::DiffHunk {
+                    header: hunk.header.clone(),
+                    lines: hunk
+                        .lines
+                        .iter()
+                        .map(|line| pb::DiffLine {
+                            kind: match line.kind {
+                                LineKind::Context => pb::DiffLineKind::Context,
+                                LineKind::Added => pb::DiffLineKind::Added,
+                                LineKind::Removed => pb::DiffLineKind::Removed,
+                            } as i32,
+                            text: line.text.clone(),
+                            old_line: line.old_line,
+                            new_line: line.new_line,
+                            beyond_artifact_id: line.notable,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    pb::CompareEnvironmentsResponse {
+        service: service.clone(),
+        from_environment: Some(compared_side(service, &comparison.from)),
+        to_environment: Some(compared_side(service, &comparison.to)),
+        newer: match comparison.newer {
+            Newer::Unknown => pb::NewerEnvironment::Unspecified,
+            Newer::From => pb::NewerEnvironment::From,
+            Newer::To => pb::NewerEnvironment::To,
+            Newer::Same => pb::NewerEnvironment::Same,
+        } as i32,
+        builds: comparison
+            .builds
+            .iter()
+            .map(|b| artifact_summary(&b.spec, service, &b.branch, Some(b.commit)))
+            .collect(),
+        builds_truncated: comparison.builds_truncated,
+        source_compare_url: comparison.source_compare_url.clone().unwrap_or_default(),
+        manifest_diff,
+        manifest_diff_truncated: comparison.diff_truncated,
+        lines_beyond_artifact_id: comparison.lines_beyond_artifact_id as u32,
+    }
+}

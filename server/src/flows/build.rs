@@ -36,6 +36,10 @@ pub(crate) struct BuildUpload {
     /// the `Imported-from` trailer, which tells later readers that the
     /// build is history brought in, not news to auto-release.
     pub(crate) imported_from: Option<String>,
+    /// Where the files' objects wait until the writer links them into the
+    /// mirror (see [`crate::repo::staging`]); `None` when they were
+    /// written into the mirror already (an import).
+    pub(crate) staged: Option<std::sync::Arc<crate::repo::staging::StagedObjects>>,
 }
 
 /// `new` plus every subfolder of `old` that is not an environment folder
@@ -125,6 +129,44 @@ fn existing_build(
     )))
 }
 
+/// The answer to an upload whose request id a build commit in history
+/// carries: that commit, if it stored this build; else the id was used
+/// for something else.
+pub(super) fn replayed(
+    ctx: &FlowContext<'_>,
+    request: &WriteRequest,
+    upload: &BuildUpload,
+    commit: git2::Oid,
+) -> Result<BuildDone, FlowError> {
+    let found = ctx.repo.find_commit(commit).map_err(git("read a commit"))?;
+    let message = String::from_utf8_lossy(found.message_bytes()).into_owned();
+    let field = |key: &str| {
+        crate::repo::message::trailer(&message, key)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if field("Service") != upload.service || field("Artifact-ID") != upload.artifact_id {
+        return Err(FlowError::invalid(
+            "request_id",
+            format!(
+                "request_id {:?} was already used for another request",
+                request.request_id.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(BuildDone {
+        outcome: Outcome::Applied,
+        service: upload.service.clone(),
+        branch: field("Branch"),
+        artifact_id: upload.artifact_id.clone(),
+        commit,
+        created: false,
+        file_count: upload.files.len(),
+        auto_releases: Vec::new(),
+        replayed: true,
+    })
+}
+
 pub(super) fn add_build(
     ctx: &FlowContext<'_>,
     request: &WriteRequest,
@@ -155,6 +197,7 @@ pub(super) fn add_build(
         created,
         file_count: upload.files.len(),
         auto_releases: Vec::new(),
+        replayed: false,
     };
     if let Some(answer) = existing_build(ctx, upload, folder, done)? {
         return Ok(answer);

@@ -89,6 +89,15 @@ pub(crate) enum Intent {
 }
 
 impl Intent {
+    /// The staged objects of an uploaded build, which must be in the
+    /// mirror while it is applied.
+    pub(crate) fn staged(&self) -> Option<&crate::repo::staging::StagedObjects> {
+        match self {
+            Intent::AddBuild(upload) => upload.staged.as_deref(),
+            _ => None,
+        }
+    }
+
     /// A one-line description for logs (never file contents).
     pub(crate) fn summary(&self) -> String {
         match self {
@@ -189,6 +198,9 @@ pub(crate) struct BuildDone {
     pub(crate) file_count: usize,
     /// Releases its auto-release policies made (filled in by the writer).
     pub(crate) auto_releases: Vec<ReleaseDone>,
+    /// Whether the request id was already in history and this answers from
+    /// the build commit that carries it.
+    pub(crate) replayed: bool,
 }
 
 /// What a write did.
@@ -209,6 +221,16 @@ impl WriteDone {
             WriteDone::Release(done) => done.created,
             WriteDone::Build(done) => done.created,
             WriteDone::Policy(done) => done.created,
+        }
+    }
+
+    /// Whether this answers from history for a request id seen before
+    /// (so it claims a commit the writer did not push just now).
+    pub(crate) fn replayed(&self) -> bool {
+        match self {
+            WriteDone::Release(done) => done.replayed,
+            WriteDone::Build(done) => done.replayed,
+            WriteDone::Policy(_) => false,
         }
     }
 
@@ -241,7 +263,14 @@ pub(crate) struct FlowContext<'a> {
 pub(crate) fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<WriteDone, FlowError> {
     match &request.intent {
         Intent::AddBuild(upload) => {
-            return build::add_build(ctx, request, upload).map(WriteDone::Build)
+            if let Some(commit) = request
+                .request_id
+                .as_ref()
+                .and_then(|id| ctx.view.request(id))
+            {
+                return build::replayed(ctx, request, upload, commit).map(WriteDone::Build);
+            }
+            return build::add_build(ctx, request, upload).map(WriteDone::Build);
         }
         Intent::Policy { service, change } => {
             return policy_change::change_policies(ctx, request, service, change)

@@ -371,5 +371,6 @@ fn build_of(
         author_name: spec.application.author_name.clone(),
         author_email: spec.application.author_email.clone(),
         imported_from: Some(format!("s3://{bucket}/{key}")),
+        staged: None,
     })
 }

@@ -213,6 +213,53 @@ const SLACK_DEFAULT: [Kind; 4] = [
     Kind::DeploymentFailed,
 ];
 
+/// The largest notifications file read.
+const MAX_FILE_BYTES: usize = 1 << 20;
+/// The deepest nesting of `[` and `{` a notifications file may have; the
+/// file's own shape needs a handful.
+const MAX_NESTING: usize = 32;
+
+/// Refuses, before the YAML parser sees it, a file too large or nested too
+/// deep: the parser takes time that grows faster than the nesting (a file
+/// of 100,000 `[` took 36 s), and a mistake should be said at once.
+fn check_shape(text: &str) -> Result<(), String> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is {} bytes; at most {MAX_FILE_BYTES} allowed",
+            text.len()
+        ));
+    }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut escaped = false;
+    let mut previous = '\n';
+    for c in text.chars() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            _ if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(open), _) if c == open => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') if previous.is_whitespace() => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if deepest > MAX_NESTING {
+            return Err(format!(
+                "nested deeper than {MAX_NESTING} levels of [ and {{; the file needs a handful"
+            ));
+        }
+        previous = c;
+    }
+    Ok(())
+}
+
 impl Notifications {
     /// Reads the file at `path`; an error names the file and the problem.
     pub fn load(path: &std::path::Path) -> Result<Notifications, String> {
@@ -227,6 +274,7 @@ impl Notifications {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Notifications, String> {
+        check_shape(text)?;
         let file: File = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
         let from = |direct: &Option<String>,
                     variable: &Option<String>,
@@ -456,6 +504,25 @@ delivery:
         assert_eq!(parsed.destinations.len(), 2);
         assert_eq!(parsed.delivery, Delivery::default());
         assert!(parsed.destinations[0].wants(Kind::Release, "shop-api", Some("prod")));
+    }
+
+    #[test]
+    fn a_file_nested_too_deep_is_refused_at_once() {
+        let began = std::time::Instant::now();
+        let error = Notifications::parse(&"[".repeat(100_000), |_| None).unwrap_err();
+        assert!(error.contains("nested deeper than 32"), "{error}");
+        // The parser alone took 36 s on this file.
+        assert!(began.elapsed() < std::time::Duration::from_secs(5));
+        let error = Notifications::parse(&"#".repeat(2 << 20), |_| None).unwrap_err();
+        assert!(error.contains("at most 1048576"), "{error}");
+        // Brackets in quotes and comments do not count.
+        let fine = format!(
+            "webhooks: [{{url: 'https://example.com/{}'}}, {{url: \"https://example.com/{}\\\"\", name: b}}] # {}\n",
+            "[".repeat(40),
+            "{".repeat(40),
+            "[".repeat(40)
+        );
+        Notifications::parse(&fine, |_| None).unwrap();
     }
 
     #[test]

@@ -19,18 +19,39 @@ use super::config::{Delivery, Destination, Format};
 use super::journal::{Entry, Journal};
 
 /// Delivery counters, for metrics.
-#[derive(Default)]
 pub(crate) struct Stats {
     /// (destination, outcome) → count; outcomes: `delivered`, `failed`
     /// (an attempt), `gave_up`.
     outcomes: Mutex<BTreeMap<(String, &'static str), u64>>,
-    /// destination → entries not yet acknowledged.
-    pending: Mutex<BTreeMap<String, u64>>,
-    /// destination → acknowledged seq.
+    /// destination → the last entry it is done with (delivered, given up
+    /// or not wanted), for the pending gauge.
+    done: Mutex<BTreeMap<String, u64>>,
+    /// destination → acknowledged seq, as its cursor file has it.
     acked: Mutex<BTreeMap<String, u64>>,
+    /// What the gauge counts against: the journal's last entry, read when
+    /// the gauge is.
+    journal: Arc<Journal>,
 }
 
 impl Stats {
+    /// Counters of the destinations of `journal`.
+    pub(crate) fn new(journal: Arc<Journal>) -> Self {
+        Stats {
+            outcomes: Mutex::default(),
+            done: Mutex::default(),
+            acked: Mutex::default(),
+            journal,
+        }
+    }
+
+    /// Notes that a destination is done with the entries up to `seq`.
+    fn handled(&self, destination: &str, seq: u64) {
+        self.done
+            .lock()
+            .expect("stats lock")
+            .insert(destination.to_string(), seq);
+    }
+
     fn count(&self, destination: &str, outcome: &'static str) {
         *self
             .outcomes
@@ -50,13 +71,16 @@ impl Stats {
             .collect()
     }
 
-    /// Entries waiting, by destination.
+    /// Entries waiting, by destination: counted now, against the journal
+    /// as it is now (entries that came while a destination was stuck on
+    /// one count too).
     pub(crate) fn pending(&self) -> Vec<(String, u64)> {
-        self.pending
+        let last = self.journal.last_seq();
+        self.done
             .lock()
             .expect("stats lock")
             .iter()
-            .map(|(d, n)| (d.clone(), *n))
+            .map(|(d, done)| (d.clone(), last.saturating_sub(*done)))
             .collect()
     }
 
@@ -66,6 +90,9 @@ impl Stats {
             .lock()
             .expect("stats lock")
             .insert(destination.to_string(), acked);
+        let mut done = self.done.lock().expect("stats lock");
+        let seen = done.entry(destination.to_string()).or_default();
+        *seen = (*seen).max(acked);
     }
 
     /// What every destination has: the journal may drop up to here.
@@ -151,12 +178,6 @@ impl Deliverer {
         let cursor = cursor_path(&self.dir, &name);
         let mut changes = self.journal.subscribe();
         loop {
-            let waiting = self.journal.last_seq().saturating_sub(acked);
-            self.stats
-                .pending
-                .lock()
-                .expect("stats lock")
-                .insert(name.clone(), waiting);
             let batch = self.journal.after(acked, 64);
             if batch.is_empty() {
                 tokio::select! {
@@ -182,6 +203,7 @@ impl Deliverer {
                     }
                 }
                 acked = entry.seq;
+                self.stats.handled(&name, acked);
             }
             if acked != before {
                 // Once a batch, off the async threads: the cursor file is
@@ -320,4 +342,46 @@ pub(crate) fn client() -> reqwest::Client {
         .user_agent(concat!("release-manager/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("an HTTP client with system TLS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64) -> Entry {
+        Entry {
+            seq: 0,
+            id: format!("id-{n}"),
+            kind: super::super::config::Kind::Release,
+            time: 1,
+            cursor: String::new(),
+            service: "shop".into(),
+            environment: "dev".into(),
+            artifact_id: "a".into(),
+            branch: String::new(),
+            author: String::new(),
+            actor: String::new(),
+            commit: String::new(),
+            build_url: String::new(),
+            source_url: String::new(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_pending_gauge_counts_what_arrived_while_a_destination_was_stuck() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(dir.path(), "start").unwrap());
+        let stats = Stats::new(journal.clone());
+        stats.register("hook", 0);
+        journal.append(entry(1)).unwrap();
+        assert_eq!(stats.pending(), [("hook".to_string(), 1)]);
+        // The destination is stuck on the first while nine more come.
+        for n in 2..=10 {
+            journal.append(entry(n)).unwrap();
+        }
+        assert_eq!(stats.pending(), [("hook".to_string(), 10)]);
+        stats.handled("hook", 4);
+        assert_eq!(stats.pending(), [("hook".to_string(), 6)]);
+    }
 }

@@ -45,7 +45,7 @@ pub(crate) fn start(
 ) -> std::io::Result<Started> {
     let dir = data_dir.join("notifications");
     let journal = Arc::new(Journal::open(&dir, &tip.to_string())?);
-    let stats = Arc::new(deliver::Stats::default());
+    let stats = Arc::new(deliver::Stats::new(journal.clone()));
     let mut tasks = Vec::new();
     // Subscribed before history is read again, so nothing falls between.
     let receiver = events.subscribe();

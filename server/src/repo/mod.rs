@@ -2,6 +2,7 @@
 //! commit messages, and the index of builds and releases read from history.
 
 pub(crate) mod commits;
+pub(crate) mod diff;
 pub(crate) mod history;
 pub(crate) mod index;
 pub(crate) mod message;
@@ -10,6 +11,7 @@ pub(crate) mod pack;
 pub(crate) mod raw_tree;
 pub(crate) mod remote;
 pub(crate) mod snapshot;
+pub(crate) mod staging;
 pub(crate) mod tree;
 
 use std::path::PathBuf;

@@ -309,6 +309,11 @@ pub(crate) fn set_durable(durable: bool) {
     }
 }
 
+/// Whether writes are flushed to disk before they count (`--fsync`).
+pub(crate) fn durable() -> bool {
+    DURABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Stores `pack` in the `objects/pack` folder of the repository at
 /// `git_dir`: temporary files renamed into place, the index last (readers
 /// look for indexes, then open their pack). A failure (a full disk) leaves

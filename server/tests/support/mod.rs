@@ -77,6 +77,24 @@ impl Server {
     pub fn logged(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
     }
+
+    /// The address of its HTTP port, as its log says (logged before it
+    /// serves gRPC).
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let log = self.log.lock().unwrap();
+        let line = log
+            .iter()
+            .find(|l| l.contains("serving HTTP"))
+            .unwrap_or_else(|| panic!("no HTTP port in the log: {log:?}"));
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        addr.parse().unwrap()
+    }
 }
 
 /// Starts the server binary on `remote` and `data`, crashing at `crash_at`
@@ -98,15 +116,41 @@ pub fn launch(remote: &Path, data: &Path, env: &[(&str, &str)], wait_for: &str) 
         &["--unauthenticated", "--config-repo", remote],
         data,
         env,
+        None,
         wait_for,
     )
 }
 
 /// Starts the server binary on loopback with `args` after `start` (and the
-/// data dir), exactly the environment `env` (and `PATH`); waits (bounded)
-/// for a log line containing `wait_for` and naming its address.
-pub fn launch_with(args: &[&str], data: &Path, env: &[(&str, &str)], wait_for: &str) -> Server {
+/// data dir), exactly the environment `env` (and `PATH`), and at most
+/// `open_files` open files (soft and hard limit) when given; waits
+/// (bounded) for a log line containing `wait_for` and naming its address.
+pub fn launch_with(
+    args: &[&str],
+    data: &Path,
+    env: &[(&str, &str)],
+    open_files: Option<u64>,
+    wait_for: &str,
+) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_release-manager"));
+    if let Some(limit) = open_files {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
     command
         .args(["start", "--listen", "127.0.0.1:0"])
         .args(["--http-listen", "127.0.0.1:0", "--poll-interval", "0"])

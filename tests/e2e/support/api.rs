@@ -57,6 +57,7 @@ pub fn chunks(files: &[(&str, &str)]) -> Vec<pb::PushArtifactRequest> {
         .map(|(path, data)| pb::PushArtifactRequest {
             path: path.to_string(),
             data: data.as_bytes().to_vec(),
+            ..Default::default()
         })
         .collect()
 }

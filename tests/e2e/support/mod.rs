@@ -15,6 +15,7 @@ pub mod poll;
 pub mod process;
 pub mod s3;
 pub mod server;
+pub mod shop;
 pub mod signing;
 pub mod webdriver;
 

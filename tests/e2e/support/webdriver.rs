@@ -192,6 +192,87 @@ impl Browser {
         .await;
     }
 
+    /// Makes the page see `prefers-color-scheme: light` again.
+    pub async fn prefer_light(&self) {
+        let features = json!([{ "name": "prefers-color-scheme", "value": "light" }]);
+        self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(
+                json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "features": features } }),
+            ),
+        )
+        .await;
+    }
+
+    /// Makes the page's viewport `width` × `height` CSS pixels, as a phone's
+    /// (touch, the page's viewport meta honoured) when `phone`.
+    pub async fn viewport(&self, width: u32, height: u32, phone: bool) {
+        let params = json!({
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": phone,
+        });
+        self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": params })),
+        )
+        .await;
+    }
+
+    /// Clicks the first element matching `css` as a person would (a
+    /// trusted click, through the driver).
+    pub async fn click(&self, css: &str) {
+        let found = self
+            .command(
+                "POST",
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        let id = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_string();
+        self.command("POST", &format!("/element/{id}/click"), Some(json!({})))
+            .await;
+    }
+
+    /// Saves a screenshot of the whole page (not only what the viewport
+    /// shows; at most 8,000 pixels tall) as `name`.png beside
+    /// [`Browser::screenshot`]'s, and returns its path.
+    pub async fn screenshot_page(&self, name: &str) -> PathBuf {
+        use base64::Engine;
+        let size = self
+            .run(
+                "return [document.documentElement.clientWidth, document.documentElement.scrollHeight];",
+                json!([]),
+            )
+            .await;
+        let width = size[0].as_u64().unwrap_or(1400);
+        let height = size[1].as_u64().unwrap_or(900).min(8000);
+        let params = json!({
+            "format": "png", "captureBeyondViewport": true,
+            "clip": { "x": 0, "y": 0, "width": width, "height": height, "scale": 1 },
+        });
+        let shot = self
+            .command(
+                "POST",
+                "/goog/cdp/execute",
+                Some(json!({ "cmd": "Page.captureScreenshot", "params": params })),
+            )
+            .await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("a base64 PNG"))
+            .expect("base64");
+        let dir = std::env::temp_dir().join("release-manager-screenshots");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
     /// Saves a screenshot of the window as `name`.png in a folder the test
     /// run keeps, and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {

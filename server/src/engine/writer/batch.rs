@@ -25,6 +25,11 @@ pub(super) struct Writer {
     pub(super) config: WriterConfig,
     pub(super) stats: Arc<WriterStats>,
     pub(super) events: EventBus,
+    /// The last batch's remote did not answer in time: its answer, and
+    /// when that was known.
+    pub(super) remote_hung: std::cell::RefCell<Option<(FlowError, std::time::Instant)>>,
+    /// A command taken from the queue early, for the next batch.
+    pub(super) carried: std::cell::RefCell<Option<Command>>,
 }
 
 impl Writer {
@@ -77,7 +82,8 @@ impl Writer {
             });
         let mut packs_written = 0;
         loop {
-            let Some(first) = rx.blocking_recv() else {
+            let carried = self.carried.borrow_mut().take();
+            let Some(first) = carried.or_else(|| rx.blocking_recv()) else {
                 return std::ops::ControlFlow::Break(());
             };
             let mut commands = vec![first];
@@ -90,6 +96,7 @@ impl Writer {
             if self.run_commands(commands, mempack.as_ref(), owed) {
                 packs_written += 1;
             }
+            self.fail_fast_behind_a_hung_remote(rx, owed);
             if merging.is_none() && packs_written >= self.config.packs_between_merges.max(1) {
                 *merging = Some(self.mirror.spawn_merge());
                 packs_written = 0;
@@ -136,13 +143,14 @@ impl Writer {
                     request,
                     reply,
                     deadline,
+                    ..
                 } => jobs.push(Job {
                     request: *request,
                     reply: Some(reply),
                     trigger: None,
                     deadline,
                 }),
-                Command::Sync { builds, reply } => {
+                Command::Sync { builds, reply, .. } => {
                     sync_builds.get_or_insert_with(Vec::new).extend(builds);
                     sync_replies.extend(reply);
                 }
@@ -174,6 +182,12 @@ impl Writer {
         let wrote = results
             .iter()
             .any(|r| r.as_ref().is_ok_and(|d| d.created()));
+        self.note_hung_remote(
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .chain(sync_result.as_ref().err()),
+        );
         self.stats.count_releases(&results);
         for (job, result) in jobs.into_iter().zip(results) {
             match job.reply {
@@ -205,6 +219,73 @@ impl Writer {
             let _ = reply.send(sync_result.clone());
         }
         wrote
+    }
+
+    /// After a batch that the remote did not answer in time, the writes that
+    /// queued up behind it get the same answer at once: they would meet the
+    /// same remote, and each would wait another `--remote-timeout`, so a
+    /// write could wait twice that (racing its caller's own deadline).
+    /// Writes that arrive afterwards try the remote again.
+    fn fail_fast_behind_a_hung_remote(&self, rx: &mut mpsc::Receiver<Command>, owed: &mut Owed) {
+        let Some((error, known)) = self.remote_hung.borrow_mut().take() else {
+            return;
+        };
+        let mut answered = 0;
+        while let Ok(command) = rx.try_recv() {
+            if command.queued() >= known {
+                // Sent once the failure was answered: it tries again.
+                *self.carried.borrow_mut() = Some(command);
+                break;
+            }
+            answered += 1;
+            match command {
+                Command::Write {
+                    request,
+                    reply,
+                    deadline,
+                    ..
+                } => {
+                    let job = Job {
+                        request: *request,
+                        reply: Some(reply),
+                        trigger: None,
+                        deadline,
+                    };
+                    if job.abandoned() {
+                        self.stats
+                            .abandoned
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    } else if let Some(reply) = job.reply {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+                Command::Sync { builds, reply, .. } => {
+                    owed.extend(builds);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        if answered > 0 {
+            tracing::warn!(
+                answered,
+                "the remote did not answer in time: the writes queued behind it get that answer at once"
+            );
+        }
+    }
+
+    /// Notes, from a batch's answers, whether the remote did not answer in
+    /// time.
+    fn note_hung_remote<'r>(&self, errors: impl IntoIterator<Item = &'r FlowError>) {
+        for error in errors {
+            if let FlowError::RemoteUnavailable(cause) = error {
+                if cause.timed_out() {
+                    *self.remote_hung.borrow_mut() =
+                        Some((error.clone(), std::time::Instant::now()));
+                }
+            }
+        }
     }
 
     /// Logs what a derived write did; one the remote did not take stays owed.
@@ -289,7 +370,7 @@ impl Writer {
                 commits: &self.config.commits,
                 tip,
             };
-            let mut result = flows::apply(&ctx, &command.request);
+            let mut result = self.apply_one(&ctx, &command.request);
             if let Ok(done) = &result {
                 if done.created() {
                     tip = done.commit();
@@ -306,6 +387,30 @@ impl Writer {
         }
         let new_commits = (tip != base).then_some((tip, pending));
         (base, results, new_commits)
+    }
+
+    /// Runs one request's flow. An uploaded build's objects join the mirror
+    /// for it, and leave again when it makes no commit (refused, or the
+    /// same build already there), so that nothing of it stays behind.
+    fn apply_one(
+        &self,
+        ctx: &FlowContext<'_>,
+        request: &flows::WriteRequest,
+    ) -> Result<WriteDone, FlowError> {
+        let Some(staged) = request.intent.staged() else {
+            return flows::apply(ctx, request);
+        };
+        if let Err(e) = staged.link_into(&self.mirror.path()) {
+            return Err(FlowError::from(crate::repo::RepoError::Io {
+                path: self.mirror.path(),
+                source: e,
+            }));
+        }
+        let result = flows::apply(ctx, request);
+        if !result.as_ref().is_ok_and(WriteDone::created) {
+            staged.unlink_from_mirror();
+        }
+        result
     }
 
     fn index_new(&self, pending: &mut Index, commit: Oid) {

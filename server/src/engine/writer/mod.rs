@@ -71,6 +71,7 @@ enum Command {
         request: Box<WriteRequest>,
         reply: oneshot::Sender<WriteResult>,
         deadline: Option<Instant>,
+        queued: Instant,
     },
     /// Fetch the remote, publish what others pushed, and run the
     /// auto-releases due for new builds (and for `builds`, as
@@ -78,7 +79,17 @@ enum Command {
     Sync {
         builds: Vec<NewBuild>,
         reply: Option<oneshot::Sender<Result<(), FlowError>>>,
+        queued: Instant,
     },
+}
+
+impl Command {
+    /// When it was queued.
+    fn queued(&self) -> Instant {
+        match self {
+            Command::Write { queued, .. } | Command::Sync { queued, .. } => *queued,
+        }
+    }
 }
 
 /// A build that arrived: `(service, branch)`.
@@ -128,6 +139,7 @@ impl WriterHandle {
             request: Box::new(request),
             reply,
             deadline,
+            queued: Instant::now(),
         })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
     }
@@ -139,6 +151,7 @@ impl WriterHandle {
         self.send(Command::Sync {
             builds,
             reply: None,
+            queued: Instant::now(),
         })
     }
 
@@ -149,6 +162,7 @@ impl WriterHandle {
         self.send(Command::Sync {
             builds,
             reply: Some(reply),
+            queued: Instant::now(),
         })?;
         answer.await.map_err(|_| FlowError::WriterStopped)?
     }
@@ -189,6 +203,8 @@ pub(crate) fn spawn(
         config,
         stats: stats.clone(),
         events,
+        remote_hung: std::cell::RefCell::new(None),
+        carried: std::cell::RefCell::new(None),
     };
     let thread = std::thread::Builder::new()
         .name("release-writer".into())

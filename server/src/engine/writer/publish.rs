@@ -11,6 +11,7 @@ use rand::Rng;
 
 use crate::domain::{chain, FlowError};
 use crate::engine::events::Signal;
+use crate::flows::WriteDone;
 use crate::repo::index::Index;
 use crate::repo::mirror::PushOutcome;
 use crate::repo::pack;
@@ -51,7 +52,21 @@ impl Writer {
             let began = std::time::Instant::now();
             let (base, results, new_commits) = self.apply_on_tip(batch);
             let Some((tip, pending)) = new_commits else {
-                return results;
+                if !results
+                    .iter()
+                    .any(|r| r.as_ref().is_ok_and(WriteDone::replayed))
+                {
+                    return results;
+                }
+                // A request id answered from history claims a commit that
+                // no push just proved is on the remote: fetch first, and
+                // answer anew on a rewritten history.
+                match self.remote_still_has(base, owed) {
+                    Ok(true) => return results,
+                    Ok(false) if attempt < self.config.max_push_attempts => continue,
+                    Ok(false) => return fail_all(batch, FlowError::Conflict { attempts: attempt }),
+                    Err(e) => return fail_replays(results, e),
+                }
             };
             let applied = began.elapsed();
             let created = match chain_of(self.mirror.repo(), base, tip) {
@@ -114,10 +129,22 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %chain(&e), "push failed");
+                    if let RepoError::RemoteLocked { path } = &e {
+                        self.stats.note_remote_locked(path);
+                    }
                     return fail_all(batch, e.into());
                 }
             }
         }
+    }
+
+    /// Fetches the remote and tells whether its history still holds `base`
+    /// (the tip a batch was answered on), as it does unless someone
+    /// rewrote it.
+    fn remote_still_has(&self, base: Oid, owed: &mut Owed) -> Result<bool, FlowError> {
+        owed.extend(self.sync()?);
+        let tip = self.shared.read().expect("writer lock not poisoned").tip;
+        Ok(tip == base || self.descends(tip, base))
     }
 
     /// Moves the batch's new objects from memory into one pack in the
@@ -240,6 +267,18 @@ impl Writer {
 
 fn fail_all(batch: &[Job], error: FlowError) -> Vec<WriteResult> {
     batch.iter().map(|_| Err(error.clone())).collect()
+}
+
+/// `results` with every answer from history replaced by `error`: nothing
+/// may say a commit is on the remote that could not be checked.
+fn fail_replays(results: Vec<WriteResult>, error: FlowError) -> Vec<WriteResult> {
+    results
+        .into_iter()
+        .map(|result| match result {
+            Ok(done) if done.replayed() => Err(error.clone()),
+            other => other,
+        })
+        .collect()
 }
 
 /// Events sent for one publish at most (a fetch may bring thousands of

@@ -26,9 +26,27 @@ pub struct WriterStats {
     /// Releases answered, by environment and outcome (`applied`,
     /// `already_up_to_date`).
     pub releases: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+    /// The lock on the remote's branch that stopped the last push, until
+    /// it is gone (health says NOT_SERVING meanwhile).
+    pub(crate) remote_lock: std::sync::Mutex<Option<std::path::PathBuf>>,
 }
 
 impl WriterStats {
+    /// Notes that the remote's branch is locked by `lock`.
+    pub(crate) fn note_remote_locked(&self, lock: &std::path::Path) {
+        *self.remote_lock.lock().expect("stats lock not poisoned") = Some(lock.to_path_buf());
+    }
+
+    /// Whether the remote's branch is still locked; forgets a lock that is
+    /// gone.
+    pub(crate) fn remote_locked(&self) -> bool {
+        let mut lock = self.remote_lock.lock().expect("stats lock not poisoned");
+        if lock.as_ref().is_some_and(|path| !path.exists()) {
+            *lock = None;
+        }
+        lock.is_some()
+    }
+
     pub(super) fn count_releases(&self, results: &[WriteResult]) {
         let mut releases = self.releases.lock().expect("stats lock not poisoned");
         let mut count = |done: &flows::ReleaseDone| {

@@ -1,6 +1,9 @@
 //! The web dashboard, on the HTTP listener beside `/metrics` and the
 //! webhooks: `/` is the matrix of every service against every environment,
-//! `/service/<name>` one service's state, releases, builds and policies.
+//! `/service/<name>` one service's state, releases, builds and policies,
+//! `/service/<name>/compare?from=<env>&to=<env>` what separates two of its
+//! environments (`compare`). The matrix counts states per environment and
+//! filters by state (`glance`); values are exact and copyable (`values`).
 //! Pages are rendered on the server (`pages`); a small script and
 //! stylesheet are embedded in the binary. The page stays live through
 //! Server-Sent Events (`/events`, fed by the writer's event broadcast): an
@@ -13,10 +16,13 @@
 //! the API would accept. Without it no page or event carries anything of
 //! the repository. There are no write actions here.
 
+pub(crate) mod compare;
+pub(crate) mod glance;
 pub(crate) mod model;
 pub(crate) mod pages;
 mod sessions;
 mod signin;
+pub(crate) mod values;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +35,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::domain::deployment::State as Deployed;
 use crate::domain::FlowError;
 use crate::engine::events::{EventBus, Signal, What};
 use crate::engine::reads::Reader;
@@ -50,6 +55,8 @@ pub(crate) struct DashboardState {
     limit: Arc<sessions::SignInLimit>,
     models: Arc<model::Models>,
     deployments: Arc<crate::deployments::Deployments>,
+    /// How to link a config repository commit, when configured.
+    commit_links: Option<Arc<values::CommitLinks>>,
 }
 
 impl DashboardState {
@@ -69,6 +76,22 @@ impl DashboardState {
             attempts: Arc::new(sessions::Attempts::new()),
             limit: Arc::new(sessions::SignInLimit::new()),
             models: Arc::new(model::Models::default()),
+            commit_links: None,
+        }
+    }
+
+    /// Links releases to their config repository commits
+    /// (`--config-repo-web-url`).
+    pub(crate) fn with_commit_links(mut self, links: Option<values::CommitLinks>) -> Self {
+        self.commit_links = links.map(Arc::new);
+        self
+    }
+
+    /// What renderers need besides the data, as of now.
+    fn context(&self) -> values::Context<'_> {
+        values::Context {
+            now: now(),
+            commit_links: self.commit_links.as_deref(),
         }
     }
 }
@@ -95,6 +118,8 @@ pub(crate) fn router(state: DashboardState) -> Router {
     Router::new()
         .route("/", get(matrix_page))
         .route("/service/{service}", get(service_page))
+        .route("/service/{service}/compare", get(compare::page))
+        .route("/fragment/compare/{service}", get(compare::fragment))
         .route("/fragment/rows", get(rows_fragment))
         .route("/fragment/row/{service}", get(row_fragment))
         .route("/fragment/service/{service}", get(service_fragment))
@@ -160,7 +185,7 @@ fn now() -> i64 {
 }
 
 /// HTML that must not be cached (it changes with every release).
-fn fresh(html: String) -> Response {
+pub(crate) fn fresh(html: String) -> Response {
     (
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         Html(html),
@@ -186,49 +211,13 @@ fn read_failure(e: FlowError, html: bool) -> Response {
     }
 }
 
-fn failed(e: impl std::fmt::Display) -> Response {
+pub(crate) fn failed(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "dashboard page failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         "the dashboard could not read the repository; the server log says why\n",
     )
         .into_response()
-}
-
-/// Joins what the cluster reported to the cells of environments whose
-/// controller reports.
-fn with_deployments(
-    mut matrix: model::Matrix,
-    deployments: &crate::deployments::Deployments,
-) -> model::Matrix {
-    for row in &mut matrix.rows {
-        join_deployments(row, &matrix.environments, deployments);
-    }
-    matrix
-}
-
-fn join_deployments(
-    row: &mut model::Row,
-    environments: &[String],
-    deployments: &crate::deployments::Deployments,
-) {
-    for (cell, environment) in row.cells.iter_mut().zip(environments) {
-        if !cell.artifact_id.is_empty() && deployments.reporting(environment) {
-            cell.deployment = Some(
-                match deployments.of(environment, &row.service, &cell.release_commit) {
-                    Some(deployment) => {
-                        let word = match deployment.state {
-                            Deployed::Succeeded => "deployed",
-                            Deployed::Failed => "failed",
-                            Deployed::Progressing => "progressing",
-                        };
-                        (word, deployment.message)
-                    }
-                    None => ("pending", String::new()),
-                },
-            );
-        }
-    }
 }
 
 async fn read_matrix(
@@ -255,7 +244,7 @@ async fn read_matrix(
             elapsed_us = began.elapsed().as_micros() as u64,
             "dashboard matrix read"
         );
-        matrix.map(|matrix| with_deployments(matrix, &deployments))
+        matrix.map(|matrix| glance::with_deployments(matrix, &deployments))
     })
     .await
     .map_err(failed)?
@@ -265,6 +254,7 @@ async fn read_matrix(
 async fn matrix_page(
     State(state): State<DashboardState>,
     uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = admitted(&state, &headers, Some(&uri)).await {
@@ -273,7 +263,9 @@ async fn matrix_page(
     match read_matrix(&state, None).await {
         Ok(matrix) => {
             let began = Instant::now();
-            let html = pages::matrix(&matrix, now()).into_string();
+            let filter = glance::Filter::from_query(&query, &matrix.environments);
+            let glance = glance::of(&matrix, &state.deployments);
+            let html = pages::matrix(&matrix, &glance, &filter, &state.context()).into_string();
             tracing::debug!(
                 elapsed_us = began.elapsed().as_micros() as u64,
                 bytes = html.len(),
@@ -290,7 +282,9 @@ async fn rows_fragment(State(state): State<DashboardState>, headers: HeaderMap) 
         return refused;
     }
     match read_matrix(&state, None).await {
-        Ok(matrix) => fresh(pages::rows(&matrix, now()).into_string()),
+        Ok(matrix) => {
+            fresh(pages::rows(&matrix, &glance::Filter::default(), &state.context()).into_string())
+        }
         Err(response) => response,
     }
 }
@@ -305,7 +299,7 @@ async fn row_fragment(
     }
     match read_matrix(&state, Some(service)).await {
         Ok(matrix) => match matrix.rows.first() {
-            Some(row) => fresh(pages::row(row, now()).into_string()),
+            Some(row) => fresh(pages::row(&matrix, row, false, &state.context()).into_string()),
             None => (StatusCode::NOT_FOUND, "no such service\n").into_response(),
         },
         Err(response) => response,
@@ -357,7 +351,7 @@ async fn read_service(
                     HISTORY_PAGE,
                 )
                 .map(|mut page| {
-                    join_deployments(&mut page.row, &page.environments, &deployments);
+                    glance::join_deployments(&mut page.row, &page.environments, &deployments);
                     page
                 })
         })
@@ -408,8 +402,8 @@ async fn service_view(
     let whole = whole.is_some();
     let page = page_number(query);
     match read_service(state, service, page).await {
-        Ok(data) if whole => fresh(pages::service(&data, page, now()).into_string()),
-        Ok(data) => fresh(pages::service_sections(&data, page, now()).into_string()),
+        Ok(data) if whole => fresh(pages::service(&data, page, &state.context()).into_string()),
+        Ok(data) => fresh(pages::service_sections(&data, page, &state.context()).into_string()),
         Err(response) => response,
     }
 }

@@ -64,6 +64,8 @@ pub(crate) struct Row {
 pub(crate) struct Matrix {
     /// Environments in promotion order.
     pub(crate) environments: Vec<String>,
+    /// The application branch the first environment is promoted from.
+    pub(crate) default_branch: String,
     /// Rows by service name.
     pub(crate) rows: Vec<Row>,
     /// The tip it was read at.
@@ -129,6 +131,7 @@ impl Models {
         self.bound();
         Ok(Matrix {
             environments: settings.environments.clone(),
+            default_branch: settings.default_branch.clone(),
             rows,
             tip,
         })
@@ -312,6 +315,8 @@ pub(crate) struct ServicePage {
     pub(crate) row: Row,
     /// Environments, in promotion order.
     pub(crate) environments: Vec<String>,
+    /// The application branch the first environment is promoted from.
+    pub(crate) default_branch: String,
     /// Releases in every environment, newest first: one page of them.
     pub(crate) history: Vec<HistoryEntry>,
     /// Whether there are older releases than this page shows.
@@ -415,6 +420,7 @@ impl Models {
             service: service.to_string(),
             row,
             environments: settings.environments.clone(),
+            default_branch: settings.default_branch.clone(),
             history,
             more_history,
             builds,

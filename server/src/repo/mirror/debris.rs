@@ -6,15 +6,12 @@
 use std::path::Path;
 
 /// Removes from a local remote what this server's own interrupted push left
-/// there, and nothing else: stale temporary files (`tmp_rm_*`), and a pack
+/// there, and nothing else: its temporary files (`tmp_rm_*` of a pack the
+/// mirror has, or any older than a minute), and a pack
 /// without an index whose twin is in the mirror (every pack pushed to a
 /// local remote is stored in the mirror first, under the same name).
 pub(super) fn clear_own_debris_in_remote(mirror: &Path, remote: &Path) {
-    let git_dir = if remote.join("objects").is_dir() {
-        remote.to_path_buf()
-    } else {
-        remote.join(".git")
-    };
+    let git_dir = super::git_dir_of(remote);
     let Ok(entries) = std::fs::read_dir(git_dir.join("objects/pack")) else {
         return;
     };
@@ -29,7 +26,16 @@ pub(super) fn clear_own_debris_in_remote(mirror: &Path, remote: &Path) {
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > std::time::Duration::from_secs(60));
-        let ours = (name.starts_with("tmp_rm_") && stale)
+        // `tmp_rm_<pid>_<pack>`: the pack is stored in the mirror first, so
+        // one the mirror has is this server's.
+        let own_temporary = name
+            .strip_prefix("tmp_rm_")
+            .and_then(|rest| rest.split_once('_'))
+            .is_some_and(|(_, pack)| {
+                let mirrored = mirror.join("objects/pack").join(format!("pack-{pack}"));
+                mirrored.with_extension("pack").exists() || mirrored.with_extension("idx").exists()
+            });
+        let ours = (name.starts_with("tmp_rm_") && (stale || own_temporary))
             || (name.ends_with(".pack")
                 && !path.with_extension("idx").exists()
                 && mirror.join("objects/pack").join(&name).exists());

@@ -14,6 +14,7 @@ use super::RepoError;
 mod debris;
 mod local;
 mod push;
+mod ref_record;
 
 /// The mirror's record of the last tip whose builds all had their
 /// auto-releases.
@@ -50,10 +51,13 @@ impl Mirror {
         credentials: GitCredentials,
     ) -> Result<Self, RepoError> {
         super::configure_libgit2();
-        debris::clear_debris(dir);
+        // The remote first: what is ours there is told by its twin in the
+        // mirror, which the mirror's own clean-up may remove.
         if let RemoteLocation::Local(remote) = &location {
             debris::clear_own_debris_in_remote(dir, remote);
+            ref_record::recover(dir, &git_dir_of(remote));
         }
+        debris::clear_debris(dir);
         let existed = Repository::open_bare(dir).is_ok();
         let repo = match Repository::open_bare(dir) {
             Ok(repo) => repo,
@@ -100,6 +104,17 @@ impl Mirror {
         };
         mirror.fetch()?;
         Ok(mirror)
+    }
+
+    /// The lock git takes on the remote's branch, for a local remote (a
+    /// network remote's locks are its server's business).
+    pub(crate) fn remote_branch_lock(&self) -> Option<PathBuf> {
+        match &self.location {
+            RemoteLocation::Local(remote) => {
+                Some(git_dir_of(remote).join(format!("refs/heads/{}.lock", self.branch)))
+            }
+            RemoteLocation::Network(_) => None,
+        }
     }
 
     /// The config repository's branch this mirror follows.
@@ -241,6 +256,16 @@ impl Mirror {
             path: self.repo.path().to_path_buf(),
             source,
         })
+    }
+}
+
+/// The git dir of a local repository: the folder itself when bare, else
+/// its `.git`.
+fn git_dir_of(repository: &Path) -> PathBuf {
+    if repository.join("objects").is_dir() {
+        repository.to_path_buf()
+    } else {
+        repository.join(".git")
     }
 }
 

@@ -92,16 +92,30 @@ impl Mirror {
                         .map_err(RepoError::remote(location, "write an object"))
                 })?
             }
-            Some(pack) => {
-                pack::store(remote.path(), pack, "remote").map_err(|source| RepoError::Io {
-                    path: remote.path().to_path_buf(),
-                    source,
-                })?
-            }
+            Some(pack) => pack::store(remote.path(), pack, "remote").map_err(|e| {
+                // The remote's, not the server's own disk.
+                RepoError::remote(&self.location, "store the pack in the remote")(
+                    git2::Error::from_str(&e.to_string()),
+                )
+            })?,
         }
+        // Recorded first, so that a crash inside git's lock is known at the
+        // next start as this server's own (see `ref_record`).
+        let mirror_dir = self.repo.path();
+        let update = super::ref_record::RefUpdate {
+            remote: remote.path().to_path_buf(),
+            refname: branch_ref.clone(),
+            new,
+        };
+        super::ref_record::write(mirror_dir, &update).map_err(|source| RepoError::Io {
+            path: mirror_dir.to_path_buf(),
+            source,
+        })?;
+        crate::repo::crash_point("remote-ref-update-recorded");
         let updated = remote
             .reference_matching(&branch_ref, new, true, expected, "release-manager push")
             .map(|_| ());
+        super::ref_record::clear(mirror_dir);
         match updated {
             Ok(()) => Ok(PushOutcome::Pushed),
             Err(e) if e.code() == ErrorCode::Locked => {
@@ -175,15 +189,11 @@ impl Mirror {
     }
 }
 
-/// How long a lock on the remote's branch may stay before it counts as left
-/// behind rather than held.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Waits (briefly) for `lock` to go away; fails if it stays.
 fn wait_for_lock(lock: &Path) -> Result<(), RepoError> {
     let began = std::time::Instant::now();
     while lock.exists() {
-        if began.elapsed() >= LOCK_PATIENCE {
+        if began.elapsed() >= super::ref_record::LOCK_PATIENCE {
             return Err(RepoError::RemoteLocked {
                 path: lock.to_path_buf(),
             });
