@@ -45,8 +45,9 @@ fn wrong_place_hint(status: &tonic::Status) -> Option<&'static str> {
     }
     if status.code() == Code::Unknown && message == "transport error" {
         return Some(
-            " (the connection broke before any answer: if the server serves TLS \
-             (--tls-cert), use https://)",
+            " (the connection broke before any answer: is this the server's gRPC port \
+             (--listen, 8080 by default; 8081 is its HTTP port)? if the server serves \
+             TLS (--tls-cert), use https://)",
         );
     }
     None
