@@ -12,8 +12,9 @@ use cli_support::{describe_status, describe_unsure_write, ConnectError};
 const TOKEN_ENV: &str = "HAMCTL_AUTH_TOKEN";
 
 /// Why a command failed. Every variant means exit code 1, except an
-/// [`CliError::Output`] broken pipe, which is a normal end, and
-/// [`CliError::WaitTimedOut`], exit code 3.
+/// [`CliError::Output`] broken pipe, which is a normal end,
+/// [`CliError::WaitTimedOut`], exit code 3, and [`CliError::NoReports`],
+/// exit code 4.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
     /// The server could not be dialled (unreachable, or an unusable token).
@@ -74,6 +75,9 @@ pub(crate) enum CliError {
     /// `--current-branch`: the working directory has no branch checked out.
     #[error("{0}")]
     CurrentBranch(String),
+    /// `--wait`: the server takes no deployment reports (exit code 4).
+    #[error("{0}")]
+    NoReports(String),
 
     /// Writing the result failed.
     #[error("cannot write output: {0}")]

@@ -10,7 +10,8 @@
 //! closed early, e.g. by `| head`, and a `watch` ended by Ctrl-C), 1 when
 //! the operation failed (also a `watch` whose server went away, and a
 //! `--wait` whose environment reported the release failed), 2 for usage
-//! errors, 3 when `--wait` timed out.
+//! errors, 3 when `--wait` timed out, 4 when `--wait` cannot wait because
+//! the server takes no deployment reports.
 //!
 //! The library form exists so that end-to-end tests can run the real CLI in
 //! process and capture what it prints:
@@ -73,6 +74,8 @@ pub const EXIT_FAILURE: i32 = cli_support::EXIT_FAILURE;
 pub const EXIT_USAGE: i32 = cli_support::EXIT_USAGE;
 /// Exit code of `--wait` when no report settled the release in time.
 pub const EXIT_WAIT_TIMEOUT: i32 = 3;
+/// Exit code of `--wait` on a server that takes no deployment reports.
+pub const EXIT_NO_REPORTS: i32 = 4;
 
 /// Runs hamctl with the process's stdout and stderr and returns the exit code.
 ///
@@ -143,9 +146,16 @@ where
             .await
             .map_err(|error| error.with_command_line(&argv))
     };
-    if let Err(CliError::WaitTimedOut(why)) = &outcome {
-        let _ = writeln!(err, "error: {why}");
-        return EXIT_WAIT_TIMEOUT;
+    match &outcome {
+        Err(CliError::WaitTimedOut(why)) => {
+            let _ = writeln!(err, "error: {why}");
+            return EXIT_WAIT_TIMEOUT;
+        }
+        Err(CliError::NoReports(why)) => {
+            let _ = writeln!(err, "error: {why}");
+            return EXIT_NO_REPORTS;
+        }
+        _ => {}
     }
     report_outcome(
         outcome,

@@ -115,8 +115,9 @@ fn to_datetime(timestamp: Option<&Timestamp>) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(timestamp.seconds, nanos)
 }
 
-/// A deployment state as one word: `pending`, `progressing`, `deployed`,
-/// `failed` (`unknown` for a state newer than this hamctl).
+/// A deployment state as one word (or two): `pending`, `progressing`,
+/// `deployed`, `failed`, `not reported` (`unknown` for a state newer than
+/// this hamctl).
 pub(crate) fn deployment_word(state: i32) -> &'static str {
     use release_manager::pb::DeploymentState;
     match DeploymentState::try_from(state) {
@@ -124,8 +125,24 @@ pub(crate) fn deployment_word(state: i32) -> &'static str {
         Ok(DeploymentState::Progressing) => "progressing",
         Ok(DeploymentState::Deployed) => "deployed",
         Ok(DeploymentState::Failed) => "failed",
+        Ok(DeploymentState::NotReported) => "not reported",
         _ => "unknown",
     }
+}
+
+/// An environment's reconciliation error as one line: `dev: reconciliation
+/// failed (flux:flux-system/apps): <message>`.
+pub(crate) fn reconciliation_error_line(
+    error: &release_manager::pb::ReconciliationError,
+) -> String {
+    let mut line = format!("{}: reconciliation failed", error.environment);
+    if !error.source.is_empty() {
+        line.push_str(&format!(" ({})", error.source));
+    }
+    if !error.message.is_empty() {
+        line.push_str(&format!(": {}", message_cell(&error.message, 120)));
+    }
+    line
 }
 
 /// A deployment in the status table: its word, and a failure's reason.

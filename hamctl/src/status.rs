@@ -16,7 +16,10 @@ use crate::{client, present};
 ///
 /// One row per environment: the artifact released there, its branch and
 /// author, when and by whom it was released, its vulnerability counts
-/// (high/medium/low) and, when the cluster reports, whether it is deployed.
+/// (high/medium/low) and, when the cluster reports, whether it is deployed
+/// ("not reported" on a server that takes no deployment reports). An
+/// environment whose controller failed to reconcile it, naming no service,
+/// gets a line of its own below the table.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StatusArgs {
     /// Filled in from the global `--service` (or shuttle.yaml) by
@@ -48,7 +51,16 @@ pub(crate) async fn run(
     let response = client.status(request).await?.into_inner();
     match printer.format() {
         OutputFormat::Json => printer.json(&present::api_json(&response))?,
-        OutputFormat::Table => printer.table(&status_table(&response))?,
+        OutputFormat::Table => {
+            printer.table(&status_table(&response))?;
+            for environment in &response.environments {
+                for error in &environment.reconciliation_errors {
+                    printer.line(&cli_support::one_line(&present::reconciliation_error_line(
+                        error,
+                    )))?;
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -183,6 +195,7 @@ mod tests {
                 ..Default::default()
             }),
             namespaces: Vec::new(),
+            reconciliation_errors: Vec::new(),
         }
     }
 

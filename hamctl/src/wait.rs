@@ -2,14 +2,16 @@
 //! the remote, follow the environment's events until its GitOps controller
 //! reports the release deployed (exit 0), failed (exit 1, with the
 //! controller's words) or `--timeout` passes (exit 3, saying what is
-//! known). A progress line goes to stderr while it waits.
+//! known). On a server that takes no deployment reports it says so at once
+//! and exits 4: nothing would ever come. A progress line goes to stderr
+//! while it waits.
 //!
 //! It subscribes before it asks for the state, so a report between the two
-//! is not missed, and asks again at every progress line and when the
-//! stream says events were dropped. A report on a later release of the
-//! service counts for this one too, once status says that release is the
-//! current one: a revision that holds a later release holds the earlier
-//! ones.
+//! is not missed, and asks again at every progress line. A stream that
+//! fell behind ends with where to resume: it asks for the state and
+//! subscribes again from there. A report on a later release of the service
+//! counts for this one too, once status says that release is the current
+//! one: a revision that holds a later release holds the earlier ones.
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +33,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, Args)]
 pub(crate) struct WaitArgs {
     /// After the commit, wait until the environment reports the release
-    /// deployed (exit 0), failed (exit 1) or the timeout passes (exit 3).
+    /// deployed (exit 0), failed (exit 1) or the timeout passes (exit 3);
+    /// exit 4 at once when the server takes no deployment reports.
     #[arg(long)]
     pub(crate) wait: bool,
 
@@ -53,15 +56,7 @@ pub(crate) async fn if_asked(
     let (service, environment) = (result.service.clone(), result.environment.clone());
     let began = Instant::now();
     let deadline = began + args.timeout;
-    let mut watcher = client::streaming_release_client(global).await?;
-    let mut events = watcher
-        .watch_events(WatchEventsRequest {
-            service: service.clone(),
-            environment: environment.clone(),
-            since: String::new(),
-        })
-        .await?
-        .into_inner();
+    let mut events = subscribe(global, &service, &environment, String::new()).await?;
     let mut client = client::release_client(global).await?;
     let status = client
         .status(StatusRequest {
@@ -157,13 +152,49 @@ pub(crate) async fn if_asked(
                 }
                 printer.note(&format!("{environment}: {known}"))?;
             }
-            Some(Event::Dropped(_)) => match ours.judge(&ours.status(&mut client).await?) {
-                Judged::Settled(done) => return finish(done, printer),
-                Judged::Waiting(now) => known = now,
-            },
+            Some(Event::Dropped(dropped)) => {
+                // The stream ends here: subscribe again from where it
+                // stopped, then ask (a report in between comes on the new
+                // stream).
+                printer.note(&format!(
+                    "fell behind the server's events ({} missed); catching up from where the stream stopped",
+                    dropped.missed
+                ))?;
+                events = subscribe(global, &service, &environment, dropped.resume_from).await?;
+                match ours.judge(&ours.status(&mut client).await?) {
+                    Judged::Settled(done) => return finish(done, printer),
+                    Judged::Waiting(now) => known = now,
+                }
+            }
+            Some(Event::ReconciliationError(changed)) if !changed.cleared => {
+                if let Some(error) = &changed.error {
+                    printer.note(&cli_support::one_line(&present::reconciliation_error_line(
+                        error,
+                    )))?;
+                }
+            }
             _ => {}
         }
     }
+}
+
+/// Follows the events of `service` in `environment` (after `since`, when
+/// given).
+async fn subscribe(
+    global: &GlobalArgs,
+    service: &str,
+    environment: &str,
+    since: String,
+) -> Result<tonic::Streaming<release_manager::pb::WatchEventsResponse>, CliError> {
+    let mut watcher = client::streaming_release_client(global).await?;
+    Ok(watcher
+        .watch_events(WatchEventsRequest {
+            service: service.to_string(),
+            environment: environment.to_string(),
+            since,
+        })
+        .await?
+        .into_inner())
 }
 
 /// The release being waited for.
@@ -207,6 +238,14 @@ impl Ours<'_> {
         let Some(deployment) = current.deployment.as_ref() else {
             return Judged::Waiting("no report yet".into());
         };
+        if deployment.state == DeploymentState::NotReported as i32 {
+            return Judged::Settled(Settled::NotReported(format!(
+                "this server takes no deployment reports, so {} of {} will never be reported \
+                 deployed in {}: it has no --deployment-webhook-secret and ReportDeployment \
+                 accepts no credential (docs/controllers.md: Deployment status)",
+                self.artifact_id, self.service, self.environment
+            )));
+        }
         let artifact = if current.release_commit_sha == self.release_commit {
             self.artifact_id.to_string()
         } else {
@@ -232,6 +271,8 @@ impl Ours<'_> {
 enum Settled {
     Deployed(String),
     Failed(String),
+    /// Nothing can be known: the server takes no reports.
+    NotReported(String),
 }
 
 fn settled(state: i32, message: &str, artifact: &str, environment: &str) -> Option<Settled> {
@@ -258,6 +299,7 @@ fn finish(done: Settled, printer: &mut Printer<'_>) -> Result<(), CliError> {
             Ok(())
         }
         Settled::Failed(line) => Err(CliError::DeploymentFailed(line)),
+        Settled::NotReported(line) => Err(CliError::NoReports(line)),
     }
 }
 

@@ -268,6 +268,15 @@ fn event_line(event: &WatchEventsResponse) -> String {
             }
             ("deploy", report.service.as_str(), detail)
         }
+        Some(Event::ReconciliationError(changed)) => {
+            let error = changed.error.clone().unwrap_or_default();
+            let detail = if changed.cleared {
+                format!("reconciled again (by {})", error.source)
+            } else {
+                present::reconciliation_error_line(&error)
+            };
+            ("env", "-", detail)
+        }
         // Stream markers are handled before printing; an event kind newer
         // than this hamctl has no line of its own.
         Some(Event::Live(_) | Event::Dropped(_)) | None => (

@@ -151,6 +151,7 @@ impl ReleaseService for ScriptedServer {
                     release_commit_sha: "1a2b3c4d".into(),
                     deployment: None,
                     namespaces: Vec::new(),
+                    reconciliation_errors: Vec::new(),
                 },
                 EnvironmentStatus {
                     environment: "prod".into(),

@@ -227,9 +227,10 @@ pub struct StartArgs {
     #[arg(long, env = "DEPLOYMENT_WEBHOOK_SECRET", hide_env_values = true)]
     pub deployment_webhook_secret: Option<String>,
     /// Which Flux Kustomization or Argo CD Application deploys which
-    /// environment: `dev=flux-system/dev,prod=argocd/prod-apps`
-    /// (`<env>=<namespace>/<name>`; one whose name is an environment's needs
-    /// no entry).
+    /// environment: `dev=flux-system/dev,prod=argocd/{service}-prod`
+    /// (`<env>=<namespace>/<name>`; a `{service}` in the name maps one
+    /// object per service; `*=` takes the environment from the event's
+    /// `env` metadata; one whose name is an environment's needs no entry).
     #[arg(long, env = "RELEASE_MANAGER_DEPLOYMENT_SOURCES", default_value = "", value_parser = parse_sources)]
     pub deployment_sources: crate::http::deployment_hooks::Sources,
     /// Notifications: Slack and CloudEvents webhooks, routed per
@@ -237,6 +238,11 @@ pub struct StartArgs {
     /// Notifications).
     #[arg(long, env = "RELEASE_MANAGER_NOTIFICATIONS")]
     pub notifications: Option<PathBuf>,
+    /// How long the notification lease lasts without renewal: of several
+    /// replicas sharing the config repository, only its holder sends, and
+    /// another takes over this long after the holder died.
+    #[arg(long, env = "RELEASE_MANAGER_NOTIFICATIONS_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub notifications_lease: std::time::Duration,
     /// PEM certificate (chain) to serve gRPC over TLS; needs --tls-key.
     #[arg(long, env = "RELEASE_MANAGER_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -333,6 +339,8 @@ pub struct ServerConfig {
     pub deployment_sources: crate::http::deployment_hooks::Sources,
     /// Where notifications go, if anywhere.
     pub notifications: Option<crate::notify::config::Notifications>,
+    /// How long the notification lease lasts without renewal.
+    pub notifications_lease: std::time::Duration,
     /// PEM certificate and key to serve gRPC over TLS.
     pub tls: Option<TlsFiles>,
     /// Which browser origins may call the gRPC port.
@@ -385,6 +393,7 @@ impl ServerConfig {
             deployment_webhook_secret: None,
             deployment_sources: Default::default(),
             notifications: None,
+            notifications_lease: std::time::Duration::from_secs(30),
             tls: None,
             cors: CorsPolicy::default(),
             connections: ConnectionLimits::default(),
@@ -497,6 +506,7 @@ pub fn resolve_with_env(
             }
             None => None,
         },
+        notifications_lease: args.notifications_lease,
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: std::fs::read(cert)

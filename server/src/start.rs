@@ -154,6 +154,28 @@ async fn poll(
     }
 }
 
+/// Reads the deployment states other replicas wrote every `interval`,
+/// until told to stop.
+async fn refresh_deployments(
+    deployments: Arc<deployments::Deployments>,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(e) = deployments.refresh().await {
+                    tracing::warn!(error = %domain::chain(&e), "cannot read the deployment states from the remote");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Test builds only (feature `failpoints`): holds the start before it is
 /// ready while the file `RELEASE_MANAGER_HOLD_START` names does not exist,
 /// so a test can watch the server answer while it starts.
@@ -337,18 +359,48 @@ pub async fn start(
         shared,
         config.settings.clone(),
     ));
+    // The deployment states, read from the remote (a data dir of its own
+    // holds nothing another replica would need).
+    let store = {
+        let (mirror_path, location, credentials) = (
+            mirror_path.clone(),
+            config.config_repo.clone(),
+            config.credentials.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let store = deployments::shared::Store::open(&mirror_path, location, credentials)?;
+            if let Err(e) = store.load() {
+                tracing::warn!(error = %domain::chain(&e), "cannot read the deployment states from the remote; using the mirror's last copy until the next poll");
+            }
+            Ok::<_, repo::RepoError>(store)
+        })
+        .await
+        .map_err(|e| StartError::Grpc(e.to_string()))??
+    };
     let mut notify_stats = None;
     let mut notify_journal = None;
     if let Some(notifications) = config.notifications.clone() {
         let tip = reader.with_published(|_, published, _| Ok(published.tip));
         let tip =
             tip.map_err(|e| StartError::Notifications(format!("cannot read the tip: {e}")))?;
+        let lease = notify::lease::Lease::open(
+            &mirror_path,
+            config.config_repo.clone(),
+            config.credentials.clone(),
+            config.notifications_lease,
+        )?;
+        let reports = match store.head() {
+            Some(head) => head.to_string(),
+            None => "-".to_string(),
+        };
         let started = notify::start(
             notifications,
             &config.data_dir,
             reader.clone(),
             &events,
             tip,
+            &reports,
+            lease,
             background_stop.subscribe(),
         )
         .map_err(|e| {
@@ -358,13 +410,47 @@ pub async fn start(
         notify_stats = Some(started.stats);
         notify_journal = Some(started.journal);
     }
-    let deployments = Arc::new(deployments::Deployments::open(
-        &config.data_dir,
-        reader.clone(),
-        writer.clone(),
-        events.clone(),
-        notify_journal,
-    ));
+    // Anyone can report: with the webhooks' secret, or a credential
+    // `ReportDeployment` accepts (an artifact token, an identity token), or
+    // none needed.
+    let takes_reports = config.deployment_webhook_secret.is_some()
+        || config
+            .auth
+            .tokens(crate::auth::Role::ArtifactPusher)
+            .next()
+            .is_some()
+        || config.auth.has_oidc()
+        || config.auth.role_open(crate::auth::Role::ArtifactPusher);
+    let deployments = {
+        let (data_dir, reader, writer, events) = (
+            config.data_dir.clone(),
+            reader.clone(),
+            writer.clone(),
+            events.clone(),
+        );
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                deployments::Deployments::open(
+                    &data_dir,
+                    store,
+                    takes_reports,
+                    reader,
+                    writer,
+                    events,
+                    notify_journal,
+                )
+            })
+            .await
+            .map_err(|e| StartError::Grpc(e.to_string()))?,
+        )
+    };
+    if !config.poll_interval.is_zero() {
+        background.push(tokio::spawn(refresh_deployments(
+            deployments.clone(),
+            config.poll_interval,
+            background_stop.subscribe(),
+        )));
+    }
     let mut http_addr = None;
     let mut dashboard_to_warm = None;
     if let Some(listen) = config.http_listen {
@@ -388,6 +474,7 @@ pub async fn start(
             sources: Arc::new(config.deployment_sources.clone()),
             deployments: deployments.clone(),
             environments: Arc::new(config.settings.environments.clone()),
+            ignored: Default::default(),
         };
         let dashboard = http::dashboard::DashboardState::new(
             reader.clone(),

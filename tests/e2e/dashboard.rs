@@ -191,6 +191,7 @@ async fn the_matrix_shows_every_cell_and_follows_releases_live() {
                 state: state as i32,
                 message: message.into(),
                 source: "test".into(),
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -53,6 +53,7 @@ async fn fixture(repo: &mut ConfigRepo, server: &TestServer) {
                 state: state as i32,
                 message: "as the controller says".into(),
                 source: "test".into(),
+                ..Default::default()
             })
             .await
             .unwrap();

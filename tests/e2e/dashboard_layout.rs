@@ -67,6 +67,7 @@ async fn releases(server: &TestServer) {
                 state: state as i32,
                 message: message.into(),
                 source: "test".into(),
+                ..Default::default()
             })
             .await
             .unwrap();

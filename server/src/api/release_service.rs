@@ -60,6 +60,45 @@ impl ReleaseServiceHandler {
         }
     }
 
+    /// Joins what the cluster reported to one environment of a status (or
+    /// a side of a comparison): the release's deployment state, and the
+    /// environment's reconciliation errors.
+    fn join_reports(&self, service: &str, environment: &mut pb::EnvironmentStatus) {
+        if environment.artifact.is_some() {
+            environment.deployment = Some(if self.deployments.takes_reports() {
+                let reported = self.deployments.of(
+                    &environment.environment,
+                    service,
+                    &environment.release_commit_sha,
+                );
+                convert::deployment(reported.as_ref())
+            } else {
+                convert::not_reported()
+            });
+        }
+        // Every namespace's release, as the one described above.
+        for namespace in &mut environment.namespaces {
+            if namespace.artifact.is_some() {
+                namespace.deployment = Some(if self.deployments.takes_reports() {
+                    let reported = self.deployments.of(
+                        &environment.environment,
+                        service,
+                        &namespace.release_commit_sha,
+                    );
+                    convert::deployment(reported.as_ref())
+                } else {
+                    convert::not_reported()
+                });
+            }
+        }
+        environment.reconciliation_errors = self
+            .deployments
+            .errors_of(&environment.environment)
+            .iter()
+            .map(|error| convert::reconciliation_error(&environment.environment, error))
+            .collect();
+    }
+
     async fn write_release(
         &self,
         request: WriteRequest,
@@ -329,24 +368,7 @@ impl ReleaseService for ReleaseServiceHandler {
             .read(move |reader| reader.status(&r.service, ns.as_deref()))
             .await?;
         for environment in &mut response.environments {
-            if environment.artifact.is_some() {
-                let reported = self.deployments.of(
-                    &environment.environment,
-                    &response.service,
-                    &environment.release_commit_sha,
-                );
-                environment.deployment = Some(convert::deployment(reported.as_ref()));
-            }
-            for namespace in &mut environment.namespaces {
-                if namespace.artifact.is_some() {
-                    let reported = self.deployments.of(
-                        &environment.environment,
-                        &response.service,
-                        &namespace.release_commit_sha,
-                    );
-                    namespace.deployment = Some(convert::deployment(reported.as_ref()));
-                }
-            }
+            self.join_reports(&response.service, environment);
         }
         Ok(Response::new(response))
     }
@@ -476,14 +498,8 @@ impl ReleaseService for ReleaseServiceHandler {
         for side in [&mut response.from_environment, &mut response.to_environment]
             .into_iter()
             .flatten()
-            .filter(|side| side.artifact.is_some())
         {
-            let reported = self.deployments.of(
-                &side.environment,
-                &response.service,
-                &side.release_commit_sha,
-            );
-            side.deployment = Some(convert::deployment(reported.as_ref()));
+            self.join_reports(&response.service, side);
         }
         Ok(Response::new(response))
     }
@@ -511,7 +527,27 @@ impl ReleaseService for ReleaseServiceHandler {
                 )))
             }
         };
-        let covered = self
+        let about = if r.service.is_empty() {
+            if !r.namespace.is_empty() {
+                return Err(to_status(FlowError::invalid(
+                    "namespace",
+                    "namespace is given without service",
+                )));
+            }
+            crate::deployments::About::Everything
+        } else {
+            names::check_service(&r.service).map_err(FlowError::from)?;
+            crate::deployments::About::Service {
+                namespace: namespace(r.namespace)?,
+                name: r.service,
+            }
+        };
+        let observed_at = r.observed_at.map(|t| {
+            t.seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.nanos))
+        });
+        let done = self
             .deployments
             .report(crate::deployments::Report {
                 environment: r.environment,
@@ -519,10 +555,17 @@ impl ReleaseService for ReleaseServiceHandler {
                 state,
                 message: r.message,
                 source: r.source,
+                about,
+                observed_at,
             })
             .await?;
         Ok(Response::new(pb::ReportDeploymentResponse {
-            covered: covered.iter().map(convert::deployment_reported).collect(),
+            covered: done
+                .covered
+                .iter()
+                .map(convert::deployment_reported)
+                .collect(),
+            ignored_as_older: done.ignored_as_older,
         }))
     }
 
@@ -553,12 +596,38 @@ impl ReleaseService for ReleaseServiceHandler {
                 "the server is shutting down",
             ));
         }
+        // The reports' place is read before history: a report taken in
+        // between comes live, and is not lost.
+        let reports_at = match since {
+            Some(cursor) if cursor.reports != crate::engine::events::ReportsAt::Unknown => {
+                cursor.reports
+            }
+            _ => self.deployments.place(),
+        };
         let (replay, tip) = self.read(move |reader| reader.events_since(since)).await?;
+        let (reports, report_commits) = match since {
+            Some(cursor) if cursor.reports != crate::engine::events::ReportsAt::Unknown => {
+                self.deployments.since(cursor.reports).await?
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        let reports_end = match report_commits.last() {
+            Some(last) => crate::engine::events::ReportsAt::At {
+                commit: *last,
+                after: None,
+            },
+            None => reports_at,
+        };
         Ok(Response::new(super::watch::stream(
             receiver,
-            replay,
+            super::watch::Replayed {
+                commits: replay,
+                reports,
+                report_commits,
+            },
             tip,
             since,
+            reports_end,
             r.service,
             r.environment,
         )))

@@ -1,7 +1,10 @@
-//! `WatchEvents`: what a subscriber missed since its cursor (read again
-//! from history), a `live` marker, then the bus's events as they come,
-//! filtered, converted to the API's messages, and told of what it lost
-//! when it fell behind. The bus's stop ends every stream.
+//! `WatchEvents`: what a subscriber missed since its cursor (commit events
+//! read again from history, then reports read again from the deployment
+//! record), a `live` marker, then the bus's events as they come, filtered,
+//! converted to the API's messages, each with a cursor holding the
+//! subscriber's place among both kinds. A subscriber that fell behind is
+//! told where to resume and its stream ends; the bus's stop ends every
+//! stream.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -14,7 +17,7 @@ use tonic::Status;
 
 use crate::api::errors::to_status;
 use crate::domain::FlowError;
-use crate::engine::events::{Cursor, Replay, Signal};
+use crate::engine::events::{Cursor, Event, Replay, ReportsAt, Signal};
 use crate::engine::wire;
 
 /// The stream `WatchEvents` answers with.
@@ -34,71 +37,136 @@ pub(super) fn since(text: String) -> Result<Option<Cursor>, Status> {
     })
 }
 
-/// One subscriber's stream: `replay` (what it missed, read up to `tip`),
-/// the `live` marker, then what `receiver` brings.
+/// What a resumed subscriber missed: commit events read again from
+/// history, and reports read again from the deployment record.
+pub(super) struct Replayed {
+    /// Commit events, and the commits they were read from.
+    pub(super) commits: Replay,
+    /// Report events.
+    pub(super) reports: Vec<Event>,
+    /// The record's commits they were read from.
+    pub(super) report_commits: Vec<Oid>,
+}
+
+/// A subscriber's place in both kinds of events, as its cursors say it.
+struct Places {
+    commits: String,
+    reports: String,
+}
+
+impl Places {
+    /// Moves past `event`; its cursor for the subscriber.
+    fn pass(&mut self, event: &Event) -> String {
+        if event.is_report() {
+            self.reports = event.cursor.clone();
+        } else {
+            self.commits = event.cursor.clone();
+        }
+        self.cursor()
+    }
+
+    fn cursor(&self) -> String {
+        Cursor::join(&self.commits, &self.reports)
+    }
+}
+
+/// One subscriber's stream: `replayed` (what it missed: commit events up to
+/// `tip`, then reports up to `reports_end`), the `live` marker, then what
+/// `receiver` brings, until the server stops or the subscriber falls
+/// behind (a `dropped` message ends the stream: a new subscription from
+/// its `resume_from` gets every event once).
 pub(super) fn stream(
     receiver: broadcast::Receiver<Signal>,
-    replay: Replay,
+    replayed: Replayed,
     tip: Oid,
     since: Option<Cursor>,
+    reports_end: ReportsAt,
     service: String,
     environment: String,
 ) -> EventStream {
-    let missed: Vec<pb::WatchEventsResponse> = replay
-        .events
-        .iter()
-        .filter(|event| event.matches(&service, &environment))
-        .map(wire::event)
-        .collect();
-    // Where a subscriber that falls behind resumes: after the last event
-    // it got, else where it started.
-    let mut last_cursor = missed
-        .last()
-        .map(|event| event.cursor.clone())
-        .unwrap_or_else(|| match since {
-            Some(cursor) => cursor.commit.to_string(),
+    let mut places = Places {
+        commits: match since {
+            Some(cursor) => match cursor.after {
+                Some(n) => format!("{}.{n}", cursor.commit),
+                None => cursor.commit.to_string(),
+            },
             None => tip.to_string(),
-        });
+        },
+        reports: match since {
+            Some(cursor) if cursor.reports != ReportsAt::Unknown => cursor.reports.text(),
+            _ => reports_end.text(),
+        },
+    };
+    let mut missed = Vec::new();
+    for event in replayed.commits.events.iter().chain(&replayed.reports) {
+        let cursor = places.pass(event);
+        if event.matches(&service, &environment) {
+            let mut sent = wire::event(event);
+            sent.cursor = cursor;
+            missed.push(sent);
+        }
+    }
     let live = pb::WatchEventsResponse {
         event: Some(pb::watch_events_response::Event::Live(
             pb::SubscriptionLive {
                 replayed: missed.len() as u32,
             },
         )),
-        cursor: last_cursor.clone(),
+        cursor: places.cursor(),
         ..Default::default()
     };
-    let replayed: HashSet<String> = replay.commits.iter().map(|c| c.to_string()).collect();
+    let replayed_commits: HashSet<String> = replayed
+        .commits
+        .commits
+        .iter()
+        .chain(&replayed.report_commits)
+        .map(|c| c.to_string())
+        .collect();
     let signals = tokio_stream::wrappers::BroadcastStream::new(receiver);
-    let live_events = tokio_stream::StreamExt::map_while(signals, move |signal| match signal {
-        // The server is stopping: the stream ends.
-        Ok(Signal::Stop) => None,
-        // Sent from history already (a deployment report is no commit: its
-        // commit is the revision reported).
-        Ok(Signal::Event(event)) if !event.is_report() && replayed.contains(&event.commit) => {
-            Some(None)
+    let mut ended = false;
+    let live_events = tokio_stream::StreamExt::map_while(signals, move |signal| {
+        if ended {
+            return None;
         }
-        Ok(Signal::Event(event)) if event.matches(&service, &environment) => {
-            if !event.cursor.is_empty() {
-                last_cursor = event.cursor.clone();
+        match signal {
+            // The server is stopping: the stream ends.
+            Ok(Signal::Stop) => None,
+            Ok(Signal::Event(event)) => {
+                // Sent from history (or the record) already.
+                let from = if event.is_report() {
+                    event.cursor.split('.').next().unwrap_or_default()
+                } else {
+                    event.commit.as_str()
+                };
+                if replayed_commits.contains(from) {
+                    return Some(None);
+                }
+                let cursor = places.pass(&event);
+                if !event.matches(&service, &environment) {
+                    return Some(None);
+                }
+                let mut sent = wire::event(&event);
+                sent.cursor = cursor;
+                Some(Some(Ok(sent)))
             }
-            Some(Some(Ok(wire::event(&event))))
-        }
-        Ok(Signal::Event(_)) => Some(None),
-        // A watcher that fell behind lost the oldest events: it is told
-        // so, with where to resume, instead of missing them silently.
-        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
-            tracing::debug!(missed, "watcher fell behind");
-            Some(Some(Ok(pb::WatchEventsResponse {
-                event: Some(pb::watch_events_response::Event::Dropped(
-                    pb::EventsDropped {
-                        missed,
-                        resume_from: last_cursor.clone(),
-                    },
-                )),
-                cursor: last_cursor.clone(),
-                ..Default::default()
-            })))
+            // A watcher that fell behind lost the oldest events: it is told
+            // so, with where to resume, and the stream ends there, so that
+            // nothing after the gap arrives twice.
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "watcher fell behind");
+                ended = true;
+                let resume_from = places.cursor();
+                Some(Some(Ok(pb::WatchEventsResponse {
+                    event: Some(pb::watch_events_response::Event::Dropped(
+                        pb::EventsDropped {
+                            missed,
+                            resume_from: resume_from.clone(),
+                        },
+                    )),
+                    cursor: resume_from,
+                    ..Default::default()
+                })))
+            }
         }
     });
     let live_events = tokio_stream::StreamExt::filter_map(live_events, |item| item);

@@ -1,5 +1,6 @@
 //! What a controller says about a release: its state in the cluster, and
-//! the report that said so.
+//! the report that said so; and what it says about a whole environment
+//! when its words name no service (a reconciliation error).
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,26 @@ pub(crate) struct Deployment {
     pub(crate) revision: String,
     /// When it was reported, in seconds since the epoch.
     pub(crate) reported_at: i64,
+    /// When the controller observed it (its event's own time), in
+    /// nanoseconds since the epoch, if the report said.
+    pub(crate) observed_at: Option<i64>,
     /// Who reported.
     pub(crate) source: String,
+}
+
+/// A controller object failed to reconcile an environment, and its words
+/// named no service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ReconciliationError {
+    /// Who reported (`flux:<namespace>/<name>`, ...).
+    pub(crate) source: String,
+    /// The controller's words.
+    pub(crate) message: String,
+    /// The config repository commit it tried to apply.
+    pub(crate) revision: String,
+    /// When it was reported, in seconds since the epoch.
+    pub(crate) reported_at: i64,
+    /// When the controller observed it, in nanoseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) observed_at: Option<i64>,
 }

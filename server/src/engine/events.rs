@@ -5,16 +5,19 @@
 //! intent); commits that change nothing the release manager follows make
 //! none.
 //!
-//! Every event has a cursor, `<commit>.<n>` (its place among its commit's
-//! events), from which a subscription can resume: the events of the
-//! commits after it are read again from history ([`since`]).
+//! Every commit event has a cursor, `<commit>.<n>` (its place among its
+//! commit's events), from which a subscription can resume: the events of
+//! the commits after it are read again from history ([`since`]).
+//! Deployment reports are events too, with a place of their own in the
+//! deployment record (`<record-commit>.<k>`, see `deployments`); a
+//! subscriber's [`Cursor`] holds its place in both.
 
 use std::sync::Arc;
 
 use git2::{Oid, Repository};
 use release_manager::spec::ArtifactSpec;
 
-use crate::domain::deployment::Deployment;
+use crate::domain::deployment::{Deployment, ReconciliationError};
 use crate::repo::history::HistoryReader;
 use crate::repo::index::ReleaseKind;
 use crate::repo::message;
@@ -23,8 +26,8 @@ use crate::repo::message;
 /// controller reported.
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
-    /// Where a subscription resumes after this event: `<commit>.<n>`, its
-    /// place among its commit's events (empty for a deployment report).
+    /// Its place: `<commit>.<n>` among its commit's events, or, for a
+    /// deployment report, `<record-commit>.<k>` in the deployment record.
     pub(crate) cursor: String,
     /// The commit it comes from (for a report: the revision reported).
     pub(crate) commit: String,
@@ -50,6 +53,8 @@ pub(crate) enum What {
     },
     /// A controller reported on a release.
     DeploymentReported(DeploymentReported),
+    /// An environment's reconciliation error was reported or cleared.
+    ReconciliationError(ReconciliationErrorChanged),
 }
 
 /// A build added to `builds/<service>/<branch>/`.
@@ -93,8 +98,22 @@ pub(crate) struct DeploymentReported {
     pub(crate) artifact_id: String,
     /// The release commit.
     pub(crate) release_commit: String,
+    /// The namespace folder of the release.
+    pub(crate) namespace: String,
     /// What the controller said.
     pub(crate) deployment: Deployment,
+}
+
+/// A reconciliation error of an environment that named no service, set or
+/// cleared.
+#[derive(Debug, Clone)]
+pub(crate) struct ReconciliationErrorChanged {
+    /// The environment.
+    pub(crate) environment: String,
+    /// The error (when cleared: the last one its source reported).
+    pub(crate) error: ReconciliationError,
+    /// Whether the source reconciled the environment again.
+    pub(crate) cleared: bool,
 }
 
 /// What travels on the event bus: an event, or the end of the server.
@@ -185,26 +204,100 @@ pub(crate) fn events_of(repo: &Repository, oid: Oid) -> Vec<Event> {
 }
 
 /// Where a subscription resumes: after event `after` of `commit` (`None`:
-/// after all of that commit's events).
+/// after all of that commit's events), and where among the deployment
+/// reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cursor {
     /// The commit.
     pub(crate) commit: Oid,
     /// The last event of it already seen.
     pub(crate) after: Option<usize>,
+    /// The last deployment report seen.
+    pub(crate) reports: ReportsAt,
+}
+
+/// A subscriber's place among the deployment reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReportsAt {
+    /// The cursor says nothing of reports (a bare commit, or a cursor of a
+    /// server before reports had places): reports from now on.
+    Unknown,
+    /// Before the first report ever recorded (`-`).
+    Start,
+    /// After report `after` of the record's commit `commit` (`None`: after
+    /// all of its reports).
+    At {
+        /// The record's commit.
+        commit: Oid,
+        /// The last report of it seen.
+        after: Option<usize>,
+    },
+}
+
+impl ReportsAt {
+    /// Parses what [`ReportsAt::text`] writes (not the empty text).
+    pub(crate) fn parse(text: &str) -> Option<ReportsAt> {
+        if text == "-" {
+            return Some(ReportsAt::Start);
+        }
+        let (commit, after) = place(text)?;
+        Some(ReportsAt::At { commit, after })
+    }
+
+    /// As a cursor writes it: `-`, `<commit>` or `<commit>.<k>`; empty for
+    /// [`ReportsAt::Unknown`].
+    pub(crate) fn text(&self) -> String {
+        match self {
+            ReportsAt::Unknown => String::new(),
+            ReportsAt::Start => "-".to_string(),
+            ReportsAt::At {
+                commit,
+                after: Some(k),
+            } => format!("{commit}.{k}"),
+            ReportsAt::At {
+                commit,
+                after: None,
+            } => commit.to_string(),
+        }
+    }
+}
+
+/// `<commit>` or `<commit>.<n>`.
+fn place(text: &str) -> Option<(Oid, Option<usize>)> {
+    let (commit, after) = match text.split_once('.') {
+        Some((commit, n)) => (commit, Some(n.parse().ok()?)),
+        None => (text, None),
+    };
+    Some((
+        Oid::from_str(commit).ok().filter(|_| commit.len() == 40)?,
+        after,
+    ))
 }
 
 impl Cursor {
-    /// Parses `<commit>.<n>` or a bare commit id.
+    /// Parses `<commit>[.<n>][/<reports>]`, where `<reports>` is `-` or
+    /// `<record-commit>[.<k>]`.
     pub(crate) fn parse(text: &str) -> Option<Cursor> {
-        let (commit, after) = match text.split_once('.') {
-            Some((commit, n)) => (commit, Some(n.parse().ok()?)),
-            None => (text, None),
+        let (commits, reports) = match text.split_once('/') {
+            Some((commits, reports)) => (commits, ReportsAt::parse(reports)?),
+            None => (text, ReportsAt::Unknown),
         };
+        let (commit, after) = place(commits)?;
         Some(Cursor {
-            commit: Oid::from_str(commit).ok().filter(|_| commit.len() == 40)?,
+            commit,
             after,
+            reports,
         })
+    }
+
+    /// The cursor of a place in both: `<commits>/<reports>` (`<commits>`
+    /// alone when the reports' place is unknown).
+    pub(crate) fn join(commits: &str, reports: &str) -> String {
+        if reports.is_empty() {
+            commits.to_string()
+        } else {
+            format!("{commits}/{reports}")
+        }
     }
 }
 
@@ -258,29 +351,70 @@ pub(crate) fn since(
 }
 
 impl Event {
-    /// The service and (for releases and reports) the environment the
-    /// event is about.
-    fn about(&self) -> (&str, Option<&str>) {
+    /// The service (none for what concerns a whole environment) and (for
+    /// releases and reports) the environment the event is about.
+    fn about(&self) -> (Option<&str>, Option<&str>) {
         match &self.what {
-            What::BuildAdded(build) => (&build.service, None),
-            What::Released(release) => (&release.service, Some(&release.environment)),
-            What::PolicyChanged { service, .. } => (service, None),
-            What::DeploymentReported(report) => (&report.service, Some(&report.environment)),
+            What::BuildAdded(build) => (Some(&build.service), None),
+            What::Released(release) => (Some(&release.service), Some(&release.environment)),
+            What::PolicyChanged { service, .. } => (Some(service), None),
+            What::DeploymentReported(report) => (Some(&report.service), Some(&report.environment)),
+            What::ReconciliationError(changed) => (None, Some(&changed.environment)),
         }
     }
 
     /// Whether the event passes a watcher's filters (empty: any). An
     /// environment filter keeps releases to that environment and its
     /// deployment reports: builds and policies belong to a service, not an
-    /// environment.
+    /// environment. A reconciliation error of an environment concerns every
+    /// service there.
     pub(crate) fn matches(&self, service: &str, environment: &str) -> bool {
         let (event_service, event_environment) = self.about();
-        (service.is_empty() || service == event_service)
+        (service.is_empty() || event_service.is_none_or(|s| s == service))
             && (environment.is_empty() || event_environment == Some(environment))
     }
 
-    /// Whether it is a deployment report (no commit of its own).
+    /// Whether it is a deployment report (a place in the deployment
+    /// record, not in the config repository's history).
     pub(crate) fn is_report(&self) -> bool {
-        matches!(self.what, What::DeploymentReported(_))
+        matches!(
+            self.what,
+            What::DeploymentReported(_) | What::ReconciliationError(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_hold_both_places() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let record = "89abcdef0123456789abcdef0123456789abcdef";
+        let cursor = Cursor::parse(&format!("{commit}.2/{record}.0")).unwrap();
+        assert_eq!(cursor.commit.to_string(), commit);
+        assert_eq!(cursor.after, Some(2));
+        assert_eq!(cursor.reports.text(), format!("{record}.0"));
+        assert_eq!(
+            Cursor::parse(&format!("{commit}/-")).unwrap().reports,
+            ReportsAt::Start
+        );
+        assert_eq!(
+            Cursor::parse(commit).unwrap().reports,
+            ReportsAt::Unknown,
+            "a bare commit (or an older server's cursor) says nothing of reports"
+        );
+        for bad in [
+            "",
+            "abc",
+            &format!("{commit}.x"),
+            &format!("{commit}/abc"),
+            &format!("{commit}/{record}.y"),
+        ] {
+            assert!(Cursor::parse(bad).is_none(), "{bad}");
+        }
+        assert_eq!(Cursor::join(commit, ""), commit);
+        assert_eq!(Cursor::join(commit, "-"), format!("{commit}/-"));
     }
 }

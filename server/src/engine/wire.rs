@@ -6,7 +6,7 @@ use prost_types::Timestamp;
 use release_manager::pb;
 use release_manager::spec::ArtifactSpec;
 
-use crate::domain::deployment::{Deployment, State};
+use crate::domain::deployment::{Deployment, ReconciliationError, State};
 use crate::engine::events::{DeploymentReported, Event, What};
 use crate::flows::{Outcome, ReleaseDone};
 use crate::repo::index::{ReleaseDetails, ReleaseKind, ReleaseRecord, Signature};
@@ -148,6 +148,14 @@ pub(crate) fn deployment_state(state: State) -> pb::DeploymentState {
     }
 }
 
+/// Nanoseconds since the epoch as a `Timestamp`.
+pub(crate) fn timestamp_nanos(nanos: i64) -> Timestamp {
+    Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000),
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
 /// What the cluster said of a release; PENDING when nothing.
 pub(crate) fn deployment(deployment: Option<&Deployment>) -> pb::Deployment {
     match deployment {
@@ -157,11 +165,35 @@ pub(crate) fn deployment(deployment: Option<&Deployment>) -> pb::Deployment {
             revision: d.revision.clone(),
             reported_at: Some(timestamp(d.reported_at)),
             source: d.source.clone(),
+            observed_at: d.observed_at.map(timestamp_nanos),
         },
         None => pb::Deployment {
             state: pb::DeploymentState::Pending as i32,
             ..Default::default()
         },
+    }
+}
+
+/// The state of a release on a server that takes no deployment reports.
+pub(crate) fn not_reported() -> pb::Deployment {
+    pb::Deployment {
+        state: pb::DeploymentState::NotReported as i32,
+        ..Default::default()
+    }
+}
+
+/// A reconciliation error of `environment`.
+pub(crate) fn reconciliation_error(
+    environment: &str,
+    error: &ReconciliationError,
+) -> pb::ReconciliationError {
+    pb::ReconciliationError {
+        environment: environment.to_string(),
+        source: error.source.clone(),
+        message: error.message.clone(),
+        revision: error.revision.clone(),
+        reported_at: Some(timestamp(error.reported_at)),
+        observed_at: error.observed_at.map(timestamp_nanos),
     }
 }
 
@@ -202,6 +234,12 @@ pub(crate) fn event(event: &Event) -> pb::WatchEventsResponse {
             title: title.clone(),
         }),
         What::DeploymentReported(report) => Sent::DeploymentReported(deployment_reported(report)),
+        What::ReconciliationError(changed) => {
+            Sent::ReconciliationError(pb::ReconciliationErrorChanged {
+                error: Some(reconciliation_error(&changed.environment, &changed.error)),
+                cleared: changed.cleared,
+            })
+        }
     };
     pb::WatchEventsResponse {
         commit_sha: event.commit.clone(),
@@ -230,6 +268,7 @@ fn compared_side(service: &str, side: &crate::engine::compare::Side) -> pb::Envi
         deployment: None,
         // One namespace is compared: the one described above.
         namespaces: Vec::new(),
+        reconciliation_errors: Vec::new(),
     }
 }
 

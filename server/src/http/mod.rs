@@ -237,6 +237,11 @@ async fn metrics(State(state): State<HttpState>) -> String {
                 "release_manager_notifications_pending{{destination=\"{destination}\"}} {count}\n"
             ));
         }
+        text.push_str("# HELP release_manager_notifications_sender Whether this replica sends the notifications (holds the notification lease).\n# TYPE release_manager_notifications_sender gauge\n");
+        text.push_str(&format!(
+            "release_manager_notifications_sender {}\n",
+            u8::from(notifications.sending())
+        ));
     }
     text
 }

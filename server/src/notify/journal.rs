@@ -8,7 +8,9 @@
 //! The journal also remembers the cursor of the last commit event it
 //! holds, so that after a restart (or a crash between a push and its
 //! journal line) the events of later commits are read again from history
-//! instead of being lost.
+//! instead of being lost; and the place of the last deployment report, so
+//! that reports another replica took meanwhile are read again from the
+//! deployment record.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -33,11 +35,17 @@ pub(crate) struct Entry {
     /// The event's cursor (commit events only).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) cursor: String,
+    /// The report's place in the deployment record (reports only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) report_cursor: String,
     /// The service.
     pub(crate) service: String,
     /// The environment (empty for builds).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) environment: String,
+    /// The namespace folder of the release (releases and reports).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) namespace: String,
     /// The artifact.
     pub(crate) artifact_id: String,
     /// Its branch.
@@ -73,6 +81,10 @@ struct Header {
     /// The cursor of the last commit event dropped (or where journaling
     /// began).
     base_cursor: String,
+    /// The place of the last report dropped (or of the deployment record
+    /// when journaling began; empty: unknown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    base_report_cursor: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,6 +98,7 @@ struct Inner {
     entries: VecDeque<Entry>,
     base_seq: u64,
     base_cursor: String,
+    base_report_cursor: String,
     file: std::fs::File,
     /// An append failed part-way.
     torn: bool,
@@ -100,13 +113,19 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Opens (or creates, beginning at `start_cursor`) the journal in `dir`.
-    /// A line cut short by a crash is dropped with a warning.
-    pub(crate) fn open(dir: &Path, start_cursor: &str) -> std::io::Result<Journal> {
+    /// Opens (or creates, beginning at `start_cursor` in history and
+    /// `start_report_cursor` in the deployment record) the journal in
+    /// `dir`. A line cut short by a crash is dropped with a warning.
+    pub(crate) fn open(
+        dir: &Path,
+        start_cursor: &str,
+        start_report_cursor: &str,
+    ) -> std::io::Result<Journal> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("journal.jsonl");
         let (mut base_seq, mut base_cursor, mut entries) =
             (0, start_cursor.to_string(), VecDeque::new());
+        let mut base_report_cursor = start_report_cursor.to_string();
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 for (number, line) in text
@@ -118,6 +137,11 @@ impl Journal {
                         Ok(Line::Header(header)) => {
                             base_seq = header.base_seq;
                             base_cursor = header.base_cursor;
+                            // A journal of a version before reports had
+                            // places begins with the record as it is now.
+                            if !header.base_report_cursor.is_empty() {
+                                base_report_cursor = header.base_report_cursor;
+                            }
                         }
                         Ok(Line::Entry(entry)) => entries.push_back(*entry),
                         Err(e) => {
@@ -129,7 +153,7 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let file = rewrite(&path, base_seq, &base_cursor, &entries)?;
+        let file = rewrite(&path, base_seq, &base_cursor, &base_report_cursor, &entries)?;
         let last = entries.back().map_or(base_seq, |e| e.seq);
         Ok(Journal {
             path,
@@ -137,6 +161,7 @@ impl Journal {
                 entries,
                 base_seq,
                 base_cursor,
+                base_report_cursor,
                 file,
                 torn: false,
             }),
@@ -154,6 +179,41 @@ impl Journal {
             .rev()
             .find(|e| !e.cursor.is_empty())
             .map_or_else(|| inner.base_cursor.clone(), |e| e.cursor.clone())
+    }
+
+    /// The place of the last report journaled (or where journaling of
+    /// reports began); `None` when unknown.
+    pub(crate) fn last_report_cursor(&self) -> Option<String> {
+        let inner = self.inner.lock().expect("journal lock");
+        let last = inner
+            .entries
+            .iter()
+            .rev()
+            .find(|e| !e.report_cursor.is_empty())
+            .map_or_else(
+                || inner.base_report_cursor.clone(),
+                |e| e.report_cursor.clone(),
+            );
+        (!last.is_empty()).then_some(last)
+    }
+
+    /// Where an entry puts a destination that has everything up to it
+    /// (`seq`): the cursor of the last commit event and the place of the
+    /// last report at or before it. How a sender tells the others how far
+    /// it got, in terms every replica's journal shares.
+    pub(crate) fn places_at(&self, seq: u64) -> (String, String) {
+        let inner = self.inner.lock().expect("journal lock");
+        let mut commit = inner.base_cursor.clone();
+        let mut report = inner.base_report_cursor.clone();
+        for entry in inner.entries.iter().take_while(|e| e.seq <= seq) {
+            if !entry.cursor.is_empty() {
+                commit = entry.cursor.clone();
+            }
+            if !entry.report_cursor.is_empty() {
+                report = entry.report_cursor.clone();
+            }
+        }
+        (commit, report)
     }
 
     /// The last seq written.
@@ -210,17 +270,23 @@ impl Journal {
             return;
         }
         let mut base_cursor = inner.base_cursor.clone();
+        let mut base_report_cursor = inner.base_report_cursor.clone();
         for entry in inner.entries.drain(..droppable) {
             if !entry.cursor.is_empty() {
                 base_cursor = entry.cursor;
             }
+            if !entry.report_cursor.is_empty() {
+                base_report_cursor = entry.report_cursor;
+            }
             inner.base_seq = entry.seq;
         }
         inner.base_cursor = base_cursor;
+        inner.base_report_cursor = base_report_cursor;
         match rewrite(
             &self.path,
             inner.base_seq,
             &inner.base_cursor,
+            &inner.base_report_cursor,
             &inner.entries,
         ) {
             Ok(file) => {
@@ -243,12 +309,14 @@ fn rewrite(
     path: &Path,
     base_seq: u64,
     base_cursor: &str,
+    base_report_cursor: &str,
     entries: &VecDeque<Entry>,
 ) -> std::io::Result<std::fs::File> {
     let temporary = path.with_extension("jsonl.tmp");
     let mut text = serde_json::to_vec(&Line::Header(Header {
         base_seq,
         base_cursor: base_cursor.to_string(),
+        base_report_cursor: base_report_cursor.to_string(),
     }))
     .expect("headers serialise");
     text.push(b'\n');
@@ -276,8 +344,10 @@ mod tests {
             kind: Kind::Release,
             time: 1,
             cursor: cursor.into(),
+            report_cursor: String::new(),
             service: "shop".into(),
             environment: "dev".into(),
+            namespace: String::new(),
             artifact_id: "a".into(),
             branch: String::new(),
             author: String::new(),
@@ -292,7 +362,7 @@ mod tests {
     #[test]
     fn appends_survive_a_reopen_and_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(dir.path(), "start").unwrap();
+        let journal = Journal::open(dir.path(), "start", "").unwrap();
         assert_eq!(journal.last_cursor(), "start");
         assert_eq!(journal.append(entry("c1")).unwrap(), 1);
         assert_eq!(journal.append(entry("")).unwrap(), 2);
@@ -303,7 +373,7 @@ mod tests {
             .open(&path)
             .unwrap();
         file.write_all(b"{\"seq\": 3, \"id\": \"torn").unwrap();
-        let journal = Journal::open(dir.path(), "ignored").unwrap();
+        let journal = Journal::open(dir.path(), "ignored", "").unwrap();
         assert_eq!(journal.last_seq(), 2);
         assert_eq!(journal.last_cursor(), "c1");
         assert_eq!(journal.after(1, 10).len(), 1);
@@ -313,13 +383,13 @@ mod tests {
     #[test]
     fn compaction_keeps_numbers_and_the_cursor() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(dir.path(), "start").unwrap();
+        let journal = Journal::open(dir.path(), "start", "").unwrap();
         for n in 0..COMPACT_AT + 10 {
             journal.append(entry(&format!("c{n}"))).unwrap();
         }
         journal.compact(COMPACT_AT as u64 + 5);
         drop(journal);
-        let journal = Journal::open(dir.path(), "ignored").unwrap();
+        let journal = Journal::open(dir.path(), "ignored", "").unwrap();
         assert_eq!(journal.last_seq(), COMPACT_AT as u64 + 10);
         assert_eq!(journal.after(0, 100).len(), 5);
         assert_eq!(journal.last_cursor(), format!("c{}", COMPACT_AT + 9));

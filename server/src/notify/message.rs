@@ -1,7 +1,9 @@
 //! What a destination receives for an entry: a Slack message (`text` in
 //! Slack's mrkdwn, with links to CI and the source), or a CloudEvents 1.0
 //! event in structured mode (`application/cloudevents+json`) whose `id` is
-//! the entry's stable id, so receivers can de-duplicate.
+//! the entry's stable id, so receivers can de-duplicate, and whose `data`
+//! names its fields as the API's JSON does (lowerCamelCase) with RFC 3339
+//! times.
 
 use serde_json::{json, Value};
 
@@ -18,10 +20,25 @@ pub(crate) fn cloudevent(entry: &Entry) -> Value {
     let time = chrono::DateTime::from_timestamp(entry.time, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut data = serde_json::to_value(entry).expect("entries serialise");
-    if let Some(object) = data.as_object_mut() {
-        object.remove("seq");
-        object.remove("id");
+    let mut data = serde_json::Map::new();
+    data.insert("kind".into(), entry.kind.as_str().into());
+    data.insert("time".into(), time.clone().into());
+    data.insert("service".into(), entry.service.clone().into());
+    for (name, value) in [
+        ("environment", &entry.environment),
+        ("namespace", &entry.namespace),
+        ("artifactId", &entry.artifact_id),
+        ("branch", &entry.branch),
+        ("author", &entry.author),
+        ("actor", &entry.actor),
+        ("commitSha", &entry.commit),
+        ("buildUrl", &entry.build_url),
+        ("sourceUrl", &entry.source_url),
+        ("detail", &entry.detail),
+    ] {
+        if !value.is_empty() {
+            data.insert(name.into(), value.clone().into());
+        }
     }
     json!({
         "specversion": "1.0",
@@ -104,8 +121,10 @@ mod tests {
             kind: Kind::Release,
             time: 1_767_323_045,
             cursor: "abc.0".into(),
+            report_cursor: String::new(),
             service: "shop".into(),
             environment: "prod".into(),
+            namespace: "prod".into(),
             artifact_id: "master-1-2".into(),
             branch: "master".into(),
             author: "Dana <dev>".into(),
@@ -135,7 +154,18 @@ mod tests {
         assert_eq!(event["id"], "rm-abc-0");
         assert_eq!(event["type"], "dev.releasemanager.release.v1");
         assert_eq!(event["time"], "2026-01-02T03:04:05Z");
-        assert_eq!(event["data"]["artifact_id"], "master-1-2");
-        assert!(event["data"].get("seq").is_none());
+        let data = &event["data"];
+        assert_eq!(data["artifactId"], "master-1-2");
+        assert_eq!(data["time"], "2026-01-02T03:04:05Z");
+        assert_eq!(data["buildUrl"], "https://ci.example.com/1");
+        assert_eq!(data["namespace"], "prod");
+        for key in data.as_object().unwrap().keys() {
+            assert!(
+                key.chars().all(|c| c.is_ascii_alphanumeric())
+                    && key.starts_with(|c: char| c.is_ascii_lowercase()),
+                "{key} is lowerCamelCase"
+            );
+        }
+        assert!(data.get("seq").is_none() && data.get("sourceUrl").is_none());
     }
 }

@@ -6,12 +6,15 @@
 //! again after a restart or when the broadcast ran ahead) and from
 //! deployment reports; the *source* task writes each to the journal
 //! (`journal`), and one task per destination (`deliver`) sends what it
-//! wants from there and records what its receiver acknowledged. Nothing
-//! here is on the write path: a release never waits for a notification.
+//! wants from there and records what its receiver acknowledged. Of several
+//! replicas, only the holder of the notification lease sends (`lease`).
+//! Nothing here is on the write path: a release never waits for a
+//! notification.
 
 pub(crate) mod config;
 pub(crate) mod deliver;
 pub(crate) mod journal;
+pub(crate) mod lease;
 pub(crate) mod message;
 
 use std::collections::HashSet;
@@ -34,19 +37,68 @@ pub(crate) struct Started {
     pub(crate) journal: Arc<Journal>,
 }
 
-/// Starts the source and one delivery task per destination.
+/// Starts the source, the lease's keeper and one delivery task per
+/// destination. A new journal begins at `tip` in history and at `reports`
+/// in the deployment record.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     notifications: Notifications,
     data_dir: &std::path::Path,
     reader: Arc<Reader>,
     events: &EventBus,
     tip: git2::Oid,
+    reports: &str,
+    lease: lease::Lease,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<Started> {
     let dir = data_dir.join("notifications");
-    let journal = Arc::new(Journal::open(&dir, &tip.to_string())?);
+    let journal = Arc::new(Journal::open(&dir, &tip.to_string(), reports)?);
     let stats = Arc::new(deliver::Stats::new(journal.clone()));
     let mut tasks = Vec::new();
+    // Nobody sends before the lease says who does.
+    let (gate_tx, gate) = tokio::sync::watch::channel(lease::Gate {
+        sending: false,
+        delivered: Default::default(),
+    });
+    let progress = {
+        let (journal, stats) = (journal.clone(), stats.clone());
+        move || {
+            stats
+                .acked()
+                .into_iter()
+                .map(|(destination, seq)| {
+                    let (commit, report) = journal.places_at(seq);
+                    (destination, lease::Places { commit, report })
+                })
+                .collect()
+        }
+    };
+    tasks.push(tokio::spawn(lease::keep(
+        lease,
+        gate_tx,
+        progress,
+        stop.clone(),
+    )));
+    {
+        let (stats, mut gate) = (stats.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                stats.set_sending(gate.borrow_and_update().sending);
+                if gate.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    let covered: deliver::Covered = {
+        let reader = reader.clone();
+        Arc::new(move |entry: &Entry, places: &lease::Places| {
+            reader
+                .with_published(|repo, _, _| Ok(covered(repo, entry, places)))
+                .ok()
+                .flatten()
+        })
+    };
     // Subscribed before history is read again, so nothing falls between.
     let receiver = events.subscribe();
     tasks.push(tokio::spawn(source(journal.clone(), reader, receiver)));
@@ -70,6 +122,8 @@ pub(crate) fn start(
             dir: dir.clone(),
             client: client.clone(),
             stats: stats.clone(),
+            gate: gate.clone(),
+            covered: covered.clone(),
         };
         tasks.push(tokio::spawn(deliverer.run(acked, stop.clone())));
     }
@@ -80,10 +134,66 @@ pub(crate) fn start(
     })
 }
 
+/// Whether `places` (how far a sender got) cover `entry`: its commit event
+/// (or report) is the one they name, or an earlier one. `None` when the
+/// mirror does not know the place named yet.
+fn covered(repo: &git2::Repository, entry: &Entry, places: &lease::Places) -> Option<bool> {
+    if !entry.cursor.is_empty() {
+        return at_or_before(repo, &entry.cursor, &places.commit);
+    }
+    if !entry.report_cursor.is_empty() {
+        if places.report.is_empty() || places.report == "-" {
+            return Some(false);
+        }
+        return at_or_before(repo, &entry.report_cursor, &places.report);
+    }
+    Some(false)
+}
+
+/// Whether the place `<commit>.<n>` is at or before `mark` (`<commit>` or
+/// `<commit>.<n>`) in history.
+fn at_or_before(repo: &git2::Repository, place: &str, mark: &str) -> Option<bool> {
+    let split = |text: &str| -> Option<(git2::Oid, Option<usize>)> {
+        let (commit, n) = match text.split_once('.') {
+            Some((commit, n)) => (commit, Some(n.parse().ok()?)),
+            None => (text, None),
+        };
+        Some((git2::Oid::from_str(commit).ok()?, n))
+    };
+    let ((commit, n), (mark, mark_n)) = (split(place)?, split(mark)?);
+    if commit == mark {
+        return Some(match (n, mark_n) {
+            (_, None) => true,
+            (Some(n), Some(mark_n)) => n <= mark_n,
+            (None, Some(_)) => false,
+        });
+    }
+    repo.find_commit(mark).ok()?;
+    repo.graph_descendant_of(mark, commit).ok()
+}
+
 /// Journals a deployment report's event (called by `deployments` before
-/// it answers the report).
-pub(crate) fn journal_report(journal: &Journal, event: &Event) {
-    if let Some(entry) = report_entry(event) {
+/// it answers the report, and for the reports other replicas took), with
+/// what the release commit and its artifact.json say of the release.
+pub(crate) fn journal_report(journal: &Journal, reader: &Reader, event: &Event) {
+    if let Some(mut entry) = report_entry(event) {
+        let path = format!(
+            "{}/releases/{}/{}/artifact.json",
+            entry.environment, entry.namespace, entry.service
+        );
+        let release_commit = match &event.what {
+            What::DeploymentReported(report) => report.release_commit.clone(),
+            _ => String::new(),
+        };
+        let (actor, commit) = (
+            entry.actor.clone(),
+            std::mem::replace(&mut entry.commit, release_commit),
+        );
+        enrich(reader, &mut entry, &path);
+        // The reporter, and the revision reported, are what a report's
+        // message names; the release's own details only enrich it.
+        entry.actor = actor;
+        entry.commit = commit;
         if let Err(e) = journal.append(entry) {
             tracing::error!(error = %e, "cannot write the notification journal; this report will not be notified");
         }
@@ -179,8 +289,10 @@ fn entry_of(reader: &Reader, event: Event) -> Option<Entry> {
         kind,
         time: event.time,
         cursor: event.cursor.clone(),
+        report_cursor: String::new(),
         service: String::new(),
         environment: String::new(),
+        namespace: String::new(),
         artifact_id: String::new(),
         branch: String::new(),
         author: String::new(),
@@ -201,6 +313,7 @@ fn entry_of(reader: &Reader, event: Event) -> Option<Entry> {
             entry.detail = intent_word(release.kind).to_string();
             entry.service = release.service.clone();
             entry.environment = release.environment.clone();
+            entry.namespace = release.namespace.clone();
             entry.artifact_id = release.artifact_id.clone();
             entry.branch = release.branch.clone();
             let path = format!(
@@ -228,7 +341,7 @@ fn entry_of(reader: &Reader, event: Event) -> Option<Entry> {
             Some(entry)
         }
         // Journaled from `deployments` (see `journal_report`).
-        What::DeploymentReported(_) => None,
+        What::DeploymentReported(_) | What::ReconciliationError(_) => None,
         What::PolicyChanged { .. } => None,
     }
 }
@@ -242,7 +355,8 @@ fn report_entry(event: &Event) -> Option<Entry> {
         environment,
         service,
         artifact_id,
-        release_commit,
+        release_commit: _,
+        namespace,
         deployment,
     } = report;
     let kind = match deployment.state {
@@ -250,22 +364,17 @@ fn report_entry(event: &Event) -> Option<Entry> {
         State::Failed => Kind::DeploymentFailed,
         State::Progressing => return None,
     };
-    let short = |sha: &str| sha.chars().take(12).collect::<String>();
     Some(Entry {
         seq: 0,
-        id: format!(
-            "rm-{}-{}-{}-{}-{}",
-            kind.as_str(),
-            environment,
-            service,
-            short(release_commit),
-            short(&deployment.revision)
-        ),
+        // Its place in the deployment record: the same on every replica.
+        id: format!("rm-report-{}", event.cursor.replace('.', "-")),
         kind,
         time: deployment.reported_at,
         cursor: String::new(),
+        report_cursor: event.cursor.clone(),
         service: service.clone(),
         environment: environment.clone(),
+        namespace: namespace.clone(),
         artifact_id: artifact_id.clone(),
         branch: String::new(),
         author: String::new(),
@@ -288,22 +397,28 @@ fn intent_word(kind: ReleaseKind) -> &'static str {
     }
 }
 
-/// Adds who released, the author and the links, from the release commit
-/// and the artifact.json it holds at `path`.
+/// Adds who released, the author, the branch and the links, from the
+/// release commit and the artifact.json it holds at `path`.
 fn enrich(reader: &Reader, entry: &mut Entry, path: &str) {
     let Ok(commit) = git2::Oid::from_str(&entry.commit) else {
         return;
     };
-    let read = reader.with_published(|repo, _, _| {
+    let read = reader.with_published(|repo, published, _| {
         let details = crate::repo::index::ReleaseDetails::read(repo, commit).ok();
         let spec = crate::repo::tree::tree_of(repo, commit)
             .ok()
             .and_then(|tree| crate::repo::tree::blob_at(repo, &tree, path).ok().flatten())
             .and_then(|bytes| release_manager::spec::ArtifactSpec::parse_committed(&bytes).ok())
             .map(|(spec, _)| spec);
-        Ok((details, spec))
+        // The build's branch folder, for an artifact.json that names none.
+        let branch = crate::repo::index::View::published(&published.index)
+            .build(&entry.service, &entry.artifact_id)
+            .map(|build| build.branch.to_string());
+        Ok((details, spec, branch))
     });
-    let Ok((details, spec)) = read else { return };
+    let Ok((details, spec, branch)) = read else {
+        return;
+    };
     if let Some(details) = details {
         entry.actor = if details.released_by.name.is_empty() {
             details.released_by.email
@@ -312,6 +427,12 @@ fn enrich(reader: &Reader, entry: &mut Entry, path: &str) {
         };
     }
     if let Some(spec) = spec {
+        if entry.branch.is_empty() {
+            entry.branch = spec.application.branch.clone();
+        }
+        if entry.branch.is_empty() {
+            entry.branch = branch.unwrap_or_default();
+        }
         entry.author = spec.application.author_name;
         entry.build_url = spec.ci.job_url;
         entry.source_url = spec.application.url;

@@ -10,6 +10,7 @@ pub(crate) mod mirror;
 pub(crate) mod pack;
 pub(crate) mod raw_tree;
 pub(crate) mod remote;
+pub(crate) mod shared_ref;
 pub(crate) mod snapshot;
 pub(crate) mod staging;
 pub(crate) mod tree;

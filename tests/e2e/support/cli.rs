@@ -234,9 +234,21 @@ impl RunningCli {
         &self.err_read
     }
 
-    /// Sends `signal` to it (SIGHUP, say).
+    /// Sends `signal` to it (SIGHUP, say; `SIGSTOP` freezes it, `SIGCONT`
+    /// resumes it).
     pub fn signal(&self, signal: libc::c_int) {
         self.guard.signal(signal);
+    }
+
+    /// The next line it prints on stderr, if it prints one within
+    /// `timeout`.
+    pub async fn next_err_line(&mut self, timeout: Duration) -> Option<String> {
+        let line = tokio::time::timeout(timeout, self.err.recv())
+            .await
+            .ok()
+            .flatten()?;
+        self.err_read.push_str(&line);
+        Some(line.trim_end_matches('\n').to_string())
     }
 
     /// Whether it still runs.

@@ -71,6 +71,68 @@ impl ConfigRepo {
         n: usize,
         files: &[&str],
     ) -> String {
+        let id = artifact_id(service, branch, n);
+        let manifests: Vec<(String, String)> = files
+            .iter()
+            .map(|file| {
+                (
+                    file.to_string(),
+                    format!("# {file} of {service} in {{env}}\nartifact: {id}\n"),
+                )
+            })
+            .collect();
+        self.write_build(service, branch, n, &manifests, "")
+    }
+
+    /// A build whose manifests are Kubernetes objects named after the
+    /// service (a Deployment and a Service, no namespace: the folder's), as
+    /// a controller applies them.
+    pub fn add_kube_build(&mut self, service: &str, branch: &str, n: usize) -> String {
+        let id = artifact_id(service, branch, n);
+        let manifests = vec![
+            (
+                "deployment.yaml".to_string(),
+                format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {service}\n  labels:\n    artifact: {id}\nspec:\n  replicas: 1\n"),
+            ),
+            (
+                "service.yaml".to_string(),
+                format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {service}\nspec:\n  ports:\n  - port: 80\n"),
+            ),
+        ];
+        self.write_build(service, branch, n, &manifests, "")
+    }
+
+    /// Writes (and commits, not pushed) build `n` of `service`/`branch`
+    /// with `manifests` (name, content) in every environment's folder.
+    fn write_build(
+        &mut self,
+        service: &str,
+        branch: &str,
+        n: usize,
+        manifests: &[(String, String)],
+        message: &str,
+    ) -> String {
+        self.stage_build(service, branch, n, manifests, message);
+        let id = artifact_id(service, branch, n);
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &["commit", "-q", "-m", &format!("[{service}] build tag {id}")],
+        );
+        id
+    }
+
+    /// Writes the files of build `n` of `service`/`branch` without
+    /// committing them (several builds then go in one commit); `{env}` in a
+    /// manifest is its environment.
+    fn stage_build(
+        &mut self,
+        service: &str,
+        branch: &str,
+        n: usize,
+        manifests: &[(String, String)],
+        message: &str,
+    ) {
         self.counter += 1;
         let id = artifact_id(service, branch, n);
         let base = self.work.join("builds").join(service).join(branch);
@@ -78,13 +140,15 @@ impl ConfigRepo {
             std::fs::remove_dir_all(&base).expect("the old build folder goes");
         }
         for env in ENVS {
-            for file in files {
-                write(
-                    &base.join(env).join(file),
-                    &format!("# {file} of {service} in {env}\nartifact: {id}\n"),
-                );
+            for (file, content) in manifests {
+                write(&base.join(env).join(file), &content.replace("{env}", env));
             }
         }
+        let message = if message.is_empty() {
+            format!("change {n} of {service}")
+        } else {
+            message.to_string()
+        };
         let author = format!("Dev {}", n % 3);
         let spec = serde_json::json!({
             "id": id,
@@ -94,7 +158,7 @@ impl ConfigRepo {
                 "authorEmail": format!("dev{}@example.com", n % 3),
                 "committerName": author,
                 "committerEmail": format!("dev{}@example.com", n % 3),
-                "message": format!("change {n} of {service}"),
+                "message": message,
                 "name": service,
                 "url": format!("https://git.example.com/{service}"),
                 "provider": "GitHub"
@@ -109,12 +173,6 @@ impl ConfigRepo {
             &base.join("artifact.json"),
             &(serde_json::to_string_pretty(&spec).expect("JSON") + "\n"),
         );
-        git(&self.work, &["add", "-A"]);
-        git(
-            &self.work,
-            &["commit", "-q", "-m", &format!("[{service}] build tag {id}")],
-        );
-        id
     }
 
     /// A build with the usual two manifests.

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod config_repo;
+pub mod controllers;
 pub mod git;
 pub mod git_daemon;
 pub mod http;

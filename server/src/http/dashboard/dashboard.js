@@ -238,6 +238,12 @@ function follow() {
   });
   events.addEventListener("change", (message) => {
     const event = JSON.parse(message.data);
+    // A reconciliation error of a whole environment, set or cleared: the
+    // matrix's column heads show it.
+    if (event.kind === "environment" && live === "matrix") {
+      location.reload();
+      return;
+    }
     if (!event.service) return;
     if (live === "matrix") {
       refreshRow(event.service).catch(() => {});

@@ -111,18 +111,18 @@ pub(crate) fn of(matrix: &Matrix, deployments: &Deployments) -> Vec<EnvironmentG
     )
 }
 
-/// The environment's reconciliation error, from the deployment store.
-///
-/// The store keeps states per release only: it has no environment-level
-/// error to offer yet. This is the one place the dashboard asks for it;
-/// when the store records what a controller said of a whole environment
-/// (a failure that names no service), return it here and the column
-/// header shows it.
-pub(crate) fn reconciliation_error(
-    _deployments: &Deployments,
-    _environment: &str,
-) -> Option<String> {
-    None
+/// The environment's reconciliation error, from the deployment store:
+/// what its controllers said failed for the environment as a whole (a
+/// failure that names no service), each as `source: message`.
+pub(crate) fn reconciliation_error(deployments: &Deployments, environment: &str) -> Option<String> {
+    let errors = deployments.errors_of(environment);
+    (!errors.is_empty()).then(|| {
+        errors
+            .into_iter()
+            .map(|error| format!("{}: {}", error.source, error.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 /// The matrix's filter, as the URL gives it.

@@ -433,6 +433,7 @@ async fn events(State(state): State<DashboardState>, headers: HeaderMap) -> Resp
             What::Released(r) => ("release", r.service.clone(), r.environment.clone()),
             What::PolicyChanged { service, .. } => ("policy", service.clone(), String::new()),
             What::DeploymentReported(d) => ("deployment", d.service.clone(), d.environment.clone()),
+            What::ReconciliationError(e) => ("environment", String::new(), e.environment.clone()),
         };
         let data =
             serde_json::json!({"kind": kind, "service": service, "environment": environment});

@@ -83,7 +83,7 @@ impl Mirror {
 /// repository. An object may be handed over twice. Lookups in `dst` do
 /// not rescan its pack folder on a miss (libgit2's default, a directory
 /// read per missing object, and every new object misses).
-pub(super) fn copy_new_objects(
+pub(crate) fn copy_new_objects(
     from: &Repository,
     dst: &git2::Odb<'_>,
     tip: Oid,

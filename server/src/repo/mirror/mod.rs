@@ -12,7 +12,7 @@ use super::remote::{callbacks, GitCredentials, RemoteLocation};
 use super::RepoError;
 
 mod debris;
-mod local;
+pub(crate) mod local;
 mod push;
 mod ref_record;
 
