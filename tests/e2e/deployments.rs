@@ -838,7 +838,7 @@ async fn the_routes_need_the_secret_and_count_what_they_take() {
     let metrics = http::get(addr, "/metrics").await.text();
     for line in [
         "release_manager_deployment_reports_total{state=\"failed\"} 1",
-        "release_manager_deployment_reports_total{state=\"succeeded\"} 0",
+        "release_manager_deployment_reports_total{state=\"deployed\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
