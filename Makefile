@@ -8,7 +8,7 @@ ARGS ?=
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PROGRAMS := release-manager hamctl artifact
 
-.PHONY: build build_server test test-tools lint layers proto-check deploy-check python-client-test run readme-test bench bench-quick bench-upload-memory build_server_docker push_server_docker
+.PHONY: build build_server test test-tools lint layers proto-check artifact-schema deploy-check python-client-test node-client-test browser-example run readme-test bench bench-quick bench-upload-memory build_server_docker push_server_docker
 
 # One optimised build of the server, hamctl and artifact, copied to dist/
 # (about 5 minutes the first time on 2 cores, seconds after that).
@@ -47,13 +47,43 @@ test-tools:
 	[ -x $(MOTO_ENV)/bin/moto_server ] || $(MOTO_ENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
 
 # A client in Python generated from proto/ (grpcio-tools), against the
-# real server: every RPC, error details, paging, resumed event streams.
+# real server: every RPC, error details, paging, resumed event streams; and
+# hamctl's --output json compared with protobuf's canonical JSON.
 PYTHON_ENV := .tools/python
 python-client-test:
-	cargo build --locked --bin release-manager
+	cargo build --locked --bin release-manager --bin hamctl
 	[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
 	$(PYTHON_ENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python_client/requirements.txt
-	RELEASE_MANAGER_BIN=$(TARGET_DIR)/debug/release-manager $(PYTHON_ENV)/bin/python tests/python_client/test_api.py
+	RELEASE_MANAGER_BIN=$(TARGET_DIR)/debug/release-manager HAMCTL_BIN=$(TARGET_DIR)/debug/hamctl \
+	  $(PYTHON_ENV)/bin/python tests/python_client/test_api.py
+
+# TypeScript clients generated from proto/ (protoc-gen-es; connect-es over
+# gRPC and gRPC-Web, and grpc-js) against the real server, installed from
+# npm into .tools/node_client (tests/node_client/package-lock.json).
+NODE_TOOLS := .tools/node_client
+NODE_BIN := PATH="$(CURDIR)/$(NODE_TOOLS)/node_modules/.bin:$$PATH" NODE_PATH="$(CURDIR)/$(NODE_TOOLS)/node_modules"
+node-client-test:
+	cargo build --locked --bin release-manager
+	mkdir -p $(NODE_TOOLS)
+	cp tests/node_client/package.json tests/node_client/package-lock.json $(NODE_TOOLS)/
+	cd $(NODE_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	rm -rf tests/node_client/gen
+	$(NODE_BIN) buf generate proto --template tests/node_client/buf.gen.yaml
+	$(NODE_BIN) buf generate tests/node_client/third_party --template tests/node_client/buf.gen.yaml
+	$(NODE_BIN) esbuild tests/node_client/client.test.ts --bundle --platform=node --format=cjs \
+	  --target=node20 --log-level=warning --outfile=$(NODE_TOOLS)/client.test.cjs
+	RELEASE_MANAGER_BIN=$(TARGET_DIR)/debug/release-manager RELEASE_MANAGER_ROOT=$(CURDIR) \
+	  node --test $(NODE_TOOLS)/client.test.cjs
+
+# Bundles the browser example (tests/node_client/browser/status_page.ts,
+# connect-web over gRPC-Web) into tests/e2e/browser/status_page.js, the page
+# the end-to-end test opens in Chromium (committed, so `cargo test` needs no
+# npm; a client of an older schema keeps working as the schema grows, as
+# every client must). Needs node-client-test's setup.
+browser-example:
+	$(NODE_BIN) esbuild tests/node_client/browser/status_page.ts --bundle --format=iife \
+	  --target=chrome100 --minify --legal-comments=none --log-level=warning \
+	  --outfile=tests/e2e/browser/status_page.js
 
 # Runs the commands of README.md and then of the docs/ pages (in the order
 # tests/readme_commands.py lists them), against a demo started the README's
@@ -76,17 +106,22 @@ layers:
 	  python3 .ci/module_cycles.py $$crate || exit 1; \
 	done
 
-# The public schema: buf lint (STANDARD) and buf breaking (wire and JSON
-# compatibility) against the schema of the commit before this one.
+# The public schema: buf lint (STANDARD), buf format, and buf breaking
+# (FILE rules) against the last release tag (the committed baseline
+# .ci/proto-baseline.json until there is one) and the commit before, with a
+# self-test that deleting or renaming an RPC fails it (.ci/proto-breaking.sh).
 BUF := PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" buf
 proto-check:
 	@command -v buf >/dev/null || [ -x .tools/node_modules/.bin/buf ] \
 	  || npm install --prefix .tools --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
-	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
-	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
-	else echo "proto-check: no earlier commit to compare the schema with"; fi
+	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" bash .ci/proto-breaking.sh
+
+# Writes docs/artifact.schema.json anew from the artifact.json types
+# (src/spec.rs); a test fails while the two differ.
+artifact-schema:
+	RELEASE_MANAGER_WRITE_SCHEMA=1 cargo test --locked -p release-manager --lib spec::tests::the_published_schema_matches_the_types
 
 # deploy/, the kustomize base, against Kubernetes' schemas (PyPI's
 # kubernetes-validate, offline) and the installation's promises

@@ -20,9 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("releasemanager_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
+    // Type names (`prost::Name`) let a client find a message's descriptor by
+    // its full name, for the canonical proto3 JSON (`release_manager::json`).
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! The release manager's API crate: the generated gRPC stubs of `proto/`, and
 //! the types the server and both CLIs share (names rules, the artifact.json
-//! spec, the duration grammar). It never touches git, and a Rust client of
+//! spec, the duration grammar, the API's canonical JSON). It never touches git, and a Rust client of
 //! the API pulls in no command-line parsing: the plumbing both CLIs share
 //! lives in their own crate (`cli-support/`).
 
 pub mod duration;
+pub mod json;
 pub mod names;
 pub mod spec;
 

@@ -38,10 +38,15 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// Longest service, environment or namespace name (a Kubernetes label).
+/// Longest service, environment or namespace name (a Kubernetes DNS label).
 pub const MAX_SIMPLE_NAME: usize = 63;
-/// Longest branch name or artifact id.
+/// Longest artifact id.
 pub const MAX_LONG_NAME: usize = 200;
+/// Longest branch name, and longest folder segment a branch becomes.
+pub const MAX_BRANCH: usize = 255;
+/// Most `/`-separated segments of a branch (folders nested under
+/// `builds/<service>/`).
+pub const MAX_BRANCH_DEPTH: usize = 32;
 
 fn err(field: &'static str, value: &str, reason: impl Into<String>) -> NameError {
     NameError {
@@ -51,143 +56,257 @@ fn err(field: &'static str, value: &str, reason: impl Into<String>) -> NameError
     }
 }
 
-/// Checks one path component: `[A-Za-z0-9._-]`, starting with a letter or
-/// digit, so it can neither be `.`/`..` nor hidden nor absolute.
-fn check_component(field: &'static str, whole: &str, part: &str) -> Result<(), NameError> {
-    if part.is_empty() {
-        return Err(err(
-            field,
-            whole,
-            "must not be empty or contain empty path segments",
-        ));
+fn too_long(field: &'static str, value: &str, max: usize) -> NameError {
+    err(
+        field,
+        value,
+        format!("is {} bytes long; at most {max} allowed", value.len()),
+    )
+}
+
+/// The one rule for services, environments and namespaces: a Kubernetes
+/// DNS label (RFC 1123), since each becomes a folder name and, for
+/// namespaces, a Kubernetes namespace: 1 to 63 characters, lower-case
+/// letters, digits and `-`, starting and ending with a letter or digit.
+fn check_dns_label(field: &'static str, value: &str) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(err(field, value, "must not be empty"));
     }
-    if part == "." || part == ".." || part.contains("..") {
-        return Err(err(field, whole, "must not contain \"..\""));
+    if value.len() > MAX_SIMPLE_NAME {
+        return Err(too_long(field, value, MAX_SIMPLE_NAME));
     }
-    if let Some(c) = part
+    if let Some(c) = value
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
         let what = if c.is_control() {
             "control characters".to_string()
+        } else if c.is_ascii_uppercase() {
+            format!("upper-case letters ({c:?})")
         } else {
             format!("{c:?}")
         };
         return Err(err(
             field,
-            whole,
-            format!("must not contain {what} (allowed: letters, digits, '.', '_', '-')"),
+            value,
+            format!(
+                "must not contain {what}: a Kubernetes DNS label has only lower-case letters, digits and '-'"
+            ),
         ));
     }
-    if !part.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(err(field, whole, "must start with a letter or digit"));
+    if value.starts_with('-') || value.ends_with('-') {
+        return Err(err(
+            field,
+            value,
+            "must start and end with a letter or digit (a Kubernetes DNS label)",
+        ));
     }
     Ok(())
 }
 
-fn check_simple(field: &'static str, value: &str) -> Result<(), NameError> {
-    if value.is_empty() {
-        return Err(err(field, value, "must not be empty"));
-    }
-    if value.len() > MAX_SIMPLE_NAME {
-        return Err(err(
-            field,
-            value,
-            format!(
-                "is {} bytes long; at most {MAX_SIMPLE_NAME} allowed",
-                value.len()
-            ),
-        ));
-    }
-    if value.contains("..") {
-        return Err(err(field, value, "must not contain \"..\""));
-    }
-    if value.starts_with('/') {
-        return Err(err(field, value, "must not be an absolute path"));
-    }
-    if value.contains('/') {
-        return Err(err(field, value, "must not contain '/'"));
-    }
-    check_component(field, value, value)
-}
-
-/// A service name: one path component.
+/// A service name: a Kubernetes DNS label.
 pub fn check_service(value: &str) -> Result<(), NameError> {
-    check_simple("service", value)
+    check_dns_label("service", value)
 }
 
-/// An environment name: one path component.
+/// An environment name: a Kubernetes DNS label.
 pub fn check_environment(value: &str) -> Result<(), NameError> {
-    check_simple("environment", value)
+    check_dns_label("environment", value)
 }
 
-/// A namespace name: one path component.
+/// A namespace name: a Kubernetes DNS label.
 pub fn check_namespace(value: &str) -> Result<(), NameError> {
-    check_simple("namespace", value)
+    check_dns_label("namespace", value)
 }
 
-/// A branch name. It may contain `/` (`feature/x`), which becomes nested
-/// folders under `builds/<service>/`; so no segment may equal an environment
-/// folder name or `artifact.json`, and none may be `..`.
-pub fn check_branch(value: &str, environments: &[String]) -> Result<(), NameError> {
+/// A branch name: whatever `git check-ref-format --branch` accepts, at most
+/// [`MAX_BRANCH`] bytes and [`MAX_BRANCH_DEPTH`] segments. `/` nests
+/// folders under `builds/<service>/`; [`branch_folder`] encodes what a
+/// folder name cannot hold. `environments` is unused by the rule (any
+/// segment is fine, an environment's name too: the folder encoding keeps
+/// it apart from the environment folders) and kept for callers' sake.
+pub fn check_branch(value: &str, _environments: &[String]) -> Result<(), NameError> {
     let field = "branch";
     if value.is_empty() {
         return Err(err(field, value, "must not be empty"));
     }
-    if value.len() > MAX_LONG_NAME {
+    if value.len() > MAX_BRANCH {
+        return Err(too_long(field, value, MAX_BRANCH));
+    }
+    if let Some(reason) = git_branch_problem(value) {
         return Err(err(
             field,
             value,
-            format!(
-                "is {} bytes long; at most {MAX_LONG_NAME} allowed",
-                value.len()
-            ),
+            format!("{reason} (the rules of `git check-ref-format --branch`)"),
         ));
     }
-    if value.starts_with('/') {
-        return Err(err(field, value, "must not be an absolute path"));
+    let depth = value.split('/').count();
+    if depth > MAX_BRANCH_DEPTH {
+        return Err(err(
+            field,
+            value,
+            format!("has {depth} '/'-separated segments; at most {MAX_BRANCH_DEPTH} allowed"),
+        ));
     }
-    for part in value.split('/') {
-        check_component(field, value, part)?;
-        if part.ends_with(".lock") || part == "artifact.json" {
-            return Err(err(
-                field,
-                value,
-                format!("must not have a segment {part:?}"),
-            ));
-        }
-        if value.contains('/') && environments.iter().any(|e| e == part) {
-            return Err(err(
-                field,
-                value,
-                format!("segment {part:?} would collide with the environment folder of that name"),
-            ));
-        }
+    if let Some(segment) = branch_folder(value, &[])
+        .split('/')
+        .find(|s| s.len() > MAX_BRANCH)
+    {
+        let shown: String = segment.chars().take(40).collect();
+        return Err(err(
+            field,
+            value,
+            format!("segment {shown:?}... is longer than {MAX_BRANCH} bytes as a folder name"),
+        ));
     }
     Ok(())
 }
 
-/// An artifact id: never a path, but part of commit titles and trailers.
+/// Why git would refuse `name` as a branch (`git check-ref-format
+/// --branch`), or `None`.
+fn git_branch_problem(name: &str) -> Option<String> {
+    if name == "HEAD" {
+        return Some("must not be \"HEAD\"".into());
+    }
+    if name.starts_with('-') {
+        return Some("must not start with '-'".into());
+    }
+    if name.starts_with('/') || name.ends_with('/') {
+        return Some("must not start or end with '/'".into());
+    }
+    if name.ends_with('.') {
+        return Some("must not end with '.'".into());
+    }
+    if name.contains("..") {
+        return Some("must not contain \"..\"".into());
+    }
+    if name.contains("@{") {
+        return Some("must not contain \"@{\"".into());
+    }
+    // Git allows them, but they make a name read as another one.
+    if name.chars().any(is_bidi_control) {
+        return Some("must not contain bidirectional-control characters".into());
+    }
+    if let Some(c) = name.chars().find(|c| {
+        c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+    }) {
+        let what = if c.is_ascii_control() {
+            "control characters".to_string()
+        } else {
+            format!("{c:?}")
+        };
+        return Some(format!("must not contain {what}"));
+    }
+    for segment in name.split('/') {
+        if segment.is_empty() {
+            return Some("must not contain empty segments (\"//\")".into());
+        }
+        if segment.starts_with('.') {
+            return Some(format!("segment {segment:?} must not start with '.'"));
+        }
+        if segment.ends_with(".lock") {
+            return Some(format!("segment {segment:?} must not end with \".lock\""));
+        }
+    }
+    None
+}
+
+/// Bytes percent-encoded in a branch's folder names: `%` itself (so the
+/// encoding reverses), and what common file systems refuse in a name
+/// although git allows it in a branch (`"`, `<`, `>`, `|`).
+fn encoded_in_folder(byte: u8) -> bool {
+    matches!(byte, b'%' | b'"' | b'<' | b'>' | b'|')
+}
+
+/// The folder path (under `builds/<service>/`) of a valid branch: its
+/// `/`-separated segments, each percent-encoded where a folder name cannot
+/// hold what the branch says. `%`, `"`, `<`, `>` and `|` become `%25`,
+/// `%22`, `%3C`, `%3E` and `%7C`; a segment's last `.` becomes `%2E`; and
+/// a segment after the first that is named like an environment or
+/// `artifact.json` (which the folder above holds) has its first character
+/// encoded (`release/prod` is `release/%70rod`). Most branches are their
+/// own folder (`renovate/@types-node-20.x`, `fix#42`). [`branch_of_folder`]
+/// reverses it.
+pub fn branch_folder(branch: &str, environments: &[String]) -> String {
+    let mut folder: Vec<u8> = Vec::with_capacity(branch.len());
+    for (index, segment) in branch.split('/').enumerate() {
+        if index > 0 {
+            folder.push(b'/');
+        }
+        let collides =
+            index > 0 && (segment == "artifact.json" || environments.iter().any(|e| e == segment));
+        let last = segment.len().saturating_sub(1);
+        for (at, byte) in segment.bytes().enumerate() {
+            if encoded_in_folder(byte) || (collides && at == 0) || (at == last && byte == b'.') {
+                folder.extend_from_slice(format!("%{byte:02X}").as_bytes());
+            } else {
+                // Bytes of multi-byte characters are never encoded.
+                folder.push(byte);
+            }
+        }
+    }
+    String::from_utf8(folder).expect("only ASCII bytes were replaced")
+}
+
+/// The branch a folder path under `builds/<service>/` stands for: the
+/// reverse of [`branch_folder`] (percent-decoding). A `%` not followed by
+/// two hex digits stays as it is, so folders written by other tools read
+/// as their names.
+pub fn branch_of_folder(folder: &str) -> String {
+    if !folder.contains('%') {
+        return folder.to_string();
+    }
+    let bytes = folder.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' && at + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[at + 1..at + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(byte) = hex {
+                out.push(byte);
+                at += 3;
+                continue;
+            }
+        }
+        out.push(bytes[at]);
+        at += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| folder.to_string())
+}
+
+/// An artifact id: 1 to 200 bytes, no whitespace, control characters, `/`
+/// or `\\`, not starting with `.` and without `..`. It names a build in
+/// commit titles, trailers and (in the original's S3 era) object keys
+/// `<service>/<artifact-id>`; the ids the original's tools made
+/// (`master-1a2b3c4d5e-6f7a8b9c0d`, a Docker tag) all fit.
 pub fn check_artifact_id(value: &str) -> Result<(), NameError> {
     let field = "artifact_id";
     if value.is_empty() {
         return Err(err(field, value, "must not be empty"));
     }
     if value.len() > MAX_LONG_NAME {
-        return Err(err(
-            field,
-            value,
-            format!(
-                "is {} bytes long; at most {MAX_LONG_NAME} allowed",
-                value.len()
-            ),
-        ));
+        return Err(too_long(field, value, MAX_LONG_NAME));
     }
-    if value.starts_with('/') {
-        return Err(err(field, value, "must not be an absolute path"));
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_whitespace() || is_forbidden_char(*c) || matches!(c, '/' | '\\'))
+    {
+        let what = if c.is_control() {
+            "control characters".to_string()
+        } else if c.is_whitespace() {
+            "whitespace".to_string()
+        } else {
+            format!("{c:?}")
+        };
+        return Err(err(field, value, format!("must not contain {what}")));
     }
-    for part in value.split('/') {
-        check_component(field, value, part)?;
+    if value.starts_with('.') {
+        return Err(err(field, value, "must not start with '.'"));
+    }
+    if value.contains("..") {
+        return Err(err(field, value, "must not contain \"..\""));
     }
     Ok(())
 }
@@ -372,54 +491,220 @@ mod tests {
         vec!["dev".into(), "staging".into(), "prod".into()]
     }
 
+    /// What the proto and docs/config-repository.md promise is accepted.
     #[test]
-    fn accepts_ordinary_names() {
-        check_service("product-api").unwrap();
-        check_service("svc_1.v2").unwrap();
-        check_environment("prod").unwrap();
-        check_branch("master", &envs()).unwrap();
-        check_branch("feature/login-page", &envs()).unwrap();
-        check_branch("dev", &envs()).unwrap();
-        check_artifact_id("master-1a2b3c-4d5e6f").unwrap();
+    fn the_documented_names_are_accepted() {
+        for ok in [
+            "product-api",
+            "a",
+            "svc-1",
+            "0",
+            &"a".repeat(MAX_SIMPLE_NAME),
+        ] {
+            check_service(ok).unwrap();
+            check_environment(ok).unwrap();
+            check_namespace(ok).unwrap();
+        }
+        for branch in [
+            "master",
+            "renovate/@types-node-20.x",
+            "fix#42",
+            "feature/JIRA-123+fix",
+            "feature/dev",
+            "release/prod",
+            "a./b",
+            "x/artifact.json",
+            "Ünïcode/ブランチ",
+            "@",
+            "100%",
+            "a\"b<c>|d",
+            "{x}",
+            "dev",
+        ] {
+            check_branch(branch, &envs()).unwrap_or_else(|e| panic!("{branch:?}: {e}"));
+        }
+        for id in [
+            "master-1a2b3c4d5e-6f7a8b9c0d",
+            "valid",
+            "master-1234-5678",
+            "fix#42-abc-def",
+            "v1.2.3+build.4",
+            "JIRA-123_x",
+        ] {
+            check_artifact_id(id).unwrap_or_else(|e| panic!("{id:?}: {e}"));
+        }
     }
 
+    /// What they promise is refused.
     #[test]
-    fn refuses_escapes_and_odd_characters() {
+    fn the_documented_refusals_are_refused() {
         for bad in [
-            "..", "../x", "a/../b", "/etc", "a/b", "", ".hidden", "a b", "a\0b", "a\nb",
+            "",
+            "svc_1",
+            "svc.v2",
+            "Product",
+            "-a",
+            "a-",
+            "..",
+            "a/b",
+            "/etc",
+            "a b",
+            "a\0b",
+            "é",
+            &"a".repeat(MAX_SIMPLE_NAME + 1),
         ] {
             let e = check_service(bad).unwrap_err();
             assert_eq!(e.field, "service", "{bad:?}");
+            assert!(check_environment(bad).is_err(), "{bad:?}");
+            assert!(check_namespace(bad).is_err(), "{bad:?}");
         }
+        assert!(check_service("Product")
+            .unwrap_err()
+            .reason
+            .contains("upper-case"));
         assert!(check_service("a\u{7}b")
             .unwrap_err()
             .reason
             .contains("control"));
-        assert!(check_service("../x").unwrap_err().reason.contains(".."));
-        assert!(check_service("/x").unwrap_err().reason.contains("absolute"));
+        for bad in [
+            "",
+            "HEAD",
+            "-x",
+            "/a",
+            "a/",
+            "a//b",
+            "a..b",
+            "a/.b",
+            ".a",
+            "a.lock",
+            "a/b.lock/c",
+            "a@{b",
+            "a b",
+            "a~b",
+            "a^b",
+            "a:b",
+            "a?b",
+            "a*b",
+            "a[b",
+            "a\\b",
+            "a\u{7f}b",
+            "a.",
+            &"b".repeat(MAX_BRANCH + 1),
+            &vec!["x"; MAX_BRANCH_DEPTH + 1].join("/"),
+        ] {
+            let e = check_branch(bad, &envs()).unwrap_err();
+            assert_eq!(e.field, "branch", "{bad:?}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "a..b",
+            "a\nb",
+            &"c".repeat(MAX_LONG_NAME + 1),
+        ] {
+            assert!(check_artifact_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The branch rule is git's: every name of a corpus is judged as `git
+    /// check-ref-format --branch` judges it (lengths aside).
+    #[test]
+    fn branches_follow_git_check_ref_format() {
+        let corpus = [
+            "master",
+            "HEAD",
+            "@",
+            "-x",
+            "a/.b",
+            "a..b",
+            "a/b.",
+            "a./b",
+            "a.lock/b",
+            "a@{b",
+            "a b",
+            "a~b",
+            "fix#42",
+            "renovate/@types-node-20.x",
+            "feature/JIRA-123+fix",
+            "a//b",
+            "/a",
+            "a/",
+            "a\"b",
+            "a<b>|c",
+            "é",
+            "a%b",
+            "@a",
+            "a@",
+            "{x}",
+            ".a",
+            "a/.lock",
+            "a.lock",
+            "x.locks",
+            "a;b",
+            "a'b",
+            "a$b",
+            "a`b",
+            "a&b",
+            "a!b",
+            "a\tb",
+            "a:b",
+            "a?b",
+            "a*b",
+            "a[b",
+            "a]b",
+            "a\\b",
+            "@{-1}",
+            "a/@",
+            "a.b.c",
+            "a/-b",
+            "a\u{7f}",
+        ];
+        for name in corpus {
+            let git = std::process::Command::new("git")
+                .args(["check-ref-format", "--branch", name])
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .current_dir(std::env::temp_dir())
+                .output()
+                .expect("git runs");
+            let ours = check_branch(name, &envs());
+            assert_eq!(
+                ours.is_ok(),
+                git.status.success(),
+                "{name:?}: git says {}, we say {ours:?}",
+                git.status
+            );
+        }
     }
 
     #[test]
-    fn refuses_over_long_names() {
-        let long = "a".repeat(MAX_SIMPLE_NAME + 1);
-        assert!(check_service(&long)
-            .unwrap_err()
-            .reason
-            .contains("at most 63"));
-        check_service(&"a".repeat(MAX_SIMPLE_NAME)).unwrap();
-        let long = "b".repeat(MAX_LONG_NAME + 1);
-        assert!(check_branch(&long, &envs()).is_err());
-        assert!(check_artifact_id(&long).is_err());
-    }
-
-    #[test]
-    fn branches_cannot_collide_with_environment_folders() {
-        assert!(check_branch("feature/dev", &envs()).is_err());
-        assert!(check_branch("prod/x", &envs()).is_err());
-        assert!(check_branch("feature//x", &envs()).is_err());
-        assert!(check_branch("feature/x/", &envs()).is_err());
-        assert!(check_branch("x/artifact.json", &envs()).is_err());
-        assert!(check_branch("x.lock", &envs()).is_err());
+    fn branch_folders_encode_what_a_folder_cannot_hold_and_reverse() {
+        let cases = [
+            ("master", "master"),
+            ("renovate/@types-node-20.x", "renovate/@types-node-20.x"),
+            ("fix#42", "fix#42"),
+            ("feature/JIRA-123+fix", "feature/JIRA-123+fix"),
+            ("dev", "dev"),
+            ("feature/dev", "feature/%64ev"),
+            ("release/prod/x", "release/%70rod/x"),
+            ("x/artifact.json", "x/%61rtifact.json"),
+            ("100%", "100%25"),
+            ("a\"b<c>|d", "a%22b%3Cc%3E%7Cd"),
+            ("a./b", "a%2E/b"),
+            ("Ünï/ブ", "Ünï/ブ"),
+        ];
+        for (branch, folder) in cases {
+            assert_eq!(branch_folder(branch, &envs()), folder, "{branch:?}");
+            assert_eq!(branch_of_folder(folder), branch, "{folder:?}");
+        }
+        // Folders other tools wrote read as their names.
+        assert_eq!(branch_of_folder("50%off"), "50%off");
+        assert_eq!(branch_of_folder("a%"), "a%");
     }
 
     #[test]
@@ -427,7 +712,7 @@ mod tests {
         let e = check_environment("../prod").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid environment \"../prod\": must not contain \"..\""
+            "invalid environment \"../prod\": must not contain '.': a Kubernetes DNS label has only lower-case letters, digits and '-'"
         );
     }
 }

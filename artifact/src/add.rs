@@ -209,6 +209,7 @@ fn stage(command: StageCommand) -> Stage {
         id: id.to_owned(),
         name: name.to_owned(),
         data,
+        ..Default::default()
     }
 }
 
@@ -256,6 +257,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             data: serde_json::Value::Null,
+            ..Default::default()
         }
     }
 

@@ -196,11 +196,13 @@ fn build_spec(args: InitArgs, clock: &Clock) -> ArtifactSpec {
             name: args.name.unwrap_or_default(),
             url: args.url.unwrap_or_default(),
             provider: args.provider.unwrap_or_default(),
+            ..Default::default()
         },
         ci: Ci {
             job_url: args.ci_job_url.unwrap_or_default(),
             start: clock.timestamp(),
             end: String::new(),
+            ..Default::default()
         },
         shuttle: Shuttle {
             plan: Repository {
@@ -214,10 +216,13 @@ fn build_spec(args: InitArgs, clock: &Clock) -> ArtifactSpec {
                 name: String::new(),
                 url: args.shuttle_plan_url.unwrap_or_default(),
                 provider: String::new(),
+                ..Default::default()
             },
             shuttle_version: args.shuttle_version.unwrap_or_default(),
+            ..Default::default()
         },
         stages: Vec::new(),
+        extra: Default::default(),
     }
 }
 

@@ -410,6 +410,13 @@ fn report(response: &PushArtifactResponse, spec: &ArtifactSpec) -> Result<Vec<St
         }
     }];
     lines.extend(response.auto_releases.iter().map(auto_release_line));
+    // What the server took but wants known (keys it does not know).
+    lines.extend(
+        response
+            .warnings
+            .iter()
+            .map(|warning| format!("warning: {}", cli_support::one_line(warning))),
+    );
     Ok(lines)
 }
 
@@ -508,6 +515,7 @@ mod tests {
                     ..ReleaseResult::default()
                 },
             ],
+            warnings: vec!["artifact.json has keys this server does not know: x".into()],
         };
         assert_eq!(
             report(&response, &spec()).expect("reported"),
@@ -515,6 +523,7 @@ mod tests {
                 "Stored build master-abc of product-api (branch master): 7 files, commit 1a2b3c4",
                 "Auto-released to dev (namespace dev), commit 9f8e7d6",
                 "Auto-release to staging (namespace staging): already up to date (no change)",
+                "warning: artifact.json has keys this server does not know: x",
             ]
         );
     }

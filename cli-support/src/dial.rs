@@ -123,7 +123,10 @@ pub async fn connect(
     interceptor.timeout = timeout;
     let unreachable = |reason: String| ConnectError::Unreachable {
         url: url.to_owned(),
-        reason,
+        reason: match crate::wording::connect_hint(&reason) {
+            Some(hint) => format!("{reason}{hint}"),
+            None => reason,
+        },
     };
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|error| unreachable(error_chain(&error)))?

@@ -25,7 +25,63 @@ pub fn describe_status(status: &tonic::Status, token_env: &str) -> String {
     if status.code() == Code::Unauthenticated {
         text.push_str(&format!(" (pass --auth-token or set {token_env})"));
     }
+    if let Some(hint) = wrong_place_hint(status) {
+        text.push_str(hint);
+    }
     text
+}
+
+/// What a status that the server never sent says about where the client
+/// dialled: the HTTP port instead of the gRPC one, or plaintext to a TLS
+/// port.
+fn wrong_place_hint(status: &tonic::Status) -> Option<&'static str> {
+    let message = status.message();
+    if message.contains("grpc-status header missing") && message.contains("HTTP status code") {
+        return Some(
+            " (this address answers HTTP but not gRPC: is it the server's HTTP port \
+             (dashboard, webhooks, /metrics; 8081 by default)? gRPC is on --listen, \
+             8080 by default)",
+        );
+    }
+    if status.code() == Code::Unknown && message == "transport error" {
+        return Some(
+            " (the connection broke before any answer: is this the server's gRPC port \
+             (--listen, 8080 by default; 8081 is its HTTP port)? if the server serves \
+             TLS (--tls-cert), use https://)",
+        );
+    }
+    None
+}
+
+/// What a failed connect means, when its reason is one a person can fix:
+/// the scheme does not match the port, or the certificate is not one TLS
+/// accepts for a server.
+pub fn connect_hint(reason: &str) -> Option<&'static str> {
+    if reason.contains("InvalidContentType") {
+        Some(
+            "; the server does not speak TLS on this port: use http:// (or start it \
+             with --tls-cert and --tls-key)",
+        )
+    } else if reason.contains("CaUsedAsEndEntity") {
+        Some(
+            "; the server's certificate is a CA certificate (what `openssl req -x509` \
+             makes), which TLS does not accept as a server's: give the server a \
+             certificate signed by a small CA of your own and trust that CA with \
+             RELEASE_MANAGER_CA_CERT (docs/running.md, TLS)",
+        )
+    } else if reason.contains("UnknownIssuer") {
+        Some(
+            "; the server's certificate is signed by a CA this machine does not \
+             trust: set RELEASE_MANAGER_CA_CERT to that CA's PEM file",
+        )
+    } else if reason.contains("NotValidForName") {
+        Some(
+            "; the server's certificate does not name this host: dial a name or IP \
+             address in its subjectAltName",
+        )
+    } else {
+        None
+    }
 }
 
 /// The client's own deadline passed.
@@ -128,6 +184,27 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wrong_port_or_scheme_is_named() {
+        let dashboard = tonic::Status::unimplemented(
+            "grpc-status header missing, mapped from HTTP status code 404",
+        );
+        let text = describe_status(&dashboard, "T");
+        assert!(text.contains("not gRPC"), "{text}");
+        assert!(text.contains("--listen"), "{text}");
+        let tls = tonic::Status::unknown("transport error");
+        assert!(describe_status(&tls, "T").contains("use https://"));
+        assert!(
+            connect_hint("received corrupt message of type InvalidContentType")
+                .is_some_and(|h| h.contains("use http://"))
+        );
+        assert!(
+            connect_hint("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))")
+                .is_some_and(|h| h.contains("RELEASE_MANAGER_CA_CERT"))
+        );
+        assert_eq!(connect_hint("Connection refused"), None);
+    }
 
     #[test]
     fn an_unsure_write_says_how_to_retry_it() {

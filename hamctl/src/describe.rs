@@ -9,7 +9,6 @@ use release_manager::pb::{
     DescribeArtifactRequest, DescribeArtifactResponse, DescribeReleaseRequest,
     DescribeReleaseResponse,
 };
-use serde_json::{json, Value};
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -118,7 +117,7 @@ async fn run_release(
     let mut client = client::release_client(global).await?;
     let response = client.describe_release(request).await?.into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&releases_json(&response))?,
+        OutputFormat::Json => printer.json(&present::api_json(&response))?,
         OutputFormat::Table if response.releases.is_empty() => printer.line(&format!(
             "No releases of {} in {}",
             response.service, response.environment
@@ -142,7 +141,7 @@ async fn run_artifact(
     let mut client = client::release_client(global).await?;
     let response = client.describe_artifact(request).await?.into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&artifacts_json(&response))?,
+        OutputFormat::Json => printer.json(&present::api_json(&response))?,
         OutputFormat::Table if response.artifacts.is_empty() => {
             let scope = args
                 .branch
@@ -185,31 +184,6 @@ fn releases_table(response: &DescribeReleaseResponse) -> Table {
     table
 }
 
-fn releases_json(response: &DescribeReleaseResponse) -> Value {
-    let releases: Vec<Value> = response
-        .releases
-        .iter()
-        .map(|release| {
-            json!({
-                "artifactId": release.artifact_id,
-                "namespace": release.namespace,
-                "intent": present::intent_json(release.intent()),
-                "releasedAt": present::timestamp_json(release.released_at.as_ref()),
-                "releasedBy": present::person_json(release.released_by.as_ref()),
-                "editedBy": present::person_json(release.edited_by.as_ref()),
-                "author": present::person_json(release.author.as_ref()),
-                "commitSha": release.commit_sha,
-                "title": release.title,
-            })
-        })
-        .collect();
-    json!({
-        "service": response.service,
-        "environment": response.environment,
-        "releases": releases,
-    })
-}
-
 fn artifacts_table(response: &DescribeArtifactResponse) -> Table {
     let mut table = Table::new(&[
         "ARTIFACT",
@@ -230,18 +204,6 @@ fn artifacts_table(response: &DescribeArtifactResponse) -> Table {
         ]);
     }
     table
-}
-
-fn artifacts_json(response: &DescribeArtifactResponse) -> Value {
-    let artifacts: Vec<Value> = response
-        .artifacts
-        .iter()
-        .map(present::artifact_json)
-        .collect();
-    json!({
-        "service": response.service,
-        "artifacts": artifacts,
-    })
 }
 
 #[cfg(test)]
@@ -315,15 +277,15 @@ master-33333-3   promote    2024-05-01 12:34 UTC   Ops Bot   Jane Doe   0123456
     }
 
     #[test]
-    fn release_json_shape() {
-        let value = releases_json(&history(vec![record(
+    fn release_json_is_the_apis() {
+        let value = present::api_json(&history(vec![record(
             "a",
             "prod",
             ReleaseIntent::ReleaseBranch,
         )]));
         assert_eq!(value["environment"], "prod");
         let first = &value["releases"][0];
-        assert_eq!(first["intent"], "release_branch");
+        assert_eq!(first["intent"], "RELEASE_INTENT_RELEASE_BRANCH");
         assert_eq!(first["releasedAt"], "2024-05-01T12:34:56Z");
         assert_eq!(first["releasedBy"]["name"], "Ops Bot");
         assert_eq!(first["commitSha"], "0123456789abcdef");

@@ -11,7 +11,6 @@ use release_manager::pb::{
     CompareEnvironmentsRequest, CompareEnvironmentsResponse, DiffLineKind, EnvironmentStatus,
     FileChange, ManifestFileDiff, NewerEnvironment,
 };
-use serde_json::{json, Value};
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -60,7 +59,7 @@ pub(crate) async fn run(
     let mut client = client::release_client(global).await?;
     let response = client.compare_environments(request).await?.into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&diff_json(&response))?,
+        OutputFormat::Json => printer.json(&present::api_json(&response))?,
         OutputFormat::Table => {
             for block in diff_text(&response) {
                 match block {
@@ -275,85 +274,6 @@ fn diff_text(response: &CompareEnvironmentsResponse) -> Vec<Block> {
     out
 }
 
-fn status_json(status: Option<&EnvironmentStatus>) -> Value {
-    status.map_or(Value::Null, |s| {
-        json!({
-            "environment": s.environment,
-            "namespace": s.namespace,
-            "artifact": s.artifact.as_ref().map_or(Value::Null, present::artifact_json),
-            "releasedAt": present::timestamp_json(s.released_at.as_ref()),
-            "releasedBy": present::person_json(s.released_by.as_ref()),
-            "releaseCommitSha": s.release_commit_sha,
-            "deployment": present::deployment_json(s.deployment.as_ref()),
-        })
-    })
-}
-
-fn diff_json(response: &CompareEnvironmentsResponse) -> Value {
-    let newer = match NewerEnvironment::try_from(response.newer) {
-        Ok(NewerEnvironment::From) => json!("from"),
-        Ok(NewerEnvironment::To) => json!("to"),
-        Ok(NewerEnvironment::Same) => json!("same"),
-        _ => Value::Null,
-    };
-    let files: Vec<Value> = response
-        .manifest_diff
-        .iter()
-        .map(|file| {
-            let change = match FileChange::try_from(file.change) {
-                Ok(FileChange::Added) => "added",
-                Ok(FileChange::Deleted) => "deleted",
-                Ok(FileChange::Renamed) => "renamed",
-                _ => "modified",
-            };
-            let hunks: Vec<Value> = file
-                .hunks
-                .iter()
-                .map(|hunk| {
-                    let lines: Vec<Value> = hunk
-                        .lines
-                        .iter()
-                        .map(|line| {
-                            let kind = match line_sign(line.kind) {
-                                '+' => "added",
-                                '-' => "removed",
-                                _ => "context",
-                            };
-                            json!({
-                                "kind": kind,
-                                "text": line.text,
-                                "oldLine": line.old_line,
-                                "newLine": line.new_line,
-                                "beyondArtifactId": line.beyond_artifact_id,
-                            })
-                        })
-                        .collect();
-                    json!({ "header": hunk.header, "lines": lines })
-                })
-                .collect();
-            json!({
-                "path": file.path,
-                "oldPath": file.old_path,
-                "change": change,
-                "binary": file.binary,
-                "hunks": hunks,
-            })
-        })
-        .collect();
-    json!({
-        "service": response.service,
-        "fromEnvironment": status_json(response.from_environment.as_ref()),
-        "toEnvironment": status_json(response.to_environment.as_ref()),
-        "newer": newer,
-        "builds": response.builds.iter().map(present::artifact_json).collect::<Vec<_>>(),
-        "buildsTruncated": response.builds_truncated,
-        "sourceCompareUrl": response.source_compare_url,
-        "manifestDiff": files,
-        "manifestDiffTruncated": response.manifest_diff_truncated,
-        "linesBeyondArtifactId": response.lines_beyond_artifact_id,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use release_manager::pb::{ArtifactSummary, DiffHunk, DiffLine};
@@ -464,8 +384,8 @@ mod tests {
 
     #[test]
     fn json_names_every_part() {
-        let value = diff_json(&response());
-        assert_eq!(value["newer"], "from");
+        let value = present::api_json(&response());
+        assert_eq!(value["newer"], "NEWER_ENVIRONMENT_FROM");
         assert_eq!(
             value["fromEnvironment"]["artifact"]["artifactId"],
             "master-3"
@@ -473,7 +393,7 @@ mod tests {
         assert_eq!(value["builds"][1]["artifactId"], "master-2");
         assert_eq!(
             value["manifestDiff"][0]["hunks"][0]["lines"][1]["kind"],
-            "added"
+            "DIFF_LINE_KIND_ADDED"
         );
         assert_eq!(
             value["manifestDiff"][0]["hunks"][0]["lines"][1]["beyondArtifactId"],

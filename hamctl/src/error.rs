@@ -23,7 +23,7 @@ pub(crate) enum CliError {
 
     /// The server answered with an error status.
     // A server with single sign-on names `hamctl login` in its message.
-    #[error("{}", describe_status(.0, TOKEN_ENV))]
+    #[error("{}", describe_server_error(.0))]
     Server(Box<tonic::Status>),
 
     /// Signing in failed.
@@ -84,6 +84,18 @@ pub(crate) enum CliError {
     Output(#[from] std::io::Error),
 }
 
+/// The server's words, and what hamctl adds: the server speaks to every
+/// API client, hamctl knows where it took what the server refused.
+fn describe_server_error(status: &tonic::Status) -> String {
+    let mut text = describe_status(status, TOKEN_ENV);
+    if status.code() == tonic::Code::InvalidArgument
+        && status.message().starts_with("invalid committer")
+    {
+        text.push_str(" (hamctl takes it from `git config user.name` and `user.email`)");
+    }
+    text
+}
+
 impl CliError {
     /// Names, in a write that may have been applied, the command that
     /// retries it: `argv` (the command line as given) with its request id.
@@ -122,6 +134,17 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "unauthenticated: missing token (pass --auth-token or set HAMCTL_AUTH_TOKEN)"
+        );
+    }
+
+    #[test]
+    fn a_refused_committer_says_where_hamctl_took_it() {
+        let error = CliError::from(tonic::Status::invalid_argument(
+            "invalid committer: email is missing",
+        ));
+        assert_eq!(
+            error.to_string(),
+            "invalid argument: invalid committer: email is missing (hamctl takes it from `git config user.name` and `user.email`)"
         );
     }
 

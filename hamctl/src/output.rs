@@ -12,7 +12,8 @@ use std::io::{self, Write};
 pub(crate) enum OutputFormat {
     /// Lines and tables for people.
     Table,
-    /// One JSON object, for scripts (`watch`: one object per line).
+    /// The API's canonical JSON of each answer, for scripts (`watch`: one
+    /// object per line).
     Json,
 }
 
@@ -70,14 +71,14 @@ impl<'a> Printer<'a> {
 
     /// One pretty-printed JSON document.
     pub(crate) fn json(&mut self, value: &serde_json::Value) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut *self.out, &absent_as_null(value.clone()))?;
+        serde_json::to_writer_pretty(&mut *self.out, value)?;
         writeln!(self.out)?;
         self.out.flush()
     }
 
     /// One compact JSON object on one line (JSON Lines), for streams.
     pub(crate) fn json_line(&mut self, value: &serde_json::Value) -> io::Result<()> {
-        serde_json::to_writer(&mut *self.out, &absent_as_null(value.clone()))?;
+        serde_json::to_writer(&mut *self.out, value)?;
         writeln!(self.out)?;
         self.out.flush()
     }
@@ -86,25 +87,6 @@ impl<'a> Printer<'a> {
     pub(crate) fn table(&mut self, table: &Table) -> io::Result<()> {
         self.out.write_all(table.render(self.colour).as_bytes())?;
         self.out.flush()
-    }
-}
-
-/// One rule for absent values in every JSON document: the API sends an
-/// empty string for "not set" (proto3 has no other way to say it), and
-/// scripts should not have to know which fields do that, so every empty
-/// string is printed as `null`.
-fn absent_as_null(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::String(text) if text.is_empty() => Value::Null,
-        Value::Array(items) => Value::Array(items.into_iter().map(absent_as_null).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .into_iter()
-                .map(|(key, value)| (key, absent_as_null(value)))
-                .collect(),
-        ),
-        other => other,
     }
 }
 
@@ -251,19 +233,6 @@ production   -                      Jörg
         assert!(!text.contains('\x1b'));
         assert_eq!(text.lines().count(), 2, "{text}");
         assert_eq!(text.lines().nth(1), Some("line one line two [31m   -   -"));
-    }
-
-    #[test]
-    fn empty_strings_print_as_null() {
-        let mut buffer = Vec::new();
-        let mut printer = Printer::new(&mut buffer, OutputFormat::Json, false);
-        printer
-            .json_line(&serde_json::json!({"a": "", "b": ["x", ""], "c": {"d": ""}, "e": 0}))
-            .expect("writes");
-        assert_eq!(
-            String::from_utf8(buffer).expect("utf-8"),
-            "{\"a\":null,\"b\":[\"x\",null],\"c\":{\"d\":null},\"e\":0}\n"
-        );
     }
 
     #[test]

@@ -12,7 +12,6 @@ use release_manager::pb::{
     ApplyBranchRestrictionResponse, DeletePoliciesRequest, ListPoliciesRequest,
     ListPoliciesResponse, Outcome,
 };
-use serde_json::{json, Value};
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -138,7 +137,7 @@ async fn run_list(
     let mut client = client::policy_client(global).await?;
     let response = client.list_policies(request).await?.into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&policies_json(&response))?,
+        OutputFormat::Json => printer.json(&present::api_json(&response))?,
         OutputFormat::Table
             if response.auto_releases.is_empty() && response.branch_restrictions.is_empty() =>
         {
@@ -160,6 +159,7 @@ async fn run_auto_release(
         branch: args.branch,
         environment: args.env,
         committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
+        request_id: cli_support::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;
     let response = client
@@ -167,7 +167,7 @@ async fn run_auto_release(
         .await?
         .into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&auto_release_json(&request, &response))?,
+        OutputFormat::Json => printer.json(&present::api_json(&response))?,
         OutputFormat::Table => printer.line(&auto_release_line(&request, &response))?,
     }
     Ok(())
@@ -184,6 +184,7 @@ async fn run_branch_restriction(
         environment: args.env,
         branch_regex: args.branch_regex,
         committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
+        request_id: cli_support::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;
     let response = client
@@ -191,7 +192,7 @@ async fn run_branch_restriction(
         .await?
         .into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&branch_restriction_json(&request, &response))?,
+        OutputFormat::Json => printer.json(&present::api_json(&response))?,
         OutputFormat::Table => printer.line(&branch_restriction_line(&request, &response))?,
     }
     Ok(())
@@ -207,15 +208,12 @@ async fn run_delete(
         service,
         ids: args.ids,
         committer: Some(identity::resolve_committer(global.user_email.as_deref())?),
+        request_id: cli_support::new_request_id(),
     };
     let mut client = client::policy_client(global).await?;
     let response = client.delete_policies(request.clone()).await?.into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&json!({
-            "service": request.service,
-            "ids": request.ids,
-            "deleted": response.deleted,
-        }))?,
+        OutputFormat::Json => printer.json(&present::api_json(&response))?,
         OutputFormat::Table => printer.line(&deleted_line(&request.service, response.deleted))?,
     }
     Ok(())
@@ -253,37 +251,6 @@ fn scope_word(server_wide: bool) -> &'static str {
     } else {
         "service"
     }
-}
-
-fn policies_json(response: &ListPoliciesResponse) -> Value {
-    let auto_releases: Vec<Value> = response
-        .auto_releases
-        .iter()
-        .map(|policy| {
-            json!({
-                "id": policy.id,
-                "branch": policy.branch,
-                "environment": policy.environment,
-            })
-        })
-        .collect();
-    let branch_restrictions: Vec<Value> = response
-        .branch_restrictions
-        .iter()
-        .map(|policy| {
-            json!({
-                "id": policy.id,
-                "environment": policy.environment,
-                "branchRegex": policy.branch_regex,
-                "serverWide": policy.server_wide,
-            })
-        })
-        .collect();
-    json!({
-        "service": response.service,
-        "autoReleases": auto_releases,
-        "branchRestrictions": branch_restrictions,
-    })
 }
 
 /// `Applied auto-release-master-dev: every new build of master of
@@ -331,32 +298,6 @@ fn deleted_line(service: &str, deleted: u32) -> String {
     }
 }
 
-fn auto_release_json(
-    request: &ApplyAutoReleaseRequest,
-    response: &ApplyAutoReleaseResponse,
-) -> Value {
-    json!({
-        "id": response.id,
-        "outcome": present::outcome_json(response.outcome()),
-        "service": request.service,
-        "branch": request.branch,
-        "environment": request.environment,
-    })
-}
-
-fn branch_restriction_json(
-    request: &ApplyBranchRestrictionRequest,
-    response: &ApplyBranchRestrictionResponse,
-) -> Value {
-    json!({
-        "id": response.id,
-        "outcome": present::outcome_json(response.outcome()),
-        "service": request.service,
-        "environment": request.environment,
-        "branchRegex": request.branch_regex,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use release_manager::pb::{AutoReleasePolicy, BranchRestrictionPolicy};
@@ -394,6 +335,7 @@ mod tests {
             branch: "master".into(),
             environment: "dev".into(),
             committer: None,
+            request_id: String::new(),
         }
     }
 
@@ -403,6 +345,7 @@ mod tests {
             environment: "prod".into(),
             branch_regex: "^master$".into(),
             committer: None,
+            request_id: String::new(),
         }
     }
 
@@ -420,14 +363,15 @@ branch-restriction-staging   branch-restriction   ^(master|release/.*)$   stagin
     }
 
     #[test]
-    fn json_mirrors_the_listing() {
-        let value = policies_json(&listing());
+    fn json_is_the_apis() {
+        let value = present::api_json(&listing());
         assert_eq!(value["service"], "product-api");
         assert_eq!(value["autoReleases"][0]["id"], "auto-release-master-dev");
         assert_eq!(value["autoReleases"][0]["branch"], "master");
         assert_eq!(value["branchRestrictions"][0]["branchRegex"], "^master$");
         assert_eq!(value["branchRestrictions"][0]["serverWide"], true);
-        assert_eq!(value["branchRestrictions"][1]["serverWide"], false);
+        // proto3 JSON leaves default values out.
+        assert_eq!(value["branchRestrictions"][1].get("serverWide"), None);
     }
 
     #[test]
@@ -435,6 +379,7 @@ branch-restriction-staging   branch-restriction   ^(master|release/.*)$   stagin
         let mut response = ApplyAutoReleaseResponse {
             id: "auto-release-master-dev".into(),
             outcome: Outcome::Applied.into(),
+            replayed: false,
         };
         assert_eq!(
             auto_release_line(&auto_release_request(), &response),
@@ -445,10 +390,9 @@ branch-restriction-staging   branch-restriction   ^(master|release/.*)$   stagin
             auto_release_line(&auto_release_request(), &response),
             "auto-release-master-dev is already in place (no change)"
         );
-        let value = auto_release_json(&auto_release_request(), &response);
-        assert_eq!(value["outcome"], "already_up_to_date");
+        let value = present::api_json(&response);
+        assert_eq!(value["outcome"], "OUTCOME_ALREADY_UP_TO_DATE");
         assert_eq!(value["id"], "auto-release-master-dev");
-        assert_eq!(value["environment"], "dev");
     }
 
     #[test]
@@ -456,14 +400,14 @@ branch-restriction-staging   branch-restriction   ^(master|release/.*)$   stagin
         let mut response = ApplyBranchRestrictionResponse {
             id: "branch-restriction-prod".into(),
             outcome: Outcome::Applied.into(),
+            replayed: false,
         };
         assert_eq!(
             branch_restriction_line(&restriction_request(), &response),
             "Applied branch-restriction-prod: only branches matching ^master$ may be released to prod"
         );
-        let value = branch_restriction_json(&restriction_request(), &response);
-        assert_eq!(value["outcome"], "applied");
-        assert_eq!(value["branchRegex"], "^master$");
+        let value = present::api_json(&response);
+        assert_eq!(value["outcome"], "OUTCOME_APPLIED");
         response.outcome = Outcome::AlreadyUpToDate.into();
         assert_eq!(
             branch_restriction_line(&restriction_request(), &response),

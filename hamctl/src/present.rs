@@ -1,19 +1,22 @@
-//! How the server's messages read: as JSON (snake_case fields, RFC 3339
-//! times, enums as lower-case words) and as the short texts that go into
-//! table cells and success lines.
+//! How the server's messages read: as JSON, exactly the API's canonical
+//! proto3 JSON (as `kubectl -o json` prints API objects: what buf curl,
+//! grpcurl and every protobuf library print for the same answer), and as
+//! the short texts that go into table cells and success lines.
 //!
-//! It owns every pb -> text/JSON mapping shared by more than one command,
-//! written by hand so the JSON shape is a deliberate interface rather than
-//! a side effect of the generated types. It must not do I/O.
+//! It owns every pb -> text mapping shared by more than one command. It
+//! must not do I/O.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
-use release_manager::pb::{
-    ArtifactSummary, Outcome, Person, ReleaseIntent, ReleaseResult, Vulnerabilities,
-};
-use serde_json::{json, Value};
+use release_manager::pb::{Outcome, Person, ReleaseIntent, ReleaseResult, Vulnerabilities};
+use serde_json::Value;
 
 use crate::error::CliError;
+
+/// A message of the API as its canonical JSON (`release_manager::json`).
+pub(crate) fn api_json<M: prost::Message + prost::Name>(message: &M) -> Value {
+    release_manager::json::to_value(message)
+}
 
 /// The result inside a write response; the server always sends one.
 pub(crate) fn require_result(result: Option<ReleaseResult>) -> Result<ReleaseResult, CliError> {
@@ -106,89 +109,10 @@ pub(crate) fn intent_word(intent: ReleaseIntent) -> &'static str {
     }
 }
 
-/// An intent in JSON: `release_branch`, `promote`, ...
-pub(crate) fn intent_json(intent: ReleaseIntent) -> &'static str {
-    match intent {
-        ReleaseIntent::Unspecified => "unspecified",
-        ReleaseIntent::ReleaseBranch => "release_branch",
-        ReleaseIntent::ReleaseArtifact => "release_artifact",
-        ReleaseIntent::Promote => "promote",
-        ReleaseIntent::Rollback => "rollback",
-        ReleaseIntent::AutoRelease => "auto_release",
-        ReleaseIntent::Edit => "edit",
-    }
-}
-
-/// An outcome in JSON: `applied`, `already_up_to_date`.
-pub(crate) fn outcome_json(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Unspecified => "unspecified",
-        Outcome::Applied => "applied",
-        Outcome::AlreadyUpToDate => "already_up_to_date",
-    }
-}
-
 fn to_datetime(timestamp: Option<&Timestamp>) -> Option<DateTime<Utc>> {
     let timestamp = timestamp?;
     let nanos = u32::try_from(timestamp.nanos).ok()?;
     DateTime::from_timestamp(timestamp.seconds, nanos)
-}
-
-/// A timestamp as an RFC 3339 string (UTC), or `null`.
-pub(crate) fn timestamp_json(timestamp: Option<&Timestamp>) -> Value {
-    to_datetime(timestamp).map_or(Value::Null, |time| {
-        Value::String(time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-    })
-}
-
-/// `{"name", "email"}`, or `null`.
-pub(crate) fn person_json(person: Option<&Person>) -> Value {
-    person.map_or(
-        Value::Null,
-        |person| json!({ "name": person.name, "email": person.email }),
-    )
-}
-
-/// `{"high", "medium", "low"}`, or `null` when unknown.
-pub(crate) fn vulnerabilities_json(vulnerabilities: Option<&Vulnerabilities>) -> Value {
-    vulnerabilities.map_or(
-        Value::Null,
-        |v| json!({ "high": v.high, "medium": v.medium, "low": v.low }),
-    )
-}
-
-/// One build.
-pub(crate) fn artifact_json(artifact: &ArtifactSummary) -> Value {
-    json!({
-        "artifactId": artifact.artifact_id,
-        "service": artifact.service,
-        "branch": artifact.branch,
-        "author": person_json(artifact.author.as_ref()),
-        "committer": person_json(artifact.committer.as_ref()),
-        "message": artifact.message,
-        "sourceSha": artifact.source_sha,
-        "sourceUrl": artifact.source_url,
-        "buildUrl": artifact.build_url,
-        "buildDate": timestamp_json(artifact.build_date.as_ref()),
-        "vulnerabilities": vulnerabilities_json(artifact.vulnerabilities.as_ref()),
-        "squad": artifact.squad,
-        "buildCommitSha": artifact.build_commit_sha,
-    })
-}
-
-/// The result of a release, promotion or rollback.
-pub(crate) fn release_result_json(result: &ReleaseResult) -> Value {
-    json!({
-        "outcome": outcome_json(result.outcome()),
-        "service": result.service,
-        "environment": result.environment,
-        "namespace": result.namespace,
-        "artifactId": result.artifact_id,
-        "branch": result.branch,
-        "commitSha": result.commit_sha,
-        "intent": intent_json(result.intent()),
-        "replayed": result.replayed,
-    })
 }
 
 /// A deployment state as one word (or two): `pending`, `progressing`,
@@ -199,7 +123,7 @@ pub(crate) fn deployment_word(state: i32) -> &'static str {
     match DeploymentState::try_from(state) {
         Ok(DeploymentState::Pending) => "pending",
         Ok(DeploymentState::Progressing) => "progressing",
-        Ok(DeploymentState::Succeeded) => "deployed",
+        Ok(DeploymentState::Deployed) => "deployed",
         Ok(DeploymentState::Failed) => "failed",
         Ok(DeploymentState::NotReported) => "not reported",
         _ => "unknown",
@@ -221,18 +145,6 @@ pub(crate) fn reconciliation_error_line(
     line
 }
 
-/// An environment's reconciliation error as JSON.
-pub(crate) fn reconciliation_error_json(error: &release_manager::pb::ReconciliationError) -> Value {
-    json!({
-        "environment": error.environment,
-        "source": error.source,
-        "message": error.message,
-        "revision": error.revision,
-        "reportedAt": timestamp_json(error.reported_at.as_ref()),
-        "observedAt": timestamp_json(error.observed_at.as_ref()),
-    })
-}
-
 /// A deployment in the status table: its word, and a failure's reason.
 pub(crate) fn deployment_cell(deployment: Option<&release_manager::pb::Deployment>) -> String {
     let Some(deployment) = deployment else {
@@ -244,21 +156,6 @@ pub(crate) fn deployment_cell(deployment: Option<&release_manager::pb::Deploymen
     } else {
         word.to_string()
     }
-}
-
-/// A deployment as JSON (`state` is the word of [`deployment_word`]).
-pub(crate) fn deployment_json(deployment: Option<&release_manager::pb::Deployment>) -> Value {
-    let Some(deployment) = deployment else {
-        return Value::Null;
-    };
-    json!({
-        "state": deployment_word(deployment.state),
-        "message": deployment.message,
-        "revision": deployment.revision,
-        "reportedAt": timestamp_json(deployment.reported_at.as_ref()),
-        "observedAt": timestamp_json(deployment.observed_at.as_ref()),
-        "source": deployment.source,
-    })
 }
 
 #[cfg(test)]
@@ -305,22 +202,17 @@ mod tests {
             seconds: 1_714_566_896,
             nanos: 0,
         };
-        assert_eq!(
-            timestamp_json(Some(&time)),
-            Value::String("2024-05-01T12:34:56Z".into())
-        );
         assert_eq!(time_cell(Some(&time)), "2024-05-01 12:34 UTC");
         assert_eq!(time_seconds_cell(Some(&time)), "2024-05-01 12:34:56 UTC");
         assert_eq!(time_seconds_cell(None), "");
-        assert_eq!(timestamp_json(None), Value::Null);
         assert_eq!(time_cell(None), "");
     }
 
     #[test]
-    fn release_result_json_is_snake_case_with_words() {
-        let value = release_result_json(&result(Outcome::AlreadyUpToDate));
-        assert_eq!(value["outcome"], "already_up_to_date");
-        assert_eq!(value["intent"], "release_branch");
+    fn json_is_the_apis_canonical_json() {
+        let value = api_json(&result(Outcome::AlreadyUpToDate));
+        assert_eq!(value["outcome"], "OUTCOME_ALREADY_UP_TO_DATE");
+        assert_eq!(value["intent"], "RELEASE_INTENT_RELEASE_BRANCH");
         assert_eq!(value["artifactId"], "master-abc123");
         assert_eq!(value["commitSha"], "1a2b3c4d5e6f");
     }

@@ -6,7 +6,6 @@
 
 use clap::Args;
 use release_manager::pb::PromoteRequest;
-use serde_json::json;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -71,12 +70,10 @@ pub(crate) async fn run(
         .await
         .map_err(|status| retry::write_failed(status, &request_id))?
         .into_inner();
+    let api_json = present::api_json(&response);
     let result = present::require_result(response.result)?;
     match printer.format() {
-        OutputFormat::Json => printer.json(&json!({
-            "result": present::release_result_json(&result),
-            "fromEnvironment": response.from_environment,
-        }))?,
+        OutputFormat::Json => printer.json(&api_json)?,
         OutputFormat::Table if present::is_no_change(&result) => {
             printer.line(&present::no_change_line(&result))?;
         }

@@ -7,7 +7,6 @@
 use clap::{ArgGroup, Args};
 use release_manager::pb::release_request::Source;
 use release_manager::pb::ReleaseRequest;
-use serde_json::json;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -83,9 +82,8 @@ pub(crate) async fn run(
     };
     let committer = identity::resolve_committer(global.user_email.as_deref())?;
     let request_id = args.retry.id();
-    let several = args.env.len() > 1;
     let mut client = client::release_client(global).await?;
-    let mut results = Vec::with_capacity(args.env.len());
+    let several = args.env.len() > 1;
     for environment in args.env {
         // One write per environment, each with its own id: retried with
         // the same --request-id, each lands once.
@@ -107,11 +105,13 @@ pub(crate) async fn run(
             .await
             .map_err(|status| retry::write_failed(status, &request_id))?
             .into_inner();
+        let api_json = present::api_json(&response);
         let result = present::require_result(response.result)?;
         match printer.format() {
-            // One environment: the object it always was; several: one
-            // object with every result, printed at the end.
-            OutputFormat::Json => {}
+            // The API's JSON of each answer: one document, or with several
+            // environments one ReleaseResponse per line, as `watch` prints.
+            OutputFormat::Json if several => printer.json_line(&api_json)?,
+            OutputFormat::Json => printer.json(&api_json)?,
             OutputFormat::Table if present::is_no_change(&result) => {
                 printer.line(&present::no_change_line(&result))?;
             }
@@ -124,15 +124,6 @@ pub(crate) async fn run(
             ))?,
         }
         crate::wait::if_asked(&wait, &result, global, printer).await?;
-        results.push(result);
-    }
-    if printer.format() == OutputFormat::Json {
-        match results.as_slice() {
-            [one] => printer.json(&json!({ "result": present::release_result_json(one) }))?,
-            many => printer.json(&json!({
-                "results": many.iter().map(present::release_result_json).collect::<Vec<_>>(),
-            }))?,
-        }
     }
     Ok(())
 }

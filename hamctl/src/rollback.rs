@@ -6,7 +6,6 @@
 
 use clap::Args;
 use release_manager::pb::RollbackRequest;
-use serde_json::json;
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -79,12 +78,10 @@ pub(crate) async fn run(
         .await
         .map_err(|status| retry::write_failed(status, &request_id))?
         .into_inner();
+    let api_json = present::api_json(&response);
     let result = present::require_result(response.result)?;
     match printer.format() {
-        OutputFormat::Json => printer.json(&json!({
-            "result": present::release_result_json(&result),
-            "previousArtifactId": response.previous_artifact_id,
-        }))?,
+        OutputFormat::Json => printer.json(&api_json)?,
         OutputFormat::Table if present::is_no_change(&result) => {
             printer.line(&present::no_change_line(&result))?;
         }

@@ -6,7 +6,6 @@
 
 use clap::Args;
 use release_manager::pb::{ListServicesRequest, ListServicesResponse};
-use serde_json::{json, Value};
 
 use crate::client;
 use crate::error::CliError;
@@ -26,12 +25,25 @@ pub(crate) async fn run(
     printer: &mut Printer<'_>,
 ) -> Result<(), CliError> {
     let mut client = client::release_client(global).await?;
-    let response = client
-        .list_services(ListServicesRequest {})
-        .await?
-        .into_inner();
+    // Every page, as one answer: the services of all pages, no next token.
+    let mut response = ListServicesResponse::default();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_services(ListServicesRequest {
+                page_size: 1000,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        response.services.extend(page.services);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     match printer.format() {
-        OutputFormat::Json => printer.json(&services_json(&response))?,
+        OutputFormat::Json => printer.json(&crate::present::api_json(&response))?,
         OutputFormat::Table => printer.table(&services_table(&response))?,
     }
     Ok(())
@@ -47,21 +59,6 @@ fn services_table(response: &ListServicesResponse) -> Table {
         ]);
     }
     table
-}
-
-fn services_json(response: &ListServicesResponse) -> Value {
-    let services: Vec<Value> = response
-        .services
-        .iter()
-        .map(|service| {
-            json!({
-                "name": service.name,
-                "environments": service.environments,
-                "branches": service.branches,
-            })
-        })
-        .collect();
-    json!({ "services": services })
 }
 
 #[cfg(test)]
@@ -84,6 +81,7 @@ mod tests {
                     branches: vec!["feature/x".into(), "master".into()],
                 },
             ],
+            next_page_token: String::new(),
         }
     }
 
@@ -95,13 +93,5 @@ mod tests {
         assert!(lines[0].starts_with("SERVICE"), "{text}");
         assert!(lines[2].contains("dev, prod"), "{text}");
         assert!(lines[2].contains("feature/x, master"), "{text}");
-    }
-
-    #[test]
-    fn json_lists_names_environments_and_branches() {
-        let value = services_json(&response());
-        assert_eq!(value["services"][1]["name"], "product-api");
-        assert_eq!(value["services"][1]["environments"][1], "prod");
-        assert_eq!(value["services"][0]["environments"], json!([]));
     }
 }

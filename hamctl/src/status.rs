@@ -6,7 +6,6 @@
 
 use clap::Args;
 use release_manager::pb::{StatusRequest, StatusResponse};
-use serde_json::{json, Value};
 
 use crate::error::CliError;
 use crate::global::GlobalArgs;
@@ -51,7 +50,7 @@ pub(crate) async fn run(
     let mut client = client::release_client(global).await?;
     let response = client.status(request).await?.into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&status_json(&response))?,
+        OutputFormat::Json => printer.json(&present::api_json(&response))?,
         OutputFormat::Table => {
             printer.table(&status_table(&response))?;
             for environment in &response.environments {
@@ -66,14 +65,51 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// One row per environment. A NAMESPACE column appears only when some
-/// release lives outside its environment's default namespace, so the common
-/// case stays narrow.
-fn status_table(response: &StatusResponse) -> Table {
-    let show_namespace = response
-        .environments
+/// One release as the table shows it: an environment's namespace.
+struct Row<'a> {
+    environment: &'a str,
+    namespace: &'a str,
+    artifact: Option<&'a release_manager::pb::ArtifactSummary>,
+    released_at: Option<&'a prost_types::Timestamp>,
+    released_by: Option<&'a release_manager::pb::Person>,
+    deployment: Option<&'a release_manager::pb::Deployment>,
+}
+
+/// The rows of one environment: one per namespace the service is released
+/// to (a server that lists none: the release it describes), or one row of
+/// dashes where it was never released.
+fn rows(env: &release_manager::pb::EnvironmentStatus) -> Vec<Row<'_>> {
+    if env.namespaces.is_empty() {
+        return vec![Row {
+            environment: &env.environment,
+            namespace: &env.namespace,
+            artifact: env.artifact.as_ref(),
+            released_at: env.released_at.as_ref(),
+            released_by: env.released_by.as_ref(),
+            deployment: env.deployment.as_ref(),
+        }];
+    }
+    env.namespaces
         .iter()
-        .any(|env| !env.namespace.is_empty() && env.namespace != env.environment);
+        .map(|ns| Row {
+            environment: &env.environment,
+            namespace: &ns.namespace,
+            artifact: ns.artifact.as_ref(),
+            released_at: ns.released_at.as_ref(),
+            released_by: ns.released_by.as_ref(),
+            deployment: ns.deployment.as_ref(),
+        })
+        .collect()
+}
+
+/// One row per environment and namespace the service is released to. A
+/// NAMESPACE column appears only when some release lives outside its
+/// environment's default namespace, so the common case stays narrow.
+fn status_table(response: &StatusResponse) -> Table {
+    let rows: Vec<Row<'_>> = response.environments.iter().flat_map(rows).collect();
+    let show_namespace = rows
+        .iter()
+        .any(|row| !row.namespace.is_empty() && row.namespace != row.environment);
     let mut header = vec!["ENV"];
     if show_namespace {
         header.push("NAMESPACE");
@@ -87,64 +123,36 @@ fn status_table(response: &StatusResponse) -> Table {
         "VULNS(h/m/l)",
     ]);
     // Only when a controller reports: otherwise every row says "pending".
-    let show_deployment = response.environments.iter().any(|env| {
-        env.deployment
-            .as_ref()
+    let show_deployment = rows.iter().any(|row| {
+        row.deployment
             .is_some_and(|d| d.state != release_manager::pb::DeploymentState::Pending as i32)
     });
     if show_deployment {
         header.push("DEPLOYED");
     }
     let mut table = Table::new(&header);
-    for env in &response.environments {
-        let mut row = vec![env.environment.clone()];
+    for row in &rows {
+        let mut cells = vec![row.environment.to_string()];
         if show_namespace {
-            row.push(env.namespace.clone());
+            cells.push(row.namespace.to_string());
         }
         // Never released there: the table pads the row with dashes.
-        if let Some(artifact) = &env.artifact {
-            row.extend([
+        if let Some(artifact) = row.artifact {
+            cells.extend([
                 artifact.artifact_id.clone(),
                 artifact.branch.clone(),
                 present::person_cell(artifact.author.as_ref()),
-                present::time_cell(env.released_at.as_ref()),
-                present::person_cell(env.released_by.as_ref()),
+                present::time_cell(row.released_at),
+                present::person_cell(row.released_by),
                 present::vulnerabilities_cell(artifact.vulnerabilities.as_ref()),
             ]);
             if show_deployment {
-                row.push(present::deployment_cell(env.deployment.as_ref()));
+                cells.push(present::deployment_cell(row.deployment));
             }
         }
-        table.push(row);
+        table.push(cells);
     }
     table
-}
-
-fn status_json(response: &StatusResponse) -> Value {
-    let environments: Vec<Value> = response
-        .environments
-        .iter()
-        .map(|env| {
-            json!({
-                "environment": env.environment,
-                "namespace": env.namespace,
-                "artifact": env.artifact.as_ref().map_or(Value::Null, present::artifact_json),
-                "releasedAt": present::timestamp_json(env.released_at.as_ref()),
-                "releasedBy": present::person_json(env.released_by.as_ref()),
-                "releaseCommitSha": env.release_commit_sha,
-                "deployment": present::deployment_json(env.deployment.as_ref()),
-                "reconciliationErrors": env
-                    .reconciliation_errors
-                    .iter()
-                    .map(present::reconciliation_error_json)
-                    .collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "service": response.service,
-        "environments": environments,
-    })
 }
 
 #[cfg(test)]
@@ -186,6 +194,7 @@ mod tests {
                 state: release_manager::pb::DeploymentState::Pending as i32,
                 ..Default::default()
             }),
+            namespaces: Vec::new(),
             reconciliation_errors: Vec::new(),
         }
     }
@@ -256,10 +265,33 @@ prod      -                      -        -          -                      -   
     }
 
     #[test]
-    fn json_keeps_absent_artifacts_as_null() {
+    fn every_namespace_of_an_environment_is_a_row() {
+        let mut dev = released("dev", "dev", "a", "x");
+        let one = released("dev", "dev", "a", "x");
+        let other = released("dev", "team-b", "b", "y");
+        dev.namespaces = [one, other]
+            .into_iter()
+            .map(|e| release_manager::pb::NamespaceStatus {
+                namespace: e.namespace,
+                artifact: e.artifact,
+                released_at: e.released_at,
+                released_by: e.released_by,
+                release_commit_sha: e.release_commit_sha,
+                deployment: e.deployment,
+            })
+            .collect();
+        let text = status_table(&response(vec![dev])).render(false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[1].starts_with("dev   dev         a"), "{text}");
+        assert!(lines[2].starts_with("dev   team-b      b"), "{text}");
+    }
+
+    #[test]
+    fn json_is_the_apis() {
         let mut prod = released("prod", "prod", "x", "y");
         prod.artifact = None;
-        let value = status_json(&response(vec![released("dev", "dev", "a", "x"), prod]));
+        let value = present::api_json(&response(vec![released("dev", "dev", "a", "x"), prod]));
         assert_eq!(value["service"], "product-api");
         assert_eq!(value["environments"][0]["artifact"]["artifactId"], "a");
         assert_eq!(
@@ -270,6 +302,6 @@ prod      -                      -        -          -                      -   
             value["environments"][0]["releasedAt"],
             "2024-05-01T12:34:56Z"
         );
-        assert_eq!(value["environments"][1]["artifact"], Value::Null);
+        assert_eq!(value["environments"][1].get("artifact"), None);
     }
 }

@@ -277,7 +277,7 @@ enum Settled {
 
 fn settled(state: i32, message: &str, artifact: &str, environment: &str) -> Option<Settled> {
     match DeploymentState::try_from(state) {
-        Ok(DeploymentState::Succeeded) => Some(Settled::Deployed(format!(
+        Ok(DeploymentState::Deployed) => Some(Settled::Deployed(format!(
             "{environment} deployed {artifact}"
         ))),
         Ok(DeploymentState::Failed) => Some(Settled::Failed(if message.is_empty() {

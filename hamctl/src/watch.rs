@@ -14,7 +14,6 @@ use clap::Args;
 use cli_support::{one_line, ConnectError};
 use release_manager::pb::watch_events_response::Event;
 use release_manager::pb::{WatchEventsRequest, WatchEventsResponse};
-use serde_json::{json, Value};
 use tonic::Code;
 
 use crate::error::CliError;
@@ -208,7 +207,7 @@ async fn subscribe(
             *cursor = Some(event.cursor.clone());
         }
         match printer.format() {
-            OutputFormat::Json => printer.json_line(&event_json(&event))?,
+            OutputFormat::Json => printer.json_line(&present::api_json(&event))?,
             OutputFormat::Table => printer.line(&event_line(&event))?,
         }
         *printed += 1;
@@ -290,51 +289,6 @@ fn event_line(event: &WatchEventsResponse) -> String {
     one_line(&format!(
         "{time:<TIME_WIDTH$}  {kind:<KIND_WIDTH$} {service}  {detail}"
     ))
-}
-
-/// One event as a JSON object: `commit_sha`, `time`, `type` (`build_added`,
-/// `released`, `policy_changed` or `unknown`) and the event itself under
-/// the key its type names.
-fn event_json(event: &WatchEventsResponse) -> Value {
-    let (kind, body) = match &event.event {
-        Some(Event::BuildAdded(artifact)) => ("buildAdded", present::artifact_json(artifact)),
-        Some(Event::Released(result)) => ("released", present::release_result_json(result)),
-        Some(Event::PolicyChanged(change)) => (
-            "policyChanged",
-            json!({ "service": change.service, "title": change.title }),
-        ),
-        Some(Event::DeploymentReported(report)) => (
-            "deploymentReported",
-            json!({
-                "environment": report.environment,
-                "service": report.service,
-                "artifactId": report.artifact_id,
-                "releaseCommitSha": report.release_commit_sha,
-                "deployment": present::deployment_json(report.deployment.as_ref()),
-            }),
-        ),
-        Some(Event::ReconciliationError(changed)) => {
-            let mut body = changed
-                .error
-                .as_ref()
-                .map_or(Value::Null, present::reconciliation_error_json);
-            if let Some(object) = body.as_object_mut() {
-                object.insert("cleared".into(), changed.cleared.into());
-            }
-            ("reconciliationError", body)
-        }
-        Some(Event::Live(_) | Event::Dropped(_)) | None => ("unknown", Value::Null),
-    };
-    let mut value = json!({
-        "commitSha": event.commit_sha,
-        "time": present::timestamp_json(event.time.as_ref()),
-        "type": kind,
-        "cursor": event.cursor,
-    });
-    if !body.is_null() {
-        value[kind] = body;
-    }
-    value
 }
 
 #[cfg(test)]
@@ -457,26 +411,23 @@ mod tests {
             event_line(&event),
             "2026-01-02 03:04:05 UTC  unknown  -  commit fedcba9"
         );
-        let value = event_json(&event);
-        assert_eq!(value["type"], "unknown");
-        assert_eq!(value.get("unknown"), None);
+        let value = present::api_json(&event);
+        assert_eq!(value["commitSha"], "fedcba9876543210");
+        assert_eq!(value.get("buildAdded"), None);
     }
 
     #[test]
-    fn json_names_the_event_type() {
-        let value = event_json(&at(released()));
-        assert_eq!(value["type"], "released");
+    fn json_is_the_apis_event() {
+        let value = present::api_json(&at(released()));
         assert_eq!(value["time"], "2026-01-02T03:04:05Z");
         assert_eq!(value["commitSha"], "fedcba9876543210");
-        assert_eq!(value["released"]["intent"], "auto_release");
+        assert_eq!(value["released"]["intent"], "RELEASE_INTENT_AUTO_RELEASE");
         assert_eq!(value["released"]["artifactId"], "master-abc");
 
-        let value = event_json(&at(build()));
-        assert_eq!(value["type"], "buildAdded");
+        let value = present::api_json(&at(build()));
         assert_eq!(value["buildAdded"]["author"]["name"], "Dana Dev");
 
-        let value = event_json(&at(policy()));
-        assert_eq!(value["type"], "policyChanged");
+        let value = present::api_json(&at(policy()));
         assert_eq!(value["policyChanged"]["service"], "shop");
     }
 

@@ -2,11 +2,10 @@
 //! sign-in or a token), the groups and access rules that apply, and what
 //! they allow in each environment.
 //!
-//! It owns the command's table and JSON; the server decides.
+//! It owns the command's table (its JSON is the API's); the server decides.
 
 use clap::Args;
 use release_manager::pb::{CredentialKind, WhoAmIRequest, WhoAmIResponse};
-use serde_json::{json, Value};
 
 use crate::client;
 use crate::error::CliError;
@@ -29,7 +28,7 @@ pub(crate) async fn run(
     let mut access = client::access_client(global).await?;
     let who = access.who_am_i(WhoAmIRequest {}).await?.into_inner();
     match printer.format() {
-        OutputFormat::Json => printer.json(&whoami_json(&who))?,
+        OutputFormat::Json => printer.json(&crate::present::api_json(&who))?,
         OutputFormat::Table => {
             for line in identity_lines(&who) {
                 printer.line(&line)?;
@@ -39,14 +38,6 @@ pub(crate) async fn run(
         }
     }
     Ok(())
-}
-
-fn kind_word(who: &WhoAmIResponse) -> &'static str {
-    match who.kind() {
-        CredentialKind::IdentityToken => "sign-in",
-        CredentialKind::StaticToken => "token",
-        CredentialKind::None | CredentialKind::Unspecified => "none",
-    }
 }
 
 fn identity_lines(who: &WhoAmIResponse) -> Vec<String> {
@@ -94,23 +85,6 @@ fn environments_table(who: &WhoAmIResponse) -> Table {
     table
 }
 
-fn whoami_json(who: &WhoAmIResponse) -> Value {
-    json!({
-        "kind": kind_word(who),
-        "issuer": who.issuer,
-        "subject": who.subject,
-        "name": who.name,
-        "email": who.email,
-        "groups": who.groups,
-        "rules": who.rules,
-        "environments": who.environments.iter()
-            .map(|e| json!({"environment": e.environment, "actions": e.actions}))
-            .collect::<Vec<_>>(),
-        "actions": who.actions,
-        "expiresAt": who.expires_at,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +121,7 @@ mod tests {
                 .any(|l| l.starts_with("prod") && l.trim_end().ends_with('-')),
             "{table}"
         );
-        assert_eq!(whoami_json(&who)["kind"], "sign-in");
+        let value = crate::present::api_json(&who);
+        assert_eq!(value["kind"], "CREDENTIAL_KIND_IDENTITY_TOKEN");
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api::upload::UploadLimits;
+pub use crate::api::web::CorsPolicy;
 use crate::auth::{Auth, OidcSettings, TrustedIssuer};
 use crate::commit_flags::{resolve_commits, CommitArgs};
 use crate::demo::ensure_demo_repo;
@@ -248,6 +249,15 @@ pub struct StartArgs {
     /// Longest one upload may take.
     #[arg(long, env = "RELEASE_MANAGER_UPLOAD_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub upload_timeout: std::time::Duration,
+    /// Origins whose browser pages may call the gRPC port (gRPC-Web):
+    /// `https://app.example.com,http://localhost:3000`, or `*` for any
+    /// [default: none, so browsers refuse cross-origin calls].
+    #[arg(long, env = "RELEASE_MANAGER_CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub cors_allowed_origins: String,
+    /// Let those pages send credentials (cookies, client certificates); not
+    /// with `*`. The API's token is a header and needs none.
+    #[arg(long, env = "RELEASE_MANAGER_CORS_ALLOW_CREDENTIALS")]
+    pub cors_allow_credentials: bool,
     /// Least average rate of an upload, in bytes per second, after its
     /// first 15 s; a slower one is dropped (0: no least rate).
     #[arg(long, env = "RELEASE_MANAGER_UPLOAD_MIN_RATE", default_value_t = 32 << 10)]
@@ -317,6 +327,8 @@ pub struct ServerConfig {
     pub notifications_lease: std::time::Duration,
     /// PEM certificate and key to serve gRPC over TLS.
     pub tls: Option<TlsFiles>,
+    /// Which browser origins may call the gRPC port.
+    pub cors: CorsPolicy,
     /// Bounds on both ports' connections.
     pub connections: ConnectionLimits,
 }
@@ -367,6 +379,7 @@ impl ServerConfig {
             notifications: None,
             notifications_lease: std::time::Duration::from_secs(30),
             tls: None,
+            cors: CorsPolicy::default(),
             connections: ConnectionLimits::default(),
         }
     }
@@ -487,6 +500,7 @@ pub fn resolve_with_env(
             }),
             _ => None,
         },
+        cors: CorsPolicy::parse(&args.cors_allowed_origins, args.cors_allow_credentials)?,
         connections: connection_limits(args)?,
     };
     Ok(Resolved {

@@ -125,16 +125,19 @@ fn build_files(service: &str, branch: &str, n: usize) -> (String, Vec<(String, S
             name: service.into(),
             url: format!("https://git.example.com/acme/{service}/commit/{sha}"),
             provider: "GitHub".into(),
+            ..Default::default()
         },
         ci: Ci {
             job_url: format!("https://ci.example.com/{service}/{n}"),
             start: format!("2026-01-01T10:{:02}:00Z", n % 60),
             end: format!("2026-01-01T10:{:02}:30Z", n % 60),
+            ..Default::default()
         },
         stages: vec![Stage {
             id: "build".into(),
             name: "Build".into(),
             data: serde_json::json!({"image": format!("registry.example.com/acme/{service}"), "tag": id, "dockerVersion": "27.0"}),
+            ..Default::default()
         }],
         ..Default::default()
     };

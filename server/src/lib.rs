@@ -26,7 +26,7 @@ mod start;
 // The facade: what `main`, the tests and the benchmark use. Everything
 // else is crate-private, so the compiler reports what nothing uses.
 pub use auth::{Auth, OidcSettings, TrustedIssuer};
-pub use config::{ServerConfig, TlsFiles};
+pub use config::{CorsPolicy, ServerConfig, TlsFiles};
 pub use demo::DEMO_SERVICES;
 pub use domain::error::chain;
 pub use domain::policy_file::parse_global as parse_global_restrictions;

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use release_manager::pb;
 use release_manager::pb::access_service_server::AccessServiceServer;
 use release_manager::pb::policy_service_server::PolicyServiceServer;
 use release_manager::pb::release_service_server::ReleaseServiceServer;
@@ -222,17 +221,12 @@ pub async fn start(
     let release_gate = api::starting::Gate::closed();
     let policy_gate = api::starting::Gate::closed();
     let access_gate = api::starting::Gate::closed();
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| StartError::Grpc(e.to_string()))?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| StartError::Grpc(e.to_string()))?;
+    // Reflection serves the error details' files too, so generic tools
+    // decode the ErrorInfo every error carries.
+    let reflection =
+        api::reflection::Reflection::new().map_err(|e| StartError::Grpc(e.to_string()))?;
+    let reflection_v1 = api::reflection::v1::service(reflection.clone());
+    let reflection_v1alpha = api::reflection::v1alpha::service(reflection);
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
@@ -242,7 +236,9 @@ pub async fn start(
             .map_err(|e| StartError::Grpc(format!("TLS: {e}")))?;
     }
     // gRPC-Web on the same port (HTTP/1.1 too): browsers and `buf curl
-    // --protocol grpcweb` reach the API without a proxy.
+    // --protocol grpcweb` reach the API without a proxy; CORS lets pages of
+    // the allowed origins call it; grpc-message is encoded as the gRPC spec
+    // says (innermost, before gRPC-Web frames the trailers).
     // Every connection bounded and timed (listen/): keepalive pings find
     // peers that went away; the guard marks requests and times bodies.
     let limits = config.connections;
@@ -253,9 +249,11 @@ pub async fn start(
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(listen::GuardLayer::new(limits.body_timeout, rebox))
+        .layer(tower::util::option_layer(config.cors.layer()))
         // The original release manager's probes ask `GET /ping` here.
         .layer(crate::api::ping::PingLayer)
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(api::web::GrpcMessageLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

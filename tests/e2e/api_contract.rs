@@ -201,3 +201,83 @@ async fn grpc_web_answers_over_http1() {
     assert!(String::from_utf8_lossy(&trailer[5..]).contains("grpc-status:0"));
     server.stop().await;
 }
+
+/// `ListServices` pages, `Status` lists every namespace of an environment,
+/// and a policy write with a request id applies once.
+#[tokio::test]
+async fn services_page_status_shows_every_namespace_and_policies_apply_once() {
+    let mut repo = ConfigRepo::new();
+    for service in ["alpha", "beta", "gamma"] {
+        repo.add_build(service, "master", 1);
+    }
+    repo.push();
+    let server = TestServer::start(&repo.remote).await;
+    let mut client = server.client().await;
+
+    let mut names = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_services(pb::ListServicesRequest {
+                page_size: 2,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.services.len() <= 2);
+        names.extend(page.services.into_iter().map(|s| s.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(names, ["alpha", "beta", "gamma"]);
+
+    for namespace in ["dev", "team-b"] {
+        let mut request = release_branch("alpha", "dev", "master");
+        request.namespace = namespace.into();
+        client.release(request).await.unwrap();
+    }
+    let status = server.status("alpha").await;
+    let dev = &status.environments[0];
+    let namespaces: Vec<&str> = dev
+        .namespaces
+        .iter()
+        .map(|n| n.namespace.as_str())
+        .collect();
+    assert_eq!(namespaces, ["dev", "team-b"]);
+    assert_eq!(
+        dev.namespace, "team-b",
+        "the top fields: the latest release"
+    );
+    assert!(dev.namespaces.iter().all(|n| n.artifact.is_some()));
+
+    let mut policies = server.policy_client().await;
+    let apply = || pb::ApplyAutoReleaseRequest {
+        service: "beta".into(),
+        branch: "master".into(),
+        environment: "dev".into(),
+        committer: alice(),
+        request_id: "apply-once".into(),
+    };
+    let first = policies
+        .apply_auto_release(apply())
+        .await
+        .unwrap()
+        .into_inner();
+    let head = repo.remote_head();
+    let again = policies
+        .apply_auto_release(apply())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(again.id, first.id);
+    assert_eq!(repo.remote_head(), head, "no second commit");
+    let mut other = apply();
+    other.service = "gamma".into();
+    let refused = policies.apply_auto_release(other).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    server.stop().await;
+}

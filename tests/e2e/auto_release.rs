@@ -159,6 +159,7 @@ async fn builds_pushed_by_ci_are_auto_released_once() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "shop".into(),
             branch: "master".into(),
             environment: "staging".into(),
@@ -192,6 +193,7 @@ async fn a_badly_signed_webhook_is_refused_and_releases_nothing() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "shop".into(),
             branch: "master".into(),
             environment: "dev".into(),
@@ -218,6 +220,7 @@ async fn a_badly_signed_webhook_is_refused_and_releases_nothing() {
     // any auto-release that fetch caused would be on the remote.
     let again = policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "shop".into(),
             branch: "master".into(),
             environment: "dev".into(),
@@ -299,6 +302,7 @@ async fn a_build_seen_while_replaying_a_push_is_auto_released() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "shop".into(),
             branch: "master".into(),
             environment: "dev".into(),

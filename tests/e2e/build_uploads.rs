@@ -144,23 +144,6 @@ async fn bad_uploads_are_refused_and_change_nothing() {
             "ARTIFACT_ENVIRONMENTS",
         ),
         (
-            "too large",
-            chunks(&[("artifact.json", &good), ("dev/x.yaml", &big)]),
-            "too large",
-        ),
-        (
-            "too many files",
-            chunks(&[
-                ("artifact.json", &good),
-                ("dev/1", "x"),
-                ("dev/2", "x"),
-                ("dev/3", "x"),
-                ("dev/4", "x"),
-                ("dev/5", "x"),
-            ]),
-            "too many files",
-        ),
-        (
             "no artifact.json",
             chunks(&[("dev/x.yaml", "x")]),
             "no artifact.json",
@@ -171,12 +154,26 @@ async fn bad_uploads_are_refused_and_change_nothing() {
             "artifact.json: EOF",
         ),
         (
-            "unknown field",
+            "a time that is not one",
             chunks(&[
-                ("artifact.json", &good.replace("\"stages\"", "\"stagez\"")),
+                ("artifact.json", &good.replace("2026-02-01T10:00:00Z", "yesterday")),
                 ("dev/x.yaml", "x"),
             ]),
-            "unknown field `stagez`",
+            "artifact.json.ci.start: \"yesterday\" is not an RFC 3339 time",
+        ),
+        (
+            "a stage with the wrong shape",
+            chunks(&[
+                (
+                    "artifact.json",
+                    &good.replace(
+                        "\"stages\": []",
+                        "\"stages\": [{\"id\": \"test\", \"data\": {\"results\": {\"passed\": \"all\"}}}]",
+                    ),
+                ),
+                ("dev/x.yaml", "x"),
+            ]),
+            "artifact.json.stages[0].data.results.passed",
         ),
         (
             "bad service name",
@@ -189,7 +186,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
         (
             "bad branch",
             chunks(&[
-                ("artifact.json", &spec("shop", "x/dev", "m-1")),
+                ("artifact.json", &spec("shop", "x..y", "m-1")),
                 ("dev/x.yaml", "x"),
             ]),
             "invalid branch",
@@ -225,6 +222,39 @@ async fn bad_uploads_are_refused_and_change_nothing() {
             "{name}: {:?} lacks {message:?}",
             status.message()
         );
+    }
+    // Limits are RESOURCE_EXHAUSTED, with the limit in the ErrorInfo.
+    let limits = [
+        (
+            chunks(&[("artifact.json", &good), ("dev/x.yaml", &big)]),
+            "larger than 10000 bytes (--max-upload-bytes)",
+            "10000",
+        ),
+        (
+            chunks(&[
+                ("artifact.json", &good),
+                ("dev/1", "x"),
+                ("dev/2", "x"),
+                ("dev/3", "x"),
+                ("dev/4", "x"),
+                ("dev/5", "x"),
+            ]),
+            "more than 5 files (--max-upload-files)",
+            "5",
+        ),
+    ];
+    for (requests, message, limit) in limits {
+        let status = push(&server.url, Some("ci"), requests).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::ResourceExhausted,
+            "{}",
+            status.message()
+        );
+        assert!(status.message().contains(message), "{}", status.message());
+        let details = tonic_types::StatusExt::get_error_details(&status);
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(info.metadata.get("limit").map(String::as_str), Some(limit));
     }
     let ok = chunks(&[("artifact.json", &good), ("dev/x.yaml", "x")]);
     let wrong = push(&server.url, Some("ops"), ok.clone())
@@ -441,7 +471,7 @@ async fn a_chunk_larger_than_the_upload_memory_is_refused_at_once() {
         .push_artifact(tokio_stream::iter(build_upload("shop", "master-1")))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
         refused.message().contains("--upload-memory"),
         "{}",

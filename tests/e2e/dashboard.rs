@@ -181,7 +181,7 @@ async fn the_matrix_shows_every_cell_and_follows_releases_live() {
         .release_commit_sha
         .clone();
     for (env, state, message) in [
-        ("dev", pb::DeploymentState::Succeeded, ""),
+        ("dev", pb::DeploymentState::Deployed, ""),
         ("prod", pb::DeploymentState::Failed, "ImagePullBackOff"),
     ] {
         client

@@ -236,7 +236,7 @@ async fn the_rpc_hamctl_and_the_page_give_the_known_answer() {
     .await;
     assert_eq!(code, 0, "{err}");
     let json: Value = serde_json::from_str(&out).expect("JSON");
-    assert_eq!(json["newer"], "from");
+    assert_eq!(json["newer"], "NEWER_ENVIRONMENT_FROM");
     assert_eq!(
         json["builds"]
             .as_array()
@@ -258,8 +258,8 @@ async fn the_rpc_hamctl_and_the_page_give_the_known_answer() {
                 .flat_map(|h| h["lines"].as_array().unwrap())
                 .map(|l| {
                     let sign = match l["kind"].as_str().unwrap() {
-                        "added" => '+',
-                        "removed" => '-',
+                        "DIFF_LINE_KIND_ADDED" => '+',
+                        "DIFF_LINE_KIND_REMOVED" => '-',
                         _ => ' ',
                     };
                     format!("{sign}{}", l["text"].as_str().unwrap())

@@ -43,7 +43,7 @@ async fn fixture(repo: &mut ConfigRepo, server: &TestServer) {
         .release_commit_sha
         .clone();
     for (env, state) in [
-        ("dev", pb::DeploymentState::Succeeded),
+        ("dev", pb::DeploymentState::Deployed),
         ("prod", pb::DeploymentState::Failed),
     ] {
         client
@@ -102,7 +102,7 @@ async fn expected_counts(server: &TestServer, reporting: &[&str]) -> Value {
                 continue;
             }
             let word = match state.and_then(|s| pb::DeploymentState::try_from(s).ok()) {
-                Some(pb::DeploymentState::Succeeded) => "deployed",
+                Some(pb::DeploymentState::Deployed) => "deployed",
                 Some(pb::DeploymentState::Failed) => "failed",
                 Some(pb::DeploymentState::Progressing) => "progressing",
                 Some(pb::DeploymentState::Pending) if artifact.is_some() => "pending",
@@ -117,7 +117,7 @@ async fn expected_counts(server: &TestServer, reporting: &[&str]) -> Value {
 /// Services Status shows in `state` (in `env`, or anywhere).
 async fn expected_rows(server: &TestServer, state: &str, env: Option<&str>) -> Value {
     let wanted = match state {
-        "deployed" => pb::DeploymentState::Succeeded,
+        "deployed" => pb::DeploymentState::Deployed,
         "failed" => pb::DeploymentState::Failed,
         _ => pb::DeploymentState::Pending,
     };

@@ -53,7 +53,7 @@ async fn releases(server: &TestServer) {
         .release_commit_sha
         .clone();
     for (environment, state, message) in [
-        ("dev", release_manager::pb::DeploymentState::Succeeded, ""),
+        ("dev", release_manager::pb::DeploymentState::Deployed, ""),
         (
             "prod",
             release_manager::pb::DeploymentState::Failed,

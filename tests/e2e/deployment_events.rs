@@ -159,7 +159,7 @@ async fn a_resume_from_a_deployment_events_cursor_loses_nothing() {
     report(&server, "shop", &repo.remote_head(), "succeeded").await;
     let first = next_events(&mut live, 2).await;
     assert_eq!(first[0].0, "released shop master-shop-001");
-    assert_eq!(first[1].0, "report shop DEPLOYMENT_STATE_SUCCEEDED");
+    assert_eq!(first[1].0, "report shop DEPLOYMENT_STATE_DEPLOYED");
     let after_report = first[1].1.clone();
 
     // More of both kinds, interleaved.
@@ -187,8 +187,8 @@ async fn a_resume_from_a_deployment_events_cursor_loses_nothing() {
             "released cart master-cart-001",
             "report cart DEPLOYMENT_STATE_FAILED",
             "released tax master-tax-001",
-            "report cart DEPLOYMENT_STATE_SUCCEEDED",
-            "report tax DEPLOYMENT_STATE_SUCCEEDED",
+            "report cart DEPLOYMENT_STATE_DEPLOYED",
+            "report tax DEPLOYMENT_STATE_DEPLOYED",
         ],
         "live, in the order they happened (shop was deployed already)"
     );
@@ -399,7 +399,7 @@ async fn watchers_too_slow_to_keep_up_resume_and_see_every_event_once() {
     let (replayed, _, mut rest) = replay(&mut slow, &resume_from).await;
     seen.extend(replayed);
     // Anything after the replay comes live.
-    let done = "report shop DEPLOYMENT_STATE_SUCCEEDED";
+    let done = "report shop DEPLOYMENT_STATE_DEPLOYED";
     while !seen.iter().any(|(t, _)| t == done) {
         seen.extend(next_events(&mut rest, 1).await);
     }

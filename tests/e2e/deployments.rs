@@ -139,7 +139,7 @@ async fn deployment(server: &TestServer, service: &str, env: &str) -> (String, S
     let word = match pb::DeploymentState::try_from(d.state).unwrap() {
         pb::DeploymentState::Pending => "pending",
         pb::DeploymentState::Progressing => "progressing",
-        pb::DeploymentState::Succeeded => "deployed",
+        pb::DeploymentState::Deployed => "deployed",
         pb::DeploymentState::Failed => "failed",
         pb::DeploymentState::NotReported => "not reported",
         pb::DeploymentState::Unspecified => "unspecified",
@@ -199,7 +199,7 @@ async fn reports_on(
 fn present_word(state: i32) -> String {
     match pb::DeploymentState::try_from(state).unwrap() {
         pb::DeploymentState::Progressing => "progressing",
-        pb::DeploymentState::Succeeded => "deployed",
+        pb::DeploymentState::Deployed => "deployed",
         pb::DeploymentState::Failed => "failed",
         _ => "other",
     }
@@ -653,7 +653,7 @@ async fn a_plain_report_with_a_service_touches_that_service_only() {
         .report_deployment(pb::ReportDeploymentRequest {
             environment: "staging".into(),
             revision: revision.clone(),
-            state: pb::DeploymentState::Succeeded as i32,
+            state: pb::DeploymentState::Deployed as i32,
             source: "deploy-bot".into(),
             service: "svc-0009".into(),
             namespace: "staging".into(),
@@ -838,7 +838,7 @@ async fn the_routes_need_the_secret_and_count_what_they_take() {
     let metrics = http::get(addr, "/metrics").await.text();
     for line in [
         "release_manager_deployment_reports_total{state=\"failed\"} 1",
-        "release_manager_deployment_reports_total{state=\"succeeded\"} 0",
+        "release_manager_deployment_reports_total{state=\"deployed\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use release_manager::pb;
 use release_manager::pb::ErrorReason;
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 use crate::support::git_daemon::GitDaemon;
 use crate::support::server::{local_config, start_on};
@@ -53,7 +54,9 @@ fn expected(reason: ErrorReason) -> Result<Code, &'static str> {
         | R::TokenExpired
         | R::IssuerUnavailable => Code::Unauthenticated,
         R::RoleNotEnabled | R::AccessDenied => Code::PermissionDenied,
-        R::QueueFull | R::UploadsBusy | R::ChunkTooLarge => Code::ResourceExhausted,
+        R::QueueFull | R::UploadsBusy | R::ChunkTooLarge | R::UploadTooLarge | R::TooManyFiles => {
+            Code::ResourceExhausted
+        }
         R::DiskFull => {
             return Err(
                 "needs a disk that fills up under the server: a test cannot make one \
@@ -136,6 +139,32 @@ async fn every_error_reason_a_client_can_meet_arrives_in_its_error_info() {
         }
     }
     assert!(missing.is_empty(), "never provoked: {missing:?}");
+
+    // The machine-readable parts of the messages (errors.proto).
+    use ErrorReason as R;
+    for (reason, key) in [
+        (R::ChunkTooLarge, "limit"),
+        (R::UploadTooLarge, "limit"),
+        (R::TooManyFiles, "limit"),
+        (R::UploadsBusy, "limit"),
+        (R::UploadStalled, "limit"),
+        (R::UploadTooSlow, "limit"),
+        (R::BranchRestricted, "policy_id"),
+        (R::BranchRestricted, "environment"),
+        (R::NothingToPromote, "environment"),
+        (R::NothingToRollBack, "environment"),
+        (R::PolicyConflict, "policy_id"),
+        (R::ServerWidePolicy, "policy_id"),
+    ] {
+        let status = &provoked[&(reason as i32)];
+        let details = status.get_error_details();
+        let metadata = &details.error_info().expect("an ErrorInfo").metadata;
+        assert!(
+            metadata.get(key).is_some_and(|v| !v.is_empty()),
+            "{} carries no {key}: {metadata:?}",
+            reason.as_str_name()
+        );
+    }
 }
 
 /// A service whose policy file cannot be parsed, one whose artifact.json
@@ -281,6 +310,7 @@ async fn reasons_of_reads_and_flows(provoked: &mut Provoked) {
         R::PolicyConflict,
         policies
             .apply_auto_release(pb::ApplyAutoReleaseRequest {
+                request_id: String::new(),
                 service: "shop".into(),
                 branch: "feature/x".into(),
                 environment: "prod".into(),
@@ -293,6 +323,7 @@ async fn reasons_of_reads_and_flows(provoked: &mut Provoked) {
         R::ServerWidePolicy,
         policies
             .delete_policies(pb::DeletePoliciesRequest {
+                request_id: String::new(),
                 service: "shop".into(),
                 ids: vec!["branch-restriction-prod".into()],
                 committer: alice(),
@@ -318,7 +349,7 @@ async fn reasons_of_reads_and_flows(provoked: &mut Provoked) {
             .report_deployment(pb::ReportDeploymentRequest {
                 environment: "dev".into(),
                 revision: "0123456789abcdef0123456789abcdef01234567".into(),
-                state: pb::DeploymentState::Succeeded as i32,
+                state: pb::DeploymentState::Deployed as i32,
                 ..Default::default()
             })
             .await,
@@ -576,6 +607,7 @@ async fn apply_auto_release(url: &str, env: &str) -> Result<pb::ApplyAutoRelease
         .await
         .unwrap()
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "shop".into(),
             branch: "master".into(),
             environment: env.into(),
@@ -676,6 +708,36 @@ async fn reasons_of_uploads(provoked: &mut Provoked) {
         provoked,
         R::ChunkTooLarge,
         push(&server.url, None, chunks(&[("dev/big.yaml", &big)])).await,
+    );
+    // Chunks that fit, of an upload that does not.
+    let part = "y".repeat(600);
+    note(
+        provoked,
+        R::UploadTooLarge,
+        push(
+            &server.url,
+            None,
+            chunks(&[("dev/a.yaml", &part), ("dev/b.yaml", &part)]),
+        )
+        .await,
+    );
+    server.stop().await;
+
+    // More files than allowed.
+    let server = TestServer::start_with(&repo.remote, |config| config.uploads.max_files = 2).await;
+    note(
+        provoked,
+        R::TooManyFiles,
+        push(
+            &server.url,
+            None,
+            chunks(&[
+                ("dev/a.yaml", "a"),
+                ("dev/b.yaml", "b"),
+                ("dev/c.yaml", "c"),
+            ]),
+        )
+        .await,
     );
     server.stop().await;
 
@@ -789,7 +851,7 @@ async fn reason_of_a_rewritten_branch(provoked: &mut Provoked) {
             .report_deployment(pb::ReportDeploymentRequest {
                 environment: "dev".into(),
                 revision: dropped,
-                state: pb::DeploymentState::Succeeded as i32,
+                state: pb::DeploymentState::Deployed as i32,
                 ..Default::default()
             })
             .await,

@@ -464,6 +464,7 @@ async fn builds_in_a_rewritten_history_are_auto_released() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "shop".into(),
             branch: "master".into(),
             environment: "staging".into(),

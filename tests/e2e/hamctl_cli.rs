@@ -636,7 +636,7 @@ async fn a_write_as_json_reports_its_outcome_and_artifact() {
     .await;
     assert_eq!(code, 0, "{err}");
     let value: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(value["result"]["outcome"], "applied");
+    assert_eq!(value["result"]["outcome"], "OUTCOME_APPLIED");
     assert_eq!(value["result"]["artifactId"], ids[1].as_str());
     server.stop().await;
 }
@@ -916,7 +916,7 @@ async fn applying_a_policy_again_changes_nothing() {
         hamctl(&[&["--server", url, "--output", "json"][..], &restrict[..]].concat()).await;
     assert_eq!(code, 0);
     let value: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(value["outcome"], "already_up_to_date");
+    assert_eq!(value["outcome"], "OUTCOME_ALREADY_UP_TO_DATE");
     assert_eq!(value["id"], "branch-restriction-prod");
     server.stop().await;
 }

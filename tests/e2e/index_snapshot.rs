@@ -293,6 +293,7 @@ async fn a_mirror_made_anew_beside_a_snapshot_catches_up_what_arrived() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "svc-b".into(),
             branch: "master".into(),
             environment: "dev".into(),

@@ -376,6 +376,7 @@ async fn a_history_written_by_every_era_reads_and_writes_correctly() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: SERVICE.into(),
             branch: "master".into(),
             environment: "dev".into(),
@@ -479,6 +480,7 @@ async fn the_originals_rollback_and_auto_release_titles_carry_their_intent() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: SERVICE.into(),
             branch: "master".into(),
             environment: "dev".into(),

@@ -108,7 +108,7 @@ async fn the_originals_hamctl_lines_run_unchanged() {
     assert_eq!(run.code, 0, "{}", run.err);
     let described: serde_json::Value = serde_json::from_str(&run.out).unwrap();
     assert_eq!(described["releases"][0]["artifactId"], second.as_str());
-    assert_eq!(described["releases"][0]["intent"], "promote");
+    assert_eq!(described["releases"][0]["intent"], "RELEASE_INTENT_PROMOTE");
     let run = original_hamctl(url, &["--service", "shop", "describe", "artifacts"]).await;
     assert_eq!(run.code, 0, "{}", run.err);
     assert!(

@@ -534,6 +534,7 @@ async fn our_release_commits_read_right_under_the_originals_rules() {
         .unwrap();
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "shop".into(),
             branch: "master".into(),
             environment: "prod".into(),

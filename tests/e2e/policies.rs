@@ -27,12 +27,14 @@ async fn branch_restrictions_guard_every_release_path() {
     let mut policies = server.policy_client().await;
     let mut client = server.client().await;
     let restrict = |env: &str, regex: &str| pb::ApplyBranchRestrictionRequest {
+        request_id: String::new(),
         service: "shop".into(),
         environment: env.into(),
         branch_regex: regex.into(),
         committer: alice(),
     };
     let auto = |branch: &str, env: &str| pb::ApplyAutoReleaseRequest {
+        request_id: String::new(),
         service: "shop".into(),
         branch: branch.into(),
         environment: env.into(),
@@ -68,6 +70,7 @@ async fn branch_restrictions_guard_every_release_path() {
     );
     let deleted = policies
         .delete_policies(pb::DeletePoliciesRequest {
+            request_id: String::new(),
             service: "shop".into(),
             ids: vec!["auto-release-feature/x-prod".into()],
             committer: alice(),
@@ -192,6 +195,7 @@ async fn branch_restrictions_guard_every_release_path() {
     );
     let err = policies
         .delete_policies(pb::DeletePoliciesRequest {
+            request_id: String::new(),
             service: "shop".into(),
             ids: vec!["branch-restriction-staging".into()],
             committer: alice(),
@@ -308,6 +312,7 @@ async fn policies_can_be_set_before_a_service_has_builds() {
     assert!(listed.auto_releases.is_empty() && listed.branch_restrictions.is_empty());
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "newcomer".into(),
             branch: "master".into(),
             environment: "dev".into(),
@@ -330,6 +335,7 @@ async fn policies_can_be_set_before_a_service_has_builds() {
     // And the policy can be deleted again.
     let deleted = policies
         .delete_policies(pb::DeletePoliciesRequest {
+            request_id: String::new(),
             service: "newcomer".into(),
             ids: vec!["auto-release-master-dev".into()],
             committer: alice(),

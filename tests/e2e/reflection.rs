@@ -85,3 +85,73 @@ async fn reflection_lists_the_public_services_and_health() {
     assert!(stream.message().await.unwrap().is_some());
     server.stop().await;
 }
+
+/// What grpcurl does to print an error's details: it resolves
+/// `google.rpc.ErrorInfo` by reflection, and an unknown symbol is answered
+/// with an error on the same stream, which goes on answering.
+#[tokio::test]
+async fn error_details_resolve_and_unknown_symbols_get_an_error_response() {
+    use prost::Message;
+    use v1::server_reflection_request::MessageRequest;
+    use v1::server_reflection_response::MessageResponse;
+    let repo = ConfigRepo::new();
+    let server = TestServer::start(&repo.remote).await;
+    let channel = tonic::transport::Channel::from_shared(server.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);
+    let ask = |symbol: &str| v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+    };
+    let (requests, asked) = tokio::sync::mpsc::channel(4);
+    let mut stream = client
+        .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(asked))
+        .await
+        .unwrap()
+        .into_inner();
+
+    requests.send(ask("no.such.Symbol")).await.unwrap();
+    let answer = stream
+        .message()
+        .await
+        .unwrap()
+        .expect("an answer, not the end");
+    let Some(MessageResponse::ErrorResponse(error)) = answer.message_response else {
+        panic!("an ErrorResponse: {answer:?}");
+    };
+    assert_eq!(error.error_code, tonic::Code::NotFound as i32);
+    assert!(error.error_message.contains("no.such.Symbol"), "{error:?}");
+
+    // The same stream answers the next request.
+    requests.send(ask("google.rpc.ErrorInfo")).await.unwrap();
+    let answer = stream.message().await.unwrap().expect("an answer");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = answer.message_response else {
+        panic!("the file: {answer:?}");
+    };
+    let files: Vec<prost_types::FileDescriptorProto> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .collect();
+    let details = &files[0];
+    assert_eq!(details.name(), "google/rpc/error_details.proto");
+    assert!(details.message_type.iter().any(|m| m.name() == "ErrorInfo"));
+    // Its imports come along, so a client can build the descriptor whole.
+    for import in &details.dependency {
+        assert!(
+            files.iter().any(|f| f.name() == import),
+            "{import} is served with it"
+        );
+    }
+    requests.send(ask("google.rpc.BadRequest")).await.unwrap();
+    assert!(stream.message().await.unwrap().is_some());
+    drop(requests);
+    assert!(
+        stream.message().await.unwrap().is_none(),
+        "ends when the client does"
+    );
+    server.stop().await;
+}

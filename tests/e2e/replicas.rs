@@ -124,8 +124,8 @@ async fn a_report_to_one_replica_shows_in_the_others_status_within_its_poll_inte
         &flux_succeeded("apps-dev", &revision, "2026-08-05T10:00:00Z"),
     )
     .await;
-    assert_eq!(state(&b, "svc-0007").await, "DEPLOYMENT_STATE_SUCCEEDED");
-    let took = until_state(&a, "svc-0007", "DEPLOYMENT_STATE_SUCCEEDED").await;
+    assert_eq!(state(&b, "svc-0007").await, "DEPLOYMENT_STATE_DEPLOYED");
+    let took = until_state(&a, "svc-0007", "DEPLOYMENT_STATE_DEPLOYED").await;
     println!("a report to one replica showed in the other's status after {took:?} (poll interval {POLL:?})");
     // A's watcher hears of it as of a report of its own, with a cursor.
     let heard = tokio::time::timeout(Duration::from_secs(20), async {

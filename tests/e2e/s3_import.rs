@@ -156,6 +156,7 @@ async fn builds_kept_in_s3_are_imported_and_then_work_as_any_other() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "checkout".into(),
             branch: "master".into(),
             environment: "staging".into(),

@@ -551,7 +551,7 @@ async fn hamctl_logs_in_with_the_device_flow_and_refreshes_its_token() {
     assert_eq!(who.code, 0, "{}", who.err);
     let answer: serde_json::Value = serde_json::from_str(&who.out).unwrap();
     assert_eq!(answer["email"], "bree@example.com");
-    assert_eq!(answer["kind"], "sign-in");
+    assert_eq!(answer["kind"], "CREDENTIAL_KIND_IDENTITY_TOKEN");
     let second: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
     assert_ne!(

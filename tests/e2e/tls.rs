@@ -134,3 +134,93 @@ async fn hamctl_talks_to_a_tls_server() {
     assert_eq!(code, 1);
     server.stop().await;
 }
+
+/// A certificate made the usual self-signed way (`openssl req -x509`), used
+/// as the server's own: a CA certificate, which rustls refuses as a leaf.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+        ],
+    );
+    (dir.join("self.pem"), dir.join("self.key"))
+}
+
+/// A client on the wrong port or scheme, or trusting a self-signed
+/// certificate that TLS refuses, is told what is wrong and what to do.
+#[tokio::test]
+async fn wrong_ports_schemes_and_certificates_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = certificates(dir.path());
+    let mut repo = ConfigRepo::new();
+    repo.add_build("shop", "master", 1);
+    repo.push();
+    let tls = TlsFiles {
+        cert: std::fs::read(&cert).unwrap(),
+        key: std::fs::read(&key).unwrap(),
+    };
+    let secure = TestServer::start_with(&repo.remote, |config| config.tls = Some(tls)).await;
+    let plain = TestServer::start_with(&repo.remote, |config| {
+        config.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let status = |url: String| async move {
+        let (code, _, err) = hamctl(&["--server", &url, "status", "--service", "shop"]).await;
+        assert_eq!(code, 1, "{err}");
+        err
+    };
+    let err = status(secure.url.clone()).await;
+    assert!(
+        err.contains("use https://"),
+        "http:// to the TLS port: {err}"
+    );
+    let err = status(plain.url.replace("http://", "https://")).await;
+    assert!(
+        err.contains("does not speak TLS on this port: use http://"),
+        "https:// to a plaintext port: {err}"
+    );
+    let err = status(format!("http://{}", plain.http_addr())).await;
+    // The HTTP port closes a connection that speaks HTTP/2 at once (or a
+    // plain HTTP server answers 404): either way the gRPC port is named.
+    assert!(
+        err.contains("--listen") && err.contains("gRPC"),
+        "the HTTP port: {err}"
+    );
+
+    // `openssl req -x509` as the server's certificate, trusted by the
+    // client: refused, and the error says why and what works instead.
+    let (self_cert, self_key) = self_signed(dir.path());
+    let tls = TlsFiles {
+        cert: std::fs::read(&self_cert).unwrap(),
+        key: std::fs::read(&self_key).unwrap(),
+    };
+    let selfish = TestServer::start_with(&repo.remote, |config| config.tls = Some(tls)).await;
+    let https = selfish.url.replace("http://", "https://");
+    let CliOutput { code, err, .. } = Cli::hamctl()
+        .env("RELEASE_MANAGER_CA_CERT", &self_cert)
+        .run(&["--server", &https, "status", "--service", "shop"])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is a CA certificate") && err.contains("a small CA of your own"),
+        "{err}"
+    );
+    for server in [secure, plain, selfish] {
+        server.stop().await;
+    }
+}

@@ -84,6 +84,7 @@ async fn watching_one_environment_delivers_its_releases_only() {
     let mut policies = server.policy_client().await;
     policies
         .apply_auto_release(pb::ApplyAutoReleaseRequest {
+            request_id: String::new(),
             service: "shop".into(),
             branch: "master".into(),
             environment: "staging".into(),

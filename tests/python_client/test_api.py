@@ -4,9 +4,12 @@ real server binary (on a loopback port, over a bare config repository in a
 temporary folder), and check the structured error details, resumable event
 streams, paging and replays that the proto's comments promise.
 
-Run by `make python-client-test` (which builds the server and installs the
-requirements into .tools/python); RELEASE_MANAGER_BIN names the server
-binary.
+It also checks that hamctl's `--output json` is, for every command, the
+API's canonical JSON as protobuf's own `json_format` writes it.
+
+Run by `make python-client-test` (which builds the server and hamctl and
+installs the requirements into .tools/python); RELEASE_MANAGER_BIN and
+HAMCTL_BIN name the binaries.
 """
 
 import json
@@ -23,6 +26,7 @@ import unittest
 
 import grpc
 from grpc_status import rpc_status
+from google.protobuf import json_format
 from google.rpc import error_details_pb2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -387,7 +391,7 @@ class ApiTest(unittest.TestCase):
         refused = self.call_fails(
             self.server.release.ReportDeployment,
             release_pb2.ReportDeploymentRequest(environment="prod", revision=released.commit_sha,
-                                                state=release_pb2.DEPLOYMENT_STATE_SUCCEEDED),
+                                                state=release_pb2.DEPLOYMENT_STATE_DEPLOYED),
         )
         self.assert_reason(refused, grpc.StatusCode.UNAUTHENTICATED, errors_pb2.TOKEN_WRONG)
         answer = self.server.release.ReportDeployment(
@@ -409,10 +413,95 @@ class ApiTest(unittest.TestCase):
         unknown = self.call_fails(
             self.server.release.ReportDeployment,
             release_pb2.ReportDeploymentRequest(environment="prod", revision="0" * 40,
-                                                state=release_pb2.DEPLOYMENT_STATE_SUCCEEDED),
+                                                state=release_pb2.DEPLOYMENT_STATE_DEPLOYED),
             metadata=CI,
         )
         self.assert_reason(unknown, grpc.StatusCode.NOT_FOUND, errors_pb2.REVISION_NOT_FOUND)
+
+
+    def hamctl_json(self, *args):
+        """hamctl's `--output json` of one command, parsed."""
+        binary = os.environ.get("HAMCTL_BIN", os.path.join(ROOT, "target", "debug", "hamctl"))
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HAMCTL_AUTH_TOKEN": HAMCTL_TOKEN,
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_COMMITTER_NAME": ALICE.name,
+            "GIT_COMMITTER_EMAIL": ALICE.email,
+            "NO_COLOR": "1",
+        }
+        out = subprocess.run(
+            [binary, "--server", f"http://{self.server.address}", "--output", "json", *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return [json.loads(line) for line in out.stdout.splitlines()] if args[0] == "watch" else json.loads(out.stdout)
+
+    def assert_canonical(self, printed, message_type, answer=None):
+        """`printed` is exactly protobuf's canonical JSON of a `message_type`
+        (unknown fields refused), and of `answer` when given."""
+        parsed = json_format.Parse(json.dumps(printed), message_type())
+        self.assertEqual(printed, json_format.MessageToDict(parsed))
+        if answer is not None:
+            self.assertEqual(printed, json_format.MessageToDict(answer))
+
+    def test_08_hamctl_json_is_the_apis_json(self):
+        call = dict(metadata=OPS, timeout=TIMEOUT)
+        self.assert_canonical(
+            self.hamctl_json("status", "--service", "shop"), release_pb2.StatusResponse,
+            self.server.release.Status(release_pb2.StatusRequest(service="shop"), **call),
+        )
+        self.assert_canonical(
+            self.hamctl_json("services"), release_pb2.ListServicesResponse,
+            self.server.release.ListServices(release_pb2.ListServicesRequest(page_size=1000), **call),
+        )
+        self.assert_canonical(
+            self.hamctl_json("describe", "release", "--service", "shop", "--env", "prod", "--count", "3"),
+            release_pb2.DescribeReleaseResponse,
+            self.server.release.DescribeRelease(
+                release_pb2.DescribeReleaseRequest(service="shop", environment="prod", page_size=3), **call
+            ),
+        )
+        self.assert_canonical(
+            self.hamctl_json("describe", "artifact", "--service", "shop", "--count", "2"),
+            release_pb2.DescribeArtifactResponse,
+            self.server.release.DescribeArtifact(release_pb2.DescribeArtifactRequest(service="shop", page_size=2), **call),
+        )
+        applied = self.hamctl_json("policy", "--service", "shop", "apply", "auto-release", "--branch", "master", "--env", "dev")
+        self.assert_canonical(applied, policy_pb2.ApplyAutoReleaseResponse)
+        restricted = self.hamctl_json(
+            "policy", "--service", "shop", "apply", "branch-restriction", "--env", "prod", "--branch-regex", "^master$"
+        )
+        self.assert_canonical(restricted, policy_pb2.ApplyBranchRestrictionResponse)
+        self.assert_canonical(
+            self.hamctl_json("policy", "--service", "shop", "list"), policy_pb2.ListPoliciesResponse,
+            self.server.policy.ListPolicies(policy_pb2.ListPoliciesRequest(service="shop"), **call),
+        )
+        self.assert_canonical(
+            self.hamctl_json("policy", "--service", "shop", "delete", applied["id"], restricted["id"]),
+            policy_pb2.DeletePoliciesResponse,
+        )
+        released = self.hamctl_json("release", "--service", "shop", "--env", "dev", "--artifact", "master-2")
+        self.assert_canonical(released, release_pb2.ReleaseResponse)
+        self.assertEqual(released["result"]["intent"], "RELEASE_INTENT_RELEASE_ARTIFACT")
+        self.assert_canonical(
+            self.hamctl_json("promote", "--service", "shop", "--env", "staging"), release_pb2.PromoteResponse
+        )
+        self.assert_canonical(
+            self.hamctl_json("rollback", "--service", "shop", "--env", "dev"), release_pb2.RollbackResponse
+        )
+        head = self.server.release.DescribeRelease(
+            release_pb2.DescribeReleaseRequest(service="shop", environment="dev", page_size=3), **call
+        ).releases
+        events = self.hamctl_json("watch", "--service", "shop", "--since", head[-1].commit_sha, "--max-events", "2")
+        self.assertEqual(len(events), 2)
+        for event in events:
+            self.assert_canonical(event, release_pb2.WatchEventsResponse)
+        self.assert_canonical(
+            self.hamctl_json("whoami"), access_pb2.WhoAmIResponse,
+            self.server.access.WhoAmI(access_pb2.WhoAmIRequest(), **call),
+        )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,40 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Status {
 
 /// An error of `code` for `reason`, with a `google.rpc.ErrorInfo`.
 pub(crate) fn failure(code: Code, reason: Reason, message: impl Into<String>) -> Status {
+    failure_with(code, reason, message, &[])
+}
+
+/// An error of `code` for `reason`, with a `google.rpc.ErrorInfo` whose
+/// metadata holds `details` (errors.proto lists the keys).
+pub(crate) fn failure_with(
+    code: Code,
+    reason: Reason,
+    message: impl Into<String>,
+    details: &[(&'static str, String)],
+) -> Status {
+    let metadata: HashMap<String, String> = details
+        .iter()
+        .map(|(key, value)| ((*key).to_string(), value.clone()))
+        .collect();
     Status::with_error_details(
         code,
         message,
-        ErrorDetails::with_error_info(reason.as_str(), DOMAIN, HashMap::<String, String>::new()),
+        ErrorDetails::with_error_info(reason.as_str(), DOMAIN, metadata),
+    )
+}
+
+/// A limit reached: RESOURCE_EXHAUSTED for `reason`, the limit in the
+/// metadata.
+pub(crate) fn limit_reached(
+    reason: Reason,
+    limit: impl ToString,
+    message: impl Into<String>,
+) -> Status {
+    failure_with(
+        Code::ResourceExhausted,
+        reason,
+        message,
+        &[("limit", limit.to_string())],
     )
 }
 
@@ -45,10 +75,26 @@ impl From<FlowError> for Status {
 
 /// Converts a flow error into the status the client sees.
 pub(crate) fn to_status(error: FlowError) -> Status {
+    let no_details = Vec::new();
+    let mut details = &no_details;
     let (code, reason) = match &error {
         FlowError::InvalidArgument { field, message } => return invalid(field, message.clone()),
-        FlowError::NotFound { reason, .. } => (Code::NotFound, *reason),
-        FlowError::FailedPrecondition { reason, .. } => (Code::FailedPrecondition, *reason),
+        FlowError::NotFound {
+            reason,
+            details: known,
+            ..
+        } => {
+            details = known;
+            (Code::NotFound, *reason)
+        }
+        FlowError::FailedPrecondition {
+            reason,
+            details: known,
+            ..
+        } => {
+            details = known;
+            (Code::FailedPrecondition, *reason)
+        }
         FlowError::Unauthenticated { reason, .. } => (Code::Unauthenticated, *reason),
         FlowError::PermissionDenied { reason, .. } => (Code::PermissionDenied, *reason),
         FlowError::AlreadyExists(_) => (Code::AlreadyExists, Reason::ArtifactExists),
@@ -71,7 +117,7 @@ pub(crate) fn to_status(error: FlowError) -> Status {
     ) {
         tracing::error!(error = %chain(&error), "request failed");
     }
-    failure(code, reason, error.to_string())
+    failure_with(code, reason, error.to_string(), details)
 }
 
 /// Why the remote is unavailable: it hung, it is locked, or it cannot be

@@ -6,11 +6,13 @@ pub(crate) mod access_service;
 pub(crate) mod errors;
 pub(crate) mod ping;
 pub(crate) mod policy_service;
+pub(crate) mod reflection;
 pub(crate) mod release_service;
 pub(crate) mod starting;
 pub(crate) mod upload;
 mod upload_slots;
 mod watch;
+pub(crate) mod web;
 
 use std::time::{Duration, Instant};
 

@@ -46,12 +46,13 @@ impl PolicyServiceHandler {
         service: String,
         change: PolicyChange,
         committer: Option<pb::Person>,
+        request_id: String,
         deadline: Option<std::time::Instant>,
     ) -> Result<PolicyDone, Status> {
         let request = WriteRequest {
             intent: Intent::Policy { service, change },
             committer: super::release_service::releaser(who, committer)?,
-            request_id: None,
+            request_id: super::release_service::request_id(request_id)?,
         };
         match super::write(&self.writer, request, deadline).await? {
             WriteDone::Policy(done) => Ok(done),
@@ -147,11 +148,12 @@ impl PolicyService for PolicyServiceHandler {
             })
         })()?;
         let done = self
-            .change(&who, r.service, change, r.committer, deadline)
+            .change(&who, r.service, change, r.committer, r.request_id, deadline)
             .await?;
         Ok(Response::new(pb::ApplyAutoReleaseResponse {
             id: done.id,
             outcome: convert::outcome(done.outcome) as i32,
+            replayed: done.replayed,
         }))
     }
 
@@ -186,11 +188,12 @@ impl PolicyService for PolicyServiceHandler {
             })
         })()?;
         let done = self
-            .change(&who, r.service, change, r.committer, deadline)
+            .change(&who, r.service, change, r.committer, r.request_id, deadline)
             .await?;
         Ok(Response::new(pb::ApplyBranchRestrictionResponse {
             id: done.id,
             outcome: convert::outcome(done.outcome) as i32,
+            replayed: done.replayed,
         }))
     }
 
@@ -202,10 +205,22 @@ impl PolicyService for PolicyServiceHandler {
         let deadline = super::deadline_of(&request);
         let r = request.into_inner();
         names::check_service(&r.service).map_err(FlowError::from)?;
-        if r.ids.is_empty() || r.ids.iter().any(|id| id.is_empty() || id.len() > 300) {
+        if r.ids.is_empty() {
             return Err(crate::api::errors::invalid(
                 "ids",
                 "give the ids of the policies to delete",
+            ));
+        }
+        // Ids are `auto-release-<branch>-<env>` or `branch-restriction-<env>`:
+        // one line of printable characters, as the names in them.
+        if let Some(bad) = r.ids.iter().find(|id| {
+            id.is_empty()
+                || id.len() > 300
+                || id.chars().any(|c| c.is_control() || c.is_whitespace())
+        }) {
+            return Err(crate::api::errors::invalid(
+                "ids",
+                format!("invalid policy id {bad:?}: an id is at most 300 bytes, without whitespace or control characters (hamctl policy list shows them)"),
             ));
         }
         // Deleting a policy is changing that environment's policies; an id
@@ -228,11 +243,13 @@ impl PolicyService for PolicyServiceHandler {
                 r.service,
                 PolicyChange::Delete { ids: r.ids },
                 r.committer,
+                r.request_id,
                 deadline,
             )
             .await?;
         Ok(Response::new(pb::DeletePoliciesResponse {
             deleted: done.deleted as u32,
+            replayed: done.replayed,
         }))
     }
 }

@@ -76,6 +76,21 @@ impl ReleaseServiceHandler {
                 convert::not_reported()
             });
         }
+        // Every namespace's release, as the one described above.
+        for namespace in &mut environment.namespaces {
+            if namespace.artifact.is_some() {
+                namespace.deployment = Some(if self.deployments.takes_reports() {
+                    let reported = self.deployments.of(
+                        &environment.environment,
+                        service,
+                        &namespace.release_commit_sha,
+                    );
+                    convert::deployment(reported.as_ref())
+                } else {
+                    convert::not_reported()
+                });
+            }
+        }
         environment.reconciliation_errors = self
             .deployments
             .errors_of(&environment.environment)
@@ -137,7 +152,7 @@ fn namespace(value: String) -> Result<Option<String>, FlowError> {
     Ok(value)
 }
 
-fn request_id(value: String) -> Result<Option<String>, FlowError> {
+pub(super) fn request_id(value: String) -> Result<Option<String>, FlowError> {
     let value = optional(value);
     if let Some(id) = &value {
         if id.len() > 128
@@ -156,14 +171,8 @@ fn request_id(value: String) -> Result<Option<String>, FlowError> {
 
 pub(super) fn committer(person: Option<pb::Person>) -> Result<Signature, FlowError> {
     let person = person.unwrap_or_default();
-    let bad = |field: &str, what: &str| {
-        FlowError::invalid(
-            field,
-            format!(
-                "invalid committer: {what} (hamctl takes it from `git config user.name` / `user.email`)"
-            ),
-        )
-    };
+    let bad =
+        |field: &str, what: &str| FlowError::invalid(field, format!("invalid committer: {what}"));
     if person.email.trim().is_empty() {
         return Err(bad("committer.email", "email is missing"));
     }
@@ -245,7 +254,9 @@ impl ReleaseService for ReleaseServiceHandler {
                 }
                 Some(Source::Branch(branch)) => {
                     names::check_branch(&branch, &self.settings.environments)?;
-                    (BuildSource::Branch(branch), ReleaseKind::Branch)
+                    // Builds are found by the folder their branch is stored in.
+                    let folder = names::branch_folder(&branch, &self.settings.environments);
+                    (BuildSource::Branch(folder), ReleaseKind::Branch)
                 }
                 Some(Source::ArtifactId(id)) => {
                     names::check_artifact_id(&id)?;
@@ -372,8 +383,9 @@ impl ReleaseService for ReleaseServiceHandler {
             names::check_service(&r.service)?;
             known_environment(&self.settings, &r.environment)
         })()?;
+        let query = crate::engine::reads::release_query(&r.service, &environment);
         #[allow(deprecated)]
-        let page = Page::of(r.page_size, r.count, &r.page_token, "release")?;
+        let page = Page::of_query(r.page_size, r.count, &r.page_token, "release", &query)?;
         let response = self
             .read(move |reader| reader.describe_release(&r.service, &environment, &page))
             .await?;
@@ -392,10 +404,14 @@ impl ReleaseService for ReleaseServiceHandler {
             if let Some(b) = &branch {
                 names::check_branch(b, &self.settings.environments)?;
             }
-            Ok::<_, FlowError>(branch)
+            // Builds are indexed by the folder their branch is stored in.
+            Ok::<_, FlowError>(
+                branch.map(|b| names::branch_folder(&b, &self.settings.environments)),
+            )
         })()?;
+        let query = crate::engine::reads::build_query(&r.service, branch.as_deref());
         #[allow(deprecated)]
-        let page = Page::of(r.page_size, r.count, &r.page_token, "build")?;
+        let page = Page::of_query(r.page_size, r.count, &r.page_token, "build", &query)?;
         let response = self
             .read(move |reader| reader.describe_artifact(&r.service, branch.as_deref(), &page))
             .await?;
@@ -414,7 +430,7 @@ impl ReleaseService for ReleaseServiceHandler {
             .extensions()
             .get::<std::net::SocketAddr>()
             .map(|peer| peer.ip());
-        let (upload, request_id) = self
+        let (upload, request_id, warnings) = self
             .uploads
             .receive(request.into_inner(), &self.settings, caller)
             .await?;
@@ -442,6 +458,7 @@ impl ReleaseService for ReleaseServiceHandler {
                 .iter()
                 .map(convert::release_result)
                 .collect(),
+            warnings,
         }))
     }
 
@@ -450,7 +467,12 @@ impl ReleaseService for ReleaseServiceHandler {
         request: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
         super::authenticate(&self.gate, &request, Role::Operator).await?;
-        let response = self.read(|reader| reader.list_services()).await?;
+        let r = request.into_inner();
+        // 100 by default: a service is small, and most repositories fit in
+        // one page.
+        let size = if r.page_size == 0 { 100 } else { r.page_size };
+        let page = Page::of(size, 0, &r.page_token, "service")?;
+        let response = self.read(move |reader| reader.list_services(&page)).await?;
         Ok(Response::new(response))
     }
 
@@ -496,12 +518,12 @@ impl ReleaseService for ReleaseServiceHandler {
         )?;
         let state = match pb::DeploymentState::try_from(r.state) {
             Ok(pb::DeploymentState::Progressing) => crate::deployments::State::Progressing,
-            Ok(pb::DeploymentState::Succeeded) => crate::deployments::State::Succeeded,
+            Ok(pb::DeploymentState::Deployed) => crate::deployments::State::Succeeded,
             Ok(pb::DeploymentState::Failed) => crate::deployments::State::Failed,
             _ => {
                 return Err(to_status(FlowError::invalid(
                     "state",
-                    "a report's state is PROGRESSING, SUCCEEDED or FAILED",
+                    "a report's state is DEPLOYMENT_STATE_PROGRESSING, DEPLOYMENT_STATE_DEPLOYED or DEPLOYMENT_STATE_FAILED",
                 )))
             }
         };

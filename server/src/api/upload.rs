@@ -1,8 +1,10 @@
 //! Receiving a build upload (`PushArtifact`): each file is streamed into
 //! the mirror's object database as its chunks arrive (a blocking task
 //! writes them), within size and file-count limits; every path is checked
-//! to stay inside the build folder, and artifact.json is parsed strictly.
-//! Nothing reaches the writer unless the whole upload is valid.
+//! to stay inside the build folder, and artifact.json is checked as its
+//! published schema says (keys it does not know are kept, and named in the
+//! reply's warnings). Nothing reaches the writer unless the whole upload is
+//! valid. Every limit is RESOURCE_EXHAUSTED with its reason and its number.
 //!
 //! An upload never waits for a turn: the bytes in flight (received, not yet
 //! on disk) of all uploads share one memory budget, and a chunk that does
@@ -58,7 +60,7 @@ pub struct UploadLimits {
 /// client that is a resource limit, and the message says which.
 fn too_large_chunk(error: Status, limits: &UploadLimits) -> Status {
     if error.code() == tonic::Code::OutOfRange && error.message().contains("too large") {
-        crate::api::errors::failure(tonic::Code::ResourceExhausted, Reason::ChunkTooLarge, format!(
+        crate::api::errors::limit_reached(Reason::ChunkTooLarge, max_chunk_bytes(limits), format!(
             "a PushArtifact chunk is larger than {} bytes (one file of the largest upload, --max-upload-bytes {}); send smaller chunks",
             max_chunk_bytes(limits),
             limits.max_bytes
@@ -100,10 +102,11 @@ impl UploadBudget {
 
     /// Takes `bytes` of the budget, or refuses at once.
     fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Status> {
+        let budget = self.0.available_permits();
         let refuse = || {
-            crate::api::errors::failure(
-                tonic::Code::ResourceExhausted,
+            crate::api::errors::limit_reached(
                 Reason::UploadsBusy,
+                budget,
                 "the server is receiving more upload data than its memory budget \
                  (--upload-memory) allows; try again shortly",
             )
@@ -142,13 +145,14 @@ impl UploadIntake {
 
     /// Reads, stores and validates one upload from `caller` (its address,
     /// when known); returns it with the request id its first chunk
-    /// carries, if any.
+    /// carries, if any, and what the client should be warned of (keys of
+    /// artifact.json this server does not know).
     pub(crate) async fn receive(
         &self,
         stream: Streaming<pb::PushArtifactRequest>,
         settings: &Settings,
         caller: Option<IpAddr>,
-    ) -> Result<(BuildUpload, String), Status> {
+    ) -> Result<(BuildUpload, String, Vec<String>), Status> {
         let _slot = self.slots.take(caller)?;
         receive(
             stream,
@@ -185,7 +189,7 @@ async fn receive(
     limits: &UploadLimits,
     budget: &UploadBudget,
     staging: PathBuf,
-) -> Result<(BuildUpload, String), Status> {
+) -> Result<(BuildUpload, String, Vec<String>), Status> {
     let total = limits.total_timeout;
     tokio::time::timeout(
         total,
@@ -193,13 +197,14 @@ async fn receive(
     )
     .await
     .map_err(|_| {
-        crate::api::errors::failure(
+        crate::api::errors::failure_with(
             tonic::Code::DeadlineExceeded,
             Reason::UploadTooSlow,
             format!(
                 "the upload took longer than {} s (--upload-timeout)",
                 total.as_secs()
             ),
+            &[("limit", total.as_secs().to_string())],
         )
     })?
 }
@@ -210,7 +215,7 @@ async fn receive_all(
     limits: &UploadLimits,
     budget: &UploadBudget,
     staging: PathBuf,
-) -> Result<(BuildUpload, String), Status> {
+) -> Result<(BuildUpload, String, Vec<String>), Status> {
     let (pieces, queue) = mpsc::channel::<Piece>(8);
     let storing = tokio::task::spawn_blocking(move || store_files(&staging, queue));
     let received = async {
@@ -229,9 +234,13 @@ async fn receive_all(
             }
             total += chunk.data.len();
             if total > limits.max_bytes {
-                return Err(crate::api::errors::invalid(
-                    "data",
-                    format!("upload too large: more than {} bytes", limits.max_bytes),
+                return Err(crate::api::errors::limit_reached(
+                    Reason::UploadTooLarge,
+                    limits.max_bytes,
+                    format!(
+                        "the upload is larger than {} bytes (--max-upload-bytes)",
+                        limits.max_bytes
+                    ),
                 ));
             }
             let new_file = if paths.last() == Some(&chunk.path) {
@@ -246,9 +255,13 @@ async fn receive_all(
                     ));
                 }
                 if paths.len() >= limits.max_files {
-                    return Err(crate::api::errors::invalid(
-                        "path",
-                        format!("upload has too many files: more than {}", limits.max_files),
+                    return Err(crate::api::errors::limit_reached(
+                        Reason::TooManyFiles,
+                        limits.max_files,
+                        format!(
+                            "the upload has more than {} files (--max-upload-files)",
+                            limits.max_files
+                        ),
                     ));
                 }
                 paths.push(chunk.path.clone());
@@ -257,16 +270,18 @@ async fn receive_all(
             if chunk.path == "artifact.json" {
                 let spec = spec_bytes.get_or_insert_with(Vec::new);
                 if spec.len() + chunk.data.len() > MAX_SPEC_BYTES {
-                    return Err(crate::api::errors::invalid(
-                        "data",
+                    return Err(crate::api::errors::limit_reached(
+                        Reason::UploadTooLarge,
+                        MAX_SPEC_BYTES,
                         format!("artifact.json is larger than {MAX_SPEC_BYTES} bytes"),
                     ));
                 }
                 spec.extend_from_slice(&chunk.data);
             }
             if chunk.data.len() > limits.memory_budget {
-                return Err(crate::api::errors::invalid(
-                    "data",
+                return Err(crate::api::errors::limit_reached(
+                    Reason::ChunkTooLarge,
+                    limits.memory_budget,
                     format!(
                         "a chunk of {} bytes is larger than the server's whole upload memory \
                      (--upload-memory {}); send smaller chunks",
@@ -302,61 +317,21 @@ async fn receive_all(
     check_no_file_is_a_folder(&paths)?;
     let spec_bytes = spec_bytes
         .ok_or_else(|| crate::api::errors::invalid("path", "the upload has no artifact.json"))?;
-    let spec = ArtifactSpec::parse(&spec_bytes)
-        .map_err(|e| crate::api::errors::invalid("artifact.json", format!("artifact.json: {e}")))?;
-    let invalid = |e: names::NameError| {
-        let field = match e.field {
-            "branch" => "artifact.json.application.branch",
-            "artifact_id" => "artifact.json.id",
-            "service" => "artifact.json.service",
-            "namespace" => "artifact.json.namespace",
-            other => other,
+    let spec = ArtifactSpec::check_upload(&spec_bytes).map_err(|error| {
+        let field = if error.field.is_empty() {
+            "artifact.json".to_string()
+        } else {
+            format!("artifact.json.{}", error.field)
         };
-        crate::api::errors::invalid(field, format!("artifact.json: {e}"))
+        crate::api::errors::invalid(&field, format!("{field}: {}", error.message))
+    })?;
+    let warnings: Vec<String> = match spec.unknown_keys().as_slice() {
+        [] => Vec::new(),
+        keys => vec![format!(
+            "artifact.json has keys this server does not know, stored as they are: {}",
+            keys.join(", ")
+        )],
     };
-    if spec.service.is_empty() {
-        return Err(crate::api::errors::invalid(
-            "artifact.json.service",
-            "artifact.json: service is missing",
-        ));
-    }
-    names::check_service(&spec.service).map_err(invalid)?;
-    if spec.application.branch.is_empty() {
-        return Err(crate::api::errors::invalid(
-            "artifact.json.application.branch",
-            "artifact.json: application.branch is missing",
-        ));
-    }
-    names::check_branch(&spec.application.branch, &settings.environments).map_err(invalid)?;
-    names::check_artifact_id(&spec.id).map_err(invalid)?;
-    if !spec.namespace.is_empty() {
-        names::check_namespace(&spec.namespace).map_err(invalid)?;
-    }
-    for (field, value) in [
-        ("application.authorName", &spec.application.author_name),
-        ("application.authorEmail", &spec.application.author_email),
-    ] {
-        if value
-            .chars()
-            .any(|c| names::is_forbidden_char(c) || c == '<' || c == '>')
-            || value.len() > 200
-        {
-            return Err(crate::api::errors::invalid(&format!("artifact.json.{field}"), format!(
-                "artifact.json: {field} must be at most 200 characters, without '<', '>', control or bidirectional-control characters (it becomes a commit's author)"
-            )));
-        }
-    }
-    // A time that does not parse would make the build date disappear from
-    // every answer; unset (left out, empty, or Go's zero time) is fine.
-    for (field, value) in [("ci.start", &spec.ci.start), ("ci.end", &spec.ci.end)] {
-        if !release_manager::spec::is_unset_time(value)
-            && chrono::DateTime::parse_from_rfc3339(value).is_err()
-        {
-            return Err(crate::api::errors::invalid(&format!("artifact.json.{field}"), format!(
-                "artifact.json: {field} {value:?} is not an RFC 3339 time (such as 2026-01-02T03:04:05Z)"
-            )));
-        }
-    }
     if files.len() < 2 {
         return Err(crate::api::errors::invalid(
             "path",
@@ -365,7 +340,8 @@ async fn receive_all(
     }
     let upload = BuildUpload {
         service: spec.service.clone(),
-        branch: spec.application.branch.clone(),
+        // The folder the branch is stored in (names::branch_folder).
+        branch: names::branch_folder(&spec.application.branch, &settings.environments),
         artifact_id: spec.id.clone(),
         author_name: spec.application.author_name.clone(),
         author_email: spec.application.author_email.clone(),
@@ -373,7 +349,7 @@ async fn receive_all(
         imported_from: None,
         staged: Some(staged),
     };
-    Ok((upload, request_id))
+    Ok((upload, request_id, warnings))
 }
 
 /// The next chunk of `stream`, which must come within the idle timeout,
@@ -393,7 +369,7 @@ async fn next_chunk(
     let until = slow.map_or(idle, |slow| slow.min(idle));
     match tokio::time::timeout_at(until, stream.message()).await {
         Ok(next) => Ok(next),
-        Err(_) if slow.is_some_and(|slow| slow < idle) => Err(crate::api::errors::failure(
+        Err(_) if slow.is_some_and(|slow| slow < idle) => Err(crate::api::errors::failure_with(
             tonic::Code::DeadlineExceeded,
             Reason::UploadTooSlow,
             format!(
@@ -401,14 +377,16 @@ async fn next_chunk(
                 limits.min_rate,
                 limits.rate_warm_up.as_secs()
             ),
+            &[("limit", limits.min_rate.to_string())],
         )),
-        Err(_) => Err(crate::api::errors::failure(
+        Err(_) => Err(crate::api::errors::failure_with(
             tonic::Code::DeadlineExceeded,
             Reason::UploadStalled,
             format!(
                 "the upload sent nothing for {} s (--upload-idle-timeout)",
                 limits.idle_timeout.as_secs()
             ),
+            &[("limit", limits.idle_timeout.as_secs().to_string())],
         )),
     }
 }

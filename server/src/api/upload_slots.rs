@@ -56,16 +56,19 @@ impl UploadSlots {
         let mut held = self.held.lock().expect("slots lock not poisoned");
         let in_use: usize = held.values().sum();
         if in_use >= self.total {
-            return Err(busy(format!(
-                "the server is receiving {} uploads already; try again shortly",
-                self.total
-            )));
+            return Err(busy(
+                self.total,
+                format!(
+                    "the server is receiving {} uploads already; try again shortly",
+                    self.total
+                ),
+            ));
         }
         let mine = held.get(&caller).copied().unwrap_or(0);
         let callers = held.len() + usize::from(mine == 0);
         let share = (self.total / (callers + 1)).max(1);
         if mine >= share {
-            return Err(busy(format!(
+            return Err(busy(share, format!(
                 "this client is sending {mine} uploads already, its share of the {} the server receives at once; try again shortly",
                 self.total
             )));
@@ -78,8 +81,9 @@ impl UploadSlots {
     }
 }
 
-fn busy(message: String) -> Status {
-    crate::api::errors::failure(tonic::Code::ResourceExhausted, Reason::UploadsBusy, message)
+/// UPLOADS_BUSY, with the number of uploads allowed as its `limit`.
+fn busy(limit: usize, message: String) -> Status {
+    crate::api::errors::limit_reached(Reason::UploadsBusy, limit, message)
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ impl Deployments {
     /// Reports received so far, by state.
     pub(crate) fn counts(&self) -> Vec<(&'static str, u64)> {
         let counts = self.counts.lock().expect("counts lock");
-        ["progressing", "succeeded", "failed"]
+        ["progressing", "deployed", "failed"]
             .into_iter()
             .map(|state| (state, counts.get(state).copied().unwrap_or(0)))
             .collect()

@@ -94,7 +94,12 @@ pub(crate) fn unknown_service<'a>(
             text.push_str(&format!("; did you mean one of {}?", quoted.join(", ")));
         }
     }
-    FlowError::not_found(crate::domain::Reason::ServiceNotFound, text)
+    let error = FlowError::not_found(crate::domain::Reason::ServiceNotFound, text);
+    // The closest name, for clients to offer (ErrorInfo `suggestion`).
+    match suggestions.first() {
+        Some(best) => error.with("suggestion", best.clone()),
+        None => error,
+    }
 }
 
 /// Most suggestions offered at once.

@@ -17,21 +17,25 @@ pub(crate) enum State {
 }
 
 impl State {
-    /// The word used in metrics, logs and the generic route.
+    /// The word used in metrics, logs and the generic route: the API's
+    /// (`DEPLOYMENT_STATE_DEPLOYED` is `deployed`).
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Progressing => "progressing",
-            State::Succeeded => "succeeded",
+            State::Succeeded => "deployed",
             State::Failed => "failed",
         }
     }
 
-    /// The state a word names (`progressing`, `succeeded`, `failed`; also
-    /// the proto's names).
+    /// The state a word names (`progressing`, `deployed`, `failed`; also
+    /// the proto's names, and `succeeded`, the word before v1).
     pub(crate) fn parse(word: &str) -> Option<State> {
         match word.trim().to_ascii_lowercase().as_str() {
             "progressing" | "deployment_state_progressing" => Some(State::Progressing),
-            "succeeded" | "deployed" | "deployment_state_succeeded" => Some(State::Succeeded),
+            "deployed"
+            | "succeeded"
+            | "deployment_state_deployed"
+            | "deployment_state_succeeded" => Some(State::Succeeded),
             "failed" | "deployment_state_failed" => Some(State::Failed),
             _ => None,
         }

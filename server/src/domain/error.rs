@@ -63,6 +63,8 @@ reasons! {
     UploadsBusy => "UPLOADS_BUSY",
     ChunkTooLarge => "CHUNK_TOO_LARGE",
     DiskFull => "DISK_FULL",
+    UploadTooLarge => "UPLOAD_TOO_LARGE",
+    TooManyFiles => "TOO_MANY_FILES",
     DeadlinePassed => "DEADLINE_PASSED",
     UploadStalled => "UPLOAD_STALLED",
     UploadTooSlow => "UPLOAD_TOO_SLOW",
@@ -76,6 +78,11 @@ reasons! {
     PushConflict => "PUSH_CONFLICT",
     InternalError => "INTERNAL_ERROR",
 }
+
+/// The machine-readable parts of an error's message, as
+/// `google.rpc.ErrorInfo.metadata` carries them (errors.proto lists the
+/// keys: `suggestion`, `policy_id`, `environment`, `limit`).
+pub type Details = Vec<(&'static str, String)>;
 
 /// Why a request could not be carried out.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -95,6 +102,8 @@ pub enum FlowError {
         reason: Reason,
         /// What was looked for, and what there is.
         message: String,
+        /// The machine-readable parts of the message (`suggestion`, ...).
+        details: Details,
     },
     /// The request is well-formed but the repository's state forbids it.
     #[error("{message}")]
@@ -103,6 +112,9 @@ pub enum FlowError {
         reason: Reason,
         /// What stands in the way.
         message: String,
+        /// The machine-readable parts of the message (`policy_id`,
+        /// `environment`, ...).
+        details: Details,
     },
     /// The call carries no credential, or one that is not valid.
     #[error("{message}")]
@@ -209,6 +221,7 @@ impl FlowError {
         FlowError::NotFound {
             reason,
             message: message.into(),
+            details: Details::new(),
         }
     }
 
@@ -233,7 +246,19 @@ impl FlowError {
         FlowError::FailedPrecondition {
             reason,
             message: message.into(),
+            details: Details::new(),
         }
+    }
+
+    /// Adds a machine-readable part (`environment`, `policy_id`, ...) to a
+    /// NOT_FOUND or FAILED_PRECONDITION error; other errors carry none.
+    pub(crate) fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        if let FlowError::NotFound { details, .. } | FlowError::FailedPrecondition { details, .. } =
+            &mut self
+        {
+            details.push((key, value.into()));
+        }
+        self
     }
 }
 

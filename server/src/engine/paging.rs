@@ -35,6 +35,19 @@ impl Page {
         page_token: &str,
         kind: &str,
     ) -> Result<Page, FlowError> {
+        Self::of_query(page_size, count, page_token, kind, "")
+    }
+
+    /// As [`Page::of`], for a listing of `kind` whose other fields are
+    /// `query` (`service`, `environment`, `branch`): a token of the same
+    /// listing asked with other fields is refused as such.
+    pub(crate) fn of_query(
+        page_size: u32,
+        count: u32,
+        page_token: &str,
+        kind: &str,
+        query: &str,
+    ) -> Result<Page, FlowError> {
         let asked = if page_size > 0 { page_size } else { count } as usize;
         let size = match asked {
             0 => DEFAULT_PAGE_SIZE,
@@ -51,10 +64,22 @@ impl Page {
         };
         let bytes = ENGINE.decode(page_token).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let key = text
+        let rest = text
             .strip_prefix(kind)
             .and_then(|rest| rest.strip_prefix(':'))
             .ok_or_else(invalid)?;
+        let key = rest
+            .strip_prefix(query)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .ok_or_else(|| {
+                FlowError::invalid(
+                    "page_token",
+                    format!(
+                        "invalid page_token: it continues a {kind} listing asked with other fields; \
+                         ask with the same fields as for the first page, or start again without one"
+                    ),
+                )
+            })?;
         Ok(Page {
             size,
             after: Some(key.to_string()),
@@ -64,16 +89,24 @@ impl Page {
 
 /// The token that continues a `kind` listing after the entry `key`.
 pub(crate) fn token(kind: &str, key: &str) -> String {
-    ENGINE.encode(format!("{kind}:{key}"))
+    token_of_query(kind, "", key)
+}
+
+/// The token that continues a `kind` listing asked with `query` after the
+/// entry `key`.
+pub(crate) fn token_of_query(kind: &str, query: &str, key: &str) -> String {
+    ENGINE.encode(format!("{kind}:{query}:{key}"))
 }
 
 /// One page of `entries` (newest first, each with its key): those after
 /// the token's entry, at most `page.size`, and the next page's token when
-/// more remain. A token whose entry is not in the list is refused.
-pub(crate) fn take<T>(
+/// more remain. A token whose entry is not in the list is refused. The
+/// listing was asked with `query` (see [`Page::of_query`]).
+pub(crate) fn take_of_query<T>(
     entries: impl Iterator<Item = (String, T)>,
     page: &Page,
     kind: &str,
+    query: &str,
 ) -> Result<(Vec<T>, String), FlowError> {
     let mut entries = entries.peekable();
     if let Some(after) = &page.after {
@@ -99,7 +132,7 @@ pub(crate) fn take<T>(
         out.push(entry);
     }
     let next = match (entries.peek(), last) {
-        (Some(_), Some(last)) => token(kind, &last),
+        (Some(_), Some(last)) => token_of_query(kind, query, &last),
         _ => String::new(),
     };
     Ok((out, next))
@@ -116,27 +149,37 @@ mod tests {
     #[test]
     fn pages_follow_each_other_to_the_end() {
         let first = Page::of(2, 0, "", "release").unwrap();
-        let (a, token_a) = take(list(5), &first, "release").unwrap();
+        let (a, token_a) = take_of_query(list(5), &first, "release", "").unwrap();
         assert_eq!(a, vec![0, 1]);
         let second = Page::of(2, 0, &token_a, "release").unwrap();
-        let (b, token_b) = take(list(5), &second, "release").unwrap();
+        let (b, token_b) = take_of_query(list(5), &second, "release", "").unwrap();
         assert_eq!(b, vec![2, 3]);
         let third = Page::of(2, 0, &token_b, "release").unwrap();
-        let (c, token_c) = take(list(5), &third, "release").unwrap();
+        let (c, token_c) = take_of_query(list(5), &third, "release", "").unwrap();
         assert_eq!(c, vec![4]);
         assert!(token_c.is_empty(), "the last page has no next token");
         let exact = Page::of(5, 0, "", "release").unwrap();
-        assert!(take(list(5), &exact, "release").unwrap().1.is_empty());
+        assert!(take_of_query(list(5), &exact, "release", "")
+            .unwrap()
+            .1
+            .is_empty());
     }
 
     #[test]
     fn new_entries_at_the_front_do_not_shift_a_page() {
-        let (_, token) = take(list(5), &Page::of(2, 0, "", "release").unwrap(), "release").unwrap();
+        let (_, token) = take_of_query(
+            list(5),
+            &Page::of(2, 0, "", "release").unwrap(),
+            "release",
+            "",
+        )
+        .unwrap();
         let grown = std::iter::once(("new".to_string(), 99)).chain(list(5));
-        let (next, _) = take(
+        let (next, _) = take_of_query(
             grown,
             &Page::of(2, 0, &token, "release").unwrap(),
             "release",
+            "",
         )
         .unwrap();
         assert_eq!(next, vec![2, 3]);
@@ -158,6 +201,17 @@ mod tests {
             "another listing's token"
         );
         let gone = Page::of(2, 0, &token("release", "nowhere"), "release").unwrap();
-        assert!(take(list(3), &gone, "release").is_err());
+        assert!(take_of_query(list(3), &gone, "release", "").is_err());
+    }
+
+    #[test]
+    fn a_token_of_another_query_says_so() {
+        let first = Page::of_query(1, 0, "", "build", "svc master").unwrap();
+        let (_, next) = take_of_query(list(3), &first, "build", "svc master").unwrap();
+        Page::of_query(1, 0, &next, "build", "svc master").unwrap();
+        let error = Page::of_query(1, 0, &next, "build", "svc feature").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("asked with other fields"), "{text}");
+        assert!(!text.contains("rewritten"), "{text}");
     }
 }

@@ -22,6 +22,17 @@ use crate::engine::wire as convert;
 use crate::repo::index::{ReleaseDetails, View};
 use crate::repo::tree::{blob_at, tree_at};
 
+/// What a release history page token is bound to (besides its kind).
+pub(crate) fn release_query(service: &str, environment: &str) -> String {
+    format!("{service} {environment}")
+}
+
+/// What a build listing page token is bound to: the service and the
+/// branch filter (its folder).
+pub(crate) fn build_query(service: &str, branch: Option<&str>) -> String {
+    format!("{service} {}", branch.unwrap_or_default())
+}
+
 /// Serves read queries.
 pub(crate) struct Reader {
     path: PathBuf,
@@ -124,61 +135,52 @@ impl Reader {
             let mut found_any = false;
             let mut statuses = Vec::with_capacity(environments.len());
             for environment in environments {
-                let latest = view.releases(&environment, service).next();
-                let mut candidates: Vec<String> = Vec::new();
-                match namespace {
-                    Some(ns) => candidates.push(ns.to_string()),
-                    None => {
-                        if let Some(record) = latest {
-                            candidates.push(record.namespace.to_string());
-                        }
-                        candidates.push(environment.clone());
-                        if let Some(releases) = tree_at(repo, &root, &format!("{environment}/releases"))
-                            .map_err(git("read a tree"))?
-                        {
-                            candidates.extend(releases.iter().filter_map(|e| e.name().map(str::to_string)));
-                        }
+                let candidates: Vec<String> = match namespace {
+                    Some(ns) => vec![ns.to_string()],
+                    None => match tree_at(repo, &root, &format!("{environment}/releases"))
+                        .map_err(git("read a tree"))?
+                    {
+                        Some(releases) => releases
+                            .iter()
+                            .filter_map(|e| e.name().map(str::to_string))
+                            .collect(),
+                        None => Vec::new(),
+                    },
+                };
+                let mut namespaces = Vec::new();
+                for ns in candidates {
+                    if let Some(found) =
+                        namespace_status(repo, &root, &view, &environment, &ns, service)?
+                    {
+                        namespaces.push(found);
                     }
                 }
+                found_any |= !namespaces.is_empty();
+                // The release described at the top: the namespace asked for,
+                // else the one released to most recently.
+                let latest = view.releases(&environment, service).next();
+                let primary = latest
+                    .and_then(|record| {
+                        namespaces
+                            .iter()
+                            .find(|n| n.namespace == *record.namespace)
+                    })
+                    .or_else(|| namespaces.iter().find(|n| n.namespace == environment))
+                    .or_else(|| namespaces.first())
+                    .cloned();
                 let mut status = pb::EnvironmentStatus {
                     environment: environment.clone(),
                     namespace: namespace.unwrap_or(&environment).to_string(),
                     ..Default::default()
                 };
-                for ns in candidates {
-                    let path = format!("{environment}/releases/{ns}/{service}/artifact.json");
-                    let Some(bytes) = blob_at(repo, &root, &path).map_err(git("read artifact.json"))? else {
-                        continue;
-                    };
-                    found_any = true;
-                    status.namespace = ns.clone();
-                    match crate::repo::read_committed_spec(&bytes, &path) {
-                        Ok(spec) => {
-                            let branch = view
-                                .build(service, &spec.id)
-                                .map(|b| b.branch.to_string())
-                                .unwrap_or_default();
-                            let build_commit = view.build(service, &spec.id).map(|b| b.commit);
-                            status.artifact =
-                                Some(convert::artifact_summary(&spec, service, &branch, build_commit));
-                            if let Some(record) = view
-                                .releases(&environment, service)
-                                .find(|r| *r.namespace == *ns && *r.artifact_id == *spec.id)
-                            {
-                                status.released_at = Some(convert::timestamp(record.time));
-                                let folder = format!("{environment}/releases/{ns}/{service}");
-                                let details = ReleaseDetails::read_folder(repo, record.commit, &folder)
-                                    .map_err(git("read a release commit"))?;
-                                status.released_by = Some(convert::person(&details.released_by));
-                                status.release_commit_sha = record.commit.to_string();
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(%path, error = %e, "unreadable artifact.json in a release folder");
-                        }
-                    }
-                    break;
+                if let Some(primary) = primary {
+                    status.namespace = primary.namespace;
+                    status.artifact = primary.artifact;
+                    status.released_at = primary.released_at;
+                    status.released_by = primary.released_by;
+                    status.release_commit_sha = primary.release_commit_sha;
                 }
+                status.namespaces = namespaces;
                 statuses.push(status);
             }
             if !known_service && !found_any {
@@ -220,17 +222,38 @@ impl Reader {
         })
     }
 
-    /// Every service with builds or releases, where it runs and which
-    /// branches have builds.
-    pub(crate) fn list_services(&self) -> Result<pb::ListServicesResponse, FlowError> {
+    /// One page of the services with builds or releases, by name: where
+    /// each runs and which branches have builds. A page continues after the
+    /// last name of the one before, so services added or removed meanwhile
+    /// never shift it.
+    pub(crate) fn list_services(&self, page: &Page) -> Result<pb::ListServicesResponse, FlowError> {
         self.with_repo(|repo| {
             let published = self.shared.read().expect("state lock not poisoned");
             let root =
                 crate::repo::tree::tree_of(repo, published.tip).map_err(git("read the tip"))?;
             let catalog = Catalog::read(repo, &root).map_err(git("read the services"))?;
             let view = View::published(&published.index);
-            let services = catalog
+            let mut names = catalog
                 .services
+                .into_iter()
+                .filter(|(name, _)| {
+                    page.after
+                        .as_deref()
+                        .is_none_or(|after| name.as_str() > after)
+                })
+                .peekable();
+            let mut chosen = Vec::new();
+            while chosen.len() < page.size {
+                match names.next() {
+                    Some(entry) => chosen.push(entry),
+                    None => break,
+                }
+            }
+            let next_page_token = match (names.peek(), chosen.last()) {
+                (Some(_), Some((last, _))) => paging::token("service", last),
+                _ => String::new(),
+            };
+            let services = chosen
                 .into_iter()
                 .map(|(name, running)| {
                     let mut environments: Vec<String> = self
@@ -245,8 +268,10 @@ impl Reader {
                             .into_iter()
                             .filter(|e| !self.settings.environments.contains(e)),
                     );
-                    let branches: BTreeSet<String> =
-                        view.builds(&name).map(|b| b.branch.to_string()).collect();
+                    let branches: BTreeSet<String> = view
+                        .builds(&name)
+                        .map(|b| release_manager::names::branch_of_folder(&b.branch))
+                        .collect();
                     pb::ServiceSummary {
                         name,
                         environments,
@@ -254,7 +279,10 @@ impl Reader {
                     }
                 })
                 .collect();
-            Ok(pb::ListServicesResponse { services })
+            Ok(pb::ListServicesResponse {
+                services,
+                next_page_token,
+            })
         })
     }
 
@@ -325,7 +353,9 @@ impl Reader {
             let entries = view
                 .release_history(environment, service)
                 .map(|record| (record.commit.to_string(), record.clone()));
-            let (records, next_page_token) = paging::take(entries, page, "release")?;
+            let query = release_query(service, environment);
+            let (records, next_page_token) =
+                paging::take_of_query(entries, page, "release", &query)?;
             // Reading the commits can take a while for a long page: the
             // writer must not wait for it to publish.
             drop(published);
@@ -368,10 +398,13 @@ impl Reader {
             }
             if let Some(wanted) = branch {
                 if !view.builds(service).any(|b| &*b.branch == wanted) {
-                    let branches: BTreeSet<String> =
-                        view.builds(service).map(|b| b.branch.to_string()).collect();
+                    let branches: BTreeSet<String> = view
+                        .builds(service)
+                        .map(|b| release_manager::names::branch_of_folder(&b.branch))
+                        .collect();
                     return Err(FlowError::not_found(Reason::BranchNotFound, format!(
-                        "no builds of branch {wanted:?} for service {service:?}; branches with builds: {}",
+                        "no builds of branch {:?} for service {service:?}; branches with builds: {}",
+                        release_manager::names::branch_of_folder(wanted),
                         branches.into_iter().collect::<Vec<_>>().join(", ")
                     )));
                 }
@@ -380,7 +413,8 @@ impl Reader {
                 .builds(service)
                 .filter(|b| branch.is_none_or(|wanted| &*b.branch == wanted))
                 .map(|b| (format!("{}:{}", b.commit, b.artifact_id), b.clone()));
-            let (builds, next_page_token) = paging::take(entries, page, "build")?;
+            let query = build_query(service, branch);
+            let (builds, next_page_token) = paging::take_of_query(entries, page, "build", &query)?;
             drop(published);
             let mut artifacts = Vec::with_capacity(builds.len());
             for build in builds {
@@ -412,4 +446,51 @@ impl Reader {
             })
         })
     }
+}
+
+/// The release of `service` in one namespace folder of `environment`, if
+/// that folder holds one (the deployment is joined by the gRPC edge).
+fn namespace_status(
+    repo: &Repository,
+    root: &git2::Tree<'_>,
+    view: &View<'_>,
+    environment: &str,
+    namespace: &str,
+    service: &str,
+) -> Result<Option<pb::NamespaceStatus>, FlowError> {
+    let path = format!("{environment}/releases/{namespace}/{service}/artifact.json");
+    let Some(bytes) = blob_at(repo, root, &path).map_err(git("read artifact.json"))? else {
+        return Ok(None);
+    };
+    let mut status = pb::NamespaceStatus {
+        namespace: namespace.to_string(),
+        ..Default::default()
+    };
+    match crate::repo::read_committed_spec(&bytes, &path) {
+        Ok(spec) => {
+            let build = view.build(service, &spec.id);
+            let branch = build.map(|b| b.branch.to_string()).unwrap_or_default();
+            status.artifact = Some(convert::artifact_summary(
+                &spec,
+                service,
+                &branch,
+                build.map(|b| b.commit),
+            ));
+            if let Some(record) = view
+                .releases(environment, service)
+                .find(|r| *r.namespace == *namespace && *r.artifact_id == *spec.id)
+            {
+                status.released_at = Some(convert::timestamp(record.time));
+                let folder = format!("{environment}/releases/{namespace}/{service}");
+                let details = ReleaseDetails::read_folder(repo, record.commit, &folder)
+                    .map_err(git("read a release commit"))?;
+                status.released_by = Some(convert::person(&details.released_by));
+                status.release_commit_sha = record.commit.to_string();
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "unreadable artifact.json in a release folder");
+        }
+    }
+    Ok(Some(status))
 }

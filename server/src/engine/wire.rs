@@ -73,6 +73,15 @@ pub(crate) fn release_result(done: &ReleaseDone) -> pb::ReleaseResult {
     }
 }
 
+/// A person as the API sends one: absent when neither name nor email is
+/// known.
+fn known_person(name: &str, email: &str) -> Option<pb::Person> {
+    (!name.is_empty() || !email.is_empty()).then(|| pb::Person {
+        name: name.to_string(),
+        email: email.to_string(),
+    })
+}
+
 /// A build's artifact.json as an `ArtifactSummary`.
 pub(crate) fn artifact_summary(
     spec: &ArtifactSpec,
@@ -88,19 +97,14 @@ pub(crate) fn artifact_summary(
         } else {
             spec.service.clone()
         },
+        // `branch` is the folder the build was found in.
         branch: if app.branch.is_empty() {
-            branch.to_string()
+            release_manager::names::branch_of_folder(branch)
         } else {
             app.branch.clone()
         },
-        author: Some(pb::Person {
-            name: app.author_name.clone(),
-            email: app.author_email.clone(),
-        }),
-        committer: Some(pb::Person {
-            name: app.committer_name.clone(),
-            email: app.committer_email.clone(),
-        }),
+        author: known_person(&app.author_name, &app.author_email),
+        committer: known_person(&app.committer_name, &app.committer_email),
         message: app.message.clone(),
         source_sha: app.sha.clone(),
         source_url: app.url.clone(),
@@ -139,7 +143,7 @@ pub(crate) fn release_record(
 pub(crate) fn deployment_state(state: State) -> pb::DeploymentState {
     match state {
         State::Progressing => pb::DeploymentState::Progressing,
-        State::Succeeded => pb::DeploymentState::Succeeded,
+        State::Succeeded => pb::DeploymentState::Deployed,
         State::Failed => pb::DeploymentState::Failed,
     }
 }
@@ -262,6 +266,8 @@ fn compared_side(service: &str, side: &crate::engine::compare::Side) -> pb::Envi
             .map(|c| c.to_string())
             .unwrap_or_default(),
         deployment: None,
+        // One namespace is compared: the one described above.
+        namespaces: Vec::new(),
         reconciliation_errors: Vec::new(),
     }
 }

@@ -32,11 +32,15 @@ pub(crate) fn due_releases(
         .map_err(crate::domain::git("read the tip"))?;
     let mut due = Vec::new();
     for policy in &policies.auto_releases {
-        if policy.branch != branch {
+        // `branch` is the folder of the build; policies name branches as
+        // git does.
+        let folder =
+            release_manager::names::branch_folder(&policy.branch, &ctx.settings.environments);
+        if folder != branch {
             continue;
         }
         let Some((path, build)) =
-            super::release::branch_build_folder(ctx, &root, service, &policy.branch)?
+            super::release::branch_build_folder(ctx, &root, service, &folder)?
         else {
             continue;
         };

@@ -185,10 +185,13 @@ pub(super) fn add_build(
             .map_err(git("write a tree"))?;
     }
     let folder = folder.ok_or_else(|| FlowError::invalid("path", "the upload holds no files"))?;
+    // `upload.branch` is the branch's folder; replies and trailers name
+    // the branch as git does.
+    let branch = release_manager::names::branch_of_folder(&upload.branch);
     let done = |outcome, commit, created| BuildDone {
         outcome,
         service: upload.service.clone(),
-        branch: upload.branch.clone(),
+        branch: branch.clone(),
         artifact_id: upload.artifact_id.clone(),
         commit,
         created,
@@ -226,7 +229,7 @@ pub(super) fn add_build(
         &[
             ("Artifact-ID", &upload.artifact_id),
             ("Service", &upload.service),
-            ("Branch", &upload.branch),
+            ("Branch", &branch),
             (
                 "Request-ID",
                 request.request_id.as_deref().unwrap_or_default(),

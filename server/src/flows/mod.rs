@@ -327,7 +327,15 @@ pub(crate) fn apply(ctx: &FlowContext<'_>, request: &WriteRequest) -> Result<Wri
         ),
         Intent::AddBuild(_) | Intent::Policy { .. } => unreachable!("handled above"),
     };
+    // Every error of a release names its environment (ErrorInfo metadata).
+    let environment = match &request.intent {
+        Intent::Release { environment, .. }
+        | Intent::Promote { environment, .. }
+        | Intent::Rollback { environment, .. } => environment.as_str(),
+        Intent::AddBuild(_) | Intent::Policy { .. } => "",
+    };
     done.map(WriteDone::Release)
+        .map_err(|error| error.with("environment", environment))
 }
 
 /// The answer to a request id that is already in history: what its commit

@@ -63,6 +63,9 @@ pub(crate) struct PolicyDone {
     pub(crate) commit: git2::Oid,
     /// Whether `commit` is new.
     pub(crate) created: bool,
+    /// Whether the request id was already in history and this answers from
+    /// the commit that carries it.
+    pub(crate) replayed: bool,
 }
 
 /// The policies of `service` at `ctx.tip`.
@@ -71,8 +74,8 @@ pub(crate) fn read_policies(ctx: &FlowContext<'_>, service: &str) -> Result<Poli
     crate::domain::policy_file::read_at(ctx.repo, &root, service)
 }
 
-/// Fails when a restriction forbids releasing `branch` of `service` to
-/// `environment`.
+/// Fails when a restriction forbids releasing `branch` (as git names it,
+/// not its folder) of `service` to `environment`.
 pub(crate) fn check_branch_allowed(
     ctx: &FlowContext<'_>,
     service: &str,
@@ -81,7 +84,11 @@ pub(crate) fn check_branch_allowed(
 ) -> Result<(), FlowError> {
     read_policies(ctx, service)?
         .check_release(&ctx.settings.global_restrictions, environment, branch)
-        .map_err(|message| FlowError::precondition(Reason::BranchRestricted, message))
+        .map_err(|message| {
+            FlowError::precondition(Reason::BranchRestricted, message)
+                .with("policy_id", branch_restriction_id(environment))
+                .with("environment", environment)
+        })
 }
 
 pub(super) fn change_policies(
@@ -90,6 +97,11 @@ pub(super) fn change_policies(
     service: &str,
     change: &PolicyChange,
 ) -> Result<PolicyDone, FlowError> {
+    if let Some(request_id) = &request.request_id {
+        if let Some(commit) = ctx.view.request(request_id) {
+            return replayed(ctx, request_id, service, commit);
+        }
+    }
     let repo = ctx.repo;
     let parent = repo.find_commit(ctx.tip).map_err(git("read the tip"))?;
     let root = parent.tree().map_err(git("read the tip"))?;
@@ -104,16 +116,34 @@ pub(super) fn change_policies(
         } => {
             let changed = file
                 .apply_auto_release(globals, branch, environment)
-                .map_err(|message| FlowError::precondition(Reason::PolicyConflict, message))?;
+                .map_err(|message| {
+                    // The restriction of that environment is in the way.
+                    FlowError::precondition(Reason::PolicyConflict, message)
+                        .with("policy_id", branch_restriction_id(environment))
+                        .with("environment", environment.as_str())
+                })?;
             let summary = format!("apply auto-release from '{branch}' to '{environment}'");
             (changed, auto_release_id(branch, environment), 0, summary)
         }
         PolicyChange::BranchRestriction { environment, regex } => {
             crate::domain::policy_file::compile(regex)
                 .map_err(|message| FlowError::invalid("branch_regex", message))?;
+            let in_the_way = file
+                .auto_releases
+                .iter()
+                .find(|a| a.environment == *environment)
+                .map(|a| a.id.clone());
             let changed = file
                 .apply_branch_restriction(environment, regex)
-                .map_err(|message| FlowError::precondition(Reason::PolicyConflict, message))?;
+                .map_err(|message| {
+                    // The auto-release to that environment is in the way.
+                    let error = FlowError::precondition(Reason::PolicyConflict, message)
+                        .with("environment", environment.as_str());
+                    match &in_the_way {
+                        Some(id) => error.with("policy_id", id.clone()),
+                        None => error,
+                    }
+                })?;
             let summary = format!("apply branch restriction '{regex}' to '{environment}'");
             (changed, branch_restriction_id(environment), 0, summary)
         }
@@ -129,7 +159,8 @@ pub(super) fn change_policies(
                     format!(
                     "{global} is a server-wide policy set by configuration and cannot be deleted"
                 ),
-                ));
+                )
+                .with("policy_id", global.clone()));
             }
             let deleted = file.delete(ids);
             let summary = format!("delete policies {}", ids.join(", "));
@@ -143,6 +174,7 @@ pub(super) fn change_policies(
             deleted,
             commit: ctx.tip,
             created: false,
+            replayed: false,
         });
     }
     let path = ["policies", &format!("{service}.json")];
@@ -164,12 +196,22 @@ pub(super) fn change_policies(
         })?;
     let new_root = repo.find_tree(new_root).map_err(git("read a tree"))?;
     let who = format!("{} <{}>", request.committer.name, request.committer.email);
+    let deleted_count = if matches!(change, PolicyChange::Delete { .. }) {
+        deleted.to_string()
+    } else {
+        String::new()
+    };
     let message = compose(
         &format!("[{service}] policy update: {summary}"),
         &[
             ("Service", service),
             ("Policy-ID", &id),
+            ("Policies-deleted", &deleted_count),
             ("Changed-by", &who),
+            (
+                "Request-ID",
+                request.request_id.as_deref().unwrap_or_default(),
+            ),
         ],
     );
     let signature = git2::Signature::now(&request.committer.name, &request.committer.email)
@@ -195,5 +237,38 @@ pub(super) fn change_policies(
         deleted,
         commit: oid,
         created: true,
+        replayed: false,
+    })
+}
+
+/// The answer to a request id already in history: what its policy commit
+/// did, with no new commit. An id used for anything else is refused.
+fn replayed(
+    ctx: &FlowContext<'_>,
+    request_id: &str,
+    service: &str,
+    commit: git2::Oid,
+) -> Result<PolicyDone, FlowError> {
+    let found = ctx.repo.find_commit(commit).map_err(git("read a commit"))?;
+    let message = String::from_utf8_lossy(found.message_bytes()).into_owned();
+    let field = |key: &str| {
+        crate::repo::message::trailer(&message, key)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let is_policy = crate::repo::message::trailer(&message, "Changed-by").is_some();
+    if !is_policy || field("Service") != service {
+        return Err(FlowError::invalid(
+            "request_id",
+            format!("request_id {request_id:?} was already used for another request"),
+        ));
+    }
+    Ok(PolicyDone {
+        outcome: Outcome::Applied,
+        id: field("Policy-ID"),
+        deleted: field("Policies-deleted").parse().unwrap_or(0),
+        commit,
+        created: false,
+        replayed: true,
     })
 }

@@ -198,7 +198,12 @@ pub(crate) fn release_build(
 ) -> Result<ReleaseDone, FlowError> {
     let repo = ctx.repo;
     let artifact_id = build.spec.id.clone();
-    super::policy_change::check_branch_allowed(ctx, service, environment, &build.branch)?;
+    super::policy_change::check_branch_allowed(
+        ctx,
+        service,
+        environment,
+        &release_manager::names::branch_of_folder(&build.branch),
+    )?;
     let env_tree = match build.tree.get_name(environment) {
         Some(entry) if entry.kind() == Some(git2::ObjectType::Tree) => entry.id(),
         _ => {
@@ -261,7 +266,7 @@ pub(crate) fn release_build(
             namespace: &namespace,
             folder,
             artifact_id: &artifact_id,
-            branch: &build.branch,
+            branch: &release_manager::names::branch_of_folder(&build.branch),
             kind,
             author: &author,
             from_environment,
@@ -269,6 +274,8 @@ pub(crate) fn release_build(
             cluster_file,
         },
     )?;
+    let commit_sha = commit
+        .unwrap_or_else(|| holding_commit(ctx, environment, &namespace, service, &artifact_id));
     Ok(ReleaseDone {
         outcome: if commit.is_some() {
             Outcome::Applied
@@ -279,10 +286,10 @@ pub(crate) fn release_build(
         environment: environment.to_string(),
         namespace,
         artifact_id,
-        branch: build.branch.clone(),
+        branch: release_manager::names::branch_of_folder(&build.branch),
         created: commit.is_some(),
         replayed: false,
-        commit: commit.unwrap_or(ctx.tip),
+        commit: commit_sha,
         kind,
         from_environment: None,
         previous_artifact_id: None,
@@ -308,6 +315,23 @@ pub(crate) struct ReleaseCommit<'a> {
     /// A Flux Kustomization to put at `clusters/<env>/<namespace>/<service>.yaml`;
     /// `None` leaves that file as it is.
     pub(crate) cluster_file: Option<Oid>,
+}
+
+/// The release commit that put `artifact_id` into the release folder of
+/// `service` in `environment`/`namespace`, which already holds it: what an
+/// ALREADY_UP_TO_DATE reply names (the tip when history does not say, as
+/// for a folder written by hand).
+pub(crate) fn holding_commit(
+    ctx: &FlowContext<'_>,
+    environment: &str,
+    namespace: &str,
+    service: &str,
+    artifact_id: &str,
+) -> Oid {
+    ctx.view
+        .releases(environment, service)
+        .find(|r| *r.namespace == *namespace && *r.artifact_id == *artifact_id)
+        .map_or(ctx.tip, |r| r.commit)
 }
 
 /// Replaces the release folder and commits on `ctx.tip`; `None` when the

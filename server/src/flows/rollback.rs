@@ -67,7 +67,7 @@ pub(super) fn rollback(
     let branch = if spec.application.branch.is_empty() {
         ctx.view
             .build(service, &spec.id)
-            .map(|b| b.branch.to_string())
+            .map(|b| release_manager::names::branch_of_folder(&b.branch))
             .unwrap_or_default()
     } else {
         spec.application.branch.clone()
@@ -101,6 +101,9 @@ pub(super) fn rollback(
             .map(|(oid, _)| oid),
         },
     )?;
+    let commit_sha = commit.unwrap_or_else(|| {
+        super::release::holding_commit(ctx, environment, &namespace, service, &spec.id)
+    });
     Ok(ReleaseDone {
         outcome: if commit.is_some() {
             Outcome::Applied
@@ -114,7 +117,7 @@ pub(super) fn rollback(
         branch,
         created: commit.is_some(),
         replayed: false,
-        commit: commit.unwrap_or(ctx.tip),
+        commit: commit_sha,
         kind: ReleaseKind::Rollback,
         from_environment: None,
         previous_artifact_id: Some(current).filter(|c| !c.is_empty()),

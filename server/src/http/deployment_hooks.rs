@@ -546,7 +546,7 @@ fn read_generic(_: &HookState, body: &[u8]) -> Result<Read, String> {
     })?;
     let state = Deployed::parse(&event.state).ok_or_else(|| {
         format!(
-            "state {:?} is none of progressing, succeeded, failed",
+            "state {:?} is none of progressing, deployed, failed",
             event.state
         )
     })?;

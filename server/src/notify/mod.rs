@@ -334,7 +334,7 @@ fn entry_of(reader: &Reader, event: Event) -> Option<Entry> {
             entry.service = build.service.clone();
             entry.artifact_id = build.spec.id.clone();
             entry.branch = if app.branch.is_empty() {
-                build.branch.clone()
+                release_manager::names::branch_of_folder(&build.branch)
             } else {
                 app.branch.clone()
             };

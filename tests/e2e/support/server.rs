@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 pub mod server_api {
     pub use release_manager_server::chain as error_chain;
     pub use release_manager_server::{
-        parse_global_restrictions, start, CommitIdentity, CommitLinks, CommitSigner,
+        parse_global_restrictions, start, CommitIdentity, CommitLinks, CommitSigner, CorsPolicy,
         DeploymentSources, GitCredentials, Notifications, OidcSettings, RemoteLocation,
         RunningServer, ServerConfig, TlsFiles, TrustedIssuer, WriterStats, SHIPPED_KNOWN_HOSTS,
     };

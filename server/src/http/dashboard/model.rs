@@ -222,7 +222,7 @@ impl Models {
         };
         let branch = if spec.application.branch.is_empty() {
             view.build(service, &spec.id)
-                .map(|b| b.branch.to_string())
+                .map(|b| release_manager::names::branch_of_folder(&b.branch))
                 .unwrap_or_default()
         } else {
             spec.application.branch.clone()
@@ -370,7 +370,9 @@ impl Models {
         }
         let mut builds: BTreeMap<String, Vec<BuildEntry>> = BTreeMap::new();
         for build in view.builds(service) {
-            let list = builds.entry(build.branch.to_string()).or_default();
+            let list = builds
+                .entry(release_manager::names::branch_of_folder(&build.branch))
+                .or_default();
             if list.len() >= BUILDS_PER_BRANCH {
                 continue;
             }
