@@ -8,6 +8,7 @@ pub(crate) mod ping;
 pub(crate) mod policy_service;
 pub(crate) mod reflection;
 pub(crate) mod release_service;
+mod request_fields;
 pub(crate) mod starting;
 pub(crate) mod upload;
 mod upload_slots;

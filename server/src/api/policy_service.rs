@@ -51,8 +51,8 @@ impl PolicyServiceHandler {
     ) -> Result<PolicyDone, Status> {
         let request = WriteRequest {
             intent: Intent::Policy { service, change },
-            committer: super::release_service::releaser(who, committer)?,
-            request_id: super::release_service::request_id(request_id)?,
+            committer: super::request_fields::releaser(who, committer)?,
+            request_id: super::request_fields::request_id(request_id)?,
         };
         match super::write(&self.writer, request, deadline).await? {
             WriteDone::Policy(done) => Ok(done),
