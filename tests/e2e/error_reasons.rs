@@ -902,13 +902,32 @@ async fn reason_of_a_stopping_server(provoked: &mut Provoked) {
     let mut unfinished = tokio::net::TcpStream::connect(server.http_addr())
         .await
         .unwrap();
+    // `Expect: 100-continue`: the server answers `100 Continue` when the
+    // handler starts reading the body, so the stop below surely finds the
+    // request under way (not still in the socket, where a stop would
+    // close it unread).
     unfinished
         .write_all(
             b"POST /webhook/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n\
-              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+              Content-Type: application/json\r\nContent-Length: 100\r\n\
+              Expect: 100-continue\r\n\r\n",
         )
         .await
         .unwrap();
+    let mut continued = [0u8; 25];
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read_exact(&mut unfinished, &mut continued),
+    )
+    .await
+    .expect("the server reads the body")
+    .unwrap();
+    assert!(
+        continued.starts_with(b"HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&continued)
+    );
+    unfinished.write_all(b"{").await.unwrap();
     let stopping = tokio::spawn(server.stop());
     let refused = wait_for(
         "a watch refused while stopping",
