@@ -119,7 +119,7 @@ proto-check:
 	PATH="$(CURDIR)/.tools/node_modules/.bin:$$PATH" bash .ci/proto-breaking.sh
 
 # Writes docs/artifact.schema.json anew from the artifact.json types
-# (src/spec.rs); a test fails while the two differ.
+# (src/spec/); a test fails while the two differ.
 artifact-schema:
 	RELEASE_MANAGER_WRITE_SCHEMA=1 cargo test --locked -p release-manager --lib spec::tests::the_published_schema_matches_the_types
 

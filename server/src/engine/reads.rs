@@ -481,8 +481,10 @@ fn namespace_status(
                 .find(|r| *r.namespace == *namespace && *r.artifact_id == *spec.id)
             {
                 status.released_at = Some(convert::timestamp(record.time));
-                let folder = format!("{environment}/releases/{namespace}/{service}");
-                let details = ReleaseDetails::read_folder(repo, record.commit, &folder)
+                // Who released is in the commit's message: reading its tree
+                // (the author of the artifact.json it released) would parse
+                // the large trees of an old root for nothing here.
+                let details = ReleaseDetails::read(repo, record.commit)
                     .map_err(git("read a release commit"))?;
                 status.released_by = Some(convert::person(&details.released_by));
                 status.release_commit_sha = record.commit.to_string();
