@@ -43,7 +43,11 @@ fn wrong_place_hint(status: &tonic::Status) -> Option<&'static str> {
              8080 by default)",
         );
     }
-    if status.code() == Code::Unknown && message == "transport error" {
+    // A TLS port answers plaintext HTTP/2 with a TLS alert: the client
+    // sees the connection break, or (depending on when the bytes arrive)
+    // an HTTP/2 frame it cannot parse.
+    let broke = message == "transport error" || message.starts_with("h2 protocol error");
+    if matches!(status.code(), Code::Unknown | Code::Internal) && broke {
         return Some(
             " (the connection broke before any answer: is this the server's gRPC port \
              (--listen, 8080 by default; 8081 is its HTTP port)? if the server serves \
@@ -195,6 +199,9 @@ mod tests {
         assert!(text.contains("--listen"), "{text}");
         let tls = tonic::Status::unknown("transport error");
         assert!(describe_status(&tls, "T").contains("use https://"));
+        // What the TLS alert reads as when it arrives as an HTTP/2 frame.
+        let alert = tonic::Status::internal("h2 protocol error: http2 error");
+        assert!(describe_status(&alert, "T").contains("use https://"));
         assert!(
             connect_hint("received corrupt message of type InvalidContentType")
                 .is_some_and(|h| h.contains("use http://"))
