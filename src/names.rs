@@ -256,7 +256,26 @@ pub fn branch_of_folder(folder: &str) -> String {
     if !folder.contains('%') {
         return folder.to_string();
     }
-    let bytes = folder.as_bytes();
+    let out = percent_decode(folder.as_bytes());
+    String::from_utf8(out).unwrap_or_else(|_| folder.to_string())
+}
+
+/// `text` percent-encoded but for RFC 3986's unreserved characters: safe
+/// in a path, a query, a form and a Basic credential.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Percent-decodes bytes; a `%` not followed by two hex digits stays as it
+/// is. Branch folders and gRPC's `grpc-message` are encoded this way.
+pub fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
@@ -273,7 +292,7 @@ pub fn branch_of_folder(folder: &str) -> String {
         out.push(bytes[at]);
         at += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|_| folder.to_string())
+    out
 }
 
 /// An artifact id: 1 to 200 bytes, no whitespace, control characters, `/`

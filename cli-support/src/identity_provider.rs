@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+pub use release_manager::names::percent_encode;
 use serde_json::Value;
 
 use crate::wording::one_line;
@@ -162,19 +163,6 @@ pub async fn post_form(
         ))
     })?;
     read_answer(response, what).await
-}
-
-/// `text` percent-encoded but for RFC 3986's unreserved characters: safe
-/// in a query, a form and a Basic credential.
-pub fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -65,31 +65,23 @@ impl ReleaseServiceHandler {
     /// a side of a comparison): the release's deployment state, and the
     /// environment's reconciliation errors.
     fn join_reports(&self, service: &str, environment: &mut pb::EnvironmentStatus) {
-        if environment.artifact.is_some() {
-            environment.deployment = Some(if self.deployments.takes_reports() {
-                let reported = self.deployments.of(
-                    &environment.environment,
-                    service,
-                    &environment.release_commit_sha,
-                );
+        let deployment_of = |release_commit_sha: &str| {
+            Some(if self.deployments.takes_reports() {
+                let reported =
+                    self.deployments
+                        .of(&environment.environment, service, release_commit_sha);
                 convert::deployment(reported.as_ref())
             } else {
                 convert::not_reported()
-            });
+            })
+        };
+        if environment.artifact.is_some() {
+            environment.deployment = deployment_of(&environment.release_commit_sha);
         }
         // Every namespace's release, as the one described above.
         for namespace in &mut environment.namespaces {
             if namespace.artifact.is_some() {
-                namespace.deployment = Some(if self.deployments.takes_reports() {
-                    let reported = self.deployments.of(
-                        &environment.environment,
-                        service,
-                        &namespace.release_commit_sha,
-                    );
-                    convert::deployment(reported.as_ref())
-                } else {
-                    convert::not_reported()
-                });
+                namespace.deployment = deployment_of(&namespace.release_commit_sha);
             }
         }
         environment.reconciliation_errors = self

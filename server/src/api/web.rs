@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body::Frame;
+use release_manager::names;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// Who may call the API from a browser page on another origin.
@@ -204,31 +205,10 @@ fn reencode(headers: &mut HeaderMap) {
     let Some(value) = headers.get("grpc-message") else {
         return;
     };
-    let message = percent_decode(value.as_bytes());
+    let message = names::percent_decode(value.as_bytes());
     if let Ok(value) = HeaderValue::from_str(&spec_encode(&message)) {
         headers.insert("grpc-message", value);
     }
-}
-
-/// Percent-decodes bytes (a `%` without two hex digits stays).
-fn percent_decode(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' && at + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[at + 1..at + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(byte) = hex {
-                out.push(byte);
-                at += 3;
-                continue;
-            }
-        }
-        out.push(bytes[at]);
-        at += 1;
-    }
-    out
 }
 
 /// The gRPC spec's `grpc-message` encoding: every byte outside printable
@@ -248,6 +228,7 @@ fn spec_encode(message: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use release_manager::names::percent_decode;
 
     #[test]
     fn messages_are_encoded_as_the_spec_says() {

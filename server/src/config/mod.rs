@@ -14,7 +14,7 @@ use crate::demo::ensure_demo_repo;
 use crate::domain::Settings;
 use crate::engine::writer::WriterConfig;
 use crate::listen::ConnectionLimits;
-use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
+use crate::repo::remote::{GitCredentials, RemoteLocation};
 
 mod flags;
 pub use flags::{LogFormat, StartArgs};
@@ -197,15 +197,11 @@ pub fn resolve_with_env(
             )
             .map_err(|e| format!("--policy-branch-restrictions: {e}"))?,
         },
-        credentials: GitCredentials {
-            ssh_private_key: Some(args.ssh_private_key.clone()).filter(|p| p.exists()),
-            ssh_known_hosts: known_hosts_file(
-                args.ssh_known_hosts.as_deref(),
-                &args.ssh_private_key,
-            ),
-            https_token: args.git_https_token.clone(),
-            ..GitCredentials::default()
-        },
+        credentials: GitCredentials::from_flags(
+            &args.ssh_private_key,
+            args.ssh_known_hosts.as_deref(),
+            args.git_https_token.clone(),
+        ),
         auth,
         writer: WriterConfig {
             queue_capacity: args.queue_capacity,

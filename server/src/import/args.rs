@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::commit_flags::{resolve_commits, CommitArgs};
-use crate::repo::remote::{known_hosts_file, GitCredentials, RemoteLocation};
+use crate::repo::remote::{GitCredentials, RemoteLocation};
 
 /// Flags of `release-manager import-s3`. AWS credentials come from
 /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
@@ -102,15 +102,11 @@ pub fn resolve_import(
         config_repo: RemoteLocation::parse(config_repo.trim()),
         config_branch: args.config_branch.clone(),
         mirror_dir: args.data_dir.join("import.git"),
-        credentials: GitCredentials {
-            ssh_private_key: Some(args.ssh_private_key.clone()).filter(|p| p.exists()),
-            ssh_known_hosts: known_hosts_file(
-                args.ssh_known_hosts.as_deref(),
-                &args.ssh_private_key,
-            ),
-            https_token: args.git_https_token.clone(),
-            ..GitCredentials::default()
-        },
+        credentials: GitCredentials::from_flags(
+            &args.ssh_private_key,
+            args.ssh_known_hosts.as_deref(),
+            args.git_https_token.clone(),
+        ),
         environments: args.environments.clone(),
         bucket: super::ImportBucket {
             name: args.bucket.clone(),

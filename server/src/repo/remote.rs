@@ -27,6 +27,24 @@ pub struct GitCredentials {
     pub https_token: Option<String>,
 }
 
+impl GitCredentials {
+    /// The credentials the flags of `start` and `import-s3` name: the SSH
+    /// key if the file exists, the known_hosts that goes with it, the
+    /// HTTPS token.
+    pub(crate) fn from_flags(
+        ssh_private_key: &Path,
+        ssh_known_hosts: Option<&Path>,
+        https_token: Option<String>,
+    ) -> Self {
+        GitCredentials {
+            ssh_private_key: Some(ssh_private_key.to_path_buf()).filter(|p| p.exists()),
+            ssh_known_hosts: known_hosts_file(ssh_known_hosts, ssh_private_key),
+            https_token,
+            ..GitCredentials::default()
+        }
+    }
+}
+
 impl Default for GitCredentials {
     fn default() -> Self {
         GitCredentials {
