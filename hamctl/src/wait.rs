@@ -9,7 +9,9 @@
 //! It subscribes before it asks for the state, so a report between the two
 //! is not missed, and asks again at every progress line. A stream that
 //! fell behind ends with where to resume: it asks for the state and
-//! subscribes again from there. A report on a later release of the service
+//! subscribes again from there. A stream the server ends or a connection
+//! that breaks (the server restarting) is followed again from the last
+//! event seen, retried until `--timeout`. A report on a later release of the service
 //! counts for this one too, once status says that release is the current
 //! one: a revision that holds a later release holds the earlier ones.
 
@@ -92,6 +94,8 @@ pub(crate) async fn if_asked(
         humanize(args.timeout)
     ))?;
     let mut next_progress = began + PROGRESS_EVERY;
+    // The last event seen: where a new subscription resumes.
+    let mut cursor = String::new();
     loop {
         if Instant::now() >= deadline {
             return Err(CliError::WaitTimedOut(format!(
@@ -118,13 +122,39 @@ pub(crate) async fn if_asked(
                 ))?;
                 continue;
             }
-            Ok(message) => message?,
+            Ok(message) => message,
         };
-        let Some(event) = message else {
-            return Err(CliError::WatchEnded(format!(
-                "the server ended the event stream while waiting for {environment} ({known})"
-            )));
+        let event = match message {
+            Ok(Some(event)) => event,
+            ended => {
+                let lost = match ended {
+                    Ok(_) => "the server ended the event stream (it is stopping or restarting)"
+                        .to_string(),
+                    Err(status) => {
+                        let error = CliError::Server(Box::new(status));
+                        if !crate::watch::is_transient(&error) {
+                            return Err(error);
+                        }
+                        format!("lost the event stream: {error}")
+                    }
+                };
+                printer.note(&format!(
+                    "{lost}; reconnecting (still waiting for {environment})"
+                ))?;
+                // Follow again from the last event seen, then ask: a
+                // report while nobody listened shows in the state.
+                (events, client) =
+                    reconnect(global, &service, &environment, &cursor, deadline).await?;
+                match ours.judge(&ours.status(&mut client).await?) {
+                    Judged::Settled(done) => return finish(done, printer),
+                    Judged::Waiting(now) => known = now,
+                }
+                continue;
+            }
         };
+        if !event.cursor.is_empty() {
+            cursor = event.cursor.clone();
+        }
         match event.event {
             Some(Event::DeploymentReported(report))
                 if report.environment == environment && report.service == service =>
@@ -174,6 +204,43 @@ pub(crate) async fn if_asked(
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Subscribes again after the stream was lost, from `since`, and connects
+/// a new client for status: retried, with a growing pause, while the
+/// server is unreachable or unavailable (restarting), until `deadline`.
+async fn reconnect(
+    global: &GlobalArgs,
+    service: &str,
+    environment: &str,
+    since: &str,
+    deadline: Instant,
+) -> Result<
+    (
+        tonic::Streaming<release_manager::pb::WatchEventsResponse>,
+        cli_support::ReleaseClient,
+    ),
+    CliError,
+> {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            let events = subscribe(global, service, environment, since.to_string()).await?;
+            let client = client::release_client(global).await?;
+            Ok::<_, CliError>((events, client))
+        }
+        .await;
+        match attempt {
+            Ok(connected) => return Ok(connected),
+            Err(error)
+                if crate::watch::is_transient(&error) && Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
         }
     }
 }

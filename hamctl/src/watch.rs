@@ -158,7 +158,7 @@ async fn follow(
 
 /// Whether an error may go away by itself (the server restarting, a broken
 /// connection), so that `--reconnect` tries again rather than giving up.
-fn is_transient(error: &CliError) -> bool {
+pub(crate) fn is_transient(error: &CliError) -> bool {
     match error {
         CliError::Connect(ConnectError::Unreachable { .. }) => true,
         CliError::Server(status) => matches!(

@@ -491,3 +491,83 @@ async fn watchers_too_slow_to_keep_up_resume_and_see_every_event_once() {
     }
     server.stop().await;
 }
+
+/// The server of `repo` on `addr` with the data dir `data`, configured as
+/// [`start`]'s, for a restart in place.
+async fn start_at(
+    repo: &ConfigRepo,
+    data: &std::path::Path,
+    addr: std::net::SocketAddr,
+) -> crate::support::server_api::RunningServer {
+    let mut config = crate::support::server::local_config(&repo.remote, data);
+    config.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.deployment_webhook_secret = Some(SECRET.into());
+    config.deployment_sources = DeploymentSources::parse("dev=flux-system/apps-dev").unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    crate::support::server::start_on(config, listener)
+        .await
+        .unwrap()
+}
+
+/// `--wait` outlives a restart of the server: it says it lost the stream,
+/// follows the environment again once the server is back, and ends with
+/// the deployment the new server is told of.
+#[tokio::test]
+async fn wait_follows_the_environment_across_a_server_restart() {
+    let mut repo = ConfigRepo::new();
+    repo.add_kube_build("shop", "master", 1);
+    repo.push();
+    let data = tempfile::tempdir().unwrap();
+    let first = start_at(&repo, data.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let addr = first.addr;
+    let url = format!("http://{addr}");
+    let mut waiter = Cli::hamctl().spawn(&[
+        "--server",
+        &url,
+        "release",
+        "--service",
+        "shop",
+        "--env",
+        "dev",
+        "--branch",
+        "master",
+        "--wait",
+        "--timeout",
+        "2m",
+    ]);
+    waiter
+        .err_until(|line| line.starts_with("waiting for dev"))
+        .await;
+    let revision = repo.remote_head();
+
+    first.shutdown().await;
+    waiter.err_until(|line| line.contains("reconnecting")).await;
+    let second = start_at(&repo, data.path(), addr).await;
+    let signed_report = serde_json::json!({"environment": "dev", "revision": revision,
+        "state": "succeeded", "service": "shop", "source": "test"})
+    .to_string();
+    let signed = [("X-Signature", signature(SECRET, signed_report.as_bytes()))];
+    let answer = http::post_json(
+        second.http_addr.unwrap(),
+        "/webhook/deployment",
+        &signed,
+        &signed_report,
+    )
+    .await;
+    assert!(
+        answer.status == 200 || answer.status == 202,
+        "{}: {}",
+        answer.status,
+        answer.text()
+    );
+
+    let run = waiter.finish(Duration::from_secs(120)).await;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert!(
+        run.err.contains("dev deployed master-shop-001"),
+        "{}",
+        run.err
+    );
+    assert!(run.err.contains("reconnecting"), "{}", run.err);
+    second.shutdown().await;
+}
