@@ -597,18 +597,11 @@ fn print_report(r: &Report) {
         );
     }
     println!();
-    let mean = if r.batches.is_empty() {
-        0.0
-    } else {
-        r.batches.iter().sum::<usize>() as f64 / r.batches.len() as f64
-    };
     println!(
-        "- 64 concurrent clients: {:.0} releases/s; {} commits, linear; {} pushes, commits per push mean {:.1}, max {}",
+        "- 64 concurrent clients: {:.0} releases/s; {} commits, linear; {}",
         r.throughput,
         r.concurrent_commits,
-        r.batches.len(),
-        mean,
-        r.batches.iter().max().copied().unwrap_or(0)
+        pushes_line(&r.batches)
     );
     println!(
         "- start-up: cold (clone + index) {}, with the existing mirror {}",
@@ -1021,4 +1014,19 @@ fn main() {
         remote::print(report);
     }
     println!("\n(total {:.0?})", began.elapsed());
+}
+
+/// How the writer grouped a run's commits into pushes: "N pushes, commits
+/// per push mean M, max X".
+fn pushes_line(batches: &[usize]) -> String {
+    let mean = if batches.is_empty() {
+        0.0
+    } else {
+        batches.iter().sum::<usize>() as f64 / batches.len() as f64
+    };
+    format!(
+        "{} pushes, commits per push mean {mean:.1}, max {}",
+        batches.len(),
+        batches.iter().max().copied().unwrap_or(0)
+    )
 }

@@ -406,17 +406,10 @@ pub fn print(r: &RemoteReport) {
         );
     }
     println!();
-    let mean = if r.batches.is_empty() {
-        0.0
-    } else {
-        r.batches.iter().sum::<usize>() as f64 / r.batches.len() as f64
-    };
     println!(
-        "- 64 concurrent clients: {:.0} releases/s; {} pushes, commits per push mean {:.1}, max {}",
+        "- 64 concurrent clients: {:.0} releases/s; {}",
         r.throughput,
-        r.batches.len(),
-        mean,
-        r.batches.iter().max().copied().unwrap_or(0)
+        crate::pushes_line(&r.batches)
     );
     println!(
         "- first start (clone through the delay): {}; peak RSS {}",
